@@ -1,0 +1,121 @@
+package dev.curvewatch.schemas;
+
+import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.DType;
+import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.Tensor;
+import dev.curvewatch.avro.WeightSnapshot;
+
+import java.nio.ByteOrder;
+import java.nio.IntBuffer;
+import java.util.List;
+import java.util.regex.Pattern;
+
+/**
+ * Checks beyond what Avro decoding guarantees: ids, tensor lengths, shapes against each other and
+ * against the registered layer, finite values. Each failure is an {@link InvalidRecordException}
+ * with a reason code and a message naming the field.
+ */
+public final class ContractChecks {
+    /** Run ids and layer names: safe in record keys ("run/layer"), file names and URLs. */
+    public static final Pattern ID = Pattern.compile("[A-Za-z0-9._:-]{1,128}");
+
+    private ContractChecks() {
+    }
+
+    public static void requireId(String value, String field) {
+        if (value == null || !ID.matcher(value).matches()) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD,
+                    field + " '" + abbreviate(value) + "' is not 1-128 characters of [A-Za-z0-9._:-]");
+        }
+    }
+
+    /** Structure of a capture on its own: everything that needs no registry. */
+    public static void checkStructure(Capture c) {
+        requireId(c.getRunId(), "run_id");
+        requireId(c.getLayer(), "layer");
+        if (c.getStep() < 0) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "step " + c.getStep() + " is negative");
+        }
+        if (c.getParts() < 1 || c.getPart() < 0 || c.getPart() >= c.getParts()) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "part " + c.getPart() + " of " + c.getParts() + " is out of range");
+        }
+        int tokens = rows(c.getActivations(), "activations");
+        int gradRows = rows(c.getGradients(), "gradients");
+        if (tokens != gradRows) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH,
+                    "activations have " + tokens + " tokens but gradients have " + gradRows);
+        }
+        int samples = c.getSampleIds().size();
+        if (c.getTokenSample() == null) {
+            if (samples != 0 && samples != tokens) {
+                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH,
+                        "without token_sample every token is an example, but " + samples + " sample ids for " + tokens + " tokens");
+            }
+        } else {
+            IntBuffer index = c.getTokenSample().duplicate().order(ByteOrder.LITTLE_ENDIAN).asIntBuffer();
+            if (c.getTokenSample().remaining() != 4L * tokens) {
+                throw new InvalidRecordException(RejectReason.TENSOR_LENGTH,
+                        "token_sample has " + c.getTokenSample().remaining() + " bytes, expected 4 x " + tokens + " tokens");
+            }
+            for (int t = 0; t < tokens; t++) {
+                int s = index.get(t);
+                if (s < 0 || s >= samples) {
+                    throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH,
+                            "token " + t + " points at sample " + s + ", but there are " + samples + " sample ids");
+                }
+            }
+        }
+        List<Float> losses = c.getExampleLosses();
+        if (!losses.isEmpty() && losses.size() != samples) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH,
+                    losses.size() + " example losses for " + samples + " sample ids");
+        }
+    }
+
+    /** Dimensions against the registered layer. */
+    public static void checkAgainstLayer(Capture c, LayerInfo layer) {
+        int dIn = c.getActivations().getShape().get(1);
+        int dOut = c.getGradients().getShape().get(1);
+        if (dIn != layer.getDIn() || dOut != layer.getDOut()) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, String.format(
+                    "layer %s is registered as d_in=%d d_out=%d, capture has d_in=%d d_out=%d",
+                    layer.getName(), layer.getDIn(), layer.getDOut(), dIn, dOut));
+        }
+    }
+
+    public static void requireFinite(Capture c) {
+        TensorCodec.requireFinite(c.getActivations(), "activations");
+        TensorCodec.requireFinite(c.getGradients(), "gradients");
+    }
+
+    public static void checkWeights(WeightSnapshot w, LayerInfo layer) {
+        requireId(w.getRunId(), "run_id");
+        requireId(w.getLayer(), "layer");
+        Tensor weight = w.getWeight();
+        if (weight.getShape().size() != 2 || weight.getShape().get(0) != layer.getDOut() || weight.getShape().get(1) != layer.getDIn()) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "weight has shape " + weight.getShape()
+                    + ", layer " + layer.getName() + " is registered as [" + layer.getDOut() + ", " + layer.getDIn() + "]");
+        }
+        TensorCodec.requireConsistent(weight, "weight");
+        TensorCodec.requireFinite(weight, "weight");
+    }
+
+    private static int rows(Tensor t, String field) {
+        if (t.getShape().size() != 2) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " must be 2-D (tokens x features), has shape " + t.getShape());
+        }
+        if (t.getDtype() != DType.FLOAT32) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " must be FLOAT32, is " + t.getDtype());
+        }
+        TensorCodec.requireConsistent(t, field);
+        return t.getShape().get(0);
+    }
+
+    private static String abbreviate(String s) {
+        if (s == null) {
+            return "null";
+        }
+        return s.length() > 40 ? s.substring(0, 40) + "..." : s;
+    }
+}
