@@ -1,0 +1,304 @@
+package dev.curvewatch.deploy;
+
+import dev.curvewatch.deploy.internal.BrokerMain;
+import dev.curvewatch.deploy.internal.FreePorts;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.TopicSpec;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.common.Uuid;
+import org.apache.kafka.common.errors.TopicExistsException;
+
+import java.io.IOException;
+import java.io.Reader;
+import java.io.Writer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Properties;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * A real single-node Kafka broker (KRaft combined mode, Kafka 4.3.1 from the Maven artifacts) in a
+ * child JVM, with the Curvewatch topics created. Used by {@code ./curvewatch broker}, the demo and
+ * the integration tests. A child process rather than an in-process broker so that tests can kill
+ * -9 it, restart it on the same data, and so its memory and threads stay out of the caller's.
+ *
+ * <p>A data directory formatted once is reused on the next start, with the same ports.
+ */
+public final class LocalKafka implements AutoCloseable {
+    private static final String STATE_FILE = "curvewatch-broker.properties";
+
+    private final Builder config;
+    private final Path dataDir;
+    private final int port;
+    private final int controllerPort;
+    private Process process;
+
+    private LocalKafka(Builder config, Path dataDir, int port, int controllerPort) {
+        this.config = config;
+        this.dataDir = dataDir;
+        this.port = port;
+        this.controllerPort = controllerPort;
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    public String bootstrapServers() {
+        return "127.0.0.1:" + port;
+    }
+
+    public int port() {
+        return port;
+    }
+
+    public Path dataDir() {
+        return dataDir;
+    }
+
+    public Path logFile() {
+        return dataDir.resolve("broker.log");
+    }
+
+    public CurvewatchTopics topics() {
+        return config.topics;
+    }
+
+    public boolean isRunning() {
+        return process != null && process.isAlive();
+    }
+
+    /** Graceful stop (SIGTERM, controlled shutdown); waits up to 60 s, then kills. */
+    public void stop() {
+        if (process == null) {
+            return;
+        }
+        process.destroy();
+        try {
+            if (!process.waitFor(60, TimeUnit.SECONDS)) {
+                process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+            }
+        } catch (InterruptedException e) {
+            process.destroyForcibly();
+            Thread.currentThread().interrupt();
+        }
+        process = null;
+    }
+
+    /** SIGKILL, as a crash would. */
+    public void kill() {
+        if (process == null) {
+            return;
+        }
+        process.destroyForcibly();
+        try {
+            process.waitFor(30, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        process = null;
+    }
+
+    /** Starts again on the same data directory and ports (after {@link #stop} or {@link #kill}). */
+    public LocalKafka restart() throws IOException {
+        if (isRunning()) {
+            stop();
+        }
+        launchAndAwait();
+        return this;
+    }
+
+    @Override
+    public void close() {
+        stop();
+    }
+
+    private void launchAndAwait() throws IOException {
+        Path props = dataDir.resolve("server.properties");
+        long deadline = System.nanoTime() + config.startTimeout.toNanos();
+        process = javaProcess(BrokerMain.class.getName(), props.toString())
+                .redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile().toFile()))
+                .start();
+        try (Admin admin = Admin.create(adminProps())) {
+            while (true) {
+                if (!process.isAlive()) {
+                    throw new IOException("Kafka broker exited with code " + process.exitValue() + " during start; see " + logFile());
+                }
+                try {
+                    admin.describeCluster().nodes().get(2, TimeUnit.SECONDS);
+                    break;
+                } catch (ExecutionException | TimeoutException e) {
+                    if (System.nanoTime() > deadline) {
+                        kill();
+                        throw new IOException("Kafka broker not ready after " + config.startTimeout.toSeconds() + " s; see " + logFile());
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("interrupted while waiting for the broker", e);
+                }
+            }
+            if (config.createTopics) {
+                createTopics(admin);
+            }
+        }
+    }
+
+    private void createTopics(Admin admin) throws IOException {
+        List<NewTopic> topics = new ArrayList<>();
+        for (TopicSpec spec : config.topics.specs(config.capturePartitions)) {
+            topics.add(new NewTopic(spec.name(), spec.partitions(), (short) 1).configs(spec.configs()));
+        }
+        var results = admin.createTopics(topics).values();
+        for (var entry : results.entrySet()) {
+            try {
+                entry.getValue().get(60, TimeUnit.SECONDS);
+            } catch (ExecutionException e) {
+                if (!(e.getCause() instanceof TopicExistsException)) {
+                    throw new IOException("cannot create topic " + entry.getKey() + ": " + e.getCause().getMessage(), e);
+                }
+            } catch (TimeoutException | InterruptedException e) {
+                throw new IOException("timed out creating topic " + entry.getKey(), e);
+            }
+        }
+    }
+
+    private Properties adminProps() {
+        Properties p = new Properties();
+        p.setProperty(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers());
+        p.setProperty(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "5000");
+        p.setProperty(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "10000");
+        p.setProperty(AdminClientConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, "200");
+        return p;
+    }
+
+    static ProcessBuilder javaProcess(String mainClass, String... args) {
+        List<String> command = new ArrayList<>();
+        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        command.add("-Xms256m");
+        command.add("-Xmx1g");
+        command.add("-XX:+UseG1GC");
+        command.add("-Djava.awt.headless=true");
+        command.add("-cp");
+        command.add(System.getProperty("java.class.path"));
+        command.add(mainClass);
+        command.addAll(List.of(args));
+        return new ProcessBuilder(command);
+    }
+
+    /** Settings of a local broker. Ports 0 mean: pick free ones (and remember them in the data dir). */
+    public static final class Builder {
+        private Path dataDir;
+        private int port;
+        private int controllerPort;
+        private int capturePartitions = 4;
+        private boolean createTopics = true;
+        private CurvewatchTopics topics = CurvewatchTopics.withDefaultPrefix();
+        private Duration startTimeout = Duration.ofSeconds(90);
+
+        public Builder dataDir(Path dataDir) { this.dataDir = dataDir; return this; }
+        public Builder port(int port) { this.port = port; return this; }
+        public Builder controllerPort(int controllerPort) { this.controllerPort = controllerPort; return this; }
+        public Builder capturePartitions(int partitions) { this.capturePartitions = partitions; return this; }
+        public Builder createTopics(boolean create) { this.createTopics = create; return this; }
+        public Builder topics(CurvewatchTopics topics) { this.topics = topics; return this; }
+        public Builder startTimeout(Duration timeout) { this.startTimeout = timeout; return this; }
+
+        /** Formats the data directory if new, starts the broker, waits until it serves, creates topics. */
+        public LocalKafka start() throws IOException {
+            if (dataDir == null) {
+                dataDir = Files.createTempDirectory("curvewatch-kafka-");
+            }
+            if (capturePartitions < 1) {
+                throw new IllegalArgumentException("capture partitions must be >= 1, got " + capturePartitions);
+            }
+            Files.createDirectories(dataDir);
+            Path state = dataDir.resolve(STATE_FILE);
+            Properties remembered = new Properties();
+            if (Files.exists(state)) {
+                try (Reader in = Files.newBufferedReader(state)) {
+                    remembered.load(in);
+                }
+            }
+            int brokerPort = chosen(port, remembered, "port");
+            int ctrlPort = chosen(controllerPort, remembered, "controller.port");
+            remembered.setProperty("port", Integer.toString(brokerPort));
+            remembered.setProperty("controller.port", Integer.toString(ctrlPort));
+            try (Writer out = Files.newBufferedWriter(state)) {
+                remembered.store(out, "ports of this Curvewatch broker data directory");
+            }
+            LocalKafka kafka = new LocalKafka(this, dataDir, brokerPort, ctrlPort);
+            kafka.writeServerProperties();
+            kafka.formatIfNew();
+            kafka.launchAndAwait();
+            return kafka;
+        }
+
+        private static int chosen(int requested, Properties remembered, String key) {
+            if (requested > 0) {
+                return requested;
+            }
+            String old = remembered.getProperty(key);
+            return old != null ? Integer.parseInt(old) : FreePorts.pick();
+        }
+    }
+
+    private void writeServerProperties() throws IOException {
+        Properties p = new Properties();
+        p.setProperty("process.roles", "broker,controller");
+        p.setProperty("node.id", "1");
+        p.setProperty("controller.quorum.voters", "1@127.0.0.1:" + controllerPort);
+        p.setProperty("listeners", "PLAINTEXT://127.0.0.1:" + port + ",CONTROLLER://127.0.0.1:" + controllerPort);
+        p.setProperty("advertised.listeners", "PLAINTEXT://127.0.0.1:" + port);
+        p.setProperty("controller.listener.names", "CONTROLLER");
+        p.setProperty("inter.broker.listener.name", "PLAINTEXT");
+        p.setProperty("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT");
+        p.setProperty("log.dirs", dataDir.resolve("logs").toString());
+        p.setProperty("num.partitions", "1");
+        p.setProperty("offsets.topic.replication.factor", "1");
+        p.setProperty("offsets.topic.num.partitions", "4");
+        p.setProperty("transaction.state.log.replication.factor", "1");
+        p.setProperty("transaction.state.log.min.isr", "1");
+        p.setProperty("transaction.state.log.num.partitions", "4");
+        p.setProperty("share.coordinator.state.topic.replication.factor", "1");
+        p.setProperty("share.coordinator.state.topic.min.isr", "1");
+        p.setProperty("group.initial.rebalance.delay.ms", "0");
+        p.setProperty("auto.create.topics.enable", "false");
+        // tensor topics raise their own limit to 16 MB; the broker-wide limit must allow it
+        p.setProperty("message.max.bytes", Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
+        p.setProperty("replica.fetch.max.bytes", Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
+        p.setProperty("socket.request.max.bytes", Integer.toString(4 * CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
+        p.setProperty("log.cleaner.dedupe.buffer.size", Integer.toString(16 * 1024 * 1024));
+        p.setProperty("log.cleaner.io.buffer.size", Integer.toString(2 * CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
+        try (Writer out = Files.newBufferedWriter(dataDir.resolve("server.properties"))) {
+            p.store(out, "written by curvewatch LocalKafka");
+        }
+    }
+
+    private void formatIfNew() throws IOException {
+        if (Files.exists(dataDir.resolve("logs").resolve("meta.properties"))) {
+            return;
+        }
+        Process format = javaProcess("kafka.tools.StorageTool", "format", "-t", Uuid.randomUuid().toString(),
+                "-c", dataDir.resolve("server.properties").toString())
+                .redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile().toFile()))
+                .start();
+        try {
+            if (!format.waitFor(120, TimeUnit.SECONDS) || format.exitValue() != 0) {
+                format.destroyForcibly();
+                throw new IOException("formatting Kafka storage in " + dataDir + " failed; see " + logFile());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while formatting Kafka storage", e);
+        }
+    }
+}

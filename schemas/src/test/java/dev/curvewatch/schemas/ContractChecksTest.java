@@ -1,0 +1,79 @@
+package dev.curvewatch.schemas;
+
+import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.LayerInfo;
+import org.junit.jupiter.api.Test;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class ContractChecksTest {
+    private final Capture good = SampleRecords.capture(new Random(1), "run-1", "fc1", 3, 4, 5, 6);
+
+    private static InvalidRecordException rejected(Runnable check) {
+        return assertThrows(InvalidRecordException.class, check::run);
+    }
+
+    @Test
+    void goodCapturePasses() {
+        assertDoesNotThrow(() -> ContractChecks.checkStructure(good));
+        assertDoesNotThrow(() -> ContractChecks.checkAgainstLayer(good, new LayerInfo("fc1", 5, 6, false, false)));
+        assertDoesNotThrow(() -> ContractChecks.requireFinite(good));
+    }
+
+    @Test
+    void hostileIdsAreRejected() {
+        for (String id : List.of("", "../etc/passwd", "a/b", "x".repeat(129), "run id")) {
+            Capture c = Capture.newBuilder(good).setRunId(id).build();
+            assertEquals(RejectReason.INVALID_FIELD, rejected(() -> ContractChecks.checkStructure(c)).reason(), id);
+        }
+    }
+
+    @Test
+    void tokenCountsMustAgree() {
+        Capture c = Capture.newBuilder(good).setGradients(TensorCodec.ofFloats(new float[3 * 6], 3, 6)).build();
+        InvalidRecordException e = rejected(() -> ContractChecks.checkStructure(c));
+        assertEquals(RejectReason.SHAPE_MISMATCH, e.reason());
+        assertTrue(e.getMessage().contains("4 tokens") && e.getMessage().contains("3"), e.getMessage());
+    }
+
+    @Test
+    void registeredDimensionsAreEnforced() {
+        InvalidRecordException e = rejected(() -> ContractChecks.checkAgainstLayer(good, new LayerInfo("fc1", 7, 6, false, false)));
+        assertEquals(RejectReason.SHAPE_MISMATCH, e.reason());
+        assertTrue(e.getMessage().contains("d_in=7") && e.getMessage().contains("d_in=5"), e.getMessage());
+    }
+
+    @Test
+    void nonFiniteValuesAreLocated() {
+        float[] a = new float[4 * 5];
+        a[2 * 5 + 3] = Float.NaN;
+        Capture c = Capture.newBuilder(good).setActivations(TensorCodec.ofFloats(a, 4, 5)).build();
+        InvalidRecordException e = rejected(() -> ContractChecks.requireFinite(c));
+        assertEquals(RejectReason.NON_FINITE, e.reason());
+        assertTrue(e.getMessage().contains("row 2, column 3"), e.getMessage());
+    }
+
+    @Test
+    void tokenSampleIndexIsBoundsChecked() {
+        ByteBuffer idx = ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN);
+        idx.putInt(0).putInt(1).putInt(1).putInt(2).flip();
+        Capture c = Capture.newBuilder(good).setSampleIds(List.of("a", "b")).setTokenSample(idx).build();
+        InvalidRecordException e = rejected(() -> ContractChecks.checkStructure(c));
+        assertEquals(RejectReason.SHAPE_MISMATCH, e.reason());
+        assertTrue(e.getMessage().contains("token 3"), e.getMessage());
+    }
+
+    @Test
+    void partIndexMustBeInRange() {
+        Capture c = Capture.newBuilder(good).setPart(2).setParts(2).build();
+        assertEquals(RejectReason.INVALID_FIELD, rejected(() -> ContractChecks.checkStructure(c)).reason());
+    }
+}
