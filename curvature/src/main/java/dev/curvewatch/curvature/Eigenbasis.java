@@ -1,0 +1,81 @@
+package dev.curvewatch.curvature;
+
+import java.util.Arrays;
+
+/**
+ * Eigendecomposition F = U diag(values) Uᵀ of a symmetric factor: eigenvalues sorted descending
+ * and clamped at 0 (a PSD factor only goes negative through rounding), eigenvectors as the
+ * columns of the row-major n x n matrix {@link #vectors()}.
+ */
+public final class Eigenbasis {
+    private final int n;
+    private final double[] values;
+    private final double[] vectors;
+    private final double rawMin;
+    private final Precision precision;
+
+    /**
+     * @param values eigenvalues, descending, already clamped at 0 (copied)
+     * @param vectors n x n row-major, column k belongs to {@code values[k]} (copied)
+     * @param rawMin smallest eigenvalue before clamping
+     */
+    public Eigenbasis(int n, double[] values, double[] vectors, double rawMin, Precision precision) {
+        if (values.length != n || vectors.length != (long) n * n) {
+            throw new IllegalArgumentException("eigenbasis of side " + n + " needs " + n
+                    + " values and " + ((long) n * n) + " vector entries, got " + values.length
+                    + " and " + vectors.length);
+        }
+        for (int k = 1; k < n; k++) {
+            if (values[k] > values[k - 1] || values[k] < 0) {
+                throw new IllegalArgumentException("eigenvalues must be descending and >= 0; index "
+                        + k + " has " + values[k] + " after " + values[k - 1]);
+            }
+        }
+        this.n = n;
+        this.values = values.clone();
+        this.vectors = vectors.clone();
+        this.rawMin = rawMin;
+        this.precision = precision;
+    }
+
+    /** Side of the factor. */
+    public int size() {
+        return n;
+    }
+
+    /** Eigenvalues, descending, clamped at 0 (a copy). */
+    public double[] values() {
+        return values.clone();
+    }
+
+    /** Eigenvalue k without copying. */
+    public double value(int k) {
+        return values[k];
+    }
+
+    /** Eigenvectors as columns, row-major n x n (a copy). */
+    public double[] vectors() {
+        return vectors.clone();
+    }
+
+    /** Smallest eigenvalue before clamping at 0 (negative values show rounding or a non-PSD input). */
+    public double rawMin() {
+        return rawMin;
+    }
+
+    /** Precision the decomposition ran in. */
+    public Precision precision() {
+        return precision;
+    }
+
+    /** Eigenvector matrix without a defensive copy, for kernels inside this module. */
+    double[] vectorsView() {
+        return vectors;
+    }
+
+    @Override
+    public String toString() {
+        return "Eigenbasis[n=" + n + ", precision=" + precision + ", top="
+                + Arrays.toString(Arrays.copyOf(values, Math.min(3, n))) + ", rawMin=" + rawMin + "]";
+    }
+}
