@@ -9,6 +9,9 @@ package dev.curvewatch.curvature;
  * crossing value are in. Equivalently v is the largest Π value t with Σ_{Π≥t} Π ≥ target;
  * this does not depend on how a sort orders tied pairs.
  *
+ * <p>ρ = 1 keeps every pair, zero-curvature ones included, so it is exactly "no edit" rather
+ * than depending on how the last few products round.
+ *
  * <p><b>Search.</b> v is found by bisection over the bit patterns of non-negative doubles (at
  * most 64 steps, exact rather than approximate) where each step counts, per row, the columns with
  * λ_i μ_j ≥ τ by binary search over μ and takes the row mass from prefix sums of μ:
@@ -44,7 +47,7 @@ public final class KeepMassSelector {
         // Invariant: mass(>= bits lo) >= target, mass(>= bits hi) < target (hi past the top pair).
         long lo = 0;
         long hi = Double.doubleToLongBits(lambda[0] * mu[0]) + 1;
-        while (hi - lo > 1) {
+        while (rho < 1 && hi - lo > 1) {
             long mid = lo + (hi - lo) / 2;
             if (massAtLeast(lambda, mu, prefixMu, Double.longBitsToDouble(mid), counts) >= target) {
                 lo = mid;
