@@ -41,7 +41,7 @@ def write_safetensors(path, tensors, metadata=None):
 
 
 def entry(name, array):
-    a = np.ascontiguousarray(array)
+    a = np.array(array, order="C")  # ascontiguousarray would turn a 0-d scalar into shape [1]
     return (name, DTYPES[a.dtype], a.shape, a.astype(a.dtype.newbyteorder("<")).tobytes())
 
 
