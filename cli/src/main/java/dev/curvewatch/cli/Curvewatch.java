@@ -8,6 +8,7 @@ import picocli.CommandLine.Command;
         description = "Watches fine-tunes for memorization through K-FAC curvature, live, on Kafka.",
         subcommands = {
                 BrokerCommand.class,
+                EditCommand.class,
         })
 public final class Curvewatch implements Runnable {
     @CommandLine.Spec
