@@ -1,7 +1,7 @@
 package dev.curvewatch.curvature;
 
+import dev.curvewatch.curvature.internal.NativeMatrix;
 import dev.curvewatch.curvature.spi.BlasBackend;
-import java.nio.DoubleBuffer;
 
 /**
  * How far a factor has moved away from an earlier eigenbasis (DESIGN §3 signal 3).
@@ -30,9 +30,12 @@ public record BasisDrift(double offDiagonal, double topOverlap, int k) {
         double off = offDiagonalRatio(rotate(previous, f, blas), f, previous.size());
         int n = previous.size();
         // overlap = ‖U[:, :k]ᵀ V[:, :k]‖_F² / k, from the full UᵀV product's top-left block
-        double[] cross = new double[n * n];
-        blas.gemm(true, false, n, n, n, 1.0, DoubleBuffer.wrap(previous.vectorsView()), n,
-                DoubleBuffer.wrap(next.vectorsView()), n, 0.0, DoubleBuffer.wrap(cross), n);
+        double[] cross;
+        try (NativeMatrix u = NativeMatrix.copyOf(previous.vectorsView());
+             NativeMatrix v = NativeMatrix.copyOf(next.vectorsView()); NativeMatrix uv = NativeMatrix.zeros(n * n)) {
+            blas.gemm(true, false, n, n, n, 1.0, u.buffer(), n, v.buffer(), n, 0.0, uv.buffer(), n);
+            cross = uv.toArray();
+        }
         double s = 0;
         for (int i = 0; i < k; i++) {
             for (int j = 0; j < k; j++) {
@@ -49,13 +52,12 @@ public record BasisDrift(double offDiagonal, double topOverlap, int k) {
             throw new IllegalArgumentException("factor needs " + ((long) n * n) + " values for a basis of size "
                     + n + ", got " + f.length);
         }
-        double[] fq = new double[n * n];
-        blas.gemm(false, false, n, n, n, 1.0, DoubleBuffer.wrap(f), n, DoubleBuffer.wrap(q.vectorsView()), n,
-                0.0, DoubleBuffer.wrap(fq), n);
-        double[] m = new double[n * n];
-        blas.gemm(true, false, n, n, n, 1.0, DoubleBuffer.wrap(q.vectorsView()), n, DoubleBuffer.wrap(fq), n,
-                0.0, DoubleBuffer.wrap(m), n);
-        return m;
+        try (NativeMatrix fm = NativeMatrix.copyOf(f); NativeMatrix qm = NativeMatrix.copyOf(q.vectorsView());
+             NativeMatrix fq = NativeMatrix.zeros(n * n); NativeMatrix m = NativeMatrix.zeros(n * n)) {
+            blas.gemm(false, false, n, n, n, 1.0, fm.buffer(), n, qm.buffer(), n, 0.0, fq.buffer(), n);
+            blas.gemm(true, false, n, n, n, 1.0, qm.buffer(), n, fq.buffer(), n, 0.0, m.buffer(), n);
+            return m.toArray();
+        }
     }
 
     static double offDiagonalRatio(double[] rotated, double[] f, int n) {

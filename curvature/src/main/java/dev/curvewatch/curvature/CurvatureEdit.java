@@ -1,5 +1,6 @@
 package dev.curvewatch.curvature;
 
+import dev.curvewatch.curvature.internal.NativeMatrix;
 import dev.curvewatch.curvature.spi.BlasBackend;
 import java.nio.DoubleBuffer;
 
@@ -43,32 +44,48 @@ public final class CurvatureEdit {
     /** C = U_Gᵀ W U_A, row-major d_out x d_in. */
     public double[] coordinates(double[] w) {
         checkWeights(w.length);
+        try (NativeMatrix ug = NativeMatrix.copyOf(g.vectorsView());
+             NativeMatrix ua = NativeMatrix.copyOf(a.vectorsView());
+             NativeMatrix c = coordinates(w, ug, ua)) {
+            return c.toArray();
+        }
+    }
+
+    private NativeMatrix coordinates(double[] w, NativeMatrix ug, NativeMatrix ua) {
         int m = g.size();
         int n = a.size();
-        double[] t = new double[m * n];
-        gemm(false, false, m, n, n, w, a.vectorsView(), t);
-        double[] c = new double[m * n];
-        gemm(true, false, m, n, m, g.vectorsView(), t, c);
-        return c;
+        try (NativeMatrix wm = NativeMatrix.copyOf(w); NativeMatrix t = NativeMatrix.zeros(m * n)) {
+            gemm(false, false, m, n, n, wm, ua, t);
+            NativeMatrix c = NativeMatrix.zeros(m * n);
+            gemm(true, false, m, n, m, ug, t, c);
+            return c;
+        }
     }
 
     /** W' = U_G (C ⊙ M) U_Aᵀ. An all-keeping mask gives back W up to rounding. */
     public double[] apply(double[] w, KeepMassMask mask) {
+        checkWeights(w.length);
         if (mask.rows() != g.size() || mask.columns() != a.size()) {
             throw new IllegalArgumentException("mask is " + mask.rows() + "x" + mask.columns()
                     + " but the layer is " + g.size() + "x" + a.size());
         }
         int m = g.size();
         int n = a.size();
-        double[] c = coordinates(w);
-        for (int i = 0; i < m; i++) {
-            java.util.Arrays.fill(c, i * n + mask.rowCount(i), (i + 1) * n, 0.0);
+        try (NativeMatrix ug = NativeMatrix.copyOf(g.vectorsView());
+             NativeMatrix ua = NativeMatrix.copyOf(a.vectorsView());
+             NativeMatrix c = coordinates(w, ug, ua);
+             NativeMatrix t = NativeMatrix.zeros(m * n);
+             NativeMatrix out = NativeMatrix.zeros(m * n)) {
+            DoubleBuffer cb = c.buffer();
+            for (int i = 0; i < m; i++) {
+                for (int j = mask.rowCount(i); j < n; j++) {
+                    cb.put(i * n + j, 0.0);
+                }
+            }
+            gemm(false, true, m, n, n, c, ua, t);
+            gemm(false, false, m, n, m, ug, t, out);
+            return out.toArray();
         }
-        double[] t = new double[m * n];
-        gemm(false, true, m, n, n, c, a.vectorsView(), t);
-        double[] out = new double[m * n];
-        gemm(false, false, m, n, m, g.vectorsView(), t, out);
-        return out;
     }
 
     /** Float32 weights: computed in fp64, rounded back once. */
@@ -93,10 +110,7 @@ public final class CurvatureEdit {
     }
 
     /** Dense row-major product with leading dimensions equal to the stored row lengths. */
-    private void gemm(boolean ta, boolean tb, int m, int n, int k, double[] x, double[] y, double[] out) {
-        int lda = ta ? m : k;
-        int ldb = tb ? k : n;
-        blas.gemm(ta, tb, m, n, k, 1.0, DoubleBuffer.wrap(x), lda, DoubleBuffer.wrap(y), ldb, 0.0,
-                DoubleBuffer.wrap(out), n);
+    private void gemm(boolean ta, boolean tb, int m, int n, int k, NativeMatrix x, NativeMatrix y, NativeMatrix out) {
+        blas.gemm(ta, tb, m, n, k, 1.0, x.buffer(), ta ? m : k, y.buffer(), tb ? k : n, 0.0, out.buffer(), n);
     }
 }

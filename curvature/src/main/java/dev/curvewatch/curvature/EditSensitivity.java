@@ -1,8 +1,8 @@
 package dev.curvewatch.curvature;
 
 import dev.curvewatch.curvature.internal.FiniteScan;
+import dev.curvewatch.curvature.internal.NativeMatrix;
 import dev.curvewatch.curvature.spi.BlasBackend;
-import java.nio.DoubleBuffer;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -50,9 +50,12 @@ public final class EditSensitivity {
         for (int i = 0; i < a.length; i++) {
             wideA[i] = a[i];
         }
-        double[] p = new double[tokens * dOut];
-        blas.gemm(false, true, tokens, dOut, dIn, 1.0, DoubleBuffer.wrap(wideA), dIn, DoubleBuffer.wrap(delta),
-                dIn, 0.0, DoubleBuffer.wrap(p), dOut);
+        double[] p;
+        try (NativeMatrix am = NativeMatrix.copyOf(wideA); NativeMatrix dm = NativeMatrix.copyOf(delta);
+             NativeMatrix pm = NativeMatrix.zeros(tokens * dOut)) {
+            blas.gemm(false, true, tokens, dOut, dIn, 1.0, am.buffer(), dIn, dm.buffer(), dIn, 0.0, pm.buffer(), dOut);
+            p = pm.toArray();
+        }
         Map<Long, Double> byExample = new LinkedHashMap<>();
         for (int t = 0; t < tokens; t++) {
             double dot = 0;
