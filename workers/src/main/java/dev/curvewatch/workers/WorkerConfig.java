@@ -1,0 +1,238 @@
+package dev.curvewatch.workers;
+
+import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.KafkaClientSettings;
+
+import java.io.IOException;
+import java.io.Reader;
+import java.net.InetAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Properties;
+import java.util.TreeMap;
+
+/**
+ * Settings of one worker instance, as plain string keys so they come alike from a properties
+ * file, the environment ({@code CURVEWATCH_WORKER_<KEY>} with '_' for '.') and command-line
+ * flags. Precedence, lowest first: defaults, file, environment, explicit overrides. Keys starting
+ * with {@code kafka.} are handed to the Kafka clients unchanged (minus the prefix), on top of
+ * {@link KafkaClientSettings} (TLS/SASL from {@code CURVEWATCH_KAFKA_*}).
+ */
+public final class WorkerConfig {
+    public static final String BOOTSTRAP = "bootstrap";
+    public static final String TOPIC_PREFIX = "topic.prefix";
+    public static final String GROUP_ID = "group.id";
+    public static final String INSTANCE_ID = "instance.id";
+    public static final String CHECKPOINT_TOKENS = "checkpoint.tokens";
+    public static final String CHECKPOINT_INTERVAL_MS = "checkpoint.interval.ms";
+    public static final String CHUNK_BYTES = "checkpoint.chunk.bytes";
+    public static final String PRECISION = "precision";
+    public static final String MAX_RECORD_BYTES = "max.record.bytes";
+    public static final String DEAD_LETTER_MAX_VALUE_BYTES = "dead.letter.max.value.bytes";
+    public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
+    public static final String POLL_TIMEOUT_MS = "poll.timeout.ms";
+    public static final String MAX_POLL_RECORDS = "max.poll.records";
+    public static final String METRICS_PORT = "metrics.port";
+    public static final String METRICS_HOST = "metrics.host";
+    public static final String KAFKA_PREFIX = "kafka.";
+    static final String ENV_PREFIX = "CURVEWATCH_WORKER_";
+
+    private static final Map<String, String> DEFAULTS;
+
+    static {
+        Map<String, String> d = new LinkedHashMap<>();
+        d.put(TOPIC_PREFIX, CurvewatchTopics.DEFAULT_PREFIX);
+        d.put(GROUP_ID, "curvewatch-workers");
+        d.put(CHECKPOINT_TOKENS, "1000000");
+        d.put(CHECKPOINT_INTERVAL_MS, "10000");
+        d.put(CHUNK_BYTES, Integer.toString(4 * 1024 * 1024));
+        d.put(PRECISION, "FLOAT64");
+        d.put(MAX_RECORD_BYTES, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
+        d.put(DEAD_LETTER_MAX_VALUE_BYTES, Integer.toString(8 * 1024 * 1024));
+        d.put(UNKNOWN_RUN_GRACE_MS, "10000");
+        d.put(POLL_TIMEOUT_MS, "200");
+        d.put(MAX_POLL_RECORDS, "100");
+        d.put(METRICS_PORT, "-1");
+        d.put(METRICS_HOST, "0.0.0.0");
+        DEFAULTS = Collections.unmodifiableMap(d);
+    }
+
+    private final Map<String, String> values;
+
+    private WorkerConfig(Map<String, String> values) {
+        this.values = values;
+        validate();
+    }
+
+    /** Defaults plus the given overrides only (no file, no environment): for tests and embedding. */
+    public static WorkerConfig of(Map<String, String> overrides) {
+        Map<String, String> v = new TreeMap<>(DEFAULTS);
+        v.putAll(overrides);
+        return new WorkerConfig(v);
+    }
+
+    /** Defaults, then the file (if any), then {@code CURVEWATCH_WORKER_*} variables, then overrides. */
+    public static WorkerConfig load(Path file, Map<String, String> env, Map<String, String> overrides) {
+        Map<String, String> v = new TreeMap<>(DEFAULTS);
+        if (file != null) {
+            Properties p = new Properties();
+            try (Reader in = Files.newBufferedReader(file)) {
+                p.load(in);
+            } catch (IOException e) {
+                throw new IllegalArgumentException("cannot read worker config " + file + ": " + e.getMessage(), e);
+            }
+            p.stringPropertyNames().forEach(k -> v.put(k, p.getProperty(k).trim()));
+        }
+        env.forEach((name, value) -> {
+            if (name.startsWith(ENV_PREFIX)) {
+                v.put(name.substring(ENV_PREFIX.length()).toLowerCase(Locale.ROOT).replace('_', '.'), value);
+            }
+        });
+        v.putAll(overrides);
+        return new WorkerConfig(v);
+    }
+
+    private void validate() {
+        if (checkpointTokens() < 1 || checkpointIntervalMs() < 1) {
+            throw new IllegalArgumentException("checkpoint.tokens and checkpoint.interval.ms must be >= 1");
+        }
+        if (chunkBytes() < 1024 || chunkBytes() > CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024) {
+            throw new IllegalArgumentException("checkpoint.chunk.bytes must be in [1024, 16 MiB - 64 KiB], got " + chunkBytes());
+        }
+        precision();
+        if (maxRecordBytes() < 1 || deadLetterMaxValueBytes() < 0) {
+            throw new IllegalArgumentException("max.record.bytes must be >= 1 and dead.letter.max.value.bytes >= 0");
+        }
+    }
+
+    public String get(String key) {
+        return values.get(key);
+    }
+
+    private long longValue(String key) {
+        String v = values.get(key);
+        try {
+            return Long.parseLong(v.trim());
+        } catch (RuntimeException e) {
+            throw new IllegalArgumentException(key + " must be an integer, got '" + v + "'");
+        }
+    }
+
+    public CurvewatchTopics topics() {
+        return new CurvewatchTopics(values.get(TOPIC_PREFIX));
+    }
+
+    public String groupId() {
+        return values.get(GROUP_ID);
+    }
+
+    /**
+     * Stable id of this instance: the transactional id derives from it, so a restarted instance
+     * fences its predecessor's unfinished transaction. Default: host name.
+     */
+    public String instanceId() {
+        String id = values.get(INSTANCE_ID);
+        if (id == null || id.isBlank()) {
+            try {
+                return InetAddress.getLocalHost().getHostName();
+            } catch (IOException e) {
+                return "worker";
+            }
+        }
+        return id;
+    }
+
+    public long checkpointTokens() {
+        return longValue(CHECKPOINT_TOKENS);
+    }
+
+    public long checkpointIntervalMs() {
+        return longValue(CHECKPOINT_INTERVAL_MS);
+    }
+
+    public int chunkBytes() {
+        return (int) longValue(CHUNK_BYTES);
+    }
+
+    public Precision precision() {
+        try {
+            return Precision.valueOf(values.get(PRECISION).trim().toUpperCase(Locale.ROOT));
+        } catch (RuntimeException e) {
+            throw new IllegalArgumentException("precision must be FLOAT32 or FLOAT64, got '" + values.get(PRECISION) + "'");
+        }
+    }
+
+    public int maxRecordBytes() {
+        return (int) longValue(MAX_RECORD_BYTES);
+    }
+
+    public int deadLetterMaxValueBytes() {
+        return (int) longValue(DEAD_LETTER_MAX_VALUE_BYTES);
+    }
+
+    public long unknownRunGraceMs() {
+        return longValue(UNKNOWN_RUN_GRACE_MS);
+    }
+
+    public long pollTimeoutMs() {
+        return longValue(POLL_TIMEOUT_MS);
+    }
+
+    public int maxPollRecords() {
+        return (int) longValue(MAX_POLL_RECORDS);
+    }
+
+    /** Port of /metrics and /health; -1 = no endpoint, 0 = any free port. */
+    public int metricsPort() {
+        return (int) longValue(METRICS_PORT);
+    }
+
+    public String metricsHost() {
+        return values.get(METRICS_HOST);
+    }
+
+    /**
+     * Client properties: {@link KafkaClientSettings} (file and {@code CURVEWATCH_KAFKA_*}), then this
+     * config's {@code kafka.*} keys, then {@code bootstrap}.
+     */
+    public Properties kafkaProperties() {
+        String bootstrap = values.get(BOOTSTRAP);
+        Properties p;
+        if (bootstrap == null || bootstrap.isBlank()) {
+            p = new Properties();
+            boolean passed = values.containsKey(KAFKA_PREFIX + "bootstrap.servers");
+            if (!passed) {
+                p = KafkaClientSettings.forBootstrap(null);
+            }
+        } else {
+            p = KafkaClientSettings.forBootstrap(bootstrap);
+        }
+        Properties out = p;
+        values.forEach((k, v) -> {
+            if (k.startsWith(KAFKA_PREFIX)) {
+                out.setProperty(k.substring(KAFKA_PREFIX.length()), v);
+            }
+        });
+        if (bootstrap != null && !bootstrap.isBlank()) {
+            out.setProperty("bootstrap.servers", bootstrap);
+        }
+        return out;
+    }
+
+    /** Every setting, with values of secret-looking keys masked (for logs and /health). */
+    public Map<String, String> describe() {
+        Map<String, String> out = new TreeMap<>();
+        values.forEach((k, v) -> out.put(k, k.contains("password") || k.contains("jaas") || k.contains("secret") ? "***" : v));
+        return out;
+    }
+
+    /** All keys with defaults, for help texts. */
+    public static Map<String, String> defaults() {
+        return DEFAULTS;
+    }
+}
