@@ -30,6 +30,9 @@ public final class FactorAccumulator {
     private long tokenCount;
     private long stepFirst = -1;
     private long stepLast = -1;
+    /** Reused native copy of non-direct input, so a batch is copied at most once and nothing is allocated per call. */
+    private FloatBuffer scratch32;
+    private DoubleBuffer scratch64;
 
     private FactorAccumulator(int dim, Precision precision, FactorMode mode, double decay, BlasBackend blas) {
         if (dim <= 0) {
@@ -289,10 +292,6 @@ public final class FactorAccumulator {
         return "FactorAccumulator[dim=" + dim + ", " + precision + ", " + mode + ", decay=" + decay + "]";
     }
 
-    private FloatBuffer scratch32;
-    private DoubleBuffer scratch64;
-
-    /** Reused direct scratch: a capture batch is copied at most once and no native memory leaks per call. */
     private FloatBuffer directFloats(int count) {
         if (scratch32 == null || scratch32.capacity() < count) {
             scratch32 = ByteBuffer.allocateDirect(count * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();

@@ -6,6 +6,7 @@ import dev.curvewatch.curvature.EigenResult;
 import dev.curvewatch.curvature.Eigenbasis;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.spi.SymmetricEigensolver;
+import java.nio.DoubleBuffer;
 import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.IntPointer;
@@ -59,9 +60,7 @@ public final class LapackEigensolver implements SymmetricEigensolver {
             }
             double[] values = new double[n];
             w.get(values);
-            double[] colMajor = new double[n * n];
-            a.get(colMajor);
-            return EigenResult.success(descending(n, values, colMajor, Precision.FLOAT64));
+            return EigenResult.success(descending(n, values, a.asBuffer(), Precision.FLOAT64));
         }
     }
 
@@ -91,16 +90,20 @@ public final class LapackEigensolver implements SymmetricEigensolver {
             for (int i = 0; i < n; i++) {
                 values[i] = wf[i];
             }
-            double[] colMajor = new double[n * n];
-            for (int i = 0; i < colMajor.length; i++) {
-                colMajor[i] = af[i];
-            }
-            return EigenResult.success(descending(n, values, colMajor, Precision.FLOAT32));
+            return EigenResult.success(descending(n, values, DoubleBuffer.wrap(widen(af)), Precision.FLOAT32));
         }
     }
 
     /** LAPACK's ascending pairs → descending, clamped values and row-major column vectors. */
-    private static Eigenbasis descending(int n, double[] ascending, double[] colMajor, Precision precision) {
+    private static double[] widen(float[] v) {
+        double[] out = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = v[i];
+        }
+        return out;
+    }
+
+    private static Eigenbasis descending(int n, double[] ascending, DoubleBuffer colMajor, Precision precision) {
         double[] values = new double[n];
         for (int c = 0; c < n; c++) {
             values[c] = Math.max(ascending[n - 1 - c], 0);
@@ -116,7 +119,7 @@ public final class LapackEigensolver implements SymmetricEigensolver {
                 for (int c = c0; c < c1; c++) {
                     int src = (n - 1 - c) * n;
                     for (int r = r0; r < r1; r++) {
-                        vectors[r * n + c] = colMajor[src + r];
+                        vectors[r * n + c] = colMajor.get(src + r);
                     }
                 }
             }
