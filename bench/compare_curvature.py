@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Reference side of bench/compare_curvature.sh: times torch/scipy/numpy on the shapes the JMH
-run used, then prints Java vs reference with ratios against the DESIGN §6 targets.
+"""Reference side of bench/compare_curvature.sh: times torch/scipy/numpy on the shapes a JMH
+run just used, then appends Java vs reference rows, with ratios against the DESIGN §6 targets,
+to a markdown table (header written when the file is new) and prints them.
 
     compare_curvature.py JMH_JSON OUT_MD
 """
@@ -96,15 +97,17 @@ def main():
             ref = numpy_edit(d) * 1e3
             rows.append(("edit fp64", f"{d}x{d}", f"{ms:.0f} ms", f"numpy 4 matmuls {ref:.0f} ms", ms / ref, "(none)",
                          None))
-    lines = ["| benchmark | shape | Java (curvature) | reference | Java/ref | target | met |",
-             "|---|---|---|---|---|---|---|"]
+    lines = []
+    if not os.path.exists(sys.argv[2]):
+        lines += ["| benchmark | shape | Java (curvature) | reference | Java/ref | target | met |",
+                  "|---|---|---|---|---|---|---|"]
     for name, shape, java, ref, ratio, target, met in rows:
         ratio_text = f"{ratio:.2f}" + (" (throughput)" if name.startswith("accumulate") else " (time)")
         lines.append(f"| {name} | {shape} | {java} | {ref} | {ratio_text} | {target} | "
                      f"{'-' if met is None else ('yes' if met else '**no**')} |")
     table = "\n".join(lines)
     print(table)
-    with open(sys.argv[2], "w") as f:
+    with open(sys.argv[2], "a") as f:
         f.write(table + "\n")
 
 

@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Curvature speed against torch/scipy/numpy on the same machine in the same run (DESIGN §6).
-#   bench/compare_curvature.sh          full set (~15 min on 2 cores)
-#   bench/compare_curvature.sh quick    reduced set (~5 min)
-# Prints a markdown table; JMH JSON and the table land in bench/target/compare/.
+#   bench/compare_curvature.sh          full set (~20 min on 2 cores)
+#   bench/compare_curvature.sh quick    reduced set (~6 min)
+# Each shape group runs in JMH and then, right after, in torch/scipy/numpy, so both sides see
+# about the same load on a shared machine. The table lands in bench/target/compare/table.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/target/compare
-mkdir -p "$out"
+rm -rf "$out" && mkdir -p "$out"
 mvn -B -o -q -pl bench -am package -DskipTests -DskipITs
 
-tokens=512,4096; dims=512,1024,2048,4096; eigh=1024,2048,4096; edit=4096
+dims="512 1024 2048 4096"; eigh="1024 2048 4096"; tokens=512,4096
 if [[ "${1:-}" == quick ]]; then
-  tokens=4096; dims=1024,4096; eigh=1024,2048; edit=4096
+  dims="1024 4096"; eigh="1024 2048"; tokens=4096
 fi
 
-java -jar bench/target/benchmarks.jar \
-  'AccumulationBenchmark|EighBenchmark|SelectionBenchmark|EditBenchmark' \
-  -p tokens="$tokens" -p dim="$dims" -p n="$eigh" -p d="$edit" \
-  -rf json -rff "$out/jmh.json" | tee "$out/jmh.log" | grep -E '^(Benchmark|[A-Z][a-zA-Z]+Benchmark\.)' || true
+group() { # name, JMH args...
+  local name=$1; shift
+  java -jar bench/target/benchmarks.jar "$@" -rf json -rff "$out/$name.json" > "$out/$name.log"
+  /usr/bin/python3 bench/compare_curvature.py "$out/$name.json" "$out/table.md" | grep -v '^|---' | grep -v '^| benchmark'
+}
 
-/usr/bin/python3 bench/compare_curvature.py "$out/jmh.json" "$out/table.md"
+head -n 2 <(printf '| benchmark | shape | Java (curvature) | reference | Java/ref | target | met |\n|---|---|---|---|---|---|---|\n')
+for d in $dims; do group "accumulate-$d" AccumulationBenchmark -p tokens="$tokens" -p dim="$d"; done
+for n in $eigh; do group "eigh-$n" EighBenchmark -p n="$n"; done
+group selection SelectionBenchmark
+group edit EditBenchmark -p d=4096
