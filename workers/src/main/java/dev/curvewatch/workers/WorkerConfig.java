@@ -39,6 +39,7 @@ public final class WorkerConfig {
     public static final String MAX_POLL_RECORDS = "max.poll.records";
     public static final String METRICS_PORT = "metrics.port";
     public static final String METRICS_HOST = "metrics.host";
+    public static final String STATIC_MEMBERSHIP = "static.membership";
     public static final String KAFKA_PREFIX = "kafka.";
     static final String ENV_PREFIX = "CURVEWATCH_WORKER_";
 
@@ -59,6 +60,7 @@ public final class WorkerConfig {
         d.put(MAX_POLL_RECORDS, "100");
         d.put(METRICS_PORT, "-1");
         d.put(METRICS_HOST, "0.0.0.0");
+        d.put(STATIC_MEMBERSHIP, "true");
         DEFAULTS = Collections.unmodifiableMap(d);
     }
 
@@ -190,6 +192,11 @@ public final class WorkerConfig {
     /** Port of /metrics and /health; -1 = no endpoint, 0 = any free port. */
     public int metricsPort() {
         return (int) longValue(METRICS_PORT);
+    }
+
+    /** Consumer group.instance.id = instance.id, so a restart reclaims the same partitions at once. */
+    public boolean staticMembership() {
+        return Boolean.parseBoolean(values.get(STATIC_MEMBERSHIP).trim());
     }
 
     public String metricsHost() {

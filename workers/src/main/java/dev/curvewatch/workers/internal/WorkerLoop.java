@@ -15,6 +15,7 @@ import dev.curvewatch.workers.FactorCheckpoint;
 import dev.curvewatch.workers.FactorCheckpoints;
 import dev.curvewatch.workers.WorkerConfig;
 import dev.curvewatch.workers.WorkerMetrics;
+import org.apache.kafka.clients.consumer.CloseOptions;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -197,6 +198,11 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         p.setProperty(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES + (1 << 20)));
         p.putIfAbsent(ConsumerConfig.FETCH_MAX_BYTES_CONFIG, Integer.toString(2 * CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
         p.putIfAbsent(ConsumerConfig.CLIENT_ID_CONFIG, "curvewatch-worker-" + instanceId);
+        if (config.staticMembership()) {
+            // a restarted instance (same id) takes its partitions back at once, without a rebalance
+            // and without waiting for the killed member's session to expire
+            p.setProperty(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, instanceId);
+        }
         p.setProperty(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.setProperty(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         return p;
@@ -704,7 +710,8 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
 
     private void closeAll() {
         Iterator<AutoCloseable> it = new ArrayList<AutoCloseable>(java.util.Arrays.asList(
-                consumer == null ? null : (AutoCloseable) () -> consumer.close(Duration.ofSeconds(10)),
+                consumer == null ? null : (AutoCloseable) () -> consumer.close(CloseOptions.timeout(Duration.ofSeconds(10))
+                        .withGroupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)),
                 restoreConsumer == null ? null : (AutoCloseable) () -> restoreConsumer.close(Duration.ofSeconds(5)),
                 runs,
                 producer == null ? null : (AutoCloseable) () -> producer.close(Duration.ofSeconds(10)))).iterator();

@@ -1,0 +1,227 @@
+package dev.curvewatch.workers;
+
+import dev.curvewatch.avro.DeadLetter;
+import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.curvature.FactorAccumulator;
+import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.TopicSpec;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.TimeUnit;
+
+/** Broker-side helpers of the worker integration tests. */
+final class WorkerTestKit {
+    private WorkerTestKit() {
+    }
+
+    static Properties client(String bootstrap) {
+        Properties p = new Properties();
+        p.setProperty(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        return p;
+    }
+
+    /** A fresh set of Curvewatch topics under {@code prefix} (each test gets its own). */
+    static CurvewatchTopics createTopics(String bootstrap, String prefix, int partitions) throws Exception {
+        CurvewatchTopics topics = new CurvewatchTopics(prefix);
+        try (Admin admin = Admin.create(client(bootstrap))) {
+            List<NewTopic> list = new ArrayList<>();
+            for (TopicSpec s : topics.specs(partitions)) {
+                list.add(new NewTopic(s.name(), s.partitions(), (short) 1).configs(s.configs()));
+            }
+            admin.createTopics(list).all().get(60, TimeUnit.SECONDS);
+        }
+        return topics;
+    }
+
+    static KafkaProducer<String, byte[]> producer(String bootstrap) {
+        Properties p = client(bootstrap);
+        p.setProperty(ProducerConfig.ACKS_CONFIG, "all");
+        p.setProperty(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        p.setProperty(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
+        p.setProperty(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "300000");
+        p.setProperty(ProducerConfig.LINGER_MS_CONFIG, "2");
+        return new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer());
+    }
+
+    static void register(KafkaProducer<String, byte[]> producer, CurvewatchTopics topics, RunInfo run) throws Exception {
+        producer.send(new ProducerRecord<>(topics.runs(), run.getRunId().toString(), TestCaptures.RUNS.serialize(null, run))).get();
+    }
+
+    static Map<String, String> workerConfig(String bootstrap, CurvewatchTopics topics, String instance) {
+        Map<String, String> c = new LinkedHashMap<>();
+        c.put("bootstrap", bootstrap);
+        c.put("topic.prefix", topics.prefix());
+        c.put("group.id", "workers-" + topics.prefix());
+        c.put("instance.id", instance);
+        c.put("checkpoint.tokens", "300");
+        c.put("checkpoint.interval.ms", "400");
+        c.put("poll.timeout.ms", "100");
+        c.put("max.poll.records", "20");
+        c.put("kafka.session.timeout.ms", "10000");
+        c.put("kafka.heartbeat.interval.ms", "1000");
+        return c;
+    }
+
+    /** Polls the factors topic until every listed run/layer's manifest has the expected token count. */
+    static Map<String, FactorCheckpoint> awaitTokens(String bootstrap, CurvewatchTopics topics, Map<String, Long> expected,
+                                                    Duration timeout) throws InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        Map<String, FactorCheckpoint> latest = Map.of();
+        while (System.nanoTime() < deadline) {
+            try {
+                latest = FactorCheckpoints.readLatest(client(bootstrap), topics, Duration.ofSeconds(30));
+                boolean all = true;
+                for (Map.Entry<String, Long> e : expected.entrySet()) {
+                    FactorCheckpoint cp = latest.get(e.getKey());
+                    if (cp == null || cp.tokenCount() < e.getValue()) {
+                        all = false;
+                        break;
+                    }
+                }
+                if (all) {
+                    return latest;
+                }
+            } catch (org.apache.kafka.common.KafkaException e) {
+                // broker restarting
+            }
+            Thread.sleep(300);
+        }
+        Map<String, Long> got = new HashMap<>();
+        latest.forEach((k, v) -> got.put(k, v.tokenCount()));
+        throw new AssertionError("factors did not reach " + expected + " tokens within " + timeout + "; latest " + got);
+    }
+
+    static List<ConsumerRecord<byte[], byte[]>> readAll(String bootstrap, String topic) {
+        Properties p = FactorCheckpoints.consumerProperties(client(bootstrap));
+        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            List<TopicPartition> parts = new ArrayList<>();
+            c.partitionsFor(topic).forEach(pi -> parts.add(new TopicPartition(topic, pi.partition())));
+            c.assign(parts);
+            c.seekToBeginning(parts);
+            Map<TopicPartition, Long> end = c.endOffsets(parts);
+            List<ConsumerRecord<byte[], byte[]>> out = new ArrayList<>();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (parts.stream().anyMatch(tp -> c.position(tp) < end.get(tp)) && System.nanoTime() < deadline) {
+                c.poll(Duration.ofMillis(200)).forEach(out::add);
+            }
+            return out;
+        }
+    }
+
+    static List<DeadLetter> deadLetters(String bootstrap, CurvewatchTopics topics) {
+        AvroDeserializer<DeadLetter> d = new AvroDeserializer<>(DeadLetter.class);
+        List<DeadLetter> out = new ArrayList<>();
+        for (ConsumerRecord<byte[], byte[]> r : readAll(bootstrap, topics.deadLetters())) {
+            out.add(d.decode(r.value()));
+        }
+        return out;
+    }
+
+    /** max |got - want| / max |want| */
+    static double relativeError(double[] got, double[] want) {
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < want.length; i++) {
+            num = Math.max(num, Math.abs(got[i] - want[i]));
+            den = Math.max(den, Math.abs(want[i]));
+        }
+        return num / den;
+    }
+
+    /** What one layer should hold: the same captures fed in order to a reference accumulator and a plain double sum. */
+    static final class Expected {
+        final FactorAccumulator a;
+        final FactorAccumulator g;
+        final double[] batchA;
+        final double[] batchG;
+        final int dIn;
+        final int dOut;
+        long tokens;
+        long captures;
+
+        Expected(int dIn, int dOut) {
+            this.dIn = dIn;
+            this.dOut = dOut;
+            a = FactorAccumulator.cumulative(dIn, Precision.FLOAT64);
+            g = FactorAccumulator.cumulative(dOut, Precision.FLOAT64);
+            batchA = new double[dIn * dIn];
+            batchG = new double[dOut * dOut];
+        }
+
+        void add(long step, float[] av, float[] gv, int t) {
+            a.add(step, av, t);
+            g.add(step, gv, t);
+            outer(batchA, av, t, dIn);
+            outer(batchG, gv, t, dOut);
+            tokens += t;
+            captures++;
+        }
+
+        private static void outer(double[] s, float[] x, int t, int d) {
+            for (int r = 0; r < t; r++) {
+                for (int i = 0; i < d; i++) {
+                    double xi = x[r * d + i];
+                    for (int j = 0; j < d; j++) {
+                        s[i * d + j] += xi * x[r * d + j];
+                    }
+                }
+            }
+        }
+
+        double[] batchMeanA() {
+            return scaled(batchA, 1.0 / tokens);
+        }
+
+        double[] batchMeanG() {
+            return scaled(batchG, 1.0 / tokens);
+        }
+
+        private static double[] scaled(double[] s, double f) {
+            double[] o = s.clone();
+            for (int i = 0; i < o.length; i++) {
+                o[i] *= f;
+            }
+            return o;
+        }
+    }
+
+    /** A worker in its own JVM, so that it can be killed with SIGKILL. */
+    static Process startWorkerProcess(Map<String, String> config, Path log) throws IOException {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.add("-Xmx384m");
+        cmd.add("-XX:TieredStopAtLevel=1");
+        cmd.add("-Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.curvewatch.avro");
+        cmd.add("-Dorg.slf4j.simpleLogger.defaultLogLevel=info");
+        cmd.add("-Dorg.slf4j.simpleLogger.log.org.apache.kafka=warn");
+        cmd.add("-cp");
+        cmd.add(System.getProperty("java.class.path"));
+        cmd.add(WorkerMain.class.getName());
+        config.forEach((k, v) -> cmd.add(k + "=" + v));
+        return new ProcessBuilder(cmd).redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+    }
+}
