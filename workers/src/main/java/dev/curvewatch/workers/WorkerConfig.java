@@ -209,16 +209,10 @@ public final class WorkerConfig {
      */
     public Properties kafkaProperties() {
         String bootstrap = values.get(BOOTSTRAP);
-        Properties p;
         if (bootstrap == null || bootstrap.isBlank()) {
-            p = new Properties();
-            boolean passed = values.containsKey(KAFKA_PREFIX + "bootstrap.servers");
-            if (!passed) {
-                p = KafkaClientSettings.forBootstrap(null);
-            }
-        } else {
-            p = KafkaClientSettings.forBootstrap(bootstrap);
+            bootstrap = values.get(KAFKA_PREFIX + "bootstrap.servers");
         }
+        Properties p = KafkaClientSettings.forBootstrap(bootstrap);
         Properties out = p;
         values.forEach((k, v) -> {
             if (k.startsWith(KAFKA_PREFIX)) {
