@@ -25,10 +25,10 @@ public final class Eigenbasis {
                     + " values and " + ((long) n * n) + " vector entries, got " + values.length
                     + " and " + vectors.length);
         }
-        for (int k = 1; k < n; k++) {
-            if (values[k] > values[k - 1] || values[k] < 0) {
-                throw new IllegalArgumentException("eigenvalues must be descending and >= 0; index "
-                        + k + " has " + values[k] + " after " + values[k - 1]);
+        for (int k = 0; k < n; k++) {
+            if (!(values[k] >= 0) || Double.isInfinite(values[k]) || (k > 0 && values[k] > values[k - 1])) {
+                throw new IllegalArgumentException("eigenvalues must be finite, >= 0 and descending; index "
+                        + k + " has " + values[k]);
             }
         }
         this.n = n;

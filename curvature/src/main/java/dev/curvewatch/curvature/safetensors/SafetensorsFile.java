@@ -232,8 +232,9 @@ public final class SafetensorsFile implements AutoCloseable {
         if (t.dtype() != Dtype.F32) {
             throw new SafetensorsFormatException(path + ": tensor '" + name + "' is " + t.dtype() + ", expected F32");
         }
+        ByteBuffer bytes = data(name);
         float[] out = new float[(int) t.elementCount()];
-        data(name).asFloatBuffer().get(out);
+        bytes.asFloatBuffer().get(out);
         return out;
     }
 
@@ -241,6 +242,9 @@ public final class SafetensorsFile implements AutoCloseable {
     public double[] readAsDoubles(String name) throws IOException {
         TensorInfo t = require(name);
         ByteBuffer b = data(name);
+        if (t.elementCount() > Integer.MAX_VALUE - 8) {
+            throw new SafetensorsFormatException(path + ": tensor '" + name + "' has too many elements for one array");
+        }
         int n = (int) t.elementCount();
         double[] out = new double[n];
         switch (t.dtype()) {
