@@ -30,7 +30,9 @@ import java.util.Optional;
 public final class SafetensorsFile implements AutoCloseable {
     /** Same cap as the reference implementation: a larger header is a corrupt or hostile file. */
     static final long MAX_HEADER_BYTES = 100L * 1024 * 1024;
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Duplicate names would silently shadow a tensor: reject them. */
+    private static final ObjectMapper JSON = new ObjectMapper()
+            .enable(com.fasterxml.jackson.core.JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
 
     private final Path path;
     private final FileChannel channel;

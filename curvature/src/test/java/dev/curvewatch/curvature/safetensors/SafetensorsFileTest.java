@@ -122,6 +122,8 @@ class SafetensorsFileTest {
         assertRejected(file("{\"x\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8), "bad shape");
         assertRejected(file("{\"__metadata__\":{\"a\":1}}", 0), "not a string");
         assertRejected(file("[1, 2]", 0), "does not start with '{'");
+        assertRejected(file("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                + "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8), "Duplicate field");
         assertRejected(file("{\"x\": ", 0), "not valid JSON");
         Path shortFile = Files.write(dir.resolve("short"), new byte[] {1, 2, 3});
         assertRejected(shortFile, "too short");
