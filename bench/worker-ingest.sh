@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mvn -B -q -pl workers -am install -DskipTests >/dev/null
 mvn -B -q -pl workers test-compile >/dev/null
-mvn -B -q -pl workers dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile=workers/target/bench-classpath.txt >/dev/null
+mvn -B -q -pl workers dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$PWD/workers/target/bench-classpath.txt" >/dev/null
 CP="workers/target/test-classes:workers/target/classes:$(cat workers/target/bench-classpath.txt)"
 OUT=$(mktemp)
 java -Xmx3g -Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.curvewatch.avro \
