@@ -13,7 +13,16 @@ cd "$(dirname "$0")/.."
 mvn -B -q -pl workers -am install -DskipTests >/dev/null
 mvn -B -q -pl workers test-compile >/dev/null
 mvn -B -q -pl workers dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$PWD/workers/target/bench-classpath.txt" >/dev/null
-CP="workers/target/test-classes:workers/target/classes:$(cat workers/target/bench-classpath.txt)"
+# private copies: other builds re-installing snapshot jars into ~/.m2 mid-run must not swap classes under us
+LIB=workers/target/bench-lib
+rm -rf "$LIB" && mkdir -p "$LIB"
+CP="workers/target/test-classes:workers/target/classes"
+IFS=: read -ra JARS < workers/target/bench-classpath.txt
+for j in "${JARS[@]}"; do
+  dest="$LIB/$(basename "$(dirname "$(dirname "$j")")")-$(basename "$j")"
+  cp "$j" "$dest"
+  CP="$CP:$dest"
+done
 OUT=$(mktemp)
 java -Xmx3g -Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.curvewatch.avro \
   -Dorg.slf4j.simpleLogger.log.org.apache.kafka=error \
