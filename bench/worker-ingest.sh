@@ -17,7 +17,7 @@ mvn -B -q -pl workers dependency:build-classpath -Dmdep.includeScope=test -Dmdep
 LIB=workers/target/bench-lib
 rm -rf "$LIB" && mkdir -p "$LIB"
 CP="workers/target/test-classes:workers/target/classes"
-IFS=: read -ra JARS < workers/target/bench-classpath.txt
+IFS=: read -ra JARS < workers/target/bench-classpath.txt || true  # no trailing newline
 for j in "${JARS[@]}"; do
   dest="$LIB/$(basename "$(dirname "$(dirname "$j")")")-$(basename "$j")"
   cp "$j" "$dest"

@@ -4,6 +4,7 @@ import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.FactorMode;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.curvature.BlasBackends;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.deploy.LocalKafka;
@@ -108,8 +109,8 @@ public final class WorkerIngestBench {
                 }
             }
             int recordSize = variants.get(0).length;
-            System.out.printf("capture: %d tokens, d_in %d, d_out %d -> %d bytes; %d records; %d layers; %s%n",
-                    tokens, dIn, dOut, recordSize, records, layerCount, precision);
+            System.out.printf("capture: %d tokens, d_in %d, d_out %d -> %d bytes; %d records; %d layers; %s; BLAS backend %s%n",
+                    tokens, dIn, dOut, recordSize, records, layerCount, precision, BlasBackends.best().name());
 
             // 1. the broker's own producer benchmark
             double[] perf = producerPerformance(bs, perfTopic, records, recordSize);
@@ -125,8 +126,8 @@ public final class WorkerIngestBench {
 
             double mb = 1024.0 * 1024.0;
             StringBuilder table = new StringBuilder();
-            table.append(String.format("| record | %d B (%d tokens x (%d + %d) fp32) | %d records, %d layers, worker %s |%n",
-                    recordSize, tokens, dIn, dOut, records, layerCount, precision));
+            table.append(String.format("| record | %d B (%d tokens x (%d + %d) fp32) | %d records, %d layers, worker %s on BLAS backend %s |%n",
+                    recordSize, tokens, dIn, dOut, records, layerCount, precision, BlasBackends.best().name()));
             table.append("|---|---|---|\n");
             table.append(String.format("| kafka-producer-perf-test (ProducerPerformance 4.3.1) | %.1f records/s | %.1f MB/s |%n", perf[0], perf[1]));
             table.append(String.format("| pipeline full speed: produce -> worker -> committed checkpoint | %.1f captures/s | %.1f MB/s (%.2fx perf-test; max lag %.0f records) |%n",
