@@ -1,5 +1,7 @@
 package dev.curvewatch.curvature;
 
+import java.util.Arrays;
+
 /**
  * The keep set S_ρ = {(i, j): λ_i μ_j ≥ τ} of a layer (DESIGN §2) as a staircase: row i (an
  * eigenvector of G) keeps the first {@link #rowCount(int)} columns (eigenvectors of A). Never
@@ -78,7 +80,7 @@ public final class KeepMassMask {
     public byte[] toDense() {
         byte[] m = new byte[Math.multiplyExact(rowCounts.length, columns)];
         for (int i = 0; i < rowCounts.length; i++) {
-            java.util.Arrays.fill(m, i * columns, i * columns + rowCounts[i], (byte) 1);
+            Arrays.fill(m, i * columns, i * columns + rowCounts[i], (byte) 1);
         }
         return m;
     }

@@ -82,7 +82,7 @@ public final class SafetensorsEditor {
                     + " has both '<layer>.A' and '<layer>.G' in " + f.path());
         }
         for (String layer : chosen) {
-            rho.rhoFor(layer);
+            rho.rhoFor(layer); // fails now, before any decomposition, if the layer has no ρ
             for (String name : List.of(layer + ".A", layer + ".G")) {
                 if (f.tensor(name).isEmpty()) {
                     throw new SafetensorsFormatException(f.path() + ": missing factor '" + name + "'");

@@ -1,5 +1,7 @@
 package dev.curvewatch.curvature.safetensors;
 
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
@@ -12,6 +14,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.Iterator;
@@ -32,7 +35,7 @@ public final class SafetensorsFile implements AutoCloseable {
     static final long MAX_HEADER_BYTES = 100L * 1024 * 1024;
     /** Duplicate names would silently shadow a tensor: reject them. */
     private static final ObjectMapper JSON = new ObjectMapper()
-            .enable(com.fasterxml.jackson.core.JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
+            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
 
     private final Path path;
     private final FileChannel channel;
@@ -86,7 +89,7 @@ public final class SafetensorsFile implements AutoCloseable {
         JsonNode root;
         try {
             root = JSON.readTree(json);
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+        } catch (JsonProcessingException e) {
             throw fail(path, "header is not valid JSON: " + e.getOriginalMessage());
         }
         if (root == null || !root.isObject()) {
@@ -180,7 +183,7 @@ public final class SafetensorsFile implements AutoCloseable {
         }
         if (end - begin != count * dtype.bytes()) {
             throw fail(path, "tensor '" + name + "' spans " + (end - begin) + " bytes but " + dtype + " x "
-                    + java.util.Arrays.toString(shape) + " needs " + count * dtype.bytes());
+                    + Arrays.toString(shape) + " needs " + count * dtype.bytes());
         }
         return new TensorInfo(name, dtype, shape, begin, end);
     }
