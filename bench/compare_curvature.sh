@@ -2,8 +2,9 @@
 # Curvature speed against torch/scipy/numpy on the same machine in the same run (DESIGN §6).
 #   bench/compare_curvature.sh          full set (~25 min on 2 cores)
 #   bench/compare_curvature.sh quick    reduced set (~6 min)
-# Each shape group runs in JMH and then, right after, in torch/scipy/numpy, so both sides see
-# about the same load on a shared machine. The table lands in bench/target/compare/table.md.
+# Each shape runs in JMH and then, right after, in torch/scipy/numpy, so both sides see about the
+# same load on a shared machine; both sides report their best iteration. The table lands in
+# bench/target/compare/table.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/target/compare
@@ -22,7 +23,9 @@ group() { # name, JMH args...
 }
 
 head -n 2 <(printf '| benchmark | shape | Java (curvature) | reference | Java/ref | target | met |\n|---|---|---|---|---|---|---|\n')
-for d in $dims; do group "accumulate-$d" AccumulationBenchmark -p tokens="$tokens" -p dim="$d"; done
+for d in $dims; do
+  for t in ${tokens//,/ }; do group "accumulate-$t-$d" AccumulationBenchmark -p tokens="$t" -p dim="$d"; done
+done
 for n in $eigh; do group "eigh-$n" EighBenchmark -p n="$n"; done
 group accumulate-array AccumulationBenchmark -p tokens=4096 -p dim=4096 -p input=ARRAY
 group eigh-float32 EighBenchmark -p n=4096 -p precision=FLOAT32
