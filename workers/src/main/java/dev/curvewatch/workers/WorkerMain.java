@@ -30,6 +30,14 @@ public final class WorkerMain {
         System.exit(run(WorkerConfig.load(file, System.getenv(), overrides)));
     }
 
+    /**
+     * Config from the file (may be null), {@code CURVEWATCH_WORKER_*} and the overrides, then
+     * {@link #run(WorkerConfig)}: the entry the {@code curvewatch worker} command calls.
+     */
+    public static int run(Path configFile, Map<String, String> overrides) throws Exception {
+        return run(WorkerConfig.load(configFile, System.getenv(), overrides));
+    }
+
     /** Runs a worker until SIGTERM/SIGINT or a fatal error; returns the exit code. */
     public static int run(WorkerConfig config) throws Exception {
         Worker worker = Worker.start(config);

@@ -151,6 +151,11 @@ class WorkerFailuresIT {
             } catch (Exception e) {
                 throw new RuntimeException(e);
             }
+        }, r -> {
+            // own thread: the common pool has one thread on a 2-core machine
+            Thread t = new Thread(r, "test-producer");
+            t.setDaemon(true);
+            t.start();
         });
     }
 

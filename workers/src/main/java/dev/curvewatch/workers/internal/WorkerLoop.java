@@ -324,9 +324,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
             return true;
         }
         int tokens = c.getActivations().getShape().get(0);
-        FloatBuffer a = TensorCodec.floats(c.getActivations(), "activations");
-        FloatBuffer g = TensorCodec.floats(c.getGradients(), "gradients");
         long t0 = System.nanoTime();
+        FloatBuffer a = staged(c.getActivations(), 0);
+        FloatBuffer g = staged(c.getGradients(), 1);
         lf.a.add(c.getStep(), a, tokens);
         lf.g.add(c.getStep(), g, tokens);
         long dt = System.nanoTime() - t0;
@@ -342,6 +342,31 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         metrics.inc("curvewatch_worker_accumulate_seconds_total", dt / 1e9);
         advance(tp, r.offset());
         return true;
+    }
+
+    /** Two reusable direct buffers (activations, gradients), grown to the largest capture seen. */
+    private final ByteBuffer[] staging = new ByteBuffer[2];
+
+    /**
+     * The tensor's floats in a direct native-order buffer: one bulk memcpy, after which BLAS reads
+     * them without another copy and the finiteness scan runs on plain memory instead of a
+     * byte-order-converting heap view.
+     */
+    private FloatBuffer staged(dev.curvewatch.avro.Tensor t, int slot) {
+        ByteBuffer src = t.getData().duplicate();
+        if (java.nio.ByteOrder.nativeOrder() != java.nio.ByteOrder.LITTLE_ENDIAN) {
+            return TensorCodec.floats(t, slot == 0 ? "activations" : "gradients");
+        }
+        int n = src.remaining();
+        ByteBuffer dst = staging[slot];
+        if (dst == null || dst.capacity() < n) {
+            dst = ByteBuffer.allocateDirect(Math.max(n, 1 << 16)).order(java.nio.ByteOrder.nativeOrder());
+            staging[slot] = dst;
+        }
+        dst.clear();
+        dst.put(src);
+        dst.flip();
+        return dst.asFloatBuffer();
     }
 
     private void advance(TopicPartition tp, long offset) {
