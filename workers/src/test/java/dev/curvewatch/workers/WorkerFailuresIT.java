@@ -159,6 +159,23 @@ class WorkerFailuresIT {
         });
     }
 
+    /** Waits for a producer future; on timeout prints every thread's stack (a hang seen once, cause unknown). */
+    static void await(CompletableFuture<Void> f, int seconds) throws Exception {
+        try {
+            f.get(seconds, TimeUnit.SECONDS);
+        } catch (java.util.concurrent.TimeoutException e) {
+            StringBuilder sb = new StringBuilder("producer future timed out; threads:\n");
+            Thread.getAllStackTraces().forEach((t, st) -> {
+                sb.append('"').append(t.getName()).append("\" ").append(t.getState()).append('\n');
+                for (StackTraceElement el : st) {
+                    sb.append("    at ").append(el).append('\n');
+                }
+            });
+            System.out.println(sb);
+            throw e;
+        }
+    }
+
     @Test
     @Order(1)
     void killNineAtRandomPointsChangesNothing() throws Exception {
@@ -186,7 +203,7 @@ class WorkerFailuresIT {
                 assertTrue(p.waitFor(30, TimeUnit.SECONDS));
                 System.out.printf("kill %d: SIGKILL after %d ms (exit %d)%n", k, delay, p.exitValue());
             }
-            sent.get(300, TimeUnit.SECONDS);
+            await(sent, 300);
             Process last = WorkerTestKit.startWorkerProcess(cfg, log);
             try {
                 Map<String, Long> tokens = new HashMap<>(cumulative.tokens());
@@ -225,7 +242,7 @@ class WorkerFailuresIT {
             Worker w1 = Worker.start(WorkerConfig.of(WorkerTestKit.workerConfig(bs, topics, "reb-w1")));
             Worker w2 = null;
             try {
-                produce(producer, topics, List.of(s), 0, 40, 20, i -> { }).get(120, TimeUnit.SECONDS);
+                await(produce(producer, topics, List.of(s), 0, 40, 20, i -> { }), 120);
                 w2 = Worker.start(WorkerConfig.of(WorkerTestKit.workerConfig(bs, topics, "reb-w2")));
                 CompletableFuture<Void> second = produce(producer, topics, List.of(s), 40, 80, 20, i -> { });
                 long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
@@ -234,10 +251,10 @@ class WorkerFailuresIT {
                     Thread.sleep(100);
                 }
                 System.out.printf("shared: w1 %d, w2 %d partitions%n", w1.ownedPartitions(), w2.ownedPartitions());
-                second.get(120, TimeUnit.SECONDS);
+                await(second, 120);
                 w1.close(); // leaves the group: w2 takes over w1's layers from its last checkpoint
                 assertNull(w1.failure());
-                produce(producer, topics, List.of(s), 80, 120, 10, i -> { }).get(120, TimeUnit.SECONDS);
+                await(produce(producer, topics, List.of(s), 80, 120, 10, i -> { }), 120);
                 Map<String, FactorCheckpoint> got = WorkerTestKit.awaitTokens(bs, topics, s.tokens(), Duration.ofSeconds(90));
                 s.assertEqualsUninterrupted(got);
                 assertEquals(4, w2.ownedPartitions());
@@ -265,7 +282,7 @@ class WorkerFailuresIT {
         try (KafkaProducer<String, byte[]> producer = WorkerTestKit.producer(bs);
              Worker w = Worker.start(WorkerConfig.of(WorkerTestKit.workerConfig(bs, topics, "brk-w0")))) {
             WorkerTestKit.register(producer, topics, s.info());
-            produce(producer, topics, List.of(s), 0, 60, 20, i -> { }).get(120, TimeUnit.SECONDS);
+            await(produce(producer, topics, List.of(s), 0, 60, 20, i -> { }), 120);
             CompletableFuture<Void> rest = produce(producer, topics, List.of(s), 60, 160, 20, i -> { });
             Thread.sleep(800);
             long t0 = System.nanoTime();
@@ -273,7 +290,7 @@ class WorkerFailuresIT {
             Thread.sleep(2000);
             kafka.restart();
             System.out.printf("broker killed and restarted in %.1f s%n", (System.nanoTime() - t0) / 1e9);
-            rest.get(300, TimeUnit.SECONDS);
+            await(rest, 300);
             Map<String, FactorCheckpoint> got = WorkerTestKit.awaitTokens(bs, topics, s.tokens(), Duration.ofSeconds(180));
             s.assertEqualsUninterrupted(got);
             assertNull(w.failure());
