@@ -1,0 +1,137 @@
+"""Avro single-object encoding, byte-compatible with the Java serde (schemas module).
+
+Layout: 0xC3 0x01, the 8-byte little-endian CRC-64-AVRO fingerprint of the schema's Parsing
+Canonical Form, then the Avro binary body. The schemas are the self-contained files the Java build
+ships (schemas/src/main/resources/curvewatch/avro/history); nothing is redefined here.
+"""
+import io
+import json
+import os
+from pathlib import Path
+
+import avro.io
+import avro.schema
+
+MARKER = b"\xc3\x01"
+_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
+_KEEP = ("name", "type", "fields", "symbols", "items", "values", "size")
+
+
+def schema_dir():
+    """Where the shipped schemas are: $CURVEWATCH_SCHEMA_DIR, else the repository's copy."""
+    env = os.environ.get("CURVEWATCH_SCHEMA_DIR")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    candidates.append(here.parents[3] / "schemas/src/main/resources/curvewatch/avro/history")
+    candidates.append(here.parent / "schemas")
+    for c in candidates:
+        if (c / "index.txt").is_file():
+            return c
+    raise FileNotFoundError("Curvewatch schemas not found; set CURVEWATCH_SCHEMA_DIR to the folder "
+                            "holding index.txt (schemas/src/main/resources/curvewatch/avro/history)")
+
+
+def canonical_form(schema_json):
+    """Avro Parsing Canonical Form (spec: PRIMITIVES, FULLNAMES, STRIP, ORDER, no whitespace)."""
+    seen = set()
+
+    def full(name, namespace):
+        return name if "." in name or not namespace else namespace + "." + name
+
+    def canon(s, namespace):
+        if isinstance(s, str):
+            return s if s in _PRIMITIVES else full(s, namespace)
+        if isinstance(s, list):
+            return [canon(b, namespace) for b in s]
+        t = s["type"]
+        if isinstance(t, (dict, list)):
+            return canon(t, namespace)
+        if t in _PRIMITIVES:
+            return t
+        if t in ("record", "error", "enum", "fixed"):
+            name = full(s["name"], s.get("namespace", namespace))
+            if name in seen:
+                return name
+            seen.add(name)
+            ns = name.rpartition(".")[0]
+            out = {"name": name, "type": "record" if t == "error" else t}
+            if t in ("record", "error"):
+                out["fields"] = [{"name": f["name"], "type": canon(f["type"], ns)} for f in s["fields"]]
+            elif t == "enum":
+                out["symbols"] = list(s["symbols"])
+            else:
+                out["size"] = int(s["size"])
+            return out
+        if t == "array":
+            return {"type": "array", "items": canon(s["items"], namespace)}
+        if t == "map":
+            return {"type": "map", "values": canon(s["values"], namespace)}
+        return full(t, namespace)  # a reference to a named type
+
+    def dump(o):
+        if isinstance(o, dict):
+            return "{" + ",".join(json.dumps(k) + ":" + dump(o[k]) for k in _KEEP if k in o) + "}"
+        if isinstance(o, list):
+            return "[" + ",".join(dump(x) for x in o) + "]"
+        return json.dumps(o, ensure_ascii=False)
+
+    return dump(canon(schema_json, None))
+
+
+_EMPTY = 0xC15D213AA4D7A795
+_TABLE = []
+for _i in range(256):
+    _fp = _i
+    for _ in range(8):
+        _fp = (_fp >> 1) ^ (_EMPTY & -(_fp & 1))
+    _TABLE.append(_fp)
+
+
+def crc64_avro(data: bytes) -> int:
+    """The Rabin fingerprint the Avro spec calls CRC-64-AVRO, as an unsigned 64-bit int."""
+    fp = _EMPTY
+    for b in data:
+        fp = (fp >> 8) ^ _TABLE[(fp ^ b) & 0xFF]
+    return fp
+
+
+class RecordCodec:
+    """Encoder/decoder of one top-level record type."""
+
+    def __init__(self, name, schema_json):
+        self.name = name
+        self.schema = avro.schema.parse(json.dumps(schema_json))
+        self.fingerprint = crc64_avro(canonical_form(schema_json).encode("utf-8"))
+        self.header = MARKER + self.fingerprint.to_bytes(8, "little")
+        self._writer = avro.io.DatumWriter(self.schema)
+        self._reader = avro.io.DatumReader(self.schema, self.schema)
+
+    def encode(self, record: dict) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self.header)
+        self._writer.write(record, avro.io.BinaryEncoder(buf))
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> dict:
+        if len(data) < 10 or data[:2] != MARKER:
+            raise ValueError(f"not Avro single-object encoding (first bytes {data[:2].hex()})")
+        if data[2:10] != self.header[2:]:
+            raise ValueError(f"fingerprint {data[2:10][::-1].hex()} is not {self.name}'s {self.fingerprint:016x}")
+        return self._reader.read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
+
+
+_codecs = {}
+
+
+def codec(name: str) -> RecordCodec:
+    """Codec for a top-level record by simple name (Capture, RunInfo, WeightSnapshot, ...)."""
+    if name not in _codecs:
+        d = schema_dir()
+        files = [line.strip() for line in (d / "index.txt").read_text().splitlines()
+                 if line.strip() and not line.startswith("#")]
+        newest = sorted((f for f in files if f.split(".v")[0] == name),
+                        key=lambda f: int(f.rsplit(".v", 1)[1].split(".")[0]))
+        if not newest:
+            raise KeyError(f"no shipped schema for record {name!r} in {d}")
+        _codecs[name] = RecordCodec(name, json.loads((d / newest[-1]).read_text()))
+    return _codecs[name]

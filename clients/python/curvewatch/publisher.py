@@ -1,0 +1,82 @@
+"""Non-blocking Kafka publishing with a bounded queue and an explicit policy when Kafka is slow."""
+import threading
+import time
+import warnings
+
+from confluent_kafka import KafkaException, Producer
+
+
+class PublishError(RuntimeError):
+    """Records could not be delivered (reported on the next call, or by close())."""
+
+
+class Publisher:
+    """Wraps a confluent-kafka Producer.
+
+    policy "block": when the local queue is full, wait (serving delivery callbacks) up to
+    block_timeout seconds, then raise PublishError. policy "drop": count the record as dropped and
+    warn; `dropped` says how many. Delivery failures are collected by the callback and raised as
+    PublishError at the next publish() or at close(): nothing is lost silently.
+    """
+
+    def __init__(self, config, policy="block", block_timeout=60.0, max_queue_bytes=256 * 1024 * 1024,
+                 producer=None):
+        if policy not in ("block", "drop"):
+            raise ValueError(f"policy must be 'block' or 'drop', not {policy!r}")
+        self.policy = policy
+        self.block_timeout = block_timeout
+        conf = {"linger.ms": 5, "compression.type": "zstd", "message.max.bytes": 16 * 1024 * 1024,
+                "queue.buffering.max.kbytes": max(1, max_queue_bytes // 1024), "enable.idempotence": True}
+        conf.update(config)
+        self._producer = producer if producer is not None else Producer(conf)
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.dropped = 0
+        self.failed = 0
+        self._errors = []
+
+    def _on_delivery(self, err, msg):
+        with self._lock:
+            if err is None:
+                self.delivered += 1
+            else:
+                self.failed += 1
+                if len(self._errors) < 10:
+                    self._errors.append(f"{msg.topic()}: {err}")
+
+    def _raise_failures(self):
+        with self._lock:
+            if self._errors:
+                errors, self._errors = self._errors, []
+                raise PublishError(f"{self.failed} record(s) failed delivery, e.g. " + "; ".join(errors))
+
+    def publish(self, topic, key, value):
+        self._raise_failures()
+        deadline = time.monotonic() + self.block_timeout
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
+                self._producer.poll(0)
+                return True
+            except BufferError:
+                if self.policy == "drop":
+                    self.dropped += 1
+                    if self.dropped == 1 or self.dropped % 1000 == 0:
+                        warnings.warn(f"curvewatch: Kafka is slow, dropped {self.dropped} record(s) so far "
+                                      "(policy 'drop')", RuntimeWarning, stacklevel=3)
+                    return False
+                if time.monotonic() > deadline:
+                    raise PublishError(f"local queue still full after {self.block_timeout:.0f} s "
+                                       "(policy 'block'): is the broker reachable?")
+                self._producer.poll(0.05)
+            except KafkaException as e:
+                raise PublishError(f"cannot publish to {topic}: {e}") from e
+
+    def close(self, timeout=60.0):
+        """Flushes; raises PublishError if records are undelivered or failed."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise PublishError(f"{remaining} record(s) still undelivered after {timeout:.0f} s")
+        self._raise_failures()
+        if self.dropped:
+            warnings.warn(f"curvewatch: {self.dropped} record(s) were dropped (policy 'drop')", RuntimeWarning)

@@ -1,0 +1,204 @@
+"""`curvewatch.watch(model, ...)`: publish a PyTorch fine-tune's captures to Curvewatch."""
+import contextlib
+import re
+import time
+
+import torch
+
+from . import _avro
+from .hooks import LayerCapture, weight_out_in
+from .publisher import Publisher
+
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+DEFAULT_PREFIX = "curvewatch."
+CODE_VERSION = "curvewatch-python 0.1.0"
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+def _check_id(value, what):
+    if not _ID.fullmatch(value):
+        raise ValueError(f"{what} {value!r} must be 1-128 characters of [A-Za-z0-9._:-]")
+    return value
+
+
+def _tensor(t):
+    t = t.detach().to("cpu", torch.float32).contiguous()
+    return {"dtype": "FLOAT32", "shape": list(t.shape), "data": t.numpy().astype("<f4", copy=False).tobytes()}
+
+
+class Watcher:
+    """Captures per-token layer inputs and output-gradients of watched layers and publishes them.
+
+    Call `step(step, sample_ids=...)` after `loss.backward()` of each training step. The gradient
+    captured by the hooks is dL/ds of the *reduced* loss; `grad_scale` undoes the reduction so
+    factors from different batch sizes agree: "tokens" (default, for a loss averaged over every
+    token row), a number, or 1 for a summed loss.
+    """
+
+    def __init__(self, model, layers, run_id, bootstrap=None, *, publisher=None, topic_prefix=DEFAULT_PREFIX,
+                 tokens_per_step=0, weights_every=0, grad_scale="tokens", fisher="EMPIRICAL",
+                 factor_mode="CUMULATIVE", ema_decay=1.0, max_record_bytes=8 * 1024 * 1024, policy="block",
+                 kafka_config=None, model_name=None, config=None, seed=0):
+        self.run_id = _check_id(run_id, "run_id")
+        modules = dict(model.named_modules())
+        missing = [name for name in layers if name not in modules]
+        if missing:
+            raise KeyError(f"model has no layer(s) {missing}; named modules include {list(modules)[:20]}")
+        self.captures = {_check_id(name, "layer"): LayerCapture(name, modules[name]) for name in layers}
+        self.prefix = topic_prefix
+        self.tokens_per_step = int(tokens_per_step)
+        self.weights_every = int(weights_every)
+        self.grad_scale = grad_scale
+        self.fisher = fisher
+        self.max_record_bytes = int(max_record_bytes)
+        self._generator = torch.Generator().manual_seed(seed)
+        self._capture_codec = _avro.codec("Capture")
+        self._weights_codec = _avro.codec("WeightSnapshot")
+        if publisher is None:
+            conf = dict(kafka_config or {})
+            if bootstrap:
+                conf["bootstrap.servers"] = bootstrap
+            if "bootstrap.servers" not in conf:
+                raise ValueError("pass bootstrap='host:port' (or kafka_config with bootstrap.servers)")
+            publisher = Publisher(conf, policy=policy)
+        self.publisher = publisher
+        self.records = 0
+        self._publish(self.prefix + "runs", self.run_id, _avro.codec("RunInfo").encode({
+            "run_id": self.run_id, "model": model_name or type(model).__name__, "source": "pytorch-client",
+            "created_ms": _now_ms(), "status": "RUNNING",
+            "layers": [{"name": c.name, "d_in": c.d_in, "d_out": c.d_out, "transposed": c.transposed,
+                        "has_bias": c.has_bias} for c in self.captures.values()],
+            "factor_mode": factor_mode, "ema_decay": float(ema_decay), "fisher": fisher,
+            "weights_every": self.weights_every, "tokens_per_step": self.tokens_per_step,
+            "code_version": CODE_VERSION, "config": {k: str(v) for k, v in (config or {}).items()}}))
+
+    def _publish(self, topic, key, value):
+        self.publisher.publish(topic, key.encode("utf-8"), value)
+        self.records += 1
+
+    def _scale(self, tokens):
+        if self.grad_scale == "tokens":
+            return float(tokens)
+        return float(self.grad_scale)
+
+    def step(self, step, sample_ids=None, losses=None, probe=False, fisher=None, grad_scale=None):
+        """Publishes what the hooks captured since the last call, and the weights every N steps.
+
+        sample_ids: one id per example; tokens are mapped to examples by their leading (batch)
+        dimension, so a (batch, seq, d) input gives seq tokens per example. losses: optional
+        per-example losses. Returns the number of records published.
+        """
+        before = self.records
+        for cap in self.captures.values():
+            pair = cap.take()
+            if pair is None:
+                continue
+            a, g = pair
+            tokens = a.shape[0]
+            scale = self._scale(tokens) if grad_scale is None else float(grad_scale)
+            g = g * scale
+            ids = [str(s) for s in sample_ids] if sample_ids is not None else []
+            token_sample = None
+            if ids:
+                if tokens % len(ids):
+                    raise ValueError(f"layer {cap.name}: {tokens} tokens do not divide into {len(ids)} examples")
+                per = tokens // len(ids)
+                token_sample = torch.arange(len(ids), dtype=torch.int32).repeat_interleave(per)
+            if self.tokens_per_step and tokens > self.tokens_per_step:
+                keep = torch.randperm(tokens, generator=self._generator)[: self.tokens_per_step].sort().values
+                a, g = a[keep], g[keep]
+                if token_sample is not None:
+                    token_sample = token_sample[keep]
+                tokens = a.shape[0]
+            self._publish_capture(cap, step, a, g, ids, token_sample, losses, probe, fisher or self.fisher, scale)
+        if not probe and self.weights_every and step % self.weights_every == 0:
+            for cap in self.captures.values():
+                self.publish_weights(cap.name, step)
+        return self.records - before
+
+    def _publish_capture(self, cap, step, a, g, ids, token_sample, losses, probe, fisher, scale):
+        tokens = a.shape[0]
+        row_bytes = 4 * (cap.d_in + cap.d_out + 1)
+        per_part = max(1, min(tokens, self.max_record_bytes // row_bytes)) if tokens else 1
+        parts = max(1, -(-tokens // per_part))
+        key = f"{self.run_id}/{cap.name}"
+        loss_list = [float(x) for x in losses] if losses is not None else []
+        for p in range(parts):
+            lo, hi = p * per_part, min(tokens, (p + 1) * per_part)
+            if token_sample is None:
+                part_ids, index = (ids[lo:hi] if ids else []), None
+                part_losses = loss_list[lo:hi] if loss_list else []
+            else:
+                # keep only the examples this part's tokens belong to, re-indexed from 0
+                idx = token_sample[lo:hi]
+                used, inverse = torch.unique(idx, sorted=True, return_inverse=True)
+                part_ids = [ids[i] for i in used.tolist()]
+                part_losses = [loss_list[i] for i in used.tolist()] if loss_list else []
+                index = inverse.to(torch.int32).numpy().astype("<i4").tobytes()
+            record = {"run_id": self.run_id, "layer": cap.name, "step": int(step), "part": p, "parts": parts,
+                      "fisher": fisher, "probe": bool(probe), "activations": _tensor(a[lo:hi]),
+                      "gradients": _tensor(g[lo:hi]), "grad_scale": scale, "sample_ids": part_ids,
+                      "token_sample": index, "example_losses": part_losses, "timestamp_ms": _now_ms()}
+            self._publish(self.prefix + "captures", key, self._capture_codec.encode(record))
+
+    def publish_weights(self, layer, step):
+        cap = self.captures[layer]
+        bias = getattr(cap.module, "bias", None)
+        self._publish(self.prefix + "weights", f"{self.run_id}/{layer}", self._weights_codec.encode({
+            "run_id": self.run_id, "layer": layer, "step": int(step), "weight": _tensor(weight_out_in(cap.module)),
+            "bias": _tensor(bias) if bias is not None else None, "timestamp_ms": _now_ms()}))
+
+    @contextlib.contextmanager
+    def _side_pass(self, model):
+        """Runs a forward/backward that must not disturb the training step's parameter gradients."""
+        params = list(model.parameters())
+        saved = [None if p.grad is None else p.grad.clone() for p in params]
+        for cap in self.captures.values():
+            cap.take()
+        try:
+            yield
+        finally:
+            for p, g in zip(params, saved):
+                p.grad = g
+
+    def probe(self, model, inputs, targets, loss_fn, step, sample_ids):
+        """Captures held-out probe examples (probe=True: never accumulated into factors)."""
+        with self._side_pass(model):
+            model.zero_grad(set_to_none=True)
+            out = model(inputs)
+            losses = loss_fn(out, targets, reduction="none")
+            losses.sum().backward()  # a summed loss: g is already per token
+            per_example = losses.detach().reshape(len(sample_ids), -1).sum(dim=1)
+            return self.step(step, sample_ids=sample_ids, losses=per_example.tolist(), probe=True, grad_scale=1.0)
+
+    def fisher_pass(self, model, inputs, step, sample_ids=None):
+        """True-Fisher capture: labels sampled from the model's own softmax (fisher=SAMPLED)."""
+        with self._side_pass(model):
+            model.zero_grad(set_to_none=True)
+            logits = model(inputs)
+            flat = logits.reshape(-1, logits.shape[-1])
+            with torch.no_grad():
+                sampled = torch.multinomial(torch.softmax(flat.float(), dim=-1), 1, generator=self._generator).squeeze(1)
+            torch.nn.functional.cross_entropy(flat, sampled, reduction="sum").backward()
+            return self.step(step, sample_ids=sample_ids, fisher="SAMPLED", grad_scale=1.0)
+
+    def close(self, status="FINISHED"):
+        for cap in self.captures.values():
+            cap.remove()
+        try:
+            self.publisher.close()
+        finally:
+            self.captures = {}
+
+
+@contextlib.contextmanager
+def watch(model, layers, run_id, bootstrap=None, **options):
+    """Context manager around a training loop; see Watcher. Flushes on exit."""
+    w = Watcher(model, layers, run_id, bootstrap, **options)
+    try:
+        yield w
+    finally:
+        w.close()

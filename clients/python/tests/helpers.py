@@ -1,0 +1,52 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+class RecordingProducer:
+    """Stands in for confluent_kafka.Producer at unit level: keeps what was produced, in order."""
+
+    def __init__(self, full_after=None):
+        self.messages = []
+        self.full_after = full_after
+
+    def produce(self, topic, key=None, value=None, on_delivery=None):
+        if self.full_after is not None and len(self.messages) >= self.full_after:
+            raise BufferError("Local: Queue full")
+        self.messages.append((topic, key, value))
+        if on_delivery:
+            on_delivery(None, None)
+
+    def poll(self, timeout=0):
+        return 0
+
+    def flush(self, timeout=None):
+        return 0
+
+
+class Conv1D(nn.Module):
+    """Hugging Face GPT-2's Conv1D: weight stored (d_in, d_out), y = x W + b."""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.2)
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).reshape(*x.shape[:-1], self.nf)
+
+
+class Mlp(nn.Module):
+    def __init__(self, d_in=6, hidden=5, classes=4, conv=False):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.fc2 = Conv1D(hidden, hidden) if conv else nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.fc2(torch.tanh(self.fc1(x)))))

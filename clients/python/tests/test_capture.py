@@ -1,0 +1,152 @@
+"""Captured a and g against an independent autograd computation; g aᵀ summed equals the weight gradient."""
+import unittest
+
+import torch
+import torch.nn.functional as F
+
+from helpers import Conv1D, Mlp, RecordingProducer
+from curvewatch import Publisher, Watcher
+from curvewatch import _avro
+
+TOL = dict(rtol=1e-5, atol=1e-6)  # float32 arithmetic on both sides
+
+
+def decoded(producer, topic_suffix):
+    codec = _avro.codec({"captures": "Capture", "weights": "WeightSnapshot", "runs": "RunInfo"}[topic_suffix])
+    return [codec.decode(v) for t, k, v in producer.messages if t.endswith(topic_suffix)]
+
+
+def as_tensor(t):
+    return torch.frombuffer(bytearray(t["data"]), dtype=torch.float32).reshape(t["shape"])
+
+
+class CaptureTest(unittest.TestCase):
+    def watcher(self, model, layers, **kw):
+        producer = RecordingProducer()
+        return Watcher(model, layers, "run-1", publisher=Publisher({}, producer=producer), **kw), producer
+
+    def test_inputs_and_output_gradients_match_autograd(self):
+        torch.manual_seed(0)
+        model = Mlp()
+        x, y = torch.randn(8, 6), torch.randint(0, 4, (8,))
+        w, prod = self.watcher(model, ["fc1", "fc2"])
+        F.cross_entropy(model(x), y).backward()
+        w.step(0, sample_ids=[f"e{i}" for i in range(8)])
+
+        # reference: recompute the forward by hand and differentiate w.r.t. each layer output
+        s1 = model.fc1(x)
+        h1 = torch.tanh(s1)
+        s2 = model.fc2(h1)
+        loss = F.cross_entropy(model.out(torch.tanh(s2)), y)
+        g1, g2 = torch.autograd.grad(loss, [s1, s2])
+        caps = {c["layer"]: c for c in decoded(prod, "captures")}
+        torch.testing.assert_close(as_tensor(caps["fc1"]["activations"]), x, **TOL)
+        torch.testing.assert_close(as_tensor(caps["fc2"]["activations"]), h1.detach(), **TOL)
+        # mean over 8 examples undone: captured g = 8 x dL/ds
+        torch.testing.assert_close(as_tensor(caps["fc1"]["gradients"]), 8 * g1, **TOL)
+        torch.testing.assert_close(as_tensor(caps["fc2"]["gradients"]), 8 * g2, **TOL)
+        self.assertEqual(caps["fc1"]["grad_scale"], 8.0)
+        self.assertEqual(caps["fc1"]["sample_ids"], [f"e{i}" for i in range(8)])
+
+    def test_sum_of_g_a_outer_products_is_the_weight_gradient(self):
+        torch.manual_seed(1)
+        for conv in (False, True):
+            with self.subTest(conv1d=conv):
+                model = Mlp(conv=conv)
+                x, y = torch.randn(16, 6), torch.randint(0, 4, (16,))
+                w, prod = self.watcher(model, ["fc1", "fc2"])
+                model.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                w.step(3)
+                caps = {c["layer"]: c for c in decoded(prod, "captures")}
+                for name in ("fc1", "fc2"):
+                    a, g = as_tensor(caps[name]["activations"]), as_tensor(caps[name]["gradients"])
+                    grad = getattr(model, name).weight.grad
+                    if conv and name == "fc2":
+                        grad = grad.t()  # Conv1D stores d_in x d_out
+                    torch.testing.assert_close(g.t() @ a / caps[name]["grad_scale"], grad, **TOL)
+
+    def test_sequence_tokens_map_to_their_examples(self):
+        torch.manual_seed(2)
+        lin = torch.nn.Linear(3, 2)
+        model = torch.nn.Sequential(lin)
+        x = torch.randn(2, 5, 3)  # batch 2, sequence 5
+        w, prod = self.watcher(model, ["0"])
+        target = torch.randn(2, 5, 2)
+        ((model(x) - target) ** 2).mean().backward()
+        w.step(0, sample_ids=["a", "b"], losses=[0.5, 0.25])
+        cap = decoded(prod, "captures")[0]
+        self.assertEqual(as_tensor(cap["activations"]).shape, (10, 3))
+        index = torch.frombuffer(bytearray(cap["token_sample"]), dtype=torch.int32).tolist()
+        self.assertEqual(index, [0] * 5 + [1] * 5)
+        self.assertEqual(cap["sample_ids"], ["a", "b"])
+        g, a = as_tensor(cap["gradients"]), as_tensor(cap["activations"])
+        self.assertEqual(cap["grad_scale"], 10.0)  # mean over 2 x 5 token rows undone
+        torch.testing.assert_close(g.t() @ a / 10.0, lin.weight.grad, **TOL)
+
+    def test_weight_snapshots_use_out_in_layout(self):
+        torch.manual_seed(3)
+        model = Mlp(conv=True)
+        w, prod = self.watcher(model, ["fc1", "fc2"], weights_every=2)
+        for step in range(4):
+            F.cross_entropy(model(torch.randn(4, 6)), torch.randint(0, 4, (4,))).backward()
+            w.step(step)
+        snaps = decoded(prod, "weights")
+        self.assertEqual(sorted((s["layer"], s["step"]) for s in snaps), [("fc1", 0), ("fc1", 2), ("fc2", 0), ("fc2", 2)])
+        fc2 = [s for s in snaps if s["layer"] == "fc2"][0]
+        torch.testing.assert_close(as_tensor(fc2["weight"]), model.fc2.weight.detach().t())
+        info = decoded(prod, "runs")[0]
+        self.assertEqual([(l["name"], l["d_in"], l["d_out"], l["transposed"]) for l in info["layers"]],
+                         [("fc1", 6, 5, False), ("fc2", 5, 5, True)])
+
+    def test_token_budget_subsamples_rows_consistently(self):
+        torch.manual_seed(4)
+        model = Mlp()
+        w, prod = self.watcher(model, ["fc1"], tokens_per_step=5)
+        x = torch.randn(20, 6)
+        F.cross_entropy(model(x), torch.randint(0, 4, (20,))).backward()
+        w.step(0, sample_ids=[f"e{i}" for i in range(20)])
+        cap = decoded(prod, "captures")[0]
+        a = as_tensor(cap["activations"])
+        self.assertEqual(a.shape[0], 5)
+        index = torch.frombuffer(bytearray(cap["token_sample"]), dtype=torch.int32).tolist()
+        for row, i in zip(a, index):  # each kept row is the input of the example it claims
+            torch.testing.assert_close(row, x[int(cap["sample_ids"][i][1:])])
+
+    def test_large_steps_split_into_parts_under_the_limit(self):
+        torch.manual_seed(5)
+        model = Mlp()
+        w, prod = self.watcher(model, ["fc1"], max_record_bytes=4 * 12 * 7)  # 7 rows of 6+5+1 floats
+        x = torch.randn(30, 6)
+        F.cross_entropy(model(x), torch.randint(0, 4, (30,))).backward()
+        w.step(0, sample_ids=[f"e{i}" for i in range(30)])
+        caps = decoded(prod, "captures")
+        self.assertEqual([c["part"] for c in caps], list(range(5)))
+        self.assertTrue(all(c["parts"] == 5 for c in caps))
+        joined = torch.cat([as_tensor(c["activations"]) for c in caps])
+        torch.testing.assert_close(joined, x)
+        self.assertEqual(sum((c["sample_ids"] for c in caps), []), [f"e{i}" for i in range(30)])
+
+    def test_probe_and_fisher_passes_leave_training_gradients_alone(self):
+        torch.manual_seed(6)
+        model = Mlp()
+        w, prod = self.watcher(model, ["fc1"])
+        F.cross_entropy(model(torch.randn(4, 6)), torch.randint(0, 4, (4,))).backward()
+        before = [p.grad.clone() for p in model.parameters()]
+        w.probe(model, torch.randn(3, 6), torch.randint(0, 4, (3,)), F.cross_entropy, 0, ["p0", "p1", "p2"])
+        w.fisher_pass(model, torch.randn(3, 6), 0)
+        for p, g in zip(model.parameters(), before):
+            torch.testing.assert_close(p.grad, g)
+        caps = decoded(prod, "captures")
+        self.assertEqual([(c["probe"], c["fisher"]) for c in caps], [(True, "EMPIRICAL"), (False, "SAMPLED")])
+        self.assertEqual(len(caps[0]["example_losses"]), 3)
+
+    def test_unknown_layer_and_bad_ids_are_clear_errors(self):
+        with self.assertRaisesRegex(KeyError, "nope"):
+            self.watcher(Mlp(), ["nope"])
+        with self.assertRaisesRegex(ValueError, "run_id"):
+            Watcher(Mlp(), ["fc1"], "../evil", publisher=Publisher({}, producer=RecordingProducer()))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,125 @@
+"""Single-object encoding: canonical form rules, CRC-64-AVRO, header layout, round trips."""
+import json
+import unittest
+import warnings
+
+import torch
+
+from helpers import RecordingProducer
+from curvewatch import Publisher, PublishError, _avro
+
+EMPTY = 0xC15D213AA4D7A795
+
+
+def crc64_bitwise(data):
+    """The spec's definition, one bit at a time (independent of the table-driven version)."""
+    fp = EMPTY
+    for byte in data:
+        fp ^= byte
+        for _ in range(8):
+            fp = (fp >> 1) ^ (EMPTY if fp & 1 else 0)
+    return fp
+
+
+class CanonicalFormTest(unittest.TestCase):
+    def test_strips_docs_defaults_and_orders_attributes(self):
+        schema = {"doc": "x", "fields": [{"default": 1, "doc": "d", "type": {"type": "int"}, "name": "a"},
+                                         {"name": "b", "type": ["null", {"type": "enum", "name": "E", "symbols": ["X"]}]}],
+                  "type": "record", "namespace": "n.s", "name": "R"}
+        self.assertEqual(_avro.canonical_form(schema),
+                         '{"name":"n.s.R","type":"record","fields":[{"name":"a","type":"int"},'
+                         '{"name":"b","type":["null",{"name":"n.s.E","type":"enum","symbols":["X"]}]}]}')
+
+    def test_repeated_named_types_become_references(self):
+        schema = {"type": "record", "name": "R", "fields": [
+            {"name": "a", "type": {"type": "fixed", "name": "F", "size": 4}}, {"name": "b", "type": "F"}]}
+        self.assertEqual(_avro.canonical_form(schema),
+                         '{"name":"R","type":"record","fields":[{"name":"a","type":{"name":"F","type":"fixed","size":4}},'
+                         '{"name":"b","type":"F"}]}')
+
+    def test_table_crc_equals_bitwise_definition(self):
+        for text in ["", '"int"', '{"name":"R","type":"record","fields":[]}', "é∑ unicode"]:
+            data = text.encode("utf-8")
+            self.assertEqual(_avro.crc64_avro(data), crc64_bitwise(data), text)
+
+
+class RecordCodecTest(unittest.TestCase):
+    def test_header_is_marker_and_little_endian_fingerprint(self):
+        codec = _avro.codec("Signal")
+        data = codec.encode({"run_id": "r", "layer": None, "step": 3, "name": "memorization_gap", "value": 0.5,
+                             "factor_version": -1, "attributes": {"mass_90": 2.0}, "timestamp_ms": 9})
+        self.assertEqual(data[:2], b"\xc3\x01")
+        self.assertEqual(int.from_bytes(data[2:10], "little"), codec.fingerprint)
+        canonical = _avro.canonical_form(json.loads((_avro.schema_dir() / "Signal.v1.avsc").read_text()))
+        self.assertEqual(codec.fingerprint, crc64_bitwise(canonical.encode()))
+        self.assertEqual(codec.decode(data)["attributes"], {"mass_90": 2.0})
+
+    def test_foreign_bytes_are_refused(self):
+        codec = _avro.codec("Capture")
+        with self.assertRaisesRegex(ValueError, "single-object"):
+            codec.decode(b'{"json": 1}')
+        other = _avro.codec("RunInfo").header + b"\x00"
+        with self.assertRaisesRegex(ValueError, "fingerprint"):
+            codec.decode(other)
+
+
+class PublisherPolicyTest(unittest.TestCase):
+    def test_drop_policy_counts_and_warns(self):
+        pub = Publisher({}, policy="drop", producer=RecordingProducer(full_after=2))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results = [pub.publish("t", b"k", b"v") for _ in range(5)]
+        self.assertEqual(results, [True, True, False, False, False])
+        self.assertEqual(pub.dropped, 3)
+        self.assertTrue(any("dropped 1" in str(w.message) for w in caught))
+
+    def test_block_policy_raises_after_timeout(self):
+        pub = Publisher({}, policy="block", block_timeout=0.2, producer=RecordingProducer(full_after=0))
+        with self.assertRaisesRegex(PublishError, "still full"):
+            pub.publish("t", b"k", b"v")
+
+    def test_delivery_failures_surface_at_close(self):
+        class FailingProducer(RecordingProducer):
+            def produce(self, topic, key=None, value=None, on_delivery=None):
+                class Msg:
+                    def topic(self):
+                        return topic
+                on_delivery("Broker: Message size too large", Msg())
+
+        pub = Publisher({}, producer=FailingProducer())
+        pub.publish("curvewatch.captures", b"k", b"v")
+        with self.assertRaisesRegex(PublishError, "too large"):
+            pub.close()
+
+    def test_unknown_policy_is_rejected(self):
+        with self.assertRaises(ValueError):
+            Publisher({}, policy="maybe", producer=RecordingProducer())
+
+
+class SafetensorsTest(unittest.TestCase):
+    def test_round_trip_and_layout(self):
+        import os, struct, tempfile
+        from pathlib import Path
+        from curvewatch import load_file, save_file
+        tensors = {"fc1.weight": torch.randn(3, 4), "fc1.bias": torch.randn(3), "n": torch.arange(5, dtype=torch.int64),
+                   "h": torch.randn(2, 2, dtype=torch.float64)}
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "x.safetensors")
+            save_file(tensors, path, metadata={"rho": 0.6})
+            raw = Path(path).read_bytes()
+            (n,) = struct.unpack("<Q", raw[:8])
+            self.assertEqual((8 + n) % 8, 0)
+            header = json.loads(raw[8:8 + n])
+            self.assertEqual(header["__metadata__"], {"rho": "0.6"})
+            self.assertEqual(header["fc1.weight"]["dtype"], "F32")
+            back, meta = load_file(path, with_metadata=True)
+            for k, v in tensors.items():
+                torch.testing.assert_close(back[k], v, rtol=0, atol=0)
+            with open(path, "wb") as f:
+                f.write(raw[:-4])
+            with self.assertRaisesRegex(ValueError, "do not fit"):
+                load_file(path)
+
+
+if __name__ == "__main__":
+    unittest.main()
