@@ -9,6 +9,7 @@ import picocli.CommandLine.Command;
         subcommands = {
                 BrokerCommand.class,
                 EditCommand.class,
+                WorkerCommand.class,
         })
 public final class Curvewatch implements Runnable {
     @CommandLine.Spec
