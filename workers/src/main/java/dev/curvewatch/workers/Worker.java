@@ -72,7 +72,7 @@ public final class Worker implements AutoCloseable {
         return http == null ? -1 : http.port();
     }
 
-    /** running, restoring, stopping, stopped, or starting. */
+    /** starting, running, restoring, recovering (rolling back after a failed checkpoint), stopping, stopped. */
     public String phase() {
         return loop.phase();
     }

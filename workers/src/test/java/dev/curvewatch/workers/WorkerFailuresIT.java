@@ -272,6 +272,14 @@ class WorkerFailuresIT {
         }
     }
 
+    /** Short client blocking so that checkpoints during the outage fail and take the rollback path. */
+    static Map<String, String> brokerRestartConfig(String bs, CurvewatchTopics topics) {
+        Map<String, String> c = WorkerTestKit.workerConfig(bs, topics, "brk-w0");
+        c.put("kafka.max.block.ms", "2000");
+        c.put("kafka.request.timeout.ms", "3000");
+        return c;
+    }
+
     @Test
     @Order(3)
     void brokerRestartMidStreamLosesNothing() throws Exception {
@@ -280,7 +288,7 @@ class WorkerFailuresIT {
         Stream s = new Stream("run-b", 9, FactorMode.CUMULATIVE, 1.0,
                 TestCaptures.layer("b1", 24, 16), TestCaptures.layer("b2", 16, 16), TestCaptures.layer("b3", 8, 40));
         try (KafkaProducer<String, byte[]> producer = WorkerTestKit.producer(bs);
-             Worker w = Worker.start(WorkerConfig.of(WorkerTestKit.workerConfig(bs, topics, "brk-w0")))) {
+             Worker w = Worker.start(WorkerConfig.of(brokerRestartConfig(bs, topics)))) {
             WorkerTestKit.register(producer, topics, s.info());
             await(produce(producer, topics, List.of(s), 0, 60, 20, i -> { }), 120);
             CompletableFuture<Void> rest = produce(producer, topics, List.of(s), 60, 160, 20, i -> { });

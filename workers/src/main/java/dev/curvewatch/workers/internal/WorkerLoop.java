@@ -551,8 +551,10 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     private void recover(KafkaException cause) {
         metrics.inc("curvewatch_worker_checkpoint_failures_total", 1);
         log.warn("rolling back to the last committed checkpoint after: {}", cause.toString());
+        phase = "recovering";
         abortOrReplaceProducer();
         resetToCommitted(new HashSet<>(assigned));
+        phase = "running";
     }
 
     private void abortOrReplaceProducer() {
@@ -577,7 +579,8 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                 producer.initTransactions();
                 return;
             } catch (TimeoutException e) {
-                if (attempt >= 10) {
+                // nothing can be committed without a producer: keep trying while the broker is away
+                if (!running) {
                     throw e;
                 }
                 log.warn("initTransactions timed out (attempt {}), retrying", attempt);
