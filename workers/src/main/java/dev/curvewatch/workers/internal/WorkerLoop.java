@@ -235,6 +235,12 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
             records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
         } catch (WakeupException e) {
             return;
+        } catch (ProducerFencedException | FencedInstanceIdException | AuthorizationException e) {
+            throw e;
+        } catch (KafkaException e) {
+            // e.g. a restore inside onPartitionsAssigned timed out: rebuild every owned partition
+            recover(e);
+            return;
         }
         lastPollMillis = System.currentTimeMillis();
         try {
@@ -553,7 +559,11 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         log.warn("rolling back to the last committed checkpoint after: {}", cause.toString());
         phase = "recovering";
         abortOrReplaceProducer();
-        resetToCommitted(new HashSet<>(assigned));
+        // the consumer's assignment, not ours: a partition whose restore failed is owned but not in `assigned`
+        Set<TopicPartition> owned = new HashSet<>(consumer.assignment());
+        owned.addAll(assigned);
+        owned.retainAll(consumer.assignment());
+        resetToCommitted(owned);
         phase = "running";
     }
 
