@@ -1,5 +1,6 @@
 package dev.curvewatch.cli;
 
+import dev.curvewatch.workers.WorkerMain;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -13,10 +14,6 @@ import java.util.concurrent.Callable;
  * running K-FAC factors (module workers, see workers/README.md for every key). Flags override
  * {@code CURVEWATCH_WORKER_*} variables, which override the {@code --config} file; Kafka TLS/SASL
  * settings come from {@code CURVEWATCH_KAFKA_*} or {@code --set kafka.security.protocol=...}.
- *
- * <p>The worker is entered through {@code dev.curvewatch.workers.WorkerMain.run(Path, Map)} looked
- * up at run time, so this class compiles before the cli module depends on curvewatch-workers;
- * once it does, the lookup can become a direct call.
  */
 @Command(name = "worker", mixinStandardHelpOptions = true,
         description = "Consume captures, validate them (bad ones to dead letters with a reason), keep running A and G "
@@ -65,21 +62,11 @@ public final class WorkerCommand implements Callable<Integer> {
         put(overrides, "checkpoint.tokens", checkpointTokens);
         put(overrides, "checkpoint.interval.ms", checkpointIntervalMs);
         put(overrides, "precision", precision);
-        Class<?> main;
         try {
-            main = Class.forName("dev.curvewatch.workers.WorkerMain");
-        } catch (ClassNotFoundException e) {
-            System.err.println("curvewatch worker: the workers module (curvewatch-workers) is not on the class path");
-            return 1;
-        }
-        try {
-            return (Integer) main.getMethod("run", Path.class, Map.class).invoke(null, config, overrides);
-        } catch (java.lang.reflect.InvocationTargetException e) {
-            if (e.getCause() instanceof IllegalArgumentException bad) {
-                System.err.println("curvewatch worker: " + bad.getMessage());
-                return 2;
-            }
-            throw e.getCause() instanceof Exception ex ? ex : e;
+            return WorkerMain.run(config, overrides);
+        } catch (IllegalArgumentException bad) {
+            System.err.println("curvewatch worker: " + bad.getMessage());
+            return 2;
         }
     }
 
