@@ -25,15 +25,35 @@ class Publisher:
             raise ValueError(f"policy must be 'block' or 'drop', not {policy!r}")
         self.policy = policy
         self.block_timeout = block_timeout
-        conf = {"linger.ms": 5, "compression.type": "zstd", "message.max.bytes": 16 * 1024 * 1024,
-                "queue.buffering.max.kbytes": max(1, max_queue_bytes // 1024), "enable.idempotence": True}
-        conf.update(config)
-        self._producer = producer if producer is not None else Producer(conf)
         self._lock = threading.Lock()
         self.delivered = 0
         self.dropped = 0
         self.failed = 0
         self._errors = []
+        self._warned = set()
+        conf = {"linger.ms": 5, "compression.type": "zstd", "message.max.bytes": 16 * 1024 * 1024,
+                "queue.buffering.max.kbytes": max(1, max_queue_bytes // 1024), "enable.idempotence": True,
+                "error_cb": self._on_error}
+        conf.update(config)  # the caller's settings win: security.protocol, sasl.*, ssl.* pass through as is
+        self.config = {k: v for k, v in conf.items() if not callable(v)}
+        if producer is None:
+            try:
+                producer = Producer(conf)
+            except KafkaException as e:
+                raise PublishError(f"invalid Kafka configuration: {e}") from e
+        self._producer = producer
+
+    def _on_error(self, err):
+        """librdkafka's client-level errors (broker down, authentication): fatal ones fail the next
+        publish; transient ones are warned about once per kind, as librdkafka keeps retrying."""
+        fatal = getattr(err, "fatal", lambda: False)()
+        if fatal:
+            with self._lock:
+                self.failed += 1
+                self._errors.append(f"fatal Kafka error: {err}")
+        elif str(getattr(err, "code", lambda: err)()) not in self._warned:
+            self._warned.add(str(getattr(err, "code", lambda: err)()))
+            warnings.warn(f"curvewatch: Kafka client error (retrying): {err}", RuntimeWarning, stacklevel=2)
 
     def _on_delivery(self, err, msg):
         with self._lock:
@@ -71,6 +91,11 @@ class Publisher:
                 self._producer.poll(0.05)
             except KafkaException as e:
                 raise PublishError(f"cannot publish to {topic}: {e}") from e
+
+    @property
+    def pending(self):
+        """Records handed to the producer whose delivery is not yet reported."""
+        return len(self._producer)
 
     def close(self, timeout=60.0):
         """Flushes; raises PublishError if records are undelivered or failed."""

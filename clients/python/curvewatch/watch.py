@@ -2,6 +2,7 @@
 import contextlib
 import re
 import time
+import warnings
 
 import torch
 
@@ -41,7 +42,8 @@ class Watcher:
     def __init__(self, model, layers, run_id, bootstrap=None, *, publisher=None, topic_prefix=DEFAULT_PREFIX,
                  tokens_per_step=0, weights_every=0, grad_scale="tokens", fisher="EMPIRICAL",
                  factor_mode="CUMULATIVE", ema_decay=1.0, max_record_bytes=8 * 1024 * 1024, policy="block",
-                 kafka_config=None, model_name=None, config=None, seed=0):
+                 block_timeout=60.0, max_queue_bytes=256 * 1024 * 1024, kafka_config=None, model_name=None,
+                 config=None, seed=0):
         self.run_id = _check_id(run_id, "run_id")
         modules = dict(model.named_modules())
         missing = [name for name in layers if name not in modules]
@@ -63,17 +65,28 @@ class Watcher:
                 conf["bootstrap.servers"] = bootstrap
             if "bootstrap.servers" not in conf:
                 raise ValueError("pass bootstrap='host:port' (or kafka_config with bootstrap.servers)")
-            publisher = Publisher(conf, policy=policy)
+            publisher = Publisher(conf, policy=policy, block_timeout=block_timeout, max_queue_bytes=max_queue_bytes)
         self.publisher = publisher
         self.records = 0
-        self._publish(self.prefix + "runs", self.run_id, _avro.codec("RunInfo").encode({
+        self._closed = False
+        self._run_info = {
             "run_id": self.run_id, "model": model_name or type(model).__name__, "source": "pytorch-client",
             "created_ms": _now_ms(), "status": "RUNNING",
             "layers": [{"name": c.name, "d_in": c.d_in, "d_out": c.d_out, "transposed": c.transposed,
                         "has_bias": c.has_bias} for c in self.captures.values()],
             "factor_mode": factor_mode, "ema_decay": float(ema_decay), "fisher": fisher,
             "weights_every": self.weights_every, "tokens_per_step": self.tokens_per_step,
-            "code_version": CODE_VERSION, "config": {k: str(v) for k, v in (config or {}).items()}}))
+            "code_version": CODE_VERSION, "config": {k: str(v) for k, v in (config or {}).items()}}
+        self._publish_run_info("RUNNING")
+
+    def _publish_run_info(self, status):
+        self._run_info["status"] = status
+        self._publish(self.prefix + "runs", self.run_id, _avro.codec("RunInfo").encode(self._run_info))
+
+    @property
+    def dropped(self):
+        """Records dropped because Kafka was slow (policy "drop"); always 0 under "block"."""
+        return self.publisher.dropped
 
     def _publish(self, topic, key, value):
         self.publisher.publish(topic, key.encode("utf-8"), value)
@@ -186,19 +199,39 @@ class Watcher:
             return self.step(step, sample_ids=sample_ids, fisher="SAMPLED", grad_scale=1.0)
 
     def close(self, status="FINISHED"):
+        """Removes the hooks, publishes the final RunInfo (FINISHED or FAILED) and flushes.
+
+        Raises PublishError if any record failed or is still undelivered. Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
         for cap in self.captures.values():
             cap.remove()
+        self.captures = {}
         try:
-            self.publisher.close()
+            self._publish_run_info(status)
         finally:
-            self.captures = {}
+            self.publisher.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close("FINISHED")
+            return False
+        try:
+            self.close("FAILED")
+        except Exception as e:  # never hide the training loop's own exception behind a publishing one
+            warnings.warn(f"curvewatch: closing after a failed run also failed: {e}", RuntimeWarning)
+        return False
 
 
-@contextlib.contextmanager
 def watch(model, layers, run_id, bootstrap=None, **options):
-    """Context manager around a training loop; see Watcher. Flushes on exit."""
-    w = Watcher(model, layers, run_id, bootstrap, **options)
-    try:
-        yield w
-    finally:
-        w.close()
+    """`with curvewatch.watch(model, layers, run_id, bootstrap) as w:` around a training loop.
+
+    See Watcher for the options. Leaving the block publishes the final RunInfo (FINISHED, or FAILED
+    if the block raised) and flushes.
+    """
+    return Watcher(model, layers, run_id, bootstrap, **options)

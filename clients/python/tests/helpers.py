@@ -24,6 +24,9 @@ class RecordingProducer:
     def poll(self, timeout=0):
         return 0
 
+    def __len__(self):
+        return 0
+
     def flush(self, timeout=None):
         return 0
 
