@@ -3,7 +3,9 @@ package dev.curvewatch.it;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.FisherKind;
 import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.avro.RunStatus;
 import dev.curvewatch.avro.WeightSnapshot;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
@@ -35,6 +37,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -105,15 +108,51 @@ class PythonClientIT {
                 assertClose(doubles(out.resolve(f.getValue().get("G").asText())), ag[1].mean(), f.getKey() + ".G");
             }
 
-            RunInfo run = new AvroDeserializer<>(RunInfo.class).decode(readAll(kafka, topics.runs(), 1).get(0).value());
+            List<ConsumerRecord<String, byte[]>> runs = readAll(kafka, topics.runs(), 2);
+            assertEquals(2, runs.size(), "RunInfo at start and at close");
+            RunInfo run = new AvroDeserializer<>(RunInfo.class).decode(runs.get(0).value());
             assertEquals("py-run", run.getRunId());
             assertEquals("pytorch-client", run.getSource());
+            assertEquals(RunStatus.RUNNING, run.getStatus());
             assertTrue(run.getLayers().get(1).getTransposed(), "Conv1D layer registered as transposed");
+            assertEquals(RunStatus.FINISHED, new AvroDeserializer<>(RunInfo.class).decode(runs.get(1).value()).getStatus());
             List<ConsumerRecord<String, byte[]>> weights = readAll(kafka, topics.weights(), 4);
             assertEquals(4, weights.size(), "weights every 2 steps of 3, two layers");
             WeightSnapshot w = new AvroDeserializer<>(WeightSnapshot.class).decode(weights.get(0).value());
             assertEquals(List.of(5, w.getLayer().equals("fc1") ? 6 : 5), w.getWeight().getShape());
+
+            runExample(kafka, topics, dir);
         }
+    }
+
+    /** examples/flipped_labels.py end to end on the same broker: every record it sends decodes and passes the contract checks. */
+    static void runExample(LocalKafka kafka, CurvewatchTopics topics, Path dir) throws Exception {
+        int steps = 12;
+        Path script = Path.of(System.getProperty("user.dir")).getParent().resolve("clients/python/examples/flipped_labels.py");
+        Process py = new ProcessBuilder("/usr/bin/python3", script.toString(), "--bootstrap", kafka.bootstrapServers(),
+                "--run-id", "flipped-it", "--steps", Integer.toString(steps)).redirectErrorStream(true).start();
+        String log = new String(py.getInputStream().readAllBytes());
+        assertTrue(py.waitFor(120, TimeUnit.SECONDS), "example did not finish");
+        assertEquals(0, py.exitValue(), "example failed:\n" + log);
+        // per step two layers; a sampled-label pass every 5 steps and a probe every 10, both on the two layers
+        int expectedCaptures = 2 * steps + 2 * ((steps + 4) / 5) + 2 * ((steps + 9) / 10);
+        AvroDeserializer<Capture> decoder = new AvroDeserializer<>(Capture.class);
+        List<Capture> captures = new ArrayList<>();
+        for (ConsumerRecord<String, byte[]> r : readAll(kafka, topics.captures(), expectedCaptures, k -> k.startsWith("flipped-it/"))) {
+            Capture c = decoder.decode(r.value());
+            ContractChecks.checkStructure(c);
+            ContractChecks.requireFinite(c);
+            captures.add(c);
+        }
+        assertEquals(expectedCaptures, captures.size(), "example captures");
+        assertEquals(2 * ((steps + 9) / 10), captures.stream().filter(Capture::getProbe).count(), "probe captures");
+        assertEquals(2 * ((steps + 4) / 5), captures.stream().filter(c -> c.getFisher() == FisherKind.SAMPLED).count(),
+                "sampled-label (true Fisher) captures");
+        List<RunStatus> statuses = new ArrayList<>();
+        for (ConsumerRecord<String, byte[]> r : readAll(kafka, topics.runs(), 2, "flipped-it"::equals)) {
+            statuses.add(new AvroDeserializer<>(RunInfo.class).decode(r.value()).getStatus());
+        }
+        assertEquals(List.of(RunStatus.RUNNING, RunStatus.FINISHED), statuses);
     }
 
     static void assertClose(double[] expected, double[] actual, String what) {
@@ -142,6 +181,11 @@ class PythonClientIT {
     }
 
     static List<ConsumerRecord<String, byte[]>> readAll(LocalKafka kafka, String topic, int expected) {
+        return readAll(kafka, topic, expected, key -> true);
+    }
+
+    /** The topic's records whose key passes {@code keys}, from the beginning, until {@code expected} of them or 30 s passed. */
+    static List<ConsumerRecord<String, byte[]>> readAll(LocalKafka kafka, String topic, int expected, Predicate<String> keys) {
         Properties p = KafkaClientSettings.forBootstrap(kafka.bootstrapServers());
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
@@ -153,10 +197,18 @@ class PythonClientIT {
             consumer.seekToBeginning(parts);
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
             while (out.size() < expected && System.nanoTime() < deadline) {
-                consumer.poll(Duration.ofMillis(200)).forEach(out::add);
+                consumer.poll(Duration.ofMillis(200)).forEach(r -> {
+                    if (keys.test(r.key())) {
+                        out.add(r);
+                    }
+                });
             }
             // anything beyond the expected count would be a duplicate: give it a moment to show up
-            consumer.poll(Duration.ofMillis(500)).forEach(out::add);
+            consumer.poll(Duration.ofMillis(500)).forEach(r -> {
+                if (keys.test(r.key())) {
+                    out.add(r);
+                }
+            });
         }
         return out;
     }
