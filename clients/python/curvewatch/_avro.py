@@ -17,13 +17,24 @@ _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "st
 _KEEP = ("name", "type", "fields", "symbols", "items", "values", "size")
 
 
+def repo_schema_dir():
+    """The schema history folder of the repository this package sits in (clients/python/curvewatch)."""
+    return Path(__file__).resolve().parents[3] / "schemas/src/main/resources/curvewatch/avro/history"
+
+
+def listed_files(directory):
+    """The schema files index.txt lists, in order."""
+    return [line.strip() for line in (Path(directory) / "index.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def schema_dir():
-    """Where the shipped schemas are: $CURVEWATCH_SCHEMA_DIR, else the repository's copy."""
+    """Where the schemas are: $CURVEWATCH_SCHEMA_DIR, else the repository's folder, else the copy
+    packaged by `python -m curvewatch.bundle` (curvewatch/schemas)."""
     env = os.environ.get("CURVEWATCH_SCHEMA_DIR")
     candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates.append(here.parents[3] / "schemas/src/main/resources/curvewatch/avro/history")
-    candidates.append(here.parent / "schemas")
+    candidates.append(repo_schema_dir())
+    candidates.append(Path(__file__).resolve().parent / "schemas")
     for c in candidates:
         if (c / "index.txt").is_file():
             return c
@@ -127,8 +138,7 @@ def codec(name: str) -> RecordCodec:
     """Codec for a top-level record by simple name (Capture, RunInfo, WeightSnapshot, ...)."""
     if name not in _codecs:
         d = schema_dir()
-        files = [line.strip() for line in (d / "index.txt").read_text().splitlines()
-                 if line.strip() and not line.startswith("#")]
+        files = listed_files(d)
         newest = sorted((f for f in files if f.split(".v")[0] == name),
                         key=lambda f: int(f.rsplit(".v", 1)[1].split(".")[0]))
         if not newest:

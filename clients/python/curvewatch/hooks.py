@@ -41,6 +41,7 @@ class LayerCapture:
         self.enabled = True
         self.a = None
         self.g = None
+        self._backward_calls = 0
         self._handles = [module.register_forward_pre_hook(self._forward_pre),
                          module.register_full_backward_hook(self._backward)]
 
@@ -48,15 +49,25 @@ class LayerCapture:
         if self.enabled and torch.is_grad_enabled():
             self.a = inputs[0].detach().reshape(-1, self.d_in)
             self.g = None
+            self._backward_calls = 0
 
     def _backward(self, module, grad_input, grad_output):
         if self.enabled and grad_output[0] is not None:
-            self.g = grad_output[0].detach().reshape(-1, self.d_out)
+            # a second gradient for one stored input means the layer ran twice in the pass (tied or
+            # reused weights): pairing would be ambiguous, so take() refuses instead of guessing
+            self._backward_calls += 1
+            if self._backward_calls == 1:
+                self.g = grad_output[0].detach().reshape(-1, self.d_out)
 
     def take(self):
         """The captured (a, g) pair, float32 on the CPU, and clears it; None if incomplete."""
-        a, g = self.a, self.g
+        a, g, calls = self.a, self.g, self._backward_calls
         self.a = self.g = None
+        self._backward_calls = 0
+        if calls > 1:
+            raise RuntimeError(f"layer {self.name} received {calls} output-gradients for one forward input: it "
+                               "runs more than once per forward pass (tied or reused weights), which this client "
+                               "cannot pair per token; watch a layer that runs once per pass")
         if a is None or g is None:
             return None
         if a.shape[0] != g.shape[0]:

@@ -141,6 +141,22 @@ class CaptureTest(unittest.TestCase):
         self.assertEqual([(c["probe"], c["fisher"]) for c in caps], [(True, "EMPIRICAL"), (False, "SAMPLED")])
         self.assertEqual(len(caps[0]["example_losses"]), 3)
 
+    def test_a_layer_run_twice_per_pass_is_refused_not_mispaired(self):
+        torch.manual_seed(8)
+        lin = torch.nn.Linear(4, 4)
+        model = torch.nn.ModuleDict({"shared": lin})
+        w, prod = self.watcher(model, ["shared"])
+        lin(torch.tanh(lin(torch.randn(3, 4)))).sum().backward()
+        with self.assertRaisesRegex(RuntimeError, "more than once per forward pass"):
+            w.step(0)
+        # gradient accumulation (forward, backward, forward, backward) keeps the last consistent pair
+        x1, x2 = torch.randn(3, 4), torch.randn(5, 4)
+        lin(x1).sum().backward()
+        lin(x2).sum().backward()
+        w.step(1, grad_scale=1)
+        cap = decoded(prod, "captures")[-1]
+        torch.testing.assert_close(as_tensor(cap["activations"]), x2)
+
     def test_unknown_layer_and_bad_ids_are_clear_errors(self):
         with self.assertRaisesRegex(KeyError, "nope"):
             self.watcher(Mlp(), ["nope"])
