@@ -1,0 +1,351 @@
+package dev.curvewatch.trainer;
+
+import dev.curvewatch.curvature.CurvatureEdit;
+import dev.curvewatch.curvature.EditSensitivity;
+import dev.curvewatch.curvature.Eigenbasis;
+import dev.curvewatch.curvature.ExampleScores;
+import dev.curvewatch.curvature.FactorAccumulator;
+import dev.curvewatch.curvature.KeepMassMask;
+import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.curvature.RhoCalibration;
+import dev.curvewatch.curvature.RhoCalibrator;
+import dev.curvewatch.curvature.SpectrumSummary;
+import dev.curvewatch.curvature.SymmetricEigensolvers;
+import dev.curvewatch.curvature.spi.SymmetricEigensolver;
+
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+
+/**
+ * The paper's noisy-label experiment in miniature (DESIGN §6): an MLP fits 10% flipped labels;
+ * K-FAC factors from labels sampled on the fitted model (true Fisher, DESIGN §3); per hidden
+ * layer, ρ is calibrated on held-out probes (most aggressive 1−ρ on the log grid 0.4 … 1e-5 that
+ * keeps probe accuracy within {@code tolerance}); the layer whose calibrated edit scores best on
+ * the probes is edited. The flipped set is only used to measure, never to choose.
+ */
+public final class NoisyLabelsExperiment {
+
+    public record Config(long seed, double noise, int dim, int classes, double separation, int nTrain, int nTest,
+                         int nProbes, int hidden, int epochs, int batch, float lr, double tolerance,
+                         int overheadSteps) {
+
+        /** Full size: 512-wide hidden layers as in the DESIGN §3 study. */
+        public static Config full(long seed, double noise) {
+            return new Config(seed, noise, 32, 10, 1.0, 2000, 2000, 500, 512, 150, 100, 1e-3f, 0.01, 40);
+        }
+
+        /** CI size. */
+        public static Config small(long seed, double noise) {
+            return new Config(seed, noise, 32, 10, 1.0, 2000, 1000, 500, 256, 80, 100, 2e-3f, 0.01, 10);
+        }
+    }
+
+    private final Config config;
+    private final PrintStream progress;
+
+    public NoisyLabelsExperiment(Config config, PrintStream progress) {
+        this.config = config;
+        this.progress = progress;
+    }
+
+    public Map<String, Object> run() {
+        long started = System.nanoTime();
+        Config c = config;
+        NoisyLabelData data = NoisyLabelData.generate(c.seed(), c.dim(), c.classes(), c.separation(), c.nTrain(),
+                c.nTest(), c.nProbes(), c.noise());
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("experiment", "noisy-labels");
+        out.put("config", c);
+        out.put("flipped_count", data.flippedCount());
+        try (Mlp mlp = new Mlp(c.seed() + 1, c.dim(), c.hidden(), c.hidden(), c.classes())) {
+            out.put("training_curve", train(mlp, data));
+            Map<String, Double> before = evaluate(mlp, data, null, -1);
+            out.put("before", before);
+            progress.printf("fitted: %s%n", before);
+
+            SymmetricEigensolver solver = SymmetricEigensolvers.best();
+            int[] candidateLayers = {0, 1}; // hidden layers only: the output edit destroyed the model (DESIGN §3)
+            Map<Integer, FactorAccumulator[]> factors = fisherFactors(mlp, data, candidateLayers);
+            List<Map<String, Object>> layerReports = new ArrayList<>();
+            int chosen = -1;
+            double chosenRho = Double.NaN;
+            double bestAcc = Double.NEGATIVE_INFINITY;
+            double bestLoss = Double.POSITIVE_INFINITY;
+            CurvatureEdit chosenEdit = null;
+            double baselineProbeAcc = probeAccuracy(mlp, data, null, -1);
+            for (int layer : candidateLayers) {
+                FactorAccumulator[] ag = factors.get(layer);
+                Eigenbasis a = solver.decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow();
+                Eigenbasis g = solver.decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow();
+                CurvatureEdit edit = new CurvatureEdit(g, a);
+                float[] w = mlp.weight(layer);
+                int l = layer;
+                RhoCalibration cal = RhoCalibrator.standard(c.tolerance(), RhoCalibrator.Direction.HIGHER_IS_BETTER)
+                        .calibrate(baselineProbeAcc,
+                                rho -> probeAccuracy(mlp, data, edit.apply(w, edit.select(rho)), l));
+                Map<String, Object> lr = new LinkedHashMap<>();
+                lr.put("layer", Mlp.layerName(layer));
+                lr.put("spectrum_A", SpectrumSummary.of(a.values()));
+                lr.put("spectrum_G", SpectrumSummary.of(g.values()));
+                lr.put("calibration_trace", cal.trace());
+                if (cal.rho().isPresent()) {
+                    double rho = cal.rho().getAsDouble();
+                    KeepMassMask mask = edit.select(rho);
+                    float[] edited = edit.apply(w, mask);
+                    double acc = probeAccuracy(mlp, data, edited, layer);
+                    double loss = probeLoss(mlp, data, edited, layer);
+                    lr.put("calibrated_rho", rho);
+                    lr.put("kept_pairs", mask.keptPairs());
+                    lr.put("total_pairs", (long) mask.rows() * mask.columns());
+                    lr.put("probe_accuracy", acc);
+                    lr.put("probe_loss", loss);
+                    if (acc > bestAcc || (acc == bestAcc && loss < bestLoss)) {
+                        bestAcc = acc;
+                        bestLoss = loss;
+                        chosen = layer;
+                        chosenRho = rho;
+                        chosenEdit = edit;
+                    }
+                }
+                progress.printf("layer %s: calibrated rho %s, G mass in 50/90/99%%: %s%n", Mlp.layerName(layer),
+                        cal.rho(), lr.get("spectrum_G"));
+                layerReports.add(lr);
+            }
+            out.put("baseline_probe_accuracy", baselineProbeAcc);
+            out.put("layers", layerReports);
+            if (chosen < 0) {
+                out.put("chosen_layer", null);
+                progress.println("no layer has an edit within tolerance: nothing edited");
+                return out;
+            }
+            out.put("chosen_layer", Mlp.layerName(chosen));
+            out.put("chosen_rho", chosenRho);
+            float[] w = mlp.weight(chosen);
+            float[] edited = chosenEdit.apply(w, chosenEdit.select(chosenRho));
+            Map<String, Double> after = evaluate(mlp, data, edited, chosen);
+            out.put("after", after);
+            progress.printf("edited %s at rho=%.6f: %s%n", Mlp.layerName(chosen), chosenRho, after);
+            out.put("detection", detection(mlp, data, chosen, w, edited));
+            out.put("capture_overhead", captureOverhead(c));
+        }
+        out.put("seconds", (System.nanoTime() - started) / 1e9);
+        return out;
+    }
+
+    private List<Map<String, Double>> train(Mlp mlp, NoisyLabelData data) {
+        Config c = config;
+        Random random = new Random(c.seed() + 2);
+        int n = data.train().n();
+        int[] order = new int[n];
+        for (int i = 0; i < n; i++) {
+            order[i] = i;
+        }
+        List<Map<String, Double>> curve = new ArrayList<>();
+        for (int epoch = 0; epoch < c.epochs(); epoch++) {
+            for (int i = n - 1; i > 0; i--) {
+                int j = random.nextInt(i + 1);
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+            double lossSum = 0;
+            int batches = 0;
+            for (int start = 0; start < n; start += c.batch()) {
+                int m = Math.min(c.batch(), n - start);
+                float[] x = new float[m * c.dim()];
+                int[] y = new int[m];
+                for (int k = 0; k < m; k++) {
+                    int idx = order[start + k];
+                    System.arraycopy(data.train().x(), idx * c.dim(), x, k * c.dim(), c.dim());
+                    y[k] = data.trainLabels()[idx];
+                }
+                Mlp.StepResult r = mlp.forwardBackward(x, y, m, Set.of());
+                mlp.adam(r, c.lr());
+                lossSum += r.loss();
+                batches++;
+            }
+            if ((epoch + 1) % 10 == 0 || epoch == c.epochs() - 1) {
+                int[] pred = Metrics.argmax(mlp.logits(data.train().x(), n), n, c.classes());
+                Map<String, Double> point = new LinkedHashMap<>();
+                point.put("epoch", (double) epoch + 1);
+                point.put("train_loss", lossSum / batches);
+                point.put("flipped_memorized", Metrics.agreement(pred, data.trainLabels(), data.flipped(), true));
+                curve.add(point);
+                progress.printf("epoch %d/%d loss %.4f flipped memorized %.3f%n", epoch + 1, c.epochs(),
+                        lossSum / batches, point.get("flipped_memorized"));
+            }
+        }
+        return curve;
+    }
+
+    /** A (inputs) and G (output-gradients, labels sampled from the model's softmax) per layer. */
+    private Map<Integer, FactorAccumulator[]> fisherFactors(Mlp mlp, NoisyLabelData data, int[] layers) {
+        Random random = new Random(config.seed() + 3);
+        Map<Integer, FactorAccumulator[]> acc = new LinkedHashMap<>();
+        Set<Integer> capture = new java.util.HashSet<>();
+        for (int l : layers) {
+            acc.put(l, new FactorAccumulator[] {FactorAccumulator.cumulative(mlp.inDim(l), Precision.FLOAT64),
+                    FactorAccumulator.cumulative(mlp.outDim(l), Precision.FLOAT64)});
+            capture.add(l);
+        }
+        int n = data.train().n();
+        int d = config.dim();
+        int k = config.classes();
+        int chunk = 500;
+        for (int start = 0; start < n; start += chunk) {
+            int m = Math.min(chunk, n - start);
+            float[] x = new float[m * d];
+            System.arraycopy(data.train().x(), start * d, x, 0, m * d);
+            float[] logits = mlp.logits(x, m);
+            int[] sampled = new int[m];
+            for (int i = 0; i < m; i++) {
+                sampled[i] = sample(logits, i * k, k, random);
+            }
+            Mlp.StepResult r = mlp.forwardBackward(x, sampled, m, capture);
+            for (LayerCapture cap : r.captures()) {
+                acc.get(cap.layer())[0].add(start, cap.a(), cap.tokens());
+                acc.get(cap.layer())[1].add(start, cap.g(), cap.tokens());
+            }
+        }
+        return acc;
+    }
+
+    private static int sample(float[] logits, int offset, int k, Random random) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int c = 0; c < k; c++) {
+            max = Math.max(max, logits[offset + c]);
+        }
+        double[] p = new double[k];
+        double sum = 0;
+        for (int c = 0; c < k; c++) {
+            p[c] = Math.exp(logits[offset + c] - max);
+            sum += p[c];
+        }
+        double u = random.nextDouble() * sum;
+        for (int c = 0; c < k; c++) {
+            u -= p[c];
+            if (u <= 0) {
+                return c;
+            }
+        }
+        return k - 1;
+    }
+
+    private double probeAccuracy(Mlp mlp, NoisyLabelData data, float[] edited, int layer) {
+        NoisyLabelData.Split p = data.probes();
+        int[] pred = Metrics.argmax(mlp.logits(p.x(), p.n(), edited, layer), p.n(), config.classes());
+        return Metrics.agreement(pred, p.y(), null, true);
+    }
+
+    private double probeLoss(Mlp mlp, NoisyLabelData data, float[] edited, int layer) {
+        NoisyLabelData.Split p = data.probes();
+        return Metrics.mean(Metrics.crossEntropy(mlp.logits(p.x(), p.n(), edited, layer), p.y(), config.classes()));
+    }
+
+    private Map<String, Double> evaluate(Mlp mlp, NoisyLabelData data, float[] edited, int layer) {
+        int k = config.classes();
+        NoisyLabelData.Split tr = data.train();
+        NoisyLabelData.Split te = data.test();
+        int[] pred = Metrics.argmax(mlp.logits(tr.x(), tr.n(), edited, layer), tr.n(), k);
+        int[] predTest = Metrics.argmax(mlp.logits(te.x(), te.n(), edited, layer), te.n(), k);
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("flipped_memorized", Metrics.agreement(pred, data.trainLabels(), data.flipped(), true));
+        m.put("flipped_true", Metrics.agreement(pred, tr.y(), data.flipped(), true));
+        m.put("clean_train_accuracy", Metrics.agreement(pred, tr.y(), data.flipped(), false));
+        m.put("test_accuracy", Metrics.agreement(predTest, te.y(), null, true));
+        m.put("probe_accuracy", probeAccuracy(mlp, data, edited, layer));
+        return m;
+    }
+
+    private Map<String, Object> detection(Mlp mlp, NoisyLabelData data, int layer, float[] w, float[] edited) {
+        int k = config.classes();
+        NoisyLabelData.Split tr = data.train();
+        int n = tr.n();
+        double[] lossNow = Metrics.crossEntropy(mlp.logits(tr.x(), n), data.trainLabels(), k);
+        double[] lossEdited = Metrics.crossEntropy(mlp.logits(tr.x(), n, edited, layer), data.trainLabels(), k);
+        double[] exact = new double[n];
+        for (int i = 0; i < n; i++) {
+            exact[i] = lossEdited[i] - lossNow[i];
+        }
+        // first-order score from a capture with the data labels (what the trainer publishes)
+        Mlp.StepResult r = mlp.forwardBackward(tr.x(), data.trainLabels(), n, Set.of(layer));
+        LayerCapture cap = r.captures().get(0);
+        long[] ids = new long[n];
+        for (int i = 0; i < n; i++) {
+            ids[i] = i;
+        }
+        double[] wd = new double[w.length];
+        double[] ed = new double[w.length];
+        for (int i = 0; i < w.length; i++) {
+            wd[i] = w[i];
+            ed[i] = edited[i];
+        }
+        ExampleScores first = new EditSensitivity().firstOrder(wd, ed, cap.dOut(), cap.dIn(), cap.a(), cap.g(), ids);
+        double[] firstOrder = new double[n];
+        for (int i = 0; i < n; i++) {
+            firstOrder[i] = first.scoreOf(i);
+        }
+        NoisyLabelData.Split p = data.probes();
+        double[] probeNow = Metrics.crossEntropy(mlp.logits(p.x(), p.n()), p.y(), k);
+        double[] probeEdited = Metrics.crossEntropy(mlp.logits(p.x(), p.n(), edited, layer), p.y(), k);
+        double probeSens = 0;
+        for (int i = 0; i < p.n(); i++) {
+            probeSens += probeEdited[i] - probeNow[i];
+        }
+        probeSens /= p.n();
+        Map<String, Object> d = new LinkedHashMap<>();
+        d.put("auroc_exact_edit_sensitivity", Metrics.auroc(exact, data.flipped()));
+        d.put("auroc_first_order", Metrics.auroc(firstOrder, data.flipped()));
+        d.put("auroc_loss_baseline", Metrics.auroc(lossNow, data.flipped()));
+        d.put("train_edit_sensitivity_mean", Metrics.mean(exact));
+        d.put("probe_edit_sensitivity_mean", probeSens);
+        d.put("memorization_gap", Metrics.mean(exact) - probeSens);
+        d.put("roc_exact", Metrics.roc(exact, data.flipped()));
+        d.put("roc_first_order", Metrics.roc(firstOrder, data.flipped()));
+        d.put("roc_loss", Metrics.roc(lossNow, data.flipped()));
+        d.put("scores_exact", exact);
+        progress.printf("detection AUROC: exact %.4f first-order %.4f loss %.4f, gap %.4f nats%n",
+                d.get("auroc_exact_edit_sensitivity"), d.get("auroc_first_order"), d.get("auroc_loss_baseline"),
+                d.get("memorization_gap"));
+        return d;
+    }
+
+    /** Median training-step time (forward, backward, Adam) with and without capture of both hidden layers. */
+    private Map<String, Object> captureOverhead(Config c) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        NoisyLabelData data = NoisyLabelData.generate(c.seed() + 7, c.dim(), c.classes(), c.separation(), c.batch(),
+                1, 1, c.noise());
+        try (Mlp mlp = new Mlp(c.seed() + 8, c.dim(), c.hidden(), c.hidden(), c.classes())) {
+            int steps = c.overheadSteps();
+            long[] plain = new long[steps];
+            long[] captured = new long[steps];
+            for (int s = 0; s < steps + 3; s++) { // first 3 are warm-up, then interleaved
+                long t0 = System.nanoTime();
+                mlp.adam(mlp.forwardBackward(data.train().x(), data.trainLabels(), c.batch(), Set.of()), 1e-4f);
+                long t1 = System.nanoTime();
+                Mlp.StepResult r = mlp.forwardBackward(data.train().x(), data.trainLabels(), c.batch(), Set.of(0, 1));
+                mlp.adam(r, 1e-4f);
+                long t2 = System.nanoTime();
+                if (s >= 3) {
+                    plain[s - 3] = t1 - t0;
+                    captured[s - 3] = t2 - t1;
+                }
+            }
+            java.util.Arrays.sort(plain);
+            java.util.Arrays.sort(captured);
+            double p = plain[steps / 2] / 1e6;
+            double q = captured[steps / 2] / 1e6;
+            m.put("batch", c.batch());
+            m.put("median_step_ms_without_capture", p);
+            m.put("median_step_ms_with_capture", q);
+            m.put("overhead_fraction", q / p - 1);
+            progress.printf("capture overhead: %.3f ms -> %.3f ms per step (%.1f%%)%n", p, q, 100 * (q / p - 1));
+        }
+        return m;
+    }
+}
