@@ -75,6 +75,16 @@ class LayerCapture:
                                "(was the layer called twice in one forward pass?)")
         return a.to("cpu", torch.float32), g.to("cpu", torch.float32)
 
+    def stash(self):
+        """Sets aside what is captured so far (restored by unstash) so a side pass can use the hooks."""
+        state = (self.a, self.g, self._backward_calls)
+        self.a = self.g = None
+        self._backward_calls = 0
+        return state
+
+    def unstash(self, state):
+        self.a, self.g, self._backward_calls = state
+
     def remove(self):
         for h in self._handles:
             h.remove()

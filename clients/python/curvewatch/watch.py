@@ -105,6 +105,9 @@ class Watcher:
         per-example losses. Returns the number of records published.
         """
         before = self.records
+        if losses is not None and (sample_ids is None or len(losses) != len(sample_ids)):
+            raise ValueError(f"losses need one sample id each: {len(losses)} losses, "
+                             f"{0 if sample_ids is None else len(sample_ids)} sample ids")
         for cap in self.captures.values():
             pair = cap.take()
             if pair is None:
@@ -169,13 +172,15 @@ class Watcher:
         """Runs a forward/backward that must not disturb the training step's parameter gradients."""
         params = list(model.parameters())
         saved = [None if p.grad is None else p.grad.clone() for p in params]
-        for cap in self.captures.values():
-            cap.take()
+        # the training step's own capture, if step() has not published it yet, survives the side pass
+        stashed = {name: cap.stash() for name, cap in self.captures.items()}
         try:
             yield
         finally:
             for p, g in zip(params, saved):
                 p.grad = g
+            for name, cap in self.captures.items():
+                cap.unstash(stashed[name])
 
     def probe(self, model, inputs, targets, loss_fn, step, sample_ids):
         """Captures held-out probe examples (probe=True: never accumulated into factors)."""

@@ -141,6 +141,20 @@ class CaptureTest(unittest.TestCase):
         self.assertEqual([(c["probe"], c["fisher"]) for c in caps], [(True, "EMPIRICAL"), (False, "SAMPLED")])
         self.assertEqual(len(caps[0]["example_losses"]), 3)
 
+    def test_probe_between_backward_and_step_keeps_the_training_capture(self):
+        torch.manual_seed(9)
+        model = Mlp()
+        w, prod = self.watcher(model, ["fc1"])
+        x = torch.randn(4, 6)
+        F.cross_entropy(model(x), torch.randint(0, 4, (4,))).backward()
+        w.probe(model, torch.randn(2, 6), torch.randint(0, 4, (2,)), F.cross_entropy, 0, ["p0", "p1"])
+        w.step(0, sample_ids=["a", "b", "c", "d"])
+        caps = decoded(prod, "captures")
+        self.assertEqual([c["probe"] for c in caps], [True, False])
+        torch.testing.assert_close(as_tensor(caps[1]["activations"]), x)
+        with self.assertRaisesRegex(ValueError, "one sample id each"):
+            w.step(1, losses=[0.1, 0.2])
+
     def test_a_layer_run_twice_per_pass_is_refused_not_mispaired(self):
         torch.manual_seed(8)
         lin = torch.nn.Linear(4, 4)
