@@ -68,8 +68,13 @@ def main(bootstrap, out, run_id):
         (out / f"{layer}.A").write_bytes((sa / n).astype("<f8").tobytes())
         (out / f"{layer}.G").write_bytes((sg / n).astype("<f8").tobytes())
         factors[layer] = {"A": f"{layer}.A", "G": f"{layer}.G", "d_in": sa.shape[0], "d_out": sg.shape[0], "tokens": n}
+    schemas = {}
+    for f in _avro.listed_files(_avro.schema_dir()):
+        name = f.split(".v")[0]
+        schemas[name] = {"fingerprint": f"{_avro.codec(name).fingerprint:016x}",
+                         "canonical": _avro.canonical_form(json.loads((_avro.schema_dir() / f).read_text()))}
     (out / "expected.json").write_text(json.dumps({"run_id": run_id, "records": records, "factors": factors,
-                                                    "fingerprint": f"{codec.fingerprint:016x}"}))
+                                                    "fingerprint": f"{codec.fingerprint:016x}", "schemas": schemas}))
     print(f"published {len(records)} captures, {pub.delivered} records delivered")
 
 

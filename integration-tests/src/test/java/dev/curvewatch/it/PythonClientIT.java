@@ -14,8 +14,12 @@ import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
+import dev.curvewatch.schemas.RecordTypes;
 import dev.curvewatch.schemas.SchemaCatalog;
 import dev.curvewatch.schemas.TensorCodec;
+import org.apache.avro.Schema;
+import org.apache.avro.SchemaNormalization;
+import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -66,6 +70,16 @@ class PythonClientIT {
             JsonNode expected = new ObjectMapper().readTree(out.resolve("expected.json").toFile());
             assertEquals(Long.toHexString(SchemaCatalog.fingerprint(Capture.getClassSchema())),
                     expected.get("fingerprint").asText(), "Python and Java disagree on the Capture schema fingerprint");
+            // every record type, not only those the client sends: canonical form byte for byte, then CRC-64-AVRO
+            JsonNode schemas = expected.get("schemas");
+            assertEquals(RecordTypes.ALL.size(), schemas.size(), "record types known to Python");
+            for (Class<? extends SpecificRecord> type : RecordTypes.ALL) {
+                Schema schema = RecordTypes.schemaOf(type);
+                JsonNode fromPython = schemas.get(type.getSimpleName());
+                assertEquals(SchemaNormalization.toParsingForm(schema), fromPython.get("canonical").asText(), type.getSimpleName());
+                assertEquals(String.format("%016x", SchemaCatalog.fingerprint(schema)), fromPython.get("fingerprint").asText(),
+                        type.getSimpleName());
+            }
             CurvewatchTopics topics = CurvewatchTopics.withDefaultPrefix();
             JsonNode records = expected.get("records");
             List<ConsumerRecord<String, byte[]>> captured = readAll(kafka, topics.captures(), records.size());
