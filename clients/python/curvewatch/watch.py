@@ -12,6 +12,9 @@ from .publisher import Publisher
 
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 DEFAULT_PREFIX = "curvewatch."
+# the tensor topics' max.message.bytes (CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES on the Java side)
+TOPIC_MAX_RECORD_BYTES = 16 * 1024 * 1024
+_RECORD_OVERHEAD = 4096  # ids, shapes, timestamps and Kafka framing, generously
 CODE_VERSION = "curvewatch-python 0.1.0"
 
 
@@ -49,7 +52,19 @@ class Watcher:
         missing = [name for name in layers if name not in modules]
         if missing:
             raise KeyError(f"model has no layer(s) {missing}; named modules include {list(modules)[:20]}")
-        self.captures = {_check_id(name, "layer"): LayerCapture(name, modules[name]) for name in layers}
+        if not 0 < int(max_record_bytes) <= TOPIC_MAX_RECORD_BYTES - _RECORD_OVERHEAD:
+            raise ValueError(f"max_record_bytes must be in 1..{TOPIC_MAX_RECORD_BYTES - _RECORD_OVERHEAD}, "
+                             f"the tensor topics accept {TOPIC_MAX_RECORD_BYTES} bytes a record")
+        for name in layers:
+            _check_id(name, "layer")
+            module = modules[name]
+            weight_bytes = 4 * module.weight.numel() + (4 * module.bias.numel() if getattr(module, "bias", None) is not None else 0)
+            if weights_every and weight_bytes + _RECORD_OVERHEAD > TOPIC_MAX_RECORD_BYTES:
+                # WeightSnapshot has no part/parts fields: a larger layer cannot be published whole
+                raise ValueError(f"layer {name}: its weights ({weight_bytes / 2**20:.1f} MiB as float32) exceed the "
+                                 f"{TOPIC_MAX_RECORD_BYTES // 2**20} MiB record limit of the weights topic; "
+                                 "use weights_every=0 for it")
+        self.captures = {name: LayerCapture(name, modules[name]) for name in layers}
         self.prefix = topic_prefix
         self.tokens_per_step = int(tokens_per_step)
         self.weights_every = int(weights_every)

@@ -155,6 +155,21 @@ class CaptureTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "one sample id each"):
             w.step(1, losses=[0.1, 0.2])
 
+    def test_fisher_pass_gradients_are_softmax_minus_a_sampled_one_hot(self):
+        torch.manual_seed(10)
+        model = Mlp()
+        w, prod = self.watcher(model, ["out"], seed=3)
+        x = torch.randn(64, 6)
+        w.fisher_pass(model, x, 0)
+        cap = decoded(prod, "captures")[0]
+        g = as_tensor(cap["gradients"])
+        probs = torch.softmax(model(x), dim=-1).detach()
+        labels = g.argmin(dim=1)  # p - 1 < 0 only at the sampled label
+        self.assertEqual((g < 0).sum(dim=1).tolist(), [1] * 64)
+        torch.testing.assert_close(g + F.one_hot(labels, 4).float(), probs, **TOL)
+        self.assertEqual((cap["fisher"], cap["grad_scale"]), ("SAMPLED", 1.0))
+        self.assertTrue((labels != probs.argmax(dim=1)).any())  # sampled from p, not the model's argmax
+
     def test_a_layer_run_twice_per_pass_is_refused_not_mispaired(self):
         torch.manual_seed(8)
         lin = torch.nn.Linear(4, 4)
@@ -174,6 +189,12 @@ class CaptureTest(unittest.TestCase):
     def test_unknown_layer_and_bad_ids_are_clear_errors(self):
         with self.assertRaisesRegex(KeyError, "nope"):
             self.watcher(Mlp(), ["nope"])
+        big = torch.nn.Sequential(torch.nn.Linear(2048, 2048))  # 16 MiB of float32 weights
+        with self.assertRaisesRegex(ValueError, "record limit of the weights topic"):
+            self.watcher(big, ["0"], weights_every=10)
+        self.watcher(big, ["0"], weights_every=0)[0].close()  # captures alone are split into parts: fine
+        with self.assertRaisesRegex(ValueError, "max_record_bytes"):
+            self.watcher(Mlp(), ["fc1"], max_record_bytes=64 * 1024 * 1024)
         with self.assertRaisesRegex(ValueError, "run_id"):
             Watcher(Mlp(), ["fc1"], "../evil", publisher=Publisher({}, producer=RecordingProducer()))
 
