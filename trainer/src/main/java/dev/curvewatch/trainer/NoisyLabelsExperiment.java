@@ -48,6 +48,20 @@ public final class NoisyLabelsExperiment {
     private final Config config;
     private final PrintStream progress;
 
+    /**
+     * {@code java -cp ... dev.curvewatch.trainer.NoisyLabelsExperiment [seed] [noise] [full|small] [out.json]}:
+     * the same run as {@code curvewatch experiment noisy-labels}, for use before the cli is wired.
+     */
+    public static void main(String[] args) throws java.io.IOException {
+        long seed = args.length > 0 ? Long.parseLong(args[0]) : 1;
+        double noise = args.length > 1 ? Double.parseDouble(args[1]) : 0.1;
+        Config config = args.length > 2 && args[2].equals("small") ? Config.small(seed, noise) : Config.full(seed, noise);
+        java.nio.file.Path json = java.nio.file.Path.of(args.length > 3 ? args[3] : "noisy-labels.json");
+        Map<String, Object> result = new NoisyLabelsExperiment(config, System.out).run();
+        System.out.println("report: " + NoisyLabelsReport.write(result, json,
+                "NoisyLabelsExperiment " + String.join(" ", args)));
+    }
+
     public NoisyLabelsExperiment(Config config, PrintStream progress) {
         this.config = config;
         this.progress = progress;
@@ -309,6 +323,7 @@ public final class NoisyLabelsExperiment {
         d.put("roc_first_order", Metrics.roc(firstOrder, data.flipped()));
         d.put("roc_loss", Metrics.roc(lossNow, data.flipped()));
         d.put("scores_exact", exact);
+        d.put("flipped", data.flipped());
         progress.printf("detection AUROC: exact %.4f first-order %.4f loss %.4f, gap %.4f nats%n",
                 d.get("auroc_exact_edit_sensitivity"), d.get("auroc_first_order"), d.get("auroc_loss_baseline"),
                 d.get("memorization_gap"));
