@@ -118,7 +118,8 @@ class SafetensorsTest(unittest.TestCase):
         from pathlib import Path
         from curvewatch import load_file, save_file
         tensors = {"fc1.weight": torch.randn(3, 4), "fc1.bias": torch.randn(3), "n": torch.arange(5, dtype=torch.int64),
-                   "h": torch.randn(2, 2, dtype=torch.float64)}
+                   "h": torch.randn(2, 2, dtype=torch.float64), "b16": torch.randn(3, 2).to(torch.bfloat16),
+                   "f16": torch.randn(5).to(torch.float16), "empty": torch.zeros(0, 3)}
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "x.safetensors")
             save_file(tensors, path, metadata={"rho": 0.6})
@@ -131,6 +132,17 @@ class SafetensorsTest(unittest.TestCase):
             back, meta = load_file(path, with_metadata=True)
             for k, v in tensors.items():
                 torch.testing.assert_close(back[k], v, rtol=0, atol=0)
+            self.assertEqual(meta, {"rho": "0.6"})
+            # the README's two lines: an edited snapshot of one layer into a model
+            from helpers import Mlp
+            model = Mlp()
+            edited = {"fc2.weight": model.fc2.weight.detach() * 0.5}
+            save_file(edited, path)
+            state = load_file(path)
+            model.load_state_dict(state, strict=False)
+            torch.testing.assert_close(model.fc2.weight.detach(), edited["fc2.weight"], rtol=0, atol=0)
+            save_file(tensors, path)
+            raw = Path(path).read_bytes()
             with open(path, "wb") as f:
                 f.write(raw[:-4])
             with self.assertRaisesRegex(ValueError, "do not fit"):
