@@ -7,14 +7,15 @@ import warnings
 import torch
 
 from . import _avro
-from .hooks import LayerCapture, weight_out_in
+from .hooks import LayerCapture, dims, weight_out_in
 from .publisher import Publisher
 
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 DEFAULT_PREFIX = "curvewatch."
 # the tensor topics' max.message.bytes (CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES on the Java side)
 TOPIC_MAX_RECORD_BYTES = 16 * 1024 * 1024
-_RECORD_OVERHEAD = 4096  # ids, shapes, timestamps and Kafka framing, generously
+_RECORD_OVERHEAD = 4096
+_FISHER = ("SAMPLED", "EMPIRICAL")  # ids, shapes, timestamps and Kafka framing, generously
 CODE_VERSION = "curvewatch-python 0.1.0"
 
 
@@ -55,15 +56,27 @@ class Watcher:
         if not 0 < int(max_record_bytes) <= TOPIC_MAX_RECORD_BYTES - _RECORD_OVERHEAD:
             raise ValueError(f"max_record_bytes must be in 1..{TOPIC_MAX_RECORD_BYTES - _RECORD_OVERHEAD}, "
                              f"the tensor topics accept {TOPIC_MAX_RECORD_BYTES} bytes a record")
+        if fisher not in _FISHER or factor_mode not in ("CUMULATIVE", "EMA"):
+            raise ValueError(f"fisher must be one of {_FISHER} (got {fisher!r}), factor_mode CUMULATIVE or EMA "
+                             f"(got {factor_mode!r})")
         for name in layers:
             _check_id(name, "layer")
             module = modules[name]
-            weight_bytes = 4 * module.weight.numel() + (4 * module.bias.numel() if getattr(module, "bias", None) is not None else 0)
+            d_in, d_out = dims(module)  # TypeError for a layer kind the client cannot watch
+            weight_bytes = 4 * d_in * d_out + (4 * d_out if getattr(module, "bias", None) is not None else 0)
             if weights_every and weight_bytes + _RECORD_OVERHEAD > TOPIC_MAX_RECORD_BYTES:
                 # WeightSnapshot has no part/parts fields: a larger layer cannot be published whole
                 raise ValueError(f"layer {name}: its weights ({weight_bytes / 2**20:.1f} MiB as float32) exceed the "
                                  f"{TOPIC_MAX_RECORD_BYTES // 2**20} MiB record limit of the weights topic; "
                                  "use weights_every=0 for it")
+        if publisher is None:
+            conf = dict(kafka_config or {})
+            if bootstrap:
+                conf["bootstrap.servers"] = bootstrap
+            if "bootstrap.servers" not in conf:
+                raise ValueError("pass bootstrap='host:port' (or kafka_config with bootstrap.servers)")
+            publisher = Publisher(conf, policy=policy, block_timeout=block_timeout, max_queue_bytes=max_queue_bytes)
+        self.publisher = publisher
         self.captures = {name: LayerCapture(name, modules[name]) for name in layers}
         self.prefix = topic_prefix
         self.tokens_per_step = int(tokens_per_step)
@@ -74,14 +87,6 @@ class Watcher:
         self._generator = torch.Generator().manual_seed(seed)
         self._capture_codec = _avro.codec("Capture")
         self._weights_codec = _avro.codec("WeightSnapshot")
-        if publisher is None:
-            conf = dict(kafka_config or {})
-            if bootstrap:
-                conf["bootstrap.servers"] = bootstrap
-            if "bootstrap.servers" not in conf:
-                raise ValueError("pass bootstrap='host:port' (or kafka_config with bootstrap.servers)")
-            publisher = Publisher(conf, policy=policy, block_timeout=block_timeout, max_queue_bytes=max_queue_bytes)
-        self.publisher = publisher
         self.records = 0
         self._closed = False
         self._run_info = {
@@ -92,7 +97,12 @@ class Watcher:
             "factor_mode": factor_mode, "ema_decay": float(ema_decay), "fisher": fisher,
             "weights_every": self.weights_every, "tokens_per_step": self.tokens_per_step,
             "code_version": CODE_VERSION, "config": {k: str(v) for k, v in (config or {}).items()}}
-        self._publish_run_info("RUNNING")
+        try:
+            self._publish_run_info("RUNNING")
+        except Exception:
+            for cap in self.captures.values():  # leave the model as it was
+                cap.remove()
+            raise
 
     def _publish_run_info(self, status):
         self._run_info["status"] = status

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import Conv1D, Mlp, RecordingProducer
-from curvewatch import Publisher, Watcher
+from curvewatch import Publisher, PublishError, Watcher
 from curvewatch import _avro
 
 TOL = dict(rtol=1e-5, atol=1e-6)  # float32 arithmetic on both sides
@@ -189,6 +189,18 @@ class CaptureTest(unittest.TestCase):
     def test_unknown_layer_and_bad_ids_are_clear_errors(self):
         with self.assertRaisesRegex(KeyError, "nope"):
             self.watcher(Mlp(), ["nope"])
+        with self.assertRaisesRegex(TypeError, "only nn.Linear"):
+            self.watcher(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3)), ["0"])
+        with self.assertRaisesRegex(ValueError, "fisher"):
+            self.watcher(Mlp(), ["fc1"], fisher="TRUE")
+
+        class Refusing(RecordingProducer):
+            def produce(self, *args, **kwargs):
+                raise BufferError("Local: Queue full")
+        model = Mlp()
+        with self.assertRaisesRegex(PublishError, "still full"):
+            Watcher(model, ["fc1"], "r", publisher=Publisher({}, producer=Refusing(), block_timeout=0.1))
+        self.assertEqual(len(model.fc1._forward_pre_hooks), 0)  # no hooks left behind by a failed start
         big = torch.nn.Sequential(torch.nn.Linear(2048, 2048))  # 16 MiB of float32 weights
         with self.assertRaisesRegex(ValueError, "record limit of the weights topic"):
             self.watcher(big, ["0"], weights_every=10)
