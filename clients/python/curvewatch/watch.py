@@ -114,8 +114,8 @@ class Watcher:
         return self.publisher.dropped
 
     def _publish(self, topic, key, value):
-        self.publisher.publish(topic, key.encode("utf-8"), value)
-        self.records += 1
+        if self.publisher.publish(topic, key.encode("utf-8"), value):  # False: dropped (policy "drop"), counted there
+            self.records += 1
 
     def _scale(self, tokens):
         if self.grad_scale == "tokens":

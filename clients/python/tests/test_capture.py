@@ -113,6 +113,16 @@ class CaptureTest(unittest.TestCase):
         for row, i in zip(a, index):  # each kept row is the input of the example it claims
             torch.testing.assert_close(row, x[int(cap["sample_ids"][i][1:])])
 
+    def test_dropped_records_are_not_counted_as_published(self):
+        torch.manual_seed(12)
+        model = Mlp()
+        prod = RecordingProducer(full_after=2)  # RunInfo and one capture fit, then Kafka is "slow"
+        w = Watcher(model, ["fc1", "fc2"], "drop-1", publisher=Publisher({}, policy="drop", producer=prod))
+        F.cross_entropy(model(torch.randn(4, 6)), torch.randint(0, 4, (4,))).backward()
+        with self.assertWarnsRegex(RuntimeWarning, "dropped 1"):
+            self.assertEqual(w.step(0), 1)
+        self.assertEqual((w.records, w.dropped), (2, 1))
+
     def test_large_steps_split_into_parts_under_the_limit(self):
         torch.manual_seed(5)
         model = Mlp()
