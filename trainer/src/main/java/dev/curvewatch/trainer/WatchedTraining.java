@@ -1,0 +1,245 @@
+package dev.curvewatch.trainer;
+
+import dev.curvewatch.avro.FisherKind;
+import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.curvature.FactorAccumulator;
+import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.curvature.SpectrumSummary;
+import dev.curvewatch.curvature.SymmetricEigensolvers;
+import dev.curvewatch.curvature.safetensors.SafetensorsFile;
+import dev.curvewatch.curvature.safetensors.SafetensorsWriter;
+import dev.curvewatch.schemas.CurvewatchTopics;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+
+/**
+ * A watched fine-tune (the {@code curvewatch train} command): the noisy-label MLP trained with
+ * capture of its hidden layers (fc1, fc2) at every step, published to Kafka (RunInfo, Capture per
+ * layer per step, held-out probe captures, WeightSnapshot every N steps), or, without a broker,
+ * accumulated into K-FAC factors in-process. Can start from a safetensors snapshot (e.g. the
+ * output of {@code curvewatch edit}) and save its final weights as safetensors.
+ */
+public final class WatchedTraining {
+
+    public record Config(String runId, long seed, double noise, int hidden, int epochs, int batch, float lr,
+                         int weightsEvery, int probeEvery, boolean sampledFisher, String bootstrap,
+                         CapturePublisher.Policy policy, int inFlightBytes, Path initWeights, Path saveWeights) {
+    }
+
+    private static final int[] WATCHED = {0, 1};
+
+    private final Config config;
+    private final PrintStream progress;
+
+    public WatchedTraining(Config config, PrintStream progress) {
+        this.config = config;
+        this.progress = progress;
+    }
+
+    public Map<String, Object> run() throws IOException {
+        Config c = config;
+        NoisyLabelData data = NoisyLabelData.generate(c.seed(), 32, 10, 1.0, 2000, 1000, 500, c.noise());
+        Map<String, Object> out = new LinkedHashMap<>();
+        Random random = new Random(c.seed() + 11);
+        try (Mlp mlp = new Mlp(c.seed() + 1, 32, c.hidden(), c.hidden(), 10);
+             CapturePublisher publisher = c.bootstrap() == null ? null
+                     : new CapturePublisher(c.bootstrap(), CurvewatchTopics.withDefaultPrefix(), c.policy(),
+                     c.inFlightBytes())) {
+            if (c.initWeights() != null) {
+                loadWeights(mlp, c.initWeights());
+                progress.println("loaded weights from " + c.initWeights());
+            }
+            Map<Integer, FactorAccumulator[]> factors = new LinkedHashMap<>();
+            for (int l : WATCHED) {
+                factors.put(l, new FactorAccumulator[] {FactorAccumulator.cumulative(mlp.inDim(l), Precision.FLOAT64),
+                        FactorAccumulator.cumulative(mlp.outDim(l), Precision.FLOAT64)});
+            }
+            FisherKind fisher = c.sampledFisher() ? FisherKind.SAMPLED : FisherKind.EMPIRICAL;
+            if (publisher != null) {
+                List<LayerInfo> layers = new ArrayList<>();
+                for (int l : WATCHED) {
+                    layers.add(LayerInfo.newBuilder().setName(Mlp.layerName(l)).setDIn(mlp.inDim(l))
+                            .setDOut(mlp.outDim(l)).setTransposed(false).setHasBias(true).build());
+                }
+                Map<String, String> cfg = new LinkedHashMap<>();
+                cfg.put("seed", String.valueOf(c.seed()));
+                cfg.put("noise", String.valueOf(c.noise()));
+                cfg.put("lr", String.valueOf(c.lr()));
+                cfg.put("batch", String.valueOf(c.batch()));
+                publisher.publishRun(RunInfo.newBuilder().setRunId(c.runId()).setModel("mlp-32-" + c.hidden() + "-"
+                                + c.hidden() + "-10").setSource("djl-trainer").setCreatedMs(System.currentTimeMillis())
+                        .setLayers(layers).setFisher(fisher).setWeightsEvery(c.weightsEvery()).setConfig(cfg).build());
+            }
+            int n = data.train().n();
+            int[] order = new int[n];
+            for (int i = 0; i < n; i++) {
+                order[i] = i;
+            }
+            long step = 0;
+            long captureNanos = 0;
+            long trainNanos = 0;
+            for (int epoch = 0; epoch < c.epochs(); epoch++) {
+                for (int i = n - 1; i > 0; i--) {
+                    int j = random.nextInt(i + 1);
+                    int t = order[i];
+                    order[i] = order[j];
+                    order[j] = t;
+                }
+                for (int start = 0; start < n; start += c.batch()) {
+                    int m = Math.min(c.batch(), n - start);
+                    float[] x = new float[m * 32];
+                    int[] y = new int[m];
+                    String[] ids = new String[m];
+                    for (int k = 0; k < m; k++) {
+                        int idx = order[start + k];
+                        System.arraycopy(data.train().x(), idx * 32, x, k * 32, 32);
+                        y[k] = data.trainLabels()[idx];
+                        ids[k] = "train-" + idx;
+                    }
+                    long t0 = System.nanoTime();
+                    Mlp.StepResult r = mlp.forwardBackward(x, y, m, Set.of(0, 1));
+                    mlp.adam(r, c.lr());
+                    long t1 = System.nanoTime();
+                    trainNanos += t1 - t0;
+                    List<LayerCapture> caps = r.captures();
+                    if (c.sampledFisher()) {
+                        float[] logits = mlp.logits(x, m);
+                        int[] sampled = new int[m];
+                        for (int k = 0; k < m; k++) {
+                            sampled[k] = sampleLabel(logits, k * 10, 10, random);
+                        }
+                        caps = mlp.forwardBackward(x, sampled, m, Set.of(0, 1)).captures();
+                    }
+                    for (LayerCapture cap : caps) {
+                        factors.get(cap.layer())[0].add(step, cap.a(), cap.tokens());
+                        factors.get(cap.layer())[1].add(step, cap.g(), cap.tokens());
+                        if (publisher != null) {
+                            publisher.publishCapture(c.runId(), Mlp.layerName(cap.layer()), step, cap, ids,
+                                    r.perExampleLoss(), false, fisher, m);
+                        }
+                    }
+                    if (publisher != null && c.probeEvery() > 0 && step % c.probeEvery() == 0) {
+                        publishProbes(publisher, mlp, data, step);
+                    }
+                    if (publisher != null && c.weightsEvery() > 0 && step % c.weightsEvery() == 0) {
+                        for (int l : WATCHED) {
+                            publisher.publishWeights(c.runId(), Mlp.layerName(l), step, mlp.weight(l), mlp.outDim(l),
+                                    mlp.inDim(l), mlp.bias(l));
+                        }
+                    }
+                    captureNanos += System.nanoTime() - t1;
+                    step++;
+                }
+                int[] pred = Metrics.argmax(mlp.logits(data.train().x(), n), n, 10);
+                int[] predTest = Metrics.argmax(mlp.logits(data.test().x(), data.test().n()), data.test().n(), 10);
+                progress.printf("epoch %d/%d step %d: flipped memorized %.3f, test accuracy %.4f%s%n", epoch + 1,
+                        c.epochs(), step, Metrics.agreement(pred, data.trainLabels(), data.flipped(), true),
+                        Metrics.agreement(predTest, data.test().y(), null, true),
+                        publisher == null ? "" : String.format(", published %d records, dropped %d",
+                                publisher.sent(), publisher.dropped()));
+            }
+            out.put("steps", step);
+            out.put("train_ms", trainNanos / 1e6);
+            out.put("capture_and_publish_ms", captureNanos / 1e6);
+            if (publisher != null) {
+                publisher.flush();
+                out.put("published_records", publisher.sent());
+                out.put("published_bytes", publisher.sentBytes());
+                out.put("dropped_captures", publisher.dropped());
+                out.put("failed_records", publisher.failed());
+            }
+            Map<String, Object> spectra = new LinkedHashMap<>();
+            for (int l : WATCHED) {
+                FactorAccumulator[] ag = factors.get(l);
+                SpectrumSummary a = SpectrumSummary.of(SymmetricEigensolvers.best()
+                        .decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow().values());
+                SpectrumSummary g = SpectrumSummary.of(SymmetricEigensolvers.best()
+                        .decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow().values());
+                spectra.put(Mlp.layerName(l), Map.of("A", a, "G", g, "tokens", ag[0].tokenCount()));
+                progress.printf("%s in-process factors over %d tokens: A %s%n  G %s%n", Mlp.layerName(l),
+                        ag[0].tokenCount(), a, g);
+            }
+            out.put("spectra", spectra);
+            if (c.saveWeights() != null) {
+                saveWeights(mlp, c.saveWeights(), c.runId(), step);
+                progress.println("saved weights to " + c.saveWeights());
+            }
+        }
+        return out;
+    }
+
+    private void publishProbes(CapturePublisher publisher, Mlp mlp, NoisyLabelData data, long step) {
+        NoisyLabelData.Split p = data.probes();
+        int m = Math.min(100, p.n());
+        float[] x = new float[m * 32];
+        System.arraycopy(p.x(), 0, x, 0, m * 32);
+        int[] y = new int[m];
+        System.arraycopy(p.y(), 0, y, 0, m);
+        String[] ids = new String[m];
+        for (int k = 0; k < m; k++) {
+            ids[k] = "probe-" + k;
+        }
+        Mlp.StepResult r = mlp.forwardBackward(x, y, m, Set.of(0, 1));
+        for (LayerCapture cap : r.captures()) {
+            publisher.publishCapture(config.runId(), Mlp.layerName(cap.layer()), step, cap, ids, r.perExampleLoss(),
+                    true, FisherKind.EMPIRICAL, m);
+        }
+    }
+
+    /** Loads {@code fc<l>.weight} (and {@code fc<l>.bias} if present) for every layer found in the file. */
+    public static void loadWeights(Mlp mlp, Path file) throws IOException {
+        try (SafetensorsFile f = SafetensorsFile.open(file)) {
+            for (int l = 0; l < mlp.layers(); l++) {
+                String name = Mlp.layerName(l);
+                if (f.tensor(name + ".weight").isPresent()) {
+                    mlp.setWeight(l, f.readFloat32(name + ".weight"));
+                }
+                if (f.tensor(name + ".bias").isPresent()) {
+                    float[] b = f.readFloat32(name + ".bias");
+                    System.arraycopy(b, 0, mlp.bias(l), 0, mlp.bias(l).length);
+                }
+            }
+        }
+    }
+
+    /** Writes every layer as {@code fc<l>.weight} (d_out x d_in, F32) and {@code fc<l>.bias}. */
+    public static void saveWeights(Mlp mlp, Path file, String runId, long step) throws IOException {
+        SafetensorsWriter w = new SafetensorsWriter();
+        w.metadata(Map.of("curvewatch.run", runId, "curvewatch.step", String.valueOf(step)));
+        for (int l = 0; l < mlp.layers(); l++) {
+            w.addFloat32(Mlp.layerName(l) + ".weight", new long[] {mlp.outDim(l), mlp.inDim(l)}, mlp.weight(l));
+            w.addFloat32(Mlp.layerName(l) + ".bias", new long[] {mlp.outDim(l)}, mlp.bias(l));
+        }
+        w.write(file);
+    }
+
+    private static int sampleLabel(float[] logits, int offset, int k, Random random) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int c = 0; c < k; c++) {
+            max = Math.max(max, logits[offset + c]);
+        }
+        double sum = 0;
+        double[] p = new double[k];
+        for (int c = 0; c < k; c++) {
+            p[c] = Math.exp(logits[offset + c] - max);
+            sum += p[c];
+        }
+        double u = random.nextDouble() * sum;
+        for (int c = 0; c < k; c++) {
+            u -= p[c];
+            if (u <= 0) {
+                return c;
+            }
+        }
+        return k - 1;
+    }
+}

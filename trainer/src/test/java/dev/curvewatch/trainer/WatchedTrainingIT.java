@@ -1,0 +1,84 @@
+package dev.curvewatch.trainer;
+
+import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.avro.WeightSnapshot;
+import dev.curvewatch.deploy.LocalKafka;
+import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.KafkaClientSettings;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** A watched fine-tune publishing to a real KRaft broker: every record arrives and decodes. */
+@Tag("integration")
+class WatchedTrainingIT {
+
+    @Test
+    void publishesRunCapturesProbesAndWeights(@TempDir Path dir) throws Exception {
+        try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).start()) {
+            WatchedTraining.Config c = new WatchedTraining.Config("it-run", 5, 0.1, 32, 1, 100, 1e-3f, 5, 10,
+                    true, kafka.bootstrapServers(), CapturePublisher.Policy.BLOCK, 16 << 20, null, null);
+            Map<String, Object> r = new WatchedTraining(c, System.out).run();
+            long steps = (Long) r.get("steps");
+            assertEquals(20L, steps);
+            assertEquals(0L, r.get("dropped_captures"));
+            assertEquals(0L, r.get("failed_records"));
+            CurvewatchTopics topics = CurvewatchTopics.withDefaultPrefix();
+            List<ConsumerRecord<String, byte[]>> caps = readAll(kafka.bootstrapServers(), topics.captures(), 2 * 20 + 2 * 2);
+            int probes = 0;
+            AvroDeserializer<Capture> de = new AvroDeserializer<>(Capture.class);
+            for (ConsumerRecord<String, byte[]> rec : caps) {
+                Capture cap = de.deserialize(rec.topic(), rec.value());
+                assertTrue(rec.key().equals("it-run/fc1") || rec.key().equals("it-run/fc2"), rec.key());
+                probes += cap.getProbe() ? 1 : 0;
+            }
+            assertEquals(44, caps.size());
+            assertEquals(4, probes); // steps 0 and 10, two layers
+            List<ConsumerRecord<String, byte[]>> runs = readAll(kafka.bootstrapServers(), topics.runs(), 1);
+            RunInfo info = new AvroDeserializer<>(RunInfo.class).deserialize(topics.runs(), runs.get(0).value());
+            assertEquals("djl-trainer", info.getSource());
+            List<ConsumerRecord<String, byte[]>> ws = readAll(kafka.bootstrapServers(), topics.weights(), 8);
+            WeightSnapshot w = new AvroDeserializer<>(WeightSnapshot.class).deserialize(topics.weights(), ws.get(0).value());
+            assertEquals(List.of(32, 32), w.getWeight().getShape());
+            assertEquals(8, ws.size()); // steps 0, 5, 10, 15 x two layers
+        }
+    }
+
+    private static List<ConsumerRecord<String, byte[]>> readAll(String bootstrap, String topic, int expected) {
+        Properties p = KafkaClientSettings.forBootstrap(bootstrap);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, "it-" + topic);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, String.valueOf(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
+        List<ConsumerRecord<String, byte[]>> out = new ArrayList<>();
+        try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(p, new StringDeserializer(), new ByteArrayDeserializer())) {
+            consumer.subscribe(List.of(topic));
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (System.currentTimeMillis() < deadline) {
+                consumer.poll(Duration.ofMillis(500)).forEach(out::add);
+                if (out.size() >= expected) {
+                    // one more short poll to catch unexpected extras
+                    consumer.poll(Duration.ofMillis(500)).forEach(out::add);
+                    break;
+                }
+            }
+        }
+        return out;
+    }
+}
