@@ -32,7 +32,8 @@ public final class WatchedTraining {
 
     public record Config(String runId, long seed, double noise, int hidden, int epochs, int batch, float lr,
                          int weightsEvery, int probeEvery, boolean sampledFisher, String bootstrap,
-                         CapturePublisher.Policy policy, int inFlightBytes, Path initWeights, Path saveWeights) {
+                         CapturePublisher.Policy policy, int inFlightBytes, Path initWeights, Path saveWeights,
+                         Path saveFactors) {
     }
 
     private static final int[] WATCHED = {0, 1};
@@ -169,6 +170,18 @@ public final class WatchedTraining {
                         ag[0].tokenCount(), a, g);
             }
             out.put("spectra", spectra);
+            if (c.saveFactors() != null) {
+                SafetensorsWriter fw = new SafetensorsWriter();
+                fw.metadata(Map.of("curvewatch.run", c.runId(), "curvewatch.step", String.valueOf(step),
+                        "curvewatch.fisher", fisher.toString()));
+                for (int l : WATCHED) {
+                    FactorAccumulator[] ag = factors.get(l);
+                    fw.addFloat64(Mlp.layerName(l) + ".A", new long[] {ag[0].dim(), ag[0].dim()}, ag[0].mean());
+                    fw.addFloat64(Mlp.layerName(l) + ".G", new long[] {ag[1].dim(), ag[1].dim()}, ag[1].mean());
+                }
+                fw.write(c.saveFactors());
+                progress.println("saved factors to " + c.saveFactors());
+            }
             if (c.saveWeights() != null) {
                 saveWeights(mlp, c.saveWeights(), c.runId(), step);
                 progress.println("saved weights to " + c.saveWeights());

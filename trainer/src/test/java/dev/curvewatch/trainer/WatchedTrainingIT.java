@@ -34,7 +34,7 @@ class WatchedTrainingIT {
     void publishesRunCapturesProbesAndWeights(@TempDir Path dir) throws Exception {
         try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).start()) {
             WatchedTraining.Config c = new WatchedTraining.Config("it-run", 5, 0.1, 32, 1, 100, 1e-3f, 5, 10,
-                    true, kafka.bootstrapServers(), CapturePublisher.Policy.BLOCK, 16 << 20, null, null);
+                    true, kafka.bootstrapServers(), CapturePublisher.Policy.BLOCK, 16 << 20, null, null, null);
             Map<String, Object> r = new WatchedTraining(c, System.out).run();
             long steps = (Long) r.get("steps");
             assertEquals(20L, steps);
