@@ -1,0 +1,218 @@
+package dev.curvewatch.trainer;
+
+import dev.curvewatch.curvature.CurvatureEdit;
+import dev.curvewatch.curvature.Eigenbasis;
+import dev.curvewatch.curvature.FactorAccumulator;
+import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.curvature.RhoCalibration;
+import dev.curvewatch.curvature.RhoCalibrator;
+import dev.curvewatch.curvature.SymmetricEigensolvers;
+import dev.curvewatch.curvature.spi.SymmetricEigensolver;
+
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+
+/**
+ * The memorization gap over training (DESIGN §3 signal 2): at every refresh, factors from sampled
+ * labels on the current model, ρ calibrated on probes for the hidden layer fc2, then mean exact
+ * edit sensitivity on training examples minus that on probes. Two runs of equal length: a clean
+ * control, and a run whose labels are flipped from the middle epoch on. The alert threshold is
+ * relative to each run's own baseline period (the refreshes before the injection point):
+ * mean + max(5 sd, 0.05 nats).
+ */
+public final class MemorizationGapExperiment {
+
+    public record Config(long seed, double noise, int hidden, int epochs, int refreshEvery, int baselineRefreshes,
+                         float lr, double tolerance) {
+
+        public static Config full(long seed, double noise) {
+            return new Config(seed, noise, 512, 120, 5, 6, 1e-3f, 0.01);
+        }
+
+        public static Config small(long seed, double noise) {
+            return new Config(seed, noise, 128, 60, 5, 4, 2e-3f, 0.01);
+        }
+    }
+
+    private final Config config;
+    private final PrintStream progress;
+
+    public MemorizationGapExperiment(Config config, PrintStream progress) {
+        this.config = config;
+        this.progress = progress;
+    }
+
+    public Map<String, Object> run() {
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("experiment", "memorization-gap");
+        out.put("config", config);
+        out.put("clean", run(false));
+        out.put("injected", run(true));
+        return out;
+    }
+
+    private Map<String, Object> run(boolean inject) {
+        Config c = config;
+        NoisyLabelData data = NoisyLabelData.generate(c.seed(), 32, 10, 1.0, 2000, 1000, 500, c.noise());
+        int injectAt = c.epochs() / 2;
+        int n = data.train().n();
+        int[] cleanLabels = data.train().y();
+        Random random = new Random(c.seed() + 2);
+        Random sampler = new Random(c.seed() + 3);
+        SymmetricEigensolver solver = SymmetricEigensolvers.best();
+        List<Map<String, Object>> series = new ArrayList<>();
+        int[] order = new int[n];
+        for (int i = 0; i < n; i++) {
+            order[i] = i;
+        }
+        try (Mlp mlp = new Mlp(c.seed() + 1, 32, c.hidden(), c.hidden(), 10)) {
+            for (int epoch = 0; epoch < c.epochs(); epoch++) {
+                int[] labels = inject && epoch >= injectAt ? data.trainLabels() : cleanLabels;
+                for (int i = n - 1; i > 0; i--) {
+                    int j = random.nextInt(i + 1);
+                    int t = order[i];
+                    order[i] = order[j];
+                    order[j] = t;
+                }
+                for (int start = 0; start < n; start += 100) {
+                    int m = Math.min(100, n - start);
+                    float[] x = new float[m * 32];
+                    int[] y = new int[m];
+                    for (int k = 0; k < m; k++) {
+                        System.arraycopy(data.train().x(), order[start + k] * 32, x, k * 32, 32);
+                        y[k] = labels[order[start + k]];
+                    }
+                    mlp.adam(mlp.forwardBackward(x, y, m, Set.of()), c.lr());
+                }
+                if ((epoch + 1) % c.refreshEvery() == 0) {
+                    Map<String, Object> point = refresh(mlp, data, labels, solver, sampler);
+                    point.put("epoch", epoch + 1);
+                    int[] pred = Metrics.argmax(mlp.logits(data.train().x(), n), n, 10);
+                    point.put("flipped_fitted", Metrics.agreement(pred, data.trainLabels(), data.flipped(), true));
+                    series.add(point);
+                    progress.printf("%s epoch %d: gap %.4f nats (rho %s), flipped fitted %.3f%n",
+                            inject ? "injected" : "clean", epoch + 1, (Double) point.get("gap"), point.get("rho"),
+                            (Double) point.get("flipped_fitted"));
+                }
+            }
+        }
+        // alert rule: baseline from the first refreshes (before the injection point in both runs)
+        double mean = 0;
+        int b = Math.min(c.baselineRefreshes(), series.size());
+        for (int k = 0; k < b; k++) {
+            mean += (Double) series.get(k).get("gap");
+        }
+        mean /= b;
+        double var = 0;
+        for (int k = 0; k < b; k++) {
+            double d = (Double) series.get(k).get("gap") - mean;
+            var += d * d;
+        }
+        double threshold = mean + Math.max(5 * Math.sqrt(var / Math.max(1, b - 1)), 0.05);
+        Integer firstAlertEpoch = null;
+        for (int k = b; k < series.size(); k++) {
+            if ((Double) series.get(k).get("gap") > threshold) {
+                firstAlertEpoch = (Integer) series.get(k).get("epoch");
+                break;
+            }
+        }
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("inject_at_epoch", inject ? injectAt : null);
+        r.put("threshold", threshold);
+        r.put("first_alert_epoch", firstAlertEpoch);
+        r.put("series", series);
+        progress.printf("%s run: threshold %.4f, first alert at epoch %s%n", inject ? "injected" : "clean", threshold,
+                firstAlertEpoch);
+        return r;
+    }
+
+    private Map<String, Object> refresh(Mlp mlp, NoisyLabelData data, int[] labels, SymmetricEigensolver solver,
+                                        Random sampler) {
+        int layer = 1;
+        int n = data.train().n();
+        FactorAccumulator a = FactorAccumulator.cumulative(mlp.inDim(layer), Precision.FLOAT64);
+        FactorAccumulator g = FactorAccumulator.cumulative(mlp.outDim(layer), Precision.FLOAT64);
+        for (int start = 0; start < n; start += 500) {
+            int m = Math.min(500, n - start);
+            float[] x = new float[m * 32];
+            System.arraycopy(data.train().x(), start * 32, x, 0, m * 32);
+            float[] logits = mlp.logits(x, m);
+            int[] sampled = new int[m];
+            for (int i = 0; i < m; i++) {
+                sampled[i] = sample(logits, i * 10, sampler);
+            }
+            LayerCapture cap = mlp.forwardBackward(x, sampled, m, Set.of(layer)).captures().get(0);
+            a.add(start, cap.a(), m);
+            g.add(start, cap.g(), m);
+        }
+        Eigenbasis ea = solver.decompose(a.mean(), a.dim(), Precision.FLOAT64).orThrow();
+        Eigenbasis eg = solver.decompose(g.mean(), g.dim(), Precision.FLOAT64).orThrow();
+        CurvatureEdit edit = new CurvatureEdit(eg, ea);
+        float[] w = mlp.weight(layer);
+        NoisyLabelData.Split p = data.probes();
+        double baseAcc = accuracy(mlp.logits(p.x(), p.n()), p.y());
+        RhoCalibration cal = RhoCalibrator.standard(config.tolerance(), RhoCalibrator.Direction.HIGHER_IS_BETTER)
+                .calibrate(baseAcc, rho -> accuracy(mlp.logits(p.x(), p.n(), edit.apply(w, edit.select(rho)), layer), p.y()));
+        Map<String, Object> point = new LinkedHashMap<>();
+        double rho = cal.rho().orElse(1.0);
+        point.put("rho", rho);
+        float[] edited = edit.apply(w, edit.select(rho));
+        double train = sensitivity(mlp, data.train().x(), labels, edited, layer);
+        double probe = sensitivity(mlp, p.x(), p.y(), edited, layer);
+        point.put("train_sensitivity", train);
+        point.put("probe_sensitivity", probe);
+        point.put("gap", train - probe);
+        return point;
+    }
+
+    private static double sensitivity(Mlp mlp, float[] x, int[] y, float[] edited, int layer) {
+        int n = y.length;
+        double[] now = Metrics.crossEntropy(mlp.logits(x, n), y, 10);
+        double[] after = Metrics.crossEntropy(mlp.logits(x, n, edited, layer), y, 10);
+        double s = 0;
+        for (int i = 0; i < n; i++) {
+            s += after[i] - now[i];
+        }
+        return s / n;
+    }
+
+    private static double accuracy(float[] logits, int[] y) {
+        return Metrics.agreement(Metrics.argmax(logits, y.length, 10), y, null, true);
+    }
+
+    private static int sample(float[] logits, int offset, Random random) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int c = 0; c < 10; c++) {
+            max = Math.max(max, logits[offset + c]);
+        }
+        double[] p = new double[10];
+        double sum = 0;
+        for (int c = 0; c < 10; c++) {
+            p[c] = Math.exp(logits[offset + c] - max);
+            sum += p[c];
+        }
+        double u = random.nextDouble() * sum;
+        for (int c = 0; c < 10; c++) {
+            u -= p[c];
+            if (u <= 0) {
+                return c;
+            }
+        }
+        return 9;
+    }
+
+    /** {@code MemorizationGapExperiment [seed] [noise] [full|small] [out.json]}. */
+    public static void main(String[] args) throws java.io.IOException {
+        long seed = args.length > 0 ? Long.parseLong(args[0]) : 1;
+        double noise = args.length > 1 ? Double.parseDouble(args[1]) : 0.1;
+        Config config = args.length > 2 && args[2].equals("small") ? Config.small(seed, noise) : Config.full(seed, noise);
+        java.nio.file.Path json = java.nio.file.Path.of(args.length > 3 ? args[3] : "memorization-gap.json");
+        Map<String, Object> r = new MemorizationGapExperiment(config, System.out).run();
+        System.out.println("report: " + GapReport.write(r, json, "MemorizationGapExperiment " + String.join(" ", args)));
+    }
+}
