@@ -1,0 +1,58 @@
+package dev.curvewatch.trainer;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+/** JSON + markdown + PNG for the canaries experiment. */
+public final class CanariesReport {
+
+    private CanariesReport() {
+    }
+
+    @SuppressWarnings("unchecked")
+    public static Path write(Map<String, Object> r, Path jsonFile, String command) throws IOException {
+        Path dir = jsonFile.toAbsolutePath().getParent();
+        Files.createDirectories(dir);
+        NoisyLabelsReport.json().writeValue(jsonFile.toFile(), r);
+        String stem = jsonFile.getFileName().toString().replaceFirst("\\.json$", "");
+        StringBuilder sb = new StringBuilder("# Canary recitation: calibrated curvature edit\n\n");
+        sb.append("Command: `").append(command).append("`\n\nConfig: `").append(r.get("config")).append("`\n\n");
+        sb.append("## Calibration (held-out mean loss may rise by ln(1.05); canaries never used)\n\n");
+        sb.append("| layer | calibrated ρ | kept pairs | train − probe edit sensitivity (nats) | G: 50/90/99% | A: 50/90/99% |\n|---|---|---|---|---|---|\n");
+        for (Map<String, Object> l : (List<Map<String, Object>>) r.get("layers")) {
+            dev.curvewatch.curvature.SpectrumSummary g = (dev.curvewatch.curvature.SpectrumSummary) l.get("spectrum_G");
+            dev.curvewatch.curvature.SpectrumSummary a = (dev.curvewatch.curvature.SpectrumSummary) l.get("spectrum_A");
+            sb.append(String.format("| %s | %s | %s | %s | %d/%d/%d | %d/%d/%d |%n", l.get("layer"),
+                    l.getOrDefault("calibrated_rho", "none"), l.getOrDefault("kept_pairs", "-"),
+                    l.getOrDefault("train_minus_probe_sensitivity", "-"), g.count50(), g.count90(), g.count99(),
+                    a.count50(), a.count90(), a.count99()));
+        }
+        sb.append("\nChosen layer: **").append(r.get("chosen_layer")).append("** at ρ = ").append(r.get("chosen_rho")).append("\n\n");
+        Map<String, Object> before = (Map<String, Object>) r.get("before");
+        Map<String, Object> after = (Map<String, Object>) r.get("after");
+        if (after != null) {
+            sb.append("| metric | before | after |\n|---|---|---|\n");
+            for (String k : List.of("strict_recitation", "loose_recitation", "held_out_perplexity")) {
+                sb.append(String.format("| %s | %.4f | %.4f |%n", k, (Double) before.get(k), (Double) after.get(k)));
+            }
+            sb.append("\nGreedy decodes after the edit: `").append(after.get("decoded")).append("`\n\n");
+            Plots.bars(dir.resolve(stem + "-recitation.png"), "Canary recitation before vs after the edit",
+                    new String[] {"strict", "loose (lev >= 0.75)"}, new String[] {"before", "after"},
+                    new double[][] {{(Double) before.get("strict_recitation"), (Double) before.get("loose_recitation")},
+                        {(Double) after.get("strict_recitation"), (Double) after.get("loose_recitation")}});
+            sb.append("![recitation](").append(stem).append("-recitation.png)\n\n");
+            Map<String, Object> d = (Map<String, Object>) r.get("detection");
+            sb.append("## Detection (canary secret characters vs a 10% sample of other training positions)\n\n");
+            sb.append(String.format("| score | AUROC |%n|---|---|%n| exact edit sensitivity | %.4f |%n"
+                            + "| first-order gᵀ(W'−W)a | %.4f |%n| per-position loss (low = memorized) | %.4f |%n",
+                    (Double) d.get("auroc_exact_edit_sensitivity"), (Double) d.get("auroc_first_order"),
+                    (Double) d.get("auroc_loss_baseline")));
+        }
+        Path md = dir.resolve(stem + ".md");
+        Files.writeString(md, sb.toString());
+        return md;
+    }
+}
