@@ -23,6 +23,14 @@ import java.util.Set;
  */
 public final class Mlp implements AutoCloseable {
 
+    static {
+        // DJL must never try its CDN here (STACK.md); the natives come from Maven. Set before the
+        // engine loads, so the cli and the demo behave like the tests (surefire passes it too).
+        if (System.getProperty("ai.djl.offline") == null) {
+            System.setProperty("ai.djl.offline", "true");
+        }
+    }
+
     private final int[] dims;
     private final float[][] weights;
     private final float[][] biases;

@@ -36,14 +36,45 @@ public final class WatchedTraining {
                          Path saveFactors) {
     }
 
+    /** Progress after each epoch, for callers that show it (the demo); {@code published}/{@code dropped} are 0 offline. */
+    public record EpochProgress(String runId, int epoch, int epochs, long step, double flippedMemorized,
+                                double testAccuracy, long published, long dropped) {
+    }
+
+    /** Called on the training thread after every epoch; keep it quick. */
+    @FunctionalInterface
+    public interface Listener {
+        void onEpoch(EpochProgress progress);
+    }
+
     private static final int[] WATCHED = {0, 1};
 
     private final Config config;
     private final PrintStream progress;
+    private final Listener listener;
 
     public WatchedTraining(Config config, PrintStream progress) {
+        this(config, progress, p -> { });
+    }
+
+    /**
+     * @param progress human-readable log lines (e.g. {@code System.out})
+     * @param listener structured progress after every epoch
+     */
+    public WatchedTraining(Config config, PrintStream progress, Listener listener) {
         this.config = config;
         this.progress = progress;
+        this.listener = listener;
+    }
+
+    /**
+     * The demo's watched noisy-labels fine-tune: 512-wide MLP, 10% flipped labels, sampled-label
+     * Fisher captures of fc1/fc2 every step, probes every 10 steps, weights every 20 steps,
+     * BLOCK policy with 64 MiB in flight, published to {@code bootstrap} (null: offline).
+     */
+    public static Config noisyLabelsRun(String runId, String bootstrap, int epochs) {
+        return new Config(runId, 1, 0.1, 512, epochs, 100, 1e-3f, 20, 10, true, bootstrap,
+                CapturePublisher.Policy.BLOCK, 64 << 20, null, null, null);
     }
 
     public Map<String, Object> run() throws IOException {
@@ -142,11 +173,15 @@ public final class WatchedTraining {
                 }
                 int[] pred = Metrics.argmax(mlp.logits(data.train().x(), n), n, 10);
                 int[] predTest = Metrics.argmax(mlp.logits(data.test().x(), data.test().n()), data.test().n(), 10);
-                progress.printf("epoch %d/%d step %d: flipped memorized %.3f, test accuracy %.4f%s%n", epoch + 1,
-                        c.epochs(), step, Metrics.agreement(pred, data.trainLabels(), data.flipped(), true),
+                EpochProgress ep = new EpochProgress(c.runId(), epoch + 1, c.epochs(), step,
+                        Metrics.agreement(pred, data.trainLabels(), data.flipped(), true),
                         Metrics.agreement(predTest, data.test().y(), null, true),
+                        publisher == null ? 0 : publisher.sent(), publisher == null ? 0 : publisher.dropped());
+                progress.printf("epoch %d/%d step %d: flipped memorized %.3f, test accuracy %.4f%s%n", ep.epoch(),
+                        ep.epochs(), ep.step(), ep.flippedMemorized(), ep.testAccuracy(),
                         publisher == null ? "" : String.format(", published %d records, dropped %d",
-                                publisher.sent(), publisher.dropped()));
+                                ep.published(), ep.dropped()));
+                listener.onEpoch(ep);
             }
             out.put("steps", step);
             out.put("train_ms", trainNanos / 1e6);
