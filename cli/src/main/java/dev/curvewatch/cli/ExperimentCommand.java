@@ -22,7 +22,7 @@ public final class ExperimentCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        System.err.println("curvewatch experiment: choose noisy-labels or canaries (see --help)");
+        System.err.println("curvewatch experiment: choose noisy-labels, memorization-gap or canaries (see --help)");
         return 2;
     }
 

@@ -34,6 +34,9 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--epochs", defaultValue = "30", description = "Epochs of 20 steps (default ${DEFAULT-VALUE}).")
     int epochs;
 
+    @Option(names = "--steps", description = "Total steps instead of --epochs; rounded up to whole epochs of 20 steps.")
+    Integer steps;
+
     @Option(names = "--lr", defaultValue = "0.001")
     float lr;
 
@@ -67,7 +70,9 @@ public final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         try {
-            WatchedTraining.Config c = new WatchedTraining.Config(runId, seed, noise, hidden, epochs, 100, lr,
+            int stepsPerEpoch = 20; // 2000 generated training examples in batches of 100
+            int runEpochs = steps == null ? epochs : Math.max(1, (steps + stepsPerEpoch - 1) / stepsPerEpoch);
+            WatchedTraining.Config c = new WatchedTraining.Config(runId, seed, noise, hidden, runEpochs, 100, lr,
                     weightsEvery, probeEvery, "SAMPLED".equalsIgnoreCase(fisher), bootstrap, policy,
                     inFlightMb << 20, initWeights, saveWeights, saveFactors);
             Map<String, Object> summary = new WatchedTraining(c, System.out).run();

@@ -42,8 +42,12 @@ class ClosingTheLoopTest {
         }
         // one more epoch starting from the edited weights
         Path next = dir.resolve("next.safetensors");
-        Map<String, Object> r = new WatchedTraining(config(1, edited, next, null), System.out).run();
+        List<WatchedTraining.EpochProgress> seen = new java.util.ArrayList<>();
+        Map<String, Object> r = new WatchedTraining(config(1, edited, next, null), System.out, seen::add).run();
         assertEquals(20L, r.get("steps"));
+        assertEquals(1, seen.size(), "one progress event per epoch");
+        assertEquals(20L, seen.get(0).step());
+        assertEquals(0L, seen.get(0).dropped());
     }
 
     private static WatchedTraining.Config config(int epochs, Path init, Path save, Path saveFactors) {

@@ -1,6 +1,7 @@
 package dev.curvewatch.trainer;
 
 import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.FisherKind;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.WeightSnapshot;
 import dev.curvewatch.deploy.LocalKafka;
@@ -58,6 +59,27 @@ class WatchedTrainingIT {
             WeightSnapshot w = new AvroDeserializer<>(WeightSnapshot.class).deserialize(topics.weights(), ws.get(0).value());
             assertEquals(List.of(32, 32), w.getWeight().getShape());
             assertEquals(8, ws.size()); // steps 0, 5, 10, 15 x two layers
+
+            // DROP: a 1 KiB budget admits one capture (~51 KB) at a time; captures sent back to back
+            // while one is unacknowledged are dropped, and every one of them is counted.
+            int attempts = 200;
+            int accepted = 0;
+            LayerCapture cap = new LayerCapture(0, 100, 64, 64, new float[100 * 64], new float[100 * 64]);
+            String[] ids = new String[100];
+            java.util.Arrays.fill(ids, "x");
+            try (CapturePublisher pub = new CapturePublisher(kafka.bootstrapServers(), topics,
+                    CapturePublisher.Policy.DROP, 1024)) {
+                for (int i = 0; i < attempts; i++) {
+                    if (pub.publishCapture("it-drop", "fc1", i, cap, ids, null, false, FisherKind.EMPIRICAL, 100)) {
+                        accepted++;
+                    }
+                }
+                pub.flush();
+                assertTrue(pub.dropped() > 0, "nothing dropped: the budget never filled");
+                assertEquals(attempts, accepted + pub.dropped(), "every capture is either admitted or counted");
+                assertEquals(accepted, pub.sent(), "every admitted capture acknowledged");
+                assertEquals(0L, pub.failed());
+            }
         }
     }
 
