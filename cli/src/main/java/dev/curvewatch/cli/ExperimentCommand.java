@@ -106,7 +106,7 @@ public final class ExperimentCommand implements Callable<Integer> {
     /** Context-window character LM reciting inserted canaries; calibrated edit; recitation and perplexity. */
     @Command(name = "canaries", mixinStandardHelpOptions = true,
             description = "Character MLP LM on generated text with canaries; K-FAC edit of the hidden layer chosen and "
-                    + "calibrated on held-out text (perplexity +5% budget); strict/loose recitation and perplexity.")
+                    + "calibrated on held-out text (perplexity +5%% budget); strict/loose recitation and perplexity.")
     public static final class Canaries implements Callable<Integer> {
         @Option(names = "--seed", defaultValue = "1")
         long seed;
