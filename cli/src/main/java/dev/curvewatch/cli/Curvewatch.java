@@ -8,7 +8,10 @@ import picocli.CommandLine.Command;
         description = "Watches fine-tunes for memorization through K-FAC curvature, live, on Kafka.",
         subcommands = {
                 BrokerCommand.class,
+                DemoCommand.class,
                 EditCommand.class,
+                ExperimentCommand.class,
+                TrainCommand.class,
                 WorkerCommand.class,
         })
 public final class Curvewatch implements Runnable {

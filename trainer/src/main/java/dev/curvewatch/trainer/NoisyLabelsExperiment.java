@@ -18,6 +18,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Random;
 import java.util.Set;
 
@@ -78,7 +79,8 @@ public final class NoisyLabelsExperiment {
         out.put("flipped_count", data.flippedCount());
         try (Mlp mlp = new Mlp(c.seed() + 1, c.dim(), c.hidden(), c.hidden(), c.classes())) {
             out.put("training_curve", train(mlp, data));
-            Map<String, Double> before = evaluate(mlp, data, null, -1);
+            NoisyLabelsScorer scorer = new NoisyLabelsScorer(mlp, data);
+            Map<String, Double> before = scorer.evaluate(null, -1);
             out.put("before", before);
             progress.printf("fitted: %s%n", before);
 
@@ -86,62 +88,45 @@ public final class NoisyLabelsExperiment {
             int[] candidateLayers = {0, 1}; // hidden layers only: the output edit destroyed the model (DESIGN §3)
             Map<Integer, FactorAccumulator[]> factors = fisherFactors(mlp, data, candidateLayers);
             List<Map<String, Object>> layerReports = new ArrayList<>();
-            int chosen = -1;
-            double chosenRho = Double.NaN;
-            double bestAcc = Double.NEGATIVE_INFINITY;
-            double bestLoss = Double.POSITIVE_INFINITY;
-            CurvatureEdit chosenEdit = null;
-            double baselineProbeAcc = probeAccuracy(mlp, data, null, -1);
+            List<NoisyLabelsScorer.LayerEdit> edits = new ArrayList<>();
+            double baselineProbeAcc = scorer.probeAccuracy(null, -1);
             for (int layer : candidateLayers) {
                 FactorAccumulator[] ag = factors.get(layer);
                 Eigenbasis a = solver.decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow();
                 Eigenbasis g = solver.decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow();
-                CurvatureEdit edit = new CurvatureEdit(g, a);
-                float[] w = mlp.weight(layer);
-                int l = layer;
-                RhoCalibration cal = RhoCalibrator.standard(c.tolerance(), RhoCalibrator.Direction.HIGHER_IS_BETTER)
-                        .calibrate(baselineProbeAcc,
-                                rho -> probeAccuracy(mlp, data, edit.apply(w, edit.select(rho)), l));
+                NoisyLabelsScorer.LayerEdit le = scorer.calibrate(layer, new CurvatureEdit(g, a), c.tolerance());
+                edits.add(le);
                 Map<String, Object> lr = new LinkedHashMap<>();
                 lr.put("layer", Mlp.layerName(layer));
                 lr.put("spectrum_A", SpectrumSummary.of(a.values()));
                 lr.put("spectrum_G", SpectrumSummary.of(g.values()));
-                lr.put("calibration_trace", cal.trace());
-                if (cal.rho().isPresent()) {
-                    double rho = cal.rho().getAsDouble();
-                    KeepMassMask mask = edit.select(rho);
-                    float[] edited = edit.apply(w, mask);
-                    double acc = probeAccuracy(mlp, data, edited, layer);
-                    double loss = probeLoss(mlp, data, edited, layer);
-                    lr.put("calibrated_rho", rho);
-                    lr.put("kept_pairs", mask.keptPairs());
-                    lr.put("total_pairs", (long) mask.rows() * mask.columns());
-                    lr.put("probe_accuracy", acc);
-                    lr.put("probe_loss", loss);
-                    if (acc > bestAcc || (acc == bestAcc && loss < bestLoss)) {
-                        bestAcc = acc;
-                        bestLoss = loss;
-                        chosen = layer;
-                        chosenRho = rho;
-                        chosenEdit = edit;
-                    }
+                lr.put("calibration_trace", le.calibration().trace());
+                if (le.found()) {
+                    lr.put("calibrated_rho", le.mask().rho());
+                    lr.put("kept_pairs", le.mask().keptPairs());
+                    lr.put("total_pairs", (long) le.mask().rows() * le.mask().columns());
+                    lr.put("probe_accuracy", le.probeAccuracy());
+                    lr.put("probe_loss", le.probeLoss());
                 }
                 progress.printf("layer %s: calibrated rho %s, G mass in 50/90/99%%: %s%n", Mlp.layerName(layer),
-                        cal.rho(), lr.get("spectrum_G"));
+                        le.calibration().rho(), lr.get("spectrum_G"));
                 layerReports.add(lr);
             }
             out.put("baseline_probe_accuracy", baselineProbeAcc);
             out.put("layers", layerReports);
-            if (chosen < 0) {
+            Optional<NoisyLabelsScorer.LayerEdit> choice = NoisyLabelsScorer.best(edits);
+            if (choice.isEmpty()) {
                 out.put("chosen_layer", null);
                 progress.println("no layer has an edit within tolerance: nothing edited");
                 return out;
             }
+            int chosen = choice.get().layer();
+            double chosenRho = choice.get().mask().rho();
             out.put("chosen_layer", Mlp.layerName(chosen));
             out.put("chosen_rho", chosenRho);
             float[] w = mlp.weight(chosen);
-            float[] edited = chosenEdit.apply(w, chosenEdit.select(chosenRho));
-            Map<String, Double> after = evaluate(mlp, data, edited, chosen);
+            float[] edited = choice.get().edited();
+            Map<String, Double> after = scorer.evaluate(edited, chosen);
             out.put("after", after);
             progress.printf("edited %s at rho=%.6f: %s%n", Mlp.layerName(chosen), chosenRho, after);
             out.put("detection", detection(mlp, data, chosen, w, edited));
@@ -248,32 +233,6 @@ public final class NoisyLabelsExperiment {
             }
         }
         return k - 1;
-    }
-
-    private double probeAccuracy(Mlp mlp, NoisyLabelData data, float[] edited, int layer) {
-        NoisyLabelData.Split p = data.probes();
-        int[] pred = Metrics.argmax(mlp.logits(p.x(), p.n(), edited, layer), p.n(), config.classes());
-        return Metrics.agreement(pred, p.y(), null, true);
-    }
-
-    private double probeLoss(Mlp mlp, NoisyLabelData data, float[] edited, int layer) {
-        NoisyLabelData.Split p = data.probes();
-        return Metrics.mean(Metrics.crossEntropy(mlp.logits(p.x(), p.n(), edited, layer), p.y(), config.classes()));
-    }
-
-    private Map<String, Double> evaluate(Mlp mlp, NoisyLabelData data, float[] edited, int layer) {
-        int k = config.classes();
-        NoisyLabelData.Split tr = data.train();
-        NoisyLabelData.Split te = data.test();
-        int[] pred = Metrics.argmax(mlp.logits(tr.x(), tr.n(), edited, layer), tr.n(), k);
-        int[] predTest = Metrics.argmax(mlp.logits(te.x(), te.n(), edited, layer), te.n(), k);
-        Map<String, Double> m = new LinkedHashMap<>();
-        m.put("flipped_memorized", Metrics.agreement(pred, data.trainLabels(), data.flipped(), true));
-        m.put("flipped_true", Metrics.agreement(pred, tr.y(), data.flipped(), true));
-        m.put("clean_train_accuracy", Metrics.agreement(pred, tr.y(), data.flipped(), false));
-        m.put("test_accuracy", Metrics.agreement(predTest, te.y(), null, true));
-        m.put("probe_accuracy", probeAccuracy(mlp, data, edited, layer));
-        return m;
     }
 
     private Map<String, Object> detection(Mlp mlp, NoisyLabelData data, int layer, float[] w, float[] edited) {

@@ -34,6 +34,11 @@ public final class WatchedTraining {
                          int weightsEvery, int probeEvery, boolean sampledFisher, String bootstrap,
                          CapturePublisher.Policy policy, int inFlightBytes, Path initWeights, Path saveWeights,
                          Path saveFactors) {
+        /** The same run, writing its final weights and in-process factors to these files (null: not written). */
+        public Config saving(Path weights, Path factors) {
+            return new Config(runId, seed, noise, hidden, epochs, batch, lr, weightsEvery, probeEvery, sampledFisher,
+                    bootstrap, policy, inFlightBytes, initWeights, weights, factors);
+        }
     }
 
     /** Progress after each epoch, for callers that show it (the demo); {@code published}/{@code dropped} are 0 offline. */
@@ -77,12 +82,22 @@ public final class WatchedTraining {
                 CapturePublisher.Policy.BLOCK, 64 << 20, null, null, null);
     }
 
+    /** The run's generated data (32-d, 10 classes; 2000 train, 1000 test, 500 held-out probes). */
+    public static NoisyLabelData data(Config c) {
+        return NoisyLabelData.generate(c.seed(), 32, 10, 1.0, 2000, 1000, 500, c.noise());
+    }
+
+    /** The run's MLP at its seeded initialisation (32 → hidden → hidden → 10); the caller closes it. */
+    public static Mlp model(Config c) {
+        return new Mlp(c.seed() + 1, 32, c.hidden(), c.hidden(), 10);
+    }
+
     public Map<String, Object> run() throws IOException {
         Config c = config;
-        NoisyLabelData data = NoisyLabelData.generate(c.seed(), 32, 10, 1.0, 2000, 1000, 500, c.noise());
+        NoisyLabelData data = data(c);
         Map<String, Object> out = new LinkedHashMap<>();
         Random random = new Random(c.seed() + 11);
-        try (Mlp mlp = new Mlp(c.seed() + 1, 32, c.hidden(), c.hidden(), 10);
+        try (Mlp mlp = model(c);
              CapturePublisher publisher = c.bootstrap() == null ? null
                      : new CapturePublisher(c.bootstrap(), CurvewatchTopics.withDefaultPrefix(), c.policy(),
                      c.inFlightBytes())) {
