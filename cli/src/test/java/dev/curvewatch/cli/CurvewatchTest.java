@@ -49,6 +49,21 @@ class CurvewatchTest {
     }
 
     @Test
+    void badFlagsOfTheOtherCommandsPrintTheirUsage() {
+        String[][] cases = {
+                {"worker", "--metrics-port", "nine"},
+                {"demo", "--epochs", "many"},
+                {"train", "--policy", "SOMETIMES"},
+                {"experiment", "no-such-experiment"},
+        };
+        for (String[] args : cases) {
+            Result r = run(args);
+            assertNotEquals(0, r.code(), String.join(" ", args));
+            assertTrue(r.err().contains("Usage: curvewatch " + args[0]), String.join(" ", args) + ":\n" + r.err());
+        }
+    }
+
+    @Test
     void helpListsEverySubcommand() {
         Result r = run("--help");
         assertEquals(0, r.code());

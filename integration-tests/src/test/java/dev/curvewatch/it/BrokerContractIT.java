@@ -6,6 +6,7 @@ import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
+import dev.curvewatch.schemas.TopicSpec;
 import dev.curvewatch.schemas.RecordTypes;
 import dev.curvewatch.schemas.SampleRecords;
 import org.apache.avro.specific.SpecificRecord;
@@ -126,6 +127,9 @@ class BrokerContractIT {
             assertEquals("16777216", configs.get(captures).get("max.message.bytes").value());
             assertEquals("zstd", configs.get(captures).get("compression.type").value());
             assertEquals("compact", configs.get(factors).get("cleanup.policy").value());
+            assertEquals(TopicSpec.COMPACTED_SEGMENT_MS, configs.get(factors).get("segment.ms").value());
+            assertEquals("0.1", configs.get(factors).get("min.cleanable.dirty.ratio").value());
+            assertEquals("delete", configs.get(captures).get("cleanup.policy").value());
             assertEquals(2, admin.describeTopics(List.of(TOPICS.captures())).allTopicNames().get()
                     .get(TOPICS.captures()).partitions().size());
             ConfigEntry runsPolicy = admin.describeConfigs(List.of(new ConfigResource(ConfigResource.Type.TOPIC, TOPICS.runs())))
