@@ -69,13 +69,19 @@ public final class ExperimentCommand implements Callable<Integer> {
         }
     }
 
-    /** Memorization gap per refresh: clean control vs labels flipped from the middle epoch on. */
+    /** Memorization gap per refresh: clean control vs flipped labels or canaries from the middle epoch on. */
     @Command(name = "memorization-gap", mixinStandardHelpOptions = true,
-            description = "Two runs of equal length (clean control; noise injected mid-run): calibrated edit and "
-                    + "memorization gap at every refresh, alert threshold relative to the run's own baseline.")
+            description = "Two runs of equal length (clean control; noise or canaries injected mid-run): calibrated edit "
+                    + "and memorization gap at every refresh, alert threshold relative to the run's own baseline.")
     public static final class MemorizationGap implements Callable<Integer> {
+        enum Injected { noise, canaries }
+
         @Option(names = "--seed", defaultValue = "1")
         long seed;
+
+        @Option(names = "--inject", defaultValue = "noise",
+                description = "noise (the noisy-label MLP) or canaries (the character LM) (default ${DEFAULT-VALUE}).")
+        Injected inject;
 
         @Option(names = "--noise", defaultValue = "0.1")
         double noise;
@@ -88,12 +94,22 @@ public final class ExperimentCommand implements Callable<Integer> {
 
         @Override
         public Integer call() {
-            MemorizationGapExperiment.Config c = "small".equals(size)
-                    ? MemorizationGapExperiment.Config.small(seed, noise) : MemorizationGapExperiment.Config.full(seed, noise);
+            boolean small = "small".equals(size);
             try {
-                Map<String, Object> result = new MemorizationGapExperiment(c, System.out).run();
+                Map<String, Object> result;
+                if (inject == Injected.canaries) {
+                    CanariesExperiment.Config c = small ? CanariesExperiment.Config.small(seed)
+                            : CanariesExperiment.Config.full(seed);
+                    result = new CanariesExperiment(c, System.out).gap(small ? CanariesExperiment.GAP_REFRESH_SMALL
+                            : CanariesExperiment.GAP_REFRESH_FULL, CanariesExperiment.GAP_BASELINE_REFRESHES);
+                } else {
+                    MemorizationGapExperiment.Config c = small ? MemorizationGapExperiment.Config.small(seed, noise)
+                            : MemorizationGapExperiment.Config.full(seed, noise);
+                    result = new MemorizationGapExperiment(c, System.out).run();
+                }
                 Path md = GapReport.write(result, json, String.format(
-                        "curvewatch experiment memorization-gap --seed %d --noise %s --size %s --json %s", seed, noise, size, json));
+                        "curvewatch experiment memorization-gap --inject %s --seed %d --noise %s --size %s --json %s",
+                        inject, seed, noise, size, json));
                 System.out.println("wrote " + json + " and " + md);
                 return 0;
             } catch (IOException e) {

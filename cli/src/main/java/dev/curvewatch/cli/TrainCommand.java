@@ -49,6 +49,11 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--fisher", defaultValue = "SAMPLED", description = "SAMPLED (extra pass with model-sampled labels) or EMPIRICAL.")
     String fisher;
 
+    @Option(names = "--tokens-per-step", defaultValue = "0",
+            description = "Publish at most this many randomly chosen tokens (examples) per step, the same ones for every "
+                    + "layer; 0 = all (default).")
+    int tokensPerStep;
+
     @Option(names = "--policy", defaultValue = "BLOCK", description = "When Kafka is slow: BLOCK or DROP (counted).")
     CapturePublisher.Policy policy;
 
@@ -73,7 +78,7 @@ public final class TrainCommand implements Callable<Integer> {
             int stepsPerEpoch = 20; // 2000 generated training examples in batches of 100
             int runEpochs = steps == null ? epochs : Math.max(1, (steps + stepsPerEpoch - 1) / stepsPerEpoch);
             WatchedTraining.Config c = new WatchedTraining.Config(runId, seed, noise, hidden, runEpochs, 100, lr,
-                    weightsEvery, probeEvery, "SAMPLED".equalsIgnoreCase(fisher), bootstrap, policy,
+                    weightsEvery, probeEvery, "SAMPLED".equalsIgnoreCase(fisher), tokensPerStep, bootstrap, policy,
                     inFlightMb << 20, initWeights, saveWeights, saveFactors);
             Map<String, Object> summary = new WatchedTraining(c, System.out).run();
             if (json != null) {

@@ -46,6 +46,11 @@ public final class CanariesExperiment {
         }
     }
 
+    /** Refresh period (epochs) of the gap experiment at full and CI size, and its baseline length. */
+    public static final int GAP_REFRESH_FULL = 3;
+    public static final int GAP_REFRESH_SMALL = 2;
+    public static final int GAP_BASELINE_REFRESHES = 3;
+
     private final Config config;
     private final PrintStream progress;
 
@@ -58,8 +63,15 @@ public final class CanariesExperiment {
     private record Positions(int n, float[] x, int[] y, boolean[] canary) {
     }
 
-    public Map<String, Object> run() {
-        long started = System.nanoTime();
+    /**
+     * The generated text: training text with the canaries inserted at random sentence
+     * boundaries, the same sentences without them, and held-out text from the same lexicon.
+     */
+    private record Corpus(String train, String clean, List<int[]> canarySpans, String[] prefixes, String[] secrets,
+                          String heldOut, int sentences) {
+    }
+
+    private Corpus corpus() {
         Config c = config;
         Random random = new Random(c.seed());
         List<String> lexicon = new ArrayList<>();
@@ -91,11 +103,14 @@ public final class CanariesExperiment {
         }
         java.util.Collections.shuffle(insertions, random);
         StringBuilder train = new StringBuilder(" ".repeat(c.context()));
+        StringBuilder clean = new StringBuilder(" ".repeat(c.context()));
         List<int[]> canarySpans = new ArrayList<>();
         int sentences = 0;
         int inserted = 0;
         while (train.length() < c.corpusChars() || inserted < insertions.size()) {
-            train.append(sentence(lexicon, random));
+            String sentence = sentence(lexicon, random);
+            train.append(sentence);
+            clean.append(sentence);
             sentences++;
             if (inserted < insertions.size() && random.nextDouble() < 0.3) {
                 String ins = insertions.get(inserted++);
@@ -108,8 +123,22 @@ public final class CanariesExperiment {
         while (held.length() < c.heldOutChars()) {
             held.append(sentence(lexicon, random));
         }
-        Positions tr = positions(train.toString(), canarySpans);
-        Positions ho = positions(held.toString(), List.of());
+        return new Corpus(train.toString(), clean.toString(), canarySpans, prefixes, secrets, held.toString(),
+                sentences);
+    }
+
+    public Map<String, Object> run() {
+        long started = System.nanoTime();
+        Config c = config;
+        Corpus corpus = corpus();
+        List<int[]> canarySpans = corpus.canarySpans();
+        String[] prefixes = corpus.prefixes();
+        String[] secrets = corpus.secrets();
+        String train = corpus.train();
+        String held = corpus.heldOut();
+        int sentences = corpus.sentences();
+        Positions tr = positions(train, canarySpans);
+        Positions ho = positions(held, List.of());
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("experiment", "canaries");
         out.put("config", c);
@@ -176,7 +205,7 @@ public final class CanariesExperiment {
             Map<String, Object> after = evaluate(mlp, ho, prefixes, secrets, edited, chosen);
             out.put("after", after);
             progress.printf("after editing %s at rho=%.6f: %s%n", Mlp.layerName(chosen), chosenRho, after);
-            out.put("detection", detection(mlp, tr, chosen, w, edited, new Random(c.seed() + 9)));
+            out.put("detection", detection(mlp, tr, canarySpans, chosen, w, edited, new Random(c.seed() + 9)));
         }
         out.put("seconds", (System.nanoTime() - started) / 1e9);
         return out;
@@ -217,37 +246,135 @@ public final class CanariesExperiment {
     }
 
     private void trainLm(Mlp mlp, Positions tr) {
-        Config c = config;
-        Random random = new Random(c.seed() + 2);
-        int d = c.context() * V;
-        int[] order = new int[tr.n()];
-        for (int i = 0; i < order.length; i++) {
+        Random random = new Random(config.seed() + 2);
+        int[] order = identity(tr.n());
+        for (int epoch = 0; epoch < config.epochs(); epoch++) {
+            double loss = trainEpoch(mlp, tr, order, random);
+            progress.printf("epoch %d/%d train loss %.4f%n", epoch + 1, config.epochs(), loss);
+        }
+    }
+
+    private static int[] identity(int n) {
+        int[] order = new int[n];
+        for (int i = 0; i < n; i++) {
             order[i] = i;
         }
-        for (int epoch = 0; epoch < c.epochs(); epoch++) {
-            for (int i = order.length - 1; i > 0; i--) {
-                int j = random.nextInt(i + 1);
-                int t = order[i];
-                order[i] = order[j];
-                order[j] = t;
-            }
-            double loss = 0;
-            int batches = 0;
-            for (int start = 0; start < tr.n(); start += 128) {
-                int m = Math.min(128, tr.n() - start);
-                float[] x = new float[m * d];
-                int[] y = new int[m];
-                for (int k = 0; k < m; k++) {
-                    System.arraycopy(tr.x(), order[start + k] * d, x, k * d, d);
-                    y[k] = tr.y()[order[start + k]];
-                }
-                Mlp.StepResult r = mlp.forwardBackward(x, y, m, Set.of());
-                mlp.adam(r, c.lr());
-                loss += r.loss();
-                batches++;
-            }
-            progress.printf("epoch %d/%d train loss %.4f%n", epoch + 1, c.epochs(), loss / batches);
+        return order;
+    }
+
+    /** One epoch of Adam in batches of 128 over {@code order} shuffled in place; returns the mean batch loss. */
+    private double trainEpoch(Mlp mlp, Positions tr, int[] order, Random random) {
+        int d = config.context() * V;
+        for (int i = order.length - 1; i > 0; i--) {
+            int j = random.nextInt(i + 1);
+            int t = order[i];
+            order[i] = order[j];
+            order[j] = t;
         }
+        double loss = 0;
+        int batches = 0;
+        for (int start = 0; start < tr.n(); start += 128) {
+            int m = Math.min(128, tr.n() - start);
+            float[] x = new float[m * d];
+            int[] y = new int[m];
+            for (int k = 0; k < m; k++) {
+                System.arraycopy(tr.x(), order[start + k] * d, x, k * d, d);
+                y[k] = tr.y()[order[start + k]];
+            }
+            Mlp.StepResult r = mlp.forwardBackward(x, y, m, Set.of());
+            mlp.adam(r, config.lr());
+            loss += r.loss();
+            batches++;
+        }
+        return loss / batches;
+    }
+
+    /**
+     * The memorization gap over training for the LM (DESIGN §6): two runs of {@code epochs}
+     * epochs, a clean control on the text without canaries, and a run whose training text gains
+     * the canaries at the middle epoch. Every {@code refreshEvery} epochs: sampled-label factors of
+     * fc1 (the layer the calibration picks at both sizes) on the current training text, ρ
+     * calibrated on held-out text within the perplexity budget, gap = mean edit sensitivity on
+     * training positions minus on held-out positions. Alert rule as in the noisy-label gap
+     * experiment ({@link MemorizationGapExperiment#alertRule}).
+     */
+    public Map<String, Object> gap(int refreshEvery, int baselineRefreshes) {
+        Corpus corpus = corpus();
+        Positions clean = positions(corpus.clean(), List.of());
+        Positions injected = positions(corpus.train(), corpus.canarySpans());
+        Positions ho = positions(corpus.heldOut(), List.of());
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("experiment", "canaries-memorization-gap");
+        out.put("config", config);
+        out.put("refresh_every", refreshEvery);
+        out.put("baseline_refreshes", baselineRefreshes);
+        out.put("injected_what", "canaries");
+        out.put("fitted_key", "canaries_recited");
+        out.put("clean", gapRun(false, corpus, clean, injected, ho, refreshEvery, baselineRefreshes));
+        out.put("injected", gapRun(true, corpus, clean, injected, ho, refreshEvery, baselineRefreshes));
+        return out;
+    }
+
+    private Map<String, Object> gapRun(boolean inject, Corpus corpus, Positions clean, Positions injected,
+                                       Positions ho, int refreshEvery, int baselineRefreshes) {
+        Config c = config;
+        int injectAt = c.epochs() / 2;
+        Random random = new Random(c.seed() + 2);
+        Random sampler = new Random(c.seed() + 5);
+        List<Map<String, Object>> series = new ArrayList<>();
+        try (Mlp mlp = new Mlp(c.seed() + 1, c.context() * V, c.hidden(), c.hidden(), V)) {
+            Positions current = clean;
+            int[] order = identity(clean.n());
+            for (int epoch = 0; epoch < c.epochs(); epoch++) {
+                if (inject && epoch == injectAt) {
+                    current = injected;
+                    order = identity(injected.n());
+                }
+                double loss = trainEpoch(mlp, current, order, random);
+                if ((epoch + 1) % refreshEvery == 0) {
+                    Map<String, Object> point = gapRefresh(mlp, current, ho, sampler);
+                    point.put("epoch", epoch + 1);
+                    point.put("train_loss", loss);
+                    Map<String, Object> rec = evaluate(mlp, ho, corpus.prefixes(), corpus.secrets(), null, -1);
+                    point.put("canaries_recited", rec.get("strict_recitation"));
+                    series.add(point);
+                    progress.printf("%s epoch %d: gap %.4f nats (rho %.6f), canaries recited %.2f%n",
+                            inject ? "injected" : "clean", epoch + 1, (Double) point.get("gap"),
+                            (Double) point.get("rho"), (Double) point.get("canaries_recited"));
+                }
+            }
+        }
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("inject_at_epoch", inject ? injectAt : null);
+        r.putAll(MemorizationGapExperiment.alertRule(series, baselineRefreshes));
+        r.put("series", series);
+        progress.printf("%s run: threshold %.4f, first alert at epoch %s%n", inject ? "injected" : "clean",
+                (Double) r.get("threshold"), r.get("first_alert_epoch"));
+        return r;
+    }
+
+    private Map<String, Object> gapRefresh(Mlp mlp, Positions tr, Positions ho, Random sampler) {
+        int layer = 0;
+        FactorAccumulator[] ag = fisherFactors(mlp, tr, new int[] {layer}, sampler).get(layer);
+        SymmetricEigensolver solver = SymmetricEigensolvers.best();
+        Eigenbasis a = solver.decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow();
+        Eigenbasis g = solver.decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow();
+        CurvatureEdit edit = new CurvatureEdit(g, a);
+        float[] w = mlp.weight(layer);
+        double baseLoss = meanLoss(mlp, ho, null, -1);
+        RhoCalibration cal = RhoCalibrator.standard(Math.log1p(config.maxPerplexityRise()),
+                        RhoCalibrator.Direction.LOWER_IS_BETTER)
+                .calibrate(baseLoss, rho -> meanLoss(mlp, ho, edit.apply(w, edit.select(rho)), layer));
+        double rho = cal.rho().orElse(1.0);
+        float[] edited = edit.apply(w, edit.select(rho));
+        double train = meanLossSample(mlp, tr, edited, layer) - meanLossSample(mlp, tr, null, -1);
+        double probe = meanLoss(mlp, ho, edited, layer) - baseLoss;
+        Map<String, Object> point = new LinkedHashMap<>();
+        point.put("rho", rho);
+        point.put("train_sensitivity", train);
+        point.put("probe_sensitivity", probe);
+        point.put("gap", train - probe);
+        return point;
     }
 
     private Map<Integer, FactorAccumulator[]> fisherFactors(Mlp mlp, Positions tr, int[] layers, Random random) {
@@ -266,7 +393,7 @@ public final class CanariesExperiment {
             float[] logits = mlp.logits(x, m);
             int[] sampled = new int[m];
             for (int i = 0; i < m; i++) {
-                sampled[i] = sample(logits, i * V, random);
+                sampled[i] = Metrics.sampleFromLogits(logits, i * V, V, random);
             }
             for (LayerCapture cap : mlp.forwardBackward(x, sampled, m, capture).captures()) {
                 acc.get(cap.layer())[0].add(start, cap.a(), m);
@@ -343,24 +470,66 @@ public final class CanariesExperiment {
         return max == 0 ? 1 : 1 - (double) prev[b.length()] / max;
     }
 
-    /** Canary secret positions vs a random sample of other training positions. */
-    private Map<String, Object> detection(Mlp mlp, Positions tr, int layer, float[] w, float[] edited, Random random) {
-        List<Integer> idx = new ArrayList<>();
-        for (int p = 0; p < tr.n(); p++) {
-            if (tr.canary()[p] || random.nextDouble() < 0.1) {
-                idx.add(p);
+    /**
+     * Detection at two granularities. Per example (what DESIGN §6 asks: an LM's example is a
+     * sequence): each canary's secret (its first occurrence; all occurrences have the same
+     * contexts) vs 2000 random secret-length spans of ordinary training text, scored by the sum
+     * over the span's positions. Per position: canary secret characters vs a 10% sample of the
+     * other training positions.
+     */
+    private Map<String, Object> detection(Mlp mlp, Positions tr, List<int[]> canarySpans, int layer, float[] w,
+                                          float[] edited, Random random) {
+        int k = config.context();
+        int len = config.secretLength();
+        // spans as position ranges [start, start + len): position p predicts text[p + k]
+        List<int[]> spans = new ArrayList<>();
+        List<Boolean> spanIsCanary = new ArrayList<>();
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        for (int[] span : canarySpans) {
+            int start = span[0] - k;
+            String key = java.util.Arrays.toString(java.util.Arrays.copyOfRange(tr.y(), start, start + len));
+            if (seen.add(key)) {
+                spans.add(new int[] {start, start + len});
+                spanIsCanary.add(true);
             }
         }
+        for (int tries = 0; spans.size() - seen.size() < 2000 && tries < 100_000; tries++) {
+            int start = random.nextInt(tr.n() - len);
+            boolean clean = true;
+            for (int p = start; p < start + len && clean; p++) {
+                clean = !tr.canary()[p];
+            }
+            if (clean) {
+                spans.add(new int[] {start, start + len});
+                spanIsCanary.add(false);
+            }
+        }
+        java.util.TreeSet<Integer> chosen = new java.util.TreeSet<>();
+        List<Integer> sampled = new ArrayList<>();
+        for (int p = 0; p < tr.n(); p++) {
+            if (tr.canary()[p] || random.nextDouble() < 0.1) {
+                sampled.add(p);
+            }
+        }
+        chosen.addAll(sampled);
+        for (int[] span : spans) {
+            for (int p = span[0]; p < span[1]; p++) {
+                chosen.add(p);
+            }
+        }
+        List<Integer> idx = new ArrayList<>(chosen);
+        Map<Integer, Integer> row = new java.util.HashMap<>();
+        for (int i = 0; i < idx.size(); i++) {
+            row.put(idx.get(i), i);
+        }
         int m = idx.size();
-        int d = config.context() * V;
+        int d = k * V;
         float[] x = new float[m * d];
         int[] y = new int[m];
-        boolean[] positive = new boolean[m];
         long[] ids = new long[m];
         for (int i = 0; i < m; i++) {
             System.arraycopy(tr.x(), idx.get(i) * d, x, i * d, d);
             y[i] = tr.y()[idx.get(i)];
-            positive[i] = tr.canary()[idx.get(i)];
             ids[i] = i;
         }
         double[] now = Metrics.crossEntropy(mlp.logits(x, m), y, V);
@@ -382,19 +551,47 @@ public final class CanariesExperiment {
             first[i] = fo.scoreOf(i);
         }
         Map<String, Object> r = new LinkedHashMap<>();
-        r.put("positions", m);
-        r.put("canary_positions", countTrue(positive));
-        r.put("auroc_exact_edit_sensitivity", Metrics.auroc(exact, positive));
-        r.put("auroc_first_order", Metrics.auroc(first, positive));
-        // low loss = memorized: the baseline ranks by negative loss
-        double[] negLoss = new double[m];
-        for (int i = 0; i < m; i++) {
-            negLoss[i] = -now[i];
+        // per example: sums over each span's positions; low loss = memorized, so the baseline is -loss
+        int s = spans.size();
+        double[][] perSpan = new double[3][s];
+        boolean[] spanPositive = new boolean[s];
+        for (int j = 0; j < s; j++) {
+            spanPositive[j] = spanIsCanary.get(j);
+            for (int p = spans.get(j)[0]; p < spans.get(j)[1]; p++) {
+                int i = row.get(p);
+                perSpan[0][j] += exact[i];
+                perSpan[1][j] += first[i];
+                perSpan[2][j] -= now[i];
+            }
         }
-        r.put("auroc_loss_baseline", Metrics.auroc(negLoss, positive));
-        progress.printf("detection AUROC (canary secret chars vs other positions): exact %.4f first-order %.4f "
-                        + "loss %.4f%n", r.get("auroc_exact_edit_sensitivity"), r.get("auroc_first_order"),
-                r.get("auroc_loss_baseline"));
+        r.put("examples", s);
+        r.put("canary_examples", countTrue(spanPositive));
+        r.put("auroc_exact_edit_sensitivity", Metrics.auroc(perSpan[0], spanPositive));
+        r.put("auroc_first_order", Metrics.auroc(perSpan[1], spanPositive));
+        r.put("auroc_loss_baseline", Metrics.auroc(perSpan[2], spanPositive));
+        // per position
+        int q = sampled.size();
+        double[][] perPos = new double[3][q];
+        boolean[] positive = new boolean[q];
+        for (int j = 0; j < q; j++) {
+            int i = row.get(sampled.get(j));
+            positive[j] = tr.canary()[sampled.get(j)];
+            perPos[0][j] = exact[i];
+            perPos[1][j] = first[i];
+            perPos[2][j] = -now[i];
+        }
+        Map<String, Object> pp = new LinkedHashMap<>();
+        pp.put("positions", q);
+        pp.put("canary_positions", countTrue(positive));
+        pp.put("auroc_exact_edit_sensitivity", Metrics.auroc(perPos[0], positive));
+        pp.put("auroc_first_order", Metrics.auroc(perPos[1], positive));
+        pp.put("auroc_loss_baseline", Metrics.auroc(perPos[2], positive));
+        r.put("per_position", pp);
+        progress.printf("detection AUROC per example (%d canary secrets vs %d clean spans): exact %.4f first-order %.4f "
+                        + "loss %.4f; per position: exact %.4f first-order %.4f loss %.4f%n",
+                r.get("canary_examples"), s - (int) r.get("canary_examples"), r.get("auroc_exact_edit_sensitivity"),
+                r.get("auroc_first_order"), r.get("auroc_loss_baseline"), pp.get("auroc_exact_edit_sensitivity"),
+                pp.get("auroc_first_order"), pp.get("auroc_loss_baseline"));
         return r;
     }
 
@@ -404,27 +601,6 @@ public final class CanariesExperiment {
             c += v ? 1 : 0;
         }
         return c;
-    }
-
-    private static int sample(float[] logits, int offset, Random random) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int c = 0; c < V; c++) {
-            max = Math.max(max, logits[offset + c]);
-        }
-        double[] p = new double[V];
-        double sum = 0;
-        for (int c = 0; c < V; c++) {
-            p[c] = Math.exp(logits[offset + c] - max);
-            sum += p[c];
-        }
-        double u = random.nextDouble() * sum;
-        for (int c = 0; c < V; c++) {
-            u -= p[c];
-            if (u <= 0) {
-                return c;
-            }
-        }
-        return V - 1;
     }
 
     /** {@code CanariesExperiment [seed] [full|small] [out.json]}. */

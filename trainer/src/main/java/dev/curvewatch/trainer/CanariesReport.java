@@ -45,11 +45,17 @@ public final class CanariesReport {
                         {(Double) after.get("strict_recitation"), (Double) after.get("loose_recitation")}});
             sb.append("![recitation](").append(stem).append("-recitation.png)\n\n");
             Map<String, Object> d = (Map<String, Object>) r.get("detection");
-            sb.append("## Detection (canary secret characters vs a 10% sample of other training positions)\n\n");
-            sb.append(String.format("| score | AUROC |%n|---|---|%n| exact edit sensitivity | %.4f |%n"
-                            + "| first-order gᵀ(W'−W)a | %.4f |%n| per-position loss (low = memorized) | %.4f |%n",
-                    (Double) d.get("auroc_exact_edit_sensitivity"), (Double) d.get("auroc_first_order"),
-                    (Double) d.get("auroc_loss_baseline")));
+            Map<String, Object> pp = (Map<String, Object>) d.get("per_position");
+            sb.append(String.format("## Detection%n%nPer example: each canary's secret (%s) vs %s random secret-length "
+                            + "spans of ordinary training text, score summed over the span. Per position: canary "
+                            + "secret characters vs a 10%% sample of other training positions.%n%n", d.get("canary_examples"),
+                    ((Number) d.get("examples")).intValue() - ((Number) d.get("canary_examples")).intValue()));
+            sb.append("| score | AUROC per example | AUROC per position |\n|---|---|---|\n");
+            String[][] rows = {{"exact edit sensitivity", "auroc_exact_edit_sensitivity"},
+                {"first-order gᵀ(W'−W)a", "auroc_first_order"}, {"loss (low = memorized)", "auroc_loss_baseline"}};
+            for (String[] row : rows) {
+                sb.append(String.format("| %s | %.4f | %.4f |%n", row[0], (Double) d.get(row[1]), (Double) pp.get(row[1])));
+            }
         }
         Path md = dir.resolve(stem + ".md");
         Files.writeString(md, sb.toString());

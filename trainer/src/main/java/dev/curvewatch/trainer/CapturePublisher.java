@@ -147,16 +147,25 @@ public final class CapturePublisher implements AutoCloseable {
     }
 
     private void sendAcquired(String topic, String key, byte[] value, int permits) {
-        producer.send(new ProducerRecord<>(topic, key, value), (md, e) -> {
-            budget.release(permits);
-            if (e != null) {
-                failed.incrementAndGet();
-                System.err.println("curvewatch trainer: publish to " + topic + " failed: " + e);
-            } else {
-                sent.incrementAndGet();
-                sentBytes.addAndGet(value.length);
-            }
-        });
+        try {
+            producer.send(new ProducerRecord<>(topic, key, value), (md, e) -> callback(topic, value, permits, e));
+        } catch (RuntimeException e) {
+            // send() throws only when the producer cannot take the record at all (closed, interrupted,
+            // fatal producer error); the callback then never runs, so release and count here
+            callback(topic, value, permits, e);
+            throw new IllegalStateException("curvewatch trainer: cannot publish to " + topic + ": " + e, e);
+        }
+    }
+
+    private void callback(String topic, byte[] value, int permits, Exception e) {
+        budget.release(permits);
+        if (e != null) {
+            failed.incrementAndGet();
+            System.err.println("curvewatch trainer: publish to " + topic + " failed: " + e);
+        } else {
+            sent.incrementAndGet();
+            sentBytes.addAndGet(value.length);
+        }
     }
 
     public long sent() {

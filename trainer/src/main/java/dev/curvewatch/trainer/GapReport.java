@@ -19,7 +19,9 @@ public final class GapReport {
         Files.createDirectories(dir);
         NoisyLabelsReport.json().writeValue(jsonFile.toFile(), r);
         String stem = jsonFile.getFileName().toString().replaceFirst("\\.json$", "");
-        StringBuilder sb = new StringBuilder("# Memorization gap over training: clean control vs injected noise\n\n");
+        String what = (String) r.getOrDefault("injected_what", "noise");
+        String fittedKey = (String) r.getOrDefault("fitted_key", "flipped_fitted");
+        StringBuilder sb = new StringBuilder("# Memorization gap over training: clean control vs injected " + what + "\n\n");
         sb.append("Command: `").append(command).append("`\n\nConfig: `").append(r.get("config")).append("`\n\n");
         List<Plots.Series> lines = new ArrayList<>();
         double lo = 0;
@@ -27,10 +29,11 @@ public final class GapReport {
         for (String run : List.of("clean", "injected")) {
             Map<String, Object> m = (Map<String, Object>) r.get(run);
             List<Map<String, Object>> s = (List<Map<String, Object>>) m.get("series");
-            sb.append("## ").append(run).append(" run (noise injected at epoch ").append(m.get("inject_at_epoch"))
-                    .append("): threshold ").append(String.format("%.4f", (Double) m.get("threshold")))
-                    .append(" nats, first alert at epoch ").append(m.get("first_alert_epoch")).append("\n\n");
-            sb.append("| epoch | calibrated ρ | train sens. | probe sens. | gap | flipped fitted |\n|---|---|---|---|---|---|\n");
+            sb.append("## ").append(run).append(" run (" + what + " injected at epoch ").append(m.get("inject_at_epoch"))
+                    .append("): first alert at epoch ").append(m.get("first_alert_epoch"))
+                    .append(String.format(" (threshold then %.4f nats)", (Double) m.get("threshold"))).append("\n\n");
+            sb.append("| epoch | calibrated ρ | train sens. | probe sens. | gap | threshold | " + fittedKey.replace('_', ' ')
+                    + " |\n|---|---|---|---|---|---|---|\n");
             double[] x = new double[s.size()];
             double[] y = new double[s.size()];
             for (int k = 0; k < s.size(); k++) {
@@ -39,9 +42,10 @@ public final class GapReport {
                 y[k] = (Double) p.get("gap");
                 lo = Math.min(lo, y[k]);
                 hi = Math.max(hi, y[k]);
-                sb.append(String.format("| %s | %.6f | %.4f | %.4f | %.4f | %.3f |%n", p.get("epoch"), (Double) p.get("rho"),
+                Object t = p.get("threshold");
+                sb.append(String.format("| %s | %.6f | %.4f | %.4f | %.4f | %s | %.3f |%n", p.get("epoch"), (Double) p.get("rho"),
                         (Double) p.get("train_sensitivity"), (Double) p.get("probe_sensitivity"), y[k],
-                        (Double) p.get("flipped_fitted")));
+                        t == null ? "(window)" : String.format("%.4f", (Double) t), (Double) p.get(fittedKey)));
             }
             lines.add(new Plots.Series(run + " gap", x, y));
             sb.append("\n");

@@ -22,8 +22,8 @@ import java.util.Set;
  * labels on the current model, ρ calibrated on probes for the hidden layer fc2, then mean exact
  * edit sensitivity on training examples minus that on probes. Two runs of equal length: a clean
  * control, and a run whose labels are flipped from the middle epoch on. The alert threshold is
- * relative to each run's own baseline period (the refreshes before the injection point):
- * mean + max(5 sd, 0.05 nats).
+ * relative to the run's own recent past ({@link #alertRule}: the previous {@code baselineRefreshes}
+ * refreshes, mean + max(5 sd, 0.05 nats)).
  */
 public final class MemorizationGapExperiment {
 
@@ -101,26 +101,9 @@ public final class MemorizationGapExperiment {
                 }
             }
         }
-        // alert rule: baseline from the first refreshes (before the injection point in both runs)
-        double mean = 0;
-        int b = Math.min(c.baselineRefreshes(), series.size());
-        for (int k = 0; k < b; k++) {
-            mean += (Double) series.get(k).get("gap");
-        }
-        mean /= b;
-        double var = 0;
-        for (int k = 0; k < b; k++) {
-            double d = (Double) series.get(k).get("gap") - mean;
-            var += d * d;
-        }
-        double threshold = mean + Math.max(5 * Math.sqrt(var / Math.max(1, b - 1)), 0.05);
-        Integer firstAlertEpoch = null;
-        for (int k = b; k < series.size(); k++) {
-            if ((Double) series.get(k).get("gap") > threshold) {
-                firstAlertEpoch = (Integer) series.get(k).get("epoch");
-                break;
-            }
-        }
+        Map<String, Object> alert = alertRule(series, c.baselineRefreshes());
+        double threshold = (Double) alert.get("threshold");
+        Integer firstAlertEpoch = (Integer) alert.get("first_alert_epoch");
         Map<String, Object> r = new LinkedHashMap<>();
         r.put("inject_at_epoch", inject ? injectAt : null);
         r.put("threshold", threshold);
@@ -128,6 +111,43 @@ public final class MemorizationGapExperiment {
         r.put("series", series);
         progress.printf("%s run: threshold %.4f, first alert at epoch %s%n", inject ? "injected" : "clean", threshold,
                 firstAlertEpoch);
+        return r;
+    }
+
+    /**
+     * The alert rule of both gap experiments, as a live system can apply it: each refresh is
+     * compared with the {@code window} refreshes before it; threshold = their mean + max(5 sd,
+     * 0.05 nats). A trailing baseline follows the slow rise of the gap while a model fits its
+     * training data (clearly visible in the LM) and alerts on the jump that memorization causes.
+     * Adds each point's "threshold" to the series; returns first_alert_epoch (null: none) and
+     * threshold (the one in force at the alert, else at the last refresh).
+     */
+    static Map<String, Object> alertRule(List<Map<String, Object>> series, int window) {
+        Integer firstAlertEpoch = null;
+        double threshold = Double.NaN;
+        for (int k = window; k < series.size(); k++) {
+            double mean = 0;
+            for (int i = k - window; i < k; i++) {
+                mean += (Double) series.get(i).get("gap");
+            }
+            mean /= window;
+            double var = 0;
+            for (int i = k - window; i < k; i++) {
+                double d = (Double) series.get(i).get("gap") - mean;
+                var += d * d;
+            }
+            double t = mean + Math.max(5 * Math.sqrt(var / Math.max(1, window - 1)), 0.05);
+            series.get(k).put("threshold", t);
+            if (firstAlertEpoch == null) {
+                threshold = t;
+                if ((Double) series.get(k).get("gap") > t) {
+                    firstAlertEpoch = (Integer) series.get(k).get("epoch");
+                }
+            }
+        }
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("threshold", threshold);
+        r.put("first_alert_epoch", firstAlertEpoch);
         return r;
     }
 
@@ -144,7 +164,7 @@ public final class MemorizationGapExperiment {
             float[] logits = mlp.logits(x, m);
             int[] sampled = new int[m];
             for (int i = 0; i < m; i++) {
-                sampled[i] = sample(logits, i * 10, sampler);
+                sampled[i] = Metrics.sampleFromLogits(logits, i * 10, 10, sampler);
             }
             LayerCapture cap = mlp.forwardBackward(x, sampled, m, Set.of(layer)).captures().get(0);
             a.add(start, cap.a(), m);
@@ -183,27 +203,6 @@ public final class MemorizationGapExperiment {
 
     private static double accuracy(float[] logits, int[] y) {
         return Metrics.agreement(Metrics.argmax(logits, y.length, 10), y, null, true);
-    }
-
-    private static int sample(float[] logits, int offset, Random random) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int c = 0; c < 10; c++) {
-            max = Math.max(max, logits[offset + c]);
-        }
-        double[] p = new double[10];
-        double sum = 0;
-        for (int c = 0; c < 10; c++) {
-            p[c] = Math.exp(logits[offset + c] - max);
-            sum += p[c];
-        }
-        double u = random.nextDouble() * sum;
-        for (int c = 0; c < 10; c++) {
-            u -= p[c];
-            if (u <= 0) {
-                return c;
-            }
-        }
-        return 9;
     }
 
     /** {@code MemorizationGapExperiment [seed] [noise] [full|small] [out.json]}. */

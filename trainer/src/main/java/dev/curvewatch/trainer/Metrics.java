@@ -1,8 +1,9 @@
 package dev.curvewatch.trainer;
 
 import java.util.Arrays;
+import java.util.Random;
 
-/** Accuracy, cross-entropy and AUROC helpers for the experiments. */
+/** Accuracy, cross-entropy, AUROC and softmax sampling for the experiments. */
 public final class Metrics {
 
     private Metrics() {
@@ -23,6 +24,31 @@ public final class Metrics {
     }
 
     /** Per-example cross-entropy (nats). */
+    /**
+     * A class drawn from softmax(logits[offset .. offset + k)) with one {@code random.nextDouble()}:
+     * the sampled-label Fisher's labels.
+     */
+    public static int sampleFromLogits(float[] logits, int offset, int k, Random random) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int c = 0; c < k; c++) {
+            max = Math.max(max, logits[offset + c]);
+        }
+        double[] p = new double[k];
+        double sum = 0;
+        for (int c = 0; c < k; c++) {
+            p[c] = Math.exp(logits[offset + c] - max);
+            sum += p[c];
+        }
+        double u = random.nextDouble() * sum;
+        for (int c = 0; c < k; c++) {
+            u -= p[c];
+            if (u <= 0) {
+                return c;
+            }
+        }
+        return k - 1;
+    }
+
     public static double[] crossEntropy(float[] logits, int[] labels, int classes) {
         int n = labels.length;
         double[] out = new double[n];

@@ -203,7 +203,7 @@ public final class NoisyLabelsExperiment {
             float[] logits = mlp.logits(x, m);
             int[] sampled = new int[m];
             for (int i = 0; i < m; i++) {
-                sampled[i] = sample(logits, i * k, k, random);
+                sampled[i] = Metrics.sampleFromLogits(logits, i * k, k, random);
             }
             Mlp.StepResult r = mlp.forwardBackward(x, sampled, m, capture);
             for (LayerCapture cap : r.captures()) {
@@ -212,27 +212,6 @@ public final class NoisyLabelsExperiment {
             }
         }
         return acc;
-    }
-
-    private static int sample(float[] logits, int offset, int k, Random random) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int c = 0; c < k; c++) {
-            max = Math.max(max, logits[offset + c]);
-        }
-        double[] p = new double[k];
-        double sum = 0;
-        for (int c = 0; c < k; c++) {
-            p[c] = Math.exp(logits[offset + c] - max);
-            sum += p[c];
-        }
-        double u = random.nextDouble() * sum;
-        for (int c = 0; c < k; c++) {
-            u -= p[c];
-            if (u <= 0) {
-                return c;
-            }
-        }
-        return k - 1;
     }
 
     private Map<String, Object> detection(Mlp mlp, NoisyLabelData data, int layer, float[] w, float[] edited) {

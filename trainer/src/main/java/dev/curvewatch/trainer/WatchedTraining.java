@@ -31,13 +31,19 @@ import java.util.Set;
 public final class WatchedTraining {
 
     public record Config(String runId, long seed, double noise, int hidden, int epochs, int batch, float lr,
-                         int weightsEvery, int probeEvery, boolean sampledFisher, String bootstrap,
+                         int weightsEvery, int probeEvery, boolean sampledFisher, int tokensPerStep, String bootstrap,
                          CapturePublisher.Policy policy, int inFlightBytes, Path initWeights, Path saveWeights,
                          Path saveFactors) {
+        public Config {
+            if (tokensPerStep < 0) {
+                throw new IllegalArgumentException("tokens per step must be >= 0 (0 = all), got " + tokensPerStep);
+            }
+        }
+
         /** The same run, writing its final weights and in-process factors to these files (null: not written). */
         public Config saving(Path weights, Path factors) {
             return new Config(runId, seed, noise, hidden, epochs, batch, lr, weightsEvery, probeEvery, sampledFisher,
-                    bootstrap, policy, inFlightBytes, initWeights, weights, factors);
+                    tokensPerStep, bootstrap, policy, inFlightBytes, initWeights, weights, factors);
         }
     }
 
@@ -78,7 +84,7 @@ public final class WatchedTraining {
      * BLOCK policy with 64 MiB in flight, published to {@code bootstrap} (null: offline).
      */
     public static Config noisyLabelsRun(String runId, String bootstrap, int epochs) {
-        return new Config(runId, 1, 0.1, 512, epochs, 100, 1e-3f, 20, 10, true, bootstrap,
+        return new Config(runId, 1, 0.1, 512, epochs, 100, 1e-3f, 20, 10, true, 0, bootstrap,
                 CapturePublisher.Policy.BLOCK, 64 << 20, null, null, null);
     }
 
@@ -97,6 +103,7 @@ public final class WatchedTraining {
         NoisyLabelData data = data(c);
         Map<String, Object> out = new LinkedHashMap<>();
         Random random = new Random(c.seed() + 11);
+        Random tokenSampler = new Random(c.seed() + 13); // its own stream: a budget leaves training unchanged
         try (Mlp mlp = model(c);
              CapturePublisher publisher = c.bootstrap() == null ? null
                      : new CapturePublisher(c.bootstrap(), CurvewatchTopics.withDefaultPrefix(), c.policy(),
@@ -122,6 +129,7 @@ public final class WatchedTraining {
                 cfg.put("noise", String.valueOf(c.noise()));
                 cfg.put("lr", String.valueOf(c.lr()));
                 cfg.put("batch", String.valueOf(c.batch()));
+                cfg.put("tokens_per_step", String.valueOf(c.tokensPerStep()));
                 publisher.publishRun(RunInfo.newBuilder().setRunId(c.runId()).setModel("mlp-32-" + c.hidden() + "-"
                                 + c.hidden() + "-10").setSource("djl-trainer").setCreatedMs(System.currentTimeMillis())
                         .setLayers(layers).setFisher(fisher).setWeightsEvery(c.weightsEvery()).setConfig(cfg).build());
@@ -162,16 +170,22 @@ public final class WatchedTraining {
                         float[] logits = mlp.logits(x, m);
                         int[] sampled = new int[m];
                         for (int k = 0; k < m; k++) {
-                            sampled[k] = sampleLabel(logits, k * 10, 10, random);
+                            sampled[k] = Metrics.sampleFromLogits(logits, k * 10, 10, random);
                         }
                         caps = mlp.forwardBackward(x, sampled, m, Set.of(0, 1)).captures();
                     }
-                    for (LayerCapture cap : caps) {
+                    // token budget: the same random rows of every watched layer, so a and g stay paired per example
+                    int[] keep = c.tokensPerStep() > 0 && m > c.tokensPerStep()
+                            ? sampleRows(m, c.tokensPerStep(), tokenSampler) : null;
+                    String[] keptIds = keep == null ? ids : select(ids, keep);
+                    float[] keptLosses = keep == null ? r.perExampleLoss() : select(r.perExampleLoss(), keep);
+                    for (LayerCapture full : caps) {
+                        LayerCapture cap = keep == null ? full : full.rows(keep);
                         factors.get(cap.layer())[0].add(step, cap.a(), cap.tokens());
                         factors.get(cap.layer())[1].add(step, cap.g(), cap.tokens());
                         if (publisher != null) {
-                            publisher.publishCapture(c.runId(), Mlp.layerName(cap.layer()), step, cap, ids,
-                                    r.perExampleLoss(), false, fisher, m);
+                            publisher.publishCapture(c.runId(), Mlp.layerName(cap.layer()), step, cap, keptIds,
+                                    keptLosses, false, fisher, m);
                         }
                     }
                     if (publisher != null && c.probeEvery() > 0 && step % c.probeEvery() == 0) {
@@ -285,24 +299,39 @@ public final class WatchedTraining {
         w.write(file);
     }
 
-    private static int sampleLabel(float[] logits, int offset, int k, Random random) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int c = 0; c < k; c++) {
-            max = Math.max(max, logits[offset + c]);
+    /** {@code k} distinct rows of {@code n}, ascending (a partial Fisher–Yates shuffle). */
+    static int[] sampleRows(int n, int k, Random random) {
+        int[] idx = new int[n];
+        for (int i = 0; i < n; i++) {
+            idx[i] = i;
         }
-        double sum = 0;
-        double[] p = new double[k];
-        for (int c = 0; c < k; c++) {
-            p[c] = Math.exp(logits[offset + c] - max);
-            sum += p[c];
+        for (int i = 0; i < k; i++) {
+            int j = i + random.nextInt(n - i);
+            int t = idx[i];
+            idx[i] = idx[j];
+            idx[j] = t;
         }
-        double u = random.nextDouble() * sum;
-        for (int c = 0; c < k; c++) {
-            u -= p[c];
-            if (u <= 0) {
-                return c;
-            }
+        int[] keep = java.util.Arrays.copyOf(idx, k);
+        java.util.Arrays.sort(keep);
+        return keep;
+    }
+
+    private static String[] select(String[] values, int[] keep) {
+        String[] out = new String[keep.length];
+        for (int i = 0; i < keep.length; i++) {
+            out[i] = values[keep[i]];
         }
-        return k - 1;
+        return out;
+    }
+
+    private static float[] select(float[] values, int[] keep) {
+        if (values == null) {
+            return null;
+        }
+        float[] out = new float[keep.length];
+        for (int i = 0; i < keep.length; i++) {
+            out[i] = values[keep[i]];
+        }
+        return out;
     }
 }

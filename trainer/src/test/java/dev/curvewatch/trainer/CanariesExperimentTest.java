@@ -11,6 +11,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * CI size (10 canaries x 25, 256-wide, 25 epochs). DESIGN §6: strict recitation from ≥ 90% to
  * ≤ 10%, held-out perplexity up by ≤ 5% (the calibration tolerance itself, so no extra margin).
+ * Detection per example (canary secrets vs clean spans of the same length): exact edit
+ * sensitivity AUROC ≥ 0.95 and within 0.01 of the loss baseline (measured at this size, seed 1:
+ * 0.997 vs 1.000; per position, which is not asserted, 0.855 vs 0.835).
  */
 class CanariesExperimentTest {
 
@@ -26,6 +29,12 @@ class CanariesExperimentTest {
         double ppl0 = (Double) before.get("held_out_perplexity");
         double ppl1 = (Double) after.get("held_out_perplexity");
         assertTrue(ppl1 <= ppl0 * 1.05 + 1e-9, "perplexity " + ppl0 + " -> " + ppl1);
+        Map<String, Object> d = (Map<String, Object>) r.get("detection");
+        double exact = (Double) d.get("auroc_exact_edit_sensitivity");
+        double loss = (Double) d.get("auroc_loss_baseline");
+        assertEquals(10, d.get("canary_examples"));
+        assertTrue(exact >= 0.95, "per-example exact AUROC " + exact);
+        assertTrue(exact >= loss - 0.01, "exact " + exact + " vs loss baseline " + loss);
     }
 
     @Test

@@ -51,7 +51,7 @@ class ClosingTheLoopTest {
     }
 
     private static WatchedTraining.Config config(int epochs, Path init, Path save, Path saveFactors) {
-        return new WatchedTraining.Config("loop", 3, 0.1, 32, epochs, 100, 1e-3f, 0, 0, true, null,
+        return new WatchedTraining.Config("loop", 3, 0.1, 32, epochs, 100, 1e-3f, 0, 0, true, 0, null,
                 CapturePublisher.Policy.BLOCK, 1 << 20, init, save, saveFactors);
     }
 }

@@ -34,8 +34,9 @@ class WatchedTrainingIT {
     @Test
     void publishesRunCapturesProbesAndWeights(@TempDir Path dir) throws Exception {
         try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).start()) {
+            // token budget 37 of the 100 examples per step; probes are published whole
             WatchedTraining.Config c = new WatchedTraining.Config("it-run", 5, 0.1, 32, 1, 100, 1e-3f, 5, 10,
-                    true, kafka.bootstrapServers(), CapturePublisher.Policy.BLOCK, 16 << 20, null, null, null);
+                    true, 37, kafka.bootstrapServers(), CapturePublisher.Policy.BLOCK, 16 << 20, null, null, null);
             Map<String, Object> r = new WatchedTraining(c, System.out).run();
             long steps = (Long) r.get("steps");
             assertEquals(20L, steps);
@@ -44,12 +45,24 @@ class WatchedTrainingIT {
             CurvewatchTopics topics = CurvewatchTopics.withDefaultPrefix();
             List<ConsumerRecord<String, byte[]>> caps = readAll(kafka.bootstrapServers(), topics.captures(), 2 * 20 + 2 * 2);
             int probes = 0;
+            java.util.Map<Long, List<String>> stepIds = new java.util.HashMap<>();
             AvroDeserializer<Capture> de = new AvroDeserializer<>(Capture.class);
             for (ConsumerRecord<String, byte[]> rec : caps) {
                 Capture cap = de.deserialize(rec.topic(), rec.value());
                 assertTrue(rec.key().equals("it-run/fc1") || rec.key().equals("it-run/fc2"), rec.key());
                 probes += cap.getProbe() ? 1 : 0;
+                int tokens = cap.getActivations().getShape().get(0);
+                assertEquals(cap.getProbe() ? 100 : 37, tokens, "tokens of " + rec.key() + " step " + cap.getStep());
+                assertEquals(tokens, cap.getSampleIds().size());
+                assertEquals(tokens, cap.getExampleLosses().size());
+                if (!cap.getProbe()) {
+                    assertEquals(new java.util.TreeSet<>(cap.getSampleIds()).size(), tokens, "distinct examples");
+                    stepIds.computeIfAbsent(cap.getStep(), k -> new ArrayList<>()).add(cap.getSampleIds().toString());
+                }
             }
+            // both layers of a step carry the same sampled examples
+            stepIds.values().forEach(v -> assertEquals(1, new java.util.HashSet<>(v).size(), v.toString()));
+            assertEquals(20, stepIds.size());
             assertEquals(44, caps.size());
             assertEquals(4, probes); // steps 0 and 10, two layers
             List<ConsumerRecord<String, byte[]>> runs = readAll(kafka.bootstrapServers(), topics.runs(), 1);

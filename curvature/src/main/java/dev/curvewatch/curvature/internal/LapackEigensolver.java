@@ -94,7 +94,6 @@ public final class LapackEigensolver implements SymmetricEigensolver {
         }
     }
 
-    /** LAPACK's ascending pairs → descending, clamped values and row-major column vectors. */
     private static double[] widen(float[] v) {
         double[] out = new double[v.length];
         for (int i = 0; i < v.length; i++) {
@@ -103,6 +102,7 @@ public final class LapackEigensolver implements SymmetricEigensolver {
         return out;
     }
 
+    /** LAPACK's ascending pairs → descending, clamped values and row-major column vectors. */
     private static Eigenbasis descending(int n, double[] ascending, DoubleBuffer colMajor, Precision precision) {
         double[] values = new double[n];
         for (int c = 0; c < n; c++) {
