@@ -29,6 +29,15 @@ def _check_id(value, what):
     return value
 
 
+def rows_per_part(d_out, d_in, max_record_bytes):
+    """Rows of a d_out x d_in float32 weight per WeightSnapshot part, leaving room for a d_out bias
+    and 64 KiB of other fields (the rule of the Java side's WeightAssembler.rowsPerPart)."""
+    room = max_record_bytes - 64 * 1024 - 4 * d_out
+    if room < 4 * d_in:
+        raise ValueError(f"a {d_out} x {d_in} weight cannot be split into records of {max_record_bytes} bytes")
+    return min(d_out, room // (4 * d_in))
+
+
 def _tensor(t):
     t = t.detach().to("cpu", torch.float32).contiguous()
     return {"dtype": "FLOAT32", "shape": list(t.shape), "data": t.numpy().astype("<f4", copy=False).tobytes()}
@@ -63,12 +72,8 @@ class Watcher:
             _check_id(name, "layer")
             module = modules[name]
             d_in, d_out = dims(module)  # TypeError for a layer kind the client cannot watch
-            weight_bytes = 4 * d_in * d_out + (4 * d_out if getattr(module, "bias", None) is not None else 0)
-            if weights_every and weight_bytes + _RECORD_OVERHEAD > TOPIC_MAX_RECORD_BYTES:
-                # WeightSnapshot has no part/parts fields: a larger layer cannot be published whole
-                raise ValueError(f"layer {name}: its weights ({weight_bytes / 2**20:.1f} MiB as float32) exceed the "
-                                 f"{TOPIC_MAX_RECORD_BYTES // 2**20} MiB record limit of the weights topic; "
-                                 "use weights_every=0 for it")
+            if weights_every:
+                rows_per_part(d_out, d_in, int(max_record_bytes))  # ValueError now, not at the first snapshot
         if publisher is None:
             conf = dict(kafka_config or {})
             if bootstrap:
@@ -186,11 +191,20 @@ class Watcher:
             self._publish(self.prefix + "captures", key, self._capture_codec.encode(record))
 
     def publish_weights(self, layer, step):
+        """W as d_out x d_in; above max_record_bytes it goes out as row parts (WeightSnapshot v2),
+        the bias in part 0."""
         cap = self.captures[layer]
         bias = getattr(cap.module, "bias", None)
-        self._publish(self.prefix + "weights", f"{self.run_id}/{layer}", self._weights_codec.encode({
-            "run_id": self.run_id, "layer": layer, "step": int(step), "weight": _tensor(weight_out_in(cap.module)),
-            "bias": _tensor(bias) if bias is not None else None, "timestamp_ms": _now_ms()}))
+        w = weight_out_in(cap.module)
+        per = rows_per_part(cap.d_out, cap.d_in, self.max_record_bytes)
+        parts = (cap.d_out + per - 1) // per
+        now = _now_ms()
+        for p in range(parts):
+            lo, hi = p * per, min(cap.d_out, (p + 1) * per)
+            self._publish(self.prefix + "weights", f"{self.run_id}/{layer}", self._weights_codec.encode({
+                "run_id": self.run_id, "layer": layer, "step": int(step), "weight": _tensor(w[lo:hi]),
+                "bias": _tensor(bias) if bias is not None and p == 0 else None, "timestamp_ms": now,
+                "part": p, "parts": parts, "row_offset": lo}))
 
     @contextlib.contextmanager
     def _side_pass(self, model):

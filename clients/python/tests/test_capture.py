@@ -99,6 +99,26 @@ class CaptureTest(unittest.TestCase):
         self.assertEqual([(l["name"], l["d_in"], l["d_out"], l["transposed"]) for l in info["layers"]],
                          [("fc1", 6, 5, False), ("fc2", 5, 5, True)])
 
+    def test_large_weights_go_out_as_row_parts_that_reassemble(self):
+        torch.manual_seed(6)
+        model = torch.nn.Sequential(torch.nn.Linear(300, 1000))  # 1.2 MB of weights, records of 256 KiB
+        w, prod = self.watcher(model, ["0"], weights_every=1, max_record_bytes=256 * 1024)
+        F.mse_loss(model(torch.randn(3, 300)), torch.zeros(3, 1000)).backward()
+        w.step(0)
+        w.close()
+        raw = [v for t, k, v in prod.messages if t.endswith("weights")]
+        snaps = decoded(prod, "weights")
+        self.assertGreater(len(snaps), 1)
+        self.assertTrue(all(len(v) <= 256 * 1024 for v in raw))
+        self.assertEqual([s["part"] for s in snaps], list(range(len(snaps))))
+        self.assertTrue(all(s["parts"] == len(snaps) for s in snaps))
+        self.assertEqual([s["row_offset"] for s in snaps],
+                         [sum(s2["weight"]["shape"][0] for s2 in snaps[:i]) for i in range(len(snaps))])
+        whole = torch.cat([as_tensor(s["weight"]) for s in snaps])
+        torch.testing.assert_close(whole, model[0].weight.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(as_tensor(snaps[0]["bias"]), model[0].bias.detach(), rtol=0, atol=0)
+        self.assertTrue(all(s["bias"] is None for s in snaps[1:]))
+
     def test_token_budget_subsamples_rows_consistently(self):
         torch.manual_seed(4)
         model = Mlp()
@@ -211,10 +231,9 @@ class CaptureTest(unittest.TestCase):
         with self.assertRaisesRegex(PublishError, "still full"):
             Watcher(model, ["fc1"], "r", publisher=Publisher({}, producer=Refusing(), block_timeout=0.1))
         self.assertEqual(len(model.fc1._forward_pre_hooks), 0)  # no hooks left behind by a failed start
-        big = torch.nn.Sequential(torch.nn.Linear(2048, 2048))  # 16 MiB of float32 weights
-        with self.assertRaisesRegex(ValueError, "record limit of the weights topic"):
-            self.watcher(big, ["0"], weights_every=10)
-        self.watcher(big, ["0"], weights_every=0)[0].close()  # captures alone are split into parts: fine
+        with self.assertRaisesRegex(ValueError, "cannot be split into records"):
+            self.watcher(torch.nn.Sequential(torch.nn.Linear(40000, 8)), ["0"], weights_every=1,
+                         max_record_bytes=128 * 1024)  # one row of 160 KB does not fit a 128 KiB record
         with self.assertRaisesRegex(ValueError, "max_record_bytes"):
             self.watcher(Mlp(), ["fc1"], max_record_bytes=64 * 1024 * 1024)
         with self.assertRaisesRegex(ValueError, "run_id"):

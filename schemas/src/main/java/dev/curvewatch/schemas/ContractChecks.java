@@ -89,16 +89,43 @@ public final class ContractChecks {
         TensorCodec.requireFinite(c.getGradients(), "gradients");
     }
 
+    /**
+     * A weight snapshot, or one row part of it, against its layer: ids, part numbering, the rows
+     * it holds inside [0, d_out) (all of them when it is the only part), d_in columns, a bias of
+     * d_out entries only in part 0, consistent lengths, finite values.
+     */
     public static void checkWeights(WeightSnapshot w, LayerInfo layer) {
         requireId(w.getRunId(), "run_id");
         requireId(w.getLayer(), "layer");
+        int part = w.getPart();
+        int parts = w.getParts();
+        if (parts < 1 || part < 0 || part >= parts) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "part " + part + " of " + parts
+                    + ": needs parts >= 1 and 0 <= part < parts");
+        }
         Tensor weight = w.getWeight();
-        if (weight.getShape().size() != 2 || weight.getShape().get(0) != layer.getDOut() || weight.getShape().get(1) != layer.getDIn()) {
+        if (weight.getShape().size() != 2 || weight.getShape().get(1) != layer.getDIn()) {
             throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "weight has shape " + weight.getShape()
                     + ", layer " + layer.getName() + " is registered as [" + layer.getDOut() + ", " + layer.getDIn() + "]");
         }
+        int rows = weight.getShape().get(0);
+        long end = (long) w.getRowOffset() + rows;
+        boolean whole = parts == 1 && w.getRowOffset() == 0 && rows == layer.getDOut();
+        if (w.getRowOffset() < 0 || rows < 1 || end > layer.getDOut() || (parts == 1 && !whole)) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "part " + part + " of " + parts + " holds rows ["
+                    + w.getRowOffset() + ", " + end + ") of " + layer.getDOut() + " (layer " + layer.getName() + ")");
+        }
         TensorCodec.requireConsistent(weight, "weight");
         TensorCodec.requireFinite(weight, "weight");
+        if (w.getBias() != null) {
+            Tensor bias = w.getBias();
+            if (part != 0 || bias.getShape().size() != 1 || bias.getShape().get(0) != layer.getDOut()) {
+                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "bias of shape " + bias.getShape()
+                        + " in part " + part + ": a bias of [" + layer.getDOut() + "] belongs in part 0 only");
+            }
+            TensorCodec.requireConsistent(bias, "bias");
+            TensorCodec.requireFinite(bias, "bias");
+        }
     }
 
     private static int rows(Tensor t, String field) {

@@ -1,9 +1,7 @@
 package dev.curvewatch.trainer;
 
 import dev.curvewatch.curvature.CurvatureEdit;
-import dev.curvewatch.curvature.EditSensitivity;
 import dev.curvewatch.curvature.Eigenbasis;
-import dev.curvewatch.curvature.ExampleScores;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.RhoCalibration;
@@ -526,11 +524,9 @@ public final class CanariesExperiment {
         int d = k * V;
         float[] x = new float[m * d];
         int[] y = new int[m];
-        long[] ids = new long[m];
         for (int i = 0; i < m; i++) {
             System.arraycopy(tr.x(), idx.get(i) * d, x, i * d, d);
             y[i] = tr.y()[idx.get(i)];
-            ids[i] = i;
         }
         double[] now = Metrics.crossEntropy(mlp.logits(x, m), y, V);
         double[] after = Metrics.crossEntropy(mlp.logits(x, m, edited, layer), y, V);
@@ -538,18 +534,7 @@ public final class CanariesExperiment {
         for (int i = 0; i < m; i++) {
             exact[i] = after[i] - now[i];
         }
-        LayerCapture cap = mlp.forwardBackward(x, y, m, Set.of(layer)).captures().get(0);
-        double[] wd = new double[w.length];
-        double[] ed = new double[w.length];
-        for (int i = 0; i < w.length; i++) {
-            wd[i] = w[i];
-            ed[i] = edited[i];
-        }
-        ExampleScores fo = new EditSensitivity().firstOrder(wd, ed, cap.dOut(), cap.dIn(), cap.a(), cap.g(), ids);
-        double[] first = new double[m];
-        for (int i = 0; i < m; i++) {
-            first[i] = fo.scoreOf(i);
-        }
+        double[] first = mlp.forwardBackward(x, y, m, Set.of(layer)).captures().get(0).firstOrderEditScores(w, edited);
         Map<String, Object> r = new LinkedHashMap<>();
         // per example: sums over each span's positions; low loss = memorized, so the baseline is -loss
         int s = spans.size();

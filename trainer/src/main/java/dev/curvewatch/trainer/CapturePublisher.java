@@ -8,6 +8,7 @@ import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 import dev.curvewatch.schemas.TensorCodec;
+import dev.curvewatch.schemas.WeightAssembler;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -25,7 +26,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * Publishes a run's RunInfo, Captures and WeightSnapshots. Asynchronous, with a bound on bytes in
  * flight; when Kafka is slower than training the {@link Policy} decides: BLOCK the training loop,
  * or DROP the capture and count it ({@link #dropped()}, reported at close: never silent).
- * Captures above {@link #MAX_RECORD_BYTES} are split by tokens into parts.
+ * Captures above {@link #MAX_RECORD_BYTES} are split by tokens into parts, weights by rows.
  */
 public final class CapturePublisher implements AutoCloseable {
 
@@ -69,12 +70,24 @@ public final class CapturePublisher implements AutoCloseable {
         send(topics.runs(), info.getRunId(), runs.serialize(topics.runs(), info), true);
     }
 
+    /**
+     * W (d_out x d_in, row-major) of a step; a weight above {@link #MAX_RECORD_BYTES} goes out as
+     * row parts (WeightSnapshot v2, {@link WeightAssembler#rowsPerPart}), the bias in part 0.
+     */
     public void publishWeights(String runId, String layer, long step, float[] w, int dOut, int dIn, float[] bias) {
-        WeightSnapshot s = WeightSnapshot.newBuilder().setRunId(runId).setLayer(layer).setStep(step)
-                .setWeight(TensorCodec.ofFloats(w, dOut, dIn))
-                .setBias(bias == null ? null : TensorCodec.ofFloats(bias, dOut))
-                .setTimestampMs(System.currentTimeMillis()).build();
-        send(topics.weights(), CurvewatchTopics.runLayerKey(runId, layer), weights.serialize(topics.weights(), s), true);
+        int perPart = WeightAssembler.rowsPerPart(dOut, dIn, MAX_RECORD_BYTES);
+        int parts = (dOut + perPart - 1) / perPart;
+        long now = System.currentTimeMillis();
+        for (int part = 0; part < parts; part++) {
+            int from = part * perPart;
+            int rows = Math.min(perPart, dOut - from);
+            float[] slice = parts == 1 ? w : java.util.Arrays.copyOfRange(w, from * dIn, (from + rows) * dIn);
+            WeightSnapshot s = WeightSnapshot.newBuilder().setRunId(runId).setLayer(layer).setStep(step)
+                    .setWeight(TensorCodec.ofFloats(slice, rows, dIn))
+                    .setBias(bias == null || part > 0 ? null : TensorCodec.ofFloats(bias, dOut))
+                    .setPart(part).setParts(parts).setRowOffset(from).setTimestampMs(now).build();
+            send(topics.weights(), CurvewatchTopics.runLayerKey(runId, layer), weights.serialize(topics.weights(), s), true);
+        }
     }
 
     /**

@@ -1,14 +1,9 @@
 package dev.curvewatch.trainer;
 
 import dev.curvewatch.curvature.CurvatureEdit;
-import dev.curvewatch.curvature.EditSensitivity;
 import dev.curvewatch.curvature.Eigenbasis;
-import dev.curvewatch.curvature.ExampleScores;
 import dev.curvewatch.curvature.FactorAccumulator;
-import dev.curvewatch.curvature.KeepMassMask;
 import dev.curvewatch.curvature.Precision;
-import dev.curvewatch.curvature.RhoCalibration;
-import dev.curvewatch.curvature.RhoCalibrator;
 import dev.curvewatch.curvature.SpectrumSummary;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.curvature.spi.SymmetricEigensolver;
@@ -226,22 +221,7 @@ public final class NoisyLabelsExperiment {
         }
         // first-order score from a capture with the data labels (what the trainer publishes)
         Mlp.StepResult r = mlp.forwardBackward(tr.x(), data.trainLabels(), n, Set.of(layer));
-        LayerCapture cap = r.captures().get(0);
-        long[] ids = new long[n];
-        for (int i = 0; i < n; i++) {
-            ids[i] = i;
-        }
-        double[] wd = new double[w.length];
-        double[] ed = new double[w.length];
-        for (int i = 0; i < w.length; i++) {
-            wd[i] = w[i];
-            ed[i] = edited[i];
-        }
-        ExampleScores first = new EditSensitivity().firstOrder(wd, ed, cap.dOut(), cap.dIn(), cap.a(), cap.g(), ids);
-        double[] firstOrder = new double[n];
-        for (int i = 0; i < n; i++) {
-            firstOrder[i] = first.scoreOf(i);
-        }
+        double[] firstOrder = r.captures().get(0).firstOrderEditScores(w, edited);
         NoisyLabelData.Split p = data.probes();
         double[] probeNow = Metrics.crossEntropy(mlp.logits(p.x(), p.n()), p.y(), k);
         double[] probeEdited = Metrics.crossEntropy(mlp.logits(p.x(), p.n(), edited, layer), p.y(), k);

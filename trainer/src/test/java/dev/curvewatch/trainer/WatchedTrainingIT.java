@@ -73,6 +73,42 @@ class WatchedTrainingIT {
             assertEquals(List.of(32, 32), w.getWeight().getShape());
             assertEquals(8, ws.size()); // steps 0, 5, 10, 15 x two layers
 
+            // a 12 MB weight goes out as row parts under the 8 MiB record size and reassembles exactly
+            int dOut = 3000;
+            int dIn = 1000;
+            float[] big = new float[dOut * dIn];
+            float[] bigBias = new float[dOut];
+            java.util.Random rnd = new java.util.Random(3);
+            for (int i = 0; i < big.length; i++) {
+                big[i] = (float) rnd.nextGaussian();
+            }
+            for (int i = 0; i < dOut; i++) {
+                bigBias[i] = i;
+            }
+            CurvewatchTopics bigTopics = new CurvewatchTopics("big.");
+            try (org.apache.kafka.clients.admin.Admin admin = org.apache.kafka.clients.admin.Admin.create(
+                    KafkaClientSettings.forBootstrap(kafka.bootstrapServers()))) {
+                var spec = bigTopics.specs(1).stream().filter(t -> t.name().equals(bigTopics.weights())).findFirst().orElseThrow();
+                admin.createTopics(List.of(new org.apache.kafka.clients.admin.NewTopic(spec.name(), 1, (short) 1)
+                        .configs(spec.configs()))).all().get();
+            }
+            try (CapturePublisher pub = new CapturePublisher(kafka.bootstrapServers(), bigTopics,
+                    CapturePublisher.Policy.BLOCK, 64 << 20)) {
+                pub.publishWeights("big-run", "proj", 12, big, dOut, dIn, bigBias);
+                pub.flush();
+                assertEquals(0L, pub.failed());
+            }
+            List<ConsumerRecord<String, byte[]>> bigParts = readAll(kafka.bootstrapServers(), bigTopics.weights(), 2);
+            assertEquals(2, bigParts.size(), "12 MB of weights in two parts of at most 8 MiB");
+            dev.curvewatch.schemas.WeightAssembler assembler = new dev.curvewatch.schemas.WeightAssembler();
+            dev.curvewatch.avro.LayerInfo proj = new dev.curvewatch.avro.LayerInfo("proj", dIn, dOut, false, true);
+            AvroDeserializer<WeightSnapshot> wde = new AvroDeserializer<>(WeightSnapshot.class);
+            assertTrue(bigParts.get(0).value().length <= CapturePublisher.MAX_RECORD_BYTES);
+            assertTrue(assembler.accept(wde.decode(bigParts.get(0).value()), proj).isEmpty());
+            var whole = assembler.accept(wde.decode(bigParts.get(1).value()), proj).orElseThrow();
+            org.junit.jupiter.api.Assertions.assertArrayEquals(big, whole.weight());
+            org.junit.jupiter.api.Assertions.assertArrayEquals(bigBias, whole.bias());
+
             // DROP: a 1 KiB budget admits one capture (~51 KB) at a time; captures sent back to back
             // while one is unacknowledged are dropped, and every one of them is counted.
             int attempts = 200;
