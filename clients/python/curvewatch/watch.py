@@ -29,12 +29,13 @@ def _check_id(value, what):
     return value
 
 
-def rows_per_part(d_out, d_in, max_record_bytes):
-    """Rows of a d_out x d_in float32 weight per WeightSnapshot part, leaving room for a d_out bias
-    and 64 KiB of other fields (the rule of the Java side's WeightAssembler.rowsPerPart)."""
-    room = max_record_bytes - 64 * 1024 - 4 * d_out
+def rows_per_part(d_out, d_in, max_record_bytes, fixed_bytes):
+    """Rows of a d_out x d_in float32 weight per WeightSnapshot part when a part's fields other than
+    the weight rows take `fixed_bytes` (bias included) and a record may hold `max_record_bytes`."""
+    room = max_record_bytes - fixed_bytes
     if room < 4 * d_in:
-        raise ValueError(f"a {d_out} x {d_in} weight cannot be split into records of {max_record_bytes} bytes")
+        raise ValueError(f"a {d_out} x {d_in} weight cannot be split into records of {max_record_bytes} bytes "
+                         f"({fixed_bytes} bytes go to the other fields and the bias)")
     return min(d_out, room // (4 * d_in))
 
 
@@ -72,8 +73,6 @@ class Watcher:
             _check_id(name, "layer")
             module = modules[name]
             d_in, d_out = dims(module)  # TypeError for a layer kind the client cannot watch
-            if weights_every:
-                rows_per_part(d_out, d_in, int(max_record_bytes))  # ValueError now, not at the first snapshot
         if publisher is None:
             conf = dict(kafka_config or {})
             if bootstrap:
@@ -92,6 +91,11 @@ class Watcher:
         self._generator = torch.Generator().manual_seed(seed)
         self._capture_codec = _avro.codec("Capture")
         self._weights_codec = _avro.codec("WeightSnapshot")
+        self._weight_rows = {}
+        if self.weights_every:
+            for name, cap in self.captures.items():  # ValueError now, not at the first snapshot
+                self._weight_rows[name] = rows_per_part(cap.d_out, cap.d_in, self.max_record_bytes,
+                                                        self._weight_fixed_bytes(cap))
         self.records = 0
         self._closed = False
         self._run_info = {
@@ -190,13 +194,24 @@ class Watcher:
                       "token_sample": index, "example_losses": part_losses, "timestamp_ms": _now_ms()}
             self._publish(self.prefix + "captures", key, self._capture_codec.encode(record))
 
+    def _weight_fixed_bytes(self, cap):
+        """Encoded size of a part without its weight rows, bias included, with slack for the
+        varints of lengths and numbers that grow with real values."""
+        bias = getattr(cap.module, "bias", None)
+        empty = self._weights_codec.encode({
+            "run_id": self.run_id, "layer": cap.name, "step": 2**62, "timestamp_ms": _now_ms(),
+            "weight": {"dtype": "FLOAT32", "shape": [cap.d_out, cap.d_in], "data": b""},
+            "bias": _tensor(bias) if bias is not None else None, "part": 2**30, "parts": 2**30, "row_offset": 2**30})
+        return len(empty) + 16
+
     def publish_weights(self, layer, step):
-        """W as d_out x d_in; above max_record_bytes it goes out as row parts (WeightSnapshot v2),
-        the bias in part 0."""
+        """W as d_out x d_in; a weight above max_record_bytes goes out as row parts (WeightSnapshot
+        v2: part, parts, row_offset), the bias in part 0."""
         cap = self.captures[layer]
         bias = getattr(cap.module, "bias", None)
         w = weight_out_in(cap.module)
-        per = rows_per_part(cap.d_out, cap.d_in, self.max_record_bytes)
+        per = self._weight_rows.get(layer) or rows_per_part(cap.d_out, cap.d_in, self.max_record_bytes,
+                                                            self._weight_fixed_bytes(cap))
         parts = (cap.d_out + per - 1) // per
         now = _now_ms()
         for p in range(parts):

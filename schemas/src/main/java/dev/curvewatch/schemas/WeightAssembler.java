@@ -97,12 +97,12 @@ public final class WeightAssembler {
 
     /**
      * How many rows of a d_out x d_in float32 weight go in one part of at most
-     * {@code maxRecordBytes}, leaving room for a d_out bias and 64 KiB of other fields: the split
-     * every publisher uses (clients/python mirrors it).
+     * {@code maxRecordBytes}, leaving room for a d_out bias and 4 KiB of other fields (ids are at
+     * most 128 characters). Any split into consecutive rows assembles; this is the Java trainer's.
      */
     public static int rowsPerPart(int dOut, int dIn, int maxRecordBytes) {
         long rowBytes = 4L * dIn;
-        long room = maxRecordBytes - 64L * 1024 - 4L * dOut;
+        long room = maxRecordBytes - 4096L - 4L * dOut;
         if (room < rowBytes) {
             throw new IllegalArgumentException("a " + dOut + " x " + dIn + " weight cannot be split into records of "
                     + maxRecordBytes + " bytes");

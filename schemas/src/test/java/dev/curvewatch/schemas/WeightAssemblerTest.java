@@ -101,8 +101,8 @@ class WeightAssemblerTest {
     void rowsPerPartKeepsEveryPartUnderTheTopicLimit() {
         int limit = CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES;
         int rows = WeightAssembler.rowsPerPart(11008, 4096, limit);
-        assertTrue(rows * 4096L * 4 + 11008L * 4 + 64 * 1024 <= limit, "rows " + rows);
-        assertTrue((rows + 1) * 4096L * 4 + 11008L * 4 + 64 * 1024 > limit, "rows " + rows + " is not the most that fit");
+        assertTrue(rows * 4096L * 4 + 11008L * 4 + 4096 <= limit, "rows " + rows);
+        assertTrue((rows + 1) * 4096L * 4 + 11008L * 4 + 4096 > limit, "rows " + rows + " is not the most that fit");
         assertEquals(10, WeightAssembler.rowsPerPart(10, 3, limit));
         assertThrows(IllegalArgumentException.class, () -> WeightAssembler.rowsPerPart(1, 8 << 20, limit));
     }
