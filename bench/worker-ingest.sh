@@ -2,8 +2,8 @@
 # Ingest benchmark of the workers module (DESIGN.md §6 "ingest"): on one fresh local Kafka 4.3.1
 # broker, in one run: kafka-producer-perf-test (org.apache.kafka.tools.ProducerPerformance) with
 # the capture record size, then captures through producer -> worker -> committed checkpoint at
-# full speed and paced at 0.7x the perf-test rate (lag), then accumulation GFLOP/s inside the
-# worker vs FactorAccumulator alone.
+# full speed and paced at 0.7x the perf-test rate (lag), then a worker alone on captures produced
+# beforehand, then accumulation GFLOP/s inside the worker vs FactorAccumulator alone.
 #
 #   bench/worker-ingest.sh [tokens=512] [din=256] [dout=256] [records=1000] [layers=4] [precision=FLOAT64]
 #

@@ -49,6 +49,8 @@ import java.util.regex.Pattern;
  *       validates and accumulates them and commits its final checkpoint; captures/s and MB/s
  *       from the first send to the committed checkpoint, and the largest lag seen;</li>
  *   <li>the pipeline paced at 0.7 x the perf-test rate: the lag must stay bounded;</li>
+ *   <li>the worker alone: the same captures produced first, then consumed, accumulated and checkpointed
+ *       by a worker that does not share the cores with a producer;</li>
  *   <li>accumulation GFLOP/s inside the worker vs FactorAccumulator alone on the same shapes.</li>
  * </ol>
  * Both producers send uncompressed and the bench topics use compression.type=producer, so neither
@@ -75,6 +77,7 @@ public final class WorkerIngestBench {
             String bs = kafka.bootstrapServers();
             CurvewatchTopics t1 = createTopics(bs, "bench1.");
             CurvewatchTopics t2 = createTopics(bs, "bench2.");
+            CurvewatchTopics t3 = createTopics(bs, "bench3.");
             String perfTopic = "bench.perf";
             try (Admin admin = Admin.create(Map.of("bootstrap.servers", bs))) {
                 Map<String, String> cfg = new HashMap<>(new TopicSpec(perfTopic, 4, false, CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES).configs());
@@ -121,6 +124,10 @@ public final class WorkerIngestBench {
             // 3. paced at 0.7 x the perf-test rate
             double[] paced = pipeline(bs, t2, run, layers, variants, records, precision, 0.7 * perf[0]);
 
+            // 3b. the worker alone: the captures are on the topic before it starts, so it does not
+            // share the cores with a producer (as the perf-test does not share them with a worker)
+            double drained = drain(bs, t3, run, layers, variants, records, precision);
+
             // 4. accumulation alone on the same shapes
             double alone = accumulateAlone(rowsA, tokens, dIn, precision);
 
@@ -134,6 +141,8 @@ public final class WorkerIngestBench {
                     full[0], full[0] * recordSize / mb, full[0] * recordSize / mb / perf[1], full[1]));
             table.append(String.format("| pipeline paced at 0.7x perf-test rate (%.1f records/s offered) | %.1f captures/s | lag max %.0f records, at 25/50/75/100%% of the run %.0f/%.0f/%.0f/%.0f |%n",
                     0.7 * perf[0], paced[0], paced[1], paced[2], paced[3], paced[4], paced[5]));
+            table.append(String.format("| worker alone: captures already on the topic -> worker -> committed checkpoint | %.1f captures/s | %.1f MB/s (%.2fx perf-test) |%n",
+                    drained, drained * recordSize / mb, drained * recordSize / mb / perf[1]));
             table.append(String.format("| accumulation GFLOP/s inside the worker (full-speed run) | %.1f | FactorAccumulator alone, same shapes: %.1f (%.2fx) |%n",
                     full[6], alone, full[6] / alone));
             System.out.println();
@@ -259,6 +268,51 @@ public final class WorkerIngestBench {
                     worker.metrics().counter("curvewatch_worker_checkpoint_bytes_total") / 1e6);
             return new double[]{records / seconds, maxLag[0], lagAt[0], lagAt[1], lagAt[2], lagAt[3], flops / accSeconds / 1e9};
         }
+    }
+
+    /**
+     * Produces every capture first, then starts a worker and times it from owning its partitions
+     * to its committed final checkpoint: captures/s of the worker without a producer beside it.
+     */
+    static double drain(String bs, CurvewatchTopics topics, RunInfo run, List<LayerInfo> layers, List<byte[]> variants,
+                        int records, Precision precision) throws Exception {
+        Properties pp = new Properties();
+        pp.putAll(producerSettings(bs));
+        try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(pp, new StringSerializer(), new ByteArraySerializer())) {
+            producer.send(new ProducerRecord<>(topics.runs(), "bench", new AvroSerializer<>(RunInfo.class).serialize(null, run))).get();
+            int n = layers.size();
+            for (int i = 0; i < records; i++) {
+                int layer = i % n;
+                producer.send(new ProducerRecord<>(topics.captures(), "bench/" + layers.get(layer).getName(),
+                        variants.get(((i / n) % 4) * n + layer)));
+            }
+            producer.flush();
+        }
+        Map<String, String> cfg = new HashMap<>();
+        cfg.put("bootstrap", bs);
+        cfg.put("topic.prefix", topics.prefix());
+        cfg.put("group.id", "bench-" + topics.prefix());
+        cfg.put("instance.id", "bench-worker-" + topics.prefix());
+        cfg.put("precision", precision.name());
+        cfg.put("checkpoint.interval.ms", "5000");
+        cfg.put("checkpoint.tokens", "100000000");
+        cfg.put("max.poll.records", "16");
+        Worker worker = Worker.start(WorkerConfig.of(cfg));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (worker.ownedPartitions() < 4 && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+        long t0 = System.nanoTime();
+        while (worker.metrics().counter("curvewatch_worker_records_total", "result", "accumulated") < records) {
+            if (worker.failure() != null) {
+                throw new IllegalStateException("worker failed", worker.failure());
+            }
+            Thread.sleep(5);
+        }
+        worker.close(); // final checkpoint committed before close returns
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        System.out.printf("worker alone: %d captures in %.2f s = %.1f captures/s%n", records, seconds, records / seconds);
+        return records / seconds;
     }
 
     /** FactorAccumulator.add on direct native-order rows of the same shape, ~3 s, GFLOP/s (2 t d^2 per add). */
