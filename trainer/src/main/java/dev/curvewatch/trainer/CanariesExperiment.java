@@ -263,12 +263,7 @@ public final class CanariesExperiment {
     /** One epoch of Adam in batches of 128 over {@code order} shuffled in place; returns the mean batch loss. */
     private double trainEpoch(Mlp mlp, Positions tr, int[] order, Random random) {
         int d = config.context() * V;
-        for (int i = order.length - 1; i > 0; i--) {
-            int j = random.nextInt(i + 1);
-            int t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
+        Metrics.shuffle(order, random);
         double loss = 0;
         int batches = 0;
         for (int start = 0; start < tr.n(); start += 128) {

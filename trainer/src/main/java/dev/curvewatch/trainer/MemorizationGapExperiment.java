@@ -73,12 +73,7 @@ public final class MemorizationGapExperiment {
         try (Mlp mlp = new Mlp(c.seed() + 1, 32, c.hidden(), c.hidden(), 10)) {
             for (int epoch = 0; epoch < c.epochs(); epoch++) {
                 int[] labels = inject && epoch >= injectAt ? data.trainLabels() : cleanLabels;
-                for (int i = n - 1; i > 0; i--) {
-                    int j = random.nextInt(i + 1);
-                    int t = order[i];
-                    order[i] = order[j];
-                    order[j] = t;
-                }
+                Metrics.shuffle(order, random);
                 for (int start = 0; start < n; start += 100) {
                     int m = Math.min(100, n - start);
                     float[] x = new float[m * 32];

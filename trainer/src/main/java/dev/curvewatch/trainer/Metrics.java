@@ -24,6 +24,16 @@ public final class Metrics {
     }
 
     /** Per-example cross-entropy (nats). */
+    /** Fisher–Yates shuffle of {@code order} in place (one {@code nextInt} per position, from the end). */
+    public static void shuffle(int[] order, Random random) {
+        for (int i = order.length - 1; i > 0; i--) {
+            int j = random.nextInt(i + 1);
+            int t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+    }
+
     /**
      * A class drawn from softmax(logits[offset .. offset + k)) with one {@code random.nextDouble()}:
      * the sampled-label Fisher's labels.

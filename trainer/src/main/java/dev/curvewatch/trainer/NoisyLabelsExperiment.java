@@ -141,12 +141,7 @@ public final class NoisyLabelsExperiment {
         }
         List<Map<String, Double>> curve = new ArrayList<>();
         for (int epoch = 0; epoch < c.epochs(); epoch++) {
-            for (int i = n - 1; i > 0; i--) {
-                int j = random.nextInt(i + 1);
-                int t = order[i];
-                order[i] = order[j];
-                order[j] = t;
-            }
+            Metrics.shuffle(order, random);
             double lossSum = 0;
             int batches = 0;
             for (int start = 0; start < n; start += c.batch()) {

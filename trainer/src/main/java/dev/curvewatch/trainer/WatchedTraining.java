@@ -143,12 +143,7 @@ public final class WatchedTraining {
             long captureNanos = 0;
             long trainNanos = 0;
             for (int epoch = 0; epoch < c.epochs(); epoch++) {
-                for (int i = n - 1; i > 0; i--) {
-                    int j = random.nextInt(i + 1);
-                    int t = order[i];
-                    order[i] = order[j];
-                    order[j] = t;
-                }
+                Metrics.shuffle(order, random);
                 for (int start = 0; start < n; start += c.batch()) {
                     int m = Math.min(c.batch(), n - start);
                     float[] x = new float[m * 32];

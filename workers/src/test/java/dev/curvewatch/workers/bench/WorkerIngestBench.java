@@ -167,6 +167,20 @@ public final class WorkerIngestBench {
         return topics;
     }
 
+    /** The bench's worker: its own group and instance per topic prefix, one final checkpoint at most every 5 s. */
+    static WorkerConfig workerConfig(String bs, CurvewatchTopics topics, Precision precision) {
+        Map<String, String> cfg = new HashMap<>();
+        cfg.put("bootstrap", bs);
+        cfg.put("topic.prefix", topics.prefix());
+        cfg.put("group.id", "bench-" + topics.prefix());
+        cfg.put("instance.id", "bench-worker-" + topics.prefix());
+        cfg.put("precision", precision.name());
+        cfg.put("checkpoint.interval.ms", "5000");
+        cfg.put("checkpoint.tokens", "100000000");
+        cfg.put("max.poll.records", "16");
+        return WorkerConfig.of(cfg);
+    }
+
     static Map<String, String> producerSettings(String bs) {
         Map<String, String> p = new LinkedHashMap<>();
         p.put("bootstrap.servers", bs);
@@ -212,16 +226,7 @@ public final class WorkerIngestBench {
         pp.putAll(producerSettings(bs));
         try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(pp, new StringSerializer(), new ByteArraySerializer())) {
             producer.send(new ProducerRecord<>(topics.runs(), "bench", new AvroSerializer<>(RunInfo.class).serialize(null, run))).get();
-            Map<String, String> cfg = new HashMap<>();
-            cfg.put("bootstrap", bs);
-            cfg.put("topic.prefix", topics.prefix());
-            cfg.put("group.id", "bench-" + topics.prefix());
-            cfg.put("instance.id", "bench-worker-" + topics.prefix());
-            cfg.put("precision", precision.name());
-            cfg.put("checkpoint.interval.ms", "5000");
-            cfg.put("checkpoint.tokens", "100000000");
-            cfg.put("max.poll.records", "16");
-            Worker worker = Worker.start(WorkerConfig.of(cfg));
+            Worker worker = Worker.start(workerConfig(bs, topics, precision));
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
             while (worker.ownedPartitions() < 4 && System.nanoTime() < deadline) {
                 Thread.sleep(50);
@@ -288,16 +293,7 @@ public final class WorkerIngestBench {
             }
             producer.flush();
         }
-        Map<String, String> cfg = new HashMap<>();
-        cfg.put("bootstrap", bs);
-        cfg.put("topic.prefix", topics.prefix());
-        cfg.put("group.id", "bench-" + topics.prefix());
-        cfg.put("instance.id", "bench-worker-" + topics.prefix());
-        cfg.put("precision", precision.name());
-        cfg.put("checkpoint.interval.ms", "5000");
-        cfg.put("checkpoint.tokens", "100000000");
-        cfg.put("max.poll.records", "16");
-        Worker worker = Worker.start(WorkerConfig.of(cfg));
+        Worker worker = Worker.start(workerConfig(bs, topics, precision));
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (worker.ownedPartitions() < 4 && System.nanoTime() < deadline) {
             Thread.sleep(5);
