@@ -1,127 +1,129 @@
 package dev.curvewatch.workers;
 
+import io.prometheus.metrics.core.metrics.Counter;
+import io.prometheus.metrics.core.metrics.GaugeWithCallback;
+import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
+import io.prometheus.metrics.model.registry.PrometheusRegistry;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.HashMap;
 import java.util.Map;
-import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.DoubleAdder;
 import java.util.function.DoubleSupplier;
 
 /**
- * The worker's counters and gauges, exposed in the Prometheus text format (version 0.0.4) by
- * {@link #scrape()}. Hand-rolled rather than a client library: a dozen series, no histograms,
- * and no extra dependency for the trainer-side users of this module. Thread-safe; the poll loop
- * writes, the HTTP thread reads.
+ * The worker's counters and gauges, on the Prometheus Java client (its own registry, so two
+ * workers in one JVM do not share series), exposed in the Prometheus text format by
+ * {@link #scrape()}. Every family is declared here with its label names; labels are passed as
+ * name/value pairs. Thread-safe: the poll loop writes, the HTTP thread reads.
  */
 public final class WorkerMetrics {
-    private record Family(String help, String type) {
-    }
-
-    private final Map<String, Family> families = new ConcurrentHashMap<>();
-    /** series name including labels -> value */
-    private final Map<String, DoubleAdder> counters = new ConcurrentHashMap<>();
+    private final PrometheusRegistry registry = new PrometheusRegistry();
+    private final Map<String, Counter> counters = new HashMap<>();
     private final Map<String, DoubleSupplier> gauges = new ConcurrentHashMap<>();
+    private final PrometheusTextFormatWriter writer = PrometheusTextFormatWriter.create();
 
     public WorkerMetrics() {
-        describe("curvewatch_worker_records_total", "counter", "Capture records consumed, by result (accumulated, probe, dead_letter).");
-        describe("curvewatch_worker_bytes_total", "counter", "Capture value bytes consumed.");
-        describe("curvewatch_worker_tokens_total", "counter", "Tokens accumulated into factors.");
-        describe("curvewatch_worker_dead_letters_total", "counter", "Records sent to dead letters, by reason code.");
-        describe("curvewatch_worker_accumulate_flops_total", "counter", "Floating-point operations of factor updates (2 x tokens x d^2 per factor, as syrk counts them).");
-        describe("curvewatch_worker_accumulate_seconds_total", "counter", "Time spent in factor updates; rate(flops)/rate(seconds) = GFLOP/s x 1e9.");
-        describe("curvewatch_worker_checkpoints_total", "counter", "Committed checkpoint transactions.");
-        describe("curvewatch_worker_checkpoint_seconds_total", "counter", "Time spent writing and committing checkpoints.");
-        describe("curvewatch_worker_checkpoint_bytes_total", "counter", "Factor chunk bytes written.");
-        describe("curvewatch_worker_checkpoint_failures_total", "counter", "Checkpoints that failed and were rolled back to the last committed one.");
-        describe("curvewatch_worker_restores_total", "counter", "Layers restored from a factor manifest.");
-        describe("curvewatch_worker_rebalances_total", "counter", "Partition assignment changes, by kind (assigned, revoked, lost).");
-        describe("curvewatch_worker_checkpoint_last_seconds", "gauge", "Duration of the last checkpoint.");
-        describe("curvewatch_worker_accumulate_gflops", "gauge", "Factor update throughput since the previous checkpoint, GFLOP/s.");
-        describe("curvewatch_worker_lag_records", "gauge", "Records between the worker's position and the end of its capture partitions.");
-        describe("curvewatch_worker_owned_partitions", "gauge", "Capture partitions assigned to this worker.");
-        describe("curvewatch_worker_owned_layers", "gauge", "Run/layer accumulators held in memory.");
-        describe("curvewatch_worker_factor_bytes", "gauge", "Bytes of factor sums held in memory.");
-        describe("curvewatch_worker_up", "gauge", "1 while the poll loop runs.");
+        declareCounter("curvewatch_worker_records_total", "Capture records consumed, by result (accumulated, probe, dead_letter).", "result");
+        declareCounter("curvewatch_worker_bytes_total", "Capture value bytes consumed.");
+        declareCounter("curvewatch_worker_tokens_total", "Tokens accumulated into factors.");
+        declareCounter("curvewatch_worker_dead_letters_total", "Records sent to dead letters, by reason code.", "reason");
+        declareCounter("curvewatch_worker_accumulate_flops_total", "Floating-point operations of factor updates (2 x tokens x d^2 per factor, as syrk counts them).");
+        declareCounter("curvewatch_worker_accumulate_seconds_total", "Time spent in factor updates; rate(flops)/rate(seconds) = GFLOP/s x 1e9.");
+        declareCounter("curvewatch_worker_checkpoints_total", "Committed checkpoint transactions.");
+        declareCounter("curvewatch_worker_checkpoint_seconds_total", "Time spent writing and committing checkpoints.");
+        declareCounter("curvewatch_worker_checkpoint_bytes_total", "Factor chunk bytes written.");
+        declareCounter("curvewatch_worker_checkpoint_failures_total", "Checkpoints that failed and were rolled back to the last committed one.");
+        declareCounter("curvewatch_worker_restores_total", "Layers restored from a factor manifest.");
+        declareCounter("curvewatch_worker_rebalances_total", "Partition assignment changes, by kind (assigned, revoked, lost).", "kind");
+        declareGauge("curvewatch_worker_checkpoint_last_seconds", "Duration of the last checkpoint.");
+        declareGauge("curvewatch_worker_accumulate_gflops", "Factor update throughput since the previous checkpoint, GFLOP/s.");
+        declareGauge("curvewatch_worker_lag_records", "Records between the worker's position and the end of its capture partitions.");
+        declareGauge("curvewatch_worker_owned_partitions", "Capture partitions assigned to this worker.");
+        declareGauge("curvewatch_worker_owned_layers", "Run/layer accumulators held in memory.");
+        declareGauge("curvewatch_worker_factor_bytes", "Bytes of factor sums held in memory.");
+        declareGauge("curvewatch_worker_up", "1 while the poll loop runs.");
     }
 
-    private void describe(String name, String type, String help) {
-        families.put(name, new Family(help, type));
+    private void declareCounter(String name, String help, String... labelNames) {
+        counters.put(name, Counter.builder().name(name).help(help).labelNames(labelNames).register(registry));
     }
 
-    private static String series(String name, String... labels) {
-        if (labels.length == 0) {
-            return name;
-        }
-        StringBuilder sb = new StringBuilder(name).append('{');
-        for (int i = 0; i < labels.length; i += 2) {
-            if (i > 0) {
-                sb.append(',');
+    /** A gauge family whose value is read, at scrape time, from the supplier {@link #gauge(String, DoubleSupplier)} set last. */
+    private void declareGauge(String name, String help) {
+        GaugeWithCallback.builder().name(name).help(help).callback(cb -> {
+            DoubleSupplier s = gauges.get(name);
+            if (s != null) {
+                double v;
+                try {
+                    v = s.getAsDouble();
+                } catch (RuntimeException e) {
+                    v = Double.NaN; // a failing gauge must not fail the whole scrape
+                }
+                cb.call(v);
             }
-            sb.append(labels[i]).append("=\"").append(labels[i + 1].replace("\\", "\\\\").replace("\"", "\\\"")).append('"');
+        }).register(registry);
+    }
+
+    private Counter family(String name) {
+        Counter c = counters.get(name);
+        if (c == null) {
+            throw new IllegalArgumentException("no counter family " + name);
         }
-        return sb.append('}').toString();
+        return c;
     }
 
+    /** Adds to a counter; {@code labels} are name/value pairs in the family's label order. */
     public void inc(String name, double amount, String... labels) {
-        counters.computeIfAbsent(series(name, labels), k -> new DoubleAdder()).add(amount);
+        Counter c = family(name);
+        if (labels.length == 0) {
+            c.inc(amount);
+        } else {
+            c.labelValues(values(labels)).inc(amount);
+        }
     }
 
-    public void gauge(String name, DoubleSupplier value, String... labels) {
-        gauges.put(series(name, labels), value);
+    /** Sets (or replaces) the supplier a declared gauge reads at scrape time. */
+    public void gauge(String name, DoubleSupplier value) {
+        gauges.put(name, value);
     }
 
     /** Current value of a counter series (0 if never incremented); for tests and the benchmark. */
     public double counter(String name, String... labels) {
-        DoubleAdder a = counters.get(series(name, labels));
-        return a == null ? 0 : a.sum();
+        Counter c = family(name);
+        return labels.length == 0 ? c.get() : c.labelValues(values(labels)).get();
     }
 
-    public double gaugeValue(String name, String... labels) {
-        DoubleSupplier s = gauges.get(series(name, labels));
+    public double gaugeValue(String name) {
+        DoubleSupplier s = gauges.get(name);
         return s == null ? Double.NaN : s.getAsDouble();
     }
 
-    /** Text exposition of every series. */
+    /** Text exposition (format 0.0.4) of every series. */
     public String scrape() {
-        Map<String, Double> all = new TreeMap<>();
-        counters.forEach((k, v) -> all.put(k, v.sum()));
-        gauges.forEach((k, v) -> {
-            double d;
-            try {
-                d = v.getAsDouble();
-            } catch (RuntimeException e) {
-                d = Double.NaN;
-            }
-            all.put(k, d);
-        });
-        StringBuilder out = new StringBuilder(4096);
-        String current = null;
-        for (Map.Entry<String, Double> e : all.entrySet()) {
-            String key = e.getKey();
-            int brace = key.indexOf('{');
-            String name = brace < 0 ? key : key.substring(0, brace);
-            if (!name.equals(current)) {
-                Family f = families.get(name);
-                if (f != null) {
-                    out.append("# HELP ").append(name).append(' ').append(f.help()).append('\n');
-                    out.append("# TYPE ").append(name).append(' ').append(f.type()).append('\n');
-                }
-                current = name;
-            }
-            out.append(key).append(' ').append(format(e.getValue())).append('\n');
+        ByteArrayOutputStream out = new ByteArrayOutputStream(8192);
+        try {
+            writer.write(out, registry.scrape());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
         }
-        return out.toString();
+        return out.toString(StandardCharsets.UTF_8);
     }
 
-    private static String format(double v) {
-        if (Double.isNaN(v)) {
-            return "NaN";
+    /** The content type of {@link #scrape()}. */
+    public static String contentType() {
+        return PrometheusTextFormatWriter.CONTENT_TYPE;
+    }
+
+    private static String[] values(String[] nameValuePairs) {
+        String[] v = new String[nameValuePairs.length / 2];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = nameValuePairs[2 * i + 1];
         }
-        if (Double.isInfinite(v)) {
-            return v > 0 ? "+Inf" : "-Inf";
-        }
-        if (v == Math.rint(v) && Math.abs(v) < 1e15) {
-            return Long.toString((long) v);
-        }
-        return Double.toString(v);
+        return v;
     }
 }

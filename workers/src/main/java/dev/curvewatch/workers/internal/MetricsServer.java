@@ -1,5 +1,7 @@
 package dev.curvewatch.workers.internal;
 
+import dev.curvewatch.workers.WorkerMetrics;
+
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 
@@ -20,7 +22,7 @@ public final class MetricsServer implements AutoCloseable {
 
     public MetricsServer(String host, int port, Supplier<String> metrics, Supplier<Health> health) throws IOException {
         server = HttpServer.create(new InetSocketAddress(host, port), 16);
-        server.createContext("/metrics", ex -> respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", metrics.get()));
+        server.createContext("/metrics", ex -> respond(ex, 200, WorkerMetrics.contentType(), metrics.get()));
         server.createContext("/health", ex -> {
             Health h = health.get();
             respond(ex, h.up() ? 200 : 503, "application/json", h.json());
