@@ -6,8 +6,12 @@ import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.SpectrumSummary;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.curvature.safetensors.SafetensorsFile;
+import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.deploy.LocalKafka;
 import dev.curvewatch.schemas.KafkaClientSettings;
+import dev.curvewatch.streams.CurvewatchStreams;
+import dev.curvewatch.streams.StreamsAppConfig;
 import dev.curvewatch.trainer.Mlp;
 import dev.curvewatch.trainer.NoisyLabelsReport;
 import dev.curvewatch.trainer.NoisyLabelsScorer;
@@ -33,7 +37,8 @@ import java.util.concurrent.Callable;
 
 /**
  * {@code curvewatch demo}: the pipeline that exists today, on an embedded default. A real KRaft
- * broker, a worker in this process, the DJL trainer publishing a noisy-label fine-tune; then the
+ * broker, a worker and the streams app in this process, the DJL trainer publishing a noisy-label
+ * fine-tune (registered in the streams app's run registry); then the
  * worker's exactly-once factors are read back from Kafka, checked against the trainer's own
  * in-process factors, decomposed, and used for a calibrated keep-mass edit whose effect on the
  * memorized (flipped) labels is measured. Every number printed is computed in this run.
@@ -80,14 +85,20 @@ final class DemoCommand implements Callable<Integer> {
             String bootstrap = kafka.bootstrapServers();
             System.out.println("      bootstrap=" + bootstrap + " (log " + kafka.logFile() + ")");
 
-            step(2, "starting a worker (consumer group curvewatch-workers, exactly-once checkpoints every 1 s)");
+            step(2, "starting a worker (exactly-once checkpoints every 1 s) and the streams app (run registry, alerts, edit rules)");
             Map<String, String> wc = new LinkedHashMap<>();
             wc.put(WorkerConfig.BOOTSTRAP, bootstrap);
             wc.put(WorkerConfig.INSTANCE_ID, "demo-worker");
             wc.put(WorkerConfig.CHECKPOINT_INTERVAL_MS, "1000");
             wc.put(WorkerConfig.METRICS_PORT, "0");
-            try (Worker worker = Worker.start(WorkerConfig.of(wc))) {
-                System.out.println("      metrics http://127.0.0.1:" + worker.metricsPort() + "/metrics, health /health");
+            Map<String, String> sc = new LinkedHashMap<>();
+            sc.put(StreamsAppConfig.BOOTSTRAP, bootstrap);
+            sc.put(StreamsAppConfig.APPLICATION_ID, "curvewatch-demo-streams");
+            sc.put(StreamsAppConfig.STATE_DIR, dataDir.resolve("streams-state").toAbsolutePath().toString());
+            try (Worker worker = Worker.start(WorkerConfig.of(wc));
+                 CurvewatchStreams streamsApp = CurvewatchStreams.start(StreamsAppConfig.of(sc), Duration.ofSeconds(120))) {
+                System.out.println("      worker metrics http://127.0.0.1:" + worker.metricsPort() + "/metrics, health /health;"
+                        + " streams app " + streamsApp.state());
 
                 step(3, "training the noisy-label MLP (10% flipped labels) with capture of fc1 and fc2, run " + run);
                 WatchedTraining.Config tc = WatchedTraining.noisyLabelsRun(run, bootstrap, epochs)
@@ -105,6 +116,7 @@ final class DemoCommand implements Callable<Integer> {
                     return 1;
                 }
                 summary.put("factors", compareAndSummarise(factors, runDir.resolve("trainer-factors.safetensors")));
+                summary.put("registry", registered(streamsApp, run));
 
                 step(5, "calibrated keep-mass edit from the worker's factors (held-out probes only)");
                 summary.put("edit", edit(tc, factors, runDir));
@@ -112,10 +124,11 @@ final class DemoCommand implements Callable<Integer> {
                 NoisyLabelsReport.json().writeValue(runDir.resolve("summary.json").toFile(), summary);
                 System.out.println("      wrote " + runDir.resolve("summary.json"));
                 System.out.println();
-                System.out.println("Not built yet (so not shown): the Kafka Streams app (run registry, alert routing,"
-                        + " edit rules) and the Vert.x service (alerts, REST, live stream, dashboard).");
+                System.out.println("Not built yet (so not shown): the Vert.x service, which would raise alerts from these"
+                        + " signals (the streams app would de-duplicate them and turn them into edit requests), make"
+                        + " edited snapshots, and serve the REST API, live stream and dashboard.");
                 if (keepRunning) {
-                    System.out.println("broker " + bootstrap + " and worker stay up; Ctrl-C to stop");
+                    System.out.println("broker " + bootstrap + ", worker and streams app stay up; Ctrl-C to stop");
                     CountDownLatch stop = new CountDownLatch(1);
                     Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown, "demo-stop"));
                     stop.await();
@@ -128,6 +141,38 @@ final class DemoCommand implements Callable<Integer> {
     private static void step(int n, String what) {
         System.out.printf("[%d/5] %s%n", n, what);
         System.out.flush();
+    }
+
+    /** The run as the streams app's registry holds it (read back through an interactive query). */
+    private static Map<String, Object> registered(CurvewatchStreams app, String run) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        RunInfo info = null;
+        while (info == null && System.nanoTime() < deadline) {
+            try {
+                info = app.runs().get(run);
+            } catch (RuntimeException rebalancing) {
+                // the store is briefly unavailable while the app (re)assigns its tasks
+            }
+            if (info == null) {
+                Thread.sleep(200);
+            }
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        if (info == null) {
+            System.out.println("      run registry (streams app): " + run + " not registered within 30 s");
+            return out;
+        }
+        List<String> layers = new ArrayList<>();
+        for (LayerInfo l : info.getLayers()) {
+            layers.add(l.getName() + " " + l.getDOut() + "x" + l.getDIn());
+        }
+        out.put("model", info.getModel());
+        out.put("source", info.getSource());
+        out.put("layers", layers);
+        out.put("dead_letters", app.deadLetterCounts());
+        System.out.printf("      run registry (streams app): %s, model %s from %s, layers %s; dead letters %s%n", run,
+                info.getModel(), info.getSource(), layers, app.deadLetterCounts());
+        return out;
     }
 
     @SuppressWarnings("unchecked")

@@ -55,6 +55,7 @@ class CurvewatchTest {
                 {"demo", "--epochs", "many"},
                 {"train", "--policy", "SOMETIMES"},
                 {"experiment", "no-such-experiment"},
+                {"streams", "--resolve-hold-ms", "later"},
         };
         for (String[] args : cases) {
             Result r = run(args);

@@ -38,6 +38,9 @@ class DemoCommandIT {
             assertTrue(f.get("relative_error_A_vs_trainer").asDouble() <= 1e-12, f.toString());
             assertTrue(f.get("relative_error_G_vs_trainer").asDouble() <= 1e-12, f.toString());
         }
+        // the streams app registered the run from the trainer's RunInfo
+        assertEquals("djl-trainer", s.at("/registry/source").asText(), s.at("/registry").toString());
+        assertEquals(2, s.at("/registry/layers").size());
         JsonNode before = s.at("/edit/before");
         JsonNode after = s.at("/edit/after");
         // the fine-tune memorized the flipped labels, and the edit (DESIGN §6 targets) removes that

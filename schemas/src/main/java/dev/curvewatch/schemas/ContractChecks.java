@@ -1,14 +1,18 @@
 package dev.curvewatch.schemas;
 
+import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.DType;
 import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Tensor;
 import dev.curvewatch.avro.WeightSnapshot;
 
 import java.nio.ByteOrder;
 import java.nio.IntBuffer;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.regex.Pattern;
 
 /**
@@ -87,6 +91,50 @@ public final class ContractChecks {
     public static void requireFinite(Capture c) {
         TensorCodec.requireFinite(c.getActivations(), "activations");
         TensorCodec.requireFinite(c.getGradients(), "gradients");
+    }
+
+    /** A run registration: ids, at least one watched layer, unique layer names, positive dims. */
+    public static void checkRun(RunInfo run) {
+        requireId(run.getRunId(), "run_id");
+        if (run.getLayers().isEmpty()) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "run '" + run.getRunId() + "' watches no layer");
+        }
+        Set<String> names = new HashSet<>();
+        for (LayerInfo l : run.getLayers()) {
+            requireId(l.getName(), "layer");
+            if (!names.add(l.getName())) {
+                throw new InvalidRecordException(RejectReason.INVALID_FIELD, "layer '" + l.getName() + "' is listed twice");
+            }
+            if (l.getDIn() < 1 || l.getDOut() < 1) {
+                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "layer '" + l.getName() + "' has d_in="
+                        + l.getDIn() + " d_out=" + l.getDOut());
+            }
+        }
+    }
+
+    /** An alert: ids, a non-negative step, finite value and threshold, ordered timestamps, a short summary. */
+    public static void checkAlert(Alert a) {
+        requireId(a.getFingerprint(), "fingerprint");
+        requireId(a.getRunId(), "run_id");
+        requireId(a.getRule(), "rule");
+        if (a.getLayer() != null) {
+            requireId(a.getLayer(), "layer");
+        }
+        if (a.getStep() < 0) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "step " + a.getStep() + " is negative");
+        }
+        if (!Double.isFinite(a.getValue()) || !Double.isFinite(a.getThreshold())) {
+            throw new InvalidRecordException(RejectReason.NON_FINITE, "value " + a.getValue() + " / threshold "
+                    + a.getThreshold() + " must be finite");
+        }
+        if (a.getFirstSeenMs() > a.getLastSeenMs()) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "first_seen_ms " + a.getFirstSeenMs()
+                    + " is after last_seen_ms " + a.getLastSeenMs());
+        }
+        if (a.getSummary().length() >= 64) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "summary has " + a.getSummary().length()
+                    + " characters, must be under 64");
+        }
     }
 
     /**

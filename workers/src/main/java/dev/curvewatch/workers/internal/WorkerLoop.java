@@ -8,6 +8,7 @@ import dev.curvewatch.curvature.FactorMode;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.DeadLetters;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
 import dev.curvewatch.schemas.TensorCodec;
@@ -429,21 +430,8 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
 
     private void reject(ConsumerRecord<byte[], byte[]> r, InvalidRecordException e, int size) {
         ensureTransaction();
-        byte[] value = r.value();
-        boolean truncated = value != null && value.length > config.deadLetterMaxValueBytes();
-        ByteBuffer kept = value == null ? null
-                : ByteBuffer.wrap(value, 0, truncated ? config.deadLetterMaxValueBytes() : value.length).slice();
-        DeadLetter dl = DeadLetter.newBuilder()
-                .setTopic(r.topic()).setPartition(r.partition()).setOffset(r.offset())
-                .setOriginalKey(r.key() == null ? null : ByteBuffer.wrap(r.key()))
-                .setOriginalValue(kept)
-                .setValueTruncated(truncated)
-                .setOriginalSize(value == null ? -1 : value.length)
-                .setReasonCode(e.reason().name())
-                .setReason(e.getMessage())
-                .setComponent("worker:" + instanceId)
-                .setFailedMs(System.currentTimeMillis())
-                .build();
+        DeadLetter dl = DeadLetters.of(r.topic(), r.partition(), r.offset(), r.key(), r.value(),
+                config.deadLetterMaxValueBytes(), e, "worker:" + instanceId);
         producer.send(new ProducerRecord<>(topics.deadLetters(), r.key(), deadLetterSerializer.serialize(topics.deadLetters(), dl)));
         metrics.inc("curvewatch_worker_dead_letters_total", 1, "reason", e.reason().name());
         metrics.inc("curvewatch_worker_records_total", 1, "result", "dead_letter");

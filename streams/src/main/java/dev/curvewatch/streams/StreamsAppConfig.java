@@ -1,0 +1,98 @@
+package dev.curvewatch.streams;
+
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.KafkaClientSettings;
+import org.apache.kafka.streams.StreamsConfig;
+
+import java.io.IOException;
+import java.io.Reader;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Properties;
+
+/**
+ * Configuration of the streams app. Keys (file, then {@code CURVEWATCH_STREAMS_<KEY>} environment
+ * variables with '_' for '.', then explicit overrides such as command-line flags):
+ * {@code bootstrap}, {@code application.id} (default curvewatch-streams), {@code topic.prefix}
+ * (default curvewatch.), {@code state.dir}, {@code alerts.resolve.hold.ms} (default 60000: a
+ * RESOLVED alert is only published after the condition stayed resolved this long),
+ * {@code rules.file} (edit rules, see {@link EditRules}; default {@link EditRules#defaults()}),
+ * and {@code kafka.<any Streams or client key>} passed through unchanged. Kafka security
+ * settings also come from {@code CURVEWATCH_KAFKA_*} ({@link KafkaClientSettings}).
+ *
+ * @param streams       properties for {@code KafkaStreams}
+ * @param resolveHoldMs anti-flapping hold before a resolution is published
+ */
+public record StreamsAppConfig(Properties streams, CurvewatchTopics topics, long resolveHoldMs, List<EditRule> rules) {
+    public static final String BOOTSTRAP = "bootstrap";
+    public static final String APPLICATION_ID = "application.id";
+    public static final String TOPIC_PREFIX = "topic.prefix";
+    public static final String STATE_DIR = "state.dir";
+    public static final String RESOLVE_HOLD_MS = "alerts.resolve.hold.ms";
+    public static final String RULES_FILE = "rules.file";
+    public static final String KAFKA_PREFIX = "kafka.";
+    private static final String ENV_PREFIX = "CURVEWATCH_STREAMS_";
+
+    public static StreamsAppConfig of(Map<String, String> overrides) {
+        return load(null, System.getenv(), overrides);
+    }
+
+    public static StreamsAppConfig load(Path file, Map<String, String> env, Map<String, String> overrides) {
+        Map<String, String> v = new LinkedHashMap<>();
+        if (file != null) {
+            Properties p = read(file, "config file");
+            p.stringPropertyNames().forEach(k -> v.put(k, p.getProperty(k).trim()));
+        }
+        env.forEach((name, value) -> {
+            if (name.startsWith(ENV_PREFIX)) {
+                v.put(name.substring(ENV_PREFIX.length()).toLowerCase(Locale.ROOT).replace('_', '.'), value);
+            }
+        });
+        v.putAll(overrides);
+
+        Properties streams = KafkaClientSettings.forBootstrap(v.get(BOOTSTRAP));
+        streams.put(StreamsConfig.APPLICATION_ID_CONFIG, v.getOrDefault(APPLICATION_ID, "curvewatch-streams"));
+        streams.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
+        streams.put("processing.exception.handler.global.enabled", "true"); // the 5.0 default, and no warning
+        if (v.containsKey(STATE_DIR)) {
+            streams.put(StreamsConfig.STATE_DIR_CONFIG, v.get(STATE_DIR));
+        }
+        v.forEach((k, val) -> {
+            if (k.startsWith(KAFKA_PREFIX)) {
+                streams.put(k.substring(KAFKA_PREFIX.length()), val);
+            }
+        });
+        long hold;
+        try {
+            hold = Long.parseLong(v.getOrDefault(RESOLVE_HOLD_MS, "60000"));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(RESOLVE_HOLD_MS + " is not a number of milliseconds: '" + v.get(RESOLVE_HOLD_MS) + "'");
+        }
+        if (hold < 0) {
+            throw new IllegalArgumentException(RESOLVE_HOLD_MS + " must be >= 0, got " + hold);
+        }
+        List<EditRule> rules = v.containsKey(RULES_FILE)
+                ? EditRules.parse(read(Path.of(v.get(RULES_FILE)), RULES_FILE)) : EditRules.defaults();
+        return new StreamsAppConfig(streams, new CurvewatchTopics(v.getOrDefault(TOPIC_PREFIX, CurvewatchTopics.DEFAULT_PREFIX)),
+                hold, rules);
+    }
+
+    private static Properties read(Path file, String what) {
+        Properties p = new Properties();
+        try (Reader in = Files.newBufferedReader(file)) {
+            p.load(in);
+        } catch (IOException e) {
+            throw new IllegalArgumentException(what + " " + file + " cannot be read: " + e.getMessage(), e);
+        }
+        return p;
+    }
+
+    /** The application id (consumer group, transactional id prefix, internal topic prefix). */
+    public String applicationId() {
+        return streams.getProperty(StreamsConfig.APPLICATION_ID_CONFIG);
+    }
+}

@@ -1,0 +1,146 @@
+package dev.curvewatch.streams;
+
+import dev.curvewatch.avro.Alert;
+import dev.curvewatch.avro.AlertStatus;
+import dev.curvewatch.avro.EditRequest;
+import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.avro.Severity;
+import dev.curvewatch.deploy.LocalKafka;
+import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.AvroSerializer;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.KafkaClientSettings;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.function.BooleanSupplier;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The streams app on a real KRaft broker: registry, de-dup, held resolution, an edit request from
+ * the default rule, a dead letter, and alert state that survives a restart (changelog topics).
+ */
+@Tag("integration")
+class CurvewatchStreamsIT {
+    private static final CurvewatchTopics T = CurvewatchTopics.withDefaultPrefix();
+
+    @Test
+    void pipelineOnARealBroker(@TempDir Path dir) throws Exception {
+        try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).start();
+             KafkaProducer<String, byte[]> producer = producer(kafka.bootstrapServers())) {
+            Map<String, String> cfg = Map.of("bootstrap", kafka.bootstrapServers(), "application.id", "cw-it",
+                    "state.dir", dir.resolve("state").toString(), "alerts.resolve.hold.ms", "1000",
+                    "kafka.commit.interval.ms", "100");
+            RunInfo run = RunInfo.newBuilder().setRunId("run-1").setModel("mlp").setCreatedMs(1)
+                    .setLayers(List.of(new LayerInfo("fc2", 8, 8, false, true))).build();
+            producer.send(new ProducerRecord<>(T.runs(), "run-1", new AvroSerializer<>(RunInfo.class).serialize(T.runs(), run))).get();
+            Alert firing = Alert.newBuilder().setId("a1").setFingerprint("run-1.fc2.gap").setRunId("run-1").setStep(10)
+                    .setLayer("fc2").setRule("gap").setSignal("memorization_gap").setValue(0.4).setThreshold(0.05)
+                    .setSeverity(Severity.CRITICAL).setStatus(AlertStatus.FIRING).setFirstSeenMs(100).setLastSeenMs(100)
+                    .setSummary("gap 0.40 nats on fc2").build();
+            AvroSerializer<Alert> alerts = new AvroSerializer<>(Alert.class);
+            try (CurvewatchStreams app = CurvewatchStreams.start(StreamsAppConfig.of(cfg), Duration.ofSeconds(60))) {
+                await(() -> app.runs().containsKey("run-1"), "run registered");
+                for (int i = 0; i < 3; i++) {
+                    producer.send(new ProducerRecord<>(T.alertsRaw(), "run-1.fc2.gap", alerts.serialize(T.alertsRaw(),
+                            Alert.newBuilder(firing).setStep(10 + i).build()))).get();
+                }
+                producer.send(new ProducerRecord<>(T.alertsRaw(), "run-1.fc2.gap", new byte[] {(byte) 0xC3, 1})).get();
+                producer.send(new ProducerRecord<>(T.alertsRaw(), "run-1.fc2.gap", alerts.serialize(T.alertsRaw(),
+                        Alert.newBuilder(firing).setStep(20).setStatus(AlertStatus.RESOLVED).build()))).get();
+                List<Alert> out = read(kafka.bootstrapServers(), T.alerts(), 2, Alert.class);
+                assertEquals(List.of(AlertStatus.FIRING, AlertStatus.RESOLVED), out.stream().map(Alert::getStatus).toList());
+                List<EditRequest> edits = read(kafka.bootstrapServers(), T.editRequests(), 1, EditRequest.class);
+                assertEquals("rule:gap-critical:run-1.fc2.gap:100", edits.get(0).getIdempotencyKey());
+                await(() -> app.deadLetterCounts().getOrDefault(T.alertsRaw() + "/TRUNCATED", 0L) == 1, "dead letter counted");
+            }
+            // a restart restores the alert state from its changelog: a new firing is a new episode,
+            // a repeat of it after the next restart is not published again
+            try (CurvewatchStreams app = CurvewatchStreams.start(StreamsAppConfig.of(cfg), Duration.ofSeconds(60))) {
+                assertEquals(AlertStatus.RESOLVED, app.alerts().get("run-1.fc2.gap").getStatus());
+                producer.send(new ProducerRecord<>(T.alertsRaw(), "run-1.fc2.gap", alerts.serialize(T.alertsRaw(),
+                        Alert.newBuilder(firing).setStep(30).setFirstSeenMs(300).setLastSeenMs(300).build()))).get();
+                await(() -> app.alerts().get("run-1.fc2.gap").getStatus() == AlertStatus.FIRING, "fired again");
+            }
+            try (CurvewatchStreams app = CurvewatchStreams.start(StreamsAppConfig.of(cfg), Duration.ofSeconds(60))) {
+                producer.send(new ProducerRecord<>(T.alertsRaw(), "run-1.fc2.gap", alerts.serialize(T.alertsRaw(),
+                        Alert.newBuilder(firing).setStep(31).setFirstSeenMs(310).setLastSeenMs(310).build()))).get();
+                await(() -> app.alerts().get("run-1.fc2.gap").getStep() == 31, "repeat seen");
+            }
+            List<Alert> all = read(kafka.bootstrapServers(), T.alerts(), 3, Alert.class);
+            assertEquals(3, all.size(), "FIRING, RESOLVED, FIRING (the repeat after the restart is not published)");
+            assertEquals(300, all.get(2).getFirstSeenMs());
+            assertEquals(2, read(kafka.bootstrapServers(), T.editRequests(), 2, EditRequest.class).size(),
+                    "one edit request per firing episode");
+        }
+    }
+
+    private static KafkaProducer<String, byte[]> producer(String bootstrap) {
+        Properties p = KafkaClientSettings.forBootstrap(bootstrap);
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        return new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer());
+    }
+
+    private static void await(BooleanSupplier condition, String what) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (System.nanoTime() < deadline) {
+            try {
+                if (condition.getAsBoolean()) {
+                    return;
+                }
+            } catch (RuntimeException notYet) {
+                // stores are unavailable while the app rebalances or restores
+            }
+            Thread.sleep(100);
+        }
+        throw new AssertionError("timed out waiting for: " + what);
+    }
+
+    /** Every record of a topic (read_committed: the app writes transactionally), waiting for at least {@code min}. */
+    private static <T extends org.apache.avro.specific.SpecificRecord> List<T> read(String bootstrap, String topic, int min,
+                                                                                   Class<T> type) {
+        Properties p = KafkaClientSettings.forBootstrap(bootstrap);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, "it-read-" + System.nanoTime());
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        AvroDeserializer<T> d = new AvroDeserializer<>(type);
+        List<T> out = new ArrayList<>();
+        try (KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(p, new StringDeserializer(), new ByteArrayDeserializer())) {
+            c.subscribe(List.of(topic));
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            while (System.nanoTime() < deadline) {
+                for (ConsumerRecord<String, byte[]> r : c.poll(Duration.ofMillis(300))) {
+                    out.add(d.decode(r.value()));
+                }
+                if (out.size() >= min) {
+                    for (ConsumerRecord<String, byte[]> r : c.poll(Duration.ofMillis(1500))) {
+                        out.add(d.decode(r.value())); // anything unexpected beyond min
+                    }
+                    break;
+                }
+            }
+        }
+        assertTrue(out.size() >= min, "only " + out.size() + " of " + min + " records on " + topic);
+        return out;
+    }
+}
