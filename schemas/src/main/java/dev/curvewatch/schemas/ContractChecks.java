@@ -34,6 +34,17 @@ public final class ContractChecks {
         }
     }
 
+    /**
+     * An id that also names a directory or file: {@link #requireId} and not {@code .} or {@code ..}
+     * (which the id syntax allows but a path resolves to the current or parent directory).
+     */
+    public static void requirePathSegment(String value, String field) {
+        requireId(value, field);
+        if (value.equals(".") || value.equals("..")) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, field + " '" + value + "' cannot name a file");
+        }
+    }
+
     /** Structure of a capture on its own: everything that needs no registry. */
     public static void checkStructure(Capture c) {
         requireId(c.getRunId(), "run_id");

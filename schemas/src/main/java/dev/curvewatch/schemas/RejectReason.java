@@ -32,5 +32,9 @@ public enum RejectReason {
     /** A field value outside its allowed range (bad id characters, negative step, ...). */
     INVALID_FIELD,
     /** The record's key disagrees with its value (e.g. key run/layer differs from the capture's). */
-    KEY_MISMATCH
+    KEY_MISMATCH,
+    /** Well-formed, but what it needs does not exist yet (an edit of a layer without weights, eigenbasis or calibrated rho). */
+    NOT_READY,
+    /** Well-formed, but writing its result failed (an edited snapshot that could not be stored). */
+    STORE_FAILED
 }

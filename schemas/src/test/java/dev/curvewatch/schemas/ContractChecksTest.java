@@ -37,6 +37,15 @@ class ContractChecksTest {
     }
 
     @Test
+    void pathSegmentsRefuseDotNames() {
+        for (String id : List.of(".", "..", "a/b", "")) {
+            assertEquals(RejectReason.INVALID_FIELD, rejected(() -> ContractChecks.requirePathSegment(id, "run_id")).reason(), id);
+        }
+        assertDoesNotThrow(() -> ContractChecks.requirePathSegment("..a", "run_id"));
+        assertDoesNotThrow(() -> ContractChecks.requirePathSegment("run-1.v2", "run_id"));
+    }
+
+    @Test
     void tokenCountsMustAgree() {
         Capture c = Capture.newBuilder(good).setGradients(TensorCodec.ofFloats(new float[3 * 6], 3, 6)).build();
         InvalidRecordException e = rejected(() -> ContractChecks.checkStructure(c));

@@ -1,22 +1,20 @@
 package dev.curvewatch.streams;
 
+import dev.curvewatch.schemas.ConfigLayers;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 import org.apache.kafka.streams.StreamsConfig;
 
-import java.io.IOException;
-import java.io.Reader;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
 
 /**
- * Configuration of the streams app. Keys (file, then {@code CURVEWATCH_STREAMS_<KEY>} environment
- * variables with '_' for '.', then explicit overrides such as command-line flags):
+ * Configuration of the streams app, layered by {@link ConfigLayers} (file, then
+ * {@code CURVEWATCH_STREAMS_<KEY>} environment variables with '_' for '.', then explicit overrides
+ * such as command-line flags). Keys:
  * {@code bootstrap}, {@code application.id} (default curvewatch-streams), {@code topic.prefix}
  * (default curvewatch.), {@code state.dir}, {@code alerts.resolve.hold.ms} (default 60000: a
  * RESOLVED alert is only published after the condition stayed resolved this long),
@@ -34,38 +32,25 @@ public record StreamsAppConfig(Properties streams, CurvewatchTopics topics, long
     public static final String STATE_DIR = "state.dir";
     public static final String RESOLVE_HOLD_MS = "alerts.resolve.hold.ms";
     public static final String RULES_FILE = "rules.file";
-    public static final String KAFKA_PREFIX = "kafka.";
+    public static final String KAFKA_PREFIX = ConfigLayers.KAFKA_PREFIX;
     private static final String ENV_PREFIX = "CURVEWATCH_STREAMS_";
+    private static final ConfigLayers LAYERS = new ConfigLayers(ENV_PREFIX);
 
     public static StreamsAppConfig of(Map<String, String> overrides) {
         return load(null, System.getenv(), overrides);
     }
 
     public static StreamsAppConfig load(Path file, Map<String, String> env, Map<String, String> overrides) {
-        Map<String, String> v = new LinkedHashMap<>();
-        if (file != null) {
-            Properties p = read(file, "config file");
-            p.stringPropertyNames().forEach(k -> v.put(k, p.getProperty(k).trim()));
-        }
-        env.forEach((name, value) -> {
-            if (name.startsWith(ENV_PREFIX)) {
-                v.put(name.substring(ENV_PREFIX.length()).toLowerCase(Locale.ROOT).replace('_', '.'), value);
-            }
-        });
-        v.putAll(overrides);
+        Map<String, String> v = LAYERS.load(Map.of(), file, "config file", env, overrides);
 
-        Properties streams = KafkaClientSettings.forBootstrap(v.get(BOOTSTRAP));
-        streams.put(StreamsConfig.APPLICATION_ID_CONFIG, v.getOrDefault(APPLICATION_ID, "curvewatch-streams"));
-        streams.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
-        streams.put("processing.exception.handler.global.enabled", "true"); // the 5.0 default, and no warning
+        Map<String, String> clientDefaults = new LinkedHashMap<>();
+        clientDefaults.put(StreamsConfig.APPLICATION_ID_CONFIG, v.getOrDefault(APPLICATION_ID, "curvewatch-streams"));
+        clientDefaults.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
+        clientDefaults.put("processing.exception.handler.global.enabled", "true"); // the 5.0 default, and no warning
         if (v.containsKey(STATE_DIR)) {
-            streams.put(StreamsConfig.STATE_DIR_CONFIG, v.get(STATE_DIR));
+            clientDefaults.put(StreamsConfig.STATE_DIR_CONFIG, v.get(STATE_DIR));
         }
-        v.forEach((k, val) -> {
-            if (k.startsWith(KAFKA_PREFIX)) {
-                streams.put(k.substring(KAFKA_PREFIX.length()), val);
-            }
-        });
+        Properties streams = ConfigLayers.kafkaProperties(v, BOOTSTRAP, clientDefaults);
         long hold;
         try {
             hold = Long.parseLong(v.getOrDefault(RESOLVE_HOLD_MS, "60000"));
@@ -76,19 +61,9 @@ public record StreamsAppConfig(Properties streams, CurvewatchTopics topics, long
             throw new IllegalArgumentException(RESOLVE_HOLD_MS + " must be >= 0, got " + hold);
         }
         List<EditRule> rules = v.containsKey(RULES_FILE)
-                ? EditRules.parse(read(Path.of(v.get(RULES_FILE)), RULES_FILE)) : EditRules.defaults();
+                ? EditRules.parse(ConfigLayers.read(Path.of(v.get(RULES_FILE)), RULES_FILE)) : EditRules.defaults();
         return new StreamsAppConfig(streams, new CurvewatchTopics(v.getOrDefault(TOPIC_PREFIX, CurvewatchTopics.DEFAULT_PREFIX)),
                 hold, rules);
-    }
-
-    private static Properties read(Path file, String what) {
-        Properties p = new Properties();
-        try (Reader in = Files.newBufferedReader(file)) {
-            p.load(in);
-        } catch (IOException e) {
-            throw new IllegalArgumentException(what + " " + file + " cannot be read: " + e.getMessage(), e);
-        }
-        return p;
     }
 
     /** The application id (consumer group, transactional id prefix, internal topic prefix). */

@@ -1,9 +1,6 @@
 package dev.curvewatch.workers;
 
-import dev.curvewatch.avro.FactorChunk;
-import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.schemas.CurvewatchTopics;
-import dev.curvewatch.workers.internal.CheckpointCodec;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -11,7 +8,6 @@ import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -64,12 +60,10 @@ public final class FactorCheckpoints {
      */
     public static Map<String, FactorCheckpoint> scan(KafkaConsumer<byte[], byte[]> consumer, Collection<TopicPartition> parts,
                                                      Predicate<String> wanted, Duration timeout) {
-        CheckpointCodec codec = new CheckpointCodec(1 << 20);
-        Map<String, FactorManifest> manifests = new HashMap<>();
-        Map<String, FactorChunk> chunks = new HashMap<>();
         if (parts.isEmpty()) {
             return Map.of();
         }
+        FactorCheckpointReader reader = new FactorCheckpointReader(wanted);
         consumer.assign(parts);
         consumer.seekToBeginning(parts);
         Map<TopicPartition, Long> end = consumer.endOffsets(parts, timeout);
@@ -89,31 +83,13 @@ public final class FactorCheckpoints {
                 throw new org.apache.kafka.common.errors.TimeoutException("factors topic not read to its end within " + timeout);
             }
             for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(200))) {
-                if (r.key() == null) {
-                    continue;
-                }
-                String key = new String(r.key(), StandardCharsets.UTF_8);
-                String runLayer = CheckpointCodec.runLayerOf(key);
-                if (!wanted.test(runLayer)) {
-                    continue;
-                }
-                if (r.value() == null) {
-                    if (codec.isManifestKey(key)) {
-                        manifests.remove(runLayer);
-                    } else {
-                        chunks.remove(key);
-                    }
-                } else if (codec.isManifestKey(key)) {
-                    manifests.put(runLayer, codec.decodeManifest(r.value()));
-                } else {
-                    chunks.put(key, codec.decodeChunk(r.value()));
-                }
+                reader.accept(r.key(), r.value());
             }
         }
         consumer.unsubscribe();
         Map<String, FactorCheckpoint> out = new HashMap<>();
-        for (Map.Entry<String, FactorManifest> e : manifests.entrySet()) {
-            out.put(e.getKey(), codec.assemble(e.getValue(), chunks));
+        for (String runLayer : reader.layers()) {
+            out.put(runLayer, reader.assemble(runLayer));
         }
         return out;
     }

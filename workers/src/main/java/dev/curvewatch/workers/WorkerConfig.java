@@ -1,27 +1,24 @@
 package dev.curvewatch.workers;
 
 import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.schemas.ConfigLayers;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 
 import java.io.IOException;
-import java.io.Reader;
 import java.net.InetAddress;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
-import java.util.TreeMap;
 
 /**
- * Settings of one worker instance, as plain string keys so they come alike from a properties
- * file, the environment ({@code CURVEWATCH_WORKER_<KEY>} with '_' for '.') and command-line
- * flags. Precedence, lowest first: defaults, file, environment, explicit overrides. Keys starting
- * with {@code kafka.} are handed to the Kafka clients unchanged (minus the prefix), on top of
- * {@link KafkaClientSettings} (TLS/SASL from {@code CURVEWATCH_KAFKA_*}).
+ * Settings of one worker instance, layered by {@link ConfigLayers}: defaults, a properties file,
+ * {@code CURVEWATCH_WORKER_<KEY>} environment variables ('_' for '.'), explicit overrides. Keys
+ * starting with {@code kafka.} are handed to the Kafka clients unchanged (minus the prefix), on
+ * top of {@link KafkaClientSettings} (TLS/SASL from {@code CURVEWATCH_KAFKA_*}).
  */
 public final class WorkerConfig {
     public static final String BOOTSTRAP = "bootstrap";
@@ -40,8 +37,9 @@ public final class WorkerConfig {
     public static final String METRICS_PORT = "metrics.port";
     public static final String METRICS_HOST = "metrics.host";
     public static final String STATIC_MEMBERSHIP = "static.membership";
-    public static final String KAFKA_PREFIX = "kafka.";
+    public static final String KAFKA_PREFIX = ConfigLayers.KAFKA_PREFIX;
     static final String ENV_PREFIX = "CURVEWATCH_WORKER_";
+    private static final ConfigLayers LAYERS = new ConfigLayers(ENV_PREFIX);
 
     private static final Map<String, String> DEFAULTS;
 
@@ -73,30 +71,12 @@ public final class WorkerConfig {
 
     /** Defaults plus the given overrides only (no file, no environment): for tests and embedding. */
     public static WorkerConfig of(Map<String, String> overrides) {
-        Map<String, String> v = new TreeMap<>(DEFAULTS);
-        v.putAll(overrides);
-        return new WorkerConfig(v);
+        return new WorkerConfig(LAYERS.load(DEFAULTS, null, "worker config", Map.of(), overrides));
     }
 
     /** Defaults, then the file (if any), then {@code CURVEWATCH_WORKER_*} variables, then overrides. */
     public static WorkerConfig load(Path file, Map<String, String> env, Map<String, String> overrides) {
-        Map<String, String> v = new TreeMap<>(DEFAULTS);
-        if (file != null) {
-            Properties p = new Properties();
-            try (Reader in = Files.newBufferedReader(file)) {
-                p.load(in);
-            } catch (IOException e) {
-                throw new IllegalArgumentException("cannot read worker config " + file + ": " + e.getMessage(), e);
-            }
-            p.stringPropertyNames().forEach(k -> v.put(k, p.getProperty(k).trim()));
-        }
-        env.forEach((name, value) -> {
-            if (name.startsWith(ENV_PREFIX)) {
-                v.put(name.substring(ENV_PREFIX.length()).toLowerCase(Locale.ROOT).replace('_', '.'), value);
-            }
-        });
-        v.putAll(overrides);
-        return new WorkerConfig(v);
+        return new WorkerConfig(LAYERS.load(DEFAULTS, file, "worker config", env, overrides));
     }
 
     private void validate() {
@@ -117,12 +97,7 @@ public final class WorkerConfig {
     }
 
     private long longValue(String key) {
-        String v = values.get(key);
-        try {
-            return Long.parseLong(v.trim());
-        } catch (RuntimeException e) {
-            throw new IllegalArgumentException(key + " must be an integer, got '" + v + "'");
-        }
+        return ConfigLayers.longValue(values, key);
     }
 
     public CurvewatchTopics topics() {
@@ -208,28 +183,12 @@ public final class WorkerConfig {
      * config's {@code kafka.*} keys, then {@code bootstrap}.
      */
     public Properties kafkaProperties() {
-        String bootstrap = values.get(BOOTSTRAP);
-        if (bootstrap == null || bootstrap.isBlank()) {
-            bootstrap = values.get(KAFKA_PREFIX + "bootstrap.servers");
-        }
-        Properties p = KafkaClientSettings.forBootstrap(bootstrap);
-        Properties out = p;
-        values.forEach((k, v) -> {
-            if (k.startsWith(KAFKA_PREFIX)) {
-                out.setProperty(k.substring(KAFKA_PREFIX.length()), v);
-            }
-        });
-        if (bootstrap != null && !bootstrap.isBlank()) {
-            out.setProperty("bootstrap.servers", bootstrap);
-        }
-        return out;
+        return ConfigLayers.kafkaProperties(values, BOOTSTRAP, Map.of());
     }
 
     /** Every setting, with values of secret-looking keys masked (for logs and /health). */
     public Map<String, String> describe() {
-        Map<String, String> out = new TreeMap<>();
-        values.forEach((k, v) -> out.put(k, k.contains("password") || k.contains("jaas") || k.contains("secret") ? "***" : v));
-        return out;
+        return ConfigLayers.describe(values);
     }
 
     /** All keys with defaults, for help texts. */
