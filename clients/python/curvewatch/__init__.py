@@ -7,8 +7,11 @@
             w.step(step, sample_ids=ids)
             opt.step(); opt.zero_grad()
 """
+from .candidates import CandidateAnswerer, RecentExamples
 from .publisher import Publisher, PublishError
 from .safetensors import load_file, save_file
+from .snapshots import SnapshotError, load_snapshot
 from .watch import Watcher, watch
 
-__all__ = ["watch", "Watcher", "Publisher", "PublishError", "load_file", "save_file"]
+__all__ = ["watch", "Watcher", "Publisher", "PublishError", "CandidateAnswerer", "RecentExamples", "load_file",
+           "save_file", "load_snapshot", "SnapshotError"]

@@ -97,6 +97,13 @@ class Publisher:
         """Records handed to the producer whose delivery is not yet reported."""
         return len(self._producer)
 
+    def flush(self, timeout=60.0):
+        """Waits up to timeout seconds for every record handed over to be delivered; raises PublishError
+        for failed ones. Returns how many are still undelivered."""
+        remaining = self._producer.flush(timeout)
+        self._raise_failures()
+        return remaining
+
     def close(self, timeout=60.0):
         """Flushes; raises PublishError if records are undelivered or failed."""
         remaining = self._producer.flush(timeout)

@@ -42,6 +42,11 @@ def save_file(tensors, path, metadata=None):
 def load_file(path, with_metadata=False):
     with open(path, "rb") as f:
         data = f.read()
+    return loads(data, path, with_metadata)
+
+
+def loads(data, path="<bytes>", with_metadata=False):
+    """Parses safetensors bytes (path only names them in errors)."""
     if len(data) < 8:
         raise ValueError(f"{path}: {len(data)} bytes, too short for a safetensors header")
     (n,) = struct.unpack("<Q", data[:8])

@@ -7,6 +7,7 @@ import warnings
 import torch
 
 from . import _avro
+from .candidates import MAX_RECENT_EXAMPLES, CandidateAnswerer, follow
 from .hooks import LayerCapture, dims, weight_out_in
 from .publisher import Publisher
 
@@ -57,8 +58,10 @@ class Watcher:
                  tokens_per_step=0, weights_every=0, grad_scale="tokens", fisher="EMPIRICAL",
                  factor_mode="CUMULATIVE", ema_decay=1.0, max_record_bytes=8 * 1024 * 1024, policy="block",
                  block_timeout=60.0, max_queue_bytes=256 * 1024 * 1024, kafka_config=None, model_name=None,
-                 config=None, seed=0):
+                 config=None, seed=0, answer_candidates=False, recent_examples=MAX_RECENT_EXAMPLES,
+                 eval_batch_size=64, answers_per_step=1, candidate_timeout=60.0, consumer=None):
         self.run_id = _check_id(run_id, "run_id")
+        self.model = model
         modules = dict(model.named_modules())
         missing = [name for name in layers if name not in modules]
         if missing:
@@ -73,12 +76,13 @@ class Watcher:
             _check_id(name, "layer")
             module = modules[name]
             d_in, d_out = dims(module)  # TypeError for a layer kind the client cannot watch
+        conf = dict(kafka_config or {})
+        if bootstrap:
+            conf["bootstrap.servers"] = bootstrap
+        needs_kafka = publisher is None or (answer_candidates and consumer is None)
+        if needs_kafka and "bootstrap.servers" not in conf:
+            raise ValueError("pass bootstrap='host:port' (or kafka_config with bootstrap.servers)")
         if publisher is None:
-            conf = dict(kafka_config or {})
-            if bootstrap:
-                conf["bootstrap.servers"] = bootstrap
-            if "bootstrap.servers" not in conf:
-                raise ValueError("pass bootstrap='host:port' (or kafka_config with bootstrap.servers)")
             publisher = Publisher(conf, policy=policy, block_timeout=block_timeout, max_queue_bytes=max_queue_bytes)
         self.publisher = publisher
         self.captures = {name: LayerCapture(name, modules[name]) for name in layers}
@@ -98,6 +102,9 @@ class Watcher:
                                                         self._weight_fixed_bytes(cap))
         self.records = 0
         self._closed = False
+        self._last_step = 0
+        self.answers_per_step = answers_per_step
+        self.candidates = None  # the CandidateAnswerer when answer_candidates=True
         self._run_info = {
             "run_id": self.run_id, "model": model_name or type(model).__name__, "source": "pytorch-client",
             "created_ms": _now_ms(), "status": "RUNNING",
@@ -107,11 +114,35 @@ class Watcher:
             "weights_every": self.weights_every, "tokens_per_step": self.tokens_per_step,
             "code_version": CODE_VERSION, "config": {k: str(v) for k, v in (config or {}).items()}}
         try:
+            if answer_candidates:
+                topic = self.prefix + "edit-candidates"
+                if consumer is None:  # assigned at the topic's end now: candidates sent from here on
+                    consumer = follow(self._consumer_config(conf), topic)
+                self.candidates = CandidateAnswerer(
+                    self.run_id, model, {name: cap.module for name, cap in self.captures.items()}, consumer,
+                    self._publish, self.prefix + "probe-results", recent_examples=recent_examples,
+                    eval_batch_size=eval_batch_size, candidate_timeout=candidate_timeout)
             self._publish_run_info("RUNNING")
         except Exception:
             for cap in self.captures.values():  # leave the model as it was
                 cap.remove()
+            if consumer is not None:
+                consumer.close()
             raise
+
+    def _consumer_config(self, conf):
+        """The edit-candidates consumer: assigned, never committing; the caller's settings (security) pass through."""
+        out = {"group.id": f"curvewatch-trainer-{self.run_id}", "enable.auto.commit": False,
+               "enable.auto.offset.store": False,
+               # prefetch bound: two candidates of the largest size the service sends (16 MiB records)
+               "queued.max.messages.kbytes": 2 * TOPIC_MAX_RECORD_BYTES // 1024,
+               "fetch.max.bytes": 2 * TOPIC_MAX_RECORD_BYTES, "max.partition.fetch.bytes": TOPIC_MAX_RECORD_BYTES,
+               "receive.message.max.bytes": 2 * TOPIC_MAX_RECORD_BYTES + 65536}
+        producer_only = ("linger.ms", "compression.type", "enable.idempotence", "queue.buffering.max.kbytes",
+                         "queue.buffering.max.messages", "message.max.bytes", "message.timeout.ms", "acks",
+                         "batch.size", "batch.num.messages")
+        out.update({k: v for k, v in conf.items() if k not in producer_only})
+        return out
 
     def _publish_run_info(self, status):
         self._run_info["status"] = status
@@ -131,13 +162,38 @@ class Watcher:
             return float(tokens)
         return float(self.grad_scale)
 
-    def step(self, step, sample_ids=None, losses=None, probe=False, fisher=None, grad_scale=None):
+    def step(self, step, sample_ids=None, losses=None, probe=False, fisher=None, grad_scale=None, inputs=None,
+             targets=None):
         """Publishes what the hooks captured since the last call, and the weights every N steps.
 
         sample_ids: one id per example; tokens are mapped to examples by their leading (batch)
         dimension, so a (batch, seq, d) input gives seq tokens per example. losses: optional
-        per-example losses. Returns the number of records published.
+        per-example losses. inputs, targets: this batch as the model and the loss take them (first
+        dimension = example, one sample id each); with answer_candidates=True they join the recent
+        training examples that edit candidates are evaluated on. Then pending edit candidates are
+        answered (at most answers_per_step). Returns the number of records published.
         """
+        before = self.records
+        self._last_step = int(step)
+        if self.candidates is not None and inputs is not None and not probe:
+            if targets is None or sample_ids is None:
+                raise ValueError("inputs need targets and sample_ids (one id per example)")
+            self.candidates.recent.add(sample_ids, inputs, targets)
+        self._publish_step(step, sample_ids, losses, probe, fisher, grad_scale)
+        if self.candidates is not None and not probe:
+            self.answer_candidates(step, max_answers=self.answers_per_step)
+        return self.records - before
+
+    def answer_candidates(self, step=None, max_answers=None):
+        """Takes the edit candidates fetched so far (never waits for Kafka) and answers the newest
+        pending one of each layer, at most max_answers (None: all); returns how many were answered.
+        step() calls it. step defaults to the last step passed to step()."""
+        if self.candidates is None:
+            raise RuntimeError("watch(..., answer_candidates=True) to answer edit candidates")
+        self.candidates.poll()
+        return self.candidates.answer_pending(self._last_step if step is None else int(step), max_answers)
+
+    def _publish_step(self, step, sample_ids, losses, probe, fisher, grad_scale):
         before = self.records
         if losses is not None and (sample_ids is None or len(losses) != len(sample_ids)):
             raise ValueError(f"losses need one sample id each: {len(losses)} losses, "
@@ -244,7 +300,9 @@ class Watcher:
             losses = loss_fn(out, targets, reduction="none")
             losses.sum().backward()  # a summed loss: g is already per token
             per_example = losses.detach().reshape(len(sample_ids), -1).sum(dim=1)
-            return self.step(step, sample_ids=sample_ids, losses=per_example.tolist(), probe=True, grad_scale=1.0)
+            if self.candidates is not None:
+                self.candidates.set_probe(inputs, targets, sample_ids, loss_fn)
+            return self._publish_step(step, sample_ids, per_example.tolist(), True, None, 1.0)
 
     def fisher_pass(self, model, inputs, step, sample_ids=None):
         """True-Fisher capture: labels sampled from the model's own softmax (fisher=SAMPLED)."""
@@ -255,7 +313,7 @@ class Watcher:
             with torch.no_grad():
                 sampled = torch.multinomial(torch.softmax(flat.float(), dim=-1), 1, generator=self._generator).squeeze(1)
             torch.nn.functional.cross_entropy(flat, sampled, reduction="sum").backward()
-            return self.step(step, sample_ids=sample_ids, fisher="SAMPLED", grad_scale=1.0)
+            return self._publish_step(step, sample_ids, None, False, "SAMPLED", 1.0)
 
     def close(self, status="FINISHED"):
         """Removes the hooks, publishes the final RunInfo (FINISHED or FAILED) and flushes.
@@ -271,7 +329,11 @@ class Watcher:
         try:
             self._publish_run_info(status)
         finally:
-            self.publisher.close()
+            try:
+                if self.candidates is not None:
+                    self.candidates.close()
+            finally:
+                self.publisher.close()
 
     def __enter__(self):
         return self

@@ -53,3 +53,39 @@ class Mlp(nn.Module):
 
     def forward(self, x):
         return self.out(torch.tanh(self.fc2(torch.tanh(self.fc1(x)))))
+
+
+class FakeMessage:
+    """A consumed record as confluent_kafka.Message shows it."""
+
+    def __init__(self, key, value, error=None):
+        self._key, self._value, self._error = key, value, error
+
+    def key(self):
+        return self._key
+
+    def value(self):
+        return self._value
+
+    def error(self):
+        return self._error
+
+
+class FakeConsumer:
+    """Stands in for an assigned confluent_kafka.Consumer: records pushed are returned by poll()."""
+
+    def __init__(self):
+        import collections
+        self.queue = collections.deque()
+        self.timeouts = []
+        self.closed = False
+
+    def push(self, key, value):
+        self.queue.append(FakeMessage(key.encode() if isinstance(key, str) else key, value))
+
+    def poll(self, timeout=None):
+        self.timeouts.append(timeout)
+        return self.queue.popleft() if self.queue else None
+
+    def close(self):
+        self.closed = True

@@ -1,0 +1,107 @@
+"""Following edited snapshots: load the file a SnapshotEvent points at, safely.
+
+The service writes `<snapshot.dir>/<run>/<snapshot_id>.safetensors` and publishes a SnapshotEvent
+whose uri is that path relative to the snapshot store (or a file: URI), with its sha256 and size
+(SERVICE-CONTRACT §4). `load_snapshot` resolves the uri under the store's root, refuses anything
+that leaves the root (.., absolute paths elsewhere, symbolic links pointing out, other URI
+schemes), reads the file once, checks size and sha256 of the bytes it read, and parses those.
+"""
+import hashlib
+import hmac
+import os
+import re
+import stat
+import urllib.parse
+
+from . import _avro
+from .hooks import is_transposed
+from .safetensors import loads
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+class SnapshotError(ValueError):
+    """A snapshot that cannot be loaded: outside the store, wrong size or digest, or not fitting the model."""
+
+
+def resolve(uri, root):
+    """The real path of `uri` (relative to root, or a file: URI / absolute path inside it)."""
+    uri = os.fspath(uri)
+    if "\x00" in uri or not uri:
+        raise SnapshotError(f"invalid snapshot uri {uri!r}")
+    if uri.startswith("file:"):
+        parsed = urllib.parse.urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise SnapshotError(f"snapshot uri {uri!r} names a remote host")
+        path = urllib.parse.unquote(parsed.path)
+    elif _SCHEME.match(uri):
+        raise SnapshotError(f"snapshot uri {uri!r}: only paths in the snapshot store and file: URIs are supported")
+    else:
+        path = uri
+    base = os.path.realpath(root)
+    real = os.path.realpath(path if os.path.isabs(path) else os.path.join(base, path))
+    if real == base or os.path.commonpath([real, base]) != base:
+        raise SnapshotError(f"snapshot uri {uri!r} resolves to {real}, outside the snapshot store {base}")
+    return real
+
+
+def _read(path, size_bytes):
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)  # the resolved path has no links left; none may appear
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise SnapshotError(f"{path} is not a regular file")
+        if size_bytes is not None and info.st_size != size_bytes:
+            raise SnapshotError(f"{path} has {info.st_size} bytes, the snapshot event says {size_bytes}")
+        data = f.read() if size_bytes is None else f.read(size_bytes + 1)
+    if size_bytes is not None and len(data) != size_bytes:
+        raise SnapshotError(f"read {len(data)} bytes of {path}, the snapshot event says {size_bytes}")
+    return data
+
+
+def load_snapshot(event_or_path, root, *, model=None, sha256=None, size_bytes=None, with_metadata=False):
+    """The state dict of an edited snapshot, for `model.load_state_dict(state, strict=False)`.
+
+    event_or_path: a SnapshotEvent (the decoded dict, or the record's bytes as read from the
+    snapshots topic), whose uri, sha256 and size_bytes are used; or a path relative to root (then
+    sha256 and size_bytes are checked when given). root: the snapshot store's directory.
+    model: when given, every tensor must name one of its parameters or buffers, with its shape;
+    Conv1D-style weights (stored d_out x d_in in snapshots) are transposed back to
+    the layer's d_in x d_out. Raises SnapshotError; returns state (and metadata if with_metadata).
+    """
+    if isinstance(event_or_path, (bytes, bytearray, memoryview)):
+        event_or_path = _avro.codec("SnapshotEvent").decode(bytes(event_or_path))
+    if isinstance(event_or_path, dict):
+        uri, sha256, size_bytes = event_or_path["uri"], event_or_path["sha256"], event_or_path["size_bytes"]
+    else:
+        uri = event_or_path
+    path = resolve(uri, root)
+    data = _read(path, None if size_bytes is None else int(size_bytes))
+    if sha256 is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        if not hmac.compare_digest(digest, str(sha256).lower()):
+            raise SnapshotError(f"{path}: sha256 {digest}, the snapshot event says {sha256}")
+    try:
+        state, metadata = loads(data, path, with_metadata=True)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SnapshotError(f"{path} is not a valid safetensors file: {e}") from e
+    if model is not None:
+        state = _fit(state, model)
+    return (state, metadata) if with_metadata else state
+
+
+def _fit(state, model):
+    own = model.state_dict()
+    modules = dict(model.named_modules())
+    out = {}
+    for name, tensor in state.items():
+        if name not in own:
+            raise SnapshotError(f"snapshot tensor {name} is not in the model")
+        layer, _, leaf = name.rpartition(".")
+        if leaf == "weight" and layer in modules and is_transposed(modules[layer]):
+            tensor = tensor.t().contiguous()  # the contract's d_out x d_in back to Conv1D's d_in x d_out
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise SnapshotError(f"snapshot tensor {name} is {tuple(tensor.shape)}, the model's is {tuple(own[name].shape)}")
+        out[name] = tensor
+    return out
