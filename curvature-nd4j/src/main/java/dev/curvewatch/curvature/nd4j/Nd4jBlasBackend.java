@@ -20,6 +20,7 @@ import java.nio.FloatBuffer;
  */
 public final class Nd4jBlasBackend implements BlasBackend {
     private static volatile Boolean available;
+    private static volatile String unavailableReason;
 
     @Override
     public String name() {
@@ -31,6 +32,11 @@ public final class Nd4jBlasBackend implements BlasBackend {
         return isAvailable() && isCuda() ? 100 : 5;
     }
 
+    /**
+     * Whether ND4J initialises here. A CUDA build on a machine without a usable GPU is not
+     * available (ND4J throws from its static initialiser), so {@code BlasBackends.best()} falls
+     * back to the OpenBLAS backend; {@link #unavailableReason()} says why.
+     */
     @Override
     public boolean isAvailable() {
         Boolean a = available;
@@ -40,11 +46,21 @@ public final class Nd4jBlasBackend implements BlasBackend {
                 Nd4j.create(new float[]{1f}, new long[]{1}, 'c');
                 a = true;
             } catch (Throwable t) {
+                Throwable root = t;
+                while (root.getCause() != null && root.getCause() != root) {
+                    root = root.getCause();
+                }
+                unavailableReason = root.getClass().getSimpleName() + ": " + root.getMessage();
                 a = false;
             }
             available = a;
         }
         return a;
+    }
+
+    /** Why ND4J did not initialise (the innermost cause), or null while it is available or untried. */
+    public static String unavailableReason() {
+        return unavailableReason;
     }
 
     /** True when ND4J runs on the CUDA backend. */
