@@ -248,7 +248,15 @@ function startFeed() {
   }).start();
 }
 
+let connTicker = null;
 function showConnection(st, detail) {
+  // while down, tick once a second so the "retrying in N s" countdown stays true
+  clearInterval(connTicker);
+  connTicker = st === 'polling' || st === 'offline' ? setInterval(() => paintConnection(st, detail), 1000) : null;
+  paintConnection(st, detail);
+}
+
+function paintConnection(st, detail) {
   const el = els.conn;
   el.dataset.state = st;
   el.dataset.events = String(detail.events);

@@ -1,0 +1,335 @@
+#!/usr/bin/env node
+// Browser test of the Curvewatch dashboard, run by `node`, against the real service
+// (DashboardBrowserIT) or the fixture server (run-against-fixture.mjs).
+//
+//   node dashboard.spec.mjs <base-url> <token> <screenshot.png> [options]
+//     --run ID            the seeded run to check (default: the first run of GET /api/runs)
+//     --layer NAME        the layer whose gap chart is counted (default: first layer with gap points)
+//     --transport sse|polling   how the live alert is expected to arrive (default sse)
+//     --alert-timeout-s N seconds to wait for the live alert (default 60)
+//     --check-download    also download the first snapshot with the token and compare its size
+//     --no-hostile        do not require a hostile string (`<...>`) in the seeded data
+//
+// Protocol with the driver: once the run view is open and live, it prints one line
+//   WAITING_FOR_ALERT run=<run id>
+// on stdout; the driver then publishes a new alert for that run (a new alert id), and the script
+// expects it on the page without a reload. Every check prints "ok - ..."; the first failure prints
+// "FAIL: ..." on stderr, writes the screenshot (of the failing state) and exits 1.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CHROMIUM = process.env.CURVEWATCH_CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+  '--no-first-run', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+
+class CheckError extends Error {}
+const fail = (msg) => { throw new CheckError(msg); };
+const ok = (msg) => console.log(`ok - ${msg}`);
+
+function parseArgs(argv) {
+  const pos = [];
+  const o = { transport: 'sse', alertTimeoutS: 60, checkDownload: false, hostile: true, run: null, layer: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--run') o.run = argv[++i];
+    else if (a === '--layer') o.layer = argv[++i];
+    else if (a === '--transport') o.transport = argv[++i];
+    else if (a === '--alert-timeout-s') o.alertTimeoutS = Number(argv[++i]);
+    else if (a === '--check-download') o.checkDownload = true;
+    else if (a === '--no-hostile') o.hostile = false;
+    else if (a.startsWith('--')) usage(`unknown option ${a}`);
+    else pos.push(a);
+  }
+  if (pos.length !== 3) usage('expected <base-url> <token> <screenshot.png>');
+  if (!['sse', 'polling'].includes(o.transport)) usage('--transport is sse or polling');
+  [o.base, o.token, o.png] = pos;
+  o.base = o.base.replace(/\/+$/, '');
+  return o;
+}
+
+function usage(msg) {
+  console.error(`dashboard.spec.mjs: ${msg}\nusage: node dashboard.spec.mjs <base-url> <token> <screenshot.png> [--run ID] [--layer NAME] [--transport sse|polling] [--alert-timeout-s N] [--check-download] [--no-hostile]`);
+  process.exit(2);
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const enc = encodeURIComponent;
+
+async function api(p) {
+  const r = await fetch(opts.base + p, { headers: { Accept: 'application/json' } });
+  if (!r.ok) fail(`GET ${p} answered ${r.status}: ${await r.text()}`);
+  return r.json();
+}
+
+async function loadPlaywright() {
+  try {
+    return await import(path.join(here, 'node_modules', 'playwright-core', 'index.mjs'));
+  } catch (e) {
+    console.error(`FAIL: playwright-core is not installed (npm ci --prefix ${here}): ${e.message}`);
+    process.exit(1);
+  }
+}
+
+const sibling = (suffix) => opts.png.replace(/(\.png)?$/i, `${suffix}.png`);
+
+async function main() {
+  if (!fs.existsSync(CHROMIUM)) fail(`no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+  const { chromium } = await loadPlaywright();
+  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'curvewatch-chromium-'));
+  let context = null;
+  let page = null;
+  const consoleErrors = [];
+  const expectedErrors = [];
+  try {
+    // ---------------------------------------------------------------- what the API says
+    const runs = await api('/api/runs');
+    if (!Array.isArray(runs) || runs.length === 0) fail('GET /api/runs lists no run: nothing was seeded');
+    const runId = opts.run ?? runs[0].run_id;
+    const run = runs.find((r) => r.run_id === runId);
+    if (!run) fail(`run ${JSON.stringify(runId)} is not in GET /api/runs (${runs.map((r) => r.run_id).join(', ')})`);
+    const detail = await api(`/api/runs/${enc(runId)}`);
+    const allSignals = await api(`/api/runs/${enc(runId)}/signals?name=memorization_gap&limit=5000`);
+    const gapSeries = (allSignals.series || []).filter((se) => se.name === 'memorization_gap' && se.points && se.points.length);
+    const layer = opts.layer ?? (gapSeries[0] && gapSeries[0].layer);
+    if (!layer) fail(`run ${runId} has no memorization_gap points in GET /api/runs/${runId}/signals`);
+    const gap = await api(`/api/runs/${enc(runId)}/signals?layer=${enc(layer)}&name=memorization_gap&limit=5000`);
+    const gapPoints = ((gap.series || []).find((se) => se.layer === layer && se.name === 'memorization_gap') || { points: [] }).points.length;
+    if (gapPoints === 0) fail(`layer ${layer} has no memorization_gap points`);
+    const runAlerts = await api(`/api/alerts?run=${enc(runId)}&limit=200`);
+    const snapshots = await api(`/api/runs/${enc(runId)}/snapshots`);
+    const hostile = [...runs.flatMap((r) => [r.run_id, r.model, r.source]), ...runAlerts.flatMap((a) => [a.summary, a.rule])]
+      .filter((v) => typeof v === 'string' && /[<>"']/.test(v));
+    if (opts.hostile && hostile.length === 0) fail('the seeded data holds no hostile string (e.g. a model name <img src=x onerror=...>): seed one or pass --no-hostile');
+    console.log(`# run ${JSON.stringify(runId)}, layer ${layer}: ${gapPoints} gap points, ${runAlerts.length} alerts, ${snapshots.length} snapshots, ${hostile.length} hostile strings`);
+
+    // ---------------------------------------------------------------- browser
+    context = await chromium.launchPersistentContext(userDir, {
+      executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1366, height: 900 },
+      acceptDownloads: true, colorScheme: 'light',
+    });
+    page = context.pages()[0] || await context.newPage();
+    page.setDefaultTimeout(15000);
+    page.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      const where = m.location() && m.location().url ? m.location().url : '';
+      const entry = `${m.text()}${where ? ` (${where})` : ''}`;
+      if (expectedErrors.some((f) => f(m.text(), where))) return;
+      consoleErrors.push(entry);
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
+    // the deliberate wrong-token POST is logged by Chromium as a failed resource
+    expectedErrors.push((text, url) => /status of 401/.test(text) && /\/api\/runs\/[^/]+\/edits$/.test(url));
+    if (opts.transport === 'polling') expectedErrors.push((text, url) => /\/api\/events/.test(url) || /EventSource/.test(text));
+
+    const waitFor = async (fn, arg, what, timeout = 15000) => {
+      try {
+        await page.waitForFunction(fn, arg, { timeout, polling: 100 });
+      } catch (e) {
+        fail(`timed out after ${timeout / 1000} s waiting for: ${what}`);
+      }
+    };
+
+    // ---------------------------------------------------------------- runs list
+    await page.goto(`${opts.base}/`, { waitUntil: 'domcontentloaded' });
+    await waitFor((id) => [...document.querySelectorAll('table.runs tbody tr')].some((tr) => tr.dataset.runId === id), runId,
+      `the runs list to show run ${runId}`);
+    const rows = await page.evaluate(() => [...document.querySelectorAll('table.runs tbody tr')].map((tr) => ({
+      id: tr.dataset.runId, link: tr.querySelector('a.run-link')?.textContent, model: tr.querySelector('td.model')?.textContent,
+    })));
+    for (const r of runs) {
+      const row = rows.find((x) => x.id === r.run_id);
+      if (!row) fail(`run ${JSON.stringify(r.run_id)} from the API is missing from the runs list`);
+      if (row.link !== r.run_id) fail(`runs list shows run id ${JSON.stringify(row.link)}, API says ${JSON.stringify(r.run_id)}`);
+      if (row.model !== r.model) fail(`runs list shows model ${JSON.stringify(row.model)} for ${r.run_id}, API says ${JSON.stringify(r.model)}`);
+    }
+    ok(`runs list shows the seeded run ${JSON.stringify(runId)} and all ${runs.length} runs with their model names as text`);
+    await checkNoInjection(page, 'runs list');
+    await page.screenshot({ path: sibling('-runs'), fullPage: true });
+
+    // ---------------------------------------------------------------- run view
+    await page.evaluate((id) => {
+      const a = [...document.querySelectorAll('table.runs a.run-link')].find((x) => x.textContent === id);
+      a.focus();
+    }, runId);
+    await page.keyboard.press('Enter'); // links are keyboard-usable
+    try {
+      await page.waitForFunction(({ l, n }) => {
+        const svg = [...document.querySelectorAll('svg[data-chart="memorization_gap"]')].find((x) => x.dataset.layer === l);
+        return svg && svg.querySelectorAll('circle.pt').length === n;
+      }, { l: layer, n: gapPoints }, { timeout: 15000, polling: 100 });
+    } catch {
+      const drawn = await page.evaluate((l) => {
+        const svg = [...document.querySelectorAll('svg[data-chart="memorization_gap"]')].find((x) => x.dataset.layer === l);
+        return svg ? svg.querySelectorAll('circle.pt').length : 'no chart';
+      }, layer);
+      fail(`the gap chart of ${layer} draws ${drawn} points after 15 s, GET /signals returns ${gapPoints}`);
+    }
+    ok(`gap chart of ${layer} draws ${gapPoints} points, as many as GET /signals returns`);
+    const layersShown = await page.evaluate(() => [...document.querySelectorAll('section.layer')].map((x) => x.dataset.layer));
+    for (const l of detail.layers || []) {
+      if (!layersShown.includes(l.name)) fail(`layer ${l.name} has no panel in the run view`);
+    }
+    const modelShown = await page.evaluate(() => document.querySelector('.run-header dd.model')?.textContent);
+    if (modelShown !== detail.model) fail(`run header shows model ${JSON.stringify(modelShown)}, API says ${JSON.stringify(detail.model)}`);
+    ok(`run view has a panel per layer (${layersShown.length}) and shows the model name as text`);
+
+    const groups = new Map();
+    for (const a of runAlerts) {
+      const g = groups.get(a.fingerprint);
+      if (!g || a.last_seen_ms > g.last_seen_ms) groups.set(a.fingerprint, a);
+    }
+    await waitFor((n) => document.querySelectorAll('ul.alerts li.alert').length >= n, groups.size, `${groups.size} alerts in the alerts panel`);
+    const shownAlerts = await page.evaluate(() => [...document.querySelectorAll('ul.alerts li.alert')].map((li) => ({
+      fp: li.dataset.fingerprint, summary: li.querySelector('.summary')?.textContent,
+    })));
+    for (const a of groups.values()) {
+      const li = shownAlerts.find((x) => x.fp === a.fingerprint);
+      if (!li) fail(`alert ${a.fingerprint} (${JSON.stringify(a.summary)}) is not in the alerts panel`);
+      if (li.summary !== a.summary) fail(`alert ${a.fingerprint} shows summary ${JSON.stringify(li.summary)}, API says ${JSON.stringify(a.summary)}`);
+    }
+    ok(`alerts panel shows the ${groups.size} alerts of the run with their summaries as text`);
+
+    if (snapshots.length) {
+      const shown = await page.evaluate(() => [...document.querySelectorAll('ul.snapshots li.snapshot')].map((li) => ({
+        id: li.dataset.snapshotId, sha: li.querySelector('.sha')?.textContent,
+      })));
+      for (const sn of snapshots) {
+        const li = shown.find((x) => x.id === sn.snapshot_id);
+        if (!li) fail(`snapshot ${sn.snapshot_id} is not in the snapshots list`);
+        if (li.sha !== String(sn.sha256).slice(0, 12)) fail(`snapshot ${sn.snapshot_id} shows sha ${li.sha}`);
+      }
+      ok(`snapshots list shows the ${snapshots.length} snapshots with their short sha256`);
+    }
+
+    const scores = await fetch(`${opts.base}/api/runs/${enc(runId)}/scores?layer=${enc(layer)}&kind=EXACT&top=20`);
+    if (scores.ok) {
+      const top = ((await scores.json()).top || []).map((e) => String(e.sample_id));
+      if (top.length) {
+        await waitFor(({ l, n }) => {
+          const fig = [...document.querySelectorAll('figure.examples-fig')].find((f) => f.dataset.layer === l);
+          return fig && fig.querySelectorAll('td.sample').length === n;
+        }, { l: layer, n: top.length }, `${top.length} top EXACT examples of ${layer}`);
+        const shown = await page.evaluate((l) => [...[...document.querySelectorAll('figure.examples-fig')].find((f) => f.dataset.layer === l)
+          .querySelectorAll('td.sample')].map((td) => td.textContent), layer);
+        if (JSON.stringify(shown) !== JSON.stringify(top)) fail(`top examples of ${layer} show ${JSON.stringify(shown)}, API says ${JSON.stringify(top)}`);
+        ok(`top examples of ${layer} by EXACT score match the API (${top.length} sample ids, as text)`);
+      }
+    }
+    await checkNoInjection(page, 'run view');
+
+    // ---------------------------------------------------------------- live alert
+    const wantState = opts.transport === 'sse' ? 'live' : 'polling';
+    await waitFor((st) => document.getElementById('conn').dataset.state === st, wantState, `the connection indicator to say ${wantState}`, 30000);
+    const label = await page.evaluate(() => document.querySelector('#conn .label').textContent);
+    ok(`connection indicator shows ${JSON.stringify(label)}`);
+    const before = await page.evaluate(() => {
+      window.__noReload = 'still-the-same-page';
+      return {
+        ids: [...document.querySelectorAll('ul.alerts li.alert')].map((li) => li.dataset.alertId),
+        events: Number(document.getElementById('conn').dataset.events || 0),
+      };
+    });
+    console.log(`WAITING_FOR_ALERT run=${runId}`);
+    await waitFor((ids) => [...document.querySelectorAll('ul.alerts li.alert')].some((li) => !ids.includes(li.dataset.alertId)), before.ids,
+      `a newly published alert to appear without reload (${opts.transport})`, opts.alertTimeoutS * 1000);
+    const after = await page.evaluate((ids) => ({
+      marker: window.__noReload,
+      events: Number(document.getElementById('conn').dataset.events || 0),
+      state: document.getElementById('conn').dataset.state,
+      fresh: [...document.querySelectorAll('ul.alerts li.alert')].filter((li) => !ids.includes(li.dataset.alertId))
+        .map((li) => ({ id: li.dataset.alertId, summary: li.querySelector('.summary')?.textContent })),
+    }), before.ids);
+    if (after.marker !== 'still-the-same-page') fail('the page reloaded while waiting for the live alert');
+    if (opts.transport === 'sse' && !(after.events > before.events)) fail(`the new alert did not come over SSE (events ${before.events} -> ${after.events}, state ${after.state})`);
+    console.log(`ALERT_SEEN id=${after.fresh[0].id}`);
+    ok(`live alert ${JSON.stringify(after.fresh[0].summary)} appeared without reload via ${opts.transport}`);
+
+    // ---------------------------------------------------------------- edit form
+    const editRow = await page.evaluate((l) => [...document.querySelectorAll('.edit-layer')].findIndex((r) => r.dataset.layer === l), layer);
+    if (editRow < 0) fail(`the edit form has no row for layer ${layer}`);
+    await page.fill(`#edit-rho${editRow}`, '0.9');
+    await page.fill('#edit-reason', 'browser test: wrong token first');
+    await page.fill('#token', `${opts.token}-wrong`);
+    await page.click('#edit-submit');
+    await waitFor(() => /401/.test(document.getElementById('edit-result').textContent), null, 'the edit form to report 401 for a wrong token');
+    ok(`wrong token: ${JSON.stringify(await page.textContent('#edit-result'))}`);
+    await page.fill('#token', opts.token);
+    await page.fill('#edit-reason', 'browser test: right token');
+    await page.focus('#edit-submit');
+    await page.keyboard.press('Enter'); // the form works from the keyboard
+    await waitFor(() => /accepted/i.test(document.getElementById('edit-result').textContent), null, 'the edit form to report "accepted" for the right token');
+    ok(`right token: ${JSON.stringify(await page.textContent('#edit-result'))}`);
+    const storage = await page.evaluate((t) => ({
+      session: Object.keys(sessionStorage).some((k) => sessionStorage.getItem(k) === t),
+      local: Object.keys(localStorage).some((k) => (localStorage.getItem(k) || '').includes(t)),
+      cookie: document.cookie.includes(t),
+    }), opts.token);
+    if (!storage.session) fail('the token is not kept in sessionStorage');
+    if (storage.local || storage.cookie) fail('the token leaked into localStorage or a cookie');
+    ok('the token is kept in sessionStorage only');
+
+    if (opts.checkDownload) {
+      if (!snapshots.length) fail('--check-download but the run has no snapshot');
+      const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 15000 }).catch(() => null),
+        page.click(`ul.snapshots li.snapshot a.download >> nth=0`)]);
+      if (!dl) fail(`no download started; the page says ${JSON.stringify(await page.textContent('#snapshots .form-result'))}`);
+      const file = await dl.path();
+      const size = fs.statSync(file).size;
+      const want = snapshots.find((s) => s.snapshot_id === (dl.suggestedFilename().replace(/\.safetensors$/, '')))?.size_bytes ?? snapshots[0].size_bytes;
+      if (size !== want) fail(`downloaded ${size} bytes, the snapshot says ${want}`);
+      ok(`snapshot download with the token: ${dl.suggestedFilename()} (${size} bytes)`);
+    }
+
+    await checkNoInjection(page, 'after live updates');
+    if (consoleErrors.length) fail(`console errors:\n  ${consoleErrors.join('\n  ')}`);
+    ok('no console errors');
+
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: opts.png, fullPage: true });
+    ok(`screenshot ${opts.png}`);
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: sibling('-dark'), fullPage: true });
+    if (consoleErrors.length) fail(`console errors:\n  ${consoleErrors.join('\n  ')}`);
+    console.log('PASS: dashboard browser test');
+  } catch (e) {
+    const msg = e instanceof CheckError ? e.message : `unexpected error: ${e && e.stack ? e.stack : e}`;
+    console.error(`FAIL: ${msg}`);
+    if (consoleErrors.length && !/console errors/.test(msg)) console.error(`console errors so far:\n  ${consoleErrors.join('\n  ')}`);
+    if (page) await page.screenshot({ path: opts.png, fullPage: true }).then(() => console.error(`(screenshot of the failure: ${opts.png})`)).catch(() => {});
+    process.exitCode = 1;
+  } finally {
+    if (context) await context.close().catch(() => {});
+    fs.rmSync(userDir, { recursive: true, force: true });
+  }
+}
+
+async function checkNoInjection(page, where) {
+  const r = await page.evaluate(() => {
+    const handlers = [];
+    for (const el of document.querySelectorAll('*')) {
+      for (const a of el.attributes) if (/^on/i.test(a.name)) handlers.push(`${el.tagName.toLowerCase()}[${a.name}]`);
+    }
+    return {
+      xss: typeof window.__xss,
+      injected: document.querySelectorAll('img, iframe, object, embed, script:not([src])').length,
+      handlers,
+      badLinks: [...document.querySelectorAll('a[href]')].map((a) => a.getAttribute('href')).filter((h) => /^\s*javascript:/i.test(h)),
+    };
+  });
+  if (r.xss !== 'undefined') fail(`${where}: window.__xss is ${r.xss}: a hostile string was run as markup`);
+  if (r.injected) fail(`${where}: ${r.injected} img/iframe/object/embed/inline script elements in the page: a hostile string was parsed as HTML`);
+  if (r.handlers.length) fail(`${where}: inline event handler attributes ${r.handlers.join(', ')}`);
+  if (r.badLinks.length) fail(`${where}: javascript: links ${r.badLinks.join(', ')}`);
+  ok(`${where}: hostile strings stay text (window.__xss undefined, no injected elements or handlers)`);
+}
+
+const overall = setTimeout(() => {
+  console.error('FAIL: the browser test did not finish within 240 s');
+  process.exit(1);
+}, (240 + opts.alertTimeoutS) * 1000);
+overall.unref();
+await main();
+clearTimeout(overall);
