@@ -2,12 +2,14 @@ package dev.curvewatch.trainer;
 
 import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.FisherKind;
+import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.WeightSnapshot;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 import dev.curvewatch.schemas.TensorCodec;
+import dev.curvewatch.schemas.TopicSpec;
 import dev.curvewatch.schemas.WeightAssembler;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
@@ -43,10 +45,12 @@ public final class CapturePublisher implements AutoCloseable {
     private final AvroSerializer<Capture> captures = new AvroSerializer<>(Capture.class);
     private final AvroSerializer<RunInfo> runs = new AvroSerializer<>(RunInfo.class);
     private final AvroSerializer<WeightSnapshot> weights = new AvroSerializer<>(WeightSnapshot.class);
+    private final AvroSerializer<ProbeResult> probeResults = new AvroSerializer<>(ProbeResult.class);
     private final AtomicLong sent = new AtomicLong();
     private final AtomicLong sentBytes = new AtomicLong();
     private final AtomicLong dropped = new AtomicLong();
     private final AtomicLong failed = new AtomicLong();
+    private final AtomicLong droppedProbeResults = new AtomicLong();
 
     public CapturePublisher(String bootstrapServers, CurvewatchTopics topics, Policy policy, int inFlightBytes) {
         Properties p = KafkaClientSettings.forBootstrap(bootstrapServers);
@@ -88,6 +92,31 @@ public final class CapturePublisher implements AutoCloseable {
                     .setPart(part).setParts(parts).setRowOffset(from).setTimestampMs(now).build();
             send(topics.weights(), CurvewatchTopics.runLayerKey(runId, layer), weights.serialize(topics.weights(), s), true);
         }
+    }
+
+    /**
+     * An answer to an edit candidate (topic probe-results, key = run id), under the same in-flight
+     * budget and policy as captures: BLOCK waits, DROP drops it and counts it
+     * ({@link #droppedProbeResults()}). A record above the probe-results topic's limit
+     * ({@link TopicSpec#DEFAULT_MAX_MESSAGE_BYTES}) is not sent: the broker would refuse it.
+     *
+     * @return false if it was dropped or too large (the reason is printed to stderr)
+     */
+    public boolean publishProbeResult(ProbeResult result) {
+        byte[] value = probeResults.serialize(topics.probeResults(), result);
+        if (value.length > TopicSpec.DEFAULT_MAX_MESSAGE_BYTES - 4096) {
+            droppedProbeResults.incrementAndGet();
+            System.err.println("curvewatch trainer: probe result for candidate " + result.getCandidateId() + " is "
+                    + value.length + " bytes, above the " + topics.probeResults() + " limit; not sent");
+            return false;
+        }
+        int permits = Math.min(value.length, budgetBytes);
+        if (!acquire(permits)) {
+            droppedProbeResults.incrementAndGet();
+            return false;
+        }
+        sendAcquired(topics.probeResults(), result.getRunId(), value, permits);
+        return true;
     }
 
     /**
@@ -192,6 +221,11 @@ public final class CapturePublisher implements AutoCloseable {
     /** Captures dropped by the DROP policy. */
     public long dropped() {
         return dropped.get();
+    }
+
+    /** Probe results dropped by the DROP policy or because they were too large. */
+    public long droppedProbeResults() {
+        return droppedProbeResults.get();
     }
 
     /** Records the broker did not acknowledge. */

@@ -61,7 +61,6 @@ public final class MemorizationGapExperiment {
         NoisyLabelData data = NoisyLabelData.generate(c.seed(), 32, 10, 1.0, 2000, 1000, 500, c.noise());
         int injectAt = c.epochs() / 2;
         int n = data.train().n();
-        int[] cleanLabels = data.train().y();
         Random random = new Random(c.seed() + 2);
         Random sampler = new Random(c.seed() + 3);
         SymmetricEigensolver solver = SymmetricEigensolvers.best();
@@ -72,7 +71,7 @@ public final class MemorizationGapExperiment {
         }
         try (Mlp mlp = new Mlp(c.seed() + 1, 32, c.hidden(), c.hidden(), 10)) {
             for (int epoch = 0; epoch < c.epochs(); epoch++) {
-                int[] labels = inject && epoch >= injectAt ? data.trainLabels() : cleanLabels;
+                int[] labels = data.labelsForEpoch(epoch, inject ? injectAt : NoisyLabelData.NEVER);
                 Metrics.shuffle(order, random);
                 for (int start = 0; start < n; start += 100) {
                     int m = Math.min(100, n - start);

@@ -46,6 +46,22 @@ public record NoisyLabelData(int dim, int classes, Split train, Split test, Spli
         return new Split(n, x, y);
     }
 
+    /** A run whose flipped labels are never injected (a clean control), for {@link #labelsForEpoch}. */
+    public static final int NEVER = Integer.MAX_VALUE;
+
+    /**
+     * The labels trained on in {@code epoch} (0-based) when the flipped labels are injected at
+     * {@code injectAt}: the true labels for epochs before it, the flipped ones ({@link #trainLabels})
+     * from it on. {@code injectAt = 0} is a run noisy from the start, {@link #NEVER} a clean one. The
+     * arrays are shared, not copied: callers only read them.
+     */
+    public int[] labelsForEpoch(int epoch, int injectAt) {
+        if (injectAt < 0) {
+            throw new IllegalArgumentException("injection epoch must be >= 0, got " + injectAt);
+        }
+        return epoch >= injectAt ? trainLabels : train.y();
+    }
+
     public int flippedCount() {
         int c = 0;
         for (boolean f : flipped) {

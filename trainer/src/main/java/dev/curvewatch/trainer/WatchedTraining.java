@@ -1,7 +1,9 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.FisherKind;
 import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
@@ -13,11 +15,13 @@ import dev.curvewatch.schemas.CurvewatchTopics;
 
 import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Random;
 import java.util.Set;
 
@@ -27,29 +31,119 @@ import java.util.Set;
  * layer per step, held-out probe captures, WeightSnapshot every N steps), or, without a broker,
  * accumulated into K-FAC factors in-process. Can start from a safetensors snapshot (e.g. the
  * output of {@code curvewatch edit}) and save its final weights as safetensors.
+ *
+ * <p>With a broker, between steps it also answers the service's edit candidates
+ * ({@link CandidateResponder}, SERVICE-CONTRACT §1) and follows edited snapshots
+ * ({@link SnapshotFollower}: verified, and with {@code applySnapshots} loaded into the model so
+ * training continues from them). The flipped labels can be injected mid-run
+ * ({@code injectNoiseAtEpoch}): clean labels before that epoch, flipped ones from it on.
  */
 public final class WatchedTraining {
 
+    /** Training examples per epoch / batch: 2000 generated examples in batches of {@code batch}. */
+    public static final int TRAIN_EXAMPLES = 2000;
+
+    /**
+     * @param injectNoiseAtEpoch epochs trained on the true labels before the flipped ones take over
+     *                           (0: flipped from the start, the plain noisy-label run)
+     * @param answerCandidates   with a broker: answer edit candidates with probe results
+     * @param snapshotDir        with a broker: the snapshot store whose edited snapshots are followed (null: none)
+     * @param applySnapshots     load verified snapshots into the model (needs {@code snapshotDir})
+     */
     public record Config(String runId, long seed, double noise, int hidden, int epochs, int batch, float lr,
                          int weightsEvery, int probeEvery, boolean sampledFisher, int tokensPerStep, String bootstrap,
                          CapturePublisher.Policy policy, int inFlightBytes, Path initWeights, Path saveWeights,
-                         Path saveFactors) {
+                         Path saveFactors, int injectNoiseAtEpoch, boolean answerCandidates, Path snapshotDir,
+                         boolean applySnapshots) {
         public Config {
             if (tokensPerStep < 0) {
                 throw new IllegalArgumentException("tokens per step must be >= 0 (0 = all), got " + tokensPerStep);
             }
+            if (injectNoiseAtEpoch < 0) {
+                throw new IllegalArgumentException("noise injection epoch must be >= 0 (0 = noisy from the start), got "
+                        + injectNoiseAtEpoch);
+            }
+            if (applySnapshots && snapshotDir == null) {
+                throw new IllegalArgumentException("applying snapshots needs a snapshot directory (--snapshot-dir)");
+            }
+        }
+
+        /** The configuration before mid-run injection and the loop: noisy from the start, answering candidates. */
+        public Config(String runId, long seed, double noise, int hidden, int epochs, int batch, float lr,
+                      int weightsEvery, int probeEvery, boolean sampledFisher, int tokensPerStep, String bootstrap,
+                      CapturePublisher.Policy policy, int inFlightBytes, Path initWeights, Path saveWeights,
+                      Path saveFactors) {
+            this(runId, seed, noise, hidden, epochs, batch, lr, weightsEvery, probeEvery, sampledFisher, tokensPerStep,
+                    bootstrap, policy, inFlightBytes, initWeights, saveWeights, saveFactors, 0, true, null, false);
         }
 
         /** The same run, writing its final weights and in-process factors to these files (null: not written). */
         public Config saving(Path weights, Path factors) {
             return new Config(runId, seed, noise, hidden, epochs, batch, lr, weightsEvery, probeEvery, sampledFisher,
-                    tokensPerStep, bootstrap, policy, inFlightBytes, initWeights, weights, factors);
+                    tokensPerStep, bootstrap, policy, inFlightBytes, initWeights, weights, factors, injectNoiseAtEpoch,
+                    answerCandidates, snapshotDir, applySnapshots);
+        }
+
+        /** The same run on clean labels for {@code epoch} epochs, then on the flipped labels (0: flipped throughout). */
+        public Config withNoiseInjectedAt(int epoch) {
+            return new Config(runId, seed, noise, hidden, epochs, batch, lr, weightsEvery, probeEvery, sampledFisher,
+                    tokensPerStep, bootstrap, policy, inFlightBytes, initWeights, saveWeights, saveFactors, epoch,
+                    answerCandidates, snapshotDir, applySnapshots);
+        }
+
+        /** The same run, answering (or not) the service's edit candidates when it has a broker. */
+        public Config answeringCandidates(boolean answer) {
+            return new Config(runId, seed, noise, hidden, epochs, batch, lr, weightsEvery, probeEvery, sampledFisher,
+                    tokensPerStep, bootstrap, policy, inFlightBytes, initWeights, saveWeights, saveFactors,
+                    injectNoiseAtEpoch, answer, snapshotDir, applySnapshots);
+        }
+
+        /** The same run, following the edited snapshots of store {@code dir} (null: none), loading them if {@code apply}. */
+        public Config followingSnapshots(Path dir, boolean apply) {
+            return new Config(runId, seed, noise, hidden, epochs, batch, lr, weightsEvery, probeEvery, sampledFisher,
+                    tokensPerStep, bootstrap, policy, inFlightBytes, initWeights, saveWeights, saveFactors,
+                    injectNoiseAtEpoch, answerCandidates, dir, apply);
+        }
+
+        /** Steps per epoch: the training set in batches. */
+        public int stepsPerEpoch() {
+            return (TRAIN_EXAMPLES + batch - 1) / batch;
         }
     }
 
-    /** Progress after each epoch, for callers that show it (the demo); {@code published}/{@code dropped} are 0 offline. */
+    /**
+     * Progress after each epoch, for callers that show it (the demo); {@code published}/{@code dropped}
+     * are 0 offline; {@code flippedLabels}: this epoch trained on the flipped labels.
+     */
     public record EpochProgress(String runId, int epoch, int epochs, long step, double flippedMemorized,
-                                double testAccuracy, long published, long dropped) {
+                                double testAccuracy, long published, long dropped, boolean flippedLabels) {
+    }
+
+    /**
+     * Everything that happens between steps, on the training thread (for demos that narrate it and
+     * for tests). {@code model} is the live model: read (copy) it inside the call, never keep it.
+     */
+    public interface Observer {
+        /** After step {@code step} (epoch 0-based): the training-set indices of its batch and the labels in force. */
+        default void stepTrained(long step, int epoch, int[] exampleIndices, int[] labels) {
+        }
+
+        /** A candidate was answered at {@code result.getStep()}; {@code model} is as it was measured. */
+        default void candidateAnswered(EditCandidate candidate, ProbeResult result, Mlp model, int[] trainLabels) {
+        }
+
+        default void candidateSkipped(EditCandidate candidate, String why) {
+        }
+
+        default void candidateRefused(String candidateId, String reason, String message) {
+        }
+
+        /** A snapshot was loaded; {@code model} holds its weights now. */
+        default void snapshotApplied(SnapshotFollower.Applied applied, Mlp model) {
+        }
+
+        default void snapshotRefused(String snapshotId, String reason, String message) {
+        }
     }
 
     /** Called on the training thread after every epoch; keep it quick. */
@@ -63,6 +157,8 @@ public final class WatchedTraining {
     private final Config config;
     private final PrintStream progress;
     private final Listener listener;
+    private volatile Observer observer = new Observer() { };
+    private volatile boolean stopRequested;
 
     public WatchedTraining(Config config, PrintStream progress) {
         this(config, progress, p -> { });
@@ -78,19 +174,46 @@ public final class WatchedTraining {
         this.listener = listener;
     }
 
+    /** Observes what happens between steps (see {@link Observer}); set before {@link #run()}. */
+    public WatchedTraining observe(Observer o) {
+        this.observer = o;
+        return this;
+    }
+
+    /**
+     * Asks a running {@link #run()} to end after the step in progress (from any thread); the
+     * summary then says {@code stopped_early}. For live demos and tests that train "until done".
+     */
+    public void stop() {
+        stopRequested = true;
+    }
+
     /**
      * The demo's watched noisy-labels fine-tune: 512-wide MLP, 10% flipped labels, sampled-label
      * Fisher captures of fc1/fc2 every step, probes every 10 steps, weights every 20 steps,
-     * BLOCK policy with 64 MiB in flight, published to {@code bootstrap} (null: offline).
+     * BLOCK policy with 64 MiB in flight, published to {@code bootstrap} (null: offline); with a
+     * broker it answers edit candidates. Snapshots: {@link Config#followingSnapshots}.
      */
     public static Config noisyLabelsRun(String runId, String bootstrap, int epochs) {
         return new Config(runId, 1, 0.1, 512, epochs, 100, 1e-3f, 20, 10, true, 0, bootstrap,
-                CapturePublisher.Policy.BLOCK, 64 << 20, null, null, null);
+                CapturePublisher.Policy.BLOCK, 64 << 20, null, null, null, 0, true, null, false);
+    }
+
+    /**
+     * {@link #noisyLabelsRun} with memorization injected mid-run, for a live demo: the true labels
+     * for the first {@code injectAt} epochs, then the 10% flipped labels (from step
+     * {@code injectAt * 20} on), so the memorization gap jumps while the run is watched.
+     */
+    public static Config memorizationRun(String runId, String bootstrap, int epochs, int injectAt) {
+        if (injectAt < 1) {
+            throw new IllegalArgumentException("inject the noise after at least one clean epoch, got " + injectAt);
+        }
+        return noisyLabelsRun(runId, bootstrap, epochs).withNoiseInjectedAt(injectAt);
     }
 
     /** The run's generated data (32-d, 10 classes; 2000 train, 1000 test, 500 held-out probes). */
     public static NoisyLabelData data(Config c) {
-        return NoisyLabelData.generate(c.seed(), 32, 10, 1.0, 2000, 1000, 500, c.noise());
+        return NoisyLabelData.generate(c.seed(), 32, 10, 1.0, TRAIN_EXAMPLES, 1000, 500, c.noise());
     }
 
     /** The run's MLP at its seeded initialisation (32 → hidden → hidden → 10); the caller closes it. */
@@ -104,149 +227,280 @@ public final class WatchedTraining {
         Map<String, Object> out = new LinkedHashMap<>();
         Random random = new Random(c.seed() + 11);
         Random tokenSampler = new Random(c.seed() + 13); // its own stream: a budget leaves training unchanged
+        CurvewatchTopics topics = CurvewatchTopics.withDefaultPrefix();
         try (Mlp mlp = model(c);
              CapturePublisher publisher = c.bootstrap() == null ? null
-                     : new CapturePublisher(c.bootstrap(), CurvewatchTopics.withDefaultPrefix(), c.policy(),
-                     c.inFlightBytes())) {
+                     : new CapturePublisher(c.bootstrap(), topics, c.policy(), c.inFlightBytes())) {
             if (c.initWeights() != null) {
                 loadWeights(mlp, c.initWeights());
                 progress.println("loaded weights from " + c.initWeights());
             }
-            Map<Integer, FactorAccumulator[]> factors = new LinkedHashMap<>();
-            for (int l : WATCHED) {
-                factors.put(l, new FactorAccumulator[] {FactorAccumulator.cumulative(mlp.inDim(l), Precision.FLOAT64),
-                        FactorAccumulator.cumulative(mlp.outDim(l), Precision.FLOAT64)});
-            }
-            FisherKind fisher = c.sampledFisher() ? FisherKind.SAMPLED : FisherKind.EMPIRICAL;
-            if (publisher != null) {
-                List<LayerInfo> layers = new ArrayList<>();
-                for (int l : WATCHED) {
-                    layers.add(LayerInfo.newBuilder().setName(Mlp.layerName(l)).setDIn(mlp.inDim(l))
-                            .setDOut(mlp.outDim(l)).setTransposed(false).setHasBias(true).build());
+            NoisyLabelsEvaluator evaluator = new NoisyLabelsEvaluator(mlp, data, List.of(0, 1),
+                    data.labelsForEpoch(0, c.injectNoiseAtEpoch()));
+            try (CandidateResponder responder = publisher == null || !c.answerCandidates() ? null
+                         : responder(c, evaluator, mlp, publisher);
+                 SnapshotFollower follower = publisher == null || c.snapshotDir() == null ? null
+                         : follower(c, evaluator, mlp)) {
+                // both tails are positioned at the end before the run is announced, so nothing sent for it is missed
+                if (responder != null) {
+                    responder.tail(c.bootstrap(), topics);
                 }
-                Map<String, String> cfg = new LinkedHashMap<>();
-                cfg.put("seed", String.valueOf(c.seed()));
-                cfg.put("noise", String.valueOf(c.noise()));
-                cfg.put("lr", String.valueOf(c.lr()));
-                cfg.put("batch", String.valueOf(c.batch()));
-                cfg.put("tokens_per_step", String.valueOf(c.tokensPerStep()));
-                publisher.publishRun(RunInfo.newBuilder().setRunId(c.runId()).setModel("mlp-32-" + c.hidden() + "-"
-                                + c.hidden() + "-10").setSource("djl-trainer").setCreatedMs(System.currentTimeMillis())
-                        .setLayers(layers).setFisher(fisher).setWeightsEvery(c.weightsEvery()).setConfig(cfg).build());
-            }
-            int n = data.train().n();
-            int[] order = new int[n];
-            for (int i = 0; i < n; i++) {
-                order[i] = i;
-            }
-            long step = 0;
-            long captureNanos = 0;
-            long trainNanos = 0;
-            for (int epoch = 0; epoch < c.epochs(); epoch++) {
-                Metrics.shuffle(order, random);
-                for (int start = 0; start < n; start += c.batch()) {
-                    int m = Math.min(c.batch(), n - start);
-                    float[] x = new float[m * 32];
-                    int[] y = new int[m];
-                    String[] ids = new String[m];
-                    for (int k = 0; k < m; k++) {
-                        int idx = order[start + k];
-                        System.arraycopy(data.train().x(), idx * 32, x, k * 32, 32);
-                        y[k] = data.trainLabels()[idx];
-                        ids[k] = "train-" + idx;
-                    }
-                    long t0 = System.nanoTime();
-                    Mlp.StepResult r = mlp.forwardBackward(x, y, m, Set.of(0, 1));
-                    mlp.adam(r, c.lr());
-                    long t1 = System.nanoTime();
-                    trainNanos += t1 - t0;
-                    List<LayerCapture> caps = r.captures();
-                    if (c.sampledFisher()) {
-                        float[] logits = mlp.logits(x, m);
-                        int[] sampled = new int[m];
-                        for (int k = 0; k < m; k++) {
-                            sampled[k] = Metrics.sampleFromLogits(logits, k * 10, 10, random);
-                        }
-                        caps = mlp.forwardBackward(x, sampled, m, Set.of(0, 1)).captures();
-                    }
-                    // token budget: the same random rows of every watched layer, so a and g stay paired per example
-                    int[] keep = c.tokensPerStep() > 0 && m > c.tokensPerStep()
-                            ? sampleRows(m, c.tokensPerStep(), tokenSampler) : null;
-                    String[] keptIds = keep == null ? ids : select(ids, keep);
-                    float[] keptLosses = keep == null ? r.perExampleLoss() : select(r.perExampleLoss(), keep);
-                    for (LayerCapture full : caps) {
-                        LayerCapture cap = keep == null ? full : full.rows(keep);
-                        factors.get(cap.layer())[0].add(step, cap.a(), cap.tokens());
-                        factors.get(cap.layer())[1].add(step, cap.g(), cap.tokens());
-                        if (publisher != null) {
-                            publisher.publishCapture(c.runId(), Mlp.layerName(cap.layer()), step, cap, keptIds,
-                                    keptLosses, false, fisher, m);
-                        }
-                    }
-                    if (publisher != null && c.probeEvery() > 0 && step % c.probeEvery() == 0) {
-                        publishProbes(publisher, mlp, data, step);
-                    }
-                    if (publisher != null && c.weightsEvery() > 0 && step % c.weightsEvery() == 0) {
-                        for (int l : WATCHED) {
-                            publisher.publishWeights(c.runId(), Mlp.layerName(l), step, mlp.weight(l), mlp.outDim(l),
-                                    mlp.inDim(l), mlp.bias(l));
-                        }
-                    }
-                    captureNanos += System.nanoTime() - t1;
-                    step++;
+                if (follower != null) {
+                    follower.tail(c.bootstrap(), topics);
                 }
-                int[] pred = Metrics.argmax(mlp.logits(data.train().x(), n), n, 10);
-                int[] predTest = Metrics.argmax(mlp.logits(data.test().x(), data.test().n()), data.test().n(), 10);
-                EpochProgress ep = new EpochProgress(c.runId(), epoch + 1, c.epochs(), step,
-                        Metrics.agreement(pred, data.trainLabels(), data.flipped(), true),
-                        Metrics.agreement(predTest, data.test().y(), null, true),
-                        publisher == null ? 0 : publisher.sent(), publisher == null ? 0 : publisher.dropped());
-                progress.printf("epoch %d/%d step %d: flipped memorized %.3f, test accuracy %.4f%s%n", ep.epoch(),
-                        ep.epochs(), ep.step(), ep.flippedMemorized(), ep.testAccuracy(),
-                        publisher == null ? "" : String.format(", published %d records, dropped %d",
-                                ep.published(), ep.dropped()));
-                listener.onEpoch(ep);
+                train(c, data, mlp, publisher, evaluator, responder, follower, random, tokenSampler, out);
+                if (responder != null) {
+                    out.putAll(responder.summary());
+                } else {
+                    out.put("answering_candidates", false);
+                }
+                if (follower != null) {
+                    out.put("snapshot_dir", c.snapshotDir().toString());
+                    out.put("applying_snapshots", c.applySnapshots());
+                    out.putAll(follower.summary());
+                } else {
+                    out.put("following_snapshots", false);
+                }
             }
-            out.put("steps", step);
-            out.put("train_ms", trainNanos / 1e6);
-            out.put("capture_and_publish_ms", captureNanos / 1e6);
             if (publisher != null) {
                 publisher.flush();
                 out.put("published_records", publisher.sent());
                 out.put("published_bytes", publisher.sentBytes());
                 out.put("dropped_captures", publisher.dropped());
+                out.put("dropped_probe_results", publisher.droppedProbeResults());
                 out.put("failed_records", publisher.failed());
             }
-            Map<String, Object> spectra = new LinkedHashMap<>();
-            for (int l : WATCHED) {
-                FactorAccumulator[] ag = factors.get(l);
-                SpectrumSummary a = SpectrumSummary.of(SymmetricEigensolvers.best()
-                        .decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow().values());
-                SpectrumSummary g = SpectrumSummary.of(SymmetricEigensolvers.best()
-                        .decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow().values());
-                spectra.put(Mlp.layerName(l), Map.of("A", a, "G", g, "tokens", ag[0].tokenCount()));
-                progress.printf("%s in-process factors over %d tokens: A %s%n  G %s%n", Mlp.layerName(l),
-                        ag[0].tokenCount(), a, g);
-            }
-            out.put("spectra", spectra);
-            if (c.saveFactors() != null) {
-                SafetensorsWriter fw = new SafetensorsWriter();
-                fw.metadata(Map.of("curvewatch.run", c.runId(), "curvewatch.step", String.valueOf(step),
-                        "curvewatch.fisher", fisher.toString()));
-                for (int l : WATCHED) {
-                    FactorAccumulator[] ag = factors.get(l);
-                    fw.addFloat64(Mlp.layerName(l) + ".A", new long[] {ag[0].dim(), ag[0].dim()}, ag[0].mean());
-                    fw.addFloat64(Mlp.layerName(l) + ".G", new long[] {ag[1].dim(), ag[1].dim()}, ag[1].mean());
-                }
-                fw.write(c.saveFactors());
-                progress.println("saved factors to " + c.saveFactors());
-            }
             if (c.saveWeights() != null) {
-                saveWeights(mlp, c.saveWeights(), c.runId(), step);
+                saveWeights(mlp, c.saveWeights(), c.runId(), (Long) out.get("steps"));
                 progress.println("saved weights to " + c.saveWeights());
             }
         }
         return out;
+    }
+
+    private CandidateResponder responder(Config c, NoisyLabelsEvaluator evaluator, Mlp mlp, CapturePublisher publisher) {
+        return new CandidateResponder(c.runId(), evaluator, publisher::publishProbeResult, progress,
+                new CandidateResponder.Events() {
+                    @Override
+                    public void candidateAnswered(EditCandidate candidate, ProbeResult result) {
+                        observer.candidateAnswered(candidate, result, mlp, evaluator.labels());
+                    }
+
+                    @Override
+                    public void candidateSkipped(EditCandidate candidate, String why) {
+                        observer.candidateSkipped(candidate, why);
+                    }
+
+                    @Override
+                    public void candidateRefused(String candidateId, String reason, String message) {
+                        observer.candidateRefused(candidateId, reason, message);
+                    }
+                });
+    }
+
+    private SnapshotFollower follower(Config c, NoisyLabelsEvaluator evaluator, Mlp mlp) throws IOException {
+        Files.createDirectories(c.snapshotDir());
+        SnapshotFollower.Target target = new SnapshotFollower.Target() {
+            @Override
+            public Optional<LayerShape> layer(String name) {
+                return evaluator.layer(name);
+            }
+
+            @Override
+            public void load(String layer, float[] weight, float[] bias) {
+                int l = Integer.parseInt(layer.substring(2)) - 1; // "fc<l+1>", a watched layer by now
+                mlp.setWeight(l, weight);
+                if (bias != null) {
+                    System.arraycopy(bias, 0, mlp.bias(l), 0, mlp.bias(l).length);
+                }
+            }
+        };
+        return new SnapshotFollower(c.runId(), new SnapshotStore(c.snapshotDir()), target, c.applySnapshots(), progress,
+                new SnapshotFollower.Events() {
+                    @Override
+                    public void snapshotApplied(SnapshotFollower.Applied applied) {
+                        observer.snapshotApplied(applied, mlp);
+                    }
+
+                    @Override
+                    public void snapshotRefused(String snapshotId, String reason, String message) {
+                        observer.snapshotRefused(snapshotId, reason, message);
+                    }
+                });
+    }
+
+    private void train(Config c, NoisyLabelData data, Mlp mlp, CapturePublisher publisher, NoisyLabelsEvaluator evaluator,
+                       CandidateResponder responder, SnapshotFollower follower, Random random, Random tokenSampler,
+                       Map<String, Object> out) throws IOException {
+        Map<Integer, FactorAccumulator[]> factors = new LinkedHashMap<>();
+        for (int l : WATCHED) {
+            factors.put(l, new FactorAccumulator[] {FactorAccumulator.cumulative(mlp.inDim(l), Precision.FLOAT64),
+                    FactorAccumulator.cumulative(mlp.outDim(l), Precision.FLOAT64)});
+        }
+        FisherKind fisher = c.sampledFisher() ? FisherKind.SAMPLED : FisherKind.EMPIRICAL;
+        if (publisher != null) {
+            List<LayerInfo> layers = new ArrayList<>();
+            for (int l : WATCHED) {
+                layers.add(LayerInfo.newBuilder().setName(Mlp.layerName(l)).setDIn(mlp.inDim(l))
+                        .setDOut(mlp.outDim(l)).setTransposed(false).setHasBias(true).build());
+            }
+            Map<String, String> cfg = new LinkedHashMap<>();
+            cfg.put("seed", String.valueOf(c.seed()));
+            cfg.put("noise", String.valueOf(c.noise()));
+            cfg.put("lr", String.valueOf(c.lr()));
+            cfg.put("batch", String.valueOf(c.batch()));
+            cfg.put("tokens_per_step", String.valueOf(c.tokensPerStep()));
+            cfg.put("inject_noise_at_epoch", String.valueOf(c.injectNoiseAtEpoch()));
+            cfg.put("answers_candidates", String.valueOf(responder != null));
+            cfg.put("applies_snapshots", String.valueOf(follower != null && c.applySnapshots()));
+            publisher.publishRun(RunInfo.newBuilder().setRunId(c.runId()).setModel("mlp-32-" + c.hidden() + "-"
+                            + c.hidden() + "-10").setSource("djl-trainer").setCreatedMs(System.currentTimeMillis())
+                    .setLayers(layers).setFisher(fisher).setWeightsEvery(c.weightsEvery()).setConfig(cfg).build());
+        }
+        if (c.injectNoiseAtEpoch() > 0) {
+            progress.printf("training on the true labels for %d epochs, then on %d flipped labels (%.0f%%)%s%n",
+                    c.injectNoiseAtEpoch(), data.flippedCount(), 100.0 * data.flippedCount() / data.train().n(),
+                    c.injectNoiseAtEpoch() >= c.epochs() ? ": after the last epoch, so never" : "");
+        }
+        int n = data.train().n();
+        int[] order = new int[n];
+        for (int i = 0; i < n; i++) {
+            order[i] = i;
+        }
+        long step = 0;
+        long captureNanos = 0;
+        long trainNanos = 0;
+        long loopNanos = 0;
+        Long injectedAtStep = c.injectNoiseAtEpoch() == 0 ? Long.valueOf(0) : null;
+        boolean stopped = false;
+        for (int epoch = 0; epoch < c.epochs() && !stopped; epoch++) {
+            int[] labels = data.labelsForEpoch(epoch, c.injectNoiseAtEpoch());
+            if (labels != evaluator.labels()) {
+                evaluator.labels(labels);
+                injectedAtStep = step;
+                progress.printf("epoch %d, step %d: memorization injected: %d of %d training labels are flipped from now on%n",
+                        epoch + 1, step, data.flippedCount(), n);
+            }
+            Metrics.shuffle(order, random);
+            for (int start = 0; start < n; start += c.batch()) {
+                int m = Math.min(c.batch(), n - start);
+                float[] x = new float[m * 32];
+                int[] y = new int[m];
+                int[] idxs = new int[m];
+                String[] ids = new String[m];
+                for (int k = 0; k < m; k++) {
+                    int idx = order[start + k];
+                    System.arraycopy(data.train().x(), idx * 32, x, k * 32, 32);
+                    y[k] = labels[idx];
+                    idxs[k] = idx;
+                    ids[k] = "train-" + idx;
+                }
+                long t0 = System.nanoTime();
+                Mlp.StepResult r = mlp.forwardBackward(x, y, m, Set.of(0, 1));
+                mlp.adam(r, c.lr());
+                long t1 = System.nanoTime();
+                trainNanos += t1 - t0;
+                List<LayerCapture> caps = r.captures();
+                if (c.sampledFisher()) {
+                    float[] logits = mlp.logits(x, m);
+                    int[] sampled = new int[m];
+                    for (int k = 0; k < m; k++) {
+                        sampled[k] = Metrics.sampleFromLogits(logits, k * 10, 10, random);
+                    }
+                    caps = mlp.forwardBackward(x, sampled, m, Set.of(0, 1)).captures();
+                }
+                // token budget: the same random rows of every watched layer, so a and g stay paired per example
+                int[] keep = c.tokensPerStep() > 0 && m > c.tokensPerStep()
+                        ? sampleRows(m, c.tokensPerStep(), tokenSampler) : null;
+                String[] keptIds = keep == null ? ids : select(ids, keep);
+                float[] keptLosses = keep == null ? r.perExampleLoss() : select(r.perExampleLoss(), keep);
+                for (LayerCapture full : caps) {
+                    LayerCapture cap = keep == null ? full : full.rows(keep);
+                    factors.get(cap.layer())[0].add(step, cap.a(), cap.tokens());
+                    factors.get(cap.layer())[1].add(step, cap.g(), cap.tokens());
+                    if (publisher != null) {
+                        publisher.publishCapture(c.runId(), Mlp.layerName(cap.layer()), step, cap, keptIds,
+                                keptLosses, false, fisher, m);
+                    }
+                }
+                if (publisher != null && c.probeEvery() > 0 && step % c.probeEvery() == 0) {
+                    publishProbes(publisher, mlp, data, step);
+                }
+                if (publisher != null && c.weightsEvery() > 0 && step % c.weightsEvery() == 0) {
+                    for (int l : WATCHED) {
+                        publisher.publishWeights(c.runId(), Mlp.layerName(l), step, mlp.weight(l), mlp.outDim(l),
+                                mlp.inDim(l), mlp.bias(l));
+                    }
+                }
+                long t2 = System.nanoTime();
+                captureNanos += t2 - t1;
+                evaluator.trained(idxs);
+                observer.stepTrained(step, epoch, idxs, labels);
+                // between steps: snapshots first, so an answer after an applied snapshot measures the edited model
+                if (follower != null) {
+                    follower.poll(step);
+                }
+                if (responder != null) {
+                    responder.poll(step);
+                }
+                loopNanos += System.nanoTime() - t2;
+                step++;
+                if (stopRequested) {
+                    stopped = true;
+                    progress.println("stop requested: ending after step " + (step - 1));
+                    break;
+                }
+            }
+            if (stopped) {
+                break;
+            }
+            int[] pred = Metrics.argmax(mlp.logits(data.train().x(), n), n, 10);
+            int[] predTest = Metrics.argmax(mlp.logits(data.test().x(), data.test().n()), data.test().n(), 10);
+            EpochProgress ep = new EpochProgress(c.runId(), epoch + 1, c.epochs(), step,
+                    Metrics.agreement(pred, data.trainLabels(), data.flipped(), true),
+                    Metrics.agreement(predTest, data.test().y(), null, true),
+                    publisher == null ? 0 : publisher.sent(), publisher == null ? 0 : publisher.dropped(),
+                    labels == data.trainLabels());
+            progress.printf("epoch %d/%d step %d: flipped memorized %.3f, test accuracy %.4f%s%n", ep.epoch(),
+                    ep.epochs(), ep.step(), ep.flippedMemorized(), ep.testAccuracy(),
+                    publisher == null ? "" : String.format(", published %d records, dropped %d",
+                            ep.published(), ep.dropped()));
+            listener.onEpoch(ep);
+        }
+        out.put("steps", step);
+        out.put("stopped_early", stopped);
+        out.put("noise_injected_at_epoch", c.injectNoiseAtEpoch());
+        out.put("noise_injected_at_step", injectedAtStep);
+        out.put("train_ms", trainNanos / 1e6);
+        out.put("capture_and_publish_ms", captureNanos / 1e6);
+        out.put("between_steps_ms", loopNanos / 1e6);
+        Map<String, Object> spectra = new LinkedHashMap<>();
+        for (int l : WATCHED) {
+            FactorAccumulator[] ag = factors.get(l);
+            if (ag[0].tokenCount() == 0) {
+                continue; // stopped before the first step
+            }
+            SpectrumSummary a = SpectrumSummary.of(SymmetricEigensolvers.best()
+                    .decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow().values());
+            SpectrumSummary g = SpectrumSummary.of(SymmetricEigensolvers.best()
+                    .decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow().values());
+            spectra.put(Mlp.layerName(l), Map.of("A", a, "G", g, "tokens", ag[0].tokenCount()));
+            progress.printf("%s in-process factors over %d tokens: A %s%n  G %s%n", Mlp.layerName(l),
+                    ag[0].tokenCount(), a, g);
+        }
+        out.put("spectra", spectra);
+        if (c.saveFactors() != null) {
+            SafetensorsWriter fw = new SafetensorsWriter();
+            fw.metadata(Map.of("curvewatch.run", c.runId(), "curvewatch.step", String.valueOf(step),
+                    "curvewatch.fisher", fisher.toString()));
+            for (int l : WATCHED) {
+                FactorAccumulator[] ag = factors.get(l);
+                fw.addFloat64(Mlp.layerName(l) + ".A", new long[] {ag[0].dim(), ag[0].dim()}, ag[0].mean());
+                fw.addFloat64(Mlp.layerName(l) + ".G", new long[] {ag[1].dim(), ag[1].dim()}, ag[1].mean());
+            }
+            fw.write(c.saveFactors());
+            progress.println("saved factors to " + c.saveFactors());
+        }
     }
 
     private void publishProbes(CapturePublisher publisher, Mlp mlp, NoisyLabelData data, long step) {

@@ -1,0 +1,518 @@
+package dev.curvewatch.trainer;
+
+import dev.curvewatch.avro.EditCandidate;
+import dev.curvewatch.avro.ExampleLosses;
+import dev.curvewatch.avro.ProbeResult;
+import dev.curvewatch.avro.Tensor;
+import dev.curvewatch.curvature.CurvatureEdit;
+import dev.curvewatch.curvature.Eigenbasis;
+import dev.curvewatch.curvature.KeepMassMask;
+import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.InvalidRecordException;
+import dev.curvewatch.schemas.RejectReason;
+import dev.curvewatch.schemas.TensorCodec;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+
+import java.io.PrintStream;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+
+/**
+ * The trainer's side of the exact calibration round trip (SERVICE-CONTRACT §1): reads the
+ * service's {@link EditCandidate}s for its own run from topic edit-candidates, and answers each
+ * one once with a {@link ProbeResult}: per example, the loss and correctness under the layer's
+ * current weight W and under every candidate edit W'_k = U_G ((U_Gᵀ W U_A) ⊙ M_k) U_Aᵀ, built with
+ * {@link CurvatureEdit} from the candidate's eigenbases and {@code select(rho_k)}.
+ *
+ * <p>Everything runs on the training thread, between steps: {@link #poll(long)} never waits for
+ * Kafka, answers at most one candidate per call, and turns every bad input into a logged, counted
+ * refusal (never an exception). When several candidates of one layer are pending, only the newest
+ * (highest factor version, then step, then arrival) is answered; the others are skipped and
+ * counted. Candidates published before the responder started are not read.
+ *
+ * <p>Checks before answering: key and run id are this run's, the layer is watched, tensor shapes
+ * (U_G d_out², U_A d_in², λ d_out, μ d_in), lengths and dtype (FLOAT32 or FLOAT64), finite values,
+ * spectra descending and ≥ 0, bases orthonormal ({@link #ORTHONORMAL_TOLERANCE}, a cheap O(n²)
+ * test of every column's norm and of two column pairings), ρ in (0, 1], and each candidate
+ * threshold τ_k equal to this trainer's {@code select(rho_k).tau()} within
+ * {@link #TAU_RELATIVE_TOLERANCE} (relative; float32 eigenvalues change τ by ~1e-7).
+ */
+public final class CandidateResponder implements AutoCloseable {
+    /** Training examples per answer (SERVICE-CONTRACT §1). */
+    public static final int MAX_TRAINING_EXAMPLES = 512;
+    /** Allowed |‖u‖ − 1| and |u_iᵀu_j| of basis columns (float32 vectors of fp64 eigh are ~1e-6 off). */
+    public static final double ORTHONORMAL_TOLERANCE = 1e-3;
+    /** Allowed relative difference between the candidate's τ_k and {@code select(rho_k).tau()}. */
+    public static final double TAU_RELATIVE_TOLERANCE = 1e-4;
+    static final int MAX_RHOS = 64;
+    private static final int REMEMBERED_IDS = 10_000;
+
+    /** Where answers go (the publisher); false when it did not take the result. */
+    @FunctionalInterface
+    public interface Sink {
+        boolean publish(ProbeResult result);
+    }
+
+    /** What happened to candidates, on the training thread (for the run's observer and tests). */
+    public interface Events {
+        default void candidateAnswered(EditCandidate candidate, ProbeResult result) {
+        }
+
+        default void candidateSkipped(EditCandidate candidate, String why) {
+        }
+
+        default void candidateRefused(String candidateId, String reason, String message) {
+        }
+    }
+
+    /** A candidate that passed every check, with its edit and one mask per ρ. */
+    public record Prepared(EditCandidate candidate, LayerShape layer, CurvatureEdit edit, List<KeepMassMask> masks) {
+    }
+
+    private final String runId;
+    private final EditEvaluator evaluator;
+    private final Sink sink;
+    private final PrintStream log;
+    private final Events events;
+    private final int maxTrainingExamples;
+    private final AvroDeserializer<EditCandidate> decoder = new AvroDeserializer<>(EditCandidate.class);
+    // layer -> its newest pending candidate, in the order the layers became pending
+    private final LinkedHashMap<String, Prepared> pending = new LinkedHashMap<>();
+    private final LinkedHashSet<String> seenIds = new LinkedHashSet<>();
+    private final Map<String, Long> refusalReasons = new TreeMap<>();
+    private TopicTail tail;
+    private long answered;
+    private long skipped;
+    private long refused;
+    private long duplicates;
+    private long otherRuns;
+    private long notPublished;
+    private long failed;
+    private long answerNanos;
+
+    public CandidateResponder(String runId, EditEvaluator evaluator, Sink sink, PrintStream log, Events events) {
+        this(runId, evaluator, sink, log, events, MAX_TRAINING_EXAMPLES);
+    }
+
+    public CandidateResponder(String runId, EditEvaluator evaluator, Sink sink, PrintStream log, Events events,
+                              int maxTrainingExamples) {
+        this.runId = runId;
+        this.evaluator = evaluator;
+        this.sink = sink;
+        this.log = log;
+        this.events = events == null ? new Events() { } : events;
+        this.maxTrainingExamples = maxTrainingExamples;
+    }
+
+    /**
+     * Starts reading {@code topics.editCandidates()} at its current end. A broker that cannot be
+     * read is logged and leaves the responder idle (training goes on).
+     *
+     * @return whether the topic is being read
+     */
+    public boolean tail(String bootstrap, CurvewatchTopics topics) {
+        try {
+            tail = TopicTail.open(bootstrap, topics.editCandidates(), Duration.ofSeconds(30));
+            log.println("candidates: answering edit candidates of run " + runId + " from " + topics.editCandidates());
+            return true;
+        } catch (RuntimeException e) {
+            log.println("candidates: cannot read " + topics.editCandidates() + " (" + e.getMessage()
+                    + "); edit candidates will not be answered");
+            return false;
+        }
+    }
+
+    /**
+     * Between steps: takes whatever candidates have arrived (never waits) and answers the oldest
+     * pending layer's newest candidate, measured at {@code step} (the last completed step).
+     */
+    public Optional<ProbeResult> poll(long step) {
+        if (tail != null) {
+            try {
+                for (ConsumerRecord<String, byte[]> r : tail.poll()) {
+                    offer(r.key(), r.value());
+                }
+            } catch (RuntimeException e) {
+                failed++;
+                log.println("candidates: reading " + tail.topic() + " failed: " + e + " (training goes on)");
+            }
+        }
+        return answerNext(step);
+    }
+
+    /** One record of topic edit-candidates (key = run id): checked now, answered by {@link #answerNext}. */
+    public void offer(String key, byte[] value) {
+        if (key != null && !key.equals(runId)) {
+            otherRuns++; // another run's candidate on the shared topic: not ours to judge
+            return;
+        }
+        EditCandidate c;
+        try {
+            c = decoder.decode(value);
+        } catch (InvalidRecordException e) {
+            refuse("?", e.reason().name(), "undecodable edit candidate: " + e.getMessage());
+            return;
+        } catch (RuntimeException e) {
+            refuse("?", RejectReason.MALFORMED.name(), "undecodable edit candidate: " + e);
+            return;
+        }
+        if (key == null && !runId.equals(c.getRunId())) {
+            otherRuns++;
+            return;
+        }
+        String id = c.getCandidateId();
+        if (seenIds.contains(id)) {
+            duplicates++;
+            log.println("candidates: candidate " + id + " was already received; answered once only");
+            return;
+        }
+        remember(id);
+        Prepared p;
+        try {
+            p = prepare(c, runId, evaluator);
+        } catch (InvalidRecordException e) {
+            refuse(id, e.reason().name(), e.getMessage());
+            return;
+        } catch (Refusal e) {
+            refuse(id, e.reason(), e.getMessage());
+            return;
+        } catch (RuntimeException e) {
+            refuse(id, RejectReason.INVALID_FIELD.name(), e.toString());
+            return;
+        }
+        Prepared old = pending.get(c.getLayer());
+        if (old != null) {
+            if (newer(old.candidate(), c)) {
+                skip(c, "candidate " + old.candidate().getCandidateId() + " of the same layer is newer");
+                return;
+            }
+            skip(old.candidate(), "superseded by candidate " + id + " (factor version " + c.getFactorVersion() + ")");
+            pending.remove(c.getLayer()); // re-inserted at the end: the layer waits its turn again
+        }
+        pending.put(c.getLayer(), p);
+    }
+
+    /** Answers the oldest pending layer's candidate, if any, measured at {@code step}. */
+    public Optional<ProbeResult> answerNext(long step) {
+        Iterator<Map.Entry<String, Prepared>> it = pending.entrySet().iterator();
+        if (!it.hasNext()) {
+            return Optional.empty();
+        }
+        Prepared p = it.next().getValue();
+        it.remove();
+        long t0 = System.nanoTime();
+        ProbeResult result;
+        try {
+            result = answer(p, evaluator, runId, step, maxTrainingExamples);
+        } catch (RuntimeException e) {
+            failed++;
+            log.println("candidates: answering " + p.candidate().getCandidateId() + " failed: " + e + " (training goes on)");
+            return Optional.empty();
+        }
+        answerNanos += System.nanoTime() - t0;
+        if (!sink.publish(result)) {
+            notPublished++;
+            log.println("candidates: answer to " + p.candidate().getCandidateId() + " was not published (dropped)");
+        }
+        answered++;
+        log.printf("candidates: answered %s (%s, factor version %d) at step %d: %d examples x %d rho in %.0f ms%n",
+                p.candidate().getCandidateId(), p.layer().name(), p.candidate().getFactorVersion(), step,
+                result.getExamples().size(), result.getRhos().size(), (System.nanoTime() - t0) / 1e6);
+        events.candidateAnswered(p.candidate(), result);
+        return Optional.of(result);
+    }
+
+    /**
+     * Checks a candidate against this run and the model, and builds its edit and masks.
+     *
+     * @throws InvalidRecordException or {@link Refusal}, naming what is wrong
+     */
+    public static Prepared prepare(EditCandidate c, String runId, EditEvaluator evaluator) {
+        String id = c.getCandidateId();
+        if (id == null || id.isEmpty() || id.length() > 256) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "candidate_id must be 1-256 characters");
+        }
+        if (!runId.equals(c.getRunId())) {
+            throw new InvalidRecordException(RejectReason.KEY_MISMATCH, "run_id '" + c.getRunId()
+                    + "' is not this trainer's run '" + runId + "'");
+        }
+        LayerShape layer = evaluator.layer(c.getLayer()).orElseThrow(() -> new InvalidRecordException(
+                RejectReason.UNKNOWN_LAYER, "layer '" + c.getLayer() + "' is not watched by this trainer"));
+        List<Double> rhos = c.getRhos();
+        List<Double> taus = c.getThresholds();
+        if (rhos.isEmpty() || rhos.size() > MAX_RHOS || rhos.size() != taus.size()) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, rhos.size() + " rhos and " + taus.size()
+                    + " thresholds: need the same number, 1 to " + MAX_RHOS);
+        }
+        for (int k = 0; k < rhos.size(); k++) {
+            double rho = rhos.get(k);
+            double tau = taus.get(k);
+            if (!Double.isFinite(rho) || !Double.isFinite(tau)) {
+                throw new InvalidRecordException(RejectReason.NON_FINITE, "rho " + rho + " / threshold " + tau + " at index " + k);
+            }
+            if (!(rho > 0 && rho <= 1) || tau < 0) {
+                throw new InvalidRecordException(RejectReason.INVALID_FIELD, "rho " + rho + " must be in (0, 1] and threshold "
+                        + tau + " >= 0 (index " + k + ")");
+            }
+        }
+        double[] ug = matrix(c.getBasisG(), "basis_g", layer.dOut());
+        double[] ua = matrix(c.getBasisA(), "basis_a", layer.dIn());
+        double[] lambda = spectrum(c.getEigenvaluesG(), "eigenvalues_g", layer.dOut());
+        double[] mu = spectrum(c.getEigenvaluesA(), "eigenvalues_a", layer.dIn());
+        requireOrthonormal(ug, layer.dOut(), "basis_g");
+        requireOrthonormal(ua, layer.dIn(), "basis_a");
+        Eigenbasis g = new Eigenbasis(layer.dOut(), lambda, ug, lambda[lambda.length - 1], precision(c.getBasisG()));
+        Eigenbasis a = new Eigenbasis(layer.dIn(), mu, ua, mu[mu.length - 1], precision(c.getBasisA()));
+        CurvatureEdit edit = new CurvatureEdit(g, a);
+        double top = lambda[0] * mu[0];
+        List<KeepMassMask> masks = new ArrayList<>(rhos.size());
+        for (int k = 0; k < rhos.size(); k++) {
+            KeepMassMask m = edit.select(rhos.get(k));
+            double theirs = taus.get(k);
+            if (!tauAgrees(m.tau(), theirs, top)) {
+                throw new Refusal("THRESHOLD_MISMATCH", String.format(
+                        "threshold %.9g for rho %s differs from this trainer's select(rho).tau() = %.9g (relative "
+                                + "tolerance %.0e): the masks would not be the service's", theirs, rhos.get(k), m.tau(),
+                        TAU_RELATIVE_TOLERANCE));
+            }
+            masks.add(m);
+        }
+        return new Prepared(c, layer, edit, List.copyOf(masks));
+    }
+
+    static boolean tauAgrees(double ours, double theirs, double topPair) {
+        return Math.abs(ours - theirs) <= TAU_RELATIVE_TOLERANCE * Math.max(Math.abs(ours), Math.abs(theirs))
+                + 1e-12 * topPair;
+    }
+
+    /** Scores the examples under W and every W'_k and builds the answer. */
+    public static ProbeResult answer(Prepared p, EditEvaluator evaluator, String runId, long step, int maxTrainingExamples) {
+        String layer = p.layer().name();
+        float[] w = evaluator.currentWeight(layer).clone();
+        EditEvaluator.Session session = evaluator.begin(maxTrainingExamples);
+        EditEvaluator.Scores now = session.score(layer, null);
+        List<EditEvaluator.Scores> edited = new ArrayList<>(p.masks().size());
+        for (KeepMassMask m : p.masks()) {
+            edited.add(session.score(layer, p.edit().apply(w, m)));
+        }
+        List<String> ids = session.sampleIds();
+        boolean[] probe = session.probe();
+        boolean correct = session.hasCorrect();
+        List<ExampleLosses> examples = new ArrayList<>(ids.size());
+        for (int i = 0; i < ids.size(); i++) {
+            List<Float> losses = new ArrayList<>(edited.size());
+            List<Boolean> flags = new ArrayList<>(correct ? edited.size() : 0);
+            for (EditEvaluator.Scores s : edited) {
+                losses.add(s.loss()[i]);
+                if (correct) {
+                    flags.add(s.correct()[i]);
+                }
+            }
+            examples.add(ExampleLosses.newBuilder().setSampleId(ids.get(i)).setProbe(probe[i])
+                    .setLossNow(now.loss()[i]).setCorrectNow(correct && now.correct()[i])
+                    .setLossEdited(losses).setCorrectEdited(flags).build());
+        }
+        return ProbeResult.newBuilder().setRunId(runId).setCandidateId(p.candidate().getCandidateId()).setLayer(layer)
+                .setStep(step).setRhos(new ArrayList<>(p.candidate().getRhos())).setExamples(examples)
+                .setTimestampMs(System.currentTimeMillis()).build();
+    }
+
+    private static double[] matrix(Tensor t, String field, int n) {
+        requireShape(t, field, n, n);
+        double[] v = TensorCodec.toDoubleArray(t, field);
+        TensorCodec.requireFinite(t, field);
+        return v;
+    }
+
+    private static double[] spectrum(Tensor t, String field, int n) {
+        requireShape(t, field, n);
+        TensorCodec.requireFinite(t, field);
+        double[] v = TensorCodec.toDoubleArray(t, field);
+        for (int k = 0; k < n; k++) {
+            if (v[k] < 0 || (k > 0 && v[k] > v[k - 1])) {
+                throw new InvalidRecordException(RejectReason.INVALID_FIELD, field + " must be >= 0 and descending; index "
+                        + k + " is " + v[k] + (k > 0 ? " after " + v[k - 1] : ""));
+            }
+        }
+        return v;
+    }
+
+    private static void requireShape(Tensor t, String field, int... shape) {
+        List<Integer> want = new ArrayList<>();
+        for (int d : shape) {
+            want.add(d);
+        }
+        if (!t.getShape().equals(want)) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " has shape " + t.getShape()
+                    + ", the watched layer needs " + want);
+        }
+        if (t.getDtype() != dev.curvewatch.avro.DType.FLOAT32 && t.getDtype() != dev.curvewatch.avro.DType.FLOAT64) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " is " + t.getDtype()
+                    + ", expected FLOAT32 or FLOAT64");
+        }
+        TensorCodec.requireConsistent(t, field);
+    }
+
+    /**
+     * Cheap orthonormality test of the columns of a row-major n x n matrix: every column's norm,
+     * and the inner products of columns j, j+1 and of j, j+n/2. O(n²), so a basis whose columns
+     * are scaled, repeated next to each other or not orthogonal at all is caught without forming UᵀU.
+     */
+    static void requireOrthonormal(double[] v, int n, String field) {
+        double[] norms = new double[n];
+        double[] next = new double[n];
+        double[] half = new double[n];
+        int shift = Math.max(1, n / 2);
+        for (int i = 0; i < n; i++) {
+            int row = i * n;
+            for (int j = 0; j < n; j++) {
+                double x = v[row + j];
+                norms[j] += x * x;
+                next[j] += x * v[row + (j + 1) % n];
+                half[j] += x * v[row + (j + shift) % n];
+            }
+        }
+        for (int j = 0; j < n; j++) {
+            if (Math.abs(Math.sqrt(norms[j]) - 1) > ORTHONORMAL_TOLERANCE) {
+                throw new Refusal("NOT_ORTHONORMAL", field + " is not orthonormal: column " + j + " has norm "
+                        + Math.sqrt(norms[j]));
+            }
+            if (n > 1 && (Math.abs(next[j]) > ORTHONORMAL_TOLERANCE || Math.abs(half[j]) > ORTHONORMAL_TOLERANCE)) {
+                double worst = Math.abs(next[j]) > Math.abs(half[j]) ? next[j] : half[j];
+                int other = Math.abs(next[j]) > Math.abs(half[j]) ? (j + 1) % n : (j + shift) % n;
+                throw new Refusal("NOT_ORTHONORMAL", field + " is not orthonormal: columns " + j + " and "
+                        + other + " have inner product " + worst);
+            }
+        }
+    }
+
+    private static Precision precision(Tensor t) {
+        return t.getDtype() == dev.curvewatch.avro.DType.FLOAT64 ? Precision.FLOAT64 : Precision.FLOAT32;
+    }
+
+    /** Whether {@code a} is strictly newer than {@code b} (factor version, then step, then creation time). */
+    private static boolean newer(EditCandidate a, EditCandidate b) {
+        if (a.getFactorVersion() != b.getFactorVersion()) {
+            return a.getFactorVersion() > b.getFactorVersion();
+        }
+        if (a.getStep() != b.getStep()) {
+            return a.getStep() > b.getStep();
+        }
+        return a.getCreatedMs() > b.getCreatedMs();
+    }
+
+    private void skip(EditCandidate c, String why) {
+        skipped++;
+        log.println("candidates: skipped " + c.getCandidateId() + " (" + c.getLayer() + "): " + why);
+        events.candidateSkipped(c, why);
+    }
+
+    private void refuse(String id, String reason, String message) {
+        refused++;
+        refusalReasons.merge(reason, 1L, Long::sum);
+        log.println("candidates: refused " + id + ": " + message);
+        events.candidateRefused(id, reason, message);
+    }
+
+    private void remember(String id) {
+        seenIds.add(id);
+        if (seenIds.size() > REMEMBERED_IDS) {
+            Iterator<String> it = seenIds.iterator();
+            it.next();
+            it.remove();
+        }
+    }
+
+    public long answered() {
+        return answered;
+    }
+
+    /** Valid candidates not answered because a newer one of the same layer was pending. */
+    public long skipped() {
+        return skipped;
+    }
+
+    public long refused() {
+        return refused;
+    }
+
+    /** Candidates whose id had been received before. */
+    public long duplicates() {
+        return duplicates;
+    }
+
+    /** Records of other runs on the shared topic (ignored). */
+    public long otherRuns() {
+        return otherRuns;
+    }
+
+    /** Answers the sink did not take (DROP policy, too large). */
+    public long notPublished() {
+        return notPublished;
+    }
+
+    /** Reading or answering failures that were not the candidate's fault. */
+    public long failed() {
+        return failed;
+    }
+
+    public int pending() {
+        return pending.size();
+    }
+
+    /** Refusals by reason (RejectReason names, NOT_ORTHONORMAL, THRESHOLD_MISMATCH). */
+    public Map<String, Long> refusalReasons() {
+        return new TreeMap<>(refusalReasons);
+    }
+
+    /** Time spent scoring answers (edits and forward passes), in ms. */
+    public double answerMillis() {
+        return answerNanos / 1e6;
+    }
+
+    public Map<String, Object> summary() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("candidates_answered", answered);
+        m.put("candidates_skipped", skipped);
+        m.put("candidates_refused", refused);
+        m.put("candidates_duplicate", duplicates);
+        m.put("candidates_other_runs", otherRuns);
+        m.put("candidates_pending_at_end", (long) pending.size());
+        m.put("candidate_failures", failed);
+        m.put("candidate_refusal_reasons", refusalReasons());
+        m.put("probe_results_not_published", notPublished);
+        m.put("candidate_answer_ms", answerMillis());
+        return m;
+    }
+
+    @Override
+    public void close() {
+        if (tail != null) {
+            tail.close();
+            tail = null;
+        }
+    }
+
+    /** A candidate refused for a reason that has no {@link RejectReason} (NOT_ORTHONORMAL, THRESHOLD_MISMATCH). */
+    public static final class Refusal extends RuntimeException {
+        private final String reason;
+
+        Refusal(String reason, String message) {
+            super(reason + ": " + message);
+            this.reason = reason;
+        }
+
+        public String reason() {
+            return reason;
+        }
+    }
+}

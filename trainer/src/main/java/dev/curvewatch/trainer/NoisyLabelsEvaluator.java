@@ -1,0 +1,128 @@
+package dev.curvewatch.trainer;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * {@link EditEvaluator} of the noisy-label MLP of {@link WatchedTraining}: every held-out probe
+ * ({@code probe-<k>}, true labels) and up to 512 of the training examples trained on most recently
+ * ({@code train-<i>}, with the labels the run trains on now: clean before a noise injection,
+ * flipped after it), scored through {@link Mlp#logits(float[], int, float[], int)} as
+ * {@link NoisyLabelsScorer} does. Cross-entropy in nats, correct = argmax equals the label.
+ */
+public final class NoisyLabelsEvaluator implements EditEvaluator {
+    private final Mlp mlp;
+    private final NoisyLabelData data;
+    private final List<Integer> watched;
+    private final RecentExamples recent;
+    private int[] labels;
+
+    /**
+     * @param watched layer indices (0 = fc1) the evaluator may edit
+     * @param labels the training labels in force now (see {@link #labels(int[])})
+     */
+    public NoisyLabelsEvaluator(Mlp mlp, NoisyLabelData data, List<Integer> watched, int[] labels) {
+        this.mlp = mlp;
+        this.data = data;
+        this.watched = List.copyOf(watched);
+        this.recent = new RecentExamples(Math.max(1, data.train().n()));
+        this.labels = labels;
+    }
+
+    /** The training labels in force from now on (the run switches them when it injects noise). */
+    public void labels(int[] labels) {
+        this.labels = labels;
+    }
+
+    /** The training labels in force now. */
+    public int[] labels() {
+        return labels;
+    }
+
+    /** Records that these training examples were just trained on. */
+    public void trained(int[] trainIndices) {
+        recent.add(trainIndices);
+    }
+
+    @Override
+    public Optional<LayerShape> layer(String name) {
+        for (int l : watched) {
+            if (Mlp.layerName(l).equals(name)) {
+                return Optional.of(new LayerShape(name, mlp.outDim(l), mlp.inDim(l), true));
+            }
+        }
+        return Optional.empty();
+    }
+
+    @Override
+    public float[] currentWeight(String layer) {
+        return mlp.weight(index(layer));
+    }
+
+    @Override
+    public Session begin(int maxTrainingExamples) {
+        NoisyLabelData.Split probes = data.probes();
+        int[] train = recent.latest(Math.max(0, maxTrainingExamples));
+        int dim = data.dim();
+        int n = probes.n() + train.length;
+        float[] x = new float[n * dim];
+        int[] y = new int[n];
+        boolean[] probe = new boolean[n];
+        List<String> ids = new ArrayList<>(n);
+        System.arraycopy(probes.x(), 0, x, 0, probes.n() * dim);
+        for (int k = 0; k < probes.n(); k++) {
+            y[k] = probes.y()[k];
+            probe[k] = true;
+            ids.add("probe-" + k);
+        }
+        int[] now = labels;
+        for (int k = 0; k < train.length; k++) {
+            int i = train[k];
+            System.arraycopy(data.train().x(), i * dim, x, (probes.n() + k) * dim, dim);
+            y[probes.n() + k] = now[i];
+            ids.add("train-" + i);
+        }
+        List<String> sampleIds = Collections.unmodifiableList(ids);
+        return new Session() {
+            @Override
+            public List<String> sampleIds() {
+                return sampleIds;
+            }
+
+            @Override
+            public boolean[] probe() {
+                return probe.clone();
+            }
+
+            @Override
+            public boolean hasCorrect() {
+                return true;
+            }
+
+            @Override
+            public Scores score(String layer, float[] weight) {
+                float[] logits = weight == null ? mlp.logits(x, n) : mlp.logits(x, n, weight, index(layer));
+                double[] ce = Metrics.crossEntropy(logits, y, data.classes());
+                int[] pred = Metrics.argmax(logits, n, data.classes());
+                float[] loss = new float[n];
+                boolean[] correct = new boolean[n];
+                for (int i = 0; i < n; i++) {
+                    loss[i] = (float) ce[i];
+                    correct[i] = pred[i] == y[i];
+                }
+                return new Scores(loss, correct);
+            }
+        };
+    }
+
+    private int index(String layer) {
+        for (int l : watched) {
+            if (Mlp.layerName(l).equals(layer)) {
+                return l;
+            }
+        }
+        throw new IllegalArgumentException("layer " + layer + " is not watched (watched: " + watched + ")");
+    }
+}

@@ -1,0 +1,223 @@
+package dev.curvewatch.trainer;
+
+import dev.curvewatch.avro.LayerRho;
+import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.InvalidRecordException;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+
+import java.io.PrintStream;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+
+/**
+ * Closes the loop through Kafka (DESIGN §4): reads this run's {@link SnapshotEvent}s from topic
+ * snapshots (from the moment training starts), verifies each snapshot file with a
+ * {@link SnapshotStore} and, when {@code apply} is on, loads the edited weights into the model
+ * between steps so training continues from them. Without {@code apply} a good snapshot is only
+ * verified and logged. Any failure is a logged message and a counter; training goes on.
+ *
+ * <p>The optimizer state (Adam moments) is kept: training continues from the edited weights with
+ * the moments of the weights they replace.
+ */
+public final class SnapshotFollower implements AutoCloseable {
+
+    /** The model side: the watched layers and how to load new weights into one. */
+    public interface Target {
+        Optional<LayerShape> layer(String name);
+
+        /** Replaces the layer's weight (d_out x d_in) and, when {@code bias} is not null, its bias. */
+        void load(String layer, float[] weight, float[] bias);
+    }
+
+    /** What happened to snapshots, on the training thread. */
+    public interface Events {
+        default void snapshotApplied(Applied applied) {
+        }
+
+        default void snapshotRefused(String snapshotId, String reason, String message) {
+        }
+    }
+
+    /** A snapshot loaded into the model after step {@code atStep}. */
+    public record Applied(String snapshotId, long atStep, long snapshotStep, List<String> layers, Map<String, Double> rhos,
+                          String sha256) {
+        public Map<String, Object> toMap() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("snapshot_id", snapshotId);
+            m.put("applied_after_step", atStep);
+            m.put("snapshot_step", snapshotStep);
+            m.put("layers", layers);
+            m.put("rhos", rhos);
+            m.put("sha256", sha256);
+            return m;
+        }
+    }
+
+    private final String runId;
+    private final SnapshotStore store;
+    private final Target target;
+    private final boolean apply;
+    private final PrintStream log;
+    private final Events events;
+    private final AvroDeserializer<SnapshotEvent> decoder = new AvroDeserializer<>(SnapshotEvent.class);
+    private final List<SnapshotEvent> pending = new ArrayList<>();
+    private final List<Applied> applied = new ArrayList<>();
+    private final Map<String, Long> refusalReasons = new TreeMap<>();
+    private TopicTail tail;
+    private long refused;
+    private long verifiedOnly;
+    private long otherRuns;
+
+    public SnapshotFollower(String runId, SnapshotStore store, Target target, boolean apply, PrintStream log,
+                            Events events) {
+        this.runId = runId;
+        this.store = store;
+        this.target = target;
+        this.apply = apply;
+        this.log = log;
+        this.events = events == null ? new Events() { } : events;
+    }
+
+    /** Starts reading {@code topics.snapshots()} at its current end; a failure is logged and leaves it idle. */
+    public boolean tail(String bootstrap, CurvewatchTopics topics) {
+        try {
+            tail = TopicTail.open(bootstrap, topics.snapshots(), Duration.ofSeconds(30));
+            log.println("snapshots: following " + topics.snapshots() + " for run " + runId + " (store " + store.root()
+                    + (apply ? ", applying edited weights)" : ", verify only: run with --apply-snapshots to load them)"));
+            return true;
+        } catch (RuntimeException e) {
+            log.println("snapshots: cannot read " + topics.snapshots() + " (" + e.getMessage() + "); not following snapshots");
+            return false;
+        }
+    }
+
+    /** Between steps (after step {@code step}): takes new events, never waits, and handles them in order. */
+    public List<Applied> poll(long step) {
+        if (tail != null) {
+            try {
+                for (ConsumerRecord<String, byte[]> r : tail.poll()) {
+                    offer(r.key(), r.value());
+                }
+            } catch (RuntimeException e) {
+                log.println("snapshots: reading " + tail.topic() + " failed: " + e + " (training goes on)");
+            }
+        }
+        return handlePending(step);
+    }
+
+    /** One record of topic snapshots (key = run id). */
+    public void offer(String key, byte[] value) {
+        if (key != null && !key.equals(runId)) {
+            otherRuns++;
+            return;
+        }
+        SnapshotEvent e;
+        try {
+            e = decoder.decode(value);
+        } catch (InvalidRecordException ex) {
+            refuse("?", "format", "undecodable snapshot event: " + ex.getMessage());
+            return;
+        } catch (RuntimeException ex) {
+            refuse("?", "format", "undecodable snapshot event: " + ex);
+            return;
+        }
+        if (key == null && !runId.equals(e.getRunId())) {
+            otherRuns++;
+            return;
+        }
+        pending.add(e);
+    }
+
+    /** Verifies (and applies) every pending event; returns the ones applied. */
+    public List<Applied> handlePending(long step) {
+        List<Applied> done = new ArrayList<>();
+        for (SnapshotEvent e : pending) {
+            SnapshotStore.Verified v;
+            try {
+                v = store.verify(e, runId, target::layer);
+            } catch (SnapshotStore.Refusal r) {
+                refuse(e.getSnapshotId(), r.reason(), r.getMessage());
+                continue;
+            } catch (RuntimeException r) {
+                refuse(e.getSnapshotId(), "format", r.toString());
+                continue;
+            }
+            Map<String, Double> rhos = new LinkedHashMap<>();
+            for (LayerRho lr : e.getLayers()) {
+                rhos.put(lr.getLayer(), lr.getRho());
+            }
+            if (!apply) {
+                verifiedOnly++;
+                log.println("snapshots: verified " + e.getSnapshotId() + " (layers " + v.weights().keySet()
+                        + ", edited from step " + e.getStep() + "), not applied: the run was started without --apply-snapshots");
+                continue;
+            }
+            for (Map.Entry<String, float[]> w : v.weights().entrySet()) {
+                target.load(w.getKey(), w.getValue(), v.biases().get(w.getKey()));
+            }
+            Applied a = new Applied(e.getSnapshotId(), step, e.getStep(), List.copyOf(v.weights().keySet()), rhos,
+                    e.getSha256().toLowerCase(java.util.Locale.ROOT));
+            applied.add(a);
+            done.add(a);
+            log.println("snapshots: applied " + e.getSnapshotId() + " after step " + step + ": layers " + a.layers()
+                    + " rho " + rhos + " (weights edited from step " + e.getStep() + "); training continues from them");
+            events.snapshotApplied(a);
+        }
+        pending.clear();
+        return done;
+    }
+
+    private void refuse(String id, String reason, String message) {
+        refused++;
+        refusalReasons.merge(reason, 1L, Long::sum);
+        log.println("snapshots: refused " + id + ": " + message);
+        events.snapshotRefused(id, reason, message);
+    }
+
+    public List<Applied> applied() {
+        return List.copyOf(applied);
+    }
+
+    public long refused() {
+        return refused;
+    }
+
+    /** Good snapshots not loaded because the run does not apply snapshots. */
+    public long verifiedOnly() {
+        return verifiedOnly;
+    }
+
+    public Map<String, Long> refusalReasons() {
+        return new TreeMap<>(refusalReasons);
+    }
+
+    public Map<String, Object> summary() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("snapshots_applied", (long) applied.size());
+        m.put("snapshots_refused", refused);
+        m.put("snapshots_verified_not_applied", verifiedOnly);
+        m.put("snapshots_other_runs", otherRuns);
+        m.put("snapshot_refusal_reasons", refusalReasons());
+        List<Map<String, Object>> list = new ArrayList<>();
+        for (Applied a : applied) {
+            list.add(a.toMap());
+        }
+        m.put("snapshot_applications", list);
+        return m;
+    }
+
+    @Override
+    public void close() {
+        if (tail != null) {
+            tail.close();
+            tail = null;
+        }
+    }
+}
