@@ -3,14 +3,24 @@ package dev.curvewatch.it;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.EditCandidate;
+import dev.curvewatch.avro.ExampleLosses;
 import dev.curvewatch.avro.FisherKind;
+import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.RunStatus;
 import dev.curvewatch.avro.WeightSnapshot;
+import dev.curvewatch.curvature.CurvatureEdit;
+import dev.curvewatch.curvature.Eigenbasis;
+import dev.curvewatch.curvature.EigenbasisRefresh;
 import dev.curvewatch.curvature.FactorAccumulator;
+import dev.curvewatch.curvature.KeepMassMask;
 import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.curvature.RhoCalibrator;
+import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.deploy.LocalKafka;
 import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
@@ -23,13 +33,20 @@ import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.BufferedReader;
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
@@ -37,19 +54,25 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 /**
- * Issue 4 acceptance: records the Python client publishes to a real broker decode in Java to the
- * identical values, and factors computed from them in Java equal numpy's.
+ * The Python client against Java on a real broker: records it publishes decode in Java to the
+ * identical values and give numpy's factors (issue 4), and it answers Java's edit candidates with
+ * the losses Java computes for the same edits.
  */
 @Tag("integration")
 class PythonClientIT {
@@ -167,6 +190,341 @@ class PythonClientIT {
             statuses.add(new AvroDeserializer<>(RunInfo.class).decode(r.value()).getStatus());
         }
         assertEquals(List.of(RunStatus.RUNNING, RunStatus.FINISHED), statuses);
+    }
+
+    /** Loss and argmax agreement between Python's float32 forward passes and Java's float64 ones. */
+    static final double LOSS_TOLERANCE = 1e-5;
+    /** Top-two logit margins below this may legitimately order differently in float32 and float64. */
+    static final double ARGMAX_MARGIN = 1e-4;
+
+    /**
+     * The exact calibration round trip (SERVICE-CONTRACT §1) across languages: Java accumulates the
+     * factors of a Python run from its captures, sends EditCandidates built with the curvature module
+     * (eigenbases rounded to float32 as the service sends them, KeepMassSelector thresholds for the
+     * RhoCalibrator.standard grid), and checks the ProbeResults the Python client answers with against
+     * its own float64 forward passes of the same model under CurvatureEdit's W'.
+     */
+    @Test
+    void pythonAnswersEditCandidatesWithTheLossesOfJavasEdits(@TempDir Path dir) throws Exception {
+        String run = "py-answer";
+        Path out = dir.resolve("py");
+        try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).capturePartitions(2).start()) {
+            CurvewatchTopics topics = kafka.topics();
+            Path script = Path.of(System.getProperty("user.dir")).getParent().resolve("clients/python/tests/answer_fixture.py");
+            Process py = new ProcessBuilder("/usr/bin/python3", script.toString(), kafka.bootstrapServers(), out.toString(), run)
+                    .redirectErrorStream(true).start();
+            try {
+                ProcessLines lines = new ProcessLines(py);
+                int captureCount = Integer.parseInt(lines.await(l -> l.startsWith("ready "), Duration.ofSeconds(120)).substring(6).trim());
+
+                Map<String, FactorAccumulator[]> factors = new LinkedHashMap<>();
+                AvroDeserializer<Capture> captures = new AvroDeserializer<>(Capture.class);
+                List<ConsumerRecord<String, byte[]>> captured = readAll(kafka, topics.captures(), captureCount, k -> k.startsWith(run + "/"));
+                assertEquals(captureCount, captured.size(), "captures of the Python run");
+                for (ConsumerRecord<String, byte[]> r : captured) {
+                    Capture c = captures.decode(r.value());
+                    if (!c.getProbe()) {
+                        int tokens = c.getActivations().getShape().get(0);
+                        FactorAccumulator[] ag = factors.computeIfAbsent(c.getLayer(), l -> new FactorAccumulator[]{
+                                FactorAccumulator.cumulative(c.getActivations().getShape().get(1), Precision.FLOAT64),
+                                FactorAccumulator.cumulative(c.getGradients().getShape().get(1), Precision.FLOAT64)});
+                        ag[0].add(c.getStep(), TensorCodec.floats(c.getActivations(), "a"), tokens);
+                        ag[1].add(c.getStep(), TensorCodec.floats(c.getGradients(), "g"), tokens);
+                    }
+                }
+                assertEquals(List.of("fc1", "fc2"), factors.keySet().stream().sorted().toList());
+
+                double[] rhos = RhoCalibrator.standard(0.01, RhoCalibrator.Direction.HIGHER_IS_BETTER).candidates();
+                EigenbasisRefresh refresh = new EigenbasisRefresh(SymmetricEigensolvers.best(), 0.0, Precision.FLOAT64);
+                Map<String, CurvatureEdit> edits = new HashMap<>();
+                Map<String, EditCandidate> sent = new HashMap<>();
+                for (String layer : List.of("fc1", "fc2")) {
+                    FactorAccumulator[] ag = factors.get(layer);
+                    Eigenbasis a = asFloat32(refresh.refresh(null, ag[0].mean(), ag[0].dim()).result().orThrow());
+                    Eigenbasis g = asFloat32(refresh.refresh(null, ag[1].mean(), ag[1].dim()).result().orThrow());
+                    CurvatureEdit edit = new CurvatureEdit(g, a);
+                    List<Double> taus = new ArrayList<>();
+                    for (double rho : rhos) {
+                        taus.add(edit.select(rho).tau());
+                    }
+                    edits.put(layer, edit);
+                    sent.put(layer, candidate(run, layer + "-v1", layer, g, a, rhos, taus));
+                }
+                EditCandidate other = EditCandidate.newBuilder(sent.get("fc1")).setRunId("other-run").setCandidateId("not-ours").build();
+                float[] scaled = TensorCodec.toFloatArray(sent.get("fc1").getBasisG(), "basis_g");
+                for (int i = 0; i < scaled.length; i++) {
+                    scaled[i] *= 2;
+                }
+                EditCandidate malformed = EditCandidate.newBuilder(sent.get("fc1")).setCandidateId("not-orthonormal")
+                        .setBasisG(TensorCodec.ofFloats(scaled, 12, 12)).build();
+                Properties p = KafkaClientSettings.forBootstrap(kafka.bootstrapServers());
+                p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES);
+                AvroSerializer<EditCandidate> serializer = new AvroSerializer<>(EditCandidate.class);
+                try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer())) {
+                    for (EditCandidate c : List.of(other, malformed, sent.get("fc1"), sent.get("fc2"))) {
+                        producer.send(new ProducerRecord<>(topics.editCandidates(), c.getRunId(), serializer.serialize(topics.editCandidates(), c))).get();
+                    }
+                }
+
+                List<ConsumerRecord<String, byte[]>> answers = readAll(kafka, topics.probeResults(), 2, k -> true);
+                assertTrue(py.waitFor(120, TimeUnit.SECONDS), "answer fixture did not finish:\n" + lines.log());
+                assertEquals(0, py.exitValue(), "answer fixture failed:\n" + lines.log());
+                JsonNode answered = new ObjectMapper().readTree(out.resolve("answered.json").toFile());
+                JsonNode counts = answered.get("counts");
+                assertEquals(3, counts.get("received").asInt(), "another run's candidate is not even received: " + counts);
+                assertEquals(1, counts.get("refused").asInt(), "the non-orthonormal basis is refused: " + counts);
+                assertEquals(2, counts.get("answered").asInt(), counts.toString());
+                assertEquals(0, counts.get("failed").asInt() + counts.get("skipped").asInt() + counts.get("expired").asInt(), counts.toString());
+                assertEquals(2, answers.size(), "one ProbeResult per good candidate, none for the refused or foreign ones");
+
+                PyMlp model = PyMlp.of(answered.get("parameters"));
+                List<String> expectedIds = new ArrayList<>();
+                answered.get("probe_ids").forEach(n -> expectedIds.add(n.asText()));
+                int probes = expectedIds.size();
+                expectedIds.addAll(recentDistinct(answered.get("trained_ids"), answered.get("recent_examples").asInt()));
+                AvroDeserializer<ProbeResult> results = new AvroDeserializer<>(ProbeResult.class);
+                List<String> answeredLayers = new ArrayList<>();
+                for (ConsumerRecord<String, byte[]> r : answers) {
+                    assertEquals(run, r.key());
+                    ProbeResult result = results.decode(r.value());
+                    String layer = result.getLayer();
+                    answeredLayers.add(layer);
+                    EditCandidate c = sent.get(layer);
+                    assertEquals(c.getCandidateId(), result.getCandidateId());
+                    assertEquals(run, result.getRunId());
+                    assertEquals(6, result.getStep());
+                    assertEquals(c.getRhos(), result.getRhos());
+                    List<ExampleLosses> examples = result.getExamples();
+                    assertEquals(expectedIds, examples.stream().map(ExampleLosses::getSampleId).toList(), layer + " examples");
+                    for (int i = 0; i < examples.size(); i++) {
+                        assertEquals(i < probes, examples.get(i).getProbe(), layer + " probe flag of " + examples.get(i).getSampleId());
+                    }
+                    checkLosses(layer + " unedited", model, null, null, answered.get("examples"), examples, -1);
+                    CurvatureEdit edit = edits.get(layer);
+                    int changed = 0;
+                    for (int k = 0; k < rhos.length; k++) {
+                        KeepMassMask mask = edit.select(rhos[k]);
+                        assertEquals(c.getThresholds().get(k), mask.tau());
+                        double[] edited = edit.apply(model.weight(layer), mask);
+                        changed += checkLosses(layer + " rho " + rhos[k], model, layer, edited, answered.get("examples"), examples, k);
+                    }
+                    assertTrue(changed > 0, layer + ": no candidate changed any loss, the comparison would be vacuous");
+                }
+                assertEquals(List.of("fc1", "fc2"), answeredLayers.stream().sorted().toList());
+            } finally {
+                py.destroyForcibly();
+            }
+        }
+    }
+
+    /** The last {@code capacity} distinct ids in order of their latest appearance. */
+    static List<String> recentDistinct(JsonNode trained, int capacity) {
+        LinkedHashSet<String> recent = new LinkedHashSet<>();
+        trained.forEach(n -> {
+            recent.remove(n.asText());
+            recent.add(n.asText());
+        });
+        List<String> all = new ArrayList<>(recent);
+        return all.subList(Math.max(0, all.size() - capacity), all.size());
+    }
+
+    /**
+     * Compares loss and correct flag of every example with Java's forward pass (column k of the
+     * edited results, or the unedited ones for k = -1); returns 1 if some loss moved by more than 1e-3.
+     */
+    static int checkLosses(String what, PyMlp model, String layer, double[] edited, JsonNode inputs, List<ExampleLosses> got, int k) {
+        int compared = 0;
+        boolean moved = false;
+        for (ExampleLosses e : got) {
+            JsonNode ex = inputs.get(e.getSampleId());
+            double[] x = new double[ex.get("x").size()];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = ex.get("x").get(i).asDouble();
+            }
+            int y = ex.get("y").asInt();
+            double[] logits = model.forward(x, layer, edited);
+            double loss = crossEntropy(logits, y);
+            double pyLoss = k < 0 ? e.getLossNow() : e.getLossEdited().get(k);
+            assertEquals(loss, pyLoss, LOSS_TOLERANCE * (1 + Math.abs(loss)), what + " loss of " + e.getSampleId());
+            double now = crossEntropy(model.forward(x, null, null), y);
+            moved |= Math.abs(loss - now) > 1e-3;
+            int best = argmax(logits);
+            if (margin(logits, best) > ARGMAX_MARGIN) {
+                boolean pyCorrect = k < 0 ? e.getCorrectNow() : e.getCorrectEdited().get(k);
+                assertEquals(best == y, pyCorrect, what + " correct flag of " + e.getSampleId());
+                compared++;
+            }
+            if (k >= 0) {
+                assertEquals(e.getLossEdited().size(), e.getCorrectEdited().size(), what);
+            }
+        }
+        assertTrue(compared >= got.size() - 2, what + ": only " + compared + " correct flags were comparable");
+        return moved ? 1 : 0;
+    }
+
+    static double crossEntropy(double[] logits, int y) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (double v : logits) {
+            max = Math.max(max, v);
+        }
+        double sum = 0;
+        for (double v : logits) {
+            sum += Math.exp(v - max);
+        }
+        return max + Math.log(sum) - logits[y];
+    }
+
+    static int argmax(double[] v) {
+        int best = 0;
+        for (int i = 1; i < v.length; i++) {
+            if (v[i] > v[best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    static double margin(double[] v, int best) {
+        double second = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < v.length; i++) {
+            if (i != best) {
+                second = Math.max(second, v[i]);
+            }
+        }
+        return v[best] - second;
+    }
+
+    /** The eigenbasis as the service sends it: values and vectors rounded to float32. */
+    static Eigenbasis asFloat32(Eigenbasis b) {
+        double[] values = b.values();
+        double[] vectors = b.vectors();
+        for (int i = 0; i < values.length; i++) {
+            values[i] = (float) values[i];
+        }
+        for (int i = 0; i < vectors.length; i++) {
+            vectors[i] = (float) vectors[i];
+        }
+        return new Eigenbasis(b.size(), values, vectors, b.rawMin(), b.precision());
+    }
+
+    static EditCandidate candidate(String run, String id, String layer, Eigenbasis g, Eigenbasis a, double[] rhos, List<Double> taus) {
+        List<Double> rhoList = new ArrayList<>();
+        for (double r : rhos) {
+            rhoList.add(r);
+        }
+        return EditCandidate.newBuilder().setCandidateId(id).setRunId(run).setLayer(layer).setStep(5).setFactorVersion(1)
+                .setBasisG(floats(g.vectors(), g.size(), g.size())).setBasisA(floats(a.vectors(), a.size(), a.size()))
+                .setEigenvaluesG(floats(g.values(), g.size())).setEigenvaluesA(floats(a.values(), a.size()))
+                .setRhos(rhoList).setThresholds(taus).setCreatedMs(System.currentTimeMillis()).build();
+    }
+
+    static dev.curvewatch.avro.Tensor floats(double[] values, int... shape) {
+        float[] f = new float[values.length];
+        for (int i = 0; i < f.length; i++) {
+            f[i] = (float) values[i];
+        }
+        return TensorCodec.ofFloats(f, shape);
+    }
+
+    /** tests/helpers.py's Mlp (fc1 Linear, fc2 Conv1D, out Linear, tanh between) in float64, weights d_out x d_in. */
+    record PyMlp(Map<String, double[]> weights, Map<String, double[]> biases, Map<String, int[]> dims) {
+        static PyMlp of(JsonNode parameters) {
+            Map<String, double[]> w = new HashMap<>();
+            Map<String, double[]> b = new HashMap<>();
+            Map<String, int[]> dims = new HashMap<>();
+            for (String layer : List.of("fc1", "fc2", "out")) {
+                JsonNode weight = parameters.get(layer + ".weight");
+                int rows = weight.get("shape").get(0).asInt();
+                int cols = weight.get("shape").get(1).asInt();
+                boolean conv1d = layer.equals("fc2");  // Conv1D stores d_in x d_out
+                int dOut = conv1d ? cols : rows;
+                int dIn = conv1d ? rows : cols;
+                double[] outIn = new double[dOut * dIn];
+                for (int r = 0; r < rows; r++) {
+                    for (int c = 0; c < cols; c++) {
+                        double v = weight.get("data").get(r * cols + c).asDouble();
+                        outIn[conv1d ? c * dIn + r : r * dIn + c] = v;
+                    }
+                }
+                double[] bias = new double[dOut];
+                for (int i = 0; i < dOut; i++) {
+                    bias[i] = parameters.get(layer + ".bias").get("data").get(i).asDouble();
+                }
+                w.put(layer, outIn);
+                b.put(layer, bias);
+                dims.put(layer, new int[]{dOut, dIn});
+            }
+            return new PyMlp(w, b, dims);
+        }
+
+        double[] weight(String layer) {
+            return weights.get(layer).clone();
+        }
+
+        /** Logits, with {@code edited} (d_out x d_in) in place of {@code layer}'s weight when given. */
+        double[] forward(double[] x, String layer, double[] edited) {
+            double[] h = x;
+            for (String name : List.of("fc1", "fc2", "out")) {
+                double[] w = name.equals(layer) ? edited : weights.get(name);
+                int dOut = dims.get(name)[0];
+                int dIn = dims.get(name)[1];
+                double[] next = new double[dOut];
+                for (int o = 0; o < dOut; o++) {
+                    double s = biases.get(name)[o];
+                    for (int i = 0; i < dIn; i++) {
+                        s += w[o * dIn + i] * h[i];
+                    }
+                    next[o] = name.equals("out") ? s : Math.tanh(s);
+                }
+                h = next;
+            }
+            return h;
+        }
+    }
+
+    /** A child process's output lines, read on a thread so the test can wait for one with a deadline. */
+    static final class ProcessLines {
+        private static final String END = new String("<end of output>");
+        private final BlockingQueue<String> lines = new LinkedBlockingQueue<>();
+        private final StringBuffer log = new StringBuffer();
+
+        ProcessLines(Process process) {
+            Thread reader = new Thread(() -> {
+                try (BufferedReader r = process.inputReader()) {
+                    for (String line = r.readLine(); line != null; line = r.readLine()) {
+                        log.append(line).append('\n');
+                        lines.add(line);
+                    }
+                } catch (IOException e) {
+                    log.append("(reading the output failed: ").append(e).append(")\n");
+                } finally {
+                    lines.add(END);
+                }
+            }, "python-output");
+            reader.setDaemon(true);
+            reader.start();
+        }
+
+        String log() {
+            return log.toString();
+        }
+
+        /** The first line matching {@code wanted}; fails if the output ends or the timeout passes first. */
+        String await(Predicate<String> wanted, Duration timeout) throws InterruptedException {
+            long deadline = System.nanoTime() + timeout.toNanos();
+            while (true) {
+                String line = lines.poll(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+                if (line == null) {
+                    return fail("no expected line within " + timeout + ":\n" + log());
+                }
+                if (line == END) {
+                    return fail("the process ended before the expected line:\n" + log());
+                }
+                if (wanted.test(line)) {
+                    return line;
+                }
+            }
+        }
     }
 
     static void assertClose(double[] expected, double[] actual, String what) {
