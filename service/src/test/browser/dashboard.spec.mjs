@@ -7,13 +7,14 @@
 //     --layer NAME        the layer whose gap chart is counted (default: first layer with gap points)
 //     --transport sse|polling   how the live alert is expected to arrive (default sse)
 //     --alert-timeout-s N seconds to wait for the live alert (default 60)
+//     --live-alert-id ID  the id of the alert the driver will publish (default: any new alert id)
 //     --check-download    also download the first snapshot with the token and compare its size
 //     --no-hostile        do not require a hostile string (`<...>`) in the seeded data
 //
 // Protocol with the driver: once the run view is open and live, it prints one line
 //   WAITING_FOR_ALERT run=<run id>
 // on stdout; the driver then publishes a new alert for that run (a new alert id), and the script
-// expects it on the page without a reload. Every check prints "ok - ..."; the first failure prints
+// expects it on the page without a reload, then prints ALERT_SEEN id=<id>. Every check prints "ok - ..."; the first failure prints
 // "FAIL: ..." on stderr, writes the screenshot (of the failing state) and exits 1.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,7 +32,7 @@ const ok = (msg) => console.log(`ok - ${msg}`);
 
 function parseArgs(argv) {
   const pos = [];
-  const o = { transport: 'sse', alertTimeoutS: 60, checkDownload: false, hostile: true, run: null, layer: null };
+  const o = { liveAlertId: null, transport: 'sse', alertTimeoutS: 60, checkDownload: false, hostile: true, run: null, layer: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--run') o.run = argv[++i];
@@ -39,6 +40,7 @@ function parseArgs(argv) {
     else if (a === '--transport') o.transport = argv[++i];
     else if (a === '--alert-timeout-s') o.alertTimeoutS = Number(argv[++i]);
     else if (a === '--check-download') o.checkDownload = true;
+    else if (a === '--live-alert-id') o.liveAlertId = argv[++i];
     else if (a === '--no-hostile') o.hostile = false;
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else pos.push(a);
@@ -51,7 +53,7 @@ function parseArgs(argv) {
 }
 
 function usage(msg) {
-  console.error(`dashboard.spec.mjs: ${msg}\nusage: node dashboard.spec.mjs <base-url> <token> <screenshot.png> [--run ID] [--layer NAME] [--transport sse|polling] [--alert-timeout-s N] [--check-download] [--no-hostile]`);
+  console.error(`dashboard.spec.mjs: ${msg}\nusage: node dashboard.spec.mjs <base-url> <token> <screenshot.png> [--run ID] [--layer NAME] [--transport sse|polling] [--alert-timeout-s N] [--live-alert-id ID] [--check-download] [--no-hostile]`);
   process.exit(2);
 }
 
@@ -233,15 +235,16 @@ async function main() {
       };
     });
     console.log(`WAITING_FOR_ALERT run=${runId}`);
-    await waitFor((ids) => [...document.querySelectorAll('ul.alerts li.alert')].some((li) => !ids.includes(li.dataset.alertId)), before.ids,
-      `a newly published alert to appear without reload (${opts.transport})`, opts.alertTimeoutS * 1000);
-    const after = await page.evaluate((ids) => ({
+    await waitFor(({ ids, want }) => [...document.querySelectorAll('ul.alerts li.alert')]
+      .some((li) => !ids.includes(li.dataset.alertId) && (want === null || li.dataset.alertId === want)), { ids: before.ids, want: opts.liveAlertId },
+    `the newly published alert${opts.liveAlertId ? ` ${opts.liveAlertId}` : ''} to appear without reload (${opts.transport})`, opts.alertTimeoutS * 1000);
+    const after = await page.evaluate(({ ids, want }) => ({
       marker: window.__noReload,
       events: Number(document.getElementById('conn').dataset.events || 0),
       state: document.getElementById('conn').dataset.state,
-      fresh: [...document.querySelectorAll('ul.alerts li.alert')].filter((li) => !ids.includes(li.dataset.alertId))
+      fresh: [...document.querySelectorAll('ul.alerts li.alert')].filter((li) => !ids.includes(li.dataset.alertId) && (want === null || li.dataset.alertId === want))
         .map((li) => ({ id: li.dataset.alertId, summary: li.querySelector('.summary')?.textContent })),
-    }), before.ids);
+    }), { ids: before.ids, want: opts.liveAlertId });
     if (after.marker !== 'still-the-same-page') fail('the page reloaded while waiting for the live alert');
     if (opts.transport === 'sse' && !(after.events > before.events)) fail(`the new alert did not come over SSE (events ${before.events} -> ${after.events}, state ${after.state})`);
     console.log(`ALERT_SEEN id=${after.fresh[0].id}`);

@@ -28,11 +28,13 @@ function startFixture(extra) {
 async function runSpec(name, fixtureArgs, specArgs) {
   const fx = await startFixture(fixtureArgs);
   const png = path.join(outDir, `dashboard-${name}.png`);
-  const spec = spawn(process.execPath, [path.join(here, 'dashboard.spec.mjs'), fx.base, TOKEN, png, ...specArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const liveId = `live-${name}-${Date.now().toString(36)}`;
+  const spec = spawn(process.execPath, [path.join(here, 'dashboard.spec.mjs'), fx.base, TOKEN, png, '--live-alert-id', liveId, ...specArgs],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
   readline.createInterface({ input: spec.stdout }).on('line', async (line) => {
     console.log(`[${name}] ${line}`);
     if (line.startsWith('WAITING_FOR_ALERT')) {
-      const r = await fetch(`${fx.base}/__fixture/alert`, { method: 'POST', body: '' });
+      const r = await fetch(`${fx.base}/__fixture/alert`, { method: 'POST', body: JSON.stringify({ id: liveId }) });
       console.log(`[${name}] driver: published alert ${(await r.json()).id}`);
     }
   });
