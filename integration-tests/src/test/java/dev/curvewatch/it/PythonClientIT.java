@@ -162,36 +162,77 @@ class PythonClientIT {
         }
     }
 
-    /** examples/flipped_labels.py end to end on the same broker: every record it sends decodes and passes the contract checks. */
+    /**
+     * examples/flipped_labels.py end to end on the same broker: every record it sends decodes and passes the
+     * contract checks, and it answers an edit candidate for its second hidden layer (256 x 256) built from
+     * the factors of its first captures, while it trains or lingers after training.
+     */
     static void runExample(LocalKafka kafka, CurvewatchTopics topics, Path dir) throws Exception {
         int steps = 12;
+        String run = "flipped-it";
         Path script = Path.of(System.getProperty("user.dir")).getParent().resolve("clients/python/examples/flipped_labels.py");
         Process py = new ProcessBuilder("/usr/bin/python3", script.toString(), "--bootstrap", kafka.bootstrapServers(),
-                "--run-id", "flipped-it", "--steps", Integer.toString(steps)).redirectErrorStream(true).start();
-        String log = new String(py.getInputStream().readAllBytes());
-        assertTrue(py.waitFor(120, TimeUnit.SECONDS), "example did not finish");
-        assertEquals(0, py.exitValue(), "example failed:\n" + log);
-        // per step two layers; a sampled-label pass every 5 steps and a probe every 10, both on the two layers
-        int expectedCaptures = 2 * steps + 2 * ((steps + 4) / 5) + 2 * ((steps + 9) / 10);
-        AvroDeserializer<Capture> decoder = new AvroDeserializer<>(Capture.class);
-        List<Capture> captures = new ArrayList<>();
-        for (ConsumerRecord<String, byte[]> r : readAll(kafka, topics.captures(), expectedCaptures, k -> k.startsWith("flipped-it/"))) {
-            Capture c = decoder.decode(r.value());
-            ContractChecks.checkStructure(c);
-            ContractChecks.requireFinite(c);
-            captures.add(c);
+                "--run-id", run, "--steps", Integer.toString(steps), "--linger", "90").redirectErrorStream(true).start();
+        try {
+            ProcessLines lines = new ProcessLines(py);
+            List<ConsumerRecord<String, byte[]>> first = readAll(kafka, topics.captures(), 2, (run + "/2")::equals);
+            assertTrue(first.size() >= 2, "first captures of layer 2:\n" + lines.log());
+            Candidate candidate = Candidate.of(run, "flipped-c1", "2", factorsOf(first).get("2"));
+            send(kafka, List.of(candidate.record()));
+            List<ConsumerRecord<String, byte[]>> answers = readAll(kafka, topics.probeResults(), 1, run::equals);
+            assertTrue(py.waitFor(120, TimeUnit.SECONDS), "example did not finish:\n" + lines.log());
+            assertEquals(0, py.exitValue(), "example failed:\n" + lines.log());
+            String log = lines.log();
+            assertTrue(log.contains("'answered': 1"), "the example reports its answer:\n" + log);
+
+            assertEquals(1, answers.size(), "one ProbeResult for the one candidate:\n" + log);
+            ProbeResult result = new AvroDeserializer<>(ProbeResult.class).decode(answers.get(0).value());
+            assertEquals("flipped-c1", result.getCandidateId());
+            assertEquals("2", result.getLayer());
+            assertEquals(candidate.record().getRhos(), result.getRhos());
+            List<ExampleLosses> examples = result.getExamples();
+            List<String> probeIds = new ArrayList<>();
+            for (int i = 0; i < 32; i++) {
+                probeIds.add("probe-" + i);
+            }
+            assertEquals(probeIds, examples.stream().filter(ExampleLosses::getProbe).map(ExampleLosses::getSampleId).toList());
+            List<String> trainIds = examples.stream().filter(e -> !e.getProbe()).map(ExampleLosses::getSampleId).toList();
+            assertTrue(!trainIds.isEmpty() && trainIds.size() <= 512, trainIds.size() + " training examples");
+            assertEquals(trainIds.size(), new LinkedHashSet<>(trainIds).size(), "training examples are distinct");
+            assertTrue(trainIds.stream().allMatch(id -> id.startsWith("train-")), trainIds.toString());
+            for (ExampleLosses e : examples) {
+                assertEquals(STANDARD_RHOS.length, e.getLossEdited().size(), e.getSampleId());
+                assertEquals(STANDARD_RHOS.length, e.getCorrectEdited().size(), e.getSampleId());
+                assertTrue(Float.isFinite(e.getLossNow()) && e.getLossNow() >= 0, e.getSampleId() + " " + e.getLossNow());
+                assertTrue(e.getLossEdited().stream().allMatch(l -> Float.isFinite(l) && l >= 0), e.getSampleId() + " " + e.getLossEdited());
+            }
+
+            // per step two layers; a sampled-label pass every 5 steps and a probe every 10, both on the two layers
+            int expectedCaptures = 2 * steps + 2 * ((steps + 4) / 5) + 2 * ((steps + 9) / 10);
+            AvroDeserializer<Capture> decoder = new AvroDeserializer<>(Capture.class);
+            List<Capture> captures = new ArrayList<>();
+            for (ConsumerRecord<String, byte[]> r : readAll(kafka, topics.captures(), expectedCaptures, k -> k.startsWith(run + "/"))) {
+                Capture c = decoder.decode(r.value());
+                ContractChecks.checkStructure(c);
+                ContractChecks.requireFinite(c);
+                captures.add(c);
+            }
+            assertEquals(expectedCaptures, captures.size(), "example captures");
+            assertEquals(2 * ((steps + 9) / 10), captures.stream().filter(Capture::getProbe).count(), "probe captures");
+            assertEquals(2 * ((steps + 4) / 5), captures.stream().filter(c -> c.getFisher() == FisherKind.SAMPLED).count(),
+                    "sampled-label (true Fisher) captures");
+            List<RunStatus> statuses = new ArrayList<>();
+            for (ConsumerRecord<String, byte[]> r : readAll(kafka, topics.runs(), 2, run::equals)) {
+                statuses.add(new AvroDeserializer<>(RunInfo.class).decode(r.value()).getStatus());
+            }
+            assertEquals(List.of(RunStatus.RUNNING, RunStatus.FINISHED), statuses);
+        } finally {
+            py.destroyForcibly();
         }
-        assertEquals(expectedCaptures, captures.size(), "example captures");
-        assertEquals(2 * ((steps + 9) / 10), captures.stream().filter(Capture::getProbe).count(), "probe captures");
-        assertEquals(2 * ((steps + 4) / 5), captures.stream().filter(c -> c.getFisher() == FisherKind.SAMPLED).count(),
-                "sampled-label (true Fisher) captures");
-        List<RunStatus> statuses = new ArrayList<>();
-        for (ConsumerRecord<String, byte[]> r : readAll(kafka, topics.runs(), 2, "flipped-it"::equals)) {
-            statuses.add(new AvroDeserializer<>(RunInfo.class).decode(r.value()).getStatus());
-        }
-        assertEquals(List.of(RunStatus.RUNNING, RunStatus.FINISHED), statuses);
     }
 
+    /** The service's candidate grid: 1-rho from 0.4 to 1e-5, most aggressive first (19 values). */
+    static final double[] STANDARD_RHOS = RhoCalibrator.standard(0.01, RhoCalibrator.Direction.HIGHER_IS_BETTER).candidates();
     /** Loss and argmax agreement between Python's float32 forward passes and Java's float64 ones. */
     static final double LOSS_TOLERANCE = 1e-5;
     /** Top-two logit margins below this may legitimately order differently in float32 and float64. */
@@ -217,38 +258,18 @@ class PythonClientIT {
                 ProcessLines lines = new ProcessLines(py);
                 int captureCount = Integer.parseInt(lines.await(l -> l.startsWith("ready "), Duration.ofSeconds(120)).substring(6).trim());
 
-                Map<String, FactorAccumulator[]> factors = new LinkedHashMap<>();
-                AvroDeserializer<Capture> captures = new AvroDeserializer<>(Capture.class);
                 List<ConsumerRecord<String, byte[]>> captured = readAll(kafka, topics.captures(), captureCount, k -> k.startsWith(run + "/"));
                 assertEquals(captureCount, captured.size(), "captures of the Python run");
-                for (ConsumerRecord<String, byte[]> r : captured) {
-                    Capture c = captures.decode(r.value());
-                    if (!c.getProbe()) {
-                        int tokens = c.getActivations().getShape().get(0);
-                        FactorAccumulator[] ag = factors.computeIfAbsent(c.getLayer(), l -> new FactorAccumulator[]{
-                                FactorAccumulator.cumulative(c.getActivations().getShape().get(1), Precision.FLOAT64),
-                                FactorAccumulator.cumulative(c.getGradients().getShape().get(1), Precision.FLOAT64)});
-                        ag[0].add(c.getStep(), TensorCodec.floats(c.getActivations(), "a"), tokens);
-                        ag[1].add(c.getStep(), TensorCodec.floats(c.getGradients(), "g"), tokens);
-                    }
-                }
+                Map<String, FactorAccumulator[]> factors = factorsOf(captured);
                 assertEquals(List.of("fc1", "fc2"), factors.keySet().stream().sorted().toList());
 
-                double[] rhos = RhoCalibrator.standard(0.01, RhoCalibrator.Direction.HIGHER_IS_BETTER).candidates();
-                EigenbasisRefresh refresh = new EigenbasisRefresh(SymmetricEigensolvers.best(), 0.0, Precision.FLOAT64);
+                double[] rhos = STANDARD_RHOS;
                 Map<String, CurvatureEdit> edits = new HashMap<>();
                 Map<String, EditCandidate> sent = new HashMap<>();
                 for (String layer : List.of("fc1", "fc2")) {
-                    FactorAccumulator[] ag = factors.get(layer);
-                    Eigenbasis a = asFloat32(refresh.refresh(null, ag[0].mean(), ag[0].dim()).result().orThrow());
-                    Eigenbasis g = asFloat32(refresh.refresh(null, ag[1].mean(), ag[1].dim()).result().orThrow());
-                    CurvatureEdit edit = new CurvatureEdit(g, a);
-                    List<Double> taus = new ArrayList<>();
-                    for (double rho : rhos) {
-                        taus.add(edit.select(rho).tau());
-                    }
-                    edits.put(layer, edit);
-                    sent.put(layer, candidate(run, layer + "-v1", layer, g, a, rhos, taus));
+                    Candidate c = Candidate.of(run, layer + "-v1", layer, factors.get(layer));
+                    edits.put(layer, c.edit());
+                    sent.put(layer, c.record());
                 }
                 EditCandidate other = EditCandidate.newBuilder(sent.get("fc1")).setRunId("other-run").setCandidateId("not-ours").build();
                 float[] scaled = TensorCodec.toFloatArray(sent.get("fc1").getBasisG(), "basis_g");
@@ -257,14 +278,7 @@ class PythonClientIT {
                 }
                 EditCandidate malformed = EditCandidate.newBuilder(sent.get("fc1")).setCandidateId("not-orthonormal")
                         .setBasisG(TensorCodec.ofFloats(scaled, 12, 12)).build();
-                Properties p = KafkaClientSettings.forBootstrap(kafka.bootstrapServers());
-                p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES);
-                AvroSerializer<EditCandidate> serializer = new AvroSerializer<>(EditCandidate.class);
-                try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer())) {
-                    for (EditCandidate c : List.of(other, malformed, sent.get("fc1"), sent.get("fc2"))) {
-                        producer.send(new ProducerRecord<>(topics.editCandidates(), c.getRunId(), serializer.serialize(topics.editCandidates(), c))).get();
-                    }
-                }
+                send(kafka, List.of(other, malformed, sent.get("fc1"), sent.get("fc2")));
 
                 List<ConsumerRecord<String, byte[]>> answers = readAll(kafka, topics.probeResults(), 2, k -> true);
                 assertTrue(py.waitFor(120, TimeUnit.SECONDS), "answer fixture did not finish:\n" + lines.log());
@@ -407,15 +421,57 @@ class PythonClientIT {
         return new Eigenbasis(b.size(), values, vectors, b.rawMin(), b.precision());
     }
 
-    static EditCandidate candidate(String run, String id, String layer, Eigenbasis g, Eigenbasis a, double[] rhos, List<Double> taus) {
-        List<Double> rhoList = new ArrayList<>();
-        for (double r : rhos) {
-            rhoList.add(r);
+    /** An EditCandidate as the service builds it (SERVICE-CONTRACT §1), with the edit Java applies for it. */
+    record Candidate(EditCandidate record, CurvatureEdit edit) {
+        /** Eigenbases of a layer's factors (A, G), rounded to float32; thresholds for the standard grid. */
+        static Candidate of(String run, String id, String layer, FactorAccumulator[] ag) {
+            EigenbasisRefresh refresh = new EigenbasisRefresh(SymmetricEigensolvers.best(), 0.0, Precision.FLOAT64);
+            Eigenbasis a = asFloat32(refresh.refresh(null, ag[0].mean(), ag[0].dim()).result().orThrow());
+            Eigenbasis g = asFloat32(refresh.refresh(null, ag[1].mean(), ag[1].dim()).result().orThrow());
+            CurvatureEdit edit = new CurvatureEdit(g, a);
+            List<Double> rhos = new ArrayList<>();
+            List<Double> taus = new ArrayList<>();
+            for (double rho : STANDARD_RHOS) {
+                rhos.add(rho);
+                taus.add(edit.select(rho).tau());
+            }
+            return new Candidate(EditCandidate.newBuilder().setCandidateId(id).setRunId(run).setLayer(layer).setStep(5)
+                    .setFactorVersion(1).setBasisG(floats(g.vectors(), g.size(), g.size()))
+                    .setBasisA(floats(a.vectors(), a.size(), a.size())).setEigenvaluesG(floats(g.values(), g.size()))
+                    .setEigenvaluesA(floats(a.values(), a.size())).setRhos(rhos).setThresholds(taus)
+                    .setCreatedMs(System.currentTimeMillis()).build(), edit);
         }
-        return EditCandidate.newBuilder().setCandidateId(id).setRunId(run).setLayer(layer).setStep(5).setFactorVersion(1)
-                .setBasisG(floats(g.vectors(), g.size(), g.size())).setBasisA(floats(a.vectors(), a.size(), a.size()))
-                .setEigenvaluesG(floats(g.values(), g.size())).setEigenvaluesA(floats(a.values(), a.size()))
-                .setRhos(rhoList).setThresholds(taus).setCreatedMs(System.currentTimeMillis()).build();
+    }
+
+    /** Running A and G (float64) per layer over the non-probe captures among {@code records}. */
+    static Map<String, FactorAccumulator[]> factorsOf(List<ConsumerRecord<String, byte[]>> records) {
+        AvroDeserializer<Capture> decoder = new AvroDeserializer<>(Capture.class);
+        Map<String, FactorAccumulator[]> factors = new LinkedHashMap<>();
+        for (ConsumerRecord<String, byte[]> r : records) {
+            Capture c = decoder.decode(r.value());
+            if (!c.getProbe()) {
+                int tokens = c.getActivations().getShape().get(0);
+                FactorAccumulator[] ag = factors.computeIfAbsent(c.getLayer(), l -> new FactorAccumulator[]{
+                        FactorAccumulator.cumulative(c.getActivations().getShape().get(1), Precision.FLOAT64),
+                        FactorAccumulator.cumulative(c.getGradients().getShape().get(1), Precision.FLOAT64)});
+                ag[0].add(c.getStep(), TensorCodec.floats(c.getActivations(), "a"), tokens);
+                ag[1].add(c.getStep(), TensorCodec.floats(c.getGradients(), "g"), tokens);
+            }
+        }
+        return factors;
+    }
+
+    /** Publishes candidates to edit-candidates, keyed by their run, and waits for each acknowledgement. */
+    static void send(LocalKafka kafka, List<EditCandidate> candidates) throws Exception {
+        String topic = kafka.topics().editCandidates();
+        Properties p = KafkaClientSettings.forBootstrap(kafka.bootstrapServers());
+        p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES);
+        AvroSerializer<EditCandidate> serializer = new AvroSerializer<>(EditCandidate.class);
+        try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer())) {
+            for (EditCandidate c : candidates) {
+                producer.send(new ProducerRecord<>(topic, c.getRunId(), serializer.serialize(topic, c))).get();
+            }
+        }
     }
 
     static dev.curvewatch.avro.Tensor floats(double[] values, int... shape) {
