@@ -9,6 +9,9 @@
 //     --alert-timeout-s N seconds to wait for the live alert (default 60)
 //     --live-alert-id ID  the id of the alert the driver will publish (default: any new alert id)
 //     --check-download    also download the first snapshot with the token and compare its size
+//     --check-reconnect   after the live alert, print WAITING_FOR_STREAM_DROP; the driver ends the
+//                         event stream (and may refuse it a while); the indicator must leave and
+//                         come back to "live" on its own (backoff), with the polling fallback between
 //     --no-hostile        do not require a hostile string (`<...>`) in the seeded data
 //
 // Protocol with the driver: once the run view is open and live, it prints one line
@@ -40,6 +43,7 @@ function parseArgs(argv) {
     else if (a === '--transport') o.transport = argv[++i];
     else if (a === '--alert-timeout-s') o.alertTimeoutS = Number(argv[++i]);
     else if (a === '--check-download') o.checkDownload = true;
+    else if (a === '--check-reconnect') o.checkReconnect = true;
     else if (a === '--live-alert-id') o.liveAlertId = argv[++i];
     else if (a === '--no-hostile') o.hostile = false;
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
@@ -53,7 +57,7 @@ function parseArgs(argv) {
 }
 
 function usage(msg) {
-  console.error(`dashboard.spec.mjs: ${msg}\nusage: node dashboard.spec.mjs <base-url> <token> <screenshot.png> [--run ID] [--layer NAME] [--transport sse|polling] [--alert-timeout-s N] [--live-alert-id ID] [--check-download] [--no-hostile]`);
+  console.error(`dashboard.spec.mjs: ${msg}\nusage: node dashboard.spec.mjs <base-url> <token> <screenshot.png> [--run ID] [--layer NAME] [--transport sse|polling] [--alert-timeout-s N] [--live-alert-id ID] [--check-download] [--check-reconnect] [--no-hostile]`);
   process.exit(2);
 }
 
@@ -249,6 +253,16 @@ async function main() {
     if (opts.transport === 'sse' && !(after.events > before.events)) fail(`the new alert did not come over SSE (events ${before.events} -> ${after.events}, state ${after.state})`);
     console.log(`ALERT_SEEN id=${after.fresh[0].id}`);
     ok(`live alert ${JSON.stringify(after.fresh[0].summary)} appeared without reload via ${opts.transport}`);
+
+    if (opts.checkReconnect) {
+      if (opts.transport !== 'sse') fail('--check-reconnect needs --transport sse');
+      expectedErrors.push((text, url) => /\/api\/events/.test(url));
+      console.log('WAITING_FOR_STREAM_DROP');
+      await waitFor(() => document.getElementById('conn').dataset.state !== 'live', null, 'the indicator to notice the dropped stream', 15000);
+      const down = await page.evaluate(() => document.querySelector('#conn .label').textContent);
+      await waitFor(() => document.getElementById('conn').dataset.state === 'live', null, 'the stream to reconnect on its own', 60000);
+      ok(`dropped stream: indicator showed ${JSON.stringify(down)}, then reconnected to live`);
+    }
 
     // ---------------------------------------------------------------- edit form
     const editRow = await page.evaluate((l) => [...document.querySelectorAll('.edit-layer')].findIndex((r) => r.dataset.layer === l), layer);

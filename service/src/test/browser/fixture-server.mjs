@@ -11,6 +11,7 @@
 // Test hooks (not part of the service contract):
 //   POST /__fixture/alert   publish a new alert (body: optional partial alert JSON) -> {id}
 //   POST /__fixture/signal  publish the next memorization_gap point of the first run's last layer
+//   POST /__fixture/drop-sse?for_ms=N  end every event stream and refuse new ones (503) for N ms
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -184,6 +185,7 @@ function runDetail(run) {
 }
 
 let nextAlert = 1;
+let sseDownUntil = 0;
 let demoStep = 420;
 
 async function handle(req, res) {
@@ -208,6 +210,13 @@ async function handle(req, res) {
       broadcast('alert', a);
       return json(res, 200, { id: a.id });
     }
+    if (parts[1] === 'drop-sse') {
+      sseDownUntil = Date.now() + Number(q.get('for_ms') || 0);
+      const n = sseClients.size;
+      for (const c of sseClients) c.res.end();
+      sseClients.clear();
+      return json(res, 200, { dropped: n });
+    }
     if (parts[1] === 'signal') {
       demoStep += 20;
       const p = addPoint(RUN, 'fc2', 'memorization_gap', demoStep, Number((0.5 + 0.05 * rand()).toFixed(4)));
@@ -220,6 +229,7 @@ async function handle(req, res) {
 
   if (req.method === 'GET' && parts[1] === 'events') {
     if (NO_SSE) return fail(res, 503, 'event stream disabled (--no-sse)');
+    if (Date.now() < sseDownUntil) return fail(res, 503, 'event stream down for a while (/__fixture/drop-sse)');
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
     res.write(': connected\n\n');
     const client = { res, run: q.get('run') || null };

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs dashboard.spec.mjs against fixture-server.mjs, playing the driver's part (publishing the
-// live alert when the spec asks for it), once over SSE and once with SSE disabled (polling).
+// live alert when the spec asks for it, dropping the event stream when asked), once over SSE and
+// once with SSE disabled (polling).
 //   node run-against-fixture.mjs [out-dir]     (default: ./out; screenshots land there)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -37,6 +38,10 @@ async function runSpec(name, fixtureArgs, specArgs) {
       const r = await fetch(`${fx.base}/__fixture/alert`, { method: 'POST', body: JSON.stringify({ id: liveId }) });
       console.log(`[${name}] driver: published alert ${(await r.json()).id}`);
     }
+    if (line.startsWith('WAITING_FOR_STREAM_DROP')) {
+      const r = await fetch(`${fx.base}/__fixture/drop-sse?for_ms=2500`, { method: 'POST' });
+      console.log(`[${name}] driver: dropped ${(await r.json()).dropped} event streams, refusing new ones for 2.5 s`);
+    }
   });
   const code = await new Promise((resolve) => spec.on('exit', resolve));
   fx.proc.kill('SIGTERM');
@@ -44,7 +49,7 @@ async function runSpec(name, fixtureArgs, specArgs) {
 }
 
 const results = [];
-results.push(['sse', await runSpec('sse', [], ['--check-download'])]);
+results.push(['sse', await runSpec('sse', [], ['--check-download', '--check-reconnect'])]);
 results.push(['polling', await runSpec('polling', ['--no-sse'], ['--transport', 'polling'])]);
 for (const [name, code] of results) console.log(`${name}: ${code === 0 ? 'PASS' : `FAIL (exit ${code})`}`);
 process.exit(results.every(([, c]) => c === 0) ? 0 : 1);
