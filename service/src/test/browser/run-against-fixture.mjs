@@ -2,7 +2,7 @@
 // Runs dashboard.spec.mjs against fixture-server.mjs, playing the driver's part (publishing the
 // live alert when the spec asks for it, dropping the event stream when asked), once over SSE and
 // once with SSE disabled (polling).
-//   node run-against-fixture.mjs [out-dir]     (default: ./out; screenshots land there)
+//   node run-against-fixture.mjs [out-dir]   (default: service/target/dashboard-fixture; screenshots land there)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const outDir = path.resolve(process.argv[2] || path.join(here, 'out'));
+const outDir = path.resolve(process.argv[2] || path.join(here, '..', '..', '..', 'target', 'dashboard-fixture'));
 fs.mkdirSync(outDir, { recursive: true });
 const TOKEN = 'fixture-token';
 

@@ -115,7 +115,7 @@ function layersOf(run) {
 /** Top EXACT scores and spectra of one layer; absent until the layer has been refreshed. */
 async function loadLayerExtras(runId, layer, signal) {
   const base = `/api/runs/${enc(runId)}`;
-  const refreshed = layer.factor_version !== undefined && layer.factor_version !== null && layer.factor_version >= 0;
+  const refreshed = known(layer.refreshed_version) || known(layer.factor_version);
   const [scores, spectra] = await Promise.all([
     getJSON(`${base}/scores?layer=${enc(layer.name)}&kind=EXACT&top=20`, { signal, allow404: true }).catch(() => null),
     refreshed || layer.spectrum_g
@@ -286,8 +286,20 @@ function badge(text, cls) {
 
 function statusBadge(status) {
   const s = String(status ?? 'UNKNOWN');
-  return badge(s, `st-${s.toLowerCase().replace(/[^a-z0-9_-]/g, '')}`);
+  const l = s.toLowerCase();
+  // run statuses are enums; layer statuses are short free text ("refreshed", "refresh failed: ...")
+  const cls = /fail|error|invalid/.test(l) ? 'st-failed'
+    : /^(firing)$/.test(l) ? 'st-firing'
+      : /resolved|finished|refreshed|ready|calibrated/.test(l) ? 'st-finished'
+        : /running|calibrating|refreshing|waiting|pending/.test(l) ? 'st-running' : 'st-unknown';
+  return h('span', { class: ['badge', cls], title: s.length > 40 ? s : null }, s.length > 40 ? `${s.slice(0, 38)}…` : s);
 }
+
+/** A version, step or count the service reports as -1 (or NaN, null) while it has none. */
+function known(v) {
+  return v !== undefined && v !== null && Number.isFinite(Number(v)) && Number(v) >= 0;
+}
+const orDash = (v, f = fmt) => (known(v) ? f(v) : '—');
 
 function severityClass(sev) {
   const s = String(sev ?? '').toUpperCase();
@@ -318,7 +330,7 @@ function renderRunsTable() {
       h('td', null, statusBadge(r.status)),
       h('td', { class: 'layers' }, layersOf(r).map((l, i) => h('span', { class: 'layer-chip', title: layerDims(l) }, i ? ' ' : '', l.name,
         h('span', { class: 'dim' }, ` ${layerDims(l)}`)))),
-      h('td', { class: 'num' }, fmt(r.last_step)),
+      h('td', { class: 'num' }, orDash(r.last_step)),
       h('td', { class: 'num' }, firing > 0 ? badge(String(firing), 'sev-critical') : badge('0', 'muted'), h('span', { class: 'sr-only' }, ' firing alerts')),
       h('td', { class: 'source' }, r.source ?? ''),
       h('td', null, timeEl(r.created_ms)));
@@ -495,10 +507,10 @@ function layerSummary(run) {
     h('th', { scope: 'row' }, layerJump(run, l.name)),
     h('td', { class: 'num' }, layerDims(l)),
     h('td', null, l.status !== undefined ? statusBadge(l.status) : '—'),
-    h('td', { class: 'num' }, fmt(l.step)),
-    h('td', { class: 'num' }, fmtRho(l.calibrated_rho)),
-    h('td', { class: 'num' }, fmt(l.factor_version)),
-    h('td', { class: 'num' }, fmtInt(l.factor_tokens)),
+    h('td', { class: 'num' }, orDash(l.step)),
+    h('td', { class: 'num' }, orDash(l.calibrated_rho, fmtRho)),
+    h('td', { class: 'num' }, orDash(l.factor_version)),
+    h('td', { class: 'num' }, orDash(l.factor_tokens, fmtInt)),
     h('td', { class: 'num' }, l.spectrum_g ? `${fmt(l.spectrum_g.count50)} / ${fmt(l.spectrum_g.count90)} / ${fmt(l.spectrum_g.count99)}` : '—'),
     h('td', { class: 'num' }, l.spectrum_a ? `${fmt(l.spectrum_a.count50)} / ${fmt(l.spectrum_a.count90)} / ${fmt(l.spectrum_a.count99)}` : '—'),
     h('td', { class: 'num' }, timeEl(l.last_refresh_ms, true))));
@@ -608,7 +620,7 @@ function syncEditLayers() {
   }
   box.querySelectorAll('.edit-layer').forEach((row) => {
     const l = layers.find((x) => x.name === row.dataset.layer);
-    const has = l && l.calibrated_rho !== undefined && l.calibrated_rho !== null;
+    const has = l && known(l.calibrated_rho);
     row.querySelector('input[type=number]').placeholder = 'calibrated';
     mount(row.querySelector('.cal'), has ? `calibrated ${fmtRho(l.calibrated_rho)}` : 'not calibrated yet');
   });
@@ -714,7 +726,7 @@ function renderRun() {
     h('dl', { class: 'facts' },
       h('div', null, h('dt', null, 'Model'), h('dd', { class: 'model' }, run.model ?? '')),
       h('div', null, h('dt', null, 'Source'), h('dd', null, run.source ?? '')),
-      h('div', null, h('dt', null, 'Last step'), h('dd', null, fmt(run.last_step))),
+      h('div', null, h('dt', null, 'Last step'), h('dd', null, orDash(run.last_step))),
       h('div', null, h('dt', null, 'Layers'), h('dd', null, String(layersOf(run).length))),
       h('div', null, h('dt', null, 'Firing alerts'), h('dd', null, firing.length ? badge(String(firing.length), 'sev-critical') : '0')),
       h('div', null, h('dt', null, 'Created'), h('dd', null, timeEl(run.created_ms)))));
