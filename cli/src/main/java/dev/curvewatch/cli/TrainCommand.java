@@ -14,7 +14,9 @@ import picocli.CommandLine.Option;
 @Command(name = "train", mixinStandardHelpOptions = true,
         description = "Train the noisy-label MLP with capture of its hidden layers fc1, fc2: RunInfo, a Capture per "
                 + "layer per step, held-out probe captures and weight snapshots go to Kafka (--bootstrap); without "
-                + "--bootstrap, factors are accumulated in-process and their spectra printed.")
+                + "--bootstrap, factors are accumulated in-process and their spectra printed. With --bootstrap the "
+                + "trainer also answers the service's edit candidates with probe results and can follow (and apply) "
+                + "its edited snapshots.")
 public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--bootstrap", description = "Kafka bootstrap servers; omit to run offline.")
     String bootstrap;
@@ -69,6 +71,24 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--save-factors", description = "Write the in-process factors as safetensors <layer>.A/.G (input for `curvewatch edit`).")
     Path saveFactors;
 
+    @Option(names = "--inject-noise-at-epoch", defaultValue = "0",
+            description = "Train on the true labels for N epochs, then on the flipped ones (memorization injected "
+                    + "mid-run); 0 = flipped from the start (default).")
+    int injectNoiseAtEpoch;
+
+    @Option(names = "--answer-candidates", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "With --bootstrap: answer the service's edit candidates with probe results (default on; "
+                    + "--no-answer-candidates turns it off).")
+    boolean answerCandidates;
+
+    @Option(names = "--snapshot-dir", description = "With --bootstrap: the service's snapshot store; follow this run's "
+            + "edited snapshots from topic snapshots (verified: path inside the store, size, sha256, tensors).")
+    Path snapshotDir;
+
+    @Option(names = "--apply-snapshots", description = "Load verified edited snapshots into the model between steps and "
+            + "continue training from them (needs --snapshot-dir).")
+    boolean applySnapshots;
+
     @Option(names = "--json", description = "Write the run summary as JSON.")
     Path json;
 
@@ -77,9 +97,13 @@ public final class TrainCommand implements Callable<Integer> {
         try {
             int stepsPerEpoch = 20; // 2000 generated training examples in batches of 100
             int runEpochs = steps == null ? epochs : Math.max(1, (steps + stepsPerEpoch - 1) / stepsPerEpoch);
+            if ((snapshotDir != null || applySnapshots) && bootstrap == null) {
+                throw new IllegalArgumentException("--snapshot-dir and --apply-snapshots need --bootstrap");
+            }
             WatchedTraining.Config c = new WatchedTraining.Config(runId, seed, noise, hidden, runEpochs, 100, lr,
                     weightsEvery, probeEvery, "SAMPLED".equalsIgnoreCase(fisher), tokensPerStep, bootstrap, policy,
-                    inFlightMb << 20, initWeights, saveWeights, saveFactors);
+                    inFlightMb << 20, initWeights, saveWeights, saveFactors, injectNoiseAtEpoch, answerCandidates,
+                    snapshotDir, applySnapshots);
             Map<String, Object> summary = new WatchedTraining(c, System.out).run();
             if (json != null) {
                 NoisyLabelsReport.json().writeValue(json.toFile(), summary);
