@@ -328,12 +328,12 @@ function renderRunsTable() {
       h('th', { scope: 'row' }, runLink(String(r.run_id))),
       h('td', { class: 'model' }, r.model ?? ''),
       h('td', null, statusBadge(r.status)),
-      h('td', { class: 'layers' }, layersOf(r).map((l, i) => h('span', { class: 'layer-chip', title: layerDims(l) }, i ? ' ' : '', l.name,
-        h('span', { class: 'dim' }, ` ${layerDims(l)}`)))),
+      h('td', { class: 'layers' }, layersOf(r).map((l, i) => [i ? ' ' : '', h('span', { class: 'layer-chip' }, l.name,
+        h('span', { class: 'dim' }, ` ${layerDims(l)}`))])),
       h('td', { class: 'num' }, orDash(r.last_step)),
       h('td', { class: 'num' }, firing > 0 ? badge(String(firing), 'sev-critical') : badge('0', 'muted'), h('span', { class: 'sr-only' }, ' firing alerts')),
       h('td', { class: 'source' }, r.source ?? ''),
-      h('td', null, timeEl(r.created_ms)));
+      h('td', null, timeEl(r.created_ms, true)));
   });
   return table('Watched runs', ['Run', 'Model', 'Status', 'Layers (d_in → d_out)', { label: 'Last step', cls: 'num' },
     { label: 'Firing alerts', cls: 'num' }, 'Source', 'Created'], rows, { class: 'runs', hideCaption: true });
@@ -341,7 +341,7 @@ function renderRunsTable() {
 
 function renderOverview() {
   mount(els.main,
-    section('runs', 'Runs', renderRunsTable()),
+    section('runs', 'Runs', h('div', { class: 'table-wrap' }, renderRunsTable())),
     section('alerts', 'Alerts, all runs', renderAlerts(state.alerts, true)));
 }
 
