@@ -147,10 +147,14 @@ class RecentExamples:
     def ids(self):
         return list(self._items)
 
+    def items(self):
+        """(sample id, input row, target row) of every kept example, oldest first."""
+        return [(sid, x, y) for sid, (x, y) in self._items.items()]
+
     def batches(self, batch_size):
         """(ids, inputs, targets) batches, oldest first, examples of equal shapes stacked together."""
         groups = collections.OrderedDict()
-        for sid, (x, y) in self._items.items():
+        for sid, x, y in self.items():
             key = (tuple(x.shape), x.dtype, x.device, tuple(y.shape), y.dtype, y.device)
             groups.setdefault(key, []).append((sid, x, y))
         for members in groups.values():

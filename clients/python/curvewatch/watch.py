@@ -52,6 +52,13 @@ class Watcher:
     captured by the hooks is dL/ds of the *reduced* loss; `grad_scale` undoes the reduction so
     factors from different batch sizes agree: "tokens" (default, for a loss averaged over every
     token row), a number, or 1 for a summed loss.
+
+    answer_candidates=True answers the service's edit candidates (SERVICE-CONTRACT §1) inside
+    step(): a consumer on <prefix>edit-candidates assigned at its end now (or `consumer=`), the
+    latest probe() batch and the `recent_examples` (<= 512) most recent training examples passed
+    to step(inputs=, targets=) are evaluated, in batches of `eval_batch_size`, at most
+    `answers_per_step` answers per step(); a candidate waits at most `candidate_timeout` seconds
+    for a probe batch. Counters: `w.candidates.counts()`. See candidates.CandidateAnswerer.
     """
 
     def __init__(self, model, layers, run_id, bootstrap=None, *, publisher=None, topic_prefix=DEFAULT_PREFIX,
@@ -103,6 +110,8 @@ class Watcher:
         self.records = 0
         self._closed = False
         self._last_step = 0
+        if answers_per_step is not None and int(answers_per_step) < 0:
+            raise ValueError(f"answers_per_step must be >= 0 or None (all pending), got {answers_per_step}")
         self.answers_per_step = answers_per_step
         self.candidates = None  # the CandidateAnswerer when answer_candidates=True
         self._run_info = {

@@ -123,8 +123,8 @@ class Harness:
         """(ids, probe flags, inputs, targets) in the order a ProbeResult lists them."""
         recent = self.w.candidates.recent
         ids = self.probe_ids + recent.ids()
-        xs = [self.probe_x.double().numpy()] + [recent._items[i][0].double().numpy()[None] for i in recent.ids()]
-        ys = [self.probe_y.numpy()] + [recent._items[i][1].numpy()[None] for i in recent.ids()]
+        xs = [self.probe_x.double().numpy()] + [x.double().numpy()[None] for _, x, _ in recent.items()]
+        ys = [self.probe_y.numpy()] + [y.numpy()[None] for _, _, y in recent.items()]
         return ids, [True] * len(self.probe_ids) + [False] * len(recent), np.concatenate(xs), np.concatenate(ys)
 
 
@@ -331,7 +331,7 @@ class AnsweringTest(unittest.TestCase):
         x, y = torch.zeros(2, 3), torch.tensor([1, 2])
         recent.add(["u", "v"], x, y)
         x.fill_(5.0)  # the caller reuses its batch buffer
-        self.assertTrue(all(float(v[0].abs().sum()) == 0 for v in recent._items.values()))
+        self.assertTrue(all(float(x.abs().sum()) == 0 for _, x, _ in recent.items()))
         for too_many in (0, MAX_RECENT_EXAMPLES + 1):
             with self.assertRaisesRegex(ValueError, "recent_examples"):
                 RecentExamples(too_many)
