@@ -240,7 +240,7 @@ def follow(config, topic, timeout=10.0):
 class CandidateAnswerer:
     """Receives EditCandidates of one run and answers them with ProbeResults.
 
-    poll() drains what the consumer has fetched in the background (never waits); answer() runs
+    poll() drains what the consumer has fetched in the background (never waits); answer_pending() runs
     the forward passes for the newest pending candidate of each layer. Counters: received,
     answered, skipped (an older pending candidate of a layer superseded by a newer one, or an id
     seen before), refused (malformed: undecodable, another run, unknown layer, wrong shapes,
