@@ -90,7 +90,7 @@ function examples(n, seed, hostileAt = -1) {
 }
 
 function layerDetail(run, l, i) {
-  if (run.run_id !== RUN) return { ...l, status: 'WAITING' };
+  if (run.run_id !== RUN) return { ...l, factor_version: -1, refreshed_version: -1, step: -1, calibrated_rho: null, status: 'refresh failed: <b>not</b> enough tokens', last_failure: HOSTILE };
   return {
     ...l, factor_version: 21, factor_tokens: 430080 + i * 1000, step: 420, calibrated_rho: i === 0 ? 0.999 : 0.9999, status: 'READY',
     last_refresh_ms: T0 + 420 * 8000,
@@ -181,7 +181,9 @@ function serveStatic(res, rel) {
 
 function runDetail(run) {
   const firing = alerts.filter((a) => a.run_id === run.run_id && a.status === 'FIRING').length;
-  return { ...run, firing_alerts: firing, layers: run.layers.map((l, i) => layerDetail(run, l, i)) };
+  return { ...run, firing_alerts: firing, fisher: 'SAMPLED', factor_mode: 'CUMULATIVE',
+    config: run.run_id === RUN ? { lr: '0.05', dataset: 'noisy-labels seed 1', flipped: '10%' } : { [HOSTILE]: HOSTILE },
+    layers: run.layers.map((l, i) => layerDetail(run, l, i)) };
 }
 
 let nextAlert = 1;

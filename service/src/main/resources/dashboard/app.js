@@ -437,7 +437,7 @@ function gapChart(layer) {
   }));
   return lineChart({
     title: 'Memorization gap (nats)', series: [{ label: 'gap', points: toXY(pts) }],
-    threshold: latest && Number.isFinite(Number(latest.threshold)) ? { y: Number(latest.threshold), label: `threshold (${latest.rule})` } : null,
+    threshold: latest && Number.isFinite(Number(latest.threshold)) ? { y: Number(latest.threshold), label: 'threshold', title: `threshold of rule ${latest.rule}` } : null,
     markers, dataset: { chart: SIG.gap, layer },
   });
 }
@@ -527,6 +527,7 @@ function layerCard(l) {
     h('h3', null, l.name, ' ', h('span', { class: 'dim' }, layerDims(l)), ' ',
       l.status !== undefined ? statusBadge(l.status) : null,
       firing.length ? [' ', badge(`${firing.length} firing`, 'sev-critical')] : null),
+    l.last_failure ? h('p', { class: 'failure' }, 'Last failed refresh: ', String(l.last_failure)) : null,
     h('div', { class: 'charts' },
       h('figure', null, gapChart(l.name)),
       h('figure', null, rhoChart(l.name)),
@@ -729,7 +730,13 @@ function renderRun() {
       h('div', null, h('dt', null, 'Last step'), h('dd', null, orDash(run.last_step))),
       h('div', null, h('dt', null, 'Layers'), h('dd', null, String(layersOf(run).length))),
       h('div', null, h('dt', null, 'Firing alerts'), h('dd', null, firing.length ? badge(String(firing.length), 'sev-critical') : '0')),
-      h('div', null, h('dt', null, 'Created'), h('dd', null, timeEl(run.created_ms)))));
+      h('div', null, h('dt', null, 'Created'), h('dd', null, timeEl(run.created_ms))),
+      run.fisher ? h('div', null, h('dt', null, 'Fisher'), h('dd', null, String(run.fisher))) : null,
+      run.factor_mode ? h('div', null, h('dt', null, 'Factors'), h('dd', null, String(run.factor_mode))) : null),
+    run.config && typeof run.config === 'object' && Object.keys(run.config).length
+      ? h('details', { class: 'run-config' }, h('summary', null, `Run configuration (${Object.keys(run.config).length})`),
+        h('dl', { class: 'kv' }, Object.entries(run.config).map(([k, v]) => [h('dt', null, k), h('dd', null, String(v))])))
+      : null);
   mount(els.layerTable, layerSummary(run));
   mount(els.layers, layersOf(run).map(layerCard));
   mount(els.alertsBox, renderAlerts(state.alerts, false));

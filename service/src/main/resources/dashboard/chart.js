@@ -104,10 +104,13 @@ function frame(svg, { title, legend, xTicks, yTicks, x, y, xLabel, yFormat, xFor
   if (xLabel) svg.appendChild(s('text', { class: 'axis-label', x: M.l + PW, y: H - 4, 'text-anchor': 'end' }, xLabel));
   svg.appendChild(s('text', { class: 'chart-title', x: 4, y: 18 }, title));
   let lx = W - M.r;
+  const room = W - M.r - (title.length * 7.2 + 16); // legend to the right of the title, never over it
+  const per = Math.max(6, Math.floor(room / Math.max(1, legend.length) / 5.9) - 4);
   for (const item of [...legend].reverse()) {
-    const text = s('text', { class: 'legend', x: lx, y: 18, 'text-anchor': 'end' }, item.label);
+    const label = item.label.length > per ? `${item.label.slice(0, per - 1)}…` : item.label;
+    const text = s('text', { class: 'legend', x: lx, y: 18, 'text-anchor': 'end' }, label, label !== item.label ? s('title', null, item.label) : null);
     svg.appendChild(text);
-    lx -= item.label.length * 5.9 + 5;
+    lx -= label.length * 5.9 + 5;
     svg.appendChild(s('rect', { class: `swatch ${item.cls}`, x: lx - 10, y: 10, width: 10, height: 10, rx: 2 }));
     lx -= 20;
   }
@@ -166,7 +169,7 @@ export function lineChart(opts) {
   if (threshold && Number.isFinite(threshold.y)) {
     const ty = r1(y(threshold.y));
     plot.appendChild(s('line', { class: 'threshold', x1: M.l, x2: M.l + PW, y1: ty, y2: ty },
-      s('title', null, `${threshold.label || 'threshold'}: ${pointFormat(threshold.y)}`)));
+      s('title', null, `${threshold.title || threshold.label || 'threshold'}: ${pointFormat(threshold.y)}`)));
   }
   series.forEach((se, i) => {
     const pts = [...se.points].sort((a, b) => a.x - b.x);
