@@ -1,0 +1,232 @@
+package dev.curvewatch.service;
+
+import dev.curvewatch.curvature.EigenbasisRefresh;
+import dev.curvewatch.curvature.SymmetricEigensolvers;
+import dev.curvewatch.service.internal.AlertEvaluator;
+import dev.curvewatch.service.internal.EditRequests;
+import dev.curvewatch.service.internal.HttpApi;
+import dev.curvewatch.service.internal.Ingest;
+import dev.curvewatch.service.internal.Outputs;
+import dev.curvewatch.service.internal.Registry;
+import dev.curvewatch.service.internal.ServiceMetrics;
+import dev.curvewatch.service.internal.SignalHistory;
+import dev.curvewatch.service.internal.SnapshotStore;
+import io.vertx.core.Vertx;
+import io.vertx.core.VertxOptions;
+import io.vertx.core.http.HttpServer;
+import io.vertx.core.http.HttpServerOptions;
+import io.vertx.core.json.JsonObject;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.nio.file.Files;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The Curvewatch service (DESIGN §1, §3, §4): follows the factors, weights and probe results of
+ * every run on Kafka, refreshes eigenbases per layer, runs the exact calibration round trip with
+ * the trainer, publishes signals, scores and raw alerts, answers edit requests with edited
+ * safetensors snapshots, and serves the HTTP API, live events and the dashboard.
+ *
+ * <pre>{@code
+ * try (CurvewatchService s = CurvewatchService.start(ServiceConfig.of(Map.of(
+ *         "bootstrap", "127.0.0.1:9092", "http.port", "0", "auth.tokens", token)))) {
+ *     System.out.println(s.url());
+ *     s.awaitCaughtUp(Duration.ofMinutes(1));
+ *     s.state().layers("run-1");    // what the service knows, without HTTP
+ * }
+ * }</pre>
+ */
+public final class CurvewatchService implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(CurvewatchService.class);
+
+    private final ServiceConfig config;
+    private final Vertx vertx;
+    private final Registry registry;
+    private final ServiceMetrics metrics;
+    private final AlertEvaluator alerts;
+    private final Outputs outputs;
+    private final SnapshotStore store;
+    private final ExecutorService refreshPool;
+    private final Ingest ingest;
+    private final EditRequests edits;
+    private final Thread ingestThread;
+    private final Thread editThread;
+    private HttpServer http;
+    private HttpApi api;
+    private volatile boolean closed;
+
+    private CurvewatchService(ServiceConfig config, List<AlertRule> rules, SnapshotStore store) {
+        this.config = config;
+        this.store = store;
+        this.vertx = Vertx.vertx(new VertxOptions().setEventLoopPoolSize(2).setWorkerPoolSize(4));
+        this.metrics = new ServiceMetrics();
+        this.registry = new Registry(new SignalHistory(config.signalHistoryPoints()), config.alertHistory(), config.snapshotHistory(),
+                config.maxRuns());
+        this.alerts = new AlertEvaluator(rules);
+        this.outputs = new Outputs(config.kafkaProperties(), config.topics(), registry, alerts, metrics, vertx,
+                "service:" + config.instanceId(), config.deadLetterMaxValueBytes());
+        this.refreshPool = Executors.newFixedThreadPool(config.refreshThreads(), daemon("curvewatch-service-refresh-"));
+        EigenbasisRefresh eigen = new EigenbasisRefresh(SymmetricEigensolvers.best(), config.eighDriftTolerance(), config.eighPrecision());
+        this.ingest = new Ingest(config, registry, outputs, metrics, refreshPool, eigen, alerts);
+        this.edits = new EditRequests(config, registry, outputs, metrics, store);
+        this.ingestThread = daemon("curvewatch-service-ingest").newThread(ingest);
+        this.editThread = daemon("curvewatch-service-edits").newThread(edits);
+        metrics.gauge("curvewatch_service_up", () -> ingestThread.isAlive() && ingest.failure() == null ? 1 : 0);
+        metrics.gauge("curvewatch_service_caught_up", () -> registry.isCaughtUp() ? 1 : 0);
+        metrics.gauge("curvewatch_service_runs", () -> registry.runIds().size());
+        metrics.gauge("curvewatch_service_layers", () -> registry.allRuns().stream().mapToInt(r -> r.layers().size()).sum());
+        metrics.gauge("curvewatch_service_factor_bytes", ingest::factorBytes);
+        metrics.gauge("curvewatch_service_firing_rules", alerts::firingCount);
+        metrics.gauge("curvewatch_service_refresh_latency_last_seconds", ingest::lastLatencySeconds);
+    }
+
+    /**
+     * Starts the feeds, the edit-request consumer and the HTTP server; returns once the server
+     * listens (the start-up catch-up goes on in the background: {@link #awaitCaughtUp}).
+     *
+     * @throws IllegalArgumentException for a bad alert rules file or snapshot directory
+     */
+    public static CurvewatchService start(ServiceConfig config) throws Exception {
+        List<AlertRule> rules = config.alertRulesFile() == null ? AlertRules.defaults() : AlertRules.load(config.alertRulesFile());
+        SnapshotStore store = new SnapshotStore(config.snapshotDir());
+        List<String> tokens = config.authTokens();
+        CurvewatchService s = new CurvewatchService(config, rules, store);
+        try {
+            s.ingestThread.start();
+            s.editThread.start();
+            s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, tokens, s::health, config.ssePingMs());
+            s.http = s.vertx.createHttpServer(new HttpServerOptions().setHost(config.httpHost()).setPort(config.httpPort())
+                            .setMaxWebSocketFrameSize(64 * 1024).setCompressionSupported(true))
+                    .requestHandler(s.api.router())
+                    .listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            s.close();
+            throw e;
+        }
+        if (tokens.isEmpty()) {
+            LOG.warn("no auth token configured: edit, refresh and download endpoints answer 403");
+        }
+        LOG.info("curvewatch service on {} ({} alert rule(s), snapshots in {})", s.url(), rules.size(), store.root());
+        return s;
+    }
+
+    public ServiceConfig config() {
+        return config;
+    }
+
+    /** The bound HTTP port (useful with {@code http.port=0}). */
+    public int httpPort() {
+        return http.actualPort();
+    }
+
+    /** http://host:port of the API and dashboard. */
+    public String url() {
+        String host = config.httpHost();
+        if (host.equals("0.0.0.0") || host.equals("::")) {
+            host = "127.0.0.1";
+        }
+        return "http://" + (host.contains(":") ? "[" + host + "]" : host) + ":" + httpPort();
+    }
+
+    /** What the service knows now (runs, layers, signals, scores, snapshots, alerts). */
+    public ServiceState state() {
+        return registry;
+    }
+
+    public List<AlertRule> alertRules() {
+        return alerts.rules();
+    }
+
+    /** Waits for the start-up catch-up (registry, factors, weights, snapshots, signal history). */
+    public boolean awaitCaughtUp(Duration timeout) throws InterruptedException {
+        return registry.awaitCaughtUp(timeout);
+    }
+
+    /** The Prometheus text exposition of /metrics. */
+    public String metrics() {
+        return metrics.scrape();
+    }
+
+    private HttpApi.Health health() {
+        long now = System.currentTimeMillis();
+        JsonObject checks = new JsonObject();
+        boolean ingestUp = ingestThread.isAlive() && ingest.failure() == null && now - ingest.lastPollMs() < 60_000;
+        checks.put("kafka_feeds", check(ingestUp, ingest.failure() != null ? ingest.failure().toString()
+                : "last poll " + (now - ingest.lastPollMs()) + " ms ago"));
+        checks.put("catch_up", check(registry.isCaughtUp(), registry.isCaughtUp() ? "done" : "reading the topics from the start"));
+        boolean editsUp = editThread.isAlive() && edits.failure() == null && now - edits.lastPollMs() < 60_000;
+        checks.put("edit_requests", check(editsUp, edits.failure() != null ? edits.failure().toString()
+                : "last poll " + (now - edits.lastPollMs()) + " ms ago"));
+        boolean storeUp = Files.isDirectory(store.root()) && Files.isWritable(store.root());
+        checks.put("snapshot_store", check(storeUp, store.root().toString()));
+        checks.put("live_clients", api == null ? 0 : api.liveClients());
+        return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && storeUp, checks);
+    }
+
+    private static JsonObject check(boolean up, String detail) {
+        return new JsonObject().put("status", up ? "UP" : "DOWN").put("detail", detail);
+    }
+
+    /** Graceful stop: HTTP, feeds, edit consumer, refreshes in flight (up to 30 s), producer, Vert.x. */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            if (http != null) {
+                http.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+            }
+        } catch (Exception e) {
+            LOG.warn("HTTP server did not close cleanly: {}", e.toString());
+        }
+        ingest.requestStop();
+        edits.requestStop();
+        join(ingestThread);
+        join(editThread);
+        refreshPool.shutdown();
+        try {
+            if (!refreshPool.awaitTermination(30, TimeUnit.SECONDS)) {
+                LOG.warn("refreshes still running after 30 s; stopping anyway");
+                refreshPool.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        outputs.flush();
+        outputs.close();
+        try {
+            vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            LOG.warn("Vert.x did not close cleanly: {}", e.toString());
+        }
+    }
+
+    private static void join(Thread t) {
+        if (t.getState() == Thread.State.NEW) {
+            return;
+        }
+        try {
+            t.join(30_000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private static ThreadFactory daemon(String prefix) {
+        AtomicInteger n = new AtomicInteger();
+        return r -> {
+            Thread t = new Thread(r, prefix.endsWith("-") ? prefix + n.getAndIncrement() : prefix);
+            t.setDaemon(true);
+            return t;
+        };
+    }
+}

@@ -1,0 +1,301 @@
+package dev.curvewatch.service;
+
+import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.schemas.ConfigLayers;
+import dev.curvewatch.schemas.CurvewatchTopics;
+
+import java.io.IOException;
+import java.net.InetAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Properties;
+
+/**
+ * Settings of the service, layered by {@link ConfigLayers}: {@link #defaults()}, a properties
+ * file, {@code CURVEWATCH_SERVICE_<KEY>} environment variables ('_' for '.', e.g.
+ * {@code CURVEWATCH_SERVICE_AUTH_TOKENS}), explicit overrides. Keys starting with {@code kafka.}
+ * go to the Kafka clients unchanged (minus the prefix), on top of {@code CURVEWATCH_KAFKA_*}.
+ * Every key is listed with its meaning in service/README.md.
+ */
+public final class ServiceConfig {
+    public static final String BOOTSTRAP = "bootstrap";
+    public static final String TOPIC_PREFIX = "topic.prefix";
+    public static final String INSTANCE_ID = "instance.id";
+    public static final String HTTP_HOST = "http.host";
+    public static final String HTTP_PORT = "http.port";
+    public static final String AUTH_TOKENS = "auth.tokens";
+    public static final String AUTH_TOKENS_FILE = "auth.tokens.file";
+    public static final String SNAPSHOT_DIR = "snapshot.dir";
+    public static final String REFRESH_INTERVAL_MS = "refresh.interval.ms";
+    public static final String REFRESH_THREADS = "refresh.threads";
+    public static final String EIGH_DRIFT_TOLERANCE = "eigh.drift.tolerance";
+    public static final String EIGH_PRECISION = "eigh.precision";
+    public static final String CALIBRATION_TIMEOUT_MS = "calibration.timeout.ms";
+    public static final String CALIBRATION_TOLERANCE = "calibration.tolerance";
+    public static final String CALIBRATION_LOSS_TOLERANCE = "calibration.loss.tolerance";
+    public static final String ALERT_RULES_FILE = "alerts.rules.file";
+    public static final String SIGNAL_HISTORY_POINTS = "signals.history.points";
+    public static final String ALERT_HISTORY = "alerts.history";
+    public static final String SNAPSHOT_HISTORY = "snapshots.history";
+    public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
+    public static final String RUNS_MAX = "runs.max";
+    public static final String EDIT_GROUP_ID = "edit.group.id";
+    public static final String DEAD_LETTER_MAX_VALUE_BYTES = "dead.letter.max.value.bytes";
+    public static final String POLL_TIMEOUT_MS = "poll.timeout.ms";
+    public static final String SSE_PING_MS = "sse.ping.ms";
+    public static final String CODE_VERSION = "code.version";
+    public static final String KAFKA_PREFIX = ConfigLayers.KAFKA_PREFIX;
+    static final String ENV_PREFIX = "CURVEWATCH_SERVICE_";
+    private static final ConfigLayers LAYERS = new ConfigLayers(ENV_PREFIX);
+
+    private static final Map<String, String> DEFAULTS;
+
+    static {
+        Map<String, String> d = new LinkedHashMap<>();
+        d.put(TOPIC_PREFIX, CurvewatchTopics.DEFAULT_PREFIX);
+        d.put(HTTP_HOST, "127.0.0.1");
+        d.put(HTTP_PORT, "8080");
+        d.put(AUTH_TOKENS, "");
+        d.put(AUTH_TOKENS_FILE, "");
+        d.put(SNAPSHOT_DIR, ".curvewatch/snapshots");
+        d.put(REFRESH_INTERVAL_MS, "5000");
+        d.put(REFRESH_THREADS, "1");
+        d.put(EIGH_DRIFT_TOLERANCE, "0.001");
+        d.put(EIGH_PRECISION, "FLOAT64");
+        d.put(CALIBRATION_TIMEOUT_MS, "60000");
+        d.put(CALIBRATION_TOLERANCE, "0.01");
+        d.put(CALIBRATION_LOSS_TOLERANCE, Double.toString(Math.log(1.05)));
+        d.put(ALERT_RULES_FILE, "");
+        d.put(SIGNAL_HISTORY_POINTS, "2000");
+        d.put(ALERT_HISTORY, "1000");
+        d.put(SNAPSHOT_HISTORY, "1000");
+        d.put(UNKNOWN_RUN_GRACE_MS, "10000");
+        d.put(RUNS_MAX, "50");
+        d.put(EDIT_GROUP_ID, "curvewatch-service");
+        d.put(DEAD_LETTER_MAX_VALUE_BYTES, Integer.toString(8 * 1024 * 1024));
+        d.put(POLL_TIMEOUT_MS, "200");
+        d.put(SSE_PING_MS, "15000");
+        d.put(CODE_VERSION, "");
+        DEFAULTS = Collections.unmodifiableMap(d);
+    }
+
+    private final Map<String, String> values;
+
+    private ServiceConfig(Map<String, String> values) {
+        this.values = values;
+        validate();
+    }
+
+    /** Defaults plus the given overrides only (no file, no environment): for tests and embedding. */
+    public static ServiceConfig of(Map<String, String> overrides) {
+        return new ServiceConfig(LAYERS.load(DEFAULTS, null, "service config", Map.of(), overrides));
+    }
+
+    /** Defaults, then the file (may be null), then {@code CURVEWATCH_SERVICE_*} variables of {@code env}, then overrides. */
+    public static ServiceConfig load(Path file, Map<String, String> env, Map<String, String> overrides) {
+        return new ServiceConfig(LAYERS.load(DEFAULTS, file, "service config", env, overrides));
+    }
+
+    /** Every key with its default, for help texts. */
+    public static Map<String, String> defaults() {
+        return DEFAULTS;
+    }
+
+    private void validate() {
+        int port = httpPort();
+        if (port < 0 || port > 65535) {
+            throw new IllegalArgumentException(HTTP_PORT + " must be in [0, 65535], got " + port);
+        }
+        if (refreshIntervalMs() < 0 || calibrationTimeoutMs() < 1 || refreshThreads() < 1 || pollTimeoutMs() < 1
+                || ssePingMs() < 1 || unknownRunGraceMs() < 0) {
+            throw new IllegalArgumentException(REFRESH_INTERVAL_MS + " >= 0, " + CALIBRATION_TIMEOUT_MS + ", " + REFRESH_THREADS
+                    + ", " + POLL_TIMEOUT_MS + ", " + SSE_PING_MS + " >= 1 and " + UNKNOWN_RUN_GRACE_MS + " >= 0 are required");
+        }
+        if (!(eighDriftTolerance() >= 0) || !(calibrationTolerance() >= 0) || !(calibrationLossTolerance() >= 0)) {
+            throw new IllegalArgumentException(EIGH_DRIFT_TOLERANCE + ", " + CALIBRATION_TOLERANCE + " and "
+                    + CALIBRATION_LOSS_TOLERANCE + " must be >= 0");
+        }
+        if (maxRuns() < 1 || signalHistoryPoints() < 1 || alertHistory() < 1 || snapshotHistory() < 1 || deadLetterMaxValueBytes() < 0) {
+            throw new IllegalArgumentException(RUNS_MAX + ", " + SIGNAL_HISTORY_POINTS + ", " + ALERT_HISTORY + ", " + SNAPSHOT_HISTORY
+                    + " must be >= 1 and " + DEAD_LETTER_MAX_VALUE_BYTES + " >= 0");
+        }
+        eighPrecision();
+        authTokens();
+    }
+
+    public String get(String key) {
+        return values.get(key);
+    }
+
+    private long longValue(String key) {
+        return ConfigLayers.longValue(values, key);
+    }
+
+    private double doubleValue(String key) {
+        return ConfigLayers.doubleValue(values, key);
+    }
+
+    public CurvewatchTopics topics() {
+        return new CurvewatchTopics(values.get(TOPIC_PREFIX));
+    }
+
+    /** Id of this instance in dead letters and logs (default: host name). */
+    public String instanceId() {
+        String id = values.get(INSTANCE_ID);
+        if (id == null || id.isBlank()) {
+            try {
+                return InetAddress.getLocalHost().getHostName();
+            } catch (IOException e) {
+                return "service";
+            }
+        }
+        return id;
+    }
+
+    public String httpHost() {
+        return values.get(HTTP_HOST);
+    }
+
+    /** HTTP port; 0 = any free port (read the bound one from {@link CurvewatchService#httpPort()}). */
+    public int httpPort() {
+        return (int) longValue(HTTP_PORT);
+    }
+
+    /**
+     * Bearer tokens accepted by the authenticated endpoints: {@code auth.tokens} (comma-separated)
+     * plus {@code auth.tokens.file} (one per line, '#' comments). Empty: those endpoints answer 403.
+     */
+    public List<String> authTokens() {
+        List<String> out = new ArrayList<>();
+        for (String t : values.getOrDefault(AUTH_TOKENS, "").split(",")) {
+            if (!t.isBlank()) {
+                out.add(t.trim());
+            }
+        }
+        String file = values.getOrDefault(AUTH_TOKENS_FILE, "");
+        if (!file.isBlank()) {
+            try {
+                for (String line : Files.readAllLines(Path.of(file), StandardCharsets.UTF_8)) {
+                    String t = line.trim();
+                    if (!t.isEmpty() && !t.startsWith("#")) {
+                        out.add(t);
+                    }
+                }
+            } catch (IOException e) {
+                throw new IllegalArgumentException(AUTH_TOKENS_FILE + " " + file + " cannot be read: " + e.getMessage(), e);
+            }
+        }
+        return List.copyOf(out);
+    }
+
+    public Path snapshotDir() {
+        return Path.of(values.get(SNAPSHOT_DIR));
+    }
+
+    /** Shortest time between two refreshes of one layer (a newer manifest waits, and only the newest is refreshed). */
+    public long refreshIntervalMs() {
+        return longValue(REFRESH_INTERVAL_MS);
+    }
+
+    /** Threads doing eigendecompositions and edits' math (never the Vert.x event loop). */
+    public int refreshThreads() {
+        return (int) longValue(REFRESH_THREADS);
+    }
+
+    /** Below this basis drift the previous eigenvectors are kept (warm start, EigenbasisRefresh). */
+    public double eighDriftTolerance() {
+        return doubleValue(EIGH_DRIFT_TOLERANCE);
+    }
+
+    public Precision eighPrecision() {
+        try {
+            return Precision.valueOf(values.get(EIGH_PRECISION).trim().toUpperCase(Locale.ROOT));
+        } catch (RuntimeException e) {
+            throw new IllegalArgumentException(EIGH_PRECISION + " must be FLOAT32 or FLOAT64, got '" + values.get(EIGH_PRECISION) + "'");
+        }
+    }
+
+    public long calibrationTimeoutMs() {
+        return longValue(CALIBRATION_TIMEOUT_MS);
+    }
+
+    /** Allowed drop of probe accuracy (absolute, 0.01 = one point) for a calibrated rho. */
+    public double calibrationTolerance() {
+        return doubleValue(CALIBRATION_TOLERANCE);
+    }
+
+    /** Allowed rise of mean probe loss in nats when the trainer sends no correct flags (an LM); ln(1.05) = +5% perplexity. */
+    public double calibrationLossTolerance() {
+        return doubleValue(CALIBRATION_LOSS_TOLERANCE);
+    }
+
+    /** Alert rules file, or null for the shipped defaults. */
+    public Path alertRulesFile() {
+        String f = values.getOrDefault(ALERT_RULES_FILE, "");
+        return f.isBlank() ? null : Path.of(f);
+    }
+
+    public int signalHistoryPoints() {
+        return (int) longValue(SIGNAL_HISTORY_POINTS);
+    }
+
+    public int alertHistory() {
+        return (int) longValue(ALERT_HISTORY);
+    }
+
+    public int snapshotHistory() {
+        return (int) longValue(SNAPSHOT_HISTORY);
+    }
+
+    public long unknownRunGraceMs() {
+        return longValue(UNKNOWN_RUN_GRACE_MS);
+    }
+
+    /** Runs held in memory; beyond it the least recently active run is forgotten (its factors, weights, history). */
+    public int maxRuns() {
+        return (int) longValue(RUNS_MAX);
+    }
+
+    public String editGroupId() {
+        return values.get(EDIT_GROUP_ID);
+    }
+
+    public int deadLetterMaxValueBytes() {
+        return (int) longValue(DEAD_LETTER_MAX_VALUE_BYTES);
+    }
+
+    public long pollTimeoutMs() {
+        return longValue(POLL_TIMEOUT_MS);
+    }
+
+    public long ssePingMs() {
+        return longValue(SSE_PING_MS);
+    }
+
+    /** Version written into snapshots and events (default: the jar's implementation version). */
+    public String codeVersion() {
+        String v = values.get(CODE_VERSION);
+        if (v == null || v.isBlank()) {
+            String impl = ServiceConfig.class.getPackage().getImplementationVersion();
+            return impl != null ? impl : "0.1.0-SNAPSHOT";
+        }
+        return v;
+    }
+
+    /** Kafka client properties: {@code CURVEWATCH_KAFKA_*}, then {@code kafka.*}, then {@code bootstrap}. */
+    public Properties kafkaProperties() {
+        return ConfigLayers.kafkaProperties(values, BOOTSTRAP, Map.of());
+    }
+
+    /** Every setting, secrets masked (tokens, passwords, JAAS). */
+    public Map<String, String> describe() {
+        return ConfigLayers.describe(values);
+    }
+}

@@ -1,0 +1,187 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.Alert;
+import dev.curvewatch.avro.AlertStatus;
+import dev.curvewatch.avro.ExampleScore;
+import dev.curvewatch.avro.Signal;
+import dev.curvewatch.curvature.TrailingBaseline;
+import dev.curvewatch.service.AlertRule;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.UUID;
+
+/**
+ * Evaluates the alert rules on every new value of a signal (SERVICE-CONTRACT §3), per run, layer
+ * and rule:
+ * <ul>
+ *   <li>a value <em>matches</em> by the rule's type (threshold, trailing baseline, rate);</li>
+ *   <li>after {@code for} consecutive matches the rule fires: a FIRING alert, and again on every
+ *       later evaluation while it fires (streams de-duplicates the repeats);</li>
+ *   <li>after {@code for} consecutive misses it resolves: one RESOLVED alert;</li>
+ *   <li>a baseline rule's window takes only values that neither matched nor were seen while the
+ *       rule fired, so a memorization in progress never becomes the baseline.</li>
+ * </ul>
+ * {@code publish = false} replays history into the state (after a restart) without producing
+ * alerts. Thread-safe (one lock; evaluations are cheap).
+ */
+public final class AlertEvaluator {
+    /** What an alert reports beside the signal: the layer's top EXACT examples and its calibrated rho (NaN if none). */
+    public record Context(List<ExampleScore> topExamples, double rho) {
+        public static final Context NONE = new Context(List.of(), Double.NaN);
+    }
+
+    private static final class RuleState {
+        final TrailingBaseline baseline;
+        final ArrayDeque<Double> past = new ArrayDeque<>();
+        int matches;
+        int misses;
+        boolean firing;
+        long firstSeenMs;
+
+        RuleState(AlertRule r) {
+            baseline = r.type() == AlertRule.Type.BASELINE ? new TrailingBaseline(r.window(), r.k(), r.floor()) : null;
+        }
+    }
+
+    private final List<AlertRule> rules;
+    private final Map<String, RuleState> states = new HashMap<>();
+
+    public AlertEvaluator(List<AlertRule> rules) {
+        this.rules = List.copyOf(rules);
+    }
+
+    public List<AlertRule> rules() {
+        return rules;
+    }
+
+    /** Evaluates every rule watching this signal; returns the alerts to publish (none when {@code publish} is false). */
+    public synchronized List<Alert> evaluate(Signal s, Context ctx, long nowMs, boolean publish) {
+        List<Alert> out = new ArrayList<>();
+        if (!Double.isFinite(s.getValue())) {
+            return out;
+        }
+        for (AlertRule rule : rules) {
+            if (!rule.applies(s.getName(), s.getRunId(), s.getLayer())) {
+                continue;
+            }
+            String fp = Fingerprints.alert(s.getRunId(), s.getLayer(), rule.name());
+            RuleState st = states.computeIfAbsent(fp, k -> new RuleState(rule));
+            double value = s.getValue();
+            double threshold;
+            boolean match;
+            Map<String, String> details = new LinkedHashMap<>();
+            details.put("type", rule.type().name().toLowerCase(Locale.ROOT));
+            details.put("for", Integer.toString(rule.holdFor()));
+            double reported = value;
+            switch (rule.type()) {
+                case THRESHOLD -> {
+                    threshold = rule.threshold();
+                    match = rule.below() ? value < threshold : value > threshold;
+                }
+                case BASELINE -> {
+                    details.put("window", Integer.toString(rule.window()));
+                    details.put("window_values", Integer.toString(st.baseline.size()));
+                    if (st.baseline.isReady()) {
+                        threshold = st.baseline.threshold().getAsDouble();
+                        match = value > threshold;
+                        details.put("window_mean", fmt(st.baseline.mean()));
+                        details.put("window_sd", fmt(st.baseline.sd()));
+                    } else {
+                        threshold = Double.NaN;
+                        match = false;
+                    }
+                }
+                case RATE -> {
+                    threshold = rule.threshold();
+                    details.put("window", Integer.toString(rule.window()));
+                    if (st.past.size() >= rule.window()) {
+                        double before = st.past.peekFirst();
+                        reported = value - before;
+                        match = rule.below() ? reported < threshold : reported > threshold;
+                        details.put("previous_value", fmt(before));
+                        details.put("signal_value", fmt(value));
+                    } else {
+                        match = false;
+                    }
+                    st.past.addLast(value);
+                    while (st.past.size() > rule.window()) {
+                        st.past.removeFirst();
+                    }
+                }
+                default -> throw new IllegalStateException(rule.type().name());
+            }
+            if (match) {
+                st.matches++;
+                st.misses = 0;
+            } else {
+                st.misses++;
+                st.matches = 0;
+            }
+            AlertStatus status = null;
+            if (!st.firing && st.matches >= rule.holdFor()) {
+                st.firing = true;
+                st.firstSeenMs = nowMs;
+                status = AlertStatus.FIRING;
+            } else if (st.firing && st.misses >= rule.holdFor()) {
+                st.firing = false;
+                status = AlertStatus.RESOLVED;
+            } else if (st.firing) {
+                status = AlertStatus.FIRING; // a repeat, or held against flapping
+            }
+            if (st.baseline != null && !match && !st.firing) {
+                st.baseline.admit(value); // includes the value that resolves an alert: it is normal again
+            }
+            if (status == null || !publish) {
+                continue;
+            }
+            if (Double.isFinite(ctx.rho())) {
+                details.put("rho", fmt(ctx.rho()));
+            }
+            details.put("factor_version", Long.toString(s.getFactorVersion()));
+            double thr = Double.isFinite(threshold) ? threshold : 0;
+            out.add(Alert.newBuilder()
+                    .setId(UUID.randomUUID().toString())
+                    .setFingerprint(fp)
+                    .setRunId(s.getRunId())
+                    .setStep(s.getStep())
+                    .setLayer(s.getLayer())
+                    .setRule(rule.name())
+                    .setSignal(s.getName())
+                    .setValue(reported)
+                    .setThreshold(thr)
+                    .setSeverity(rule.severity())
+                    .setStatus(status)
+                    .setFirstSeenMs(Math.min(st.firstSeenMs, nowMs))
+                    .setLastSeenMs(nowMs)
+                    .setTopExamples(ctx.topExamples().size() > 10 ? ctx.topExamples().subList(0, 10) : ctx.topExamples())
+                    .setSummary(summary(status, s, rule, reported, thr))
+                    .setDetails(details)
+                    .build());
+        }
+        return out;
+    }
+
+    /** Rule/run/layer combinations firing now. */
+    public synchronized int firingCount() {
+        return (int) states.values().stream().filter(s -> s.firing).count();
+    }
+
+    static String summary(AlertStatus status, Signal s, AlertRule rule, double value, double threshold) {
+        String where = s.getLayer() == null ? "" : s.getLayer() + " ";
+        String op = rule.below() ? "<" : ">";
+        String what = rule.type() == AlertRule.Type.RATE ? "d" + s.getName() : s.getName();
+        String text = String.format(Locale.ROOT, "%s%s%s %.3g %s %.3g", status == AlertStatus.RESOLVED ? "resolved: " : "", where,
+                what, value, op, threshold);
+        return text.length() < 64 ? text : text.substring(0, 63);
+    }
+
+    private static String fmt(double v) {
+        return String.format(Locale.ROOT, "%.6g", v);
+    }
+}

@@ -1,0 +1,218 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.ExampleLosses;
+import dev.curvewatch.avro.ExampleScore;
+import dev.curvewatch.avro.ExampleScores;
+import dev.curvewatch.avro.ProbeResult;
+import dev.curvewatch.avro.ScoreKind;
+import dev.curvewatch.avro.Signal;
+import dev.curvewatch.curvature.RhoCalibration;
+import dev.curvewatch.curvature.RhoCalibrator;
+import dev.curvewatch.schemas.ContractChecks;
+import dev.curvewatch.schemas.InvalidRecordException;
+import dev.curvewatch.schemas.RejectReason;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The service side of the exact calibration round trip (SERVICE-CONTRACT §1): checks a
+ * ProbeResult against the candidate it answers, picks the calibrated rho from the trainer's
+ * measured probe scores (looked up, never recomputed) and derives the memorization gap, the
+ * per-example EXACT and LOSS scores and the calibration signals. No Kafka, no state.
+ */
+public final class Calibration {
+    /** ACCURACY when the trainer sends correct flags (a classifier), LOSS otherwise (an LM). */
+    public enum Mode { ACCURACY, LOSS }
+
+    /**
+     * @param index        index of the calibrated rho among the candidates, -1 when none qualified (rho = 1, no edit)
+     * @param baseline     probe accuracy (or mean loss) now
+     * @param edited       probe accuracy (or mean loss) under the calibrated rho
+     * @param exact        per training example loss_edited[index] - loss_now (0 without an edit)
+     * @param loss         per training example loss_now (the baseline score)
+     */
+    public record Outcome(Mode mode, int index, double rho, double baseline, double edited, double tolerance,
+                          double trainSensitivity, double probeSensitivity, double gap, long keptPairs,
+                          int trainExamples, int probeExamples, double probeLossNow, double probeLossEdited,
+                          List<RhoCalibration.Evaluation> trace, List<ExampleScore> exact, List<ExampleScore> loss) {
+    }
+
+    private Calibration() {
+    }
+
+    /**
+     * Checks everything about a ProbeResult that can be checked against its candidate: ids, run
+     * and layer, the echoed rhos, per-example lengths, finiteness, at least one probe and one
+     * training example, and one mode for all probes.
+     */
+    public static Mode validate(ProbeResult r, PendingCandidate c) {
+        ContractChecks.requireId(r.getRunId(), "run_id");
+        ContractChecks.requireId(r.getLayer(), "layer");
+        if (!r.getRunId().equals(c.runId()) || !r.getLayer().equals(c.layer())) {
+            throw new InvalidRecordException(RejectReason.KEY_MISMATCH, "candidate " + c.id() + " is for " + c.runId() + "/" + c.layer()
+                    + ", the result says " + r.getRunId() + "/" + r.getLayer());
+        }
+        if (r.getStep() < 0) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "step " + r.getStep() + " is negative");
+        }
+        List<Double> rhos = r.getRhos();
+        boolean same = rhos.size() == c.size();
+        for (int k = 0; same && k < rhos.size(); k++) {
+            same = rhos.get(k) == c.rho(k);
+        }
+        if (!same) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "rhos " + rhos + " differ from the " + c.size()
+                    + " candidate rhos of " + c.id());
+        }
+        int probes = 0;
+        int train = 0;
+        int withFlags = 0;
+        for (int e = 0; e < r.getExamples().size(); e++) {
+            ExampleLosses x = r.getExamples().get(e);
+            String where = "example " + e + " (" + x.getSampleId() + ")";
+            if (x.getSampleId() == null || x.getSampleId().isEmpty() || x.getSampleId().length() > 256) {
+                throw new InvalidRecordException(RejectReason.INVALID_FIELD, where + ": sample_id must be 1-256 characters");
+            }
+            if (x.getLossEdited().size() != c.size()) {
+                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, where + " has " + x.getLossEdited().size()
+                        + " edited losses for " + c.size() + " rhos");
+            }
+            if (!x.getCorrectEdited().isEmpty() && x.getCorrectEdited().size() != c.size()) {
+                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, where + " has " + x.getCorrectEdited().size()
+                        + " edited correct flags for " + c.size() + " rhos");
+            }
+            if (!Float.isFinite(x.getLossNow())) {
+                throw new InvalidRecordException(RejectReason.NON_FINITE, where + " has loss_now " + x.getLossNow());
+            }
+            for (int k = 0; k < x.getLossEdited().size(); k++) {
+                if (!Float.isFinite(x.getLossEdited().get(k))) {
+                    throw new InvalidRecordException(RejectReason.NON_FINITE, where + " has loss_edited[" + k + "] = " + x.getLossEdited().get(k));
+                }
+            }
+            if (x.getProbe()) {
+                probes++;
+                if (!x.getCorrectEdited().isEmpty()) {
+                    withFlags++;
+                }
+            } else {
+                train++;
+            }
+        }
+        if (probes == 0 || train == 0) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "needs at least one probe and one training example, got "
+                    + probes + " probe and " + train + " training examples");
+        }
+        if (withFlags != 0 && withFlags != probes) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, withFlags + " of " + probes
+                    + " probe examples carry correct flags: all or none must");
+        }
+        return withFlags == probes ? Mode.ACCURACY : Mode.LOSS;
+    }
+
+    /**
+     * Validates, then calibrates: the most aggressive candidate rho whose probe accuracy stays
+     * within {@code accuracyTolerance} of now (or, without flags, whose mean probe loss rises by at
+     * most {@code lossTolerance}), by {@link RhoCalibrator} over the trainer's measured scores.
+     */
+    public static Outcome calibrate(ProbeResult r, PendingCandidate c, double accuracyTolerance, double lossTolerance) {
+        Mode mode = validate(r, c);
+        List<ExampleLosses> probes = new ArrayList<>();
+        List<ExampleLosses> train = new ArrayList<>();
+        for (ExampleLosses x : r.getExamples()) {
+            (x.getProbe() ? probes : train).add(x);
+        }
+        int n = c.size();
+        double[] score = new double[n];
+        double baseline = 0;
+        double lossNow = 0;
+        double[] lossEdited = new double[n];
+        for (ExampleLosses x : probes) {
+            baseline += mode == Mode.ACCURACY ? (x.getCorrectNow() ? 1 : 0) : x.getLossNow();
+            lossNow += x.getLossNow();
+            for (int k = 0; k < n; k++) {
+                score[k] += mode == Mode.ACCURACY ? (x.getCorrectEdited().get(k) ? 1 : 0) : x.getLossEdited().get(k);
+                lossEdited[k] += x.getLossEdited().get(k);
+            }
+        }
+        baseline /= probes.size();
+        lossNow /= probes.size();
+        for (int k = 0; k < n; k++) {
+            score[k] /= probes.size();
+            lossEdited[k] /= probes.size();
+        }
+        double tolerance = mode == Mode.ACCURACY ? accuracyTolerance : lossTolerance;
+        RhoCalibrator calibrator = RhoCalibrator.standard(tolerance, mode == Mode.ACCURACY
+                ? RhoCalibrator.Direction.HIGHER_IS_BETTER : RhoCalibrator.Direction.LOWER_IS_BETTER);
+        RhoCalibration cal = calibrator.calibrate(baseline, rho -> {
+            int k = c.indexOf(rho);
+            if (k < 0) {
+                throw new IllegalStateException("rho " + rho + " is not a candidate of " + c.id());
+            }
+            return score[k];
+        });
+        int index = cal.rho().isPresent() ? c.indexOf(cal.rho().getAsDouble()) : -1;
+        double trainSens = 0;
+        List<ExampleScore> exact = new ArrayList<>(train.size());
+        List<ExampleScore> loss = new ArrayList<>(train.size());
+        for (ExampleLosses x : train) {
+            double s = index < 0 ? 0 : (double) x.getLossEdited().get(index) - x.getLossNow();
+            trainSens += s;
+            exact.add(new ExampleScore(x.getSampleId(), s));
+            loss.add(new ExampleScore(x.getSampleId(), (double) x.getLossNow()));
+        }
+        trainSens /= train.size();
+        double probeSens = 0;
+        for (ExampleLosses x : probes) {
+            probeSens += index < 0 ? 0 : (double) x.getLossEdited().get(index) - x.getLossNow();
+        }
+        probeSens /= probes.size();
+        return new Outcome(mode, index, index < 0 ? 1.0 : c.rho(index), baseline, index < 0 ? baseline : score[index], tolerance,
+                trainSens, probeSens, trainSens - probeSens, index < 0 ? c.totalPairs() : c.keptPairs(index),
+                train.size(), probes.size(), lossNow, index < 0 ? lossNow : lossEdited[index], cal.trace(), exact, loss);
+    }
+
+    /** The calibration signals at the candidate's step (SERVICE-CONTRACT §1). */
+    public static List<Signal> signals(Outcome o, PendingCandidate c, long nowMs) {
+        Map<String, Double> calAttrs = new LinkedHashMap<>();
+        calAttrs.put("candidate_index", (double) o.index());
+        calAttrs.put("baseline", o.baseline());
+        calAttrs.put("edited", o.edited());
+        calAttrs.put("tolerance", o.tolerance());
+        calAttrs.put("evaluations", (double) o.trace().size());
+        calAttrs.put("accuracy_mode", o.mode() == Mode.ACCURACY ? 1.0 : 0.0);
+        Map<String, Double> gapAttrs = new LinkedHashMap<>();
+        gapAttrs.put("rho", o.rho());
+        gapAttrs.put("train_examples", (double) o.trainExamples());
+        gapAttrs.put("probe_examples", (double) o.probeExamples());
+        List<Signal> out = new ArrayList<>();
+        out.add(signal(c, "calibrated_rho", o.rho(), calAttrs, nowMs));
+        out.add(signal(c, "memorization_gap", o.gap(), gapAttrs, nowMs));
+        out.add(signal(c, "train_sensitivity", o.trainSensitivity(), Map.of("examples", (double) o.trainExamples()), nowMs));
+        out.add(signal(c, "probe_sensitivity", o.probeSensitivity(), Map.of("examples", (double) o.probeExamples()), nowMs));
+        if (o.mode() == Mode.ACCURACY) {
+            out.add(signal(c, "probe_accuracy_now", o.baseline(), Map.of(), nowMs));
+            out.add(signal(c, "probe_accuracy_edited", o.edited(), Map.of("rho", o.rho()), nowMs));
+        }
+        out.add(signal(c, "probe_loss_now", o.probeLossNow(), Map.of(), nowMs));
+        out.add(signal(c, "probe_loss_edited", o.probeLossEdited(), Map.of("rho", o.rho()), nowMs));
+        out.add(signal(c, "kept_pairs", (double) o.keptPairs(), Map.of("total_pairs", (double) c.totalPairs()), nowMs));
+        return out;
+    }
+
+    /** EXACT and LOSS scores of the training examples. */
+    public static List<ExampleScores> scores(Outcome o, PendingCandidate c, long nowMs) {
+        return List.of(
+                ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(c.step()).setKind(ScoreKind.EXACT)
+                        .setRho(o.rho()).setScores(o.exact()).setTimestampMs(nowMs).build(),
+                ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(c.step()).setKind(ScoreKind.LOSS)
+                        .setRho(o.rho()).setScores(o.loss()).setTimestampMs(nowMs).build());
+    }
+
+    static Signal signal(PendingCandidate c, String name, double value, Map<String, Double> attrs, long nowMs) {
+        return Signal.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(c.step()).setName(name).setValue(value)
+                .setFactorVersion(c.factorVersion()).setAttributes(new LinkedHashMap<>(attrs)).setTimestampMs(nowMs).build();
+    }
+}

@@ -1,0 +1,249 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.DType;
+import dev.curvewatch.avro.EditRequest;
+import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.LayerRho;
+import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.ContractChecks;
+import dev.curvewatch.schemas.InvalidRecordException;
+import dev.curvewatch.schemas.RejectReason;
+import dev.curvewatch.service.ServiceConfig;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.WakeupException;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+
+/**
+ * The edit-requests consumer (group {@code edit.group.id}): each request becomes one edited
+ * safetensors snapshot and a SnapshotEvent, or a dead letter with the reason; its offset is
+ * committed only after that. Idempotent: a key already answered (the snapshots topic, read at
+ * start, or this thread's own answers) is skipped, and the snapshot id derives from run and key,
+ * so a request handled again after a crash rewrites the same file. Waits for the ingest
+ * catch-up first, so the answered keys, weights and bases are known. Its own thread: the edit
+ * math never runs on the Vert.x event loop.
+ */
+public final class EditRequests implements Runnable {
+    private static final Logger LOG = LoggerFactory.getLogger(EditRequests.class);
+    private static final int STORE_ATTEMPTS = 3;
+
+    private final ServiceConfig config;
+    private final Registry registry;
+    private final Outputs out;
+    private final ServiceMetrics metrics;
+    private final SnapshotStore store;
+    private final KafkaConsumer<byte[], byte[]> consumer;
+    private final AvroDeserializer<EditRequest> decoder = new AvroDeserializer<>(EditRequest.class);
+    private volatile boolean stop;
+    private volatile long lastPollMs;
+    private volatile Throwable failure;
+
+    public EditRequests(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store) {
+        this.config = config;
+        this.registry = registry;
+        this.out = out;
+        this.metrics = metrics;
+        this.store = store;
+        Properties p = new Properties();
+        p.putAll(config.kafkaProperties());
+        p.setProperty(ConsumerConfig.GROUP_ID_CONFIG, config.editGroupId());
+        p.setProperty(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.setProperty(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        p.putIfAbsent(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.setProperty(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "8");
+        p.setProperty(ConsumerConfig.CLIENT_ID_CONFIG, out.component() + "-edits");
+        this.consumer = new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+    }
+
+    public long lastPollMs() {
+        return lastPollMs;
+    }
+
+    public Throwable failure() {
+        return failure;
+    }
+
+    public void requestStop() {
+        stop = true;
+        consumer.wakeup();
+    }
+
+    @Override
+    public void run() {
+        try {
+            while (!stop && !registry.awaitCaughtUp(Duration.ofMillis(200))) {
+                lastPollMs = System.currentTimeMillis();
+            }
+            consumer.subscribe(List.of(config.topics().editRequests()));
+            while (!stop) {
+                var records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
+                lastPollMs = System.currentTimeMillis();
+                for (ConsumerRecord<byte[], byte[]> r : records) {
+                    if (!handleOrRewind(r)) {
+                        break; // rewound: the rest of the batch comes again
+                    }
+                    consumer.commitSync(Map.of(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1)));
+                }
+            }
+        } catch (WakeupException e) {
+            if (!stop) {
+                failure = e;
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (Throwable t) {
+            failure = t;
+            LOG.error("edit-request loop stopped on a fatal error", t);
+        } finally {
+            consumer.close(Duration.ofSeconds(5));
+        }
+    }
+
+    /** Handles one request; false if Kafka refused the SnapshotEvent and the record was rewound to retry. */
+    private boolean handleOrRewind(ConsumerRecord<byte[], byte[]> r) {
+        try {
+            handle(r);
+            return true;
+        } catch (InvalidRecordException e) {
+            out.deadLetter(r.topic(), r.partition(), r.offset(), r.key(), r.value(), e);
+            metrics.inc("curvewatch_service_snapshots_total", "dead_letter");
+            return true;
+        } catch (EventNotPublished e) {
+            LOG.warn("snapshot event not acknowledged, will retry {} p{}@{}: {}", r.topic(), r.partition(), r.offset(), e.getMessage());
+            consumer.seek(new TopicPartition(r.topic(), r.partition()), r.offset());
+            return false;
+        }
+    }
+
+    private static final class EventNotPublished extends Exception {
+        EventNotPublished(Throwable cause) {
+            super(cause.toString(), cause);
+        }
+    }
+
+    void handle(ConsumerRecord<byte[], byte[]> r) throws EventNotPublished {
+        if (r.value() == null) {
+            return;
+        }
+        EditRequest req = decoder.decode(r.value());
+        ContractChecks.requirePathSegment(req.getRunId(), "run_id");
+        ContractChecks.requireId(req.getIdempotencyKey(), "idempotency_key");
+        String key = r.key() == null ? null : new String(r.key(), StandardCharsets.UTF_8);
+        if (!req.getRunId().equals(key)) {
+            throw new InvalidRecordException(RejectReason.KEY_MISMATCH, "edit request key '" + key + "' is not its run id '" + req.getRunId() + "'");
+        }
+        if (registry.answered(req.getRunId(), req.getIdempotencyKey())) {
+            metrics.inc("curvewatch_service_snapshots_total", "duplicate");
+            LOG.info("edit request {} of run {} already answered", req.getIdempotencyKey(), req.getRunId());
+            return;
+        }
+        Registry.Run run = registry.run(req.getRunId()).filter(x -> x.info() != null).orElseThrow(() ->
+                new InvalidRecordException(RejectReason.UNKNOWN_RUN, "run '" + req.getRunId() + "' is not registered"));
+        List<SnapshotEditor.LayerInput> inputs = inputs(req, run);
+        List<SnapshotEditor.LayerEdited> edited = new ArrayList<>();
+        for (SnapshotEditor.LayerInput in : inputs) {
+            edited.add(SnapshotEditor.edit(in));
+        }
+        String snapshotId = Fingerprints.snapshot(req.getRunId(), req.getIdempotencyKey());
+        SnapshotStore.Stored stored = store(req, snapshotId, edited);
+        List<LayerRho> layers = new ArrayList<>();
+        Map<String, Long> versions = new LinkedHashMap<>();
+        for (SnapshotEditor.LayerEdited e : edited) {
+            layers.add(new LayerRho(e.layer(), e.rho()));
+            versions.put(e.layer(), e.factorVersion());
+        }
+        SnapshotEvent event = SnapshotEvent.newBuilder()
+                .setSnapshotId(snapshotId).setRunId(req.getRunId()).setStep(SnapshotEditor.step(edited))
+                .setIdempotencyKey(req.getIdempotencyKey()).setUri(stored.uri()).setSha256(stored.sha256())
+                .setSizeBytes(stored.sizeBytes()).setDtype(DType.FLOAT32).setLayers(layers).setFactorVersions(versions)
+                .setCodeVersion(config.codeVersion()).setCreatedMs(System.currentTimeMillis())
+                .build();
+        try {
+            out.snapshot(event);
+        } catch (Exception e) {
+            throw new EventNotPublished(e);
+        }
+        registry.snapshot(event); // answered now, before the ingest thread reads it back
+        metrics.inc("curvewatch_service_snapshots_total", "written");
+        LOG.info("snapshot {} of run {} ({}): {} bytes, sha256 {}", snapshotId, req.getRunId(), layers, stored.sizeBytes(), stored.sha256());
+    }
+
+    private SnapshotStore.Stored store(EditRequest req, String snapshotId, List<SnapshotEditor.LayerEdited> edited) {
+        IOException last = null;
+        for (int attempt = 1; attempt <= STORE_ATTEMPTS; attempt++) {
+            try {
+                return store.write(req.getRunId(), snapshotId, SnapshotEditor.file(req.getRunId(), snapshotId, req.getIdempotencyKey(),
+                        config.codeVersion(), edited));
+            } catch (IOException e) {
+                last = e;
+                LOG.warn("writing snapshot {} failed (attempt {} of {}): {}", snapshotId, attempt, STORE_ATTEMPTS, e.toString());
+            }
+        }
+        throw new InvalidRecordException(RejectReason.STORE_FAILED, "snapshot " + snapshotId + " could not be written: " + last);
+    }
+
+    /** The layers to edit with their rho (rho <= 0: the calibrated one); every check that can refuse the request. */
+    private List<SnapshotEditor.LayerInput> inputs(EditRequest req, Registry.Run run) {
+        Map<String, LayerInfo> watched = new LinkedHashMap<>();
+        run.info().getLayers().forEach(l -> watched.put(l.getName(), l));
+        List<LayerRho> wanted = new ArrayList<>(req.getLayers());
+        if (wanted.isEmpty()) {
+            watched.keySet().forEach(name -> wanted.add(new LayerRho(name, 0.0)));
+        }
+        Set<String> seen = new LinkedHashSet<>();
+        List<SnapshotEditor.LayerInput> out = new ArrayList<>();
+        for (LayerRho lr : wanted) {
+            String name = lr.getLayer();
+            ContractChecks.requireId(name, "layer");
+            if (!seen.add(name)) {
+                throw new InvalidRecordException(RejectReason.INVALID_FIELD, "layer '" + name + "' is listed twice");
+            }
+            LayerInfo info = watched.get(name);
+            if (info == null) {
+                throw new InvalidRecordException(RejectReason.UNKNOWN_LAYER, "layer '" + name + "' is not watched by run '" + run.id() + "'");
+            }
+            double rho = lr.getRho();
+            if (Double.isNaN(rho) || rho > 1) {
+                throw new InvalidRecordException(RejectReason.INVALID_FIELD, "layer '" + name + "': rho " + rho + " is not in (0, 1] (or <= 0 for the calibrated rho)");
+            }
+            LayerState.EditView v = registry.existing(run.id(), name).map(LayerState::editView).orElseThrow(() ->
+                    new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no factors yet"));
+            if (rho <= 0) {
+                rho = v.calibratedRho();
+                if (!(rho > 0 && rho <= 1)) {
+                    throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no calibrated rho yet");
+                }
+            }
+            if (v.weight() == null) {
+                throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no weight snapshot yet");
+            }
+            if (v.g() == null || v.a() == null) {
+                throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no eigenbasis yet");
+            }
+            if (v.g().size() != info.getDOut() || v.a().size() != info.getDIn()) {
+                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "layer '" + name + "': eigenbases are " + v.g().size() + " and "
+                        + v.a().size() + ", the layer is registered as " + info.getDOut() + " x " + info.getDIn());
+            }
+            out.add(new SnapshotEditor.LayerInput(name, info.getDOut(), info.getDIn(), v.weight().weight(), v.weight().bias(),
+                    v.weight().step(), v.g(), v.a(), rho, v.basesVersion()));
+        }
+        return out;
+    }
+}

@@ -1,0 +1,616 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.Alert;
+import dev.curvewatch.avro.AlertStatus;
+import dev.curvewatch.avro.EditRequest;
+import dev.curvewatch.avro.ExampleScore;
+import dev.curvewatch.avro.LayerRho;
+import dev.curvewatch.avro.ScoreKind;
+import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.curvature.Eigenbasis;
+import dev.curvewatch.schemas.ContractChecks;
+import dev.curvewatch.schemas.InvalidRecordException;
+import dev.curvewatch.service.SignalPoint;
+import io.vertx.core.Handler;
+import io.vertx.core.MultiMap;
+import io.vertx.core.Vertx;
+import io.vertx.core.eventbus.MessageConsumer;
+import io.vertx.core.http.HttpHeaders;
+import io.vertx.core.http.HttpServerResponse;
+import io.vertx.core.json.DecodeException;
+import io.vertx.core.json.JsonArray;
+import io.vertx.core.json.JsonObject;
+import io.vertx.ext.web.Router;
+import io.vertx.ext.web.RoutingContext;
+import io.vertx.ext.web.handler.BodyHandler;
+import io.vertx.ext.web.handler.StaticHandler;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
+import java.util.regex.Pattern;
+
+/**
+ * The HTTP API of SERVICE-CONTRACT §5 on Vert.x web: JSON endpoints over the in-memory state,
+ * Bearer-authenticated edit/refresh/download endpoints, Server-Sent Events and WebSocket live
+ * events, /metrics, /health and the static dashboard from the classpath ({@code dashboard/}).
+ * Handlers only read state and hand edits to Kafka; they never compute or block.
+ */
+public final class HttpApi {
+    private static final Logger LOG = LoggerFactory.getLogger(HttpApi.class);
+    public static final int BODY_LIMIT_BYTES = 64 * 1024;
+    static final Pattern SIGNAL_NAME = Pattern.compile("[A-Za-z0-9_.:-]{1,64}");
+    private static final Set<String> EDIT_FIELDS = Set.of("layers", "reason", "idempotency_key");
+
+    /** The answer of /health: 200 when up, 503 otherwise, with every check. */
+    public record Health(boolean up, JsonObject checks) {
+    }
+
+    private final Vertx vertx;
+    private final Registry registry;
+    private final Outputs out;
+    private final ServiceMetrics metrics;
+    private final SnapshotStore store;
+    private final List<byte[]> tokenDigests;
+    private final Supplier<Health> health;
+    private final long pingMs;
+    private final AtomicInteger liveClients = new AtomicInteger();
+
+    public HttpApi(Vertx vertx, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store, List<String> tokens,
+                   Supplier<Health> health, long pingMs) {
+        this.vertx = vertx;
+        this.registry = registry;
+        this.out = out;
+        this.metrics = metrics;
+        this.store = store;
+        this.tokenDigests = tokens.stream().map(HttpApi::digest).toList();
+        this.health = health;
+        this.pingMs = pingMs;
+        metrics.gauge("curvewatch_service_live_clients", liveClients::get);
+    }
+
+    public int liveClients() {
+        return liveClients.get();
+    }
+
+    public Router router() {
+        Router r = Router.router(vertx);
+        r.route().handler(ctx -> {
+            ctx.addHeadersEndHandler(v -> metrics.inc("curvewatch_service_http_requests_total",
+                    Integer.toString(ctx.response().getStatusCode())));
+            ctx.next();
+        });
+        r.get("/health").handler(this::health);
+        r.get("/metrics").handler(ctx -> ctx.response().putHeader(HttpHeaders.CONTENT_TYPE, ServiceMetrics.contentType()).end(metrics.scrape()));
+        r.get("/api/runs").handler(this::runs);
+        r.get("/api/runs/:run").handler(this::run);
+        r.get("/api/runs/:run/signals").handler(this::signals);
+        r.get("/api/runs/:run/scores").handler(this::scores);
+        r.get("/api/runs/:run/spectra").handler(this::spectra);
+        r.get("/api/runs/:run/snapshots").handler(this::snapshots);
+        r.get("/api/alerts").handler(this::alerts);
+        r.get("/api/snapshots/:id/file").handler(this::authenticate).handler(this::download);
+        r.post("/api/runs/:run/edits").handler(this::authenticate).handler(BodyHandler.create().setBodyLimit(BODY_LIMIT_BYTES)
+                .setHandleFileUploads(false)).handler(this::edit);
+        r.post("/api/runs/:run/refresh").handler(this::authenticate).handler(BodyHandler.create().setBodyLimit(BODY_LIMIT_BYTES)
+                .setHandleFileUploads(false)).handler(this::refresh);
+        r.get("/api/events").handler(this::sse);
+        r.get("/api/ws").handler(this::websocket);
+        r.route("/api/*").handler(ctx -> fail(ctx, 404, "no such endpoint: " + ctx.request().method() + " " + ctx.normalizedPath()));
+        StaticHandler dashboard = StaticHandler.create("dashboard").setIndexPage("index.html").setCachingEnabled(false);
+        r.route("/dashboard/*").handler(dashboard);
+        r.route("/*").handler(dashboard);
+        for (int code : new int[]{400, 401, 403, 404, 405, 413, 415, 500, 503}) {
+            r.errorHandler(code, ctx -> errorBody(ctx, code));
+        }
+        return r;
+    }
+
+    private void errorBody(RoutingContext ctx, int code) {
+        if (ctx.response().ended() || ctx.response().headWritten()) {
+            if (!ctx.response().ended()) {
+                ctx.response().end();
+            }
+            return;
+        }
+        String message = switch (code) {
+            case 404 -> "not found: " + ctx.normalizedPath();
+            case 405 -> "method " + ctx.request().method() + " not allowed on " + ctx.normalizedPath();
+            case 413 -> "request body larger than " + BODY_LIMIT_BYTES + " bytes";
+            case 500 -> "internal error";
+            default -> ctx.failure() != null && ctx.failure().getMessage() != null ? ctx.failure().getMessage() : "error " + code;
+        };
+        if (code == 500 && ctx.failure() != null) {
+            LOG.error("HTTP {} {} failed", ctx.request().method(), ctx.normalizedPath(), ctx.failure());
+        }
+        json(ctx, code, Json.error(message));
+    }
+
+    // ---- plumbing ----------------------------------------------------------------------------
+
+    private static void json(RoutingContext ctx, int status, Object body) {
+        String text = body instanceof JsonObject o ? o.encode() : ((JsonArray) body).encode();
+        ctx.response().setStatusCode(status).putHeader(HttpHeaders.CONTENT_TYPE, "application/json; charset=utf-8").end(text);
+    }
+
+    private static void fail(RoutingContext ctx, int status, String message) {
+        json(ctx, status, Json.error(message));
+    }
+
+    /** A path or query id checked against ContractChecks' syntax before any lookup; null after answering 400. */
+    private static String id(RoutingContext ctx, String value, String what) {
+        try {
+            ContractChecks.requireId(value, what);
+            return value;
+        } catch (InvalidRecordException e) {
+            fail(ctx, 400, e.getMessage());
+            return null;
+        }
+    }
+
+    private static byte[] digest(String token) {
+        return Fingerprints.sha256().digest(token.getBytes(StandardCharsets.UTF_8));
+    }
+
+    /**
+     * Bearer auth: no configured token = 403 (never open), a missing or wrong token = 401. The
+     * presented token is hashed and compared with every configured digest in constant time, so
+     * neither the match position nor the token length leaks through timing.
+     */
+    private void authenticate(RoutingContext ctx) {
+        if (tokenDigests.isEmpty()) {
+            fail(ctx, 403, "no token configured: set auth.tokens or auth.tokens.file to enable this endpoint");
+            return;
+        }
+        String h = ctx.request().getHeader(HttpHeaders.AUTHORIZATION);
+        if (h == null || h.length() < 8 || !h.regionMatches(true, 0, "Bearer ", 0, 7)) {
+            ctx.response().putHeader("WWW-Authenticate", "Bearer realm=\"curvewatch\"");
+            fail(ctx, 401, "missing bearer token (Authorization: Bearer <token>)");
+            return;
+        }
+        byte[] presented = digest(h.substring(7).trim());
+        boolean ok = false;
+        for (byte[] d : tokenDigests) {
+            ok |= MessageDigest.isEqual(presented, d);
+        }
+        if (!ok) {
+            ctx.response().putHeader("WWW-Authenticate", "Bearer realm=\"curvewatch\", error=\"invalid_token\"");
+            fail(ctx, 401, "wrong bearer token");
+            return;
+        }
+        ctx.put("requester", "http:token-" + HexFormat.of().formatHex(presented).substring(0, 8));
+        ctx.next();
+    }
+
+    private Registry.Run knownRun(RoutingContext ctx) {
+        String run = id(ctx, ctx.pathParam("run"), "run");
+        if (run == null) {
+            return null;
+        }
+        Registry.Run r = registry.run(run).orElse(null);
+        if (r == null) {
+            fail(ctx, 404, "unknown run '" + run + "'");
+        }
+        return r;
+    }
+
+    /** The layer of a per-layer query: ?layer=, or the run's only layer. Null after answering. */
+    private LayerState knownLayer(RoutingContext ctx, Registry.Run r) {
+        String layer = ctx.queryParams().get("layer");
+        if (layer == null) {
+            if (r.layers().size() == 1) {
+                return r.layers().values().iterator().next();
+            }
+            fail(ctx, 400, "layer is required: run '" + r.id() + "' has " + r.layers().size() + " layers");
+            return null;
+        }
+        if (id(ctx, layer, "layer") == null) {
+            return null;
+        }
+        LayerState l = r.layers().get(layer);
+        if (l == null) {
+            fail(ctx, 404, "unknown layer '" + layer + "' of run '" + r.id() + "'");
+        }
+        return l;
+    }
+
+    private static Long longParam(RoutingContext ctx, String name, long dflt, long min, long max) {
+        String v = ctx.queryParams().get(name);
+        if (v == null) {
+            return dflt;
+        }
+        try {
+            long x = Long.parseLong(v.trim());
+            if (x < min || x > max) {
+                throw new NumberFormatException();
+            }
+            return x;
+        } catch (NumberFormatException e) {
+            fail(ctx, 400, name + " must be an integer in [" + min + ", " + max + "], got '" + (v.length() > 40 ? v.substring(0, 40) + "..." : v) + "'");
+            return null;
+        }
+    }
+
+    // ---- read endpoints ---------------------------------------------------------------------
+
+    private void health(RoutingContext ctx) {
+        Health h = health.get();
+        json(ctx, h.up() ? 200 : 503, new JsonObject().put("status", h.up() ? "UP" : "DOWN").put("checks", h.checks()));
+    }
+
+    private void runs(RoutingContext ctx) {
+        JsonArray a = new JsonArray();
+        for (Registry.Run r : registry.allRuns()) {
+            a.add(Json.run(r, registry.firingAlerts(r.id())));
+        }
+        json(ctx, 200, a);
+    }
+
+    private void run(RoutingContext ctx) {
+        Registry.Run r = knownRun(ctx);
+        if (r != null) {
+            json(ctx, 200, Json.runDetail(r, registry.firingAlerts(r.id())));
+        }
+    }
+
+    private void signals(RoutingContext ctx) {
+        Registry.Run r = knownRun(ctx);
+        if (r == null) {
+            return;
+        }
+        MultiMap q = ctx.queryParams();
+        String layer = q.get("layer");
+        if (layer != null && id(ctx, layer, "layer") == null) {
+            return;
+        }
+        String name = q.get("name");
+        if (name != null && !SIGNAL_NAME.matcher(name).matches()) {
+            fail(ctx, 400, "name must be 1-64 characters of [A-Za-z0-9_.:-]");
+            return;
+        }
+        Long since = longParam(ctx, "since_step", Long.MIN_VALUE, Long.MIN_VALUE, Long.MAX_VALUE);
+        if (since == null) {
+            return;
+        }
+        Long limit = longParam(ctx, "limit", 500, 1, 5000);
+        if (limit == null) {
+            return;
+        }
+        JsonArray series = new JsonArray();
+        registry.history().query(r.id(), layer, name, since, limit.intValue()).forEach((s, points) -> {
+            JsonArray pts = new JsonArray();
+            for (SignalPoint p : points) {
+                pts.add(Json.point(p));
+            }
+            series.add(new JsonObject().put("layer", s.layer()).put("name", s.name()).put("points", pts));
+        });
+        json(ctx, 200, new JsonObject().put("run_id", r.id()).put("series", series));
+    }
+
+    private void scores(RoutingContext ctx) {
+        Registry.Run r = knownRun(ctx);
+        if (r == null) {
+            return;
+        }
+        LayerState l = knownLayer(ctx, r);
+        if (l == null) {
+            return;
+        }
+        String kindText = ctx.queryParams().get("kind") == null ? "EXACT" : ctx.queryParams().get("kind").toUpperCase(Locale.ROOT);
+        ScoreKind kind;
+        try {
+            kind = ScoreKind.valueOf(kindText);
+        } catch (IllegalArgumentException e) {
+            fail(ctx, 400, "kind must be EXACT, LOSS or FIRST_ORDER");
+            return;
+        }
+        Long top = longParam(ctx, "top", 20, 1, LayerState.TOP_SCORES);
+        if (top == null) {
+            return;
+        }
+        List<ExampleScore> all = kind == ScoreKind.EXACT ? l.topExact() : kind == ScoreKind.LOSS ? l.topLoss() : List.of();
+        List<ExampleScore> some = all.subList(0, (int) Math.min(top, all.size()));
+        json(ctx, 200, new JsonObject().put("run_id", r.id()).put("layer", l.layer()).put("kind", kind.name())
+                .put("step", l.scoresStep()).put("rho", Json.num(l.scoresRho())).put("top", Json.examples(some)));
+    }
+
+    private void spectra(RoutingContext ctx) {
+        Registry.Run r = knownRun(ctx);
+        if (r == null) {
+            return;
+        }
+        LayerState l = knownLayer(ctx, r);
+        if (l == null) {
+            return;
+        }
+        LayerState.Bases b = l.bases();
+        if (b == null) {
+            fail(ctx, 404, "layer '" + l.layer() + "' has no eigenbasis yet");
+            return;
+        }
+        JsonObject o = new JsonObject().put("run_id", r.id()).put("layer", l.layer()).put("step", b.step()).put("factor_version", b.version());
+        put(o, "g", b.g());
+        put(o, "a", b.a());
+        json(ctx, 200, o);
+    }
+
+    private static void put(JsonObject o, String name, Eigenbasis e) {
+        int[] idx = Json.spectrumIndices(e.size(), 512);
+        JsonArray values = new JsonArray();
+        JsonArray index = new JsonArray();
+        for (int i : idx) {
+            values.add(Json.num(e.value(i)));
+            index.add(i);
+        }
+        o.put(name, values).put(name + "_index", index).put(name + "_size", e.size());
+    }
+
+    private void snapshots(RoutingContext ctx) {
+        Registry.Run r = knownRun(ctx);
+        if (r == null) {
+            return;
+        }
+        JsonArray a = new JsonArray();
+        for (SnapshotEvent e : registry.snapshots(r.id())) {
+            a.add(Json.snapshot(e));
+        }
+        json(ctx, 200, a);
+    }
+
+    private void alerts(RoutingContext ctx) {
+        String run = ctx.queryParams().get("run");
+        if (run != null && id(ctx, run, "run") == null) {
+            return;
+        }
+        String statusText = ctx.queryParams().get("status");
+        AlertStatus status = null;
+        if (statusText != null) {
+            try {
+                status = AlertStatus.valueOf(statusText.toUpperCase(Locale.ROOT));
+            } catch (IllegalArgumentException e) {
+                fail(ctx, 400, "status must be FIRING or RESOLVED");
+                return;
+            }
+        }
+        Long limit = longParam(ctx, "limit", 100, 1, 1000);
+        if (limit == null) {
+            return;
+        }
+        JsonArray a = new JsonArray();
+        for (Alert x : registry.alerts()) {
+            if ((run == null || run.equals(x.getRunId())) && (status == null || status == x.getStatus())) {
+                a.add(Json.alert(x));
+                if (a.size() >= limit) {
+                    break;
+                }
+            }
+        }
+        json(ctx, 200, a);
+    }
+
+    private void download(RoutingContext ctx) {
+        String id = id(ctx, ctx.pathParam("id"), "snapshot id");
+        if (id == null) {
+            return;
+        }
+        SnapshotEvent e = registry.snapshotById(id).orElse(null);
+        if (e == null) {
+            fail(ctx, 404, "unknown snapshot '" + id + "'");
+            return;
+        }
+        var path = store.resolve(e.getUri()).orElse(null);
+        if (path == null) {
+            fail(ctx, 404, "snapshot '" + id + "' is not in this service's store");
+            return;
+        }
+        ctx.response().putHeader(HttpHeaders.CONTENT_TYPE, "application/octet-stream")
+                .putHeader("Content-Disposition", "attachment; filename=\"" + id + ".safetensors\"")
+                .putHeader("X-Content-SHA256", e.getSha256())
+                .sendFile(path.toString());
+    }
+
+    // ---- write endpoints --------------------------------------------------------------------
+
+    /** The JSON object body, {} when empty; null after answering 415/400. */
+    private static JsonObject body(RoutingContext ctx) {
+        String text = ctx.body() == null ? null : ctx.body().asString();
+        if (text == null || text.isBlank()) {
+            return new JsonObject();
+        }
+        String type = ctx.request().getHeader(HttpHeaders.CONTENT_TYPE);
+        if (type == null || !type.toLowerCase(Locale.ROOT).trim().startsWith("application/json")) {
+            fail(ctx, 415, "the body must be application/json");
+            return null;
+        }
+        try {
+            Object v = io.vertx.core.json.Json.decodeValue(text);
+            if (!(v instanceof JsonObject o)) {
+                fail(ctx, 400, "the body must be a JSON object");
+                return null;
+            }
+            return o;
+        } catch (DecodeException e) {
+            fail(ctx, 400, "the body is not valid JSON");
+            return null;
+        }
+    }
+
+    private void edit(RoutingContext ctx) {
+        Registry.Run r = knownRun(ctx);
+        if (r == null) {
+            return;
+        }
+        JsonObject body = body(ctx);
+        if (body == null) {
+            return;
+        }
+        for (String f : body.fieldNames()) {
+            if (!EDIT_FIELDS.contains(f)) {
+                fail(ctx, 400, "unknown field '" + (f.length() > 40 ? f.substring(0, 40) + "..." : f) + "' (expected " + EDIT_FIELDS + ")");
+                return;
+            }
+        }
+        if (r.info() == null) {
+            fail(ctx, 404, "run '" + r.id() + "' is not registered");
+            return;
+        }
+        List<LayerRho> layers = new ArrayList<>();
+        Object ls = body.getValue("layers");
+        if (ls != null && !(ls instanceof JsonArray)) {
+            fail(ctx, 400, "layers must be an array of {\"layer\": name, \"rho\": number}");
+            return;
+        }
+        if (ls != null) {
+            for (Object item : (JsonArray) ls) {
+                if (!(item instanceof JsonObject lo) || !(lo.getValue("layer") instanceof String name)
+                        || (lo.getValue("rho") != null && !(lo.getValue("rho") instanceof Number))
+                        || !Set.of("layer", "rho").containsAll(lo.fieldNames())) {
+                    fail(ctx, 400, "each layer must be {\"layer\": name, \"rho\": number (optional)}");
+                    return;
+                }
+                if (id(ctx, name, "layer") == null) {
+                    return;
+                }
+                if (r.info().getLayers().stream().noneMatch(l -> l.getName().equals(name))) {
+                    fail(ctx, 404, "unknown layer '" + name + "' of run '" + r.id() + "'");
+                    return;
+                }
+                double rho = lo.getValue("rho") == null ? 0 : ((Number) lo.getValue("rho")).doubleValue();
+                if (!Double.isFinite(rho) || rho > 1) {
+                    fail(ctx, 400, "rho of layer '" + name + "' must be in (0, 1], or <= 0 / omitted for the calibrated rho");
+                    return;
+                }
+                layers.add(new LayerRho(name, rho));
+            }
+        }
+        Object reason = body.getValue("reason");
+        if (reason != null && (!(reason instanceof String s) || s.length() > 1024)) {
+            fail(ctx, 400, "reason must be a string of at most 1024 characters");
+            return;
+        }
+        Object keyValue = body.getValue("idempotency_key");
+        if (keyValue != null && !(keyValue instanceof String)) {
+            fail(ctx, 400, "idempotency_key must be a string");
+            return;
+        }
+        String key = keyValue == null ? UUID.randomUUID().toString() : (String) keyValue;
+        if (id(ctx, key, "idempotency_key") == null) {
+            return;
+        }
+        EditRequest req = EditRequest.newBuilder().setIdempotencyKey(key).setRunId(r.id()).setLayers(layers)
+                .setRequester(ctx.get("requester")).setReason(reason == null ? "" : (String) reason)
+                .setCreatedMs(System.currentTimeMillis()).build();
+        out.editRequest(req).whenComplete((md, err) -> vertx.runOnContext(v -> {
+            if (err != null) {
+                fail(ctx, 503, "the edit request could not be published: " + err.getMessage());
+            } else {
+                json(ctx, 202, new JsonObject().put("idempotency_key", key).put("status", "accepted"));
+            }
+        }));
+    }
+
+    private void refresh(RoutingContext ctx) {
+        Registry.Run r = knownRun(ctx);
+        if (r == null) {
+            return;
+        }
+        JsonArray names = new JsonArray();
+        for (LayerState l : r.layers().values()) {
+            l.forceRefresh();
+            names.add(l.layer());
+        }
+        json(ctx, 202, new JsonObject().put("status", "accepted").put("layers", names));
+    }
+
+    // ---- live events ------------------------------------------------------------------------
+
+    /** The ?run= filter of a live stream: null = every run; answers 400 and returns "" for a bad id. */
+    private static String runFilter(RoutingContext ctx) {
+        String run = ctx.queryParams().get("run");
+        if (run == null) {
+            return null;
+        }
+        return id(ctx, run, "run") == null ? "" : run;
+    }
+
+    /** Server-Sent Events, written by hand (vertx-web has no SSE handler). */
+    private void sse(RoutingContext ctx) {
+        String run = runFilter(ctx);
+        if ("".equals(run)) {
+            return;
+        }
+        HttpServerResponse resp = ctx.response();
+        resp.setChunked(true).setStatusCode(200)
+                .putHeader(HttpHeaders.CONTENT_TYPE, "text/event-stream; charset=utf-8")
+                .putHeader(HttpHeaders.CACHE_CONTROL, "no-cache")
+                .putHeader("X-Accel-Buffering", "no");
+        resp.write(": connected\n\n");
+        liveClients.incrementAndGet();
+        MessageConsumer<JsonObject> consumer = vertx.eventBus().localConsumer(Outputs.LIVE_ADDRESS, m -> {
+            JsonObject e = m.body();
+            if (run != null && !run.equals(e.getString("run"))) {
+                return;
+            }
+            if (resp.writeQueueFull()) {
+                metrics.inc("curvewatch_service_live_dropped_total");
+                return;
+            }
+            resp.write("event: " + e.getString("type") + "\ndata: " + e.getJsonObject("data").encode() + "\n\n");
+        });
+        long timer = vertx.setPeriodic(pingMs, t -> {
+            if (!resp.writeQueueFull()) {
+                resp.write(": ping\n\n");
+            }
+        });
+        Handler<Void> closed = v -> {
+            if (vertx.cancelTimer(timer)) {
+                consumer.unregister();
+                liveClients.decrementAndGet();
+            }
+        };
+        resp.closeHandler(closed);
+        resp.exceptionHandler(err -> closed.handle(null));
+    }
+
+    private void websocket(RoutingContext ctx) {
+        String upgrade = ctx.request().getHeader(HttpHeaders.UPGRADE);
+        if (upgrade == null || !upgrade.equalsIgnoreCase("websocket")) {
+            fail(ctx, 400, "expected a WebSocket upgrade");
+            return;
+        }
+        String run = runFilter(ctx);
+        if ("".equals(run)) {
+            return;
+        }
+        ctx.request().toWebSocket().onSuccess(ws -> {
+            liveClients.incrementAndGet();
+            MessageConsumer<JsonObject> consumer = vertx.eventBus().localConsumer(Outputs.LIVE_ADDRESS, m -> {
+                JsonObject e = m.body();
+                if (run != null && !run.equals(e.getString("run"))) {
+                    return;
+                }
+                if (ws.writeQueueFull()) {
+                    metrics.inc("curvewatch_service_live_dropped_total");
+                    return;
+                }
+                ws.writeTextMessage(new JsonObject().put("type", e.getString("type")).put("data", e.getJsonObject("data")).encode());
+            });
+            ws.closeHandler(v -> {
+                consumer.unregister();
+                liveClients.decrementAndGet();
+            });
+            ws.textMessageHandler(msg -> {
+                // clients only listen; anything they send is ignored
+            });
+        }).onFailure(err -> LOG.debug("WebSocket upgrade failed: {}", err.toString()));
+    }
+}

@@ -1,0 +1,226 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.EditCandidate;
+import dev.curvewatch.avro.Signal;
+import dev.curvewatch.curvature.EigenResult;
+import dev.curvewatch.curvature.Eigenbasis;
+import dev.curvewatch.curvature.EigenbasisRefresh;
+import dev.curvewatch.curvature.KeepMassMask;
+import dev.curvewatch.curvature.KeepMassSelector;
+import dev.curvewatch.curvature.RhoCalibrator;
+import dev.curvewatch.curvature.SpectrumSummary;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.TensorCodec;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * One refresh of one layer (SERVICE-CONTRACT §1-§2), without Kafka: eigendecompositions of A and
+ * G (drift-gated), spectra and drift signals, and the candidate keep-mass thresholds for the exact
+ * calibration round trip. A factor with NaN/Inf or a failed decomposition gives a failed
+ * {@link Outcome} with the reason, never an exception.
+ */
+public final class LayerRefresh {
+    /** An EditCandidate must fit the tensor topics' record limit with this much to spare. */
+    public static final long CANDIDATE_LIMIT_BYTES = CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024;
+
+    /** A layer's factors at one checkpoint version. */
+    public record Input(String runId, String layer, long factorVersion, long step, long tokens, int dIn, int dOut,
+                        double[] a, double[] g) {
+    }
+
+    /** Thresholds of the candidate rhos on the float32 spectra the trainer receives. */
+    public record CandidatePlan(double[] rhos, double[] thresholds, long[] keptPairs) {
+    }
+
+    /**
+     * @param failure  why the refresh failed, or null
+     * @param plan     empty when the layer is too large for an EditCandidate ({@link #tooLarge})
+     */
+    public record Outcome(Input input, String failure, Eigenbasis g, Eigenbasis a, boolean skippedG, boolean skippedA,
+                          double driftG, double driftA, SpectrumSummary spectrumG, SpectrumSummary spectrumA,
+                          double eighSeconds, boolean tooLarge, Optional<CandidatePlan> plan) {
+        public boolean ok() {
+            return failure == null;
+        }
+    }
+
+    private final EigenbasisRefresh refresher;
+    private final double[] rhos;
+
+    public LayerRefresh(EigenbasisRefresh refresher) {
+        this.refresher = refresher;
+        // the standard grid; calibration tolerances do not change the candidates
+        this.rhos = RhoCalibrator.standard(0, RhoCalibrator.Direction.HIGHER_IS_BETTER).candidates();
+    }
+
+    /** Bytes of an EditCandidate of a d_out x d_in layer: both bases and spectra as float32, plus ids and thresholds. */
+    public static long candidateBytes(int dOut, int dIn) {
+        return 4L * ((long) dOut * dOut + (long) dIn * dIn + dOut + dIn) + 4096;
+    }
+
+    /** @param previousG, previousA the bases of the last refresh, or null */
+    public Outcome refresh(Input in, Eigenbasis previousG, Eigenbasis previousA) {
+        String bad = firstNonFinite(in.a(), in.dIn(), "A");
+        if (bad == null) {
+            bad = firstNonFinite(in.g(), in.dOut(), "G");
+        }
+        if (bad != null) {
+            return failed(in, bad);
+        }
+        long t0 = System.nanoTime();
+        EigenbasisRefresh.Outcome og;
+        EigenbasisRefresh.Outcome oa;
+        try {
+            og = refresher.refresh(previousG, in.g(), in.dOut());
+            oa = refresher.refresh(previousA, in.a(), in.dIn());
+        } catch (RuntimeException e) {
+            return failed(in, "eigendecomposition threw " + e);
+        }
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        EigenResult rg = og.result();
+        EigenResult ra = oa.result();
+        if (!rg.isSuccess()) {
+            return failed(in, "eigendecomposition of G failed: " + rg.failureReason().orElse("?"));
+        }
+        if (!ra.isSuccess()) {
+            return failed(in, "eigendecomposition of A failed: " + ra.failureReason().orElse("?"));
+        }
+        Eigenbasis g = rg.basis().orElseThrow();
+        Eigenbasis a = ra.basis().orElseThrow();
+        boolean tooLarge = candidateBytes(in.dOut(), in.dIn()) > CANDIDATE_LIMIT_BYTES;
+        Optional<CandidatePlan> plan = tooLarge ? Optional.empty() : Optional.of(plan(g, a));
+        return new Outcome(in, null, g, a, og.skipped(), oa.skipped(), og.drift(), oa.drift(),
+                SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), seconds, tooLarge, plan);
+    }
+
+    private static Outcome failed(Input in, String reason) {
+        return new Outcome(in, reason, null, null, false, false, Double.NaN, Double.NaN, null, null, 0, false, Optional.empty());
+    }
+
+    /** Eigenvalues rounded to float32, as the EditCandidate carries them (rounding keeps the order). */
+    public static double[] asSent(Eigenbasis b) {
+        double[] v = b.values();
+        for (int i = 0; i < v.length; i++) {
+            v[i] = (float) v[i];
+        }
+        return v;
+    }
+
+    /**
+     * The keep-mass mask the trainer builds from an EditCandidate at rho: on the float32
+     * spectra, so service and trainer keep exactly the same pairs.
+     */
+    public static KeepMassMask maskAsSent(Eigenbasis g, Eigenbasis a, double rho) {
+        return KeepMassSelector.select(asSent(g), asSent(a), rho);
+    }
+
+    private CandidatePlan plan(Eigenbasis g, Eigenbasis a) {
+        double[] lambda = asSent(g);
+        double[] mu = asSent(a);
+        double[] tau = new double[rhos.length];
+        long[] kept = new long[rhos.length];
+        for (int k = 0; k < rhos.length; k++) {
+            KeepMassMask m = KeepMassSelector.select(lambda, mu, rhos[k]);
+            tau[k] = m.tau();
+            kept[k] = m.keptPairs();
+        }
+        return new CandidatePlan(rhos.clone(), tau, kept);
+    }
+
+    /** The signals of a successful refresh (SERVICE-CONTRACT §2); refresh_seconds gets {@code latencySeconds} too. */
+    public static List<Signal> signals(Outcome o, double latencySeconds, long nowMs) {
+        Input in = o.input();
+        List<Signal> out = new ArrayList<>();
+        out.add(signal(in, "effective_rank_g", o.spectrumG().effectiveRank(), spectrumAttrs(o.spectrumG(), o.g(), in), nowMs));
+        out.add(signal(in, "effective_rank_a", o.spectrumA().effectiveRank(), spectrumAttrs(o.spectrumA(), o.a(), in), nowMs));
+        if (!Double.isNaN(o.driftG())) {
+            out.add(signal(in, "basis_drift_g", o.driftG(), Map.of("skipped", o.skippedG() ? 1.0 : 0.0), nowMs));
+        }
+        if (!Double.isNaN(o.driftA())) {
+            out.add(signal(in, "basis_drift_a", o.driftA(), Map.of("skipped", o.skippedA() ? 1.0 : 0.0), nowMs));
+        }
+        Map<String, Double> skip = new LinkedHashMap<>();
+        skip.put("skipped_g", o.skippedG() ? 1.0 : 0.0);
+        skip.put("skipped_a", o.skippedA() ? 1.0 : 0.0);
+        out.add(signal(in, "eigh_skipped", o.skippedG() && o.skippedA() ? 1.0 : 0.0, skip, nowMs));
+        Map<String, Double> timing = new LinkedHashMap<>();
+        timing.put("latency_seconds", latencySeconds);
+        timing.put("d_in", (double) in.dIn());
+        timing.put("d_out", (double) in.dOut());
+        timing.put("factor_tokens", (double) in.tokens());
+        timing.put("calibration_too_large", o.tooLarge() ? 1.0 : 0.0);
+        out.add(signal(in, "refresh_seconds", o.eighSeconds(), timing, nowMs));
+        return out;
+    }
+
+    /** The signal of a failed refresh: value 1, the reason goes to the layer status and the log. */
+    public static Signal failureSignal(Input in, long nowMs) {
+        return signal(in, "refresh_failed", 1.0, Map.of("factor_tokens", (double) in.tokens()), nowMs);
+    }
+
+    private static Map<String, Double> spectrumAttrs(SpectrumSummary s, Eigenbasis b, Input in) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("count50", (double) s.count50());
+        m.put("count90", (double) s.count90());
+        m.put("count99", (double) s.count99());
+        m.put("total", s.total());
+        if (Double.isFinite(s.decaySlope())) {
+            m.put("decay_slope", s.decaySlope());
+        }
+        m.put("factor_tokens", (double) in.tokens());
+        m.put("raw_min", b.rawMin());
+        return m;
+    }
+
+    static Signal signal(Input in, String name, double value, Map<String, Double> attrs, long nowMs) {
+        return Signal.newBuilder().setRunId(in.runId()).setLayer(in.layer()).setStep(in.step()).setName(name).setValue(value)
+                .setFactorVersion(in.factorVersion()).setAttributes(new LinkedHashMap<>(attrs)).setTimestampMs(nowMs).build();
+    }
+
+    /** The EditCandidate of a successful refresh with a plan. */
+    public static EditCandidate candidate(Outcome o, String candidateId, long nowMs) {
+        CandidatePlan p = o.plan().orElseThrow(() -> new IllegalStateException("no candidate plan: layer too large or refresh failed"));
+        Input in = o.input();
+        List<Double> rhos = new ArrayList<>();
+        List<Double> tau = new ArrayList<>();
+        for (int k = 0; k < p.rhos().length; k++) {
+            rhos.add(p.rhos()[k]);
+            tau.add(p.thresholds()[k]);
+        }
+        return EditCandidate.newBuilder()
+                .setCandidateId(candidateId).setRunId(in.runId()).setLayer(in.layer()).setStep(in.step())
+                .setFactorVersion(in.factorVersion())
+                .setBasisG(floats(o.g().vectors(), in.dOut(), in.dOut()))
+                .setBasisA(floats(o.a().vectors(), in.dIn(), in.dIn()))
+                .setEigenvaluesG(floats(o.g().values(), in.dOut()))
+                .setEigenvaluesA(floats(o.a().values(), in.dIn()))
+                .setRhos(rhos).setThresholds(tau).setCreatedMs(nowMs)
+                .build();
+    }
+
+    private static dev.curvewatch.avro.Tensor floats(double[] v, int... shape) {
+        ByteBuffer b = ByteBuffer.allocate(v.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+        FloatBuffer f = b.asFloatBuffer();
+        for (double x : v) {
+            f.put((float) x);
+        }
+        return TensorCodec.ofBytes(dev.curvewatch.avro.DType.FLOAT32, b, shape);
+    }
+
+    private static String firstNonFinite(double[] f, int n, String name) {
+        for (int i = 0; i < f.length; i++) {
+            if (!Double.isFinite(f[i])) {
+                return "factor " + name + " has " + f[i] + " at row " + i / n + ", column " + i % n;
+            }
+        }
+        return null;
+    }
+}

@@ -1,0 +1,310 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.ExampleScore;
+import dev.curvewatch.avro.FactorManifest;
+import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.curvature.Eigenbasis;
+import dev.curvewatch.curvature.SpectrumSummary;
+import dev.curvewatch.schemas.WeightAssembler;
+import dev.curvewatch.service.LayerStatus;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Everything the service holds for one run/layer: one weight, the latest eigenbases, the newest
+ * manifest, outstanding candidates (at most {@link #MAX_OUTSTANDING}), the calibration and the
+ * top scores. Bounded by construction. Guarded by its own lock: the ingest thread, refresh
+ * threads, the edit thread and HTTP handlers all read or write it.
+ */
+public final class LayerState {
+    public static final int MAX_OUTSTANDING = 4;
+    public static final int TOP_SCORES = 200;
+
+    /** A consistent copy of what an edit needs. */
+    public record EditView(int dIn, int dOut, WeightAssembler.Assembled weight, Eigenbasis g, Eigenbasis a, long basesVersion,
+                           double calibratedRho) {
+    }
+
+    /** A consistent copy of what a refresh needs and did. */
+    public record Bases(Eigenbasis g, Eigenbasis a, long version, long step, SpectrumSummary spectrumG, SpectrumSummary spectrumA) {
+    }
+
+    private final String runId;
+    private final String layer;
+    private int dIn;
+    private int dOut;
+    private boolean hasBias;
+    private boolean registered;
+
+    private FactorManifest manifest;
+    private long manifestSeenNanos;
+    private long refreshedVersion = -1;
+    private long historyRefreshVersion = -1;
+    private boolean inFlight;
+    private boolean force;
+    private long lastStartNanos = Long.MIN_VALUE / 2;
+    private long lastRefreshMs;
+    private int refreshes;
+    private int failures;
+    private String status = "waiting for factors";
+    private String lastFailure;
+    private Bases bases;
+
+    private final LinkedHashMap<String, PendingCandidate> outstanding = new LinkedHashMap<>();
+    private long candidatesSent;
+    private int calibrationTimeouts;
+    private long calibratedVersion = -1;
+    private double calibratedRho = Double.NaN;
+    private long keptPairs = -1;
+
+    private WeightAssembler.Assembled weight;
+    private List<ExampleScore> topExact = List.of();
+    private List<ExampleScore> topLoss = List.of();
+    private long scoresStep = -1;
+    private double scoresRho = Double.NaN;
+
+    public LayerState(String runId, String layer) {
+        this.runId = runId;
+        this.layer = layer;
+    }
+
+    public String runId() {
+        return runId;
+    }
+
+    public String layer() {
+        return layer;
+    }
+
+    public String key() {
+        return runId + "/" + layer;
+    }
+
+    public synchronized void register(LayerInfo info) {
+        dIn = info.getDIn();
+        dOut = info.getDOut();
+        hasBias = info.getHasBias();
+        registered = true;
+    }
+
+    public synchronized boolean registered() {
+        return registered;
+    }
+
+    // ---- factors and refreshes -------------------------------------------------------------
+
+    /** A new "factors ready" manifest. */
+    public synchronized void manifest(FactorManifest m, long seenNanos) {
+        manifest = m;
+        manifestSeenNanos = seenNanos;
+        if (!registered) {
+            dIn = m.getDIn();
+            dOut = m.getDOut();
+        }
+    }
+
+    public synchronized FactorManifest manifest() {
+        return manifest;
+    }
+
+    public synchronized long manifestSeenNanos() {
+        return manifestSeenNanos;
+    }
+
+    /** The highest factor version a refresh signal of the service's own history carries (restart). */
+    public synchronized void historyRefreshed(long version) {
+        historyRefreshVersion = Math.max(historyRefreshVersion, version);
+    }
+
+    /** A refresh should start now: a newer manifest (or a forced one), none in flight, the interval passed. */
+    public synchronized boolean due(long nowNanos, long intervalNanos) {
+        if (manifest == null || inFlight) {
+            return false;
+        }
+        boolean newer = manifest.getVersion() > refreshedVersion;
+        if (force) {
+            return true;
+        }
+        return newer && nowNanos - lastStartNanos >= intervalNanos;
+    }
+
+    /** Marks a refresh started; returns whether it should stay silent (already published before a restart). */
+    public synchronized boolean start(long nowNanos) {
+        inFlight = true;
+        force = false;
+        lastStartNanos = nowNanos;
+        status = "refreshing v" + manifest.getVersion();
+        return manifest.getVersion() <= historyRefreshVersion && bases == null;
+    }
+
+    /** The refresh could not start (chunks not in yet, or corrupt): try again on the next manifest or tick. */
+    public synchronized void notStarted(String why, boolean failed) {
+        inFlight = false;
+        if (failed) {
+            failures++;
+            lastFailure = why;
+            status = "refresh failed: " + why;
+            refreshedVersion = manifest == null ? refreshedVersion : manifest.getVersion();
+        }
+    }
+
+    public synchronized Bases bases() {
+        return bases;
+    }
+
+    public synchronized void refreshed(LayerRefresh.Outcome o, long nowMs) {
+        inFlight = false;
+        refreshes++;
+        refreshedVersion = Math.max(refreshedVersion, o.input().factorVersion());
+        lastRefreshMs = nowMs;
+        bases = new Bases(o.g(), o.a(), o.input().factorVersion(), o.input().step(), o.spectrumG(), o.spectrumA());
+        status = o.tooLarge() ? "refreshed v" + o.input().factorVersion() + "; calibration=too_large"
+                : "refreshed v" + o.input().factorVersion();
+    }
+
+    public synchronized void failed(LayerRefresh.Input in, String reason, long nowMs) {
+        inFlight = false;
+        failures++;
+        refreshedVersion = Math.max(refreshedVersion, in.factorVersion());
+        lastRefreshMs = nowMs;
+        lastFailure = reason;
+        status = "refresh failed at v" + in.factorVersion() + ": " + reason;
+    }
+
+    /** POST refresh: refresh at the next opportunity even without a newer manifest. */
+    public synchronized void forceRefresh() {
+        force = true;
+    }
+
+    public synchronized boolean inFlight() {
+        return inFlight;
+    }
+
+    // ---- calibration -----------------------------------------------------------------------
+
+    /** A candidate was sent; the oldest outstanding ones beyond the bound are dropped (superseded). */
+    public synchronized void sent(PendingCandidate c) {
+        outstanding.put(c.id(), c);
+        candidatesSent++;
+        while (outstanding.size() > MAX_OUTSTANDING) {
+            Iterator<String> it = outstanding.keySet().iterator();
+            it.next();
+            it.remove();
+        }
+        status = "calibrating v" + c.factorVersion();
+    }
+
+    public synchronized PendingCandidate outstanding(String candidateId) {
+        return outstanding.get(candidateId);
+    }
+
+    /** The candidate was answered: it and every older outstanding candidate are done. */
+    public synchronized boolean answered(PendingCandidate c) {
+        if (c.factorVersion() < calibratedVersion) {
+            return false;
+        }
+        outstanding.values().removeIf(o -> o.factorVersion() <= c.factorVersion());
+        return true;
+    }
+
+    public synchronized long calibratedVersion() {
+        return calibratedVersion;
+    }
+
+    public synchronized void calibrated(PendingCandidate c, Calibration.Outcome o) {
+        calibratedVersion = c.factorVersion();
+        calibratedRho = o.rho();
+        keptPairs = o.keptPairs();
+        topExact = top(o.exact());
+        topLoss = top(o.loss());
+        scoresStep = c.step();
+        scoresRho = o.rho();
+        status = "calibrated v" + c.factorVersion() + ": rho " + o.rho();
+    }
+
+    /** The calibrated rho from the service's own history (restart). */
+    public synchronized void calibratedFromHistory(long version, double rho, long kept) {
+        if (version >= calibratedVersion) {
+            calibratedVersion = version;
+            calibratedRho = rho;
+            keptPairs = kept;
+        }
+    }
+
+    /** Removes candidates older than the timeout; returns them. */
+    public synchronized List<PendingCandidate> expire(long nowMs, long timeoutMs) {
+        List<PendingCandidate> out = new ArrayList<>();
+        outstanding.values().removeIf(c -> {
+            if (nowMs - c.sentMs() > timeoutMs) {
+                out.add(c);
+                return true;
+            }
+            return false;
+        });
+        if (!out.isEmpty()) {
+            calibrationTimeouts += out.size();
+            status = "calibration timed out at v" + out.get(out.size() - 1).factorVersion();
+        }
+        return out;
+    }
+
+    public synchronized int calibrationTimeouts() {
+        return calibrationTimeouts;
+    }
+
+    public synchronized double calibratedRho() {
+        return calibratedRho;
+    }
+
+    public synchronized List<ExampleScore> topExact() {
+        return topExact;
+    }
+
+    public synchronized List<ExampleScore> topLoss() {
+        return topLoss;
+    }
+
+    public synchronized long scoresStep() {
+        return scoresStep;
+    }
+
+    public synchronized double scoresRho() {
+        return scoresRho;
+    }
+
+    private static List<ExampleScore> top(List<ExampleScore> all) {
+        List<ExampleScore> sorted = new ArrayList<>(all);
+        sorted.sort(Comparator.comparingDouble(ExampleScore::getScore).reversed());
+        return List.copyOf(sorted.subList(0, Math.min(TOP_SCORES, sorted.size())));
+    }
+
+    // ---- weights and edits -----------------------------------------------------------------
+
+    public synchronized void weight(WeightAssembler.Assembled w) {
+        weight = w;
+    }
+
+    public synchronized EditView editView() {
+        return new EditView(dIn, dOut, weight, bases == null ? null : bases.g(), bases == null ? null : bases.a(),
+                bases == null ? -1 : bases.version(), calibratedRho);
+    }
+
+    public synchronized LayerStatus status() {
+        return new LayerStatus(runId, layer, dIn, dOut, hasBias, manifest == null ? -1 : manifest.getVersion(),
+                manifest == null ? 0 : manifest.getTokenCount(), refreshedVersion, bases == null ? -1 : bases.step(), calibratedRho,
+                calibratedVersion, keptPairs, status, lastFailure, lastRefreshMs, refreshes, failures, candidatesSent,
+                calibrationTimeouts, weight == null ? -1 : weight.step());
+    }
+
+    public synchronized Map<String, Object> snapshotOfCounters() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("refreshes", refreshes);
+        m.put("failures", failures);
+        return m;
+    }
+}

@@ -1,0 +1,170 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.Alert;
+import dev.curvewatch.avro.DeadLetter;
+import dev.curvewatch.avro.EditCandidate;
+import dev.curvewatch.avro.EditRequest;
+import dev.curvewatch.avro.ExampleScores;
+import dev.curvewatch.avro.Signal;
+import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.schemas.AvroSerializer;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.DeadLetters;
+import dev.curvewatch.schemas.InvalidRecordException;
+import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonObject;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.util.List;
+import java.util.Properties;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Future;
+
+/**
+ * Everything the service emits, in one place: records to Kafka (one idempotent producer, shared
+ * by the ingest, refresh and edit threads and HTTP handlers), the matching updates of the
+ * in-memory history and the live events for SSE/WebSocket clients. Signals go through the alert
+ * rules here, so every published value is evaluated exactly once.
+ */
+public final class Outputs implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(Outputs.class);
+    public static final String LIVE_ADDRESS = "curvewatch.service.live";
+
+    private final KafkaProducer<String, byte[]> producer;
+    private final CurvewatchTopics topics;
+    private final Registry registry;
+    private final AlertEvaluator alerts;
+    private final ServiceMetrics metrics;
+    private final Vertx vertx;
+    private final String component;
+    private final int deadLetterMaxValueBytes;
+    private final AvroSerializer<Signal> signals = new AvroSerializer<>(Signal.class);
+    private final AvroSerializer<ExampleScores> scores = new AvroSerializer<>(ExampleScores.class);
+    private final AvroSerializer<EditCandidate> candidates = new AvroSerializer<>(EditCandidate.class);
+    private final AvroSerializer<Alert> alertSerializer = new AvroSerializer<>(Alert.class);
+    private final AvroSerializer<SnapshotEvent> snapshots = new AvroSerializer<>(SnapshotEvent.class);
+    private final AvroSerializer<DeadLetter> deadLetters = new AvroSerializer<>(DeadLetter.class);
+    private final AvroSerializer<EditRequest> editRequests = new AvroSerializer<>(EditRequest.class);
+
+    public Outputs(Properties client, CurvewatchTopics topics, Registry registry, AlertEvaluator alerts, ServiceMetrics metrics,
+                   Vertx vertx, String component, int deadLetterMaxValueBytes) {
+        Properties p = new Properties();
+        p.putAll(client);
+        p.setProperty(ProducerConfig.ACKS_CONFIG, "all");
+        p.setProperty(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        p.setProperty(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
+        p.putIfAbsent(ProducerConfig.LINGER_MS_CONFIG, "5");
+        p.putIfAbsent(ProducerConfig.COMPRESSION_TYPE_CONFIG, "zstd");
+        p.putIfAbsent(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
+        p.putIfAbsent(ProducerConfig.CLIENT_ID_CONFIG, component + "-producer");
+        this.producer = new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer());
+        this.topics = topics;
+        this.registry = registry;
+        this.alerts = alerts;
+        this.metrics = metrics;
+        this.vertx = vertx;
+        this.component = component;
+        this.deadLetterMaxValueBytes = deadLetterMaxValueBytes;
+    }
+
+    public String component() {
+        return component;
+    }
+
+    /** Publishes signals, adds them to the history, sends live events and evaluates the alert rules on each. */
+    public void signals(List<Signal> list, AlertEvaluator.Context ctx) {
+        long now = System.currentTimeMillis();
+        for (Signal s : list) {
+            String key = s.getLayer() == null ? s.getRunId() : CurvewatchTopics.runLayerKey(s.getRunId(), s.getLayer());
+            producer.send(new ProducerRecord<>(topics.signals(), key, signals.serialize(null, s)), log("signal " + key + " " + s.getName()));
+            registry.history().add(s);
+            metrics.inc("curvewatch_service_signals_total");
+            live("signal", s.getRunId(), Json.signal(s));
+            alertsRaw(alerts.evaluate(s, ctx, now, true));
+        }
+    }
+
+    public void scores(List<ExampleScores> list) {
+        for (ExampleScores s : list) {
+            String key = s.getLayer() == null ? s.getRunId() : CurvewatchTopics.runLayerKey(s.getRunId(), s.getLayer());
+            producer.send(new ProducerRecord<>(topics.scores(), key, scores.serialize(null, s)), log("scores " + key));
+            metrics.inc("curvewatch_service_scores_total");
+        }
+    }
+
+    /** Sends a candidate (key = run); the returned future fails if Kafka refused it. */
+    public Future<RecordMetadata> candidate(EditCandidate c) {
+        metrics.inc("curvewatch_service_candidates_total");
+        return producer.send(new ProducerRecord<>(topics.editCandidates(), c.getRunId(), candidates.serialize(null, c)),
+                log("candidate " + c.getCandidateId()));
+    }
+
+    public void alertsRaw(List<Alert> list) {
+        for (Alert a : list) {
+            producer.send(new ProducerRecord<>(topics.alertsRaw(), a.getFingerprint(), alertSerializer.serialize(null, a)),
+                    log("alert " + a.getFingerprint()));
+            registry.rawAlert(a);
+            metrics.inc("curvewatch_service_alerts_total", a.getStatus().name());
+        }
+    }
+
+    /** Sends a snapshot event and waits for the broker's acknowledgement. */
+    public void snapshot(SnapshotEvent e) throws Exception {
+        producer.send(new ProducerRecord<>(topics.snapshots(), e.getRunId(), snapshots.serialize(null, e))).get();
+    }
+
+    /** POST /edits: the one way an HTTP edit enters; completes when the broker has it. */
+    public CompletableFuture<RecordMetadata> editRequest(EditRequest r) {
+        CompletableFuture<RecordMetadata> done = new CompletableFuture<>();
+        producer.send(new ProducerRecord<>(topics.editRequests(), r.getRunId(), editRequests.serialize(null, r)), (md, err) -> {
+            if (err != null) {
+                done.completeExceptionally(err);
+            } else {
+                metrics.inc("curvewatch_service_edit_requests_total");
+                done.complete(md);
+            }
+        });
+        return done;
+    }
+
+    /** A rejected input record to dead letters, with where it came from and why. */
+    public void deadLetter(String topic, int partition, long offset, byte[] key, byte[] value, InvalidRecordException why) {
+        DeadLetter dl = DeadLetters.of(topic, partition, offset, key, value, deadLetterMaxValueBytes, why, component);
+        LOG.warn("dead letter from {} p{}@{}: {}", topic, partition, offset, why.getMessage());
+        producer.send(new ProducerRecord<>(topics.deadLetters(), key == null ? null : new String(key, java.nio.charset.StandardCharsets.UTF_8),
+                deadLetters.serialize(null, dl)), log("dead letter"));
+        registry.countDeadLetter();
+        metrics.inc("curvewatch_service_dead_letters_total", why.reason().name());
+    }
+
+    /** A live event for SSE and WebSocket clients: {type, run, data}. */
+    public void live(String type, String runId, JsonObject data) {
+        if (vertx != null) {
+            vertx.eventBus().publish(LIVE_ADDRESS, new JsonObject().put("type", type).put("run", runId).put("data", data));
+        }
+    }
+
+    public void flush() {
+        producer.flush();
+    }
+
+    private static org.apache.kafka.clients.producer.Callback log(String what) {
+        return (md, err) -> {
+            if (err != null) {
+                LOG.error("could not publish {}: {}", what, err.toString());
+            }
+        };
+    }
+
+    @Override
+    public void close() {
+        producer.close(java.time.Duration.ofSeconds(10));
+    }
+}
