@@ -353,20 +353,24 @@ class CandidateAnswerer:
     def answer_pending(self, step, max_answers=None):
         """Answers the pending candidates (oldest layer first), at most max_answers; returns how many.
 
-        Nothing is answered before a probe batch exists; candidates pending longer than
+        Nothing is answered before a probe batch and at least one training example exist (the
+        service refuses a ProbeResult without both); candidates pending longer than
         candidate_timeout are dropped as expired (the service has given up on them by then).
         """
+        ready = self._probe is not None and len(self.recent) > 0
         now = time.monotonic()
         for layer, c in list(self.pending.items()):
             if now - c.received > self.candidate_timeout:
                 del self.pending[layer]
                 self._mark_done(c.candidate_id)
                 self.expired += 1
+                missing = [what for what, have in (("no probe batch yet: call w.probe(...)", self._probe),
+                                                   ("no training examples yet: pass inputs= and targets= to "
+                                                    "w.step(...)", len(self.recent))) if not have]
                 self._warn(f"edit candidate {c.candidate_id!r} for layer {layer!r} expired unanswered after "
-                           f"{self.candidate_timeout:.0f} s" + ("" if self._probe else " (no probe batch yet: "
-                                                                "call w.probe(...))"))
+                           f"{self.candidate_timeout:.0f} s" + (f" ({'; '.join(missing)})" if missing else ""))
         answered = 0
-        while self.pending and self._probe is not None and (max_answers is None or answered < max_answers):
+        while self.pending and ready and (max_answers is None or answered < max_answers):
             _, candidate = self.pending.popitem(last=False)
             self._mark_done(candidate.candidate_id)
             try:

@@ -302,20 +302,26 @@ class AnsweringTest(unittest.TestCase):
         self.assertEqual(h.w.answer_candidates(), 0)
         self.assertEqual((h.w.candidates.answered, h.w.candidates.skipped), (2, 3))
 
-    def test_candidates_wait_for_a_probe_batch_then_expire(self):
+    def test_candidates_wait_for_probe_and_training_examples_then_expire(self):
         h = Harness(seed=8)
         h.train(probe=False)
         h.send(h.candidate_for("fc1")[0])
-        self.assertEqual(h.w.answer_candidates(), 0)  # nothing to evaluate on yet: kept
+        self.assertEqual(h.w.answer_candidates(), 0)  # no probe batch yet: kept
         self.assertIn("fc1", h.w.candidates.pending)
         h.w.probe(h.model, h.probe_x, h.probe_y, F.cross_entropy, 2, h.probe_ids)
         self.assertEqual(h.w.answer_candidates(), 1)
-        h2 = Harness(seed=8, candidate_timeout=0.0)
-        h2.train(probe=False)
+        h2 = Harness(seed=8)
+        h2.w.probe(h2.model, h2.probe_x, h2.probe_y, F.cross_entropy, 0, h2.probe_ids)
         h2.send(h2.candidate_for("fc1")[0])
+        self.assertEqual(h2.w.answer_candidates(), 0)  # probes but no training example: the service needs both
+        h2.train(steps=1, probe=False)
+        self.assertEqual(len(probe_results(h2.producer)), 1)
+        h3 = Harness(seed=8, candidate_timeout=0.0)
+        h3.train(probe=False)
+        h3.send(h3.candidate_for("fc1")[0])
         with self.assertWarnsRegex(RuntimeWarning, "expired unanswered .*no probe batch"):
-            h2.w.answer_candidates()
-        self.assertEqual((h2.w.candidates.expired, h2.w.candidates.pending), (1, {}))
+            h3.w.answer_candidates()
+        self.assertEqual((h3.w.candidates.expired, h3.w.candidates.pending), (1, {}))
 
     def test_recent_training_examples_are_bounded_by_id_and_copied(self):
         h = Harness(seed=9, recent_examples=4)
@@ -351,6 +357,7 @@ class AnsweringTest(unittest.TestCase):
         y = torch.randint(0, 6, (3, 5))
         y[0, 3:] = -100
         w.probe(model, x, y, lm_loss, 0, ["s0", "s1", "s2"])
+        w.step(0, sample_ids=["t1"], inputs=x[1:2], targets=y[1:2])  # the service needs a training example too
         rng = np.random.default_rng(0)
         lam, ug = spectrum(6, rng)
         mu, ua = spectrum(4, rng)
@@ -361,7 +368,8 @@ class AnsweringTest(unittest.TestCase):
             logits = model(x)
             token_loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none", ignore_index=-100)
         valid = y >= 0
-        for i, e in enumerate(result["examples"]):
+        self.assertEqual([e["sample_id"] for e in result["examples"]], ["s0", "s1", "s2", "t1"])
+        for i, e in zip([0, 1, 2, 1], result["examples"]):
             expected = float(token_loss[i][valid[i]].mean())
             self.assertAlmostEqual(e["loss_now"], expected, places=5)
             self.assertEqual(e["correct_now"], bool((logits[i].argmax(-1) == y[i])[valid[i]].all()))
@@ -376,6 +384,7 @@ class AnsweringTest(unittest.TestCase):
         lam, ug = spectrum(2, rng)
         mu, ua = spectrum(3, rng)
         w.probe(model, torch.randn(4, 3), torch.randn(4, 2), F.mse_loss, 0, ["r0", "r1", "r2", "r3"])
+        w.step(0, sample_ids=["t0"], inputs=torch.randn(1, 3), targets=torch.randn(1, 2))
         cons.push(RUN, encoded(candidate("mse", "0", ug, ua, lam, mu, [0.5], [keep_mass_tau(lam, mu, 0.5)])))
         w.answer_candidates()
         [result] = probe_results(prod)
@@ -389,9 +398,9 @@ class AnsweringTest(unittest.TestCase):
         cons.push(RUN, encoded(candidate("mse-2", "0", ug, ua, lam, mu, [0.5], [keep_mass_tau(lam, mu, 0.5)])))
         w.answer_candidates()
         last = probe_results(prod)[-1]
-        self.assertEqual([e["loss_edited"][0] for e in last["examples"]], [FLOAT32_MAX] * 4)
+        self.assertEqual([e["loss_edited"][0] for e in last["examples"]], [FLOAT32_MAX] * 5)
         self.assertTrue(all(math.isfinite(e["loss_now"]) for e in last["examples"]))
-        self.assertEqual(w.candidates.nonfinite_losses, 4)
+        self.assertEqual(w.candidates.nonfinite_losses, 5)
 
 
 class SetupTest(unittest.TestCase):
