@@ -1,0 +1,49 @@
+package dev.curvewatch.service;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class ServiceConfigTest {
+    @Test
+    void defaultsFileEnvironmentOverrides(@TempDir Path dir) throws Exception {
+        Path tokens = dir.resolve("tokens");
+        Files.writeString(tokens, "# comment\nfrom-file\n\n  spaced  \n");
+        Path file = dir.resolve("service.properties");
+        Files.writeString(file, "http.port=9001\nrefresh.interval.ms=100\nkafka.security.protocol=SSL\nauth.tokens.file=" + tokens + "\n");
+        ServiceConfig c = ServiceConfig.load(file, Map.of("CURVEWATCH_SERVICE_REFRESH_INTERVAL_MS", "200",
+                "CURVEWATCH_SERVICE_AUTH_TOKENS", "a,b"), Map.of("bootstrap", "h:1", "http.port", "0"));
+        assertEquals(0, c.httpPort());
+        assertEquals(200, c.refreshIntervalMs());
+        assertEquals(List.of("a", "b", "from-file", "spaced"), c.authTokens());
+        Properties k = c.kafkaProperties();
+        assertEquals("h:1", k.getProperty("bootstrap.servers"));
+        assertEquals("SSL", k.getProperty("security.protocol"));
+        assertEquals("***", c.describe().get("auth.tokens"));
+        assertEquals(60_000, c.calibrationTimeoutMs());
+        assertEquals(Math.log(1.05), c.calibrationLossTolerance(), 1e-15);
+        assertEquals("curvewatch.", c.topics().prefix());
+        assertNull(c.alertRulesFile());
+        assertTrue(ServiceConfig.defaults().containsKey("signals.history.points"));
+    }
+
+    @Test
+    void nonsenseIsRefused() {
+        for (Map<String, String> bad : List.of(Map.of("http.port", "70000"), Map.of("refresh.threads", "0"),
+                Map.of("eigh.precision", "FLOAT8"), Map.of("calibration.tolerance", "-1"), Map.of("refresh.interval.ms", "soon"),
+                Map.of("auth.tokens.file", "/no/such/file"), Map.of("runs.max", "0"))) {
+            assertThrows(IllegalArgumentException.class, () -> ServiceConfig.of(bad), bad.toString());
+        }
+        assertEquals(List.of(), ServiceConfig.of(Map.of()).authTokens(), "no token unless configured");
+    }
+}

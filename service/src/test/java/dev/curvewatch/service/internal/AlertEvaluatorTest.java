@@ -1,0 +1,153 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.Alert;
+import dev.curvewatch.avro.AlertStatus;
+import dev.curvewatch.avro.ExampleScore;
+import dev.curvewatch.avro.Severity;
+import dev.curvewatch.avro.Signal;
+import dev.curvewatch.curvature.TrailingBaseline;
+import dev.curvewatch.schemas.ContractChecks;
+import dev.curvewatch.service.AlertRule;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class AlertEvaluatorTest {
+    static AlertRule threshold(String name, double t, int holdFor) {
+        return new AlertRule(name, "memorization_gap", AlertRule.Type.THRESHOLD, t, false, 1, 5, 0.05, holdFor, Severity.WARNING, Set.of(), Set.of());
+    }
+
+    static Signal gap(String layer, long step, double v) {
+        return Signal.newBuilder().setRunId("run-1").setLayer(layer).setStep(step).setName("memorization_gap").setValue(v)
+                .setFactorVersion(step).setTimestampMs(step).build();
+    }
+
+    /** Feeds the values as steps 1..n; returns per step the status published (null: none). */
+    static List<AlertStatus> feed(AlertEvaluator e, List<Alert> sink, double... values) {
+        List<AlertStatus> out = new ArrayList<>();
+        for (int i = 0; i < values.length; i++) {
+            List<Alert> a = e.evaluate(gap("fc2", i + 1, values[i]), AlertEvaluator.Context.NONE, 1000L * (i + 1), true);
+            assertTrue(a.size() <= 1, "one rule, one alert at most");
+            out.add(a.isEmpty() ? null : a.get(0).getStatus());
+            sink.addAll(a);
+        }
+        return out;
+    }
+
+    private static final AlertStatus F = AlertStatus.FIRING;
+    private static final AlertStatus R = AlertStatus.RESOLVED;
+
+    @Test
+    void thresholdFiresRepeatsAndResolvesOnce() {
+        List<Alert> alerts = new ArrayList<>();
+        List<AlertStatus> got = feed(new AlertEvaluator(List.of(threshold("gap-high", 0.25, 1))), alerts, 0.1, 0.3, 0.4, 0.2, 0.1, 0.3);
+        assertEquals(Arrays.asList(null, F, F, R, null, F), got);
+        assertEquals(2000, alerts.get(0).getFirstSeenMs());
+        assertEquals(2000, alerts.get(1).getFirstSeenMs(), "a repeat keeps first_seen");
+        assertEquals(3000, alerts.get(1).getLastSeenMs());
+        assertEquals(6000, alerts.get(3).getFirstSeenMs(), "a new episode starts a new first_seen");
+        assertEquals(0.4, alerts.get(1).getValue());
+        assertEquals(0.25, alerts.get(1).getThreshold());
+        assertEquals(3, alerts.get(1).getStep());
+        for (Alert a : alerts) {
+            ContractChecks.checkAlert(a);
+            assertEquals(Fingerprints.alert("run-1", "fc2", "gap-high"), a.getFingerprint());
+        }
+        assertNotEquals(alerts.get(0).getId(), alerts.get(1).getId(), "each event has its own id");
+    }
+
+    @Test
+    void forHoldsBothWays() {
+        List<Alert> alerts = new ArrayList<>();
+        List<AlertStatus> got = feed(new AlertEvaluator(List.of(threshold("gap-high", 0.25, 2))), alerts,
+                0.3, 0.1, 0.3, 0.3, 0.1, 0.3, 0.1, 0.1, 0.1);
+        // one match is not enough; two in a row fire; one miss is held; two misses resolve, once
+        assertEquals(Arrays.asList(null, null, null, F, F, F, F, R, null), got);
+        assertEquals(1, alerts.stream().filter(a -> a.getStatus() == R).count());
+    }
+
+    @Test
+    void baselineWindowLeavesOutValuesSeenWhileFiring() {
+        AlertRule rule = new AlertRule("gap-jump", "memorization_gap", AlertRule.Type.BASELINE, Double.NaN, false, 4, 5, 0.05, 1,
+                Severity.CRITICAL, Set.of(), Set.of());
+        AlertEvaluator e = new AlertEvaluator(List.of(rule));
+        List<Alert> alerts = new ArrayList<>();
+        double[] v = {0.01, 0.02, 0.015, 0.012, 0.5, 0.6, 0.02, 0.03, 0.2};
+        List<AlertStatus> got = feed(e, alerts, v);
+        assertEquals(Arrays.asList(null, null, null, null, F, F, R, null, F), got);
+        double t1 = TrailingBaseline.threshold(v, 0, 4, 5, 0.05);
+        assertEquals(t1, alerts.get(0).getThreshold(), 1e-15);
+        assertEquals(t1, alerts.get(1).getThreshold(), 1e-15, "0.5 did not enter the window");
+        // after the resolve, the window is 0.02, 0.015, 0.012 (kept) + 0.02 (the resolving value), then 0.03
+        double[] window = {0.015, 0.012, 0.02, 0.03};
+        assertEquals(TrailingBaseline.threshold(window, 0, 4, 5, 0.05), alerts.get(3).getThreshold(), 1e-15);
+        assertEquals(Severity.CRITICAL, alerts.get(0).getSeverity());
+        assertEquals("4", alerts.get(0).getDetails().get("window"));
+        assertTrue(alerts.get(0).getDetails().containsKey("window_mean"));
+    }
+
+    @Test
+    void rateComparesWithTheValueWindowEvaluationsAgo() {
+        AlertRule rule = new AlertRule("gap-rise", "memorization_gap", AlertRule.Type.RATE, 0.1, false, 2, 0, 0, 1, Severity.INFO,
+                Set.of(), Set.of());
+        List<Alert> alerts = new ArrayList<>();
+        List<AlertStatus> got = feed(new AlertEvaluator(List.of(rule)), alerts, 0, 0.05, 0.2, 0.25, 0.26, 0.27);
+        assertEquals(Arrays.asList(null, null, F, F, R, null), got);
+        assertEquals(0.2, alerts.get(0).getValue(), 1e-12, "the value of a rate alert is the change");
+        assertEquals(0.2, alerts.get(1).getValue(), 1e-12);
+        AlertRule drop = new AlertRule("rho-drop", "memorization_gap", AlertRule.Type.RATE, -0.05, true, 1, 0, 0, 1, Severity.INFO,
+                Set.of(), Set.of());
+        assertEquals(Arrays.asList(null, null, F, R), feed(new AlertEvaluator(List.of(drop)), new ArrayList<>(), 0.9, 0.89, 0.7, 0.7));
+    }
+
+    @Test
+    void layersAndRunsHaveTheirOwnStateAndFilters() {
+        AlertRule onlyFc1 = new AlertRule("fc1-only", "memorization_gap", AlertRule.Type.THRESHOLD, 0, false, 1, 0, 0, 1,
+                Severity.WARNING, Set.of(), Set.of("fc1"));
+        AlertEvaluator e = new AlertEvaluator(List.of(threshold("gap-high", 0.25, 1), onlyFc1));
+        List<Alert> a = e.evaluate(gap("fc1", 1, 0.5), AlertEvaluator.Context.NONE, 1, true);
+        assertEquals(2, a.size());
+        List<Alert> b = e.evaluate(gap("fc2", 1, 0.5), AlertEvaluator.Context.NONE, 1, true);
+        assertEquals(1, b.size(), "the fc1-only rule does not watch fc2");
+        assertNotEquals(a.get(0).getFingerprint(), b.get(0).getFingerprint());
+        assertEquals(3, e.firingCount(), "gap-high on fc1 and fc2, fc1-only on fc1");
+        Signal other = Signal.newBuilder(gap("fc1", 2, 0.5)).setName("effective_rank_g").build();
+        assertTrue(e.evaluate(other, AlertEvaluator.Context.NONE, 2, true).isEmpty(), "rules watch their signal only");
+        assertTrue(e.evaluate(gap("fc1", 3, Double.NaN), AlertEvaluator.Context.NONE, 3, true).isEmpty(), "NaN is not evaluated");
+    }
+
+    @Test
+    void replayRebuildsStateWithoutPublishing() {
+        AlertEvaluator e = new AlertEvaluator(List.of(threshold("gap-high", 0.25, 1)));
+        assertTrue(e.evaluate(gap("fc2", 1, 0.5), AlertEvaluator.Context.NONE, 10, false).isEmpty());
+        List<Alert> next = e.evaluate(gap("fc2", 2, 0.1), AlertEvaluator.Context.NONE, 20, true);
+        assertEquals(1, next.size());
+        assertEquals(R, next.get(0).getStatus(), "it was firing before the restart, so it resolves now");
+    }
+
+    @Test
+    void alertsCarryTopExamplesRhoAndAShortSummary() {
+        String layer = "model.layers.23.mlp.gate_proj." + "x".repeat(90);
+        List<ExampleScore> top = new ArrayList<>();
+        for (int i = 0; i < 15; i++) {
+            top.add(new ExampleScore("ex-" + i, (double) (15 - i)));
+        }
+        AlertEvaluator e = new AlertEvaluator(List.of(threshold("gap-high", 0.25, 1)));
+        Alert a = e.evaluate(gap(layer, 1, 0.5), new AlertEvaluator.Context(top, 0.9999), 1, true).get(0);
+        ContractChecks.checkAlert(a);
+        assertTrue(a.getSummary().length() < 64, a.getSummary());
+        assertEquals(10, a.getTopExamples().size());
+        assertEquals("ex-0", a.getTopExamples().get(0).getSampleId());
+        assertEquals("0.999900", a.getDetails().get("rho"));
+        Map<String, String> d = a.getDetails();
+        assertEquals("threshold", d.get("type"));
+    }
+}

@@ -1,0 +1,145 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.EditCandidate;
+import dev.curvewatch.avro.Signal;
+import dev.curvewatch.curvature.EigenbasisRefresh;
+import dev.curvewatch.curvature.KeepMassMask;
+import dev.curvewatch.curvature.KeepMassSelector;
+import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.curvature.SymmetricEigensolvers;
+import dev.curvewatch.schemas.TensorCodec;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.stream.Collectors;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class LayerRefreshTest {
+    static double[] spd(int n, long seed, double perturb) {
+        Random r = new Random(seed);
+        int t = 6 * n;
+        double[] x = new double[t * n];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = r.nextGaussian() * Math.pow(0.7, i % n);
+        }
+        double[] f = new double[n * n];
+        for (int k = 0; k < t; k++) {
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < n; j++) {
+                    f[i * n + j] += x[k * n + i] * x[k * n + j] / t;
+                }
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            f[i * n + i] *= 1 + perturb;
+        }
+        return f;
+    }
+
+    static LayerRefresh refresher() {
+        return new LayerRefresh(new EigenbasisRefresh(SymmetricEigensolvers.best(), 0.01, Precision.FLOAT64));
+    }
+
+    static LayerRefresh.Input input(long version, double[] a, double[] g) {
+        return new LayerRefresh.Input("run-1", "fc", version, 10 * version, 100 * version, 12, 8, a, g);
+    }
+
+    @Test
+    void firstRefreshDecomposesAndPlansTheCandidates() {
+        double[] a = spd(12, 1, 0);
+        double[] g = spd(8, 2, 0);
+        LayerRefresh.Outcome o = refresher().refresh(input(1, a, g), null, null);
+        assertTrue(o.ok(), o.failure());
+        // F u_k = lambda_k u_k for every eigenpair
+        for (var pair : List.of(Map.entry(a, o.a()), Map.entry(g, o.g()))) {
+            double[] f = pair.getKey();
+            var b = pair.getValue();
+            int n = b.size();
+            double[] u = b.vectors();
+            for (int k = 0; k < n; k++) {
+                for (int i = 0; i < n; i++) {
+                    double fu = 0;
+                    for (int j = 0; j < n; j++) {
+                        fu += f[i * n + j] * u[j * n + k];
+                    }
+                    assertEquals(b.value(k) * u[i * n + k], fu, 1e-12, "eigenpair " + k);
+                }
+            }
+        }
+        LayerRefresh.CandidatePlan p = o.plan().orElseThrow();
+        assertEquals(19, p.rhos().length);
+        for (int k = 0; k < p.rhos().length; k++) {
+            KeepMassMask m = KeepMassSelector.select(LayerRefresh.asSent(o.g()), LayerRefresh.asSent(o.a()), p.rhos()[k]);
+            assertEquals(m.tau(), p.thresholds()[k]);
+            assertEquals(m.keptPairs(), p.keptPairs()[k]);
+            if (k > 0) {
+                assertTrue(p.keptPairs()[k] >= p.keptPairs()[k - 1], "milder rho keeps more");
+            }
+        }
+        Map<String, Signal> s = LayerRefresh.signals(o, 0.25, 7).stream().collect(Collectors.toMap(Signal::getName, x -> x));
+        assertEquals(java.util.Set.of("effective_rank_g", "effective_rank_a", "eigh_skipped", "refresh_seconds"), s.keySet(),
+                "no drift on the first refresh");
+        assertEquals(o.spectrumA().effectiveRank(), s.get("effective_rank_a").getValue());
+        assertEquals((double) o.spectrumA().count90(), s.get("effective_rank_a").getAttributes().get("count90"));
+        assertEquals(100.0, s.get("effective_rank_g").getAttributes().get("factor_tokens"));
+        assertEquals(0.25, s.get("refresh_seconds").getAttributes().get("latency_seconds"));
+        assertEquals(10, s.get("refresh_seconds").getStep(), "signals at the manifest's last step");
+        assertEquals(1, s.get("refresh_seconds").getFactorVersion());
+
+        EditCandidate c = LayerRefresh.candidate(o, "cand-1", 9);
+        assertEquals(List.of(8, 8), c.getBasisG().getShape());
+        assertEquals(List.of(12, 12), c.getBasisA().getShape());
+        float[] ua = TensorCodec.toFloatArray(c.getBasisA(), "basis_a");
+        double[] want = o.a().vectors();
+        for (int i = 0; i < ua.length; i++) {
+            assertEquals((float) want[i], ua[i]);
+        }
+        float[] mu = TensorCodec.toFloatArray(c.getEigenvaluesA(), "eigenvalues_a");
+        assertEquals((float) o.a().value(0), mu[0]);
+        assertEquals(p.thresholds()[3], c.getThresholds().get(3));
+        assertEquals(p.rhos()[18], c.getRhos().get(18));
+    }
+
+    @Test
+    void aSmallDriftKeepsTheBasisAndReportsIt() {
+        LayerRefresh r = refresher();
+        LayerRefresh.Outcome first = r.refresh(input(1, spd(12, 1, 0), spd(8, 2, 0)), null, null);
+        LayerRefresh.Outcome second = r.refresh(input(2, spd(12, 1, 1e-5), spd(8, 2, 0.5)), first.g(), first.a());
+        assertTrue(second.ok());
+        assertTrue(second.skippedA(), "A barely moved: warm start");
+        assertFalse(second.skippedG(), "G moved a lot: decomposed again");
+        assertTrue(second.driftA() < 0.01 && second.driftG() > 0.01, second.driftA() + " " + second.driftG());
+        Map<String, Double> s = LayerRefresh.signals(second, 0, 1).stream().collect(Collectors.toMap(Signal::getName, Signal::getValue));
+        assertEquals(second.driftA(), s.get("basis_drift_a"));
+        assertEquals(second.driftG(), s.get("basis_drift_g"));
+        assertEquals(0.0, s.get("eigh_skipped"), "only one factor kept its basis");
+    }
+
+    @Test
+    void nonFiniteFactorsFailTheRefreshWithAReason() {
+        double[] a = spd(12, 1, 0);
+        a[3 * 12 + 5] = Double.NaN;
+        LayerRefresh.Outcome o = refresher().refresh(input(4, a, spd(8, 2, 0)), null, null);
+        assertFalse(o.ok());
+        assertEquals("factor A has NaN at row 3, column 5", o.failure());
+        assertNull(o.g());
+        assertTrue(o.plan().isEmpty());
+        double[] g = spd(8, 2, 0);
+        g[0] = Double.POSITIVE_INFINITY;
+        assertTrue(refresher().refresh(input(5, spd(12, 1, 0), g), null, null).failure().startsWith("factor G has Infinity"));
+        assertEquals("refresh_failed", LayerRefresh.failureSignal(input(4, a, g), 1).getName());
+    }
+
+    @Test
+    void candidatesThatWouldNotFitARecordAreNotPlanned() {
+        assertTrue(LayerRefresh.candidateBytes(1024, 1024) < LayerRefresh.CANDIDATE_LIMIT_BYTES);
+        assertTrue(LayerRefresh.candidateBytes(4096, 1024) > LayerRefresh.CANDIDATE_LIMIT_BYTES);
+        assertTrue(LayerRefresh.candidateBytes(1500, 1500) > LayerRefresh.CANDIDATE_LIMIT_BYTES);
+    }
+}
