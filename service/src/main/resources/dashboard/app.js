@@ -115,10 +115,11 @@ function layersOf(run) {
 /** Top EXACT scores and spectra of one layer; absent until the layer has been refreshed. */
 async function loadLayerExtras(runId, layer, signal) {
   const base = `/api/runs/${enc(runId)}`;
-  const refreshed = known(layer.refreshed_version) || known(layer.factor_version);
+  // the service answers 404 until a layer has an eigenbasis; its layer JSON says so first
+  const refreshed = layer.spectrum_g ? true : 'refreshed_version' in layer ? known(layer.refreshed_version) : known(layer.factor_version);
   const [scores, spectra] = await Promise.all([
     getJSON(`${base}/scores?layer=${enc(layer.name)}&kind=EXACT&top=20`, { signal, allow404: true }).catch(() => null),
-    refreshed || layer.spectrum_g
+    refreshed
       ? getJSON(`${base}/spectra?layer=${enc(layer.name)}`, { signal, allow404: true }).catch(() => null)
       : Promise.resolve(null),
   ]);
