@@ -47,6 +47,7 @@ public final class ServiceConfig {
     public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
     public static final String RUNS_MAX = "runs.max";
     public static final String EDIT_GROUP_ID = "edit.group.id";
+    public static final String EDIT_WAIT_MS = "edit.wait.ms";
     public static final String DEAD_LETTER_MAX_VALUE_BYTES = "dead.letter.max.value.bytes";
     public static final String POLL_TIMEOUT_MS = "poll.timeout.ms";
     public static final String SSE_PING_MS = "sse.ping.ms";
@@ -79,6 +80,7 @@ public final class ServiceConfig {
         d.put(UNKNOWN_RUN_GRACE_MS, "10000");
         d.put(RUNS_MAX, "50");
         d.put(EDIT_GROUP_ID, "curvewatch-service");
+        d.put(EDIT_WAIT_MS, "60000");
         d.put(DEAD_LETTER_MAX_VALUE_BYTES, Integer.toString(8 * 1024 * 1024));
         d.put(POLL_TIMEOUT_MS, "200");
         d.put(SSE_PING_MS, "15000");
@@ -265,6 +267,11 @@ public final class ServiceConfig {
 
     public String editGroupId() {
         return values.get(EDIT_GROUP_ID);
+    }
+
+    /** How long an edit request waits for an eigenbasis still being computed (after a restart) before it is a dead letter. */
+    public long editWaitMs() {
+        return longValue(EDIT_WAIT_MS);
     }
 
     public int deadLetterMaxValueBytes() {

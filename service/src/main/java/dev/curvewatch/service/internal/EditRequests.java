@@ -93,6 +93,7 @@ public final class EditRequests implements Runnable {
             }
             consumer.subscribe(List.of(config.topics().editRequests()));
             while (!stop) {
+                resumeDue();
                 var records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
                 lastPollMs = System.currentTimeMillis();
                 for (ConsumerRecord<byte[], byte[]> r : records) {
@@ -127,14 +128,60 @@ public final class EditRequests implements Runnable {
             return true;
         } catch (EventNotPublished e) {
             LOG.warn("snapshot event not acknowledged, will retry {} p{}@{}: {}", r.topic(), r.partition(), r.offset(), e.getMessage());
-            consumer.seek(new TopicPartition(r.topic(), r.partition()), r.offset());
+            backOff(r);
             return false;
+        } catch (BasesPending e) {
+            long now = System.currentTimeMillis();
+            if (waitingOffset != r.offset()) {
+                waitingOffset = r.offset();
+                waitingSinceMs = now;
+            }
+            if (now - waitingSinceMs < config.editWaitMs()) {
+                backOff(r);
+                return false;
+            }
+            out.deadLetter(r.topic(), r.partition(), r.offset(), r.key(), r.value(), new InvalidRecordException(RejectReason.NOT_READY,
+                    e.getMessage() + " for more than " + config.editWaitMs() + " ms"));
+            metrics.inc("curvewatch_service_snapshots_total", "dead_letter");
+            return true;
+        }
+    }
+
+    private long waitingOffset = -1;
+    private long waitingSinceMs;
+    private final Map<TopicPartition, Long> resumeAtMs = new java.util.HashMap<>();
+
+    /** Rewinds to the record and pauses its partition for a moment, so the retry does not spin. */
+    private void backOff(ConsumerRecord<byte[], byte[]> r) {
+        TopicPartition tp = new TopicPartition(r.topic(), r.partition());
+        consumer.seek(tp, r.offset());
+        consumer.pause(List.of(tp));
+        resumeAtMs.put(tp, System.currentTimeMillis() + 250);
+    }
+
+    private void resumeDue() {
+        long now = System.currentTimeMillis();
+        for (var it = resumeAtMs.entrySet().iterator(); it.hasNext(); ) {
+            var e = it.next();
+            if (now >= e.getValue()) {
+                if (consumer.assignment().contains(e.getKey())) {
+                    consumer.resume(List.of(e.getKey()));
+                }
+                it.remove();
+            }
         }
     }
 
     private static final class EventNotPublished extends Exception {
         EventNotPublished(Throwable cause) {
             super(cause.toString(), cause);
+        }
+    }
+
+    /** A layer's factors are known but its eigenbasis is still being computed (e.g. just after a restart). */
+    private static final class BasesPending extends RuntimeException {
+        BasesPending(String message) {
+            super(message);
         }
     }
 
@@ -180,7 +227,9 @@ public final class EditRequests implements Runnable {
         } catch (Exception e) {
             throw new EventNotPublished(e);
         }
-        registry.snapshot(event); // answered now, before the ingest thread reads it back
+        if (registry.snapshot(event)) { // answered now, before the ingest thread reads it back
+            out.live("snapshot", event.getRunId(), Json.snapshot(event));
+        }
         metrics.inc("curvewatch_service_snapshots_total", "written");
         LOG.info("snapshot {} of run {} ({}): {} bytes, sha256 {}", snapshotId, req.getRunId(), layers, stored.sizeBytes(), stored.sha256());
     }
@@ -235,6 +284,9 @@ public final class EditRequests implements Runnable {
                 throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no weight snapshot yet");
             }
             if (v.g() == null || v.a() == null) {
+                if (v.refreshPending()) {
+                    throw new BasesPending("layer '" + name + "' has factors (version " + v.factorVersion() + ") but no eigenbasis yet");
+                }
                 throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no eigenbasis yet");
             }
             if (v.g().size() != info.getDOut() || v.a().size() != info.getDIn()) {

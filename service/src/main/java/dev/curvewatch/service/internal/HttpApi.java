@@ -16,6 +16,7 @@ import io.vertx.core.MultiMap;
 import io.vertx.core.Vertx;
 import io.vertx.core.eventbus.MessageConsumer;
 import io.vertx.core.http.HttpHeaders;
+import io.vertx.core.http.HttpMethod;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonArray;
@@ -99,20 +100,24 @@ public final class HttpApi {
         r.get("/api/runs/:run/snapshots").handler(this::snapshots);
         r.get("/api/alerts").handler(this::alerts);
         r.get("/api/snapshots/:id/file").handler(this::authenticate).handler(this::download);
-        r.post("/api/runs/:run/edits").handler(this::authenticate).handler(BodyHandler.create().setBodyLimit(BODY_LIMIT_BYTES)
-                .setHandleFileUploads(false)).handler(this::edit);
-        r.post("/api/runs/:run/refresh").handler(this::authenticate).handler(BodyHandler.create().setBodyLimit(BODY_LIMIT_BYTES)
-                .setHandleFileUploads(false)).handler(this::refresh);
+        // Vert.x orders a route's handlers body -> authentication -> the rest; the 64 KiB limit bounds what an
+        // unauthenticated client can make the service buffer
+        r.post("/api/runs/:run/edits").handler(body()).handler(this::authenticate).handler(this::edit);
+        r.post("/api/runs/:run/refresh").handler(body()).handler(this::authenticate).handler(this::refresh);
         r.get("/api/events").handler(this::sse);
         r.get("/api/ws").handler(this::websocket);
-        r.route("/api/*").handler(ctx -> fail(ctx, 404, "no such endpoint: " + ctx.request().method() + " " + ctx.normalizedPath()));
+        // the dashboard: GET/HEAD only, so a wrong method on an API path is a 405, an unknown path a 404
         StaticHandler dashboard = StaticHandler.create("dashboard").setIndexPage("index.html").setCachingEnabled(false);
-        r.route("/dashboard/*").handler(dashboard);
-        r.route("/*").handler(dashboard);
+        r.route("/dashboard/*").method(HttpMethod.GET).method(HttpMethod.HEAD).handler(dashboard);
+        r.route("/*").method(HttpMethod.GET).method(HttpMethod.HEAD).handler(dashboard);
         for (int code : new int[]{400, 401, 403, 404, 405, 413, 415, 500, 503}) {
             r.errorHandler(code, ctx -> errorBody(ctx, code));
         }
         return r;
+    }
+
+    private static BodyHandler body() {
+        return BodyHandler.create().setBodyLimit(BODY_LIMIT_BYTES).setHandleFileUploads(false).setDeleteUploadedFilesOnEnd(true);
     }
 
     private void errorBody(RoutingContext ctx, int code) {

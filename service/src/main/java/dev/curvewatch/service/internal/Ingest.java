@@ -487,8 +487,8 @@ public final class Ingest implements Runnable {
             metrics.inc("curvewatch_service_refreshes_total", "failed");
             return;
         }
+        long seenNanos = l.requestedNanos();
         boolean silent = l.start(nowNanos);
-        long seenNanos = l.manifestSeenNanos();
         FactorManifest m = cp.manifest();
         try {
             refreshPool.execute(() -> runRefresh(l, cp, m, seenNanos, silent));

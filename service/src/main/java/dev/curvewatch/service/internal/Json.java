@@ -160,24 +160,26 @@ public final class Json {
             }
             return all;
         }
-        // the most geometric points 1..n whose rounded values stay within max distinct indices
-        int lo = max;
-        int hi = n;
-        while (lo < hi) {
-            int mid = (lo + hi + 1) >>> 1;
-            if (geometric(n, mid).length <= max) {
-                lo = mid;
-            } else {
-                hi = mid - 1;
+        // every index below h, then max - h geometric ones from h to n - 1; the smallest h whose
+        // geometric steps are at least one index apart
+        int h = 1;
+        double ratio = 0;
+        for (; h < max - 1; h++) {
+            ratio = Math.pow((n - 1.0) / h, 1.0 / (max - h - 1));
+            if (h * (ratio - 1) >= 1) {
+                break;
             }
         }
-        return geometric(n, lo);
-    }
-
-    private static int[] geometric(int n, int m) {
         java.util.TreeSet<Integer> set = new java.util.TreeSet<>();
-        for (int k = 0; k < m; k++) {
-            set.add((int) Math.min(n - 1, Math.round(Math.exp(Math.log(n) * k / (m - 1))) - 1));
+        for (int i = 0; i < h; i++) {
+            set.add(i);
+        }
+        for (int j = 0; j < max - h; j++) {
+            set.add((int) Math.min(n - 1, Math.round(h * Math.pow(ratio, j))));
+        }
+        set.add(n - 1);
+        while (set.size() > max) { // rounding can add one: drop a tail point next to another
+            set.remove(set.lower(n - 1));
         }
         return set.stream().mapToInt(Integer::intValue).toArray();
     }

@@ -13,7 +13,6 @@ import java.util.Comparator;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Everything the service holds for one run/layer: one weight, the latest eigenbases, the newest
@@ -27,7 +26,7 @@ public final class LayerState {
 
     /** A consistent copy of what an edit needs. */
     public record EditView(int dIn, int dOut, WeightAssembler.Assembled weight, Eigenbasis g, Eigenbasis a, long basesVersion,
-                           double calibratedRho) {
+                           double calibratedRho, long factorVersion, boolean refreshPending) {
     }
 
     /** A consistent copy of what a refresh needs and did. */
@@ -47,6 +46,7 @@ public final class LayerState {
     private long historyRefreshVersion = -1;
     private boolean inFlight;
     private boolean force;
+    private long forcedAtNanos;
     private long lastStartNanos = Long.MIN_VALUE / 2;
     private long lastRefreshMs;
     private int refreshes;
@@ -133,6 +133,14 @@ public final class LayerState {
         return newer && nowNanos - lastStartNanos >= intervalNanos;
     }
 
+    /**
+     * When the refresh about to start was asked for: the newest manifest's arrival, or the
+     * POST refresh when it is a forced refresh of factors already refreshed.
+     */
+    public synchronized long requestedNanos() {
+        return force && manifest != null && manifest.getVersion() <= refreshedVersion ? forcedAtNanos : manifestSeenNanos;
+    }
+
     /** Marks a refresh started; returns whether it should stay silent (already published before a restart). */
     public synchronized boolean start(long nowNanos) {
         inFlight = true;
@@ -178,7 +186,10 @@ public final class LayerState {
 
     /** POST refresh: refresh at the next opportunity even without a newer manifest. */
     public synchronized void forceRefresh() {
-        force = true;
+        if (!force) {
+            force = true;
+            forcedAtNanos = System.nanoTime();
+        }
     }
 
     public synchronized boolean inFlight() {
@@ -291,7 +302,8 @@ public final class LayerState {
 
     public synchronized EditView editView() {
         return new EditView(dIn, dOut, weight, bases == null ? null : bases.g(), bases == null ? null : bases.a(),
-                bases == null ? -1 : bases.version(), calibratedRho);
+                bases == null ? -1 : bases.version(), calibratedRho, manifest == null ? -1 : manifest.getVersion(),
+                manifest != null && (inFlight || manifest.getVersion() > refreshedVersion));
     }
 
     public synchronized LayerStatus status() {
@@ -301,10 +313,4 @@ public final class LayerState {
                 calibrationTimeouts, weight == null ? -1 : weight.step());
     }
 
-    public synchronized Map<String, Object> snapshotOfCounters() {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("refreshes", refreshes);
-        m.put("failures", failures);
-        return m;
-    }
 }

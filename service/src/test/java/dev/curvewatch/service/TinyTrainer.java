@@ -1,0 +1,232 @@
+package dev.curvewatch.service;
+
+import dev.curvewatch.avro.EditCandidate;
+import dev.curvewatch.avro.ExampleLosses;
+import dev.curvewatch.avro.ProbeResult;
+import dev.curvewatch.curvature.RhoCalibration;
+import dev.curvewatch.curvature.RhoCalibrator;
+import dev.curvewatch.schemas.TensorCodec;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * The trainer's side of the calibration round trip for a tiny linear classifier (logits = W x + b,
+ * 4 classes, 8 inputs), written out with plain loops and independent of the service's code: from
+ * an EditCandidate it builds every W'_k = U_G ((U_Gᵀ W U_A) ⊙ M_k) U_Aᵀ with M_k from the
+ * thresholds, measures per-example cross-entropy and correctness, and predicts what the service
+ * must conclude (calibrated rho, memorization gap, kept pairs, EXACT scores).
+ *
+ * <p>The data are built so that memorization shows: training examples put large values on the
+ * two input directions the captures barely excite (low curvature), which W maps strongly; probes
+ * live in the well-excited directions. Labels are the model's own predictions.
+ */
+final class TinyTrainer {
+    static final int D_IN = 8;
+    static final int D_OUT = 4;
+    /** Standard deviations of the captured inputs per coordinate: the last two are the low-curvature ones. */
+    static final double[] INPUT_SD = {3, 2, 1.5, 1, 0.6, 0.3, 0.05, 0.02};
+    static final double[] GRAD_SD = {2, 1, 0.5, 0.1};
+
+    final float[] w = new float[D_OUT * D_IN];
+    final float[] bias = new float[D_OUT];
+    final List<float[]> probes = new ArrayList<>();
+    final List<float[]> train = new ArrayList<>();
+    final List<Integer> probeLabels = new ArrayList<>();
+    final List<Integer> trainLabels = new ArrayList<>();
+
+    /** What the service must conclude from one answer. */
+    record Expected(EditCandidate candidate, ProbeResult result, int index, double rho, double gap, long keptPairs,
+                    Map<String, Double> exact, double[][] edited) {
+    }
+
+    TinyTrainer(long seed) {
+        Random r = new Random(seed);
+        for (int i = 0; i < D_OUT; i++) {
+            for (int j = 0; j < D_IN; j++) {
+                w[i * D_IN + j] = (float) (r.nextGaussian() * (j >= 6 ? 2.0 : 0.5));
+            }
+            bias[i] = (float) (0.1 * r.nextGaussian());
+        }
+        for (int e = 0; e < 120; e++) {
+            float[] x = new float[D_IN];
+            for (int j = 0; j < 4; j++) {
+                x[j] = (float) (r.nextGaussian() * INPUT_SD[j]);
+            }
+            probes.add(x);
+            probeLabels.add(argmax(logits(toDouble(w), x)));
+        }
+        for (int e = 0; e < 80; e++) {
+            float[] x = new float[D_IN];
+            for (int j = 0; j < D_IN; j++) {
+                x[j] = (float) (r.nextGaussian() * (j >= 6 ? 2.5 : 0.2));
+            }
+            train.add(x);
+            trainLabels.add(argmax(logits(toDouble(w), x)));
+        }
+    }
+
+    static double[] toDouble(float[] f) {
+        double[] d = new double[f.length];
+        for (int i = 0; i < f.length; i++) {
+            d[i] = f[i];
+        }
+        return d;
+    }
+
+    double[] logits(double[] weight, float[] x) {
+        double[] z = new double[D_OUT];
+        for (int i = 0; i < D_OUT; i++) {
+            double s = bias[i];
+            for (int j = 0; j < D_IN; j++) {
+                s += weight[i * D_IN + j] * x[j];
+            }
+            z[i] = s;
+        }
+        return z;
+    }
+
+    static int argmax(double[] z) {
+        int best = 0;
+        for (int i = 1; i < z.length; i++) {
+            if (z[i] > z[best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    static double crossEntropy(double[] z, int y) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (double v : z) {
+            max = Math.max(max, v);
+        }
+        double s = 0;
+        for (double v : z) {
+            s += Math.exp(v - max);
+        }
+        return max + Math.log(s) - z[y];
+    }
+
+    /** W' = U_G ((U_Gᵀ W U_A) ⊙ M) U_Aᵀ, M_ij = [lambda_i mu_j >= tau], all in double from the candidate's float32 data. */
+    static double[] edit(float[] weight, float[] ug, float[] ua, float[] lambda, float[] mu, double tau) {
+        int m = lambda.length;
+        int n = mu.length;
+        double[] t = new double[m * n];
+        for (int i = 0; i < m; i++) {           // t = W U_A
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int k = 0; k < n; k++) {
+                    s += weight[i * n + k] * (double) ua[k * n + j];
+                }
+                t[i * n + j] = s;
+            }
+        }
+        double[] c = new double[m * n];
+        for (int i = 0; i < m; i++) {           // C = U_Gᵀ t, masked
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int k = 0; k < m; k++) {
+                    s += (double) ug[k * m + i] * t[k * n + j];
+                }
+                c[i * n + j] = (double) lambda[i] * (double) mu[j] >= tau ? s : 0;
+            }
+        }
+        double[] u = new double[m * n];
+        for (int i = 0; i < m; i++) {           // u = U_G C
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int k = 0; k < m; k++) {
+                    s += (double) ug[i * m + k] * c[k * n + j];
+                }
+                u[i * n + j] = s;
+            }
+        }
+        double[] out = new double[m * n];
+        for (int i = 0; i < m; i++) {           // W' = u U_Aᵀ
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int k = 0; k < n; k++) {
+                    s += u[i * n + k] * (double) ua[j * n + k];
+                }
+                out[i * n + j] = s;
+            }
+        }
+        return out;
+    }
+
+    static long kept(float[] lambda, float[] mu, double tau) {
+        long k = 0;
+        for (float l : lambda) {
+            for (float m : mu) {
+                if ((double) l * (double) m >= tau) {
+                    k++;
+                }
+            }
+        }
+        return k;
+    }
+
+    Expected answer(EditCandidate c, double tolerance) {
+        float[] ug = TensorCodec.toFloatArray(c.getBasisG(), "basis_g");
+        float[] ua = TensorCodec.toFloatArray(c.getBasisA(), "basis_a");
+        float[] lambda = TensorCodec.toFloatArray(c.getEigenvaluesG(), "eigenvalues_g");
+        float[] mu = TensorCodec.toFloatArray(c.getEigenvaluesA(), "eigenvalues_a");
+        int n = c.getRhos().size();
+        double[][] edited = new double[n][];
+        for (int k = 0; k < n; k++) {
+            edited[k] = edit(w, ug, ua, lambda, mu, c.getThresholds().get(k));
+        }
+        double[] now = toDouble(w);
+        List<ExampleLosses> examples = new ArrayList<>();
+        for (int set = 0; set < 2; set++) {
+            boolean probe = set == 0;
+            List<float[]> xs = probe ? probes : train;
+            List<Integer> ys = probe ? probeLabels : trainLabels;
+            for (int e = 0; e < xs.size(); e++) {
+                double[] z = logits(now, xs.get(e));
+                List<Float> le = new ArrayList<>();
+                List<Boolean> ce = new ArrayList<>();
+                for (int k = 0; k < n; k++) {
+                    double[] zk = logits(edited[k], xs.get(e));
+                    le.add((float) crossEntropy(zk, ys.get(e)));
+                    ce.add(argmax(zk) == ys.get(e));
+                }
+                examples.add(ExampleLosses.newBuilder().setSampleId((probe ? "probe-" : "train-") + e).setProbe(probe)
+                        .setLossNow((float) crossEntropy(z, ys.get(e))).setCorrectNow(argmax(z) == ys.get(e))
+                        .setLossEdited(le).setCorrectEdited(ce).build());
+            }
+        }
+        ProbeResult result = ProbeResult.newBuilder().setRunId(c.getRunId()).setCandidateId(c.getCandidateId()).setLayer(c.getLayer())
+                .setStep(c.getStep()).setRhos(c.getRhos()).setExamples(examples).setTimestampMs(System.currentTimeMillis()).build();
+
+        // the contract's rule over these measurements: RhoCalibrator's standard grid on probe accuracy
+        double baseline = examples.stream().filter(ExampleLosses::getProbe).mapToDouble(x -> x.getCorrectNow() ? 1 : 0).average().orElseThrow();
+        double[] acc = new double[n];
+        for (int k = 0; k < n; k++) {
+            final int kk = k;
+            acc[k] = examples.stream().filter(ExampleLosses::getProbe).mapToDouble(x -> x.getCorrectEdited().get(kk) ? 1 : 0).average().orElseThrow();
+        }
+        RhoCalibration cal = RhoCalibrator.standard(tolerance, RhoCalibrator.Direction.HIGHER_IS_BETTER)
+                .calibrate(baseline, rho -> acc[c.getRhos().indexOf(rho)]);
+        int index = cal.rho().isPresent() ? c.getRhos().indexOf(cal.rho().getAsDouble()) : -1;
+        double trainSens = 0;
+        double probeSens = 0;
+        Map<String, Double> exact = new LinkedHashMap<>();
+        for (ExampleLosses x : examples) {
+            double s = index < 0 ? 0 : (double) x.getLossEdited().get(index) - x.getLossNow();
+            if (x.getProbe()) {
+                probeSens += s;
+            } else {
+                trainSens += s;
+                exact.put(x.getSampleId(), s);
+            }
+        }
+        double gap = trainSens / train.size() - probeSens / probes.size();
+        long keptPairs = index < 0 ? (long) D_OUT * D_IN : kept(lambda, mu, c.getThresholds().get(index));
+        return new Expected(c, result, index, index < 0 ? 1.0 : c.getRhos().get(index), gap, keptPairs, exact, edited);
+    }
+}
