@@ -25,6 +25,12 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
  * The trainer's side of the exact calibration round trip (SERVICE-CONTRACT §1): reads the
@@ -33,11 +39,15 @@ import java.util.TreeMap;
  * current weight W and under every candidate edit W'_k = U_G ((U_Gᵀ W U_A) ⊙ M_k) U_Aᵀ, built with
  * {@link CurvatureEdit} from the candidate's eigenbases and {@code select(rho_k)}.
  *
- * <p>Everything runs on the training thread, between steps: {@link #poll(long)} never waits for
- * Kafka, answers at most one candidate per call, and turns every bad input into a logged, counted
- * refusal (never an exception). When several candidates of one layer are pending, only the newest
- * (highest factor version, then step, then arrival) is answered; the others are skipped and
- * counted. Candidates published before the responder started are not read.
+ * <p>{@link #poll(long)} runs on the training thread between steps and never waits: it takes the
+ * candidates that have arrived (checking each at once; every bad input is a logged, counted
+ * refusal, never an exception), and when no answer is in progress it freezes the model
+ * ({@link EditEvaluator#begin}, a copy of the parameters) and scores the oldest pending layer's
+ * candidate on a worker thread while training goes on; the finished answer is published at a
+ * later poll. One answer is in progress at a time. When several candidates of one layer are
+ * pending, only the newest (highest factor version, then step, then arrival) is answered; the
+ * others are skipped and counted. Candidates published before the responder started are not read.
+ * The answer's step is the step at which the model was frozen.
  *
  * <p>Checks before answering: key and run id are this run's, the layer is watched, tensor shapes
  * (U_G d_out², U_A d_in², λ d_out, μ d_in), lengths and dtype (FLOAT32 or FLOAT64), finite values,
@@ -64,7 +74,8 @@ public final class CandidateResponder implements AutoCloseable {
 
     /** What happened to candidates, on the training thread (for the run's observer and tests). */
     public interface Events {
-        default void candidateAnswered(EditCandidate candidate, ProbeResult result) {
+        /** An answer was published (or offered to the sink); {@code measured} is the frozen model it scored, still open. */
+        default void candidateAnswered(EditCandidate candidate, ProbeResult result, EditEvaluator.Session measured) {
         }
 
         default void candidateSkipped(EditCandidate candidate, String why) {
@@ -90,6 +101,8 @@ public final class CandidateResponder implements AutoCloseable {
     private final LinkedHashSet<String> seenIds = new LinkedHashSet<>();
     private final Map<String, Long> refusalReasons = new TreeMap<>();
     private TopicTail tail;
+    private ExecutorService worker;
+    private InFlight inFlight;
     private long answered;
     private long skipped;
     private long refused;
@@ -131,9 +144,15 @@ public final class CandidateResponder implements AutoCloseable {
         }
     }
 
+    /** An answer being scored on the worker thread. */
+    private record InFlight(Prepared candidate, EditEvaluator.Session session, long step, Future<ProbeResult> result,
+                            long startNanos) {
+    }
+
     /**
-     * Between steps: takes whatever candidates have arrived (never waits) and answers the oldest
-     * pending layer's newest candidate, measured at {@code step} (the last completed step).
+     * Between steps (after step {@code step}), never waiting: takes whatever candidates have
+     * arrived, publishes the answer that has finished since the last call (returned), and starts
+     * scoring the next pending candidate on the worker thread if none is in progress.
      */
     public Optional<ProbeResult> poll(long step) {
         if (tail != null) {
@@ -146,7 +165,97 @@ public final class CandidateResponder implements AutoCloseable {
                 log.println("candidates: reading " + tail.topic() + " failed: " + e + " (training goes on)");
             }
         }
-        return answerNext(step);
+        Optional<ProbeResult> done = Optional.empty();
+        if (inFlight != null && inFlight.result().isDone()) {
+            done = finish(inFlight, Duration.ZERO);
+            inFlight = null;
+        }
+        if (inFlight == null && !pending.isEmpty()) {
+            Prepared p = nextPending();
+            EditEvaluator.Session session;
+            try {
+                session = evaluator.begin(maxTrainingExamples);
+            } catch (RuntimeException e) {
+                failed++;
+                log.println("candidates: freezing the model for " + p.candidate().getCandidateId() + " failed: " + e);
+                return done;
+            }
+            if (worker == null) {
+                worker = Executors.newSingleThreadExecutor(r -> {
+                    Thread t = new Thread(r, "curvewatch-candidate-answers");
+                    t.setDaemon(true);
+                    return t;
+                });
+            }
+            inFlight = new InFlight(p, session, step, worker.submit(() -> answer(p, session, runId, step)), System.nanoTime());
+        }
+        return done;
+    }
+
+    /** Whether an answer is being scored now. */
+    public boolean answering() {
+        return inFlight != null;
+    }
+
+    /** Waits until the answer in progress (if any) is scored; the next {@link #poll} publishes it. For tests. */
+    boolean awaitScored(Duration timeout) throws InterruptedException {
+        if (inFlight == null) {
+            return true;
+        }
+        try {
+            inFlight.result().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+            return true;
+        } catch (ExecutionException e) {
+            return true; // done, with a failure the next poll reports
+        } catch (TimeoutException e) {
+            return false;
+        }
+    }
+
+    private Prepared nextPending() {
+        Iterator<Map.Entry<String, Prepared>> it = pending.entrySet().iterator();
+        Prepared p = it.next().getValue();
+        it.remove();
+        return p;
+    }
+
+    /** Publishes a finished (or, waiting up to {@code wait}, finishing) answer; closes its session. */
+    private Optional<ProbeResult> finish(InFlight f, Duration wait) {
+        String id = f.candidate().candidate().getCandidateId();
+        try {
+            ProbeResult result = f.result().get(wait.toMillis(), TimeUnit.MILLISECONDS);
+            long nanos = System.nanoTime() - f.startNanos();
+            answerNanos += nanos;
+            publish(f.candidate(), result, f.session(), nanos);
+            return Optional.of(result);
+        } catch (ExecutionException e) {
+            failed++;
+            log.println("candidates: answering " + id + " failed: " + e.getCause() + " (training goes on)");
+        } catch (TimeoutException e) {
+            failed++;
+            f.result().cancel(true);
+            log.println("candidates: answering " + id + " did not finish within " + wait.toSeconds() + " s; abandoned");
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            failed++;
+        } finally {
+            if (f.result().isDone()) {
+                f.session().close();
+            }
+        }
+        return Optional.empty();
+    }
+
+    private void publish(Prepared p, ProbeResult result, EditEvaluator.Session session, long nanos) {
+        if (!sink.publish(result)) {
+            notPublished++;
+            log.println("candidates: answer to " + p.candidate().getCandidateId() + " was not published (dropped)");
+        }
+        answered++;
+        log.printf("candidates: answered %s (%s, factor version %d) at step %d: %d examples x %d rho in %.0f ms%n",
+                p.candidate().getCandidateId(), p.layer().name(), p.candidate().getFactorVersion(), result.getStep(),
+                result.getExamples().size(), result.getRhos().size(), nanos / 1e6);
+        events.candidateAnswered(p.candidate(), result, session);
     }
 
     /** One record of topic edit-candidates (key = run id): checked now, answered by {@link #answerNext}. */
@@ -201,34 +310,27 @@ public final class CandidateResponder implements AutoCloseable {
         pending.put(c.getLayer(), p);
     }
 
-    /** Answers the oldest pending layer's candidate, if any, measured at {@code step}. */
+    /**
+     * Answers the oldest pending layer's candidate now, on the calling thread, measured at
+     * {@code step} (for tests and callers that cannot spare a thread; {@link #poll} does not wait).
+     */
     public Optional<ProbeResult> answerNext(long step) {
-        Iterator<Map.Entry<String, Prepared>> it = pending.entrySet().iterator();
-        if (!it.hasNext()) {
+        if (pending.isEmpty()) {
             return Optional.empty();
         }
-        Prepared p = it.next().getValue();
-        it.remove();
+        Prepared p = nextPending();
         long t0 = System.nanoTime();
-        ProbeResult result;
-        try {
-            result = answer(p, evaluator, runId, step, maxTrainingExamples);
+        try (EditEvaluator.Session session = evaluator.begin(maxTrainingExamples)) {
+            ProbeResult result = answer(p, session, runId, step);
+            long nanos = System.nanoTime() - t0;
+            answerNanos += nanos;
+            publish(p, result, session, nanos);
+            return Optional.of(result);
         } catch (RuntimeException e) {
             failed++;
             log.println("candidates: answering " + p.candidate().getCandidateId() + " failed: " + e + " (training goes on)");
             return Optional.empty();
         }
-        answerNanos += System.nanoTime() - t0;
-        if (!sink.publish(result)) {
-            notPublished++;
-            log.println("candidates: answer to " + p.candidate().getCandidateId() + " was not published (dropped)");
-        }
-        answered++;
-        log.printf("candidates: answered %s (%s, factor version %d) at step %d: %d examples x %d rho in %.0f ms%n",
-                p.candidate().getCandidateId(), p.layer().name(), p.candidate().getFactorVersion(), step,
-                result.getExamples().size(), result.getRhos().size(), (System.nanoTime() - t0) / 1e6);
-        events.candidateAnswered(p.candidate(), result);
-        return Optional.of(result);
     }
 
     /**
@@ -294,11 +396,10 @@ public final class CandidateResponder implements AutoCloseable {
                 + 1e-12 * topPair;
     }
 
-    /** Scores the examples under W and every W'_k and builds the answer. */
-    public static ProbeResult answer(Prepared p, EditEvaluator evaluator, String runId, long step, int maxTrainingExamples) {
+    /** Scores the session's examples under W and every W'_k and builds the answer (any thread). */
+    public static ProbeResult answer(Prepared p, EditEvaluator.Session session, String runId, long step) {
         String layer = p.layer().name();
-        float[] w = evaluator.currentWeight(layer).clone();
-        EditEvaluator.Session session = evaluator.begin(maxTrainingExamples);
+        float[] w = session.weight(layer).clone();
         EditEvaluator.Scores now = session.score(layer, null);
         List<EditEvaluator.Scores> edited = new ArrayList<>(p.masks().size());
         for (KeepMassMask m : p.masks()) {
@@ -486,7 +587,7 @@ public final class CandidateResponder implements AutoCloseable {
         m.put("candidates_refused", refused);
         m.put("candidates_duplicate", duplicates);
         m.put("candidates_other_runs", otherRuns);
-        m.put("candidates_pending_at_end", (long) pending.size());
+        m.put("candidates_pending_at_end", (long) pending.size() + (inFlight == null ? 0 : 1));
         m.put("candidate_failures", failed);
         m.put("candidate_refusal_reasons", refusalReasons());
         m.put("probe_results_not_published", notPublished);
@@ -494,12 +595,25 @@ public final class CandidateResponder implements AutoCloseable {
         return m;
     }
 
-    @Override
-    public void close() {
+    /** Publishes the answer in progress (waiting up to {@code wait} for it), then stops the worker and the tail. */
+    public void close(Duration wait) {
+        if (inFlight != null) {
+            finish(inFlight, wait);
+            inFlight = null;
+        }
+        if (worker != null) {
+            worker.shutdownNow();
+            worker = null;
+        }
         if (tail != null) {
             tail.close();
             tail = null;
         }
+    }
+
+    @Override
+    public void close() {
+        close(Duration.ofSeconds(60));
     }
 
     /** A candidate refused for a reason that has no {@link RejectReason} (NOT_ORTHONORMAL, THRESHOLD_MISMATCH). */

@@ -10,25 +10,30 @@ import java.util.Optional;
  * ({@link NoisyLabelsEvaluator}); a language model (CanariesExperiment's LM) plugs in the same way,
  * with per-position losses summed per example and no correctness flags.
  *
- * <p>Called on the training thread between steps, so implementations need no locking against
- * training; they must not change the model.
+ * <p>{@link #layer} and {@link #begin} are called on the training thread between steps; they
+ * must not change the model.
  */
 public interface EditEvaluator {
 
     /** The watched layer of that name, or empty when the trainer does not watch it. */
     Optional<LayerShape> layer(String name);
 
-    /** The layer's current weight, d_out x d_in row-major (the caller only reads it). */
-    float[] currentWeight(String layer);
-
     /**
-     * Fixes the examples of one answer: every held-out probe example the trainer holds and up to
-     * {@code maxTrainingExamples} recent training examples with the labels it trains on now.
+     * Freezes one answer's inputs, on the training thread and quickly (a copy of the parameters):
+     * the model as it is now and its examples, every held-out probe example the trainer holds and
+     * up to {@code maxTrainingExamples} recent training examples with the labels it trains on now.
+     * The session is then scored on another thread while training goes on; the caller closes it.
      */
     Session begin(int maxTrainingExamples);
 
-    /** The examples of one answer; every {@link #score} call scores them in the same order. */
-    interface Session {
+    /**
+     * The model and examples of one answer, frozen at {@link #begin}; every {@link #score} call
+     * scores the same examples in the same order. Usable from one other thread.
+     */
+    interface Session extends AutoCloseable {
+        /** The layer's weight as frozen, d_out x d_in row-major (the caller only reads it). */
+        float[] weight(String layer);
+
         List<String> sampleIds();
 
         /** probe()[i]: example i is a held-out probe (true) or a training example (false). */
@@ -42,6 +47,10 @@ public interface EditEvaluator {
          * {@code weight} (d_out x d_in row-major); {@code null} scores the model as it is.
          */
         Scores score(String layer, float[] weight);
+
+        /** Releases the frozen copy. */
+        @Override
+        void close();
     }
 
     /** Per-example results in {@link Session#sampleIds()} order; {@code correct} is null without correctness. */

@@ -66,6 +66,27 @@ public final class Mlp implements AutoCloseable {
         manager = NDManager.newBaseManager("PyTorch");
     }
 
+    private Mlp(int[] dims, float[][] weights, float[][] biases) {
+        this.dims = dims.clone();
+        int layers = dims.length - 1;
+        this.weights = new float[layers][];
+        this.biases = new float[layers][];
+        for (int l = 0; l < layers; l++) {
+            this.weights[l] = weights[l].clone();
+            this.biases[l] = biases[l].clone();
+        }
+        mW = vW = mB = vB = null; // a frozen copy is only scored, never trained
+        manager = NDManager.newBaseManager("PyTorch");
+    }
+
+    /**
+     * A copy of the parameters (not the optimizer state) with its own native memory: scoring it
+     * on another thread neither sees nor disturbs further training. It cannot be trained; close it.
+     */
+    public Mlp frozenCopy() {
+        return new Mlp(dims, weights, biases);
+    }
+
     public int layers() {
         return dims.length - 1;
     }
@@ -200,6 +221,9 @@ public final class Mlp implements AutoCloseable {
 
     /** One Adam step (lr, β = 0.9/0.999, ε = 1e-8) with the given gradients. */
     public void adam(StepResult result, float lr) {
+        if (mW == null) {
+            throw new IllegalStateException("a frozen copy of the model is not trained");
+        }
         adamStep++;
         double c1 = 1 - Math.pow(0.9, adamStep);
         double c2 = 1 - Math.pow(0.999, adamStep);

@@ -10,7 +10,8 @@ import java.util.Optional;
  * ({@code probe-<k>}, true labels) and up to 512 of the training examples trained on most recently
  * ({@code train-<i>}, with the labels the run trains on now: clean before a noise injection,
  * flipped after it), scored through {@link Mlp#logits(float[], int, float[], int)} as
- * {@link NoisyLabelsScorer} does. Cross-entropy in nats, correct = argmax equals the label.
+ * {@link NoisyLabelsScorer} does, on a frozen copy of the model ({@link Mlp#frozenCopy()}).
+ * Cross-entropy in nats, correct = argmax equals the label.
  */
 public final class NoisyLabelsEvaluator implements EditEvaluator {
     private final Mlp mlp;
@@ -57,12 +58,7 @@ public final class NoisyLabelsEvaluator implements EditEvaluator {
     }
 
     @Override
-    public float[] currentWeight(String layer) {
-        return mlp.weight(index(layer));
-    }
-
-    @Override
-    public Session begin(int maxTrainingExamples) {
+    public MlpSession begin(int maxTrainingExamples) {
         NoisyLabelData.Split probes = data.probes();
         int[] train = recent.latest(Math.max(0, maxTrainingExamples));
         int dim = data.dim();
@@ -84,37 +80,76 @@ public final class NoisyLabelsEvaluator implements EditEvaluator {
             y[probes.n() + k] = now[i];
             ids.add("train-" + i);
         }
-        List<String> sampleIds = Collections.unmodifiableList(ids);
-        return new Session() {
-            @Override
-            public List<String> sampleIds() {
-                return sampleIds;
-            }
+        return new MlpSession(mlp.frozenCopy(), now.clone(), Collections.unmodifiableList(ids), probe, x, y);
+    }
 
-            @Override
-            public boolean[] probe() {
-                return probe.clone();
-            }
+    /** One answer's frozen MLP (parameters copied at {@link #begin}) and examples. */
+    public final class MlpSession implements Session {
+        private final Mlp frozen;
+        private final int[] trainLabels;
+        private final List<String> sampleIds;
+        private final boolean[] probe;
+        private final float[] x;
+        private final int[] y;
 
-            @Override
-            public boolean hasCorrect() {
-                return true;
-            }
+        private MlpSession(Mlp frozen, int[] trainLabels, List<String> sampleIds, boolean[] probe, float[] x, int[] y) {
+            this.frozen = frozen;
+            this.trainLabels = trainLabels;
+            this.sampleIds = sampleIds;
+            this.probe = probe;
+            this.x = x;
+            this.y = y;
+        }
 
-            @Override
-            public Scores score(String layer, float[] weight) {
-                float[] logits = weight == null ? mlp.logits(x, n) : mlp.logits(x, n, weight, index(layer));
-                double[] ce = Metrics.crossEntropy(logits, y, data.classes());
-                int[] pred = Metrics.argmax(logits, n, data.classes());
-                float[] loss = new float[n];
-                boolean[] correct = new boolean[n];
-                for (int i = 0; i < n; i++) {
-                    loss[i] = (float) ce[i];
-                    correct[i] = pred[i] == y[i];
-                }
-                return new Scores(loss, correct);
+        /** The frozen model (valid until {@link #close}). */
+        public Mlp model() {
+            return frozen;
+        }
+
+        /** The training labels in force when the session began (indexed by training example). */
+        public int[] trainLabels() {
+            return trainLabels.clone();
+        }
+
+        @Override
+        public float[] weight(String layer) {
+            return frozen.weight(index(layer));
+        }
+
+        @Override
+        public List<String> sampleIds() {
+            return sampleIds;
+        }
+
+        @Override
+        public boolean[] probe() {
+            return probe.clone();
+        }
+
+        @Override
+        public boolean hasCorrect() {
+            return true;
+        }
+
+        @Override
+        public Scores score(String layer, float[] weight) {
+            int n = y.length;
+            float[] logits = weight == null ? frozen.logits(x, n) : frozen.logits(x, n, weight, index(layer));
+            double[] ce = Metrics.crossEntropy(logits, y, data.classes());
+            int[] pred = Metrics.argmax(logits, n, data.classes());
+            float[] loss = new float[n];
+            boolean[] correct = new boolean[n];
+            for (int i = 0; i < n; i++) {
+                loss[i] = (float) ce[i];
+                correct[i] = pred[i] == y[i];
             }
-        };
+            return new Scores(loss, correct);
+        }
+
+        @Override
+        public void close() {
+            frozen.close();
+        }
     }
 
     private int index(String layer) {

@@ -128,7 +128,10 @@ public final class WatchedTraining {
         default void stepTrained(long step, int epoch, int[] exampleIndices, int[] labels) {
         }
 
-        /** A candidate was answered at {@code result.getStep()}; {@code model} is as it was measured. */
+        /**
+         * A candidate's answer was published; {@code model} is the frozen copy it measured (taken
+         * after step {@code result.getStep()}), {@code trainLabels} the training labels then in force.
+         */
         default void candidateAnswered(EditCandidate candidate, ProbeResult result, Mlp model, int[] trainLabels) {
         }
 
@@ -250,6 +253,7 @@ public final class WatchedTraining {
                 }
                 train(c, data, mlp, publisher, evaluator, responder, follower, random, tokenSampler, out);
                 if (responder != null) {
+                    responder.close(java.time.Duration.ofSeconds(60)); // publishes an answer still being scored
                     out.putAll(responder.summary());
                 } else {
                     out.put("answering_candidates", false);
@@ -282,8 +286,10 @@ public final class WatchedTraining {
         return new CandidateResponder(c.runId(), evaluator, publisher::publishProbeResult, progress,
                 new CandidateResponder.Events() {
                     @Override
-                    public void candidateAnswered(EditCandidate candidate, ProbeResult result) {
-                        observer.candidateAnswered(candidate, result, mlp, evaluator.labels());
+                    public void candidateAnswered(EditCandidate candidate, ProbeResult result,
+                                                  EditEvaluator.Session measured) {
+                        NoisyLabelsEvaluator.MlpSession s = (NoisyLabelsEvaluator.MlpSession) measured;
+                        observer.candidateAnswered(candidate, result, s.model(), s.trainLabels());
                     }
 
                     @Override

@@ -146,6 +146,28 @@ class CandidateResponderTest {
     }
 
     @Test
+    void pollScoresAFrozenCopyOnAWorkerThreadWhileTrainingChangesTheModel() throws Exception {
+        double[] rhos = {0.6, 0.9, 0.99};
+        offer(Candidates.builder("inline", RUN, "fc2", 1, fc2, rhos).build());
+        ProbeResult inline = responder.answerNext(5).orElseThrow();
+        offer(Candidates.builder("async", RUN, "fc2", 2, fc2, rhos).build());
+        assertTrue(responder.poll(5).isEmpty(), "poll does not wait for the answer");
+        assertTrue(responder.answering());
+        float[] trained = mlp.weight(1).clone();
+        try {
+            java.util.Arrays.fill(mlp.weight(1), 0f); // "training" changes the live weights in place, as Adam does
+            assertTrue(responder.awaitScored(java.time.Duration.ofSeconds(60)));
+            ProbeResult async = responder.poll(6).orElseThrow();
+            assertFalse(responder.answering());
+            assertEquals(5L, async.getStep(), "measured when the model was frozen");
+            assertTrue(inline.getExamples().equals(async.getExamples()), "the frozen model, not the one training changed");
+            assertEquals(List.of(inline, async), published);
+        } finally {
+            mlp.setWeight(1, trained);
+        }
+    }
+
+    @Test
     void rhoOneKeepsTheCurrentLosses() {
         offer(Candidates.builder("c-one", RUN, "fc1", 1, fc1, new double[] {1.0}).build());
         ProbeResult r = responder.answerNext(3).orElseThrow();
