@@ -487,7 +487,7 @@ function spectrumCharts(l) {
 function topExamples(l) {
   const sc = state.scores.get(l.name);
   const top = sc && Array.isArray(sc.top) ? sc.top : [];
-  const title = sc ? `Top examples by EXACT score (step ${fmt(sc.step)}, ρ ${fmtRho(sc.rho)})` : 'Top examples by EXACT score';
+  const title = sc && top.length && known(sc.step) ? `Top examples by EXACT score (step ${fmt(sc.step)}, ρ ${fmtRho(sc.rho)})` : 'Top examples by EXACT score';
   return h('figure', { class: 'examples-fig', dataset: { layer: l.name } },
     h('figcaption', null, title),
     top.length ? examplesTable(top, `Top examples of ${l.name} by EXACT score`) : h('p', { class: 'empty' }, 'no EXACT scores yet (needs a calibrated refresh)'));
@@ -705,10 +705,9 @@ function buildRunSkeleton(runId) {
   mount(els.main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, '← All runs'), ' / ', h('span', null, runId)),
     els.runHeader,
+    section('layers', 'Layers', els.layerTable),
     h('div', { class: 'run-grid' },
-      h('div', { class: 'run-main' },
-        section('layers', 'Layers', els.layerTable),
-        els.layers),
+      h('div', { class: 'run-main' }, els.layers),
       h('aside', { class: 'run-side' },
         section('alerts', 'Alerts', els.alertsBox),
         section('edit', 'Request an edit', buildEditForm(), h('div', { class: 'form-row' }, refreshBtn), refreshMsg),
