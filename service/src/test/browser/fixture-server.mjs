@@ -45,7 +45,7 @@ const EVIL_RUN = `evil-${HOSTILE}`;
 
 const runs = [
   { run_id: RUN, model: 'mlp-512 (10% flipped labels)', source: 'djl-trainer', status: 'RUNNING', created_ms: T0, last_step: 420,
-    layers: [{ name: 'fc1', d_in: 64, d_out: 512 }, { name: 'fc2', d_in: 512, d_out: 512 }] },
+    layers: [{ name: 'fc1', d_in: 64, d_out: 512 }, { name: 'fc2', d_in: 4096, d_out: 512 }] },
   { run_id: EVIL_RUN, model: HOSTILE, source: `pytorch-client ${HOSTILE}`, status: 'FINISHED', created_ms: T0 - 86400_000, last_step: 40,
     layers: [{ name: `fc${HOSTILE}`, d_in: 8, d_out: 8 }] },
 ];
@@ -127,9 +127,24 @@ const snapshots = new Map([[RUN, [
 function spectrum(n, decay, scale) {
   return Array.from({ length: n }, (_, i) => Number((scale * Math.pow(i + 1, -decay) * (0.9 + 0.2 * rand())).toPrecision(5)));
 }
+/** Like the service's Json.spectrumIndices: every index below h, then geometric ones up to n - 1. */
+function logIndices(n, max) {
+  if (n <= max) return Array.from({ length: n }, (_, i) => i);
+  let h = 1;
+  let ratio = 0;
+  for (; h < max - 1; h++) { ratio = Math.pow((n - 1) / h, 1 / (max - h - 1)); if (h * (ratio - 1) >= 1) break; }
+  const out = Array.from({ length: h }, (_, i) => i);
+  for (let k = 0; k < max - h; k++) out.push(Math.min(n - 1, Math.round(h * Math.pow(ratio, k))));
+  return [...new Set(out)];
+}
+function sampled(n, decay, scale) {
+  const idx = logIndices(n, 512);
+  return { values: idx.map((i) => Number((scale * Math.pow(i + 1, -decay) * (0.9 + 0.2 * rand())).toPrecision(5))), idx, n };
+}
+const fc2a = sampled(4096, 1.3, 1.4);
 const spectra = new Map([
-  ['fc1', { g: spectrum(512, 1.6, 3.2), a: spectrum(64, 1.1, 0.9) }],
-  ['fc2', { g: spectrum(512, 1.9, 5.0), a: spectrum(512, 1.3, 1.4) }],
+  ['fc1', { g: spectrum(512, 1.6, 3.2), g_size: 512, a: spectrum(64, 1.1, 0.9), a_size: 64 }],
+  ['fc2', { g: spectrum(512, 1.9, 5.0), g_size: 512, a: fc2a.values, a_index: fc2a.idx, a_size: fc2a.n }],
 ]);
 
 // ------------------------------------------------------------------ HTTP

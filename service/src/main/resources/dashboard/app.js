@@ -478,9 +478,12 @@ function spectrumCharts(l) {
   const sp = state.spectra.get(l.name);
   const g = sp && Array.isArray(sp.g) ? sp.g.map(Number) : [];
   const a = sp && Array.isArray(sp.a) ? sp.a.map(Number) : [];
+  const at = sp && known(sp.step) ? `, step ${fmt(sp.step)}` : '';
   return [
-    spectrumChart({ title: `Spectrum of G (λ, d_out ${l.d_out ?? '?'})`, values: g, cls: 's0', note: concentration(l.spectrum_g), dataset: { chart: 'spectrum_g', layer: l.name } }),
-    spectrumChart({ title: `Spectrum of A (μ, d_in ${l.d_in ?? '?'})`, values: a, cls: 's1', note: concentration(l.spectrum_a), dataset: { chart: 'spectrum_a', layer: l.name } }),
+    spectrumChart({ title: `Spectrum of G (λ, d_out ${l.d_out ?? '?'}${at})`, values: g, indices: sp && sp.g_index, size: sp && sp.g_size,
+      cls: 's0', note: concentration(l.spectrum_g), dataset: { chart: 'spectrum_g', layer: l.name } }),
+    spectrumChart({ title: `Spectrum of A (μ, d_in ${l.d_in ?? '?'}${at})`, values: a, indices: sp && sp.a_index, size: sp && sp.a_size,
+      cls: 's1', note: concentration(l.spectrum_a), dataset: { chart: 'spectrum_a', layer: l.name } }),
   ];
 }
 

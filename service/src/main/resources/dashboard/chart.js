@@ -198,41 +198,54 @@ export function lineChart(opts) {
 }
 
 /**
- * Bar/spectrum plot of values in the given order (eigenvalues, descending) on a log y axis.
- * opts: {title, values, cls, dataset, note}. Non-positive values sit on the floor.
+ * Bar/spectrum plot of eigenvalues (descending) on a log y axis.
+ * opts: {title, values, indices?, size?, cls, dataset, note}. indices are the eigenvalue positions
+ * of values (0-based) when the service sent a log-spaced subset of `size` eigenvalues: then x is
+ * a log axis of the position, else positions 1..n on a linear axis. Non-positive values sit on
+ * the floor.
  */
 export function spectrumChart(opts) {
   const { title, values = [], emptyText = 'no spectrum yet' } = opts;
   const n = values.length;
+  const idx = Array.isArray(opts.indices) && opts.indices.length === n ? opts.indices.map(Number) : values.map((_, i) => i);
+  const size = Number.isFinite(Number(opts.size)) && Number(opts.size) >= n ? Number(opts.size) : n;
+  const subsampled = size > n;
   const pos = values.filter((v) => v > 0);
   const summary = n === 0 ? `${title}: no data`
-    : `${title}: ${n} eigenvalues from ${fmt(values[0])} to ${fmt(values[n - 1])}`;
+    : `${title}: ${subsampled ? `${n} of ${size}` : n} eigenvalues from ${fmt(values[0])} to ${fmt(values[n - 1])}`;
   const svg = root(summary, opts.dataset);
   if (n === 0 || pos.length === 0) return emptyChart(svg, title, n === 0 ? emptyText : 'all eigenvalues are 0');
   let lo = Math.min(...pos);
   const hi = Math.max(...pos) * 1.5;
   lo = Math.max(lo / 1.5, hi * 1e-14);
-  const x = scaleLinear(0, n, M.l, M.l + PW);
+  // x in eigenvalue rank (1-based); bars are centred on their rank
+  const x = subsampled ? scaleLog(1, size, M.l + 3, M.l + PW - 3) : scaleLinear(0.5, n + 0.5, M.l, M.l + PW);
   const y = scaleLog(lo, hi, M.t + PH, M.t);
-  const xTicks = niceTicks(1, n, 6).filter((t) => Number.isInteger(t) && t >= 1);
+  const xTicks = subsampled ? logTicks(1, size) : niceTicks(1, n, 6).filter((t) => Number.isInteger(t) && t >= 1);
   frame(svg, {
-    title, legend: opts.note ? [{ label: opts.note, cls: opts.cls || 's0' }] : [], xTicks: xTicks.map((t) => t - 0.5),
-    yTicks: logTicks(lo, hi), x, y, xLabel: opts.xLabel || 'eigenvalue index', yFormat: tickFmt,
-    xFormat: (v) => fmt(v + 0.5),
+    title, legend: opts.note ? [{ label: opts.note, cls: opts.cls || 's0' }] : [], xTicks, yTicks: logTicks(lo, hi), x, y,
+    xLabel: opts.xLabel || (subsampled ? 'eigenvalue rank (log, sampled)' : 'eigenvalue rank'), yFormat: tickFmt, xFormat: tickFmt,
   });
   const base = M.t + PH;
   const bw = PW / n;
-  if (n <= 96) {
+  if (!subsampled && n <= 96) {
     const g = s('g', { class: `bars ${opts.cls || 's0'}` });
     values.forEach((v, i) => {
       const top = v > 0 ? y(v) : base - 1;
-      g.appendChild(s('rect', { class: 'bar', x: r1(x(i) + bw * 0.1), y: r1(top), width: r1(Math.max(0.6, bw * 0.8)), height: r1(Math.max(1, base - top)) },
+      g.appendChild(s('rect', { class: 'bar', x: r1(x(i + 1) - bw * 0.4), y: r1(top), width: r1(Math.max(0.6, bw * 0.8)), height: r1(Math.max(1, base - top)) },
         s('title', null, `#${i + 1}: ${fmt(v, 4)}`)));
     });
     svg.appendChild(g);
+  } else if (subsampled) {
+    // a sampled spectrum on a log rank axis reads best as a curve over a filled area
+    const pts = values.map((v, i) => `${r1(x(idx[i] + 1))},${r1(v > 0 ? y(v) : base - 1)}`);
+    const g = s('g', { class: `spectrum ${opts.cls || 's0'}` });
+    g.appendChild(s('path', { class: 'area', d: `M${r1(x(idx[0] + 1))},${base}L${pts.join('L')}L${r1(x(idx[n - 1] + 1))},${base}Z` }));
+    g.appendChild(s('path', { class: 'curve', d: `M${pts.join('L')}` }));
+    svg.appendChild(g);
   } else {
-    const d = values.map((v, i) => `M${r1(x(i + 0.5))},${base}V${r1(v > 0 ? y(v) : base - 1)}`).join('');
-    svg.appendChild(s('path', { class: `stems ${opts.cls || 's0'}`, d, 'stroke-width': Math.max(0.5, r1(bw * 0.8)) }));
+    const d = values.map((v, i) => `M${r1(x(i + 1))},${base}V${r1(v > 0 ? y(v) : base - 1)}`).join('');
+    svg.appendChild(s('path', { class: `stems ${opts.cls || 's0'}`, d, 'stroke-width': Math.max(0.5, r1(Math.min(bw * 0.8, 3))) }));
   }
   return svg;
 }
