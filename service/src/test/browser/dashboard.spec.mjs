@@ -210,20 +210,39 @@ async function main() {
       ok(`snapshots list shows the ${snapshots.length} snapshots with their short sha256`);
     }
 
-    const scores = await fetch(`${opts.base}/api/runs/${enc(runId)}/scores?layer=${enc(layer)}&kind=EXACT&top=20`);
-    if (scores.ok) {
-      const top = ((await scores.json()).top || []).map((e) => String(e.sample_id));
+    // per layer: the top EXACT examples and the spectra, wherever the service has them
+    let withScores = 0;
+    let withSpectra = 0;
+    for (const l of detail.layers || []) {
+      const scores = await fetch(`${opts.base}/api/runs/${enc(runId)}/scores?layer=${enc(l.name)}&kind=EXACT&top=20`);
+      const top = scores.ok ? ((await scores.json()).top || []).map((e) => String(e.sample_id)) : [];
       if (top.length) {
-        await waitFor(({ l, n }) => {
-          const fig = [...document.querySelectorAll('figure.examples-fig')].find((f) => f.dataset.layer === l);
+        await waitFor(({ name, n }) => {
+          const fig = [...document.querySelectorAll('figure.examples-fig')].find((f) => f.dataset.layer === name);
           return fig && fig.querySelectorAll('td.sample').length === n;
-        }, { l: layer, n: top.length }, `${top.length} top EXACT examples of ${layer}`);
-        const shown = await page.evaluate((l) => [...[...document.querySelectorAll('figure.examples-fig')].find((f) => f.dataset.layer === l)
-          .querySelectorAll('td.sample')].map((td) => td.textContent), layer);
-        if (JSON.stringify(shown) !== JSON.stringify(top)) fail(`top examples of ${layer} show ${JSON.stringify(shown)}, API says ${JSON.stringify(top)}`);
-        ok(`top examples of ${layer} by EXACT score match the API (${top.length} sample ids, as text)`);
+        }, { name: l.name, n: top.length }, `${top.length} top EXACT examples of ${l.name}`);
+        const shown = await page.evaluate((name) => [...[...document.querySelectorAll('figure.examples-fig')].find((f) => f.dataset.layer === name)
+          .querySelectorAll('td.sample')].map((td) => td.textContent), l.name);
+        if (JSON.stringify(shown) !== JSON.stringify(top)) fail(`top examples of ${l.name} show ${JSON.stringify(shown)}, API says ${JSON.stringify(top)}`);
+        withScores++;
+      }
+      const spectra = await fetch(`${opts.base}/api/runs/${enc(runId)}/spectra?layer=${enc(l.name)}`);
+      if (spectra.ok) {
+        const sp = await spectra.json();
+        for (const f of ['g', 'a']) {
+          const n = (sp[f] || []).length;
+          if (!n) continue;
+          await waitFor(({ name, chart, count }) => {
+            const svg = [...document.querySelectorAll(`svg[data-chart="${chart}"]`)].find((x) => x.dataset.layer === name);
+            if (!svg) return false;
+            const bars = svg.querySelectorAll('rect.bar').length;
+            return bars === count || (bars === 0 && svg.querySelector('path.stems, g.spectrum path.curve'));
+          }, { name: l.name, chart: `spectrum_${f}`, count: n }, `the ${f.toUpperCase()} spectrum of ${l.name} (${n} eigenvalues) to be drawn`);
+        }
+        withSpectra++;
       }
     }
+    ok(`top EXACT examples match the API on ${withScores} layer(s); spectra drawn for ${withSpectra} layer(s)`);
     await checkNoInjection(page, 'run view');
 
     // ---------------------------------------------------------------- live alert

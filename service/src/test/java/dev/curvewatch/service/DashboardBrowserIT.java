@@ -2,22 +2,35 @@ package dev.curvewatch.service;
 
 import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.AlertStatus;
+import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.EditCandidate;
+import dev.curvewatch.avro.FisherKind;
 import dev.curvewatch.avro.ExampleScore;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.RunStatus;
 import dev.curvewatch.avro.Severity;
+import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.avro.WeightSnapshot;
 import dev.curvewatch.deploy.LocalKafka;
+import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
+import dev.curvewatch.schemas.TensorCodec;
+import dev.curvewatch.workers.Worker;
+import dev.curvewatch.workers.WorkerConfig;
 import org.apache.avro.specific.SpecificRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.junit.jupiter.api.Tag;
@@ -42,6 +55,7 @@ import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Predicate;
@@ -56,7 +70,10 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * seeds the topics with Avro records before the service starts (it reads the signals history at
  * start-up): a run with a hostile model name, gap/ρ/drift signal points, alerts on
  * {@code curvewatch.alerts} (one with a hostile summary and sample id), a snapshot event and its
- * file; runs {@code node dashboard.spec.mjs} (service/src/test/browser), publishes a new alert
+ * file. One more layer, {@code head}, goes through the real pipeline while the page is built: captures
+ * -> a real worker's factors -> the service's refresh (spectra, drift) -> an EditCandidate answered
+ * by {@link TinyTrainer} -> calibrated ρ, gap and EXACT scores computed by the service. Then it runs
+ * {@code node dashboard.spec.mjs} (service/src/test/browser), publishes a new alert
  * when the script says it is waiting for one, and asserts that the script passed. Skipped only when
  * Chromium or the script's node_modules are missing (deploy/scripts/install-prereqs.sh installs
  * both). Screenshots: target/dashboard-browser/.
@@ -69,6 +86,9 @@ class DashboardBrowserIT {
     private static final String CONTROL_RUN = "dash-control-2";
     private static final String TOKEN = "dashboard-it-token-" + Long.toHexString(System.nanoTime());
     private static final int STEPS = 30;
+    /** The layer fed through worker, refresh and calibration (TinyTrainer's 8 -> 4 classifier). */
+    private static final String LIVE_LAYER = "head";
+    private static final int TOKENS_PER_CAPTURE = 16;
     private static final Duration SCRIPT_TIMEOUT = Duration.ofMinutes(5);
 
     private final Path moduleDir = Path.of(System.getProperty("basedir", ".")).toAbsolutePath();
@@ -86,22 +106,34 @@ class DashboardBrowserIT {
         Path snapshots = dir.resolve("snapshots");
         long now = System.currentTimeMillis();
 
+        TinyTrainer model = new TinyTrainer(11);
         try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).start();
              KafkaProducer<String, byte[]> producer = producer(kafka.bootstrapServers())) {
-            seed(producer, snapshots, now);
+            seed(producer, snapshots, now, model);
             ServiceConfig config = ServiceConfig.of(Map.of(
                     ServiceConfig.BOOTSTRAP, kafka.bootstrapServers(),
                     ServiceConfig.HTTP_PORT, "0",
                     ServiceConfig.AUTH_TOKENS, TOKEN,
                     ServiceConfig.SNAPSHOT_DIR, snapshots.toString(),
+                    ServiceConfig.REFRESH_INTERVAL_MS, "200",
+                    ServiceConfig.POLL_TIMEOUT_MS, "100",
                     ServiceConfig.INSTANCE_ID, "dashboard-it"));
-            try (CurvewatchService service = CurvewatchService.start(config)) {
+            try (Worker worker = Worker.start(WorkerConfig.of(Map.of(WorkerConfig.BOOTSTRAP, kafka.bootstrapServers(),
+                         WorkerConfig.INSTANCE_ID, "dashboard-it-worker", "checkpoint.interval.ms", "500", "poll.timeout.ms", "100")));
+                 Answerer trainer = new Answerer(kafka.bootstrapServers(), model);
+                 CurvewatchService service = CurvewatchService.start(config)) {
+                trainer.start();
+                publishCaptures(producer);
                 String base = "http://127.0.0.1:" + service.httpPort();
                 awaitApi(base + "/api/runs", b -> b.contains("\"" + RUN + "\"") && b.contains("\"" + CONTROL_RUN + "\""), "both runs listed");
                 awaitApi(base + "/api/runs/" + RUN + "/signals?layer=fc2&name=memorization_gap&limit=5000",
                         b -> count(b, "\"step\"") == STEPS, STEPS + " gap points of fc2");
                 awaitApi(base + "/api/alerts?run=" + RUN, b -> count(b, "\"fingerprint\"") == 2, "the 2 seeded alerts");
                 awaitApi(base + "/api/runs/" + RUN + "/snapshots", b -> b.contains("\"snap-dash-1\""), "the seeded snapshot");
+                awaitApi(base + "/api/runs/" + RUN + "/spectra?layer=" + LIVE_LAYER, b -> b.contains("\"g\""), "spectra of the refreshed layer");
+                awaitApi(base + "/api/runs/" + RUN + "/scores?layer=" + LIVE_LAYER + "&kind=EXACT&top=20", b -> b.contains("\"sample_id\""),
+                        "EXACT scores of the calibrated layer");
+                assertTrue(trainer.answered > 0 && trainer.failure == null, "the trainer answered a candidate: " + trainer.failure);
                 runScript(base, out.resolve("dashboard.png"), producer, now);
             }
         }
@@ -152,11 +184,13 @@ class DashboardBrowserIT {
 
     // ------------------------------------------------------------------ seeding
 
-    private static void seed(KafkaProducer<String, byte[]> producer, Path snapshotDir, long now) throws Exception {
+    private static void seed(KafkaProducer<String, byte[]> producer, Path snapshotDir, long now, TinyTrainer model) throws Exception {
         long t0 = now - 3_600_000;
         RunInfo run = RunInfo.newBuilder().setRunId(RUN).setModel(HOSTILE).setSource("djl-trainer").setCreatedMs(t0)
                 .setStatus(RunStatus.RUNNING).setWeightsEvery(10)
-                .setLayers(List.of(new LayerInfo("fc1", 16, 32, false, true), new LayerInfo("fc2", 32, 8, false, true))).build();
+                .setFisher(FisherKind.SAMPLED)
+                .setLayers(List.of(new LayerInfo("fc1", 16, 32, false, true), new LayerInfo("fc2", 32, 8, false, true),
+                        new LayerInfo(LIVE_LAYER, TinyTrainer.D_IN, TinyTrainer.D_OUT, false, true))).build();
         RunInfo control = RunInfo.newBuilder().setRunId(CONTROL_RUN).setModel("mlp-32 clean control").setSource("pytorch-client")
                 .setCreatedMs(t0 - 86_400_000L).setStatus(RunStatus.FINISHED)
                 .setLayers(List.of(new LayerInfo("fc1", 16, 32, false, true))).build();
@@ -184,6 +218,10 @@ class DashboardBrowserIT {
         send(producer, T.alerts(), fingerprint(RUN, "fc1", "gap-high"), alert("seed-2", "fc1", "gap-high", 90, 0.27, 0.25,
                 Severity.WARNING, AlertStatus.RESOLVED, t0 + 800_000, t0 + 1_000_000, "gap back under 0.25 on fc1", List.of()));
 
+        send(producer, T.weights(), CurvewatchTopics.runLayerKey(RUN, LIVE_LAYER), WeightSnapshot.newBuilder().setRunId(RUN)
+                .setLayer(LIVE_LAYER).setStep(STEPS * 10L).setWeight(TensorCodec.ofFloats(model.w, TinyTrainer.D_OUT, TinyTrainer.D_IN))
+                .setBias(TensorCodec.ofFloats(model.bias, TinyTrainer.D_OUT)).setTimestampMs(now).build());
+
         byte[] file = "{\"__metadata__\":{\"curvewatch.run_id\":\"dash-run-1\"}}".getBytes(StandardCharsets.UTF_8);
         Path path = snapshotDir.resolve(RUN).resolve("snap-dash-1.safetensors");
         Files.createDirectories(path.getParent());
@@ -193,6 +231,78 @@ class DashboardBrowserIT {
                 .setSha256(HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(file))).setSizeBytes(file.length)
                 .setLayers(List.of(new LayerRho("fc2", 0.999))).setFactorVersions(Map.of("fc2", 20L)).setCreatedMs(t0 + 2_000_000).build());
         producer.flush();
+    }
+
+    /** Captures of the live layer: inputs and gradients with TinyTrainer's per-coordinate spreads. */
+    private static void publishCaptures(KafkaProducer<String, byte[]> producer) throws Exception {
+        for (int i = 0; i < 20; i++) {
+            Random r = new Random(500 + i);
+            float[] a = new float[TOKENS_PER_CAPTURE * TinyTrainer.D_IN];
+            float[] g = new float[TOKENS_PER_CAPTURE * TinyTrainer.D_OUT];
+            List<String> ids = new ArrayList<>();
+            for (int t = 0; t < TOKENS_PER_CAPTURE; t++) {
+                for (int j = 0; j < TinyTrainer.D_IN; j++) {
+                    a[t * TinyTrainer.D_IN + j] = (float) (r.nextGaussian() * TinyTrainer.INPUT_SD[j]);
+                }
+                for (int j = 0; j < TinyTrainer.D_OUT; j++) {
+                    g[t * TinyTrainer.D_OUT + j] = (float) (r.nextGaussian() * TinyTrainer.GRAD_SD[j]);
+                }
+                ids.add("s" + i + "-" + t);
+            }
+            Capture c = Capture.newBuilder().setRunId(RUN).setLayer(LIVE_LAYER).setStep(STEPS * 10L - 20 + i).setFisher(FisherKind.SAMPLED)
+                    .setActivations(TensorCodec.ofFloats(a, TOKENS_PER_CAPTURE, TinyTrainer.D_IN))
+                    .setGradients(TensorCodec.ofFloats(g, TOKENS_PER_CAPTURE, TinyTrainer.D_OUT))
+                    .setSampleIds(ids).setTimestampMs(System.currentTimeMillis()).build();
+            send(producer, T.captures(), CurvewatchTopics.runLayerKey(RUN, LIVE_LAYER), c);
+        }
+    }
+
+    /** The trainer's side of calibration for the live layer: answers each EditCandidate of the run with TinyTrainer. */
+    private static final class Answerer extends Thread implements AutoCloseable {
+        private final String bootstrap;
+        private final TinyTrainer model;
+        private volatile boolean stop;
+        volatile int answered;
+        volatile Throwable failure;
+
+        Answerer(String bootstrap, TinyTrainer model) {
+            super("dashboard-it-trainer");
+            setDaemon(true);
+            this.bootstrap = bootstrap;
+            this.model = model;
+        }
+
+        @Override
+        public void run() {
+            AvroDeserializer<EditCandidate> candidates = new AvroDeserializer<>(EditCandidate.class);
+            AvroSerializer<ProbeResult> results = new AvroSerializer<>(ProbeResult.class);
+            try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(KafkaClientSettings.forBootstrap(bootstrap),
+                    new ByteArrayDeserializer(), new ByteArrayDeserializer());
+                 KafkaProducer<String, byte[]> out = producer(bootstrap)) {
+                List<TopicPartition> parts = new ArrayList<>();
+                c.partitionsFor(T.editCandidates()).forEach(pi -> parts.add(new TopicPartition(pi.topic(), pi.partition())));
+                c.assign(parts);
+                c.seekToBeginning(parts);
+                while (!stop) {
+                    for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
+                        EditCandidate cand = candidates.decode(r.value());
+                        if (cand.getRunId().equals(RUN) && cand.getLayer().equals(LIVE_LAYER)) {
+                            ProbeResult result = model.answer(cand, 0.01).result();
+                            out.send(new ProducerRecord<>(T.probeResults(), RUN, results.serialize(T.probeResults(), result))).get();
+                            answered++;
+                        }
+                    }
+                }
+            } catch (Throwable t) {
+                failure = t;
+            }
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            stop = true;
+            join(10_000);
+        }
     }
 
     /** The alert the page must show without reload: a new fingerprint on fc1. */
