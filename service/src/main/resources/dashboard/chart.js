@@ -157,7 +157,7 @@ export function lineChart(opts) {
   const [y0, y1] = yDomain(ys, logY);
   const x = scaleLinear(x0, x1, M.l, M.l + PW);
   const y = (logY ? scaleLog : scaleLinear)(y0, y1, M.t + PH, M.t);
-  const xTicks = niceTicks(x0, x1, 6).filter((t) => Number.isInteger(t) || x1 - x0 < 6);
+  const xTicks = niceTicks(x0, x1, 6).filter((t) => Number.isInteger(t)); // steps are whole numbers
   const yTicks = logY ? logTicks(y0, y1) : niceTicks(y0, y1, 5);
   const legend = series.map((se, i) => ({ label: se.label, cls: `s${i}` }));
   if (threshold) legend.push({ label: threshold.label || 'threshold', cls: 'thr' });
