@@ -219,7 +219,12 @@ function onEvent(type, data) {
       break;
     case 'run':
       if (runView) { if (state.run) state.run = { ...state.run, ...data, layers: state.run.layers }; scheduleLayerReload(null); }
-      else { upsertBy(state.runs, data, 'run_id'); scheduleRunsReload(); }
+      else {
+        // a run event is the registry entry only: keep last_step and firing_alerts until the reload
+        const old = state.runs.find((r) => r && r.run_id === data.run_id);
+        upsertBy(state.runs, old ? { ...old, ...data } : data, 'run_id');
+        scheduleRunsReload();
+      }
       break;
     case 'layer':
       if (!runView || !state.run) return;
