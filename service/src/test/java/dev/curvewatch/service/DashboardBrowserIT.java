@@ -166,12 +166,18 @@ class DashboardBrowserIT {
         }, "dashboard-spec-output");
         reader.setDaemon(true);
         reader.start();
-        if (!p.waitFor(SCRIPT_TIMEOUT.toSeconds(), TimeUnit.SECONDS)) {
-            p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-            reader.join(5000);
-            throw new AssertionError("dashboard.spec.mjs did not finish within " + SCRIPT_TIMEOUT.toSeconds() + " s:\n" + String.join("\n", lines));
+        try {
+            if (!p.waitFor(SCRIPT_TIMEOUT.toSeconds(), TimeUnit.SECONDS)) {
+                throw new AssertionError("dashboard.spec.mjs did not finish within " + SCRIPT_TIMEOUT.toSeconds() + " s:\n" + String.join("\n", lines));
+            }
+        } finally {
+            // never leave node or its Chromium behind (a timeout, an interrupted build)
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            if (p.isAlive()) {
+                p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+            }
+            reader.join(10_000);
         }
-        reader.join(10_000);
         if (publishFailure.get() != null) {
             throw new AssertionError("publishing the live alert failed", publishFailure.get());
         }
