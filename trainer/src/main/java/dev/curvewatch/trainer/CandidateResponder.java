@@ -233,7 +233,6 @@ public final class CandidateResponder implements AutoCloseable {
             log.println("candidates: answering " + id + " failed: " + e.getCause() + " (training goes on)");
         } catch (TimeoutException e) {
             failed++;
-            f.result().cancel(true);
             log.println("candidates: answering " + id + " did not finish within " + wait.toSeconds() + " s; abandoned");
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
@@ -241,6 +240,9 @@ public final class CandidateResponder implements AutoCloseable {
         } finally {
             if (f.result().isDone()) {
                 f.session().close();
+            } else {
+                // still scoring: freeing its native memory now could crash it; close it after it ends
+                worker.submit(f.session()::close);
             }
         }
         return Optional.empty();
@@ -602,7 +604,7 @@ public final class CandidateResponder implements AutoCloseable {
             inFlight = null;
         }
         if (worker != null) {
-            worker.shutdownNow();
+            worker.shutdown(); // queued session closes still run; the thread is a daemon
             worker = null;
         }
         if (tail != null) {

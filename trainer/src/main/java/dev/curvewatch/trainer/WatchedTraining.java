@@ -377,6 +377,7 @@ public final class WatchedTraining {
         long captureNanos = 0;
         long trainNanos = 0;
         long loopNanos = 0;
+        long loopFailures = 0;
         Long injectedAtStep = c.injectNoiseAtEpoch() == 0 ? Long.valueOf(0) : null;
         boolean stopped = false;
         for (int epoch = 0; epoch < c.epochs() && !stopped; epoch++) {
@@ -443,11 +444,16 @@ public final class WatchedTraining {
                 evaluator.trained(idxs);
                 observer.stepTrained(step, epoch, idxs, labels);
                 // between steps: snapshots first, so an answer after an applied snapshot measures the edited model
-                if (follower != null) {
-                    follower.poll(step);
-                }
-                if (responder != null) {
-                    responder.poll(step);
+                try {
+                    if (follower != null) {
+                        follower.poll(step);
+                    }
+                    if (responder != null) {
+                        responder.poll(step);
+                    }
+                } catch (RuntimeException e) {
+                    loopFailures++;
+                    progress.println("between steps after step " + step + ": " + e + " (training goes on)");
                 }
                 loopNanos += System.nanoTime() - t2;
                 step++;
@@ -480,6 +486,7 @@ public final class WatchedTraining {
         out.put("train_ms", trainNanos / 1e6);
         out.put("capture_and_publish_ms", captureNanos / 1e6);
         out.put("between_steps_ms", loopNanos / 1e6);
+        out.put("between_steps_failures", loopFailures);
         Map<String, Object> spectra = new LinkedHashMap<>();
         for (int l : WATCHED) {
             FactorAccumulator[] ag = factors.get(l);
