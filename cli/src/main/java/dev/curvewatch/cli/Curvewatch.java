@@ -11,6 +11,7 @@ import picocli.CommandLine.Command;
                 DemoCommand.class,
                 EditCommand.class,
                 ExperimentCommand.class,
+                ServiceCommand.class,
                 StreamsCommand.class,
                 TrainCommand.class,
                 WorkerCommand.class,

@@ -56,6 +56,7 @@ class CurvewatchTest {
                 {"train", "--policy", "SOMETIMES"},
                 {"experiment", "no-such-experiment"},
                 {"streams", "--resolve-hold-ms", "later"},
+                {"service", "--http-port", "eighty"},
         };
         for (String[] args : cases) {
             Result r = run(args);

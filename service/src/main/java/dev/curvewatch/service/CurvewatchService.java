@@ -2,6 +2,7 @@ package dev.curvewatch.service;
 
 import dev.curvewatch.curvature.EigenbasisRefresh;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
+import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.service.internal.AlertEvaluator;
 import dev.curvewatch.service.internal.EditRequests;
 import dev.curvewatch.service.internal.HttpApi;
@@ -16,16 +17,21 @@ import io.vertx.core.VertxOptions;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.json.JsonObject;
+import org.apache.kafka.clients.admin.Admin;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.nio.file.Files;
 import java.time.Duration;
 import java.util.List;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -94,6 +100,7 @@ public final class CurvewatchService implements AutoCloseable {
      * @throws IllegalArgumentException for a bad alert rules file or snapshot directory
      */
     public static CurvewatchService start(ServiceConfig config) throws Exception {
+        checkTopics(config);
         List<AlertRule> rules = config.alertRulesFile() == null ? AlertRules.defaults() : AlertRules.load(config.alertRulesFile());
         SnapshotStore store = new SnapshotStore(config.snapshotDir());
         List<String> tokens = config.authTokens();
@@ -115,6 +122,28 @@ public final class CurvewatchService implements AutoCloseable {
         }
         LOG.info("curvewatch service on {} ({} alert rule(s), snapshots in {})", s.url(), rules.size(), store.root());
         return s;
+    }
+
+    /** Fails fast, with the names, when the broker cannot be reached or a topic the service reads or writes is missing. */
+    private static void checkTopics(ServiceConfig config) {
+        CurvewatchTopics t = config.topics();
+        List<String> names = List.of(t.runs(), t.factors(), t.weights(), t.editCandidates(), t.probeResults(), t.signals(), t.scores(),
+                t.alertsRaw(), t.alerts(), t.editRequests(), t.snapshots(), t.deadLetters());
+        Properties p = config.kafkaProperties();
+        p.putIfAbsent("default.api.timeout.ms", "30000");
+        p.putIfAbsent("request.timeout.ms", "15000");
+        try (Admin admin = Admin.create(p)) {
+            Set<String> existing = admin.listTopics().names().get(30, TimeUnit.SECONDS);
+            List<String> missing = names.stream().filter(n -> !existing.contains(n)).toList();
+            if (!missing.isEmpty()) {
+                throw new IllegalStateException("topics " + missing + " do not exist (create them with `curvewatch broker` or LocalKafka)");
+            }
+        } catch (ExecutionException | TimeoutException e) {
+            throw new IllegalStateException("cannot list the topics at " + p.getProperty("bootstrap.servers") + ": " + e, e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while checking the topics", e);
+        }
     }
 
     public ServiceConfig config() {
