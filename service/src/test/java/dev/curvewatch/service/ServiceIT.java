@@ -394,9 +394,15 @@ class ServiceIT {
                 BlockingQueue<String> wsText = new LinkedBlockingQueue<>();
                 WebSocket ws = http.newWebSocketBuilder().buildAsync(URI.create(base.replace("http:", "ws:") + "/api/ws?run=" + RUN),
                         new WebSocket.Listener() {
+                            private final StringBuilder message = new StringBuilder();
+
                             @Override
                             public CompletionStage<?> onText(WebSocket socket, CharSequence data, boolean last) {
-                                wsText.add(data.toString());
+                                message.append(data); // a message may arrive in parts
+                                if (last) {
+                                    wsText.add(message.toString());
+                                    message.setLength(0);
+                                }
                                 socket.request(1);
                                 return null;
                             }
@@ -494,6 +500,27 @@ class ServiceIT {
                 assertEquals(topics.probeResults(), dls.get("never-sent").getTopic());
                 assertEquals(topics.editRequests(), dls.get("bad-layer").getTopic());
 
+                // ---- a factor checkpoint with NaN (forged: workers never write one): a failed refresh, not a crash
+                double[] nanSum = new double[3 * 3];
+                nanSum[0] = Double.NaN;
+                nanSum[4] = 1;
+                nanSum[8] = 1;
+                var nanA = dev.curvewatch.curvature.FactorAccumulator.restore(dev.curvewatch.curvature.FactorState.ofFloat64(3,
+                        dev.curvewatch.curvature.FactorMode.CUMULATIVE, 1.0, nanSum, 10, 10, 0, 3));
+                var okG = dev.curvewatch.curvature.FactorAccumulator.restore(dev.curvewatch.curvature.FactorState.ofFloat64(2,
+                        dev.curvewatch.curvature.FactorMode.CUMULATIVE, 1.0, new double[]{1, 0, 0, 1}, 10, 10, 0, 3));
+                new dev.curvewatch.workers.internal.CheckpointCodec(1 << 20).write(new dev.curvewatch.workers.internal.CheckpointCodec
+                        .Provenance(RUN, "nan-layer", 1, 1, "it", "it"), nanA, okG, (k, v) -> producer.send(new ProducerRecord<>(topics.factors(), k, v)));
+                producer.flush();
+                Signal failed = signals.await("refresh_failed of nan-layer", WAIT, r -> {
+                    Signal x = signal(r);
+                    return x.getName().equals("refresh_failed") && "nan-layer".equals(x.getLayer()) ? x : null;
+                });
+                assertEquals(1.0, failed.getValue());
+                LayerStatus nanStatus = service.state().layer(RUN, "nan-layer").orElseThrow();
+                assertEquals(1, nanStatus.failedRefreshes());
+                assertTrue(nanStatus.status().contains("factor A has NaN at row 0, column 0"), nanStatus.status());
+
                 // ---- HTTP reads
                 HttpResponse<String> health = call(http, "GET", base + "/health", null, null, null);
                 assertEquals(200, health.statusCode(), health.body());
@@ -507,6 +534,9 @@ class ServiceIT {
                 assertEquals(8, listed.getJsonArray("layers").getJsonObject(0).getInteger("d_in"));
                 JsonObject detail = new JsonObject(call(http, "GET", base + "/api/runs/" + RUN, null, null, null).body());
                 JsonObject fc = detail.getJsonArray("layers").getJsonObject(0);
+                JsonObject nanLayer = detail.getJsonArray("layers").getJsonObject(1);
+                assertEquals("nan-layer", nanLayer.getString("name"));
+                assertTrue(nanLayer.getString("last_failure").contains("NaN"), nanLayer.encode());
                 assertEquals(e1.rho(), fc.getDouble("calibrated_rho"));
                 assertEquals(v1, fc.getLong("factor_version"));
                 assertEquals(320, fc.getLong("factor_tokens"));

@@ -514,13 +514,16 @@ public final class HttpApi {
         EditRequest req = EditRequest.newBuilder().setIdempotencyKey(key).setRunId(r.id()).setLayers(layers)
                 .setRequester(ctx.get("requester")).setReason(reason == null ? "" : (String) reason)
                 .setCreatedMs(System.currentTimeMillis()).build();
-        out.editRequest(req).whenComplete((md, err) -> vertx.runOnContext(v -> {
-            if (err != null) {
-                fail(ctx, 503, "the edit request could not be published: " + err.getMessage());
+        // KafkaProducer.send may block (metadata, a full buffer): never on the event loop
+        vertx.executeBlocking(() -> out.editRequest(req).get(30, java.util.concurrent.TimeUnit.SECONDS), false).onComplete(res -> {
+            if (res.failed()) {
+                Throwable err = res.cause() instanceof java.util.concurrent.ExecutionException ee && ee.getCause() != null
+                        ? ee.getCause() : res.cause();
+                fail(ctx, 503, "the edit request could not be published: " + err);
             } else {
                 json(ctx, 202, new JsonObject().put("idempotency_key", key).put("status", "accepted"));
             }
-        }));
+        });
     }
 
     private void refresh(RoutingContext ctx) {
