@@ -479,6 +479,14 @@ public final class WatchedTraining {
                             ep.published(), ep.dropped()));
             listener.onEpoch(ep);
         }
+        long last = step - 1;
+        if (publisher != null && c.weightsEvery() > 0 && last > 0 && last % c.weightsEvery() != 0) {
+            // the final weights too, so an edit requested after the run edits what the run ended with
+            for (int l : WATCHED) {
+                publisher.publishWeights(c.runId(), Mlp.layerName(l), last, mlp.weight(l), mlp.outDim(l), mlp.inDim(l),
+                        mlp.bias(l));
+            }
+        }
         out.put("steps", step);
         out.put("stopped_early", stopped);
         out.put("noise_injected_at_epoch", c.injectNoiseAtEpoch());

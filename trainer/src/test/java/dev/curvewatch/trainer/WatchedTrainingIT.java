@@ -68,10 +68,15 @@ class WatchedTrainingIT {
             List<ConsumerRecord<String, byte[]>> runs = readAll(kafka.bootstrapServers(), topics.runs(), 1);
             RunInfo info = new AvroDeserializer<>(RunInfo.class).deserialize(topics.runs(), runs.get(0).value());
             assertEquals("djl-trainer", info.getSource());
-            List<ConsumerRecord<String, byte[]>> ws = readAll(kafka.bootstrapServers(), topics.weights(), 8);
+            List<ConsumerRecord<String, byte[]>> ws = readAll(kafka.bootstrapServers(), topics.weights(), 10);
             WeightSnapshot w = new AvroDeserializer<>(WeightSnapshot.class).deserialize(topics.weights(), ws.get(0).value());
             assertEquals(List.of(32, 32), w.getWeight().getShape());
-            assertEquals(8, ws.size()); // steps 0, 5, 10, 15 x two layers
+            assertEquals(10, ws.size()); // steps 0, 5, 10, 15 and the final step 19, x two layers
+            java.util.Set<Long> weightSteps = new java.util.TreeSet<>();
+            for (ConsumerRecord<String, byte[]> rec : ws) {
+                weightSteps.add(new AvroDeserializer<>(WeightSnapshot.class).deserialize(topics.weights(), rec.value()).getStep());
+            }
+            assertEquals(java.util.Set.of(0L, 5L, 10L, 15L, 19L), weightSteps);
 
             // a 12 MB weight goes out as row parts under the 8 MiB record size and reassembles exactly
             int dOut = 3000;
