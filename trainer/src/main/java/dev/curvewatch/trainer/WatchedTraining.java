@@ -5,6 +5,7 @@ import dev.curvewatch.avro.FisherKind;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.avro.RunStatus;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.SpectrumSummary;
@@ -162,6 +163,14 @@ public final class WatchedTraining {
     private final Listener listener;
     private volatile Observer observer = new Observer() { };
     private volatile boolean stopRequested;
+    private RunInfo registered; // as announced at the start (RUNNING); the end announces FINISHED or FAILED
+
+    /** The run registry's lifecycle (DESIGN §5 runs): the registration again with its final status. */
+    private void announce(CapturePublisher publisher, RunStatus status) {
+        if (publisher != null && registered != null) {
+            publisher.publishRun(RunInfo.newBuilder(registered).setStatus(status).build());
+        }
+    }
 
     public WatchedTraining(Config config, PrintStream progress) {
         this(config, progress, p -> { });
@@ -251,7 +260,13 @@ public final class WatchedTraining {
                 if (follower != null) {
                     follower.tail(c.bootstrap(), topics);
                 }
-                train(c, data, mlp, publisher, evaluator, responder, follower, random, tokenSampler, out);
+                try {
+                    train(c, data, mlp, publisher, evaluator, responder, follower, random, tokenSampler, out);
+                } catch (RuntimeException | Error e) {
+                    announce(publisher, RunStatus.FAILED);
+                    throw e;
+                }
+                announce(publisher, RunStatus.FINISHED);
                 if (responder != null) {
                     responder.close(java.time.Duration.ofSeconds(60)); // publishes an answer still being scored
                     out.putAll(responder.summary());
@@ -359,9 +374,10 @@ public final class WatchedTraining {
             cfg.put("inject_noise_at_epoch", String.valueOf(c.injectNoiseAtEpoch()));
             cfg.put("answers_candidates", String.valueOf(responder != null));
             cfg.put("applies_snapshots", String.valueOf(follower != null && c.applySnapshots()));
-            publisher.publishRun(RunInfo.newBuilder().setRunId(c.runId()).setModel("mlp-32-" + c.hidden() + "-"
+            registered = RunInfo.newBuilder().setRunId(c.runId()).setModel("mlp-32-" + c.hidden() + "-"
                             + c.hidden() + "-10").setSource("djl-trainer").setCreatedMs(System.currentTimeMillis())
-                    .setLayers(layers).setFisher(fisher).setWeightsEvery(c.weightsEvery()).setConfig(cfg).build());
+                    .setLayers(layers).setFisher(fisher).setWeightsEvery(c.weightsEvery()).setConfig(cfg).build();
+            publisher.publishRun(registered);
         }
         if (c.injectNoiseAtEpoch() > 0) {
             progress.printf("training on the true labels for %d epochs, then on %d flipped labels (%.0f%%)%s%n",

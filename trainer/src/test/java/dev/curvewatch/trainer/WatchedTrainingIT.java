@@ -65,9 +65,14 @@ class WatchedTrainingIT {
             assertEquals(20, stepIds.size());
             assertEquals(44, caps.size());
             assertEquals(4, probes); // steps 0 and 10, two layers
-            List<ConsumerRecord<String, byte[]>> runs = readAll(kafka.bootstrapServers(), topics.runs(), 1);
+            List<ConsumerRecord<String, byte[]>> runs = readAll(kafka.bootstrapServers(), topics.runs(), 2);
             RunInfo info = new AvroDeserializer<>(RunInfo.class).deserialize(topics.runs(), runs.get(0).value());
             assertEquals("djl-trainer", info.getSource());
+            assertEquals(2, runs.size(), "registered at the start, again at the end");
+            assertEquals(dev.curvewatch.avro.RunStatus.RUNNING, info.getStatus());
+            RunInfo last = new AvroDeserializer<>(RunInfo.class).deserialize(topics.runs(), runs.get(1).value());
+            assertEquals(dev.curvewatch.avro.RunStatus.FINISHED, last.getStatus());
+            assertEquals(info.getLayers(), last.getLayers());
             List<ConsumerRecord<String, byte[]>> ws = readAll(kafka.bootstrapServers(), topics.weights(), 10);
             WeightSnapshot w = new AvroDeserializer<>(WeightSnapshot.class).deserialize(topics.weights(), ws.get(0).value());
             assertEquals(List.of(32, 32), w.getWeight().getShape());
