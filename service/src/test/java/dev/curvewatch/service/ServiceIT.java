@@ -450,7 +450,7 @@ class ServiceIT {
                 // EXACT and LOSS scores of the training examples
                 ExampleScores exact = scores.await("EXACT scores of v" + v1, WAIT, r -> {
                     ExampleScores s = decode(ExampleScores.class, r.value());
-                    return s.getKind() == ScoreKind.EXACT && s.getStep() == e1.candidate().getStep() ? s : null;
+                    return s.getKind() == ScoreKind.EXACT && s.getStep() == e1.candidate().getStep() + TinyTrainer.MEASURED_AHEAD ? s : null;
                 });
                 assertEquals(e1.rho(), exact.getRho());
                 assertEquals(e1.exact().size(), exact.getScores().size());
@@ -461,10 +461,12 @@ class ServiceIT {
 
                 // a raw alert: the gap is above 0
                 String fingerprint = sha256((RUN + "|" + LAYER + "|gap-positive").getBytes(StandardCharsets.UTF_8)).substring(0, 32);
-                Alert alert = raw.await("FIRING gap-positive at step " + e1.candidate().getStep(), WAIT, r -> {
+                // at the step the trainer measured, not the (older) step of the factors
+                long measured = e1.candidate().getStep() + TinyTrainer.MEASURED_AHEAD;
+                Alert alert = raw.await("FIRING gap-positive at step " + measured, WAIT, r -> {
                     Alert x = decode(Alert.class, r.value());
                     return x.getRule().equals("gap-positive") && x.getStatus() == AlertStatus.FIRING
-                            && x.getStep() == e1.candidate().getStep() ? x : null;
+                            && x.getStep() == measured ? x : null;
                 });
                 assertEquals(fingerprint, alert.getFingerprint());
                 assertEquals(fingerprint, new String(raw.drain().stream().filter(r -> decode(Alert.class, r.value()).getId().equals(alert.getId()))

@@ -25,6 +25,9 @@ import java.util.Random;
  * live in the well-excited directions. Labels are the model's own predictions.
  */
 final class TinyTrainer {
+    /** A real trainer measures its model a few steps after the factors' last step (workers lag it). */
+    static final long MEASURED_AHEAD = 7;
+
     static final int D_IN = 8;
     static final int D_OUT = 4;
     /** Standard deviations of the captured inputs per coordinate: the last two are the low-curvature ones. */
@@ -201,7 +204,7 @@ final class TinyTrainer {
             }
         }
         ProbeResult result = ProbeResult.newBuilder().setRunId(c.getRunId()).setCandidateId(c.getCandidateId()).setLayer(c.getLayer())
-                .setStep(c.getStep()).setRhos(c.getRhos()).setExamples(examples).setTimestampMs(System.currentTimeMillis()).build();
+                .setStep(c.getStep() + MEASURED_AHEAD).setRhos(c.getRhos()).setExamples(examples).setTimestampMs(System.currentTimeMillis()).build();
 
         // the contract's rule over these measurements: RhoCalibrator's standard grid on probe accuracy
         double baseline = examples.stream().filter(ExampleLosses::getProbe).mapToDouble(x -> x.getCorrectNow() ? 1 : 0).average().orElseThrow();

@@ -174,8 +174,13 @@ public final class Calibration {
                 train.size(), probes.size(), lossNow, index < 0 ? lossNow : lossEdited[index], cal.trace(), exact, loss);
     }
 
-    /** The calibration signals at the candidate's step (SERVICE-CONTRACT §1). */
-    public static List<Signal> signals(Outcome o, PendingCandidate c, long nowMs) {
+    /**
+     * The calibration signals at {@code step}, the step of the model the trainer measured (the
+     * ProbeResult's): that is the model whose memorization they describe. The factors behind the
+     * candidate are usually a little older (workers lag the trainer); their step is the
+     * {@code factor_step} attribute.
+     */
+    public static List<Signal> signals(Outcome o, PendingCandidate c, long step, long nowMs) {
         Map<String, Double> calAttrs = new LinkedHashMap<>();
         calAttrs.put("candidate_index", (double) o.index());
         calAttrs.put("baseline", o.baseline());
@@ -183,36 +188,42 @@ public final class Calibration {
         calAttrs.put("tolerance", o.tolerance());
         calAttrs.put("evaluations", (double) o.trace().size());
         calAttrs.put("accuracy_mode", o.mode() == Mode.ACCURACY ? 1.0 : 0.0);
+        calAttrs.put("factor_step", (double) c.step());
         Map<String, Double> gapAttrs = new LinkedHashMap<>();
         gapAttrs.put("rho", o.rho());
+        gapAttrs.put("factor_step", (double) c.step());
         gapAttrs.put("train_examples", (double) o.trainExamples());
         gapAttrs.put("probe_examples", (double) o.probeExamples());
         List<Signal> out = new ArrayList<>();
-        out.add(signal(c, "calibrated_rho", o.rho(), calAttrs, nowMs));
-        out.add(signal(c, "memorization_gap", o.gap(), gapAttrs, nowMs));
-        out.add(signal(c, "train_sensitivity", o.trainSensitivity(), Map.of("examples", (double) o.trainExamples()), nowMs));
-        out.add(signal(c, "probe_sensitivity", o.probeSensitivity(), Map.of("examples", (double) o.probeExamples()), nowMs));
+        out.add(signal(c, step, "calibrated_rho", o.rho(), calAttrs, nowMs));
+        out.add(signal(c, step, "memorization_gap", o.gap(), gapAttrs, nowMs));
+        out.add(signal(c, step, "train_sensitivity", o.trainSensitivity(), Map.of("examples", (double) o.trainExamples()), nowMs));
+        out.add(signal(c, step, "probe_sensitivity", o.probeSensitivity(), Map.of("examples", (double) o.probeExamples()), nowMs));
         if (o.mode() == Mode.ACCURACY) {
-            out.add(signal(c, "probe_accuracy_now", o.baseline(), Map.of(), nowMs));
-            out.add(signal(c, "probe_accuracy_edited", o.edited(), Map.of("rho", o.rho()), nowMs));
+            out.add(signal(c, step, "probe_accuracy_now", o.baseline(), Map.of(), nowMs));
+            out.add(signal(c, step, "probe_accuracy_edited", o.edited(), Map.of("rho", o.rho()), nowMs));
         }
-        out.add(signal(c, "probe_loss_now", o.probeLossNow(), Map.of(), nowMs));
-        out.add(signal(c, "probe_loss_edited", o.probeLossEdited(), Map.of("rho", o.rho()), nowMs));
-        out.add(signal(c, "kept_pairs", (double) o.keptPairs(), Map.of("total_pairs", (double) c.totalPairs()), nowMs));
+        out.add(signal(c, step, "probe_loss_now", o.probeLossNow(), Map.of(), nowMs));
+        out.add(signal(c, step, "probe_loss_edited", o.probeLossEdited(), Map.of("rho", o.rho()), nowMs));
+        out.add(signal(c, step, "kept_pairs", (double) o.keptPairs(), Map.of("total_pairs", (double) c.totalPairs()), nowMs));
         return out;
     }
 
-    /** EXACT and LOSS scores of the training examples. */
-    public static List<ExampleScores> scores(Outcome o, PendingCandidate c, long nowMs) {
+    /** EXACT and LOSS scores of the training examples, at the measured step (as {@link #signals}). */
+    public static List<ExampleScores> scores(Outcome o, PendingCandidate c, long step, long nowMs) {
         return List.of(
-                ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(c.step()).setKind(ScoreKind.EXACT)
+                ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(step).setKind(ScoreKind.EXACT)
                         .setRho(o.rho()).setScores(o.exact()).setTimestampMs(nowMs).build(),
-                ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(c.step()).setKind(ScoreKind.LOSS)
+                ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(step).setKind(ScoreKind.LOSS)
                         .setRho(o.rho()).setScores(o.loss()).setTimestampMs(nowMs).build());
     }
 
     static Signal signal(PendingCandidate c, String name, double value, Map<String, Double> attrs, long nowMs) {
-        return Signal.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(c.step()).setName(name).setValue(value)
+        return signal(c, c.step(), name, value, attrs, nowMs);
+    }
+
+    static Signal signal(PendingCandidate c, long step, String name, double value, Map<String, Double> attrs, long nowMs) {
+        return Signal.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(step).setName(name).setValue(value)
                 .setFactorVersion(c.factorVersion()).setAttributes(new LinkedHashMap<>(attrs)).setTimestampMs(nowMs).build();
     }
 }

@@ -429,10 +429,10 @@ public final class Ingest implements Runnable {
             throw new InvalidRecordException(RejectReason.INVALID_FIELD, "candidate " + c.id() + " (factor version "
                     + c.factorVersion() + ") is older than the calibration already applied (version " + layer.calibratedVersion() + ")");
         }
-        layer.calibrated(c, o);
+        layer.calibrated(c, o, pr.getStep());
         long now = System.currentTimeMillis();
-        out.scores(Calibration.scores(o, c, now));
-        out.signals(Calibration.signals(o, c, now), new AlertEvaluator.Context(layer.topExact(), o.rho()));
+        out.scores(Calibration.scores(o, c, pr.getStep(), now));
+        out.signals(Calibration.signals(o, c, pr.getStep(), now), new AlertEvaluator.Context(layer.topExact(), o.rho()));
         out.live("layer", c.runId(), Json.layer(layer));
         metrics.inc("curvewatch_service_probe_results_total", "calibrated");
         LOG.info("calibrated {}/{} v{}: rho {} ({} mode, {} evaluations), gap {}", c.runId(), c.layer(), c.factorVersion(), o.rho(),
@@ -527,7 +527,11 @@ public final class Ingest implements Runnable {
             metrics.inc("curvewatch_service_refreshes_total", "ok");
             metrics.inc("curvewatch_service_refresh_latency_seconds_total", latency);
             lastLatency = latency;
-            if (o.plan().isPresent()) {
+            if (o.plan().isPresent() && l.awaitingAnswer()) {
+                // one candidate at a time per layer: a newer one would supersede the answer the trainer is
+                // computing now; the next refresh after that answer (or its timeout) sends the newest bases
+                metrics.inc("curvewatch_service_candidates_deferred_total");
+            } else if (o.plan().isPresent()) {
                 String id = m.getLayer() + "-v" + m.getVersion() + "-" + UUID.randomUUID().toString().substring(0, 8);
                 EditCandidate c = LayerRefresh.candidate(o, id, now);
                 LayerRefresh.CandidatePlan p = o.plan().get();

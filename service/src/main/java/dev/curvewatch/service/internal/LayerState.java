@@ -210,6 +210,11 @@ public final class LayerState {
         status = "calibrating v" + c.factorVersion();
     }
 
+    /** Whether a candidate is out and neither answered nor timed out. */
+    public synchronized boolean awaitingAnswer() {
+        return !outstanding.isEmpty();
+    }
+
     public synchronized PendingCandidate outstanding(String candidateId) {
         return outstanding.get(candidateId);
     }
@@ -227,13 +232,14 @@ public final class LayerState {
         return calibratedVersion;
     }
 
-    public synchronized void calibrated(PendingCandidate c, Calibration.Outcome o) {
+    /** @param measuredStep the step of the model the trainer measured (the ProbeResult's) */
+    public synchronized void calibrated(PendingCandidate c, Calibration.Outcome o, long measuredStep) {
         calibratedVersion = c.factorVersion();
         calibratedRho = o.rho();
         keptPairs = o.keptPairs();
         topExact = top(o.exact());
         topLoss = top(o.loss());
-        scoresStep = c.step();
+        scoresStep = measuredStep;
         scoresRho = o.rho();
         status = "calibrated v" + c.factorVersion() + ": rho " + o.rho();
     }

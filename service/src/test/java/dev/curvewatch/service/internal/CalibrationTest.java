@@ -2,6 +2,7 @@ package dev.curvewatch.service.internal;
 
 import dev.curvewatch.avro.ExampleLosses;
 import dev.curvewatch.avro.ExampleScore;
+import dev.curvewatch.avro.ExampleScores;
 import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.curvature.RhoCalibrator;
@@ -132,7 +133,7 @@ class CalibrationTest {
                 assertEquals((double) x.getLossEdited().get(k) - x.getLossNow(), exact.get(x.getSampleId()), 1e-12);
             }
         }
-        List<Signal> signals = Calibration.signals(o, c, 5);
+        List<Signal> signals = Calibration.signals(o, c, 47, 5);
         Map<String, Double> byName = signals.stream().collect(Collectors.toMap(Signal::getName, Signal::getValue));
         for (String name : List.of("calibrated_rho", "memorization_gap", "train_sensitivity", "probe_sensitivity", "probe_accuracy_now",
                 "probe_accuracy_edited", "kept_pairs")) {
@@ -141,11 +142,15 @@ class CalibrationTest {
         assertEquals(o.rho(), byName.get("calibrated_rho"));
         assertEquals(o.gap(), byName.get("memorization_gap"));
         signals.forEach(s -> {
-            assertEquals(40, s.getStep(), "signals at the candidate's step");
+            assertEquals(47, s.getStep(), "signals at the step the trainer measured");
             assertEquals(3, s.getFactorVersion());
             assertEquals("fc2", s.getLayer());
         });
-        assertEquals(2, Calibration.scores(o, c, 5).size());
+        assertEquals(40.0, signals.stream().filter(s -> s.getName().equals("memorization_gap")).findFirst().orElseThrow()
+                .getAttributes().get("factor_step"), "the factors' step stays an attribute");
+        List<ExampleScores> scores = Calibration.scores(o, c, 47, 5);
+        assertEquals(2, scores.size());
+        scores.forEach(x -> assertEquals(47, x.getStep()));
     }
 
     @Test
