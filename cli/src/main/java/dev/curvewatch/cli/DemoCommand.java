@@ -1,20 +1,26 @@
 package dev.curvewatch.cli;
 
-import dev.curvewatch.curvature.CurvatureEdit;
-import dev.curvewatch.curvature.Eigenbasis;
+import dev.curvewatch.avro.Alert;
+import dev.curvewatch.avro.AlertStatus;
+import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.LayerRho;
+import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.SpectrumSummary;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.curvature.safetensors.SafetensorsFile;
-import dev.curvewatch.avro.LayerInfo;
-import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.deploy.LocalKafka;
 import dev.curvewatch.schemas.KafkaClientSettings;
+import dev.curvewatch.service.CurvewatchService;
+import dev.curvewatch.service.ServiceConfig;
+import dev.curvewatch.service.SignalPoint;
 import dev.curvewatch.streams.CurvewatchStreams;
 import dev.curvewatch.streams.StreamsAppConfig;
 import dev.curvewatch.trainer.Mlp;
 import dev.curvewatch.trainer.NoisyLabelsReport;
 import dev.curvewatch.trainer.NoisyLabelsScorer;
+import dev.curvewatch.trainer.SnapshotFollower;
 import dev.curvewatch.trainer.WatchedTraining;
 import dev.curvewatch.workers.FactorCheckpoint;
 import dev.curvewatch.workers.FactorCheckpoints;
@@ -24,58 +30,94 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.CountDownLatch;
+import java.util.OptionalDouble;
+import java.util.Set;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
 
 /**
- * {@code curvewatch demo}: the pipeline that exists today, on an embedded default. A real KRaft
- * broker, a worker and the streams app in this process, the DJL trainer publishing a noisy-label
- * fine-tune (registered in the streams app's run registry); then the
- * worker's exactly-once factors are read back from Kafka, checked against the trainer's own
- * in-process factors, decomposed, and used for a calibrated keep-mass edit whose effect on the
- * memorized (flipped) labels is measured. Every number printed is computed in this run.
+ * {@code curvewatch demo}: the whole pipeline on an embedded default, every part real. A KRaft
+ * broker; a worker, the streams app and the Vert.x service in this process; the DJL trainer
+ * fine-tuning the noisy-label MLP on clean labels first and on 10% flipped labels from
+ * {@code --inject-at-epoch} on, answering the service's edit candidates and applying the edited
+ * snapshots it is sent. The loop it shows: factors → refresh → calibration round trip →
+ * memorization gap → alert → streams edit rule → edit request → edited snapshot → the trainer
+ * continues from it. Then the worker's factors are checked against the trainer's own, and a final
+ * edit is requested through the authenticated REST API and measured. Every number printed is
+ * computed in this run.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "Run the pipeline on an embedded default: broker, worker, watched DJL fine-tune, factors from "
-                + "the worker, calibrated edit that removes memorized labels. Writes results under --data-dir.")
+        description = "Run the whole pipeline on an embedded default: broker, worker, streams app, service with dashboard, "
+                + "and a watched DJL fine-tune that starts memorizing flipped labels mid-run; alerts, edit requests and "
+                + "edited snapshots happen live. Writes results under --data-dir.")
 final class DemoCommand implements Callable<Integer> {
     private static final String[] LAYERS = {"fc1", "fc2"};
+    private static final int STEPS = 7;
 
     @Option(names = "--data-dir", defaultValue = "${env:CURVEWATCH_DEMO_DIR:-.curvewatch/demo}",
-            description = "Broker data and run outputs (env CURVEWATCH_DEMO_DIR; default ${DEFAULT-VALUE}).")
+            description = "Broker data, snapshots and run outputs (env CURVEWATCH_DEMO_DIR; default ${DEFAULT-VALUE}).")
     Path dataDir;
 
-    @Option(names = "--epochs", defaultValue = "30",
-            description = "Training epochs of 20 steps; memorization of the flipped labels needs about 30 (default ${DEFAULT-VALUE}).")
+    @Option(names = "--epochs", defaultValue = "45", description = "Training epochs of 20 steps (default ${DEFAULT-VALUE}).")
     int epochs;
+
+    @Option(names = "--inject-at-epoch", defaultValue = "15",
+            description = "First epoch trained on the flipped labels (default ${DEFAULT-VALUE}); before it, the true labels.")
+    int injectAt;
 
     @Option(names = "--run-id", description = "Run id (default demo-<time>).")
     String runId;
 
+    @Option(names = "--http-port", defaultValue = "${env:CURVEWATCH_DEMO_HTTP_PORT:-8080}",
+            description = "Port of the service's API and dashboard (0 = any free port; default ${DEFAULT-VALUE}).")
+    int httpPort;
+
+    @Option(names = "--token", defaultValue = "${env:CURVEWATCH_DEMO_TOKEN}",
+            description = "Bearer token of the service's edit endpoints (env CURVEWATCH_DEMO_TOKEN; default: a random one, printed).")
+    String token;
+
+    @Option(names = "--refresh-interval-ms", defaultValue = "1500",
+            description = "Shortest time between two refreshes of a layer (default ${DEFAULT-VALUE}).")
+    long refreshIntervalMs;
+
     @Option(names = "--tolerance", defaultValue = "0.01",
-            description = "Largest held-out probe accuracy loss the calibrated edit may cost (default ${DEFAULT-VALUE}).")
+            description = "Largest held-out probe accuracy loss a calibrated edit may cost (default ${DEFAULT-VALUE}).")
     double tolerance;
 
     @Option(names = "--factor-timeout-s", defaultValue = "180",
             description = "How long to wait for the worker's checkpoints to cover every published token.")
     int factorTimeoutS;
 
-    @Option(names = "--keep-running", description = "Keep broker and worker up after the run until Ctrl-C.")
+    @Option(names = "--keep-running", description = "Keep broker, worker, streams app and service (dashboard) up until Ctrl-C.")
     boolean keepRunning;
 
     @Override
     public Integer call() throws Exception {
+        if (injectAt < 1 || injectAt >= epochs) {
+            System.err.println("curvewatch demo: --inject-at-epoch must be in [1, --epochs), got " + injectAt);
+            return 2;
+        }
         String run = runId != null ? runId : "demo-" + System.currentTimeMillis();
+        String bearer = token != null && !token.isBlank() ? token : randomToken();
         Path runDir = dataDir.resolve("runs").resolve(run);
+        Path snapshotDir = dataDir.resolve("snapshots").toAbsolutePath();
         Files.createDirectories(runDir);
+        Files.createDirectories(snapshotDir);
         Map<String, Object> summary = new LinkedHashMap<>();
         summary.put("run_id", run);
         long started = System.nanoTime();
@@ -85,28 +127,25 @@ final class DemoCommand implements Callable<Integer> {
             String bootstrap = kafka.bootstrapServers();
             System.out.println("      bootstrap=" + bootstrap + " (log " + kafka.logFile() + ")");
 
-            step(2, "starting a worker (exactly-once checkpoints every 1 s) and the streams app (run registry, alerts, edit rules)");
-            Map<String, String> wc = new LinkedHashMap<>();
-            wc.put(WorkerConfig.BOOTSTRAP, bootstrap);
-            wc.put(WorkerConfig.INSTANCE_ID, "demo-worker");
-            wc.put(WorkerConfig.CHECKPOINT_INTERVAL_MS, "1000");
-            wc.put(WorkerConfig.METRICS_PORT, "0");
-            Map<String, String> sc = new LinkedHashMap<>();
-            sc.put(StreamsAppConfig.BOOTSTRAP, bootstrap);
-            sc.put(StreamsAppConfig.APPLICATION_ID, "curvewatch-demo-streams");
-            sc.put(StreamsAppConfig.STATE_DIR, dataDir.resolve("streams-state").toAbsolutePath().toString());
-            try (Worker worker = Worker.start(WorkerConfig.of(wc));
-                 CurvewatchStreams streamsApp = CurvewatchStreams.start(StreamsAppConfig.of(sc), Duration.ofSeconds(120))) {
-                System.out.println("      worker metrics http://127.0.0.1:" + worker.metricsPort() + "/metrics, health /health;"
-                        + " streams app " + streamsApp.state());
+            step(2, "starting a worker (exactly-once factor checkpoints every 1 s), the streams app and the service");
+            try (Worker worker = Worker.start(WorkerConfig.of(workerConfig(bootstrap)));
+                 CurvewatchStreams streamsApp = CurvewatchStreams.start(StreamsAppConfig.of(streamsConfig(bootstrap)),
+                         Duration.ofSeconds(120));
+                 CurvewatchService service = CurvewatchService.start(ServiceConfig.of(serviceConfig(bootstrap, bearer, snapshotDir)))) {
+                service.awaitCaughtUp(Duration.ofSeconds(60));
+                System.out.println("      worker metrics http://127.0.0.1:" + worker.metricsPort() + "/metrics; streams app "
+                        + streamsApp.state());
+                System.out.println("      dashboard " + service.url() + "/  (API " + service.url() + "/api, token " + bearer + ")");
 
-                step(3, "training the noisy-label MLP (10% flipped labels) with capture of fc1 and fc2, run " + run);
-                WatchedTraining.Config tc = WatchedTraining.noisyLabelsRun(run, bootstrap, epochs)
+                step(3, "training the MLP: true labels for " + injectAt + " epochs, then 10% flipped labels (run " + run + ")");
+                LiveLog live = new LiveLog(service, run, injectAt);
+                WatchedTraining.Config tc = WatchedTraining.memorizationRun(run, bootstrap, epochs, injectAt)
+                        .followingSnapshots(snapshotDir, true)
                         .saving(runDir.resolve("weights.safetensors"), runDir.resolve("trainer-factors.safetensors"));
-                Map<String, Object> trained = new WatchedTraining(tc, System.out).run();
+                Map<String, Object> trained = new WatchedTraining(tc, System.out, live::epoch).observe(live).run();
                 summary.put("training", trained);
 
-                step(4, "reading the worker's factor checkpoints back from Kafka");
+                step(4, "reading the worker's factor checkpoints back from Kafka and checking them against the trainer's");
                 Map<String, Long> expected = expectedTokens(trained);
                 Map<String, FactorCheckpoint> factors = awaitFactors(bootstrap, kafka, run, expected);
                 if (factors == null) {
@@ -118,17 +157,21 @@ final class DemoCommand implements Callable<Integer> {
                 summary.put("factors", compareAndSummarise(factors, runDir.resolve("trainer-factors.safetensors")));
                 summary.put("registry", registered(streamsApp, run));
 
-                step(5, "calibrated keep-mass edit from the worker's factors (held-out probes only)");
-                summary.put("edit", edit(tc, factors, runDir));
+                step(5, "what the live loop did (service signals, alerts de-duplicated by the streams app, snapshots)");
+                Map<String, Object> loop = loop(service, run, trained, live);
+                loop.put("dead_letters_by_topic_and_reason", streamsApp.deadLetterCounts());
+                loop.put("dead_letters_from_service", service.state().deadLetters());
+                System.out.println("      dead letters (all components, counted by the streams app): " + streamsApp.deadLetterCounts());
+                summary.put("loop", loop);
+
+                step(6, "a final edit requested through the authenticated REST API, measured on the final model");
+                summary.put("final_edit", finalEdit(service, run, bearer, tc, runDir));
                 summary.put("seconds", (System.nanoTime() - started) / 1e9);
                 NoisyLabelsReport.json().writeValue(runDir.resolve("summary.json").toFile(), summary);
                 System.out.println("      wrote " + runDir.resolve("summary.json"));
-                System.out.println();
-                System.out.println("Not built yet (so not shown): the Vert.x service, which would raise alerts from these"
-                        + " signals (the streams app would de-duplicate them and turn them into edit requests), make"
-                        + " edited snapshots, and serve the REST API, live stream and dashboard.");
                 if (keepRunning) {
-                    System.out.println("broker " + bootstrap + ", worker and streams app stay up; Ctrl-C to stop");
+                    System.out.println("broker " + bootstrap + ", worker, streams app and service stay up; dashboard "
+                            + service.url() + "/ ; Ctrl-C to stop");
                     CountDownLatch stop = new CountDownLatch(1);
                     Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown, "demo-stop"));
                     stop.await();
@@ -139,8 +182,271 @@ final class DemoCommand implements Callable<Integer> {
     }
 
     private static void step(int n, String what) {
-        System.out.printf("[%d/5] %s%n", n, what);
+        System.out.printf("[%d/%d] %s%n", n, STEPS - 1, what);
         System.out.flush();
+    }
+
+    private static String randomToken() {
+        byte[] b = new byte[16];
+        new SecureRandom().nextBytes(b);
+        return HexFormat.of().formatHex(b);
+    }
+
+    private static Map<String, String> workerConfig(String bootstrap) {
+        Map<String, String> wc = new LinkedHashMap<>();
+        wc.put(WorkerConfig.BOOTSTRAP, bootstrap);
+        wc.put(WorkerConfig.INSTANCE_ID, "demo-worker");
+        wc.put(WorkerConfig.CHECKPOINT_INTERVAL_MS, "1000");
+        wc.put(WorkerConfig.METRICS_PORT, "0");
+        return wc;
+    }
+
+    private Map<String, String> streamsConfig(String bootstrap) {
+        Map<String, String> sc = new LinkedHashMap<>();
+        sc.put(StreamsAppConfig.BOOTSTRAP, bootstrap);
+        sc.put(StreamsAppConfig.APPLICATION_ID, "curvewatch-demo-streams");
+        sc.put(StreamsAppConfig.STATE_DIR, dataDir.resolve("streams-state").toAbsolutePath().toString());
+        sc.put(StreamsAppConfig.RESOLVE_HOLD_MS, "5000"); // a short run: resolutions show within it
+        return sc;
+    }
+
+    private Map<String, String> serviceConfig(String bootstrap, String bearer, Path snapshotDir) {
+        Map<String, String> c = new LinkedHashMap<>();
+        c.put(ServiceConfig.BOOTSTRAP, bootstrap);
+        c.put(ServiceConfig.INSTANCE_ID, "demo");
+        c.put(ServiceConfig.HTTP_PORT, Integer.toString(httpPort));
+        c.put(ServiceConfig.AUTH_TOKENS, bearer);
+        c.put(ServiceConfig.SNAPSHOT_DIR, snapshotDir.toString());
+        c.put(ServiceConfig.REFRESH_INTERVAL_MS, Long.toString(refreshIntervalMs));
+        c.put(ServiceConfig.CALIBRATION_TOLERANCE, Double.toString(tolerance));
+        return c;
+    }
+
+    /**
+     * Prints, after every epoch, the labels in force, memorization, the service's gap per layer and
+     * new alerts. Before the flipped labels arrive it slows the last clean epoch down until the
+     * service has the clean baseline its alert rule compares with ({@link #BASELINE} calibrated
+     * refreshes per layer), so the demo shows the same thing on a fast or a loaded machine.
+     */
+    private static final class LiveLog implements WatchedTraining.Observer {
+        private static final int BASELINE = 5;
+        private static final long BASELINE_WAIT_MS = 180_000;
+        private final CurvewatchService service;
+        private final String run;
+        private final int injectAt;
+        private final Set<String> printedAlerts = new LinkedHashSet<>();
+        private long waitingSinceMs = -1;
+        private boolean baselineReady;
+        final List<Map<String, Object>> applied = new ArrayList<>();
+        final List<Map<String, Object>> epochs = new ArrayList<>();
+
+        LiveLog(CurvewatchService service, String run, int injectAt) {
+            this.service = service;
+            this.run = run;
+            this.injectAt = injectAt;
+        }
+
+        /** On the training thread, before the step's between-steps work (answers, snapshots), which keeps running. */
+        @Override
+        public void stepTrained(long step, int epoch, int[] exampleIndices, int[] labels) {
+            if (baselineReady || epoch != injectAt - 1) {
+                return;
+            }
+            long now = System.currentTimeMillis();
+            if (waitingSinceMs < 0) {
+                waitingSinceMs = now;
+            }
+            int fewest = Integer.MAX_VALUE;
+            for (String layer : LAYERS) {
+                fewest = Math.min(fewest, service.state().signal(run, layer, "memorization_gap").size());
+            }
+            if (fewest >= BASELINE || now - waitingSinceMs > BASELINE_WAIT_MS) {
+                baselineReady = true;
+                System.out.printf("      clean baseline: %d calibrated refreshes per layer after %.1f s of slowed training%n", fewest,
+                        (now - waitingSinceMs) / 1e3);
+                return;
+            }
+            try {
+                Thread.sleep(100);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        void epoch(WatchedTraining.EpochProgress p) {
+            StringBuilder gaps = new StringBuilder();
+            Map<String, Object> e = new LinkedHashMap<>();
+            e.put("epoch", p.epoch());
+            e.put("step", p.step());
+            e.put("flipped_labels", p.flippedLabels());
+            e.put("flipped_memorized", p.flippedMemorized());
+            e.put("test_accuracy", p.testAccuracy());
+            for (String layer : LAYERS) {
+                OptionalDouble gap = service.state().latest(run, layer, "memorization_gap");
+                OptionalDouble rho = service.state().latest(run, layer, "calibrated_rho");
+                gaps.append(String.format("  %s gap %s rho %s", layer, gap.isPresent() ? String.format("%+.3f", gap.getAsDouble()) : "-",
+                        rho.isPresent() ? String.format("%.5f", rho.getAsDouble()) : "-"));
+                e.put(layer + "_gap", gap.isPresent() ? gap.getAsDouble() : null);
+            }
+            epochs.add(e);
+            System.out.printf("      epoch %2d/%d %s: flipped memorized %.3f, test %.4f |%s%n", p.epoch(), p.epochs(),
+                    p.flippedLabels() ? "flipped labels" : "true labels   ", p.flippedMemorized(), p.testAccuracy(), gaps);
+            for (Alert a : service.state().alerts()) {
+                String key = a.getFingerprint() + "/" + a.getStatus() + "/" + a.getSeverity() + "/" + a.getFirstSeenMs();
+                if (run.equals(a.getRunId()) && printedAlerts.add(key)) {
+                    System.out.printf("      ALERT %s %s %s: %s (rule %s, step %d)%n", a.getSeverity(), a.getStatus(),
+                            a.getLayer(), a.getSummary(), a.getRule(), a.getStep());
+                }
+            }
+            System.out.flush();
+        }
+
+        @Override
+        public void snapshotApplied(SnapshotFollower.Applied a, Mlp model) {
+            applied.add(a.toMap());
+            System.out.printf("      SNAPSHOT %s applied after step %d: %s (edited at step %d), training continues from it%n",
+                    a.snapshotId(), a.atStep(), a.rhos(), a.snapshotStep());
+        }
+
+        @Override
+        public void snapshotRefused(String snapshotId, String reason, String message) {
+            System.out.printf("      snapshot %s refused: %s %s%n", snapshotId, reason, message);
+        }
+    }
+
+    /**
+     * Alerts per layer against the injection step, counted in calibrated refreshes (DESIGN §6: within 3
+     * refreshes of memorization starting, none before), the edit requests the rules made and the
+     * snapshots the trainer applied.
+     */
+    private static Map<String, Object> loop(CurvewatchService service, String run, Map<String, Object> trained, LiveLog live) {
+        long injectedStep = ((Number) trained.get("noise_injected_at_step")).longValue();
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("noise_injected_at_step", injectedStep);
+        Map<String, Object> layers = new LinkedHashMap<>();
+        for (String layer : LAYERS) {
+            Map<String, Object> l = new LinkedHashMap<>();
+            List<SignalPoint> gap = service.state().signal(run, layer, "memorization_gap");
+            l.put("calibrated_refreshes", gap.size());
+            l.put("calibrated_refreshes_before_injection", gap.stream().filter(p -> p.step() < injectedStep).count());
+            Optional<Alert> first = service.state().rawAlerts().stream()
+                    .filter(a -> run.equals(a.getRunId()) && layer.equals(a.getLayer()) && a.getStatus() == AlertStatus.FIRING)
+                    .min((x, y) -> Long.compare(x.getStep(), y.getStep()));
+            if (first.isPresent()) {
+                Alert a = first.get();
+                long refreshesAfter = gap.stream().filter(p -> p.step() >= injectedStep && p.step() <= a.getStep()).count();
+                l.put("first_alert_step", a.getStep());
+                l.put("first_alert_rule", a.getRule());
+                l.put("first_alert_severity", a.getSeverity().toString());
+                l.put("first_alert_value", a.getValue());
+                l.put("first_alert_threshold", a.getThreshold());
+                l.put("refreshes_from_injection_to_alert", refreshesAfter);
+                System.out.printf("      %s: %d calibrated refreshes (%d before the injection at step %d); first alert at step %d "
+                                + "(%s %s, gap %.3f > %.3f), refresh %d after the injection%n", layer, gap.size(),
+                        (Long) l.get("calibrated_refreshes_before_injection"), injectedStep, a.getStep(), a.getSeverity(),
+                        a.getRule(), a.getValue(), a.getThreshold(), refreshesAfter);
+            } else {
+                System.out.printf("      %s: %d calibrated refreshes, no alert%n", layer, gap.size());
+            }
+            layers.put(layer, l);
+        }
+        out.put("layers", layers);
+        List<Map<String, Object>> snaps = new ArrayList<>();
+        for (SnapshotEvent e : service.state().snapshots(run)) {
+            Map<String, Object> s = new LinkedHashMap<>();
+            s.put("snapshot_id", e.getSnapshotId());
+            s.put("step", e.getStep());
+            s.put("idempotency_key", e.getIdempotencyKey());
+            s.put("layers", rhos(e));
+            snaps.add(0, s); // oldest first
+        }
+        out.put("snapshots", snaps);
+        out.put("snapshots_applied_by_trainer", live.applied);
+        out.put("epochs", live.epochs);
+        System.out.printf("      %d edited snapshot(s) written by the service from alert-triggered edit requests; "
+                + "the trainer applied %d and trained on%n", snaps.size(), live.applied.size());
+        return out;
+    }
+
+    private static Map<String, Double> rhos(SnapshotEvent e) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        for (LayerRho lr : e.getLayers()) {
+            m.put(lr.getLayer(), lr.getRho());
+        }
+        return m;
+    }
+
+    /**
+     * POSTs an edit of the layer whose latest calibrated edit keeps the most probe accuracy (the
+     * service's own signals; never the flipped set), waits for its snapshot, and scores the final
+     * model with that layer replaced by the snapshot's weight.
+     */
+    private Map<String, Object> finalEdit(CurvewatchService service, String run, String bearer, WatchedTraining.Config tc,
+                                          Path runDir) throws IOException, InterruptedException {
+        Map<String, Object> out = new LinkedHashMap<>();
+        String layer = null;
+        double bestAcc = Double.NEGATIVE_INFINITY;
+        for (String l : LAYERS) {
+            OptionalDouble acc = service.state().latest(run, l, "probe_accuracy_edited");
+            OptionalDouble rho = service.state().latest(run, l, "calibrated_rho");
+            if (acc.isPresent() && rho.isPresent() && rho.getAsDouble() < 1 && acc.getAsDouble() > bestAcc) {
+                bestAcc = acc.getAsDouble();
+                layer = l;
+            }
+        }
+        if (layer == null) {
+            System.out.println("      no layer has a calibrated edit (rho < 1): nothing to request");
+            return out;
+        }
+        String key = "demo-final-" + run;
+        String body = "{\"layers\":[{\"layer\":\"" + layer + "\"}],\"reason\":\"demo: final edit\",\"idempotency_key\":\"" + key + "\"}";
+        HttpClient http = HttpClient.newHttpClient();
+        HttpRequest.Builder post = HttpRequest.newBuilder(URI.create(service.url() + "/api/runs/" + run + "/edits"))
+                .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body));
+        int unauthenticated = http.send(post.build(), HttpResponse.BodyHandlers.discarding()).statusCode();
+        HttpResponse<String> accepted = http.send(post.header("Authorization", "Bearer " + bearer).build(),
+                HttpResponse.BodyHandlers.ofString());
+        System.out.printf("      POST /api/runs/%s/edits {%s, calibrated rho}: without the token %d, with it %d %s%n", run, layer,
+                unauthenticated, accepted.statusCode(), accepted.body());
+        out.put("layer", layer);
+        out.put("status_without_token", unauthenticated);
+        out.put("status_with_token", accepted.statusCode());
+        if (accepted.statusCode() != 202) {
+            return out;
+        }
+        SnapshotEvent snap = null;
+        long deadline = System.nanoTime() + Duration.ofSeconds(90).toNanos();
+        while (snap == null && System.nanoTime() < deadline) {
+            snap = service.state().snapshots(run).stream().filter(e -> key.equals(e.getIdempotencyKey())).findFirst().orElse(null);
+            if (snap == null) {
+                Thread.sleep(200);
+            }
+        }
+        if (snap == null) {
+            System.out.println("      no snapshot for " + key + " within 90 s");
+            return out;
+        }
+        Path file = service.config().snapshotDir().resolve(snap.getUri()).normalize();
+        out.put("snapshot_id", snap.getSnapshotId());
+        out.put("snapshot_step", snap.getStep());
+        out.put("rho", rhos(snap).get(layer));
+        out.put("sha256", snap.getSha256());
+        int index = List.of(LAYERS).indexOf(layer);
+        try (Mlp mlp = WatchedTraining.model(tc); SafetensorsFile f = SafetensorsFile.open(file)) {
+            WatchedTraining.loadWeights(mlp, runDir.resolve("weights.safetensors"));
+            NoisyLabelsScorer scorer = new NoisyLabelsScorer(mlp, WatchedTraining.data(tc));
+            Map<String, Double> before = scorer.evaluate(null, -1);
+            Map<String, Double> after = scorer.evaluate(f.readFloat32(layer + ".weight"), index);
+            out.put("before", before);
+            out.put("after", after);
+            System.out.printf("      snapshot %s: %s at rho %.5f, weights of step %d (sha256 %s…)%n", snap.getSnapshotId(), layer,
+                    rhos(snap).get(layer), snap.getStep(), snap.getSha256().substring(0, 12));
+            System.out.println("                                   final model   + snapshot");
+            for (String k : before.keySet()) {
+                System.out.printf("      %-28s %8.4f %12.4f%n", k, before.get(k), after.get(k));
+            }
+        }
+        return out;
     }
 
     /** The run as the streams app's registry holds it (read back through an interactive query). */
@@ -168,10 +474,11 @@ final class DemoCommand implements Callable<Integer> {
         }
         out.put("model", info.getModel());
         out.put("source", info.getSource());
+        out.put("status", info.getStatus().toString());
         out.put("layers", layers);
         out.put("dead_letters", app.deadLetterCounts());
-        System.out.printf("      run registry (streams app): %s, model %s from %s, layers %s; dead letters %s%n", run,
-                info.getModel(), info.getSource(), layers, app.deadLetterCounts());
+        System.out.printf("      run registry (streams app): %s, model %s from %s (%s), layers %s; dead letters %s%n", run,
+                info.getModel(), info.getSource(), info.getStatus(), layers, app.deadLetterCounts());
         return out;
     }
 
@@ -255,48 +562,5 @@ final class DemoCommand implements Callable<Integer> {
             den += y[i] * y[i];
         }
         return Math.sqrt(num / den);
-    }
-
-    private Map<String, Object> edit(WatchedTraining.Config tc, Map<String, FactorCheckpoint> factors, Path runDir)
-            throws IOException {
-        Map<String, Object> out = new LinkedHashMap<>();
-        try (Mlp mlp = WatchedTraining.model(tc)) {
-            WatchedTraining.loadWeights(mlp, runDir.resolve("weights.safetensors"));
-            NoisyLabelsScorer scorer = new NoisyLabelsScorer(mlp, WatchedTraining.data(tc));
-            Map<String, Double> before = scorer.evaluate(null, -1);
-            List<NoisyLabelsScorer.LayerEdit> edits = new ArrayList<>();
-            for (int l = 0; l < LAYERS.length; l++) {
-                FactorCheckpoint cp = factors.get(LAYERS[l]);
-                Eigenbasis a = SymmetricEigensolvers.best().decompose(cp.meanA(), mlp.inDim(l), Precision.FLOAT64).orThrow();
-                Eigenbasis g = SymmetricEigensolvers.best().decompose(cp.meanG(), mlp.outDim(l), Precision.FLOAT64).orThrow();
-                NoisyLabelsScorer.LayerEdit e = scorer.calibrate(l, new CurvatureEdit(g, a), tolerance);
-                edits.add(e);
-                System.out.printf("      %s: %s%n", LAYERS[l], e.found()
-                        ? String.format("rho %.4f keeps %d of %d pairs, probe accuracy %.4f", e.mask().rho(),
-                        e.mask().keptPairs(), (long) e.mask().rows() * e.mask().columns(), e.probeAccuracy())
-                        : "no rho within tolerance");
-            }
-            Optional<NoisyLabelsScorer.LayerEdit> best = NoisyLabelsScorer.best(edits);
-            out.put("before", before);
-            if (best.isEmpty()) {
-                System.out.println("      no layer has an edit within tolerance: nothing edited");
-                return out;
-            }
-            NoisyLabelsScorer.LayerEdit e = best.get();
-            Map<String, Double> after = scorer.evaluate(e.edited(), e.layer());
-            out.put("layer", LAYERS[e.layer()]);
-            out.put("rho", e.mask().rho());
-            out.put("kept_pairs", e.mask().keptPairs());
-            out.put("after", after);
-            mlp.setWeight(e.layer(), e.edited());
-            Path edited = runDir.resolve("edited.safetensors");
-            WatchedTraining.saveWeights(mlp, edited, tc.runId(), -1);
-            System.out.printf("      edited %s at rho %.4f -> %s%n", LAYERS[e.layer()], e.mask().rho(), edited);
-            System.out.println("                                   before    after");
-            for (String k : before.keySet()) {
-                System.out.printf("      %-28s %8.4f %8.4f%n", k, before.get(k), after.get(k));
-            }
-        }
-        return out;
     }
 }
