@@ -3,6 +3,8 @@ package dev.curvewatch.schemas;
 import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.DType;
+import dev.curvewatch.avro.FactorManifest;
+import dev.curvewatch.avro.FactorMode;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Tensor;
@@ -23,6 +25,12 @@ import java.util.regex.Pattern;
 public final class ContractChecks {
     /** Run ids and layer names: safe in record keys ("run/layer"), file names and URLs. */
     public static final Pattern ID = Pattern.compile("[A-Za-z0-9._:-]{1,128}");
+
+    /**
+     * Most elements one factor (d x d) of a {@link #checkManifest manifest} may have: a Java array
+     * holds at most about 2^31 - 1 elements, so d &lt;= 46340.
+     */
+    public static final long MAX_FACTOR_ELEMENTS = Integer.MAX_VALUE - 8L;
 
     private ContractChecks() {
     }
@@ -184,6 +192,59 @@ public final class ContractChecks {
             }
             TensorCodec.requireConsistent(bias, "bias");
             TensorCodec.requireFinite(bias, "bias");
+        }
+    }
+
+    /**
+     * A "factors ready" manifest on its own, before anything is allocated for it: ids, a
+     * non-negative version, sides d_in and d_out in [1, 46340] (a d x d factor must fit one array:
+     * {@link #MAX_FACTOR_ELEMENTS}), decay 1 for CUMULATIVE and in (0, 1] for EMA, a finite weight
+     * &gt; 0 (the factor is sum / weight), non-negative token and capture counts, step_first &lt;=
+     * step_last, and chunk counts in [1, d^2]. Whether the chunks match (versions, lengths,
+     * sha256) is for whoever assembles the checkpoint; the sides against the registered layer are
+     * for the reader that knows the run.
+     */
+    public static void checkManifest(FactorManifest m) {
+        requireId(m.getRunId(), "run_id");
+        requireId(m.getLayer(), "layer");
+        String what = "manifest v" + m.getVersion() + " of " + m.getRunId() + "/" + m.getLayer() + ": ";
+        if (m.getVersion() < 0) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, what + "the version is negative");
+        }
+        for (int side : new int[]{m.getDIn(), m.getDOut()}) {
+            if (side < 1) {
+                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, what + "d_in=" + m.getDIn() + " d_out=" + m.getDOut()
+                        + ": factor sides must be >= 1");
+            }
+            if ((long) side * side > MAX_FACTOR_ELEMENTS) {
+                throw new InvalidRecordException(RejectReason.OVERSIZED, what + "d_in=" + m.getDIn() + " d_out=" + m.getDOut()
+                        + ": a " + side + " x " + side + " factor has more than " + MAX_FACTOR_ELEMENTS + " elements");
+            }
+        }
+        double decay = m.getEmaDecay();
+        if (m.getMode() == FactorMode.CUMULATIVE ? decay != 1.0 : !(decay > 0 && decay <= 1)) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, what + "ema_decay " + decay + " with mode " + m.getMode()
+                    + ": must be 1 for CUMULATIVE and in (0, 1] for EMA");
+        }
+        if (!(m.getWeight() > 0) || !Double.isFinite(m.getWeight())) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, what + "weight " + m.getWeight() + " must be finite and > 0");
+        }
+        if (m.getTokenCount() < 0 || m.getCaptures() < 0) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, what + "token_count " + m.getTokenCount() + " and captures "
+                    + m.getCaptures() + " must be >= 0");
+        }
+        if (m.getStepFirst() > m.getStepLast()) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, what + "step_first " + m.getStepFirst() + " is after step_last "
+                    + m.getStepLast());
+        }
+        checkChunks(what, m.getChunksA(), m.getDIn(), "chunks_a");
+        checkChunks(what, m.getChunksG(), m.getDOut(), "chunks_g");
+    }
+
+    private static void checkChunks(String what, int chunks, int side, String field) {
+        if (chunks < 1 || chunks > (long) side * side) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, what + field + " " + chunks + " is outside [1, " + ((long) side * side)
+                    + "] for a " + side + " x " + side + " factor");
         }
     }
 

@@ -90,6 +90,20 @@ public final class WeightAssembler {
                 p.weight, p.bias));
     }
 
+    /**
+     * Drops the steps in progress of every layer of a run (a consumer that forgets a run, e.g.
+     * to stay within a bound on runs, must not keep its half-assembled weights).
+     */
+    public void forgetRun(String runId) {
+        String prefix = CurvewatchTopics.runLayerKey(runId, "");
+        inProgress.keySet().removeIf(k -> k.startsWith(prefix));
+    }
+
+    /** Layers with a step in progress (parts received, the last one not yet). */
+    public int inProgress() {
+        return inProgress.size();
+    }
+
     /** Steps abandoned because a part was missing, foreign or out of place. */
     public long discardedSteps() {
         return discardedSteps;

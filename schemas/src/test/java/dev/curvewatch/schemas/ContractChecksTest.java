@@ -1,6 +1,8 @@
 package dev.curvewatch.schemas;
 
 import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.FactorManifest;
+import dev.curvewatch.avro.FactorMode;
 import dev.curvewatch.avro.LayerInfo;
 import org.junit.jupiter.api.Test;
 
@@ -84,5 +86,42 @@ class ContractChecksTest {
     void partIndexMustBeInRange() {
         Capture c = Capture.newBuilder(good).setPart(2).setParts(2).build();
         assertEquals(RejectReason.INVALID_FIELD, rejected(() -> ContractChecks.checkStructure(c)).reason());
+    }
+
+    private static FactorManifest manifest() {
+        return FactorManifest.newBuilder().setRunId("run-1").setLayer("fc1").setVersion(3).setDIn(4).setDOut(3)
+                .setTokenCount(10).setWeight(10).setStepFirst(0).setStepLast(7).setChunksA(1).setChunksG(1)
+                .setSha256("00").setCreatedMs(3L).build();
+    }
+
+    private static RejectReason manifestRejected(java.util.function.UnaryOperator<FactorManifest.Builder> change) {
+        FactorManifest m = change.apply(FactorManifest.newBuilder(manifest())).build();
+        return rejected(() -> ContractChecks.checkManifest(m)).reason();
+    }
+
+    @Test
+    void manifestsAreCheckedBeforeAnythingIsAllocatedForThem() {
+        assertDoesNotThrow(() -> ContractChecks.checkManifest(manifest()));
+        assertDoesNotThrow(() -> ContractChecks.checkManifest(FactorManifest.newBuilder(manifest()).setMode(FactorMode.EMA)
+                .setEmaDecay(0.99).setWeight(3.5).setDIn(46340).setChunksA(2048).build()));
+        assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setLayer("../x")));
+        assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setVersion(-1)));
+        assertEquals(RejectReason.SHAPE_MISMATCH, manifestRejected(b -> b.setDIn(0)));
+        assertEquals(RejectReason.SHAPE_MISMATCH, manifestRejected(b -> b.setDOut(-5)));
+        // d^2 beyond one Java array: the old assembly allocated new double[(int) (d * d)] and died on it
+        assertEquals(RejectReason.OVERSIZED, manifestRejected(b -> b.setDIn(46341)));
+        assertEquals(RejectReason.OVERSIZED, manifestRejected(b -> b.setDOut(Integer.MAX_VALUE)));
+        assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setEmaDecay(0.9)), "CUMULATIVE needs decay 1");
+        for (double decay : new double[]{0, -0.5, 1.5, Double.NaN}) {
+            assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setMode(FactorMode.EMA).setEmaDecay(decay)), "EMA " + decay);
+        }
+        for (double weight : new double[]{0, -1, Double.NaN, Double.POSITIVE_INFINITY}) {
+            assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setWeight(weight)), "weight " + weight);
+        }
+        assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setTokenCount(-1)));
+        assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setCaptures(-1)));
+        assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setStepFirst(8)));
+        assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setChunksA(0)));
+        assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setChunksG(10)), "more chunks than the 9 elements of G");
     }
 }

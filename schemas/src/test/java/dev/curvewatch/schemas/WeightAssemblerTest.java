@@ -132,4 +132,19 @@ class WeightAssemblerTest {
         assertEquals(0, read.getRowOffset());
         assertArrayEquals(w, new WeightAssembler().accept(read, LAYER).orElseThrow().weight());
     }
+
+    @Test
+    void forgettingARunDropsItsStepsInProgressOnly() {
+        WeightAssembler assembler = new WeightAssembler();
+        List<WeightSnapshot> parts = split(7, 4, 6);
+        assertTrue(assembler.accept(parts.get(0), LAYER).isEmpty());
+        WeightSnapshot other = WeightSnapshot.newBuilder(parts.get(0)).setRunId("run-10").build();
+        assertTrue(assembler.accept(other, LAYER).isEmpty());
+        assertEquals(2, assembler.inProgress());
+        assembler.forgetRun("run-1");
+        assertEquals(1, assembler.inProgress(), "run-10 is not run-1");
+        // the half-assembled step of run-1 is gone: its next part has nothing to continue
+        assertThrows(InvalidRecordException.class, () -> assembler.accept(parts.get(1), LAYER));
+        assertTrue(assembler.accept(WeightSnapshot.newBuilder(parts.get(1)).setRunId("run-10").build(), LAYER).isPresent());
+    }
 }
