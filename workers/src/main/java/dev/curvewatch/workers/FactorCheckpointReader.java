@@ -4,12 +4,14 @@ import dev.curvewatch.avro.FactorChunk;
 import dev.curvewatch.avro.FactorKind;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.schemas.InvalidRecordException;
+import dev.curvewatch.schemas.RejectReason;
 import dev.curvewatch.workers.internal.CheckpointCodec;
 
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Optional;
+import java.util.function.Consumer;
 import java.util.function.Predicate;
 
 /**
@@ -21,25 +23,65 @@ import java.util.function.Predicate;
  * <p>Chunks of version v+1 arrive before manifest v+1 and replace those of v, and a poll may end
  * in the middle of a checkpoint's transaction: {@link #isComplete} says whether the chunks held
  * are exactly those of the newest manifest, and {@link #assemble} checks it again, with the
- * checksum. Not thread-safe: one reader per consuming thread.
+ * checksum. Not thread-safe: one reader per consuming thread; {@link #detach} hands a checkpoint's
+ * parts to another thread to assemble there.
+ *
+ * <p>A manifest is kept only if its run and layer are those of its key and the reader's
+ * {@code check} accepts it, so a malformed manifest never replaces a good one (and never makes
+ * anyone allocate its d x d sizes); its chunks are assembled only when asked.
  */
 public final class FactorCheckpointReader {
     private final CheckpointCodec codec = new CheckpointCodec(1 << 20);
     private final Predicate<String> wanted;
+    private final Consumer<FactorManifest> check;
     private final Map<String, FactorManifest> manifests = new HashMap<>();
     private final Map<String, Map<String, FactorChunk>> chunks = new HashMap<>();
     private long bytesHeld;
 
+    /**
+     * The newest manifest of a layer and the chunks held for it, detached from the reader (the
+     * chunk records are immutable and shared, not copied): {@link #assemble} may run on another
+     * thread while the reader goes on taking records.
+     */
+    public record Parts(FactorManifest manifest, Map<String, FactorChunk> chunks) {
+        private static final CheckpointCodec CODEC = new CheckpointCodec(1 << 20);
+
+        public Parts {
+            chunks = Map.copyOf(chunks);
+        }
+
+        /**
+         * The checkpoint, checksum verified (sha256 and decoding of the d^2 values happen here).
+         *
+         * @throws CheckpointCorruptException if the chunks do not match the manifest
+         */
+        public FactorCheckpoint assemble() {
+            return CODEC.assemble(manifest, chunks);
+        }
+    }
+
     /** @param wanted which run/layer keys to keep ({@code key -> true} for all) */
     public FactorCheckpointReader(Predicate<String> wanted) {
+        this(wanted, m -> { });
+    }
+
+    /**
+     * @param wanted which run/layer keys to keep
+     * @param check  called with every decoded manifest of a wanted layer before it is kept; an
+     *               {@link InvalidRecordException} it throws refuses the manifest ({@link #accept}
+     *               rethrows it and the previous manifest stays)
+     */
+    public FactorCheckpointReader(Predicate<String> wanted, Consumer<FactorManifest> check) {
         this.wanted = wanted;
+        this.check = check;
     }
 
     /**
      * Takes one record of the factors topic.
      *
      * @return the run/layer when the record is a manifest (a new "factors ready"), else empty
-     * @throws InvalidRecordException if the value does not decode
+     * @throws InvalidRecordException if the value does not decode, or a manifest's run/layer is
+     *         not its key's (KEY_MISMATCH) or the check refuses it; nothing is kept then
      */
     public Optional<String> accept(byte[] key, byte[] value) {
         if (key == null) {
@@ -64,7 +106,13 @@ public final class FactorCheckpointReader {
             return Optional.empty();
         }
         if (manifest) {
-            manifests.put(runLayer, codec.decodeManifest(value));
+            FactorManifest m = codec.decodeManifest(value);
+            if (!runLayer.equals(m.getRunId() + "/" + m.getLayer())) {
+                throw new InvalidRecordException(RejectReason.KEY_MISMATCH, "manifest key '" + k + "' is not that of its run/layer '"
+                        + m.getRunId() + "/" + m.getLayer() + "'");
+            }
+            check.accept(m);
+            manifests.put(runLayer, m);
             return Optional.of(runLayer);
         }
         FactorChunk c = codec.decodeChunk(value);
@@ -119,12 +167,34 @@ public final class FactorCheckpointReader {
         return codec.assemble(m, chunks.getOrDefault(runLayer, Map.of()));
     }
 
+    /**
+     * The newest manifest and the chunks held for it, to {@link Parts#assemble assemble} on
+     * another thread; empty without a manifest. Cheap: no chunk data is copied or hashed here.
+     */
+    public Optional<Parts> detach(String runLayer) {
+        FactorManifest m = manifests.get(runLayer);
+        return m == null ? Optional.empty() : Optional.of(new Parts(m, chunks.getOrDefault(runLayer, Map.of())));
+    }
+
     /** Drops everything held for a run/layer. */
     public void forget(String runLayer) {
         manifests.remove(runLayer);
         Map<String, FactorChunk> m = chunks.remove(runLayer);
         if (m != null) {
             m.values().forEach(c -> bytesHeld -= c.getData().getData().remaining());
+        }
+    }
+
+    /** Drops everything held for every layer of a run, manifests and chunks alike (also chunks whose manifest never came). */
+    public void forgetRun(String runId) {
+        String prefix = runId + "/";
+        manifests.keySet().removeIf(k -> k.startsWith(prefix));
+        for (var it = chunks.entrySet().iterator(); it.hasNext(); ) {
+            var e = it.next();
+            if (e.getKey().startsWith(prefix)) {
+                e.getValue().values().forEach(c -> bytesHeld -= c.getData().getData().remaining());
+                it.remove();
+            }
         }
     }
 

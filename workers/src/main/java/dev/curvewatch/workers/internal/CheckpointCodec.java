@@ -131,29 +131,56 @@ public final class CheckpointCodec {
 
     /**
      * Rebuilds a checkpoint from its manifest and the newest chunk seen under each chunk key;
-     * every chunk must carry the manifest's version.
+     * every chunk must carry the manifest's version. Nothing is allocated from the manifest's
+     * sizes alone: the sides and chunk counts are bounded first, and the factor arrays only once
+     * the chunks held are known to add up to exactly d x d elements each. Uses no state of the
+     * codec, so it may run on any thread (the service assembles on its refresh threads).
+     *
+     * @throws CheckpointCorruptException for anything that does not match: sizes, chunks,
+     *         checksum, or a decay, weight or count the factor state refuses
      */
     public FactorCheckpoint assemble(FactorManifest m, Map<String, FactorChunk> chunksByKey) {
         String runLayer = m.getRunId() + "/" + m.getLayer();
+        String what = runLayer + " version " + m.getVersion();
+        checkSide(what, "d_in", m.getDIn(), m.getChunksA());
+        checkSide(what, "d_out", m.getDOut(), m.getChunksG());
+        checkChunks(m, runLayer, FactorKind.A, m.getDIn(), m.getChunksA(), chunksByKey);
+        checkChunks(m, runLayer, FactorKind.G, m.getDOut(), m.getChunksG(), chunksByKey);
         MessageDigest sha = sha256();
         FactorMode mode = m.getMode() == dev.curvewatch.avro.FactorMode.EMA ? FactorMode.EMA : FactorMode.CUMULATIVE;
-        FactorState a = assembleFactor(m, runLayer, FactorKind.A, m.getDIn(), m.getChunksA(), chunksByKey, sha, mode);
-        FactorState g = assembleFactor(m, runLayer, FactorKind.G, m.getDOut(), m.getChunksG(), chunksByKey, sha, mode);
+        FactorState a;
+        FactorState g;
+        try {
+            a = assembleFactor(m, runLayer, FactorKind.A, m.getDIn(), m.getChunksA(), chunksByKey, sha, mode);
+            g = assembleFactor(m, runLayer, FactorKind.G, m.getDOut(), m.getChunksG(), chunksByKey, sha, mode);
+        } catch (IllegalArgumentException e) { // FactorState: decay, weight or token count out of range
+            throw new CheckpointCorruptException(what + ": " + e.getMessage());
+        }
         String digest = HexFormat.of().formatHex(sha.digest());
         if (!digest.equalsIgnoreCase(m.getSha256())) {
-            throw new CheckpointCorruptException(runLayer + " version " + m.getVersion() + ": chunk checksum " + digest
+            throw new CheckpointCorruptException(what + ": chunk checksum " + digest
                     + " differs from the manifest's " + m.getSha256());
         }
         return new FactorCheckpoint(m, a, g);
     }
 
-    private static FactorState assembleFactor(FactorManifest m, String runLayer, FactorKind kind, int dim, int count,
-                                              Map<String, FactorChunk> chunks, MessageDigest sha, FactorMode mode) {
+    /** Most elements of one factor: what one Java array can hold. */
+    static final long MAX_FACTOR_ELEMENTS = Integer.MAX_VALUE - 8L;
+
+    private static void checkSide(String what, String name, int side, int chunks) {
+        if (side < 1 || (long) side * side > MAX_FACTOR_ELEMENTS) {
+            throw new CheckpointCorruptException(what + ": " + name + " " + side + " is outside [1, 46340]");
+        }
+        if (chunks < 1 || chunks > (long) side * side) {
+            throw new CheckpointCorruptException(what + ": " + chunks + " chunks for a " + side + " x " + side + " factor");
+        }
+    }
+
+    /** Before any allocation: every chunk present, of this version and place, and d x d elements in all. */
+    private static void checkChunks(FactorManifest m, String runLayer, FactorKind kind, int dim, int count, Map<String, FactorChunk> chunks) {
         long total = (long) dim * dim;
-        boolean f32 = m.getDtype() == DType.FLOAT32;
-        double[] s64 = f32 ? null : new double[(int) total];
-        float[] s32 = f32 ? new float[(int) total] : null;
-        long next = 0;
+        long elements = 0;
+        int elemSize = m.getDtype() == DType.FLOAT32 ? 4 : 8;
         for (int i = 0; i < count; i++) {
             String key = chunkKey(runLayer, kind, i);
             FactorChunk c = chunks.get(key);
@@ -161,32 +188,49 @@ public final class CheckpointCodec {
             if (c == null) {
                 throw new CheckpointCorruptException(where + " is missing");
             }
-            if (c.getVersion() != m.getVersion() || c.getCount() != count || c.getDim() != dim || c.getOffset() != next
+            if (c.getVersion() != m.getVersion() || c.getCount() != count || c.getDim() != dim || c.getOffset() != elements
                     || c.getIndex() != i) {
                 throw new CheckpointCorruptException(where + " does not belong to it (version " + c.getVersion()
-                        + ", count " + c.getCount() + ", dim " + c.getDim() + ", offset " + c.getOffset() + ", expected offset " + next + ")");
+                        + ", count " + c.getCount() + ", dim " + c.getDim() + ", offset " + c.getOffset() + ", expected offset " + elements + ")");
             }
-            ByteBuffer data = c.getData().getData().duplicate().order(ByteOrder.LITTLE_ENDIAN);
             if (c.getData().getDtype() != m.getDtype()) {
                 throw new CheckpointCorruptException(where + " is " + c.getData().getDtype() + ", manifest says " + m.getDtype());
             }
-            sha.update(data.duplicate());
-            int n = data.remaining() / (f32 ? 4 : 8);
-            if (next + n > total) {
+            int bytes = c.getData().getData().remaining();
+            if (bytes % elemSize != 0) {
+                throw new CheckpointCorruptException(where + " holds " + bytes + " bytes, not whole " + m.getDtype() + " elements");
+            }
+            elements += bytes / elemSize;
+            if (elements > total) {
                 throw new CheckpointCorruptException(where + " runs past the " + dim + "x" + dim + " factor");
             }
+        }
+        if (elements != total) {
+            throw new CheckpointCorruptException(runLayer + " version " + m.getVersion() + " factor " + kind + " has "
+                    + elements + " of " + total + " elements");
+        }
+    }
+
+    /** Copies the chunks {@link #checkChunks} accepted into one array, hashing them in order. */
+    private static FactorState assembleFactor(FactorManifest m, String runLayer, FactorKind kind, int dim, int count,
+                                              Map<String, FactorChunk> chunks, MessageDigest sha, FactorMode mode) {
+        int total = dim * dim;
+        boolean f32 = m.getDtype() == DType.FLOAT32;
+        double[] s64 = f32 ? null : new double[total];
+        float[] s32 = f32 ? new float[total] : null;
+        int next = 0;
+        for (int i = 0; i < count; i++) {
+            ByteBuffer data = chunks.get(chunkKey(runLayer, kind, i)).getData().getData().duplicate().order(ByteOrder.LITTLE_ENDIAN);
+            sha.update(data.duplicate());
+            int n = data.remaining() / (f32 ? 4 : 8);
             for (int k = 0; k < n; k++) {
                 if (f32) {
-                    s32[(int) next + k] = data.getFloat();
+                    s32[next + k] = data.getFloat();
                 } else {
-                    s64[(int) next + k] = data.getDouble();
+                    s64[next + k] = data.getDouble();
                 }
             }
             next += n;
-        }
-        if (next != total) {
-            throw new CheckpointCorruptException(runLayer + " version " + m.getVersion() + " factor " + kind + " has "
-                    + next + " of " + total + " elements");
         }
         return f32
                 ? FactorState.ofFloat32(dim, mode, m.getEmaDecay(), s32, m.getWeight(), m.getTokenCount(), m.getStepFirst(), m.getStepLast())

@@ -104,6 +104,29 @@ class CheckpointCodecTest {
     }
 
     @Test
+    void manifestSizesAndValuesAreCheckedBeforeAnythingIsAllocated() {
+        CheckpointCodec codec = new CheckpointCodec(1024);
+        List<Written> recs = write(codec, filled(20, Precision.FLOAT64, false, 2, 1), filled(10, Precision.FLOAT64, false, 2, 2), 1);
+        FactorManifest m = codec.decodeManifest(recs.get(recs.size() - 1).value());
+        Map<String, FactorChunk> chunks = chunks(codec, recs);
+        // the old assembly allocated new double[(int) (d * d)] from these before looking at a chunk:
+        // NegativeArraySizeException, OutOfMemoryError or a 16 GiB array
+        for (int side : new int[]{46341, 65536, Integer.MAX_VALUE, 0, -3, 40000}) {
+            FactorManifest huge = FactorManifest.newBuilder(m).setDIn(side).build();
+            CheckpointCorruptException e = assertThrows(CheckpointCorruptException.class, () -> codec.assemble(huge, chunks), "d_in " + side);
+            assertTrue(e.getMessage().contains("d_in") || e.getMessage().contains("chunk"), e.getMessage());
+        }
+        assertThrows(CheckpointCorruptException.class, () -> codec.assemble(FactorManifest.newBuilder(m).setChunksA(Integer.MAX_VALUE).build(), chunks));
+        assertThrows(CheckpointCorruptException.class, () -> codec.assemble(FactorManifest.newBuilder(m).setChunksG(0).build(), chunks));
+        // values the factor state refuses are a corrupt checkpoint, not an IllegalArgumentException
+        assertThrows(CheckpointCorruptException.class, () -> codec.assemble(FactorManifest.newBuilder(m).setEmaDecay(0.5).build(), chunks));
+        assertThrows(CheckpointCorruptException.class, () -> codec.assemble(FactorManifest.newBuilder(m).setWeight(-1).build(), chunks));
+        assertThrows(CheckpointCorruptException.class, () -> codec.assemble(FactorManifest.newBuilder(m)
+                .setMode(dev.curvewatch.avro.FactorMode.EMA).setEmaDecay(7).build(), chunks));
+        assertEquals(1, codec.assemble(m, chunks).version(), "the real manifest still assembles");
+    }
+
+    @Test
     void runLayerOfKeys() {
         assertEquals("r1/fc1", CheckpointCodec.runLayerOf("r1/fc1/manifest"));
         assertEquals("r1/fc1", CheckpointCodec.runLayerOf("r1/fc1/A/12"));
