@@ -561,7 +561,10 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                 producer.abortTransaction();
             } catch (ProducerFencedException e) {
                 throw e;
-            } catch (KafkaException e) {
+            } catch (KafkaException | IllegalStateException e) {
+                // IllegalStateException: a commitTransaction timed out (broker away) and Kafka allows only retrying it;
+                // the replacement's initTransactions completes or aborts that transaction, and the rollback then reads
+                // whichever offsets it left committed
                 log.warn("abort failed ({}); replacing the producer", e.toString());
                 producer.close(Duration.ZERO);
                 producer = newProducer();
