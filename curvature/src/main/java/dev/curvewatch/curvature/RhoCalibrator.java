@@ -8,8 +8,17 @@ import java.util.OptionalDouble;
  * Per-layer ρ calibration (DESIGN §3): candidates 1−ρ on a log grid from {@code maxGap} (most
  * aggressive, default 0.4) down to {@code minGap} (mildest, default 1e-5); returns the most
  * aggressive candidate whose probe score stays within {@code tolerance} of the unedited score.
- * Scores are assumed to worsen monotonically as ρ drops, so the grid is bisected: about
- * log2(points) edits are scored instead of all of them.
+ *
+ * <p>Two ways in. {@link #calibrate} scores edits on demand and assumes scores worsen
+ * monotonically as ρ drops, so it bisects the grid: about log2(points) edits are scored instead
+ * of all of them. {@link #calibrateMeasured} takes a score already measured for every candidate
+ * (the service's exact round trip: the trainer scores all of them) and uses all of them: the most
+ * aggressive ρ such that it <em>and every milder candidate</em> qualify. On a monotone curve both
+ * give the same ρ; on a noisy one the measured rule never jumps over a failing milder candidate.
+ *
+ * <p>"Within tolerance" is {@code worsening <= tolerance + EPSILON * max(1, |baseline|)}: a
+ * worsening of exactly the tolerance qualifies even when the subtraction rounds up (0.95 − 0.94 =
+ * 0.010000000000000009 is a drop of one point, not more).
  */
 public final class RhoCalibrator {
 
@@ -21,6 +30,9 @@ public final class RhoCalibrator {
     public interface ProbeScorer {
         double score(double rho);
     }
+
+    /** Relative slack of the tolerance comparison, far below any real score difference and far above rounding. */
+    public static final double EPSILON = 1e-9;
 
     private final double[] gaps;
     private final double tolerance;
@@ -86,11 +98,41 @@ public final class RhoCalibrator {
         return new RhoCalibration(best, baselineScore, trace);
     }
 
-    private boolean within(double baseline, double score) {
+    /**
+     * The most aggressive ρ such that it and every milder candidate stay within tolerance, from
+     * scores measured for every candidate; empty when the mildest one fails (no edit). The trace
+     * holds every candidate, most aggressive first.
+     *
+     * @param scores the score under each candidate, in {@link #candidates()} order
+     */
+    public RhoCalibration calibrateMeasured(double baselineScore, double[] scores) {
+        double[] rhos = candidates();
+        if (scores.length != rhos.length) {
+            throw new IllegalArgumentException(scores.length + " scores for " + rhos.length + " candidates");
+        }
+        List<RhoCalibration.Evaluation> trace = new ArrayList<>(rhos.length);
+        int best = rhos.length; // index of the most aggressive candidate of the qualifying tail
+        boolean tail = true;
+        boolean[] ok = new boolean[rhos.length];
+        for (int k = rhos.length - 1; k >= 0; k--) {
+            ok[k] = within(baselineScore, scores[k]);
+            tail &= ok[k];
+            if (tail) {
+                best = k;
+            }
+        }
+        for (int k = 0; k < rhos.length; k++) {
+            trace.add(new RhoCalibration.Evaluation(rhos[k], scores[k], ok[k]));
+        }
+        return new RhoCalibration(best < rhos.length ? OptionalDouble.of(rhos[best]) : OptionalDouble.empty(), baselineScore, trace);
+    }
+
+    /** Whether a score is within tolerance of the baseline (NaN never is), with the {@link #EPSILON} slack. */
+    public boolean within(double baseline, double score) {
         if (Double.isNaN(score)) {
             return false;
         }
         double worsening = direction == Direction.HIGHER_IS_BETTER ? baseline - score : score - baseline;
-        return worsening <= tolerance;
+        return worsening <= tolerance + EPSILON * Math.max(1, Math.abs(baseline));
     }
 }

@@ -49,4 +49,51 @@ class RhoCalibratorTest {
         assertThrows(IllegalArgumentException.class,
                 () -> new RhoCalibrator(0.4, 1e-5, 1, 0, RhoCalibrator.Direction.LOWER_IS_BETTER));
     }
+
+    @Test
+    void aDropOfExactlyTheToleranceQualifies() {
+        // 0.95 - 0.94 = 0.010000000000000009 in doubles: one point of 100 probes, the tolerance exactly
+        RhoCalibrator c = RhoCalibrator.standard(0.01, RhoCalibrator.Direction.HIGHER_IS_BETTER);
+        assertTrue(0.95 - 0.94 > 0.01, "the rounding this test is about");
+        assertTrue(c.within(0.95, 0.94));
+        assertFalse(c.within(0.95, 0.9399));
+        assertEquals(0.6, c.calibrate(0.95, rho -> 0.94).rho().orElseThrow(), 1e-12);
+        RhoCalibrator loss = RhoCalibrator.standard(0.05, RhoCalibrator.Direction.LOWER_IS_BETTER);
+        assertTrue(loss.within(1.0, 1.05));
+        assertFalse(loss.within(1.0, 1.0501));
+    }
+
+    @Test
+    void measuredScoresTakeTheMostAggressiveRhoWithEveryMilderOneQualifying() {
+        RhoCalibrator c = RhoCalibrator.standard(0.01, RhoCalibrator.Direction.HIGHER_IS_BETTER);
+        double[] rhos = c.candidates();
+        // monotone: the same as bisection
+        double[] monotone = new double[rhos.length];
+        for (int k = 0; k < rhos.length; k++) {
+            monotone[k] = k >= 7 ? 0.9 : 0.5;
+        }
+        RhoCalibration m = c.calibrateMeasured(0.9, monotone);
+        assertEquals(rhos[7], m.rho().orElseThrow(), 0);
+        assertEquals(c.calibrate(0.9, rho -> monotone[java.util.Arrays.binarySearch(rhos, rho)]).rho(), m.rho());
+        assertEquals(rhos.length, m.trace().size(), "every measured candidate is in the trace");
+        // a noisy dip at index 12 inside the passing range: not an island of 3..11 to take
+        double[] dip = new double[rhos.length];
+        for (int k = 0; k < rhos.length; k++) {
+            dip[k] = k < 3 ? 0.4 : k == 12 ? 0.85 : 0.9;
+        }
+        RhoCalibration d = c.calibrateMeasured(0.9, dip);
+        assertEquals(rhos[13], d.rho().orElseThrow(), 0, "the most aggressive rho with all milder ones passing");
+        assertFalse(d.trace().get(12).withinTolerance());
+        assertTrue(d.trace().get(5).withinTolerance(), "index 5 passes on its own but a milder one fails");
+        // bisection probes index 9, passes, and goes more aggressive: it lands on 3, over the failing 12
+        assertEquals(rhos[3], c.calibrate(0.9, rho -> dip[java.util.Arrays.binarySearch(rhos, rho)]).rho().orElseThrow(), 0);
+        // the mildest fails: no edit, whatever passes before it
+        double[] mildestFails = dip.clone();
+        mildestFails[rhos.length - 1] = 0.1;
+        assertFalse(c.calibrateMeasured(0.9, mildestFails).rho().isPresent());
+        double[] nan = monotone.clone();
+        nan[rhos.length - 2] = Double.NaN;
+        assertEquals(rhos[rhos.length - 1], c.calibrateMeasured(0.9, nan).rho().orElseThrow(), 0, "NaN never qualifies");
+        assertThrows(IllegalArgumentException.class, () -> c.calibrateMeasured(0.9, new double[3]));
+    }
 }

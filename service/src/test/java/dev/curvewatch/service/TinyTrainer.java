@@ -206,15 +206,15 @@ final class TinyTrainer {
         ProbeResult result = ProbeResult.newBuilder().setRunId(c.getRunId()).setCandidateId(c.getCandidateId()).setLayer(c.getLayer())
                 .setStep(c.getStep() + MEASURED_AHEAD).setRhos(c.getRhos()).setExamples(examples).setTimestampMs(System.currentTimeMillis()).build();
 
-        // the contract's rule over these measurements: RhoCalibrator's standard grid on probe accuracy
+        // the contract's rule over these measurements: the most aggressive rho with every milder one within tolerance
+        // (RhoCalibrator.calibrateMeasured over the standard grid on probe accuracy)
         double baseline = examples.stream().filter(ExampleLosses::getProbe).mapToDouble(x -> x.getCorrectNow() ? 1 : 0).average().orElseThrow();
         double[] acc = new double[n];
         for (int k = 0; k < n; k++) {
             final int kk = k;
             acc[k] = examples.stream().filter(ExampleLosses::getProbe).mapToDouble(x -> x.getCorrectEdited().get(kk) ? 1 : 0).average().orElseThrow();
         }
-        RhoCalibration cal = RhoCalibrator.standard(tolerance, RhoCalibrator.Direction.HIGHER_IS_BETTER)
-                .calibrate(baseline, rho -> acc[c.getRhos().indexOf(rho)]);
+        RhoCalibration cal = RhoCalibrator.standard(tolerance, RhoCalibrator.Direction.HIGHER_IS_BETTER).calibrateMeasured(baseline, acc);
         int index = cal.rho().isPresent() ? c.getRhos().indexOf(cal.rho().getAsDouble()) : -1;
         double trainSens = 0;
         double probeSens = 0;

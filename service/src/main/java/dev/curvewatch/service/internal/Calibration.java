@@ -22,8 +22,24 @@ import java.util.Map;
  * ProbeResult against the candidate it answers, picks the calibrated rho from the trainer's
  * measured probe scores (looked up, never recomputed) and derives the memorization gap, the
  * per-example EXACT and LOSS scores and the calibration signals. No Kafka, no state.
+ *
+ * <p>The rule: the trainer measured every candidate, so every measurement is used
+ * ({@link RhoCalibrator#calibrateMeasured}): rho* is the most aggressive candidate such that it
+ * and every milder candidate keep probe accuracy within the tolerance (or mean probe loss, without
+ * correct flags), a drop of exactly the tolerance included. None qualifies: rho* = 1, no edit.
+ *
+ * <p>Loss sentinels: a trainer sends a loss it could not compute (NaN/Inf) as ±3.4e38
+ * ({@code Float.MAX_VALUE}). An example with any loss of magnitude &gt;= {@code Float.MAX_VALUE}
+ * was not measured: it is left out of every mean, score and the gap, and counted
+ * ({@code unmeasured_probe_examples}, {@code unmeasured_train_examples} attributes). The whole
+ * ProbeResult is a dead letter ({@code NON_FINITE}) only when fewer than half of its probe
+ * examples, or fewer than half of its training examples, were measured. Real NaN/Inf in a
+ * record is a dead letter ({@code NON_FINITE}) as before.
  */
 public final class Calibration {
+    /** At least this share of the probe examples, and of the training examples, must be measured (not sentinels). */
+    public static final double MIN_MEASURED_FRACTION = 0.5;
+
     /** ACCURACY when the trainer sends correct flags (a classifier), LOSS otherwise (an LM). */
     public enum Mode { ACCURACY, LOSS }
 
@@ -33,11 +49,32 @@ public final class Calibration {
      * @param edited       probe accuracy (or mean loss) under the calibrated rho
      * @param exact        per training example loss_edited[index] - loss_now (0 without an edit)
      * @param loss         per training example loss_now (the baseline score)
+     * @param trainExamples, probeExamples measured examples (behind every mean)
+     * @param unmeasuredTrain, unmeasuredProbes examples left out for a loss sentinel
      */
     public record Outcome(Mode mode, int index, double rho, double baseline, double edited, double tolerance,
                           double trainSensitivity, double probeSensitivity, double gap, long keptPairs,
-                          int trainExamples, int probeExamples, double probeLossNow, double probeLossEdited,
+                          int trainExamples, int probeExamples, int unmeasuredTrain, int unmeasuredProbes,
+                          double probeLossNow, double probeLossEdited,
                           List<RhoCalibration.Evaluation> trace, List<ExampleScore> exact, List<ExampleScore> loss) {
+    }
+
+    /** Whether a loss is the trainer's "could not compute" sentinel (±Float.MAX_VALUE, or beyond). */
+    public static boolean isSentinel(float loss) {
+        return Math.abs(loss) >= Float.MAX_VALUE;
+    }
+
+    /** Whether every loss of an example was measured (none is a sentinel). */
+    static boolean measured(ExampleLosses x) {
+        if (isSentinel(x.getLossNow())) {
+            return false;
+        }
+        for (Float l : x.getLossEdited()) {
+            if (isSentinel(l)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     private Calibration() {
@@ -113,16 +150,34 @@ public final class Calibration {
     }
 
     /**
-     * Validates, then calibrates: the most aggressive candidate rho whose probe accuracy stays
-     * within {@code accuracyTolerance} of now (or, without flags, whose mean probe loss rises by at
-     * most {@code lossTolerance}), by {@link RhoCalibrator} over the trainer's measured scores.
+     * Validates, leaves out unmeasured examples, then calibrates: the most aggressive candidate
+     * rho such that it and every milder one keep probe accuracy within {@code accuracyTolerance}
+     * of now (or, without flags, mean probe loss within {@code lossTolerance}), from the trainer's
+     * measured scores of every candidate ({@link RhoCalibrator#calibrateMeasured}).
+     *
+     * @throws InvalidRecordException as {@link #validate}, and NON_FINITE when too few examples
+     *         were measured ({@link #MIN_MEASURED_FRACTION})
      */
     public static Outcome calibrate(ProbeResult r, PendingCandidate c, double accuracyTolerance, double lossTolerance) {
         Mode mode = validate(r, c);
         List<ExampleLosses> probes = new ArrayList<>();
         List<ExampleLosses> train = new ArrayList<>();
+        int unmeasuredProbes = 0;
+        int unmeasuredTrain = 0;
         for (ExampleLosses x : r.getExamples()) {
-            (x.getProbe() ? probes : train).add(x);
+            if (measured(x)) {
+                (x.getProbe() ? probes : train).add(x);
+            } else if (x.getProbe()) {
+                unmeasuredProbes++;
+            } else {
+                unmeasuredTrain++;
+            }
+        }
+        if (probes.size() < MIN_MEASURED_FRACTION * (probes.size() + unmeasuredProbes)
+                || train.size() < MIN_MEASURED_FRACTION * (train.size() + unmeasuredTrain) || probes.isEmpty() || train.isEmpty()) {
+            throw new InvalidRecordException(RejectReason.NON_FINITE, "too few examples were measured: " + probes.size() + " of "
+                    + (probes.size() + unmeasuredProbes) + " probe and " + train.size() + " of " + (train.size() + unmeasuredTrain)
+                    + " training examples have no loss sentinel (+-3.4e38); at least half of each are needed");
         }
         int n = c.size();
         double[] score = new double[n];
@@ -146,13 +201,16 @@ public final class Calibration {
         double tolerance = mode == Mode.ACCURACY ? accuracyTolerance : lossTolerance;
         RhoCalibrator calibrator = RhoCalibrator.standard(tolerance, mode == Mode.ACCURACY
                 ? RhoCalibrator.Direction.HIGHER_IS_BETTER : RhoCalibrator.Direction.LOWER_IS_BETTER);
-        RhoCalibration cal = calibrator.calibrate(baseline, rho -> {
-            int k = c.indexOf(rho);
+        double[] grid = calibrator.candidates();
+        double[] byGrid = new double[grid.length];
+        for (int g = 0; g < grid.length; g++) {
+            int k = c.indexOf(grid[g]);
             if (k < 0) {
-                throw new IllegalStateException("rho " + rho + " is not a candidate of " + c.id());
+                throw new IllegalStateException("rho " + grid[g] + " of the standard grid is not a candidate of " + c.id());
             }
-            return score[k];
-        });
+            byGrid[g] = score[k];
+        }
+        RhoCalibration cal = calibrator.calibrateMeasured(baseline, byGrid);
         int index = cal.rho().isPresent() ? c.indexOf(cal.rho().getAsDouble()) : -1;
         double trainSens = 0;
         List<ExampleScore> exact = new ArrayList<>(train.size());
@@ -171,7 +229,8 @@ public final class Calibration {
         probeSens /= probes.size();
         return new Outcome(mode, index, index < 0 ? 1.0 : c.rho(index), baseline, index < 0 ? baseline : score[index], tolerance,
                 trainSens, probeSens, trainSens - probeSens, index < 0 ? c.totalPairs() : c.keptPairs(index),
-                train.size(), probes.size(), lossNow, index < 0 ? lossNow : lossEdited[index], cal.trace(), exact, loss);
+                train.size(), probes.size(), unmeasuredTrain, unmeasuredProbes, lossNow, index < 0 ? lossNow : lossEdited[index],
+                cal.trace(), exact, loss);
     }
 
     /**
@@ -189,11 +248,14 @@ public final class Calibration {
         calAttrs.put("evaluations", (double) o.trace().size());
         calAttrs.put("accuracy_mode", o.mode() == Mode.ACCURACY ? 1.0 : 0.0);
         calAttrs.put("factor_step", (double) c.step());
+        calAttrs.put("unmeasured_probe_examples", (double) o.unmeasuredProbes());
         Map<String, Double> gapAttrs = new LinkedHashMap<>();
         gapAttrs.put("rho", o.rho());
         gapAttrs.put("factor_step", (double) c.step());
         gapAttrs.put("train_examples", (double) o.trainExamples());
         gapAttrs.put("probe_examples", (double) o.probeExamples());
+        gapAttrs.put("unmeasured_train_examples", (double) o.unmeasuredTrain());
+        gapAttrs.put("unmeasured_probe_examples", (double) o.unmeasuredProbes());
         List<Signal> out = new ArrayList<>();
         out.add(signal(c, step, "calibrated_rho", o.rho(), calAttrs, nowMs));
         out.add(signal(c, step, "memorization_gap", o.gap(), gapAttrs, nowMs));

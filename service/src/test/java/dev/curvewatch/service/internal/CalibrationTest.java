@@ -69,19 +69,28 @@ class CalibrationTest {
                 .setExamples(ex).setTimestampMs(1).build();
     }
 
-    /** The rule of SERVICE-CONTRACT §1 written out: scan from the most aggressive rho, take the first within tolerance. */
+    /**
+     * The rule of SERVICE-CONTRACT §1 written out: walk from the mildest rho towards the most
+     * aggressive while each stays within tolerance (a worsening of exactly the tolerance included,
+     * up to 1e-9 of rounding); the last one reached is rho*. Sentinel examples are left out.
+     */
     static int straightforward(ProbeResult r, boolean accuracy, double tolerance) {
-        List<ExampleLosses> probes = r.getExamples().stream().filter(ExampleLosses::getProbe).toList();
+        List<ExampleLosses> probes = r.getExamples().stream().filter(ExampleLosses::getProbe)
+                .filter(x -> Math.abs(x.getLossNow()) < Float.MAX_VALUE && x.getLossEdited().stream().allMatch(l -> Math.abs(l) < Float.MAX_VALUE))
+                .toList();
         double now = probes.stream().mapToDouble(x -> accuracy ? (x.getCorrectNow() ? 1 : 0) : x.getLossNow()).average().orElseThrow();
-        for (int k = 0; k < RHOS.length; k++) {
+        int best = -1;
+        for (int k = RHOS.length - 1; k >= 0; k--) {
             final int kk = k;
             double s = probes.stream().mapToDouble(x -> accuracy ? (x.getCorrectEdited().get(kk) ? 1 : 0) : x.getLossEdited().get(kk))
                     .average().orElseThrow();
-            if (accuracy ? now - s <= tolerance : s - now <= tolerance) {
-                return k;
+            double slack = 1e-9 * Math.max(1, Math.abs(now));
+            if (!(accuracy ? now - s <= tolerance + slack : s - now <= tolerance + slack)) {
+                break;
             }
+            best = k;
         }
-        return -1;
+        return best;
     }
 
     static double meanSensitivity(ProbeResult r, boolean probe, int k) {
@@ -110,7 +119,7 @@ class CalibrationTest {
                     assertEquals(probe, o.probeSensitivity(), 1e-12);
                     assertEquals(train - probe, o.gap(), 1e-12);
                     assertEquals(want < 0 ? 64 * 32 : 10 + 7L * want, o.keptPairs());
-                    assertTrue(o.trace().size() <= 6, "bisection scores about log2(19) candidates, not all: " + o.trace().size());
+                    assertEquals(RHOS.length, o.trace().size(), "every candidate the trainer measured is used");
                     checked++;
                 }
             }
@@ -211,5 +220,115 @@ class CalibrationTest {
         assertEquals(RejectReason.INVALID_FIELD, rejected(r -> withExample(r, 0, x -> ExampleLosses.newBuilder(x)
                 .setCorrectEdited(List.of()).build())), "some probes with flags, some without");
         assertEquals(RejectReason.INVALID_FIELD, rejected(r -> ProbeResult.newBuilder(r).setStep(-1).build()));
+    }
+
+    /** A result of {@code probes} probe and {@code train} training examples, with explicit per-candidate probe correctness. */
+    static ProbeResult accuracyCurve(int probes, int train, int correctNow, int[] correctEdited) {
+        List<ExampleLosses> ex = new ArrayList<>();
+        for (int e = 0; e < probes + train; e++) {
+            boolean probe = e < probes;
+            List<Float> le = new ArrayList<>();
+            List<Boolean> ce = new ArrayList<>();
+            for (int k = 0; k < RHOS.length; k++) {
+                le.add(probe ? 0.5f : 0.5f + 0.01f * (RHOS.length - k));
+                ce.add(probe && e < correctEdited[k]);
+            }
+            ex.add(ExampleLosses.newBuilder().setSampleId((probe ? "p" : "t") + e).setProbe(probe).setLossNow(0.5f)
+                    .setCorrectNow(probe && e < correctNow).setLossEdited(le).setCorrectEdited(ce).build());
+        }
+        return ProbeResult.newBuilder().setRunId("run-1").setCandidateId("c-1").setLayer("fc2").setStep(41).setRhos(rhoList())
+                .setExamples(ex).setTimestampMs(1).build();
+    }
+
+    @Test
+    void aDropOfExactlyOnePointIsWithinAOnePointTolerance() {
+        // 95 of 100 probes correct now; every edit loses exactly one: 0.95 - 0.94 rounds to 0.010000000000000009
+        int[] edited = new int[RHOS.length];
+        java.util.Arrays.fill(edited, 94);
+        Calibration.Outcome o = Calibration.calibrate(accuracyCurve(100, 10, 95, edited), candidate(), 0.01, 1);
+        assertEquals(0, o.index(), "the most aggressive rho: a one-point drop is within a one-point tolerance");
+        edited[RHOS.length - 1] = 93;
+        assertEquals(-1, Calibration.calibrate(accuracyCurve(100, 10, 95, edited), candidate(), 0.01, 1).index(),
+                "two points are not, and the mildest failing means no edit");
+    }
+
+    @Test
+    void aNonMonotoneCurveNeverJumpsOverAFailingMilderRho() {
+        // measured accuracy per candidate (most aggressive first): fails at 0-2, passes 3-11, a noisy dip at 12, passes 13-18
+        int[] edited = new int[RHOS.length];
+        for (int k = 0; k < RHOS.length; k++) {
+            edited[k] = k < 3 ? 40 : k == 12 ? 80 : 90;
+        }
+        ProbeResult r = accuracyCurve(100, 20, 90, edited);
+        Calibration.Outcome o = Calibration.calibrate(r, candidate(), 0.01, 1);
+        assertEquals(13, o.index(), "the most aggressive rho with it and every milder one within tolerance");
+        assertEquals(RHOS[13], o.rho());
+        assertEquals(straightforward(r, true, 0.01), o.index());
+        assertEquals(RHOS.length, o.trace().size());
+        assertTrue(o.trace().get(5).withinTolerance() && !o.trace().get(12).withinTolerance(), "the trace records every measurement");
+        // a bisection over the same measurements lands on index 3, past the dip: what the service did before
+        RhoCalibrator bisect = RhoCalibrator.standard(0.01, RhoCalibrator.Direction.HIGHER_IS_BETTER);
+        assertEquals(RHOS[3], bisect.calibrate(0.9, rho -> edited[java.util.Arrays.binarySearch(RHOS, rho)] / 100.0).rho().orElseThrow());
+    }
+
+    private static ExampleLosses sentinel(ExampleLosses x, boolean inLossNow) {
+        if (inLossNow) {
+            return ExampleLosses.newBuilder(x).setLossNow(-Float.MAX_VALUE).build();
+        }
+        List<Float> l = new ArrayList<>(x.getLossEdited());
+        l.set(2, Float.MAX_VALUE);
+        return ExampleLosses.newBuilder(x).setLossEdited(l).build();
+    }
+
+    @Test
+    void lossSentinelsAreLeftOutAndCountedNotAveragedIn() {
+        for (boolean flags : new boolean[]{true, false}) {
+            ProbeResult clean = result(11, 40, 60, flags);
+            // probes 0-4 and training examples 40-49 could not be computed by the trainer: +-3.4e38
+            List<ExampleLosses> withSentinels = new ArrayList<>(clean.getExamples());
+            for (int e = 0; e < 5; e++) {
+                withSentinels.set(e, sentinel(withSentinels.get(e), e % 2 == 0));
+            }
+            for (int e = 40; e < 50; e++) {
+                withSentinels.set(e, sentinel(withSentinels.get(e), e % 2 == 1));
+            }
+            ProbeResult r = ProbeResult.newBuilder(clean).setExamples(withSentinels).build();
+            List<ExampleLosses> measuredOnly = new ArrayList<>(clean.getExamples());
+            measuredOnly.subList(40, 50).clear();
+            measuredOnly.subList(0, 5).clear();
+            Calibration.Outcome o = Calibration.calibrate(r, candidate(), 0.01, 0.01);
+            Calibration.Outcome want = Calibration.calibrate(ProbeResult.newBuilder(clean).setExamples(measuredOnly).build(), candidate(), 0.01, 0.01);
+            assertEquals(want.index(), o.index(), "flags " + flags);
+            assertEquals(want.gap(), o.gap(), 1e-12);
+            assertTrue(Math.abs(o.gap()) < 10, "no 3.4e38 in the gap: " + o.gap());
+            assertEquals(want.baseline(), o.baseline(), 1e-12);
+            assertEquals(35, o.probeExamples());
+            assertEquals(50, o.trainExamples());
+            assertEquals(5, o.unmeasuredProbes());
+            assertEquals(10, o.unmeasuredTrain());
+            assertEquals(50, o.exact().size(), "no score for an unmeasured example");
+            assertTrue(o.exact().stream().noneMatch(x -> x.getSampleId().equals("t40")));
+            Map<String, Map<String, Double>> attrs = Calibration.signals(o, candidate(), 41, 1).stream()
+                    .collect(Collectors.toMap(Signal::getName, Signal::getAttributes));
+            assertEquals(10.0, attrs.get("memorization_gap").get("unmeasured_train_examples"));
+            assertEquals(5.0, attrs.get("memorization_gap").get("unmeasured_probe_examples"));
+            assertEquals(5.0, attrs.get("calibrated_rho").get("unmeasured_probe_examples"));
+        }
+        // too few measured: more than half of the probes (or of the training examples) are sentinels
+        ProbeResult r = result(12, 6, 6, true);
+        List<ExampleLosses> ex = new ArrayList<>(r.getExamples());
+        for (int e = 0; e < 4; e++) {
+            ex.set(e, sentinel(ex.get(e), true));
+        }
+        InvalidRecordException e = assertThrows(InvalidRecordException.class,
+                () -> Calibration.calibrate(ProbeResult.newBuilder(r).setExamples(ex).build(), candidate(), 0.01, 0.01));
+        assertEquals(RejectReason.NON_FINITE, e.reason());
+        assertTrue(e.getMessage().contains("2 of 6 probe"), e.getMessage());
+        List<ExampleLosses> half = new ArrayList<>(r.getExamples());
+        for (int i = 6; i < 9; i++) {
+            half.set(i, sentinel(half.get(i), false));
+        }
+        assertEquals(3, Calibration.calibrate(ProbeResult.newBuilder(r).setExamples(half).build(), candidate(), 0.01, 0.01).trainExamples(),
+                "exactly half measured is enough");
     }
 }
