@@ -23,6 +23,7 @@ import org.slf4j.LoggerFactory;
 
 import java.nio.file.Files;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.List;
 import java.util.Properties;
 import java.util.Set;
@@ -68,20 +69,43 @@ public final class CurvewatchService implements AutoCloseable {
     private HttpApi api;
     private volatile boolean closed;
 
+    /**
+     * Builds every part; when one throws (a bad {@code kafka.*} setting makes a client refuse to
+     * start, say), everything built before it is closed again, so a failed start leaves no thread
+     * or client behind.
+     */
     private CurvewatchService(ServiceConfig config, List<AlertRule> rules, SnapshotStore store) {
         this.config = config;
         this.store = store;
-        this.vertx = Vertx.vertx(new VertxOptions().setEventLoopPoolSize(2).setWorkerPoolSize(4));
-        this.metrics = new ServiceMetrics();
-        this.registry = new Registry(new SignalHistory(config.signalHistoryPoints()), config.alertHistory(), config.snapshotHistory(),
-                config.maxRuns());
-        this.alerts = new AlertEvaluator(rules);
-        this.outputs = new Outputs(config.kafkaProperties(), config.topics(), registry, alerts, metrics, vertx,
-                "service:" + config.instanceId(), config.deadLetterMaxValueBytes());
-        this.refreshPool = Executors.newFixedThreadPool(config.refreshThreads(), daemon("curvewatch-service-refresh-"));
-        EigenbasisRefresh eigen = new EigenbasisRefresh(SymmetricEigensolvers.best(), config.eighDriftTolerance(), config.eighPrecision());
-        this.ingest = new Ingest(config, registry, outputs, metrics, refreshPool, eigen, alerts);
-        this.edits = new EditRequests(config, registry, outputs, metrics, store);
+        ArrayDeque<AutoCloseable> built = new ArrayDeque<>(); // closed last-built-first if a later step throws
+        try {
+            this.vertx = Vertx.vertx(new VertxOptions().setEventLoopPoolSize(2).setWorkerPoolSize(4));
+            built.push(() -> vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS));
+            this.metrics = new ServiceMetrics();
+            this.registry = new Registry(new SignalHistory(config.signalHistoryPoints()), config.alertHistory(), config.snapshotHistory(),
+                    config.maxRuns());
+            this.alerts = new AlertEvaluator(rules);
+            registry.onForget(alerts::forgetRun);
+            this.outputs = new Outputs(config.kafkaProperties(), config.topics(), registry, alerts, metrics, vertx,
+                    "service:" + config.instanceId(), config.deadLetterMaxValueBytes());
+            built.push(outputs);
+            this.refreshPool = Executors.newFixedThreadPool(config.refreshThreads(), daemon("curvewatch-service-refresh-"));
+            built.push(refreshPool::shutdownNow);
+            EigenbasisRefresh eigen = new EigenbasisRefresh(SymmetricEigensolvers.best(), config.eighDriftTolerance(), config.eighPrecision());
+            this.ingest = new Ingest(config, registry, outputs, metrics, refreshPool, eigen, alerts);
+            built.push(ingest::closeUnstarted);
+            this.edits = new EditRequests(config, registry, outputs, metrics, store);
+            built.push(edits::closeUnstarted);
+        } catch (RuntimeException | Error e) {
+            while (!built.isEmpty()) {
+                try {
+                    built.pop().close();
+                } catch (Exception suppressed) {
+                    e.addSuppressed(suppressed);
+                }
+            }
+            throw e;
+        }
         this.ingestThread = daemon("curvewatch-service-ingest").newThread(ingest);
         this.editThread = daemon("curvewatch-service-edits").newThread(edits);
         metrics.gauge("curvewatch_service_up", () -> ingestThread.isAlive() && ingest.failure() == null ? 1 : 0);
@@ -89,6 +113,7 @@ public final class CurvewatchService implements AutoCloseable {
         metrics.gauge("curvewatch_service_runs", () -> registry.runIds().size());
         metrics.gauge("curvewatch_service_layers", () -> registry.allRuns().stream().mapToInt(r -> r.layers().size()).sum());
         metrics.gauge("curvewatch_service_factor_bytes", ingest::factorBytes);
+        metrics.gauge("curvewatch_service_parked_weight_bytes", ingest::parkedBytes);
         metrics.gauge("curvewatch_service_firing_rules", alerts::firingCount);
         metrics.gauge("curvewatch_service_refresh_latency_last_seconds", ingest::lastLatencySeconds);
     }
@@ -108,7 +133,8 @@ public final class CurvewatchService implements AutoCloseable {
         try {
             s.ingestThread.start();
             s.editThread.start();
-            s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, tokens, s::health, config.ssePingMs());
+            s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, tokens, s::health, config.ssePingMs(),
+                    config.liveClientsMax());
             s.http = s.vertx.createHttpServer(new HttpServerOptions().setHost(config.httpHost()).setPort(config.httpPort())
                             .setMaxWebSocketFrameSize(64 * 1024).setCompressionSupported(true))
                     .requestHandler(s.api.router())

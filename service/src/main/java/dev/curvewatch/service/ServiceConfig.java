@@ -46,6 +46,9 @@ public final class ServiceConfig {
     public static final String SNAPSHOT_HISTORY = "snapshots.history";
     public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
     public static final String RUNS_MAX = "runs.max";
+    public static final String FACTORS_MAX_DIM = "factors.max.dim";
+    public static final String WEIGHTS_PARKED_MAX_BYTES = "weights.parked.max.bytes";
+    public static final String LIVE_CLIENTS_MAX = "live.clients.max";
     public static final String EDIT_GROUP_ID = "edit.group.id";
     public static final String EDIT_WAIT_MS = "edit.wait.ms";
     public static final String DEAD_LETTER_MAX_VALUE_BYTES = "dead.letter.max.value.bytes";
@@ -79,6 +82,9 @@ public final class ServiceConfig {
         d.put(SNAPSHOT_HISTORY, "1000");
         d.put(UNKNOWN_RUN_GRACE_MS, "10000");
         d.put(RUNS_MAX, "50");
+        d.put(FACTORS_MAX_DIM, "16384");
+        d.put(WEIGHTS_PARKED_MAX_BYTES, Long.toString(64L * 1024 * 1024));
+        d.put(LIVE_CLIENTS_MAX, "64");
         d.put(EDIT_GROUP_ID, "curvewatch-service");
         d.put(EDIT_WAIT_MS, "60000");
         d.put(DEAD_LETTER_MAX_VALUE_BYTES, Integer.toString(8 * 1024 * 1024));
@@ -127,6 +133,10 @@ public final class ServiceConfig {
         if (maxRuns() < 1 || signalHistoryPoints() < 1 || alertHistory() < 1 || snapshotHistory() < 1 || deadLetterMaxValueBytes() < 0) {
             throw new IllegalArgumentException(RUNS_MAX + ", " + SIGNAL_HISTORY_POINTS + ", " + ALERT_HISTORY + ", " + SNAPSHOT_HISTORY
                     + " must be >= 1 and " + DEAD_LETTER_MAX_VALUE_BYTES + " >= 0");
+        }
+        if (factorsMaxDim() < 1 || factorsMaxDim() > 46340 || weightsParkedMaxBytes() < 0 || liveClientsMax() < 0) {
+            throw new IllegalArgumentException(FACTORS_MAX_DIM + " must be in [1, 46340] (a d x d factor fills one Java array), "
+                    + WEIGHTS_PARKED_MAX_BYTES + " and " + LIVE_CLIENTS_MAX + " >= 0");
         }
         eighPrecision();
         authTokens();
@@ -206,7 +216,10 @@ public final class ServiceConfig {
         return longValue(REFRESH_INTERVAL_MS);
     }
 
-    /** Threads doing eigendecompositions and edits' math (never the Vert.x event loop). */
+    /**
+     * Threads running refreshes: checkpoint assembly and eigendecompositions (never the ingest
+     * thread or the Vert.x event loop). Edits run on the edit-request thread, not here.
+     */
     public int refreshThreads() {
         return (int) longValue(REFRESH_THREADS);
     }
@@ -263,6 +276,27 @@ public final class ServiceConfig {
     /** Runs held in memory; beyond it the least recently active run is forgotten (its factors, weights, history). */
     public int maxRuns() {
         return (int) longValue(RUNS_MAX);
+    }
+
+    /**
+     * Largest factor side (d_in or d_out) a manifest may announce: a d x d factor is assembled
+     * as d^2 doubles, so 16384 is 2 GiB per factor. Larger manifests are dead letters.
+     */
+    public int factorsMaxDim() {
+        return (int) longValue(FACTORS_MAX_DIM);
+    }
+
+    /**
+     * Bytes of weight records of not-yet-registered runs held back at once, over all such runs;
+     * beyond it a further record is a dead letter at once (besides the 64 records per run).
+     */
+    public long weightsParkedMaxBytes() {
+        return longValue(WEIGHTS_PARKED_MAX_BYTES);
+    }
+
+    /** SSE and WebSocket clients served at once; a further one is answered 503. */
+    public int liveClientsMax() {
+        return (int) longValue(LIVE_CLIENTS_MAX);
     }
 
     public String editGroupId() {

@@ -93,6 +93,12 @@ class ServiceIT {
     static final String TOKEN = "it-token-0123456789";
     static final int TOKENS_PER_CAPTURE = 16;
     static final Duration WAIT = Duration.ofSeconds(120);
+    /** A run registered before RUN that a restart with runs.max=1 forgets; it has a signal in the history. */
+    static final String OLD_RUN = "old-run";
+    static final String GHOST_RUN = "ghost-run";
+    static final byte[] GHOST_WEIGHT = encode(WeightSnapshot.class, WeightSnapshot.newBuilder().setRunId(GHOST_RUN).setLayer(LAYER)
+            .setStep(1).setWeight(TensorCodec.ofFloats(new float[4 * 8], 4, 8)).setTimestampMs(1).build());
+    static final long GHOST_WEIGHT_BYTES = GHOST_WEIGHT.length + (GHOST_RUN + "/" + LAYER).length();
 
     static LocalKafka kafka;
 
@@ -309,8 +315,27 @@ class ServiceIT {
         return out;
     }
 
+    static JsonObject named(JsonArray layers, String name) {
+        return layers.stream().map(JsonObject.class::cast).filter(o -> name.equals(o.getString("name"))).findFirst()
+                .orElseThrow(() -> new AssertionError("no layer " + name + " in " + layers.encode()));
+    }
+
+    /** A real 3 x 3 / 2 x 2 checkpoint of a layer of RUN whose manifest {@code change} alters before it is published. */
+    static void forgeCheckpoint(KafkaProducer<String, byte[]> producer, CurvewatchTopics topics, String layer,
+                                java.util.function.UnaryOperator<FactorManifest> change) {
+        var a = dev.curvewatch.curvature.FactorAccumulator.restore(dev.curvewatch.curvature.FactorState.ofFloat64(3,
+                dev.curvewatch.curvature.FactorMode.CUMULATIVE, 1.0, new double[]{3, 0, 0, 0, 2, 0, 0, 0, 1}, 10, 10, 0, 3));
+        var g = dev.curvewatch.curvature.FactorAccumulator.restore(dev.curvewatch.curvature.FactorState.ofFloat64(2,
+                dev.curvewatch.curvature.FactorMode.CUMULATIVE, 1.0, new double[]{1, 0, 0, 1}, 10, 10, 0, 3));
+        new dev.curvewatch.workers.internal.CheckpointCodec(1 << 20).write(new dev.curvewatch.workers.internal.CheckpointCodec
+                .Provenance(RUN, layer, 1, 1, "it", "it"), a, g, (k, v) -> producer.send(new ProducerRecord<>(topics.factors(), k,
+                k.endsWith("/manifest") ? encode(FactorManifest.class, change.apply(decode(FactorManifest.class, v))) : v)));
+    }
+
     static Map<String, String> serviceConfig(Path dir, CurvewatchTopics topics, Path rules, String tokens) {
         Map<String, String> c = new LinkedHashMap<>();
+        c.put("live.clients.max", "2"); // the test's SSE stream and WebSocket; a third is refused
+        c.put("weights.parked.max.bytes", Long.toString(GHOST_WEIGHT_BYTES + 16)); // one ghost weight record fits, two do not
         c.put("bootstrap", kafka.bootstrapServers());
         c.put("topic.prefix", topics.prefix());
         c.put("http.port", "0");
@@ -322,6 +347,44 @@ class ServiceIT {
         c.put("poll.timeout.ms", "100");
         c.put("sse.ping.ms", "1000");
         return c;
+    }
+
+    /** Threads alive now that were not in {@code before}, once each had up to the deadline to end. */
+    static List<Thread> leftOver(java.util.Set<Thread> before, long deadlineNanos) throws InterruptedException {
+        List<Thread> left = new ArrayList<>();
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            if (!before.contains(t) && t.isAlive()) {
+                t.join(Math.max(1, (deadlineNanos - System.nanoTime()) / 1_000_000));
+                if (t.isAlive()) {
+                    left.add(t);
+                }
+            }
+        }
+        return left;
+    }
+
+    @Test
+    void aStartThatFailsOnABadKafkaSettingLeavesNoThreadOrPortBehind(@TempDir Path dir) throws Exception {
+        int port;
+        try (java.net.ServerSocket free = new java.net.ServerSocket(0)) {
+            port = free.getLocalPort();
+        }
+        Map<String, String> c = serviceConfig(dir, kafka.topics(), dir.resolve("no-rules"), TOKEN);
+        c.remove("alerts.rules.file");
+        c.put("http.port", Integer.toString(port));
+        // the admin client and the producer ignore it; the first consumer refuses it, after Vert.x, the
+        // producer and the refresh pool were built
+        c.put("kafka.auto.offset.reset", "sometimes");
+        dev.curvewatch.curvature.SymmetricEigensolvers.best(); // loads the native libraries (and JavaCPP's JVM-wide deallocator thread)
+        java.util.Set<Thread> before = new java.util.HashSet<>(Thread.getAllStackTraces().keySet());
+        RuntimeException e = org.junit.jupiter.api.Assertions.assertThrows(RuntimeException.class,
+                () -> CurvewatchService.start(ServiceConfig.of(c)).close());
+        assertTrue(String.valueOf(e.getMessage()).contains("auto.offset.reset"), e.toString());
+        List<Thread> left = leftOver(before, System.nanoTime() + TimeUnit.SECONDS.toNanos(20));
+        assertTrue(left.isEmpty(), "threads left behind by the failed start: " + left.stream().map(Thread::getName).toList());
+        try (java.net.ServerSocket again = new java.net.ServerSocket(port)) {
+            assertEquals(port, again.getLocalPort(), "the HTTP port is free");
+        }
     }
 
     @Test
@@ -374,6 +437,11 @@ class ServiceIT {
              Tail deadLetters = new Tail(bs, topics.deadLetters());
              Tail factors = new Tail(bs, topics.factors())) {
             trainer.start();
+            RunInfo oldRun = RunInfo.newBuilder(run).setRunId(OLD_RUN).setModel("old").build();
+            producer.send(new ProducerRecord<>(topics.runs(), OLD_RUN, encode(RunInfo.class, oldRun))).get();
+            producer.send(new ProducerRecord<>(topics.signals(), OLD_RUN + "/" + LAYER, encode(Signal.class, Signal.newBuilder()
+                    .setRunId(OLD_RUN).setLayer(LAYER).setStep(1).setName("memorization_gap").setValue(0.01).setFactorVersion(1)
+                    .setTimestampMs(1).build()))).get();
             producer.send(new ProducerRecord<>(topics.runs(), RUN, encode(RunInfo.class, run))).get();
             // W in two row parts, the bias in part 0
             for (int part = 0; part < 2; part++) {
@@ -407,6 +475,8 @@ class ServiceIT {
                                 return null;
                             }
                         }).get(30, TimeUnit.SECONDS);
+                // live.clients.max=2: the SSE stream and the WebSocket hold both slots
+                assertError(call(http, "GET", base + "/api/events", null, null, null), 503, "a third live client");
 
                 // ---- first batch: factors ready -> refresh -> candidate -> probe result -> calibration
                 publishCaptures(producer, topics, 0, 20);
@@ -523,6 +593,56 @@ class ServiceIT {
                 assertEquals(1, nanStatus.failedRefreshes());
                 assertTrue(nanStatus.status().contains("factor A has NaN at row 0, column 0"), nanStatus.status());
 
+                // ---- bad manifests (forged) are dead letters with their reason; before, each of the first two
+                // ended the ingest thread for good (an array of d_in^2 doubles; an IllegalArgumentException)
+                FactorManifest huge = FactorManifest.newBuilder().setRunId(RUN).setLayer("huge-layer").setVersion(1).setDIn(50_000)
+                        .setDOut(2).setTokenCount(10).setWeight(10).setStepFirst(0).setStepLast(3).setChunksA(1).setChunksG(1)
+                        .setSha256("0".repeat(64)).setCreatedMs(1).build();
+                for (String kind : List.of("A", "G")) {
+                    producer.send(new ProducerRecord<>(topics.factors(), RUN + "/huge-layer/" + kind + "/0", encode(dev.curvewatch.avro.FactorChunk.class,
+                            dev.curvewatch.avro.FactorChunk.newBuilder().setRunId(RUN).setLayer("huge-layer")
+                                    .setFactor(dev.curvewatch.avro.FactorKind.valueOf(kind)).setVersion(1).setIndex(0).setCount(1).setOffset(0)
+                                    .setDim(kind.equals("A") ? 50_000 : 2).setData(TensorCodec.ofDoubles(new double[4], 4)).build())));
+                }
+                producer.send(new ProducerRecord<>(topics.factors(), RUN + "/huge-layer/manifest", encode(FactorManifest.class, huge)));
+                forgeCheckpoint(producer, topics, "decay-layer", m -> FactorManifest.newBuilder(m)
+                        .setMode(dev.curvewatch.avro.FactorMode.EMA).setEmaDecay(1.5).build());
+                producer.send(new ProducerRecord<>(topics.factors(), RUN + "/" + LAYER + "/manifest", encode(FactorManifest.class,
+                        FactorManifest.newBuilder(huge).setLayer(LAYER).setVersion(99).setDIn(9).setDOut(4).build())));
+                // a checkpoint whose chunks do not match its manifest's checksum: a failed refresh, published as one
+                forgeCheckpoint(producer, topics, "corrupt-layer", m -> FactorManifest.newBuilder(m).setSha256("ab".repeat(32)).build());
+                // weights of a run nobody registered: one record waits, the next is over weights.parked.max.bytes
+                for (int i = 0; i < 2; i++) {
+                    producer.send(new ProducerRecord<>(topics.weights(), GHOST_RUN + "/" + LAYER, GHOST_WEIGHT));
+                }
+                producer.flush();
+                Map<String, String> factorDl = new LinkedHashMap<>();
+                deadLetters.await("dead letters of the bad manifests and the ghost weights", WAIT, r -> {
+                    DeadLetter dl = decode(DeadLetter.class, r.value());
+                    for (String what : List.of("huge-layer", "decay-layer", "d_in=9", "weights.parked.max.bytes")) {
+                        if (dl.getReason().contains(what)) {
+                            factorDl.put(what, dl.getReasonCode() + ": " + dl.getReason());
+                        }
+                    }
+                    return factorDl.size() == 4 ? true : null;
+                });
+                System.out.println("refused: " + factorDl);
+                assertTrue(factorDl.get("huge-layer").startsWith("OVERSIZED"), factorDl.get("huge-layer"));
+                assertTrue(factorDl.get("decay-layer").startsWith("INVALID_FIELD"), factorDl.get("decay-layer"));
+                assertTrue(factorDl.get("d_in=9").startsWith("SHAPE_MISMATCH") && factorDl.get("d_in=9").contains("d_in=8"), factorDl.get("d_in=9"));
+                assertTrue(factorDl.get("weights.parked.max.bytes").startsWith("UNKNOWN_RUN"), factorDl.get("weights.parked.max.bytes"));
+                Signal corrupt = signals.await("refresh_failed of corrupt-layer", WAIT, r -> {
+                    Signal x = signal(r);
+                    return x.getName().equals("refresh_failed") && "corrupt-layer".equals(x.getLayer()) ? x : null;
+                });
+                assertEquals(1.0, corrupt.getValue());
+                LayerStatus corruptStatus = service.state().layer(RUN, "corrupt-layer").orElseThrow();
+                assertTrue(corruptStatus.status().contains("corrupt checkpoint") && corruptStatus.status().contains("checksum"),
+                        corruptStatus.status());
+                awaitEvent(events, seenEvents, "layer", o -> "corrupt-layer".equals(o.getString("name")) && o.getInteger("failed_refreshes") == 1);
+                assertEquals(LAYER, service.state().layer(RUN, LAYER).map(LayerStatus::layer).orElseThrow());
+                assertEquals(v1, service.state().layer(RUN, LAYER).orElseThrow().factorVersion(), "the refused manifest replaced nothing");
+
                 // ---- HTTP reads
                 HttpResponse<String> health = call(http, "GET", base + "/health", null, null, null);
                 assertEquals(200, health.statusCode(), health.body());
@@ -533,11 +653,12 @@ class ServiceIT {
                 JsonArray runs = new JsonArray(call(http, "GET", base + "/api/runs", null, null, null).body());
                 JsonObject listed = runs.stream().map(JsonObject.class::cast).filter(o -> o.getString("run_id").equals(RUN)).findFirst().orElseThrow();
                 assertEquals("tiny-linear", listed.getString("model"));
-                assertEquals(8, listed.getJsonArray("layers").getJsonObject(0).getInteger("d_in"));
+                assertEquals(8, named(listed.getJsonArray("layers"), LAYER).getInteger("d_in"));
                 JsonObject detail = new JsonObject(call(http, "GET", base + "/api/runs/" + RUN, null, null, null).body());
-                JsonObject fc = detail.getJsonArray("layers").getJsonObject(0);
-                JsonObject nanLayer = detail.getJsonArray("layers").getJsonObject(1);
-                assertEquals("nan-layer", nanLayer.getString("name"));
+                JsonObject fc = named(detail.getJsonArray("layers"), LAYER);
+                JsonObject nanLayer = named(detail.getJsonArray("layers"), "nan-layer");
+                assertEquals(List.of("corrupt-layer", LAYER, "nan-layer"), detail.getJsonArray("layers").stream()
+                        .map(o -> ((JsonObject) o).getString("name")).toList(), "refused manifests made no layer");
                 assertTrue(nanLayer.getString("last_failure").contains("NaN"), nanLayer.encode());
                 assertEquals(e1.rho(), fc.getDouble("calibrated_rho"));
                 assertEquals(v1, fc.getLong("factor_version"));
@@ -734,9 +855,16 @@ class ServiceIT {
             }
 
             // ---- restart without tokens: history, calibrated rho and answered keys come back from Kafka
-            try (CurvewatchService again = CurvewatchService.start(ServiceConfig.of(serviceConfig(dir, topics, rules, "")))) {
+            Map<String, String> restart = serviceConfig(dir, topics, rules, "");
+            restart.put("runs.max", "1"); // OLD_RUN was registered first: it is forgotten, and its history must not bring it back
+            try (CurvewatchService again = CurvewatchService.start(ServiceConfig.of(restart))) {
                 assertTrue(again.awaitCaughtUp(WAIT));
                 String base = again.url();
+                assertEquals(List.of(RUN), again.state().runIds(), "runs.max=1 holds at the catch-up too");
+                JsonArray runsAfter = new JsonArray(call(http, "GET", base + "/api/runs", null, null, null).body());
+                assertEquals(1, runsAfter.size(), runsAfter.encode());
+                assertEquals(RUN, runsAfter.getJsonObject(0).getString("run_id"));
+                assertEquals(e2.keptPairs(), again.state().layer(RUN, LAYER).orElseThrow().keptPairs(), "kept pairs from the history");
                 assertError(call(http, "POST", base + "/api/runs/" + RUN + "/edits", TOKEN, "application/json", "{}"), 403, "no token configured");
                 assertError(call(http, "POST", base + "/api/runs/" + RUN + "/refresh", null, null, null), 403, "no token configured");
                 JsonObject series = new JsonObject(call(http, "GET", base + "/api/runs/" + RUN + "/signals?layer=fc&name=memorization_gap",

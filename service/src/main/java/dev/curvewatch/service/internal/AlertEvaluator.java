@@ -37,6 +37,7 @@ public final class AlertEvaluator {
     }
 
     private static final class RuleState {
+        final String runId;
         final TrailingBaseline baseline;
         final ArrayDeque<Double> past = new ArrayDeque<>();
         int matches;
@@ -44,7 +45,8 @@ public final class AlertEvaluator {
         boolean firing;
         long firstSeenMs;
 
-        RuleState(AlertRule r) {
+        RuleState(AlertRule r, String runId) {
+            this.runId = runId;
             baseline = r.type() == AlertRule.Type.BASELINE ? new TrailingBaseline(r.window(), r.k(), r.floor()) : null;
         }
     }
@@ -71,7 +73,7 @@ public final class AlertEvaluator {
                 continue;
             }
             String fp = Fingerprints.alert(s.getRunId(), s.getLayer(), rule.name());
-            RuleState st = states.computeIfAbsent(fp, k -> new RuleState(rule));
+            RuleState st = states.computeIfAbsent(fp, k -> new RuleState(rule, s.getRunId()));
             double value = s.getValue();
             double threshold;
             boolean match;
@@ -165,6 +167,16 @@ public final class AlertEvaluator {
                     .build());
         }
         return out;
+    }
+
+    /** Drops the state of every rule of a run (the run was forgotten: no alert of it is pending any more). */
+    public synchronized void forgetRun(String runId) {
+        states.values().removeIf(st -> st.runId.equals(runId));
+    }
+
+    /** Run/layer/rule combinations with state (firing or not). */
+    public synchronized int stateCount() {
+        return states.size();
     }
 
     /** Rule/run/layer combinations firing now. */

@@ -9,9 +9,12 @@ import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
+import dev.curvewatch.schemas.WeightAssembler;
 import dev.curvewatch.service.ServiceConfig;
+import org.apache.kafka.clients.consumer.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
@@ -39,6 +42,12 @@ import java.util.Set;
  * so a request handled again after a crash rewrites the same file. Waits for the ingest
  * catch-up first, so the answered keys, weights and bases are known. Its own thread: the edit
  * math never runs on the Vert.x event loop.
+ *
+ * <p>No record can stop it: a request that breaks an expectation (including an unexpected
+ * exception) is a dead letter with the reason, and the thread goes on with the next. Records are
+ * handled partition by partition; a record that must be retried (its SnapshotEvent was not
+ * acknowledged, or its eigenbasis is still being computed) rewinds and pauses its own partition
+ * only, and the other partitions of the same poll are still handled and committed.
  */
 public final class EditRequests implements Runnable {
     private static final Logger LOG = LoggerFactory.getLogger(EditRequests.class);
@@ -49,18 +58,28 @@ public final class EditRequests implements Runnable {
     private final Outputs out;
     private final ServiceMetrics metrics;
     private final SnapshotStore store;
-    private final KafkaConsumer<byte[], byte[]> consumer;
+    private final Consumer<byte[], byte[]> consumer;
     private final AvroDeserializer<EditRequest> decoder = new AvroDeserializer<>(EditRequest.class);
     private volatile boolean stop;
     private volatile long lastPollMs;
     private volatile Throwable failure;
 
     public EditRequests(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store) {
+        this(config, registry, out, metrics, store, consumer(config, out.component()));
+    }
+
+    /** Over any consumer (tests use Kafka's MockConsumer). */
+    EditRequests(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store,
+                 Consumer<byte[], byte[]> consumer) {
         this.config = config;
         this.registry = registry;
         this.out = out;
         this.metrics = metrics;
         this.store = store;
+        this.consumer = consumer;
+    }
+
+    private static KafkaConsumer<byte[], byte[]> consumer(ServiceConfig config, String component) {
         Properties p = new Properties();
         p.putAll(config.kafkaProperties());
         p.setProperty(ConsumerConfig.GROUP_ID_CONFIG, config.editGroupId());
@@ -68,8 +87,8 @@ public final class EditRequests implements Runnable {
         p.setProperty(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         p.putIfAbsent(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.setProperty(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "8");
-        p.setProperty(ConsumerConfig.CLIENT_ID_CONFIG, out.component() + "-edits");
-        this.consumer = new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+        p.setProperty(ConsumerConfig.CLIENT_ID_CONFIG, component + "-edits");
+        return new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer());
     }
 
     public long lastPollMs() {
@@ -78,6 +97,11 @@ public final class EditRequests implements Runnable {
 
     public Throwable failure() {
         return failure;
+    }
+
+    /** Closes the consumer of an instance whose thread never ran (a start that failed after building it). */
+    public void closeUnstarted() {
+        consumer.close(Duration.ofSeconds(5));
     }
 
     public void requestStop() {
@@ -94,13 +118,15 @@ public final class EditRequests implements Runnable {
             consumer.subscribe(List.of(config.topics().editRequests()));
             while (!stop) {
                 resumeDue();
-                var records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
+                ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
                 lastPollMs = System.currentTimeMillis();
-                for (ConsumerRecord<byte[], byte[]> r : records) {
-                    if (!handleOrRewind(r)) {
-                        break; // rewound: the rest of the batch comes again
+                for (TopicPartition tp : records.partitions()) {
+                    for (ConsumerRecord<byte[], byte[]> r : records.records(tp)) {
+                        if (!handleOrRewind(r)) {
+                            break; // this partition was rewound to r: the rest of its batch comes again
+                        }
+                        consumer.commitSync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)));
                     }
-                    consumer.commitSync(Map.of(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1)));
                 }
             }
         } catch (WakeupException e) {
@@ -117,7 +143,10 @@ public final class EditRequests implements Runnable {
         }
     }
 
-    /** Handles one request; false if Kafka refused the SnapshotEvent and the record was rewound to retry. */
+    /**
+     * Handles one request; false if it must be retried (the SnapshotEvent was not acknowledged, or
+     * the eigenbasis is still being computed) and its partition was rewound to it.
+     */
     private boolean handleOrRewind(ConsumerRecord<byte[], byte[]> r) {
         try {
             handle(r);
@@ -132,23 +161,36 @@ public final class EditRequests implements Runnable {
             return false;
         } catch (BasesPending e) {
             long now = System.currentTimeMillis();
-            if (waitingOffset != r.offset()) {
-                waitingOffset = r.offset();
-                waitingSinceMs = now;
+            TopicPartition tp = new TopicPartition(r.topic(), r.partition());
+            Waiting w = waiting.get(tp);
+            if (w == null || w.offset() != r.offset()) {
+                w = new Waiting(r.offset(), now);
+                waiting.put(tp, w);
             }
-            if (now - waitingSinceMs < config.editWaitMs()) {
+            if (now - w.sinceMs() < config.editWaitMs()) {
                 backOff(r);
                 return false;
             }
+            waiting.remove(tp);
             out.deadLetter(r.topic(), r.partition(), r.offset(), r.key(), r.value(), new InvalidRecordException(RejectReason.NOT_READY,
                     e.getMessage() + " for more than " + config.editWaitMs() + " ms"));
+            metrics.inc("curvewatch_service_snapshots_total", "dead_letter");
+            return true;
+        } catch (RuntimeException e) {
+            // a request the checks did not foresee: retrying it would fail again (and after every restart)
+            LOG.error("edit request {} p{}@{} failed unexpectedly", r.topic(), r.partition(), r.offset(), e);
+            out.deadLetter(r.topic(), r.partition(), r.offset(), r.key(), r.value(),
+                    new InvalidRecordException(RejectReason.MALFORMED, "could not be served: " + e, e));
             metrics.inc("curvewatch_service_snapshots_total", "dead_letter");
             return true;
         }
     }
 
-    private long waitingOffset = -1;
-    private long waitingSinceMs;
+    /** The record of a partition waiting for an eigenbasis, and since when. */
+    private record Waiting(long offset, long sinceMs) {
+    }
+
+    private final Map<TopicPartition, Waiting> waiting = new java.util.HashMap<>();
     private final Map<TopicPartition, Long> resumeAtMs = new java.util.HashMap<>();
 
     /** Rewinds to the record and pauses its partition for a moment, so the retry does not spin. */
@@ -282,6 +324,15 @@ public final class EditRequests implements Runnable {
             }
             if (v.weight() == null) {
                 throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no weight snapshot yet");
+            }
+            WeightAssembler.Assembled w = v.weight();
+            if (w.dOut() != info.getDOut() || w.dIn() != info.getDIn() || w.weight().length != (long) info.getDOut() * info.getDIn()
+                    || (w.bias() != null && w.bias().length != info.getDOut())) {
+                // e.g. the run re-registered the layer with other sides after this weight arrived
+                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "layer '" + name + "': the latest weight (step "
+                        + w.step() + ") is " + w.dOut() + " x " + w.dIn() + " with " + w.weight().length + " values"
+                        + (w.bias() == null ? "" : " and a bias of " + w.bias().length) + ", the layer is registered as "
+                        + info.getDOut() + " x " + info.getDIn());
             }
             if (v.g() == null || v.a() == null) {
                 if (v.refreshPending()) {

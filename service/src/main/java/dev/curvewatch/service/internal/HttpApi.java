@@ -11,10 +11,10 @@ import dev.curvewatch.curvature.Eigenbasis;
 import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.service.SignalPoint;
+import io.vertx.core.Context;
 import io.vertx.core.Handler;
 import io.vertx.core.MultiMap;
 import io.vertx.core.Vertx;
-import io.vertx.core.eventbus.MessageConsumer;
 import io.vertx.core.http.HttpHeaders;
 import io.vertx.core.http.HttpMethod;
 import io.vertx.core.http.HttpServerResponse;
@@ -64,10 +64,14 @@ public final class HttpApi {
     private final List<byte[]> tokenDigests;
     private final Supplier<Health> health;
     private final long pingMs;
+    private final int maxLiveClients;
+    /** Slots taken by live clients (counted before an upgrade completes, so the bound holds under a burst). */
     private final AtomicInteger liveClients = new AtomicInteger();
+    private final java.util.concurrent.ConcurrentHashMap<Long, LiveClient> clients = new java.util.concurrent.ConcurrentHashMap<>();
+    private final java.util.concurrent.atomic.AtomicLong clientIds = new java.util.concurrent.atomic.AtomicLong();
 
     public HttpApi(Vertx vertx, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store, List<String> tokens,
-                   Supplier<Health> health, long pingMs) {
+                   Supplier<Health> health, long pingMs, int maxLiveClients) {
         this.vertx = vertx;
         this.registry = registry;
         this.out = out;
@@ -76,7 +80,9 @@ public final class HttpApi {
         this.tokenDigests = tokens.stream().map(HttpApi::digest).toList();
         this.health = health;
         this.pingMs = pingMs;
+        this.maxLiveClients = maxLiveClients;
         metrics.gauge("curvewatch_service_live_clients", liveClients::get);
+        startLiveFanOut();
     }
 
     public int liveClients() {
@@ -550,10 +556,78 @@ public final class HttpApi {
         return id(ctx, run, "run") == null ? "" : run;
     }
 
+    /**
+     * One live client: its run filter, and how it takes an event already encoded for its kind
+     * (SSE text or WebSocket frame text). Runs on the client's own context.
+     */
+    private record LiveClient(String run, boolean sse, Context context, Handler<String> send, Runnable ping) {
+    }
+
+    /**
+     * The one event-bus consumer of live events: each event is encoded once (as SSE text and as
+     * a WebSocket frame, only for the kinds that have clients), then handed to every matching
+     * client on its context. One ping timer serves every SSE client.
+     */
+    private void startLiveFanOut() {
+        vertx.eventBus().<JsonObject>localConsumer(Outputs.LIVE_ADDRESS, m -> {
+            if (clients.isEmpty()) {
+                return;
+            }
+            JsonObject e = m.body();
+            String type = e.getString("type");
+            String run = e.getString("run");
+            String data = null;
+            String sseText = null;
+            String wsText = null;
+            for (LiveClient c : clients.values()) {
+                if (c.run() != null && !c.run().equals(run)) {
+                    continue;
+                }
+                if (data == null) {
+                    data = e.getJsonObject("data").encode();
+                }
+                String text;
+                if (c.sse()) {
+                    text = sseText != null ? sseText : (sseText = "event: " + type + "\ndata: " + data + "\n\n");
+                } else {
+                    text = wsText != null ? wsText : (wsText = "{\"type\":" + io.vertx.core.json.Json.encode(type) + ",\"data\":" + data + "}");
+                }
+                c.context().runOnContext(v -> deliver(c.send(), text));
+            }
+        });
+        vertx.setPeriodic(pingMs, t -> {
+            for (LiveClient c : clients.values()) {
+                if (c.sse()) {
+                    c.context().runOnContext(v -> deliver(x -> c.ping().run(), null));
+                }
+            }
+        });
+    }
+
+    /** A write to a client that may have gone since the event was queued for it: nothing to tell anyone then. */
+    private static void deliver(Handler<String> send, String text) {
+        try {
+            send.handle(text);
+        } catch (IllegalStateException closed) {
+            LOG.debug("live client gone: {}", closed.toString());
+        }
+    }
+
+    /** Takes a live slot, or answers 503 and returns false: at most {@code live.clients.max} at once. */
+    private boolean admitLive(RoutingContext ctx) {
+        if (liveClients.incrementAndGet() > maxLiveClients) {
+            liveClients.decrementAndGet();
+            metrics.inc("curvewatch_service_live_refused_total");
+            fail(ctx, 503, "too many live clients (live.clients.max=" + maxLiveClients + "); try again later");
+            return false;
+        }
+        return true;
+    }
+
     /** Server-Sent Events, written by hand (vertx-web has no SSE handler). */
     private void sse(RoutingContext ctx) {
         String run = runFilter(ctx);
-        if ("".equals(run)) {
+        if ("".equals(run) || !admitLive(ctx)) {
             return;
         }
         HttpServerResponse resp = ctx.response();
@@ -562,26 +636,20 @@ public final class HttpApi {
                 .putHeader(HttpHeaders.CACHE_CONTROL, "no-cache")
                 .putHeader("X-Accel-Buffering", "no");
         resp.write(": connected\n\n");
-        liveClients.incrementAndGet();
-        MessageConsumer<JsonObject> consumer = vertx.eventBus().localConsumer(Outputs.LIVE_ADDRESS, m -> {
-            JsonObject e = m.body();
-            if (run != null && !run.equals(e.getString("run"))) {
-                return;
-            }
+        long id = clientIds.incrementAndGet();
+        clients.put(id, new LiveClient(run, true, vertx.getOrCreateContext(), text -> {
             if (resp.writeQueueFull()) {
                 metrics.inc("curvewatch_service_live_dropped_total");
-                return;
+            } else {
+                resp.write(text);
             }
-            resp.write("event: " + e.getString("type") + "\ndata: " + e.getJsonObject("data").encode() + "\n\n");
-        });
-        long timer = vertx.setPeriodic(pingMs, t -> {
+        }, () -> {
             if (!resp.writeQueueFull()) {
                 resp.write(": ping\n\n");
             }
-        });
+        }));
         Handler<Void> closed = v -> {
-            if (vertx.cancelTimer(timer)) {
-                consumer.unregister();
+            if (clients.remove(id) != null) {
                 liveClients.decrementAndGet();
             }
         };
@@ -596,29 +664,29 @@ public final class HttpApi {
             return;
         }
         String run = runFilter(ctx);
-        if ("".equals(run)) {
+        if ("".equals(run) || !admitLive(ctx)) {
             return;
         }
         ctx.request().toWebSocket().onSuccess(ws -> {
-            liveClients.incrementAndGet();
-            MessageConsumer<JsonObject> consumer = vertx.eventBus().localConsumer(Outputs.LIVE_ADDRESS, m -> {
-                JsonObject e = m.body();
-                if (run != null && !run.equals(e.getString("run"))) {
-                    return;
-                }
+            long id = clientIds.incrementAndGet();
+            clients.put(id, new LiveClient(run, false, vertx.getOrCreateContext(), text -> {
                 if (ws.writeQueueFull()) {
                     metrics.inc("curvewatch_service_live_dropped_total");
-                    return;
+                } else {
+                    ws.writeTextMessage(text);
                 }
-                ws.writeTextMessage(new JsonObject().put("type", e.getString("type")).put("data", e.getJsonObject("data")).encode());
-            });
+            }, () -> { }));
             ws.closeHandler(v -> {
-                consumer.unregister();
-                liveClients.decrementAndGet();
+                if (clients.remove(id) != null) {
+                    liveClients.decrementAndGet();
+                }
             });
             ws.textMessageHandler(msg -> {
                 // clients only listen; anything they send is ignored
             });
-        }).onFailure(err -> LOG.debug("WebSocket upgrade failed: {}", err.toString()));
+        }).onFailure(err -> {
+            liveClients.decrementAndGet(); // the slot taken for an upgrade that did not happen
+            LOG.debug("WebSocket upgrade failed: {}", err.toString());
+        });
     }
 }

@@ -1,7 +1,6 @@
 package dev.curvewatch.service.internal;
 
 import dev.curvewatch.avro.Alert;
-import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.ProbeResult;
@@ -17,8 +16,6 @@ import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
 import dev.curvewatch.schemas.WeightAssembler;
 import dev.curvewatch.service.ServiceConfig;
-import dev.curvewatch.workers.CheckpointCorruptException;
-import dev.curvewatch.workers.FactorCheckpoint;
 import dev.curvewatch.workers.FactorCheckpointReader;
 import dev.curvewatch.workers.FactorCheckpoints;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -33,13 +30,11 @@ import org.slf4j.LoggerFactory;
 
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
-import java.util.UUID;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -47,10 +42,12 @@ import java.util.concurrent.TimeUnit;
 /**
  * The service's feed thread: one assign-mode, read_committed consumer over runs, factors,
  * weights, probe-results, alerts, snapshots and (during start-up only) the service's own signals.
- * It owns the factor chunks and the weight assembly, schedules refreshes (one in flight per
- * layer, at most one per {@code refresh.interval.ms}) onto the refresh executor, calibrates from
- * probe results and expires unanswered candidates. Nothing heavy runs here: eigendecompositions
- * run on the executor, never on this thread or the Vert.x event loop.
+ * It owns the factor chunks and the weight assembly, validates each factor manifest as it arrives
+ * ({@link ManifestCheck}; a bad one is a dead letter and never reaches a layer), schedules
+ * refreshes (one in flight per layer, at most one per {@code refresh.interval.ms}) onto the
+ * refresh executor, calibrates from probe results and expires unanswered candidates. Nothing
+ * heavy runs here: checkpoint assembly (sha256, decoding d^2 values) and eigendecompositions run
+ * on the executor ({@link Refresher}), never on this thread or the Vert.x event loop.
  *
  * <p>Start-up: the runs topic is read to its end first (so weights find their layers), then the
  * other topics to the end offsets seen at start; only then are refreshes scheduled, and layers
@@ -67,7 +64,7 @@ public final class Ingest implements Runnable {
     private final Outputs out;
     private final ServiceMetrics metrics;
     private final ExecutorService refreshPool;
-    private final LayerRefresh refresh;
+    private final Refresher refresher;
     private final AlertEvaluator alerts;
     private final KafkaConsumer<byte[], byte[]> consumer;
     private final FactorCheckpointReader factors;
@@ -78,19 +75,14 @@ public final class Ingest implements Runnable {
     private final AvroDeserializer<Alert> alertDecoder = new AvroDeserializer<>(Alert.class);
     private final AvroDeserializer<SnapshotEvent> snapshotDecoder = new AvroDeserializer<>(SnapshotEvent.class);
     private final AvroDeserializer<Signal> signalDecoder = new AvroDeserializer<>(Signal.class);
-    private final Map<String, ArrayDeque<Parked>> parked = new HashMap<>();
+    private final ParkedWeights parked;
     private final long intervalNanos;
 
     private volatile boolean stop;
-    private volatile boolean caughtUp;
     private volatile long lastPollMs;
     private volatile Throwable failure;
     private Map<TopicPartition, Long> catchUpEnd = Map.of();
-    private volatile double lastLatency = Double.NaN;
     private boolean runsDone;
-
-    private record Parked(ConsumerRecord<byte[], byte[]> record, long sinceMs) {
-    }
 
     public Ingest(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, ExecutorService refreshPool,
                   EigenbasisRefresh eigen, AlertEvaluator alerts) {
@@ -100,21 +92,20 @@ public final class Ingest implements Runnable {
         this.out = out;
         this.metrics = metrics;
         this.refreshPool = refreshPool;
-        this.refresh = new LayerRefresh(eigen);
+        this.refresher = new Refresher(new LayerRefresh(eigen), out, metrics);
         this.alerts = alerts;
         this.intervalNanos = TimeUnit.MILLISECONDS.toNanos(config.refreshIntervalMs());
+        this.parked = new ParkedWeights(MAX_PARKED_PER_RUN, config.weightsParkedMaxBytes());
         this.factors = new FactorCheckpointReader(key -> {
             int slash = key.indexOf('/');
             return slash > 0 && registry.tracksRoomFor(key.substring(0, slash));
-        });
+        }, m -> ManifestCheck.check(m, registeredLayer(m.getRunId(), m.getLayer()), config.factorsMaxDim()));
+        // a run forgotten for runs.max takes its factor chunks and half-assembled weights along (ingest thread)
+        registry.onForget(this::forgetRun);
         Properties p = FactorCheckpoints.consumerProperties(config.kafkaProperties());
         p.setProperty(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "64");
         p.setProperty(ConsumerConfig.CLIENT_ID_CONFIG, out.component() + "-ingest");
         this.consumer = new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer());
-    }
-
-    public boolean caughtUp() {
-        return caughtUp;
     }
 
     public long lastPollMs() {
@@ -127,6 +118,27 @@ public final class Ingest implements Runnable {
 
     public long factorBytes() {
         return factors.bytesHeld();
+    }
+
+    /** Bytes of weight records of unregistered runs held back. */
+    public long parkedBytes() {
+        return parked.bytes();
+    }
+
+    private LayerInfo registeredLayer(String runId, String layer) {
+        RunInfo info = registry.run(runId).map(Registry.Run::info).orElse(null);
+        return info == null ? null : info.getLayers().stream().filter(l -> l.getName().equals(layer)).findFirst().orElse(null);
+    }
+
+    private void forgetRun(String runId) {
+        LOG.info("forgetting run {}: more than the configured number of runs", runId);
+        factors.forgetRun(runId);
+        weights.forgetRun(runId);
+    }
+
+    /** Closes the consumer of an instance whose thread never ran (a start that failed after building it). */
+    public void closeUnstarted() {
+        consumer.close(Duration.ofSeconds(5));
     }
 
     public void requestStop() {
@@ -144,10 +156,10 @@ public final class Ingest implements Runnable {
                 for (ConsumerRecord<byte[], byte[]> r : records) {
                     dispatch(r);
                 }
-                if (!caughtUp) {
+                if (!registry.isCaughtUp()) {
                     advanceCatchUp();
                 }
-                if (caughtUp) {
+                if (registry.isCaughtUp()) {
                     tick();
                 }
             }
@@ -211,7 +223,6 @@ public final class Ingest implements Runnable {
         List<TopicPartition> keep = new ArrayList<>(consumer.assignment());
         keep.removeIf(tp -> tp.topic().equals(topics.signals()));
         consumer.assign(keep);
-        caughtUp = true;
         registry.caughtUp();
         LOG.info("service ingest: caught up ({} runs, {} factor layers, {} MiB of factor chunks)", registry.runIds().size(),
                 factors.layers().size(), factors.bytesHeld() >> 20);
@@ -253,7 +264,7 @@ public final class Ingest implements Runnable {
         String t = r.topic();
         metrics.inc("curvewatch_service_records_total", kind(t));
         boolean ours = t.equals(topics.weights()) || t.equals(topics.probeResults()) || t.equals(topics.factors());
-        if (ours && caughtUp) {
+        if (ours && registry.isCaughtUp()) {
             out.deadLetter(t, r.partition(), r.offset(), r.key(), r.value(), e);
             if (t.equals(topics.probeResults())) {
                 metrics.inc("curvewatch_service_probe_results_total", "dead_letter");
@@ -276,25 +287,18 @@ public final class Ingest implements Runnable {
         }
         RunInfo info = runDecoder.decode(r.value());
         ContractChecks.checkRun(info);
-        for (String gone : registry.register(info, System.currentTimeMillis())) {
-            LOG.info("forgetting run {}: more than the configured number of runs", gone);
-            for (String key : new ArrayList<>(factors.layers())) {
-                if (key.startsWith(gone + "/")) {
-                    factors.forget(key);
-                }
-            }
-        }
-        if (caughtUp) {
+        registry.register(info, System.currentTimeMillis()); // forgets runs beyond runs.max (forgetRun)
+        if (registry.isCaughtUp()) {
             out.live("run", info.getRunId(), Json.runInfo(info));
         }
-        ArrayDeque<Parked> waiting = parked.remove(info.getRunId());
-        if (waiting != null) {
-            for (Parked p : waiting) {
-                try {
-                    onWeight(p.record(), p.sinceMs());
-                } catch (InvalidRecordException e) {
-                    out.deadLetter(p.record().topic(), p.record().partition(), p.record().offset(), p.record().key(), p.record().value(), e);
-                }
+        for (ParkedWeights.Parked p : parked.release(info.getRunId())) {
+            try {
+                onWeight(p.record(), p.sinceMs());
+            } catch (InvalidRecordException e) {
+                deadLetter(p.record(), e);
+            } catch (RuntimeException e) {
+                LOG.error("could not process parked weights {} p{}@{}", p.record().topic(), p.record().partition(), p.record().offset(), e);
+                deadLetter(p.record(), new InvalidRecordException(RejectReason.MALFORMED, "could not be processed: " + e, e));
             }
         }
     }
@@ -302,6 +306,7 @@ public final class Ingest implements Runnable {
     // ---- factors ---------------------------------------------------------------------------
 
     private void onFactor(ConsumerRecord<byte[], byte[]> r) {
+        // a manifest that fails ManifestCheck throws here: a dead letter (reject), the layer keeps its previous one
         factors.accept(r.key(), r.value()).ifPresent(runLayer -> {
             FactorManifest m = factors.manifest(runLayer).orElseThrow();
             registry.layerState(m.getRunId(), m.getLayer(), System.currentTimeMillis()).manifest(m, System.nanoTime());
@@ -324,16 +329,11 @@ public final class Ingest implements Runnable {
         }
         Registry.Run run = registry.run(w.getRunId()).orElse(null);
         if (run == null || run.info() == null) {
-            if (!caughtUp || System.currentTimeMillis() - sinceMs > config.unknownRunGraceMs()) {
+            if (!registry.isCaughtUp() || System.currentTimeMillis() - sinceMs > config.unknownRunGraceMs()) {
                 throw new InvalidRecordException(RejectReason.UNKNOWN_RUN, "run '" + w.getRunId() + "' is not registered");
             }
-            ArrayDeque<Parked> q = parked.computeIfAbsent(w.getRunId(), k -> new ArrayDeque<>());
-            q.addLast(new Parked(r, sinceMs));
-            if (q.size() > MAX_PARKED_PER_RUN) {
-                Parked old = q.removeFirst();
-                out.deadLetter(old.record().topic(), old.record().partition(), old.record().offset(), old.record().key(),
-                        old.record().value(), new InvalidRecordException(RejectReason.UNKNOWN_RUN, "run '" + w.getRunId()
-                                + "' is not registered and more than " + MAX_PARKED_PER_RUN + " of its weight records wait"));
+            for (ParkedWeights.Refused x : parked.park(w.getRunId(), r, sinceMs)) {
+                deadLetter(x.record(), x.why());
             }
             return;
         }
@@ -343,19 +343,8 @@ public final class Ingest implements Runnable {
         weights.accept(w, layer).ifPresent(a -> registry.layerState(a.runId(), a.layer(), System.currentTimeMillis()).weight(a));
     }
 
-    private void expireParked(long nowMs) {
-        for (var it = parked.entrySet().iterator(); it.hasNext(); ) {
-            var e = it.next();
-            while (!e.getValue().isEmpty() && nowMs - e.getValue().peekFirst().sinceMs() > config.unknownRunGraceMs()) {
-                Parked p = e.getValue().removeFirst();
-                out.deadLetter(p.record().topic(), p.record().partition(), p.record().offset(), p.record().key(), p.record().value(),
-                        new InvalidRecordException(RejectReason.UNKNOWN_RUN, "run '" + e.getKey() + "' was not registered within "
-                                + config.unknownRunGraceMs() + " ms"));
-            }
-            if (e.getValue().isEmpty()) {
-                it.remove();
-            }
-        }
+    private void deadLetter(ConsumerRecord<byte[], byte[]> r, InvalidRecordException why) {
+        out.deadLetter(r.topic(), r.partition(), r.offset(), r.key(), r.value(), why);
     }
 
     // ---- alerts, snapshots, history ----------------------------------------------------------
@@ -370,7 +359,7 @@ public final class Ingest implements Runnable {
             return;
         }
         registry.alert(fp, a);
-        if (caughtUp && a != null) {
+        if (registry.isCaughtUp() && a != null) {
             out.live("alert", a.getRunId(), Json.alert(a));
         }
     }
@@ -382,7 +371,7 @@ public final class Ingest implements Runnable {
         SnapshotEvent e = snapshotDecoder.decode(r.value());
         ContractChecks.requireId(e.getRunId(), "run_id");
         ContractChecks.requireId(e.getSnapshotId(), "snapshot_id");
-        if (registry.snapshot(e) && caughtUp) {
+        if (registry.snapshot(e) && registry.isCaughtUp()) {
             out.live("snapshot", e.getRunId(), Json.snapshot(e));
         }
     }
@@ -393,16 +382,25 @@ public final class Ingest implements Runnable {
         }
         Signal s = signalDecoder.decode(r.value());
         ContractChecks.requireId(s.getRunId(), "run_id");
-        registry.history().add(s);
         if (s.getLayer() != null) {
-            LayerState l = registry.layerState(s.getRunId(), s.getLayer(), s.getTimestampMs());
-            if (s.getName().equals("effective_rank_g") || s.getName().equals("refresh_failed")) {
-                l.historyRefreshed(s.getFactorVersion());
-            } else if (s.getName().equals("calibrated_rho")) {
-                l.calibratedFromHistory(s.getFactorVersion(), s.getValue(), -1);
+            ContractChecks.requireId(s.getLayer(), "layer");
+            // never brings back a run forgotten for runs.max (or one it would have to forget another for)
+            LayerState l = registry.layerStateIfRoom(s.getRunId(), s.getLayer(), s.getTimestampMs()).orElse(null);
+            if (l == null) {
+                return;
+            }
+            switch (s.getName()) {
+                case "effective_rank_g", "refresh_failed" -> l.historyRefreshed(s.getFactorVersion());
+                case "calibrated_rho" -> l.calibratedFromHistory(s.getFactorVersion(), s.getValue());
+                case "kept_pairs" -> l.keptPairsFromHistory(s.getFactorVersion(), (long) s.getValue());
+                default -> {
+                }
             }
         }
-        alerts.evaluate(s, AlertEvaluator.Context.NONE, s.getTimestampMs(), false);
+        registry.ifHeld(s.getRunId(), () -> {
+            registry.history().add(s);
+            alerts.evaluate(s, AlertEvaluator.Context.NONE, s.getTimestampMs(), false);
+        });
     }
 
     // ---- probe results ---------------------------------------------------------------------
@@ -456,7 +454,9 @@ public final class Ingest implements Runnable {
     private void tick() {
         long nowMs = System.currentTimeMillis();
         long nowNanos = System.nanoTime();
-        expireParked(nowMs);
+        for (ParkedWeights.Refused x : parked.expire(nowMs, config.unknownRunGraceMs())) {
+            deadLetter(x.record(), x.why());
+        }
         for (Registry.Run run : registry.allRuns()) {
             for (LayerState l : run.layers().values()) {
                 for (PendingCandidate c : l.expire(nowMs, config.calibrationTimeoutMs())) {
@@ -467,7 +467,12 @@ public final class Ingest implements Runnable {
                     out.live("layer", l.runId(), Json.layer(l));
                 }
                 if (l.due(nowNanos, intervalNanos)) {
-                    startRefresh(l, nowNanos);
+                    try {
+                        startRefresh(l, nowNanos);
+                    } catch (RuntimeException e) { // never the end of the loop; the next manifest or tick tries again
+                        LOG.error("could not start the refresh of {}", l.key(), e);
+                        l.notStarted(e.toString());
+                    }
                 }
             }
         }
@@ -478,82 +483,19 @@ public final class Ingest implements Runnable {
         if (!factors.isComplete(key)) {
             return; // the next version's chunks are half way in: its manifest follows
         }
-        FactorCheckpoint cp;
-        try {
-            cp = factors.assemble(key);
-        } catch (CheckpointCorruptException e) {
-            l.notStarted(e.getMessage(), true);
-            LOG.warn("refresh of {} not possible: {}", key, e.getMessage());
-            metrics.inc("curvewatch_service_refreshes_total", "failed");
-            return;
-        }
+        // no copy, no checksum here: the parts are assembled on the refresh thread
+        FactorCheckpointReader.Parts parts = factors.detach(key).orElseThrow();
         long seenNanos = l.requestedNanos();
         boolean silent = l.start(nowNanos);
-        FactorManifest m = cp.manifest();
         try {
-            refreshPool.execute(() -> runRefresh(l, cp, m, seenNanos, silent));
+            refreshPool.execute(() -> refresher.run(l, parts, seenNanos, silent));
         } catch (RejectedExecutionException e) {
-            l.notStarted("service is stopping", false);
-        }
-    }
-
-    /** On a refresh thread: the math, then publishing. */
-    private void runRefresh(LayerState l, FactorCheckpoint cp, FactorManifest m, long seenNanos, boolean silent) {
-        try {
-            LayerState.Bases prev = l.bases();
-            LayerRefresh.Input in = new LayerRefresh.Input(m.getRunId(), m.getLayer(), m.getVersion(), m.getStepLast(),
-                    m.getTokenCount(), m.getDIn(), m.getDOut(), cp.meanA(), cp.meanG());
-            LayerRefresh.Outcome o = refresh.refresh(in, prev == null ? null : prev.g(), prev == null ? null : prev.a());
-            long now = System.currentTimeMillis();
-            if (!o.ok()) {
-                l.failed(in, o.failure(), now);
-                metrics.inc("curvewatch_service_refreshes_total", "failed");
-                LOG.warn("refresh of {} v{} failed: {}", l.key(), m.getVersion(), o.failure());
-                if (!silent) {
-                    out.signals(List.of(LayerRefresh.failureSignal(in, now)), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
-                    out.live("layer", l.runId(), Json.layer(l));
-                }
-                return;
-            }
-            l.refreshed(o, now);
-            metrics.inc("curvewatch_service_refresh_seconds_total", o.eighSeconds());
-            if (silent) {
-                metrics.inc("curvewatch_service_refreshes_total", "silent");
-                LOG.info("refresh of {} v{} recomputed after restart (signals already published)", l.key(), m.getVersion());
-                return;
-            }
-            double latency = (System.nanoTime() - seenNanos) / 1e9;
-            out.signals(LayerRefresh.signals(o, latency, now), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
-            metrics.inc("curvewatch_service_refreshes_total", "ok");
-            metrics.inc("curvewatch_service_refresh_latency_seconds_total", latency);
-            lastLatency = latency;
-            if (o.plan().isPresent() && l.awaitingAnswer()) {
-                // one candidate at a time per layer: a newer one would supersede the answer the trainer is
-                // computing now; the next refresh after that answer (or its timeout) sends the newest bases
-                metrics.inc("curvewatch_service_candidates_deferred_total");
-            } else if (o.plan().isPresent()) {
-                String id = m.getLayer() + "-v" + m.getVersion() + "-" + UUID.randomUUID().toString().substring(0, 8);
-                EditCandidate c = LayerRefresh.candidate(o, id, now);
-                LayerRefresh.CandidatePlan p = o.plan().get();
-                l.sent(new PendingCandidate(id, m.getRunId(), m.getLayer(), m.getStepLast(), m.getVersion(), p.rhos(), p.thresholds(),
-                        p.keptPairs(), (long) m.getDIn() * m.getDOut(), now));
-                out.candidate(c);
-            }
-            out.live("layer", l.runId(), Json.layer(l));
-            LOG.info("refreshed {} v{} ({} x {}): eigh {} s{}, factors ready -> signals {} s", l.key(), m.getVersion(), m.getDOut(),
-                    m.getDIn(), String.format("%.3f", o.eighSeconds()), o.skippedG() && o.skippedA() ? " (warm start)" : "",
-                    String.format("%.3f", latency));
-        } catch (Throwable t) {
-            LayerRefresh.Input in = new LayerRefresh.Input(m.getRunId(), m.getLayer(), m.getVersion(), m.getStepLast(),
-                    m.getTokenCount(), m.getDIn(), m.getDOut(), null, null);
-            l.failed(in, t.toString(), System.currentTimeMillis());
-            metrics.inc("curvewatch_service_refreshes_total", "failed");
-            LOG.error("refresh of {} v{} failed", l.key(), m.getVersion(), t);
+            l.notStarted("service is stopping");
         }
     }
 
     /** Factors manifest read -> signals sent, of the latest refresh (NaN before the first). */
     public double lastLatencySeconds() {
-        return lastLatency;
+        return refresher.lastLatencySeconds();
     }
 }

@@ -121,9 +121,11 @@ public final class Json {
         return o;
     }
 
+    /** A layer's detail, from one consistent {@link LayerState#view() view} (status and spectra of the same moment). */
     public static JsonObject layer(LayerState l) {
-        LayerStatus s = l.status();
-        LayerState.Bases b = l.bases();
+        LayerState.View v = l.view();
+        LayerStatus s = v.status();
+        LayerState.Bases b = v.bases();
         return new JsonObject().put("run_id", s.runId()).put("name", s.layer()).put("d_in", s.dIn()).put("d_out", s.dOut())
                 .put("has_bias", s.hasBias()).put("factor_version", s.factorVersion()).put("factor_tokens", s.factorTokens())
                 .put("refreshed_version", s.refreshedVersion()).put("step", s.step()).put("calibrated_rho", num(s.calibratedRho()))

@@ -16,9 +16,9 @@ import java.util.List;
 
 /**
  * Everything the service holds for one run/layer: one weight, the latest eigenbases, the newest
- * manifest, outstanding candidates (at most {@link #MAX_OUTSTANDING}), the calibration and the
- * top scores. Bounded by construction. Guarded by its own lock: the ingest thread, refresh
- * threads, the edit thread and HTTP handlers all read or write it.
+ * manifest, outstanding candidates (one is sent at a time; at most {@link #MAX_OUTSTANDING} are
+ * kept), the calibration and the top scores. Bounded by construction. Guarded by its own lock:
+ * the ingest thread, refresh threads, the edit thread and HTTP handlers all read or write it.
  */
 public final class LayerState {
     public static final int MAX_OUTSTANDING = 4;
@@ -31,6 +31,10 @@ public final class LayerState {
 
     /** A consistent copy of what a refresh needs and did. */
     public record Bases(Eigenbasis g, Eigenbasis a, long version, long step, SpectrumSummary spectrumG, SpectrumSummary spectrumA) {
+    }
+
+    /** The status and the bases of one moment, taken under one lock (a layer event never pairs vN's status with vN+1's spectra). */
+    public record View(LayerStatus status, Bases bases) {
     }
 
     private final String runId;
@@ -61,6 +65,8 @@ public final class LayerState {
     private long calibratedVersion = -1;
     private double calibratedRho = Double.NaN;
     private long keptPairs = -1;
+    private long historyKeptVersion = -1;
+    private long historyKept = -1;
 
     private WeightAssembler.Assembled weight;
     private List<ExampleScore> topExact = List.of();
@@ -92,8 +98,16 @@ public final class LayerState {
         registered = true;
     }
 
-    public synchronized boolean registered() {
-        return registered;
+    /**
+     * Why factors of these sides cannot be this layer's, or null: the run registered it with
+     * other sides (e.g. re-registered after the manifest arrived).
+     */
+    public synchronized String sidesMismatch(int factorDIn, int factorDOut) {
+        if (registered && (factorDIn != dIn || factorDOut != dOut)) {
+            return "factors are d_in=" + factorDIn + " d_out=" + factorDOut + " but the run registers the layer as d_in=" + dIn
+                    + " d_out=" + dOut;
+        }
+        return null;
     }
 
     // ---- factors and refreshes -------------------------------------------------------------
@@ -110,10 +124,6 @@ public final class LayerState {
 
     public synchronized FactorManifest manifest() {
         return manifest;
-    }
-
-    public synchronized long manifestSeenNanos() {
-        return manifestSeenNanos;
     }
 
     /** The highest factor version a refresh signal of the service's own history carries (restart). */
@@ -141,7 +151,10 @@ public final class LayerState {
         return force && manifest != null && manifest.getVersion() <= refreshedVersion ? forcedAtNanos : manifestSeenNanos;
     }
 
-    /** Marks a refresh started; returns whether it should stay silent (already published before a restart). */
+    /**
+     * Marks a refresh started (in flight until {@link #finished}); returns whether it should stay
+     * silent (already published before a restart).
+     */
     public synchronized boolean start(long nowNanos) {
         inFlight = true;
         force = false;
@@ -150,23 +163,26 @@ public final class LayerState {
         return manifest.getVersion() <= historyRefreshVersion && bases == null;
     }
 
-    /** The refresh could not start (chunks not in yet, or corrupt): try again on the next manifest or tick. */
-    public synchronized void notStarted(String why, boolean failed) {
+    /** A refresh marked started could not be handed to a refresh thread (the service is stopping). */
+    public synchronized void notStarted(String why) {
         inFlight = false;
-        if (failed) {
-            failures++;
-            lastFailure = why;
-            status = "refresh failed: " + why;
-            refreshedVersion = manifest == null ? refreshedVersion : manifest.getVersion();
-        }
+        status = "refresh not started: " + why;
+    }
+
+    /**
+     * The refresh in flight is over, its signals and candidate published (or it failed): only
+     * now may the next one start, so a newer refresh never publishes before an older one.
+     */
+    public synchronized void finished() {
+        inFlight = false;
     }
 
     public synchronized Bases bases() {
         return bases;
     }
 
+    /** The refresh succeeded; it stays in flight until {@link #finished}. */
     public synchronized void refreshed(LayerRefresh.Outcome o, long nowMs) {
-        inFlight = false;
         refreshes++;
         refreshedVersion = Math.max(refreshedVersion, o.input().factorVersion());
         lastRefreshMs = nowMs;
@@ -175,8 +191,8 @@ public final class LayerState {
                 : "refreshed v" + o.input().factorVersion();
     }
 
+    /** The refresh failed (a value, with the reason); it stays in flight until {@link #finished}. */
     public synchronized void failed(LayerRefresh.Input in, String reason, long nowMs) {
-        inFlight = false;
         failures++;
         refreshedVersion = Math.max(refreshedVersion, in.factorVersion());
         lastRefreshMs = nowMs;
@@ -190,10 +206,6 @@ public final class LayerState {
             force = true;
             forcedAtNanos = System.nanoTime();
         }
-    }
-
-    public synchronized boolean inFlight() {
-        return inFlight;
     }
 
     // ---- calibration -----------------------------------------------------------------------
@@ -213,6 +225,16 @@ public final class LayerState {
     /** Whether a candidate is out and neither answered nor timed out. */
     public synchronized boolean awaitingAnswer() {
         return !outstanding.isEmpty();
+    }
+
+    /**
+     * Kafka refused the candidate: it is not outstanding (its answer can never come, so it must
+     * not count as a calibration timeout or hold back the next one).
+     */
+    public synchronized void candidateNotSent(String candidateId, String why) {
+        if (outstanding.remove(candidateId) != null) {
+            status = "candidate not sent: " + why;
+        }
     }
 
     public synchronized PendingCandidate outstanding(String candidateId) {
@@ -245,10 +267,24 @@ public final class LayerState {
     }
 
     /** The calibrated rho from the service's own history (restart). */
-    public synchronized void calibratedFromHistory(long version, double rho, long kept) {
+    public synchronized void calibratedFromHistory(long version, double rho) {
         if (version >= calibratedVersion) {
             calibratedVersion = version;
             calibratedRho = rho;
+            keptPairs = version == historyKeptVersion ? historyKept : -1;
+        }
+    }
+
+    /**
+     * A kept_pairs signal from the history (restart): the kept pairs of the calibration of that
+     * factor version, whichever of it and calibrated_rho is read first.
+     */
+    public synchronized void keptPairsFromHistory(long version, long kept) {
+        if (version >= historyKeptVersion) {
+            historyKeptVersion = version;
+            historyKept = kept;
+        }
+        if (version == calibratedVersion) {
             keptPairs = kept;
         }
     }
@@ -310,6 +346,11 @@ public final class LayerState {
         return new EditView(dIn, dOut, weight, bases == null ? null : bases.g(), bases == null ? null : bases.a(),
                 bases == null ? -1 : bases.version(), calibratedRho, manifest == null ? -1 : manifest.getVersion(),
                 manifest != null && (inFlight || manifest.getVersion() > refreshedVersion));
+    }
+
+    /** Status and bases together, under one lock. */
+    public synchronized View view() {
+        return new View(status(), bases);
     }
 
     public synchronized LayerStatus status() {

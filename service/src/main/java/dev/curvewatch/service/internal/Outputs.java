@@ -14,6 +14,7 @@ import dev.curvewatch.schemas.InvalidRecordException;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
 import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.Producer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
@@ -25,7 +26,6 @@ import org.slf4j.LoggerFactory;
 import java.util.List;
 import java.util.Properties;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.Future;
 
 /**
  * Everything the service emits, in one place: records to Kafka (one idempotent producer, shared
@@ -37,7 +37,7 @@ public final class Outputs implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Outputs.class);
     public static final String LIVE_ADDRESS = "curvewatch.service.live";
 
-    private final KafkaProducer<String, byte[]> producer;
+    private final Producer<String, byte[]> producer;
     private final CurvewatchTopics topics;
     private final Registry registry;
     private final AlertEvaluator alerts;
@@ -55,16 +55,13 @@ public final class Outputs implements AutoCloseable {
 
     public Outputs(Properties client, CurvewatchTopics topics, Registry registry, AlertEvaluator alerts, ServiceMetrics metrics,
                    Vertx vertx, String component, int deadLetterMaxValueBytes) {
-        Properties p = new Properties();
-        p.putAll(client);
-        p.setProperty(ProducerConfig.ACKS_CONFIG, "all");
-        p.setProperty(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
-        p.setProperty(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
-        p.putIfAbsent(ProducerConfig.LINGER_MS_CONFIG, "5");
-        p.putIfAbsent(ProducerConfig.COMPRESSION_TYPE_CONFIG, "zstd");
-        p.putIfAbsent(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
-        p.putIfAbsent(ProducerConfig.CLIENT_ID_CONFIG, component + "-producer");
-        this.producer = new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer());
+        this(producer(client, component), topics, registry, alerts, metrics, vertx, component, deadLetterMaxValueBytes);
+    }
+
+    /** Over any producer (tests use Kafka's MockProducer); {@code vertx} may be null: no live events. */
+    Outputs(Producer<String, byte[]> producer, CurvewatchTopics topics, Registry registry, AlertEvaluator alerts, ServiceMetrics metrics,
+            Vertx vertx, String component, int deadLetterMaxValueBytes) {
+        this.producer = producer;
         this.topics = topics;
         this.registry = registry;
         this.alerts = alerts;
@@ -74,20 +71,43 @@ public final class Outputs implements AutoCloseable {
         this.deadLetterMaxValueBytes = deadLetterMaxValueBytes;
     }
 
+    private static KafkaProducer<String, byte[]> producer(Properties client, String component) {
+        Properties p = new Properties();
+        p.putAll(client);
+        p.setProperty(ProducerConfig.ACKS_CONFIG, "all");
+        p.setProperty(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        p.setProperty(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
+        p.putIfAbsent(ProducerConfig.LINGER_MS_CONFIG, "5");
+        p.putIfAbsent(ProducerConfig.COMPRESSION_TYPE_CONFIG, "zstd");
+        p.putIfAbsent(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
+        p.putIfAbsent(ProducerConfig.CLIENT_ID_CONFIG, component + "-producer");
+        return new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer());
+    }
+
     public String component() {
         return component;
     }
 
-    /** Publishes signals, adds them to the history, sends live events and evaluates the alert rules on each. */
+    /**
+     * Publishes signals, adds them to the history, sends live events and evaluates the alert
+     * rules on each. A signal of a run the registry no longer holds (forgotten for {@code
+     * runs.max} while its refresh ran) is still published, but enters neither the history nor
+     * the alert state, so a forgotten run does not creep back.
+     */
     public void signals(List<Signal> list, AlertEvaluator.Context ctx) {
         long now = System.currentTimeMillis();
         for (Signal s : list) {
             String key = s.getLayer() == null ? s.getRunId() : CurvewatchTopics.runLayerKey(s.getRunId(), s.getLayer());
             producer.send(new ProducerRecord<>(topics.signals(), key, signals.serialize(null, s)), log("signal " + key + " " + s.getName()));
-            registry.history().add(s);
             metrics.inc("curvewatch_service_signals_total");
-            live("signal", s.getRunId(), Json.signal(s));
-            alertsRaw(alerts.evaluate(s, ctx, now, true));
+            List<List<Alert>> raised = new java.util.ArrayList<>(1);
+            if (registry.ifHeld(s.getRunId(), () -> {
+                registry.history().add(s);
+                raised.add(alerts.evaluate(s, ctx, now, true));
+            })) {
+                live("signal", s.getRunId(), Json.signal(s));
+                alertsRaw(raised.get(0));
+            }
         }
     }
 
@@ -99,11 +119,24 @@ public final class Outputs implements AutoCloseable {
         }
     }
 
-    /** Sends a candidate (key = run); the returned future fails if Kafka refused it. */
-    public Future<RecordMetadata> candidate(EditCandidate c) {
-        metrics.inc("curvewatch_service_candidates_total");
-        return producer.send(new ProducerRecord<>(topics.editCandidates(), c.getRunId(), candidates.serialize(null, c)),
-                log("candidate " + c.getCandidateId()));
+    /** Sends a candidate (key = run); the returned future fails if Kafka refused it (also when send itself throws). */
+    public CompletableFuture<RecordMetadata> candidate(EditCandidate c) {
+        CompletableFuture<RecordMetadata> done = new CompletableFuture<>();
+        try {
+            producer.send(new ProducerRecord<>(topics.editCandidates(), c.getRunId(), candidates.serialize(null, c)), (md, err) -> {
+                if (err != null) {
+                    LOG.error("could not publish candidate {}: {}", c.getCandidateId(), err.toString());
+                    done.completeExceptionally(err);
+                } else {
+                    metrics.inc("curvewatch_service_candidates_total");
+                    done.complete(md);
+                }
+            });
+        } catch (RuntimeException e) { // serialization, a closed producer, a record over max.request.size
+            LOG.error("could not publish candidate {}: {}", c.getCandidateId(), e.toString());
+            done.completeExceptionally(e);
+        }
+        return done;
     }
 
     public void alertsRaw(List<Alert> list) {

@@ -28,7 +28,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * The service's in-memory state: runs and their layers, signal history, alerts (raw and
  * de-duplicated), snapshots and answered idempotency keys. Every collection is bounded: per
  * layer by {@link LayerState}, series by {@link SignalHistory}, alerts and snapshots by the
- * configured history sizes, runs by {@code maxRuns} (the least recently active run is forgotten).
+ * configured history sizes, runs by {@code maxRuns}: whenever a run is added beyond it (by a
+ * registration or by factors of a run not registered yet) the least recently active other run
+ * is forgotten with everything held for it: its layers, signal history and snapshot list here,
+ * and, through the {@link #onForget} listeners, what other parts hold for it (alert-rule state,
+ * factor chunks, half-assembled weights). Answered idempotency keys are kept (bounded on their
+ * own), so a forgotten run that comes back is not edited twice for the same key.
  */
 public final class Registry implements ServiceState {
     /** A run: its registration (null while only seen in factors) and layers. */
@@ -67,6 +72,9 @@ public final class Registry implements ServiceState {
     private final LinkedHashSet<String> answeredKeys = new LinkedHashSet<>();
     private final AtomicLong deadLetters = new AtomicLong();
     private final java.util.concurrent.CountDownLatch caughtUp = new java.util.concurrent.CountDownLatch(1);
+    /** Guards adding and forgetting runs against the history and alert state of a run being forgotten. */
+    private final Object runsLock = new Object();
+    private final List<java.util.function.Consumer<String>> forgetListeners = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     public Registry(SignalHistory history, int alertHistory, int snapshotHistory, int maxRuns) {
         this.history = history;
@@ -81,22 +89,64 @@ public final class Registry implements ServiceState {
 
     // ---- runs and layers -------------------------------------------------------------------
 
-    /** Registers (or updates) a run; returns runs forgotten to stay within the bound. */
-    public List<String> register(RunInfo info, long nowMs) {
-        Run r = runs.computeIfAbsent(info.getRunId(), Run::new);
-        r.info = info;
-        r.lastActivityMs = nowMs;
-        for (LayerInfo l : info.getLayers()) {
-            r.layers.computeIfAbsent(l.getName(), n -> new LayerState(info.getRunId(), n)).register(l);
-        }
-        return evict(info.getRunId());
+    /**
+     * Called with the id of every run forgotten to stay within {@code maxRuns}, on the thread that
+     * added the run that made room necessary (the ingest thread), under the registry's run lock.
+     */
+    public void onForget(java.util.function.Consumer<String> listener) {
+        forgetListeners.add(listener);
     }
 
-    /** The layer's state, created for a run seen only in factors so far. */
+    /** Registers (or updates) a run; returns runs forgotten to stay within the bound. */
+    public List<String> register(RunInfo info, long nowMs) {
+        synchronized (runsLock) {
+            Run r = runs.computeIfAbsent(info.getRunId(), Run::new);
+            r.info = info;
+            r.lastActivityMs = nowMs;
+            for (LayerInfo l : info.getLayers()) {
+                r.layers.computeIfAbsent(l.getName(), n -> new LayerState(info.getRunId(), n)).register(l);
+            }
+            return evict(info.getRunId());
+        }
+    }
+
+    /**
+     * The layer's state, created (with its run, for a run seen only in factors so far) if needed;
+     * a new run beyond {@code maxRuns} makes the least recently active other run forgotten.
+     */
     public LayerState layerState(String runId, String layer, long nowMs) {
-        Run r = runs.computeIfAbsent(runId, Run::new);
-        r.lastActivityMs = nowMs;
-        return r.layers.computeIfAbsent(layer, n -> new LayerState(runId, n));
+        synchronized (runsLock) {
+            Run r = runs.computeIfAbsent(runId, Run::new);
+            r.lastActivityMs = nowMs;
+            LayerState l = r.layers.computeIfAbsent(layer, n -> new LayerState(runId, n));
+            evict(runId);
+            return l;
+        }
+    }
+
+    /**
+     * The layer's state if its run is held, or can be without forgetting another (the replay of
+     * the service's own signals at start: it must not bring back runs forgotten for the bound).
+     */
+    public Optional<LayerState> layerStateIfRoom(String runId, String layer, long nowMs) {
+        synchronized (runsLock) {
+            return runs.containsKey(runId) || runs.size() < maxRuns ? Optional.of(layerState(runId, layer, nowMs)) : Optional.empty();
+        }
+    }
+
+    /**
+     * Runs {@code action} if the run is held, excluding a concurrent forget of it (a signal of a
+     * refresh that outlived its run must not bring back history or alert state); returns whether
+     * it ran.
+     */
+    public boolean ifHeld(String runId, Runnable action) {
+        synchronized (runsLock) {
+            if (!runs.containsKey(runId)) {
+                return false;
+            }
+            action.run();
+            return true;
+        }
     }
 
     public Optional<Run> run(String runId) {
@@ -124,9 +174,20 @@ public final class Registry implements ServiceState {
             }
             runs.remove(oldest.id);
             history.forgetRun(oldest.id);
+            forgetSnapshots(oldest.id);
+            for (var listener : forgetListeners) {
+                listener.accept(oldest.id);
+            }
             gone.add(oldest.id);
         }
         return gone;
+    }
+
+    private synchronized void forgetSnapshots(String runId) {
+        ArrayDeque<SnapshotEvent> list = snapshots.remove(runId);
+        if (list != null) {
+            list.forEach(e -> snapshotsById.remove(e.getSnapshotId()));
+        }
     }
 
     /** Whether a run id was forgotten (or never seen) while over the bound: its factors are not worth holding. */
@@ -160,11 +221,17 @@ public final class Registry implements ServiceState {
 
     // ---- snapshots -------------------------------------------------------------------------
 
-    /** A SnapshotEvent read back (or just published): returns false if it was already known. */
+    /**
+     * A SnapshotEvent read back (or just published): returns false if it was already known. Its
+     * idempotency key counts as answered in any case; it is listed only while its run is held.
+     */
     public synchronized boolean snapshot(SnapshotEvent e) {
         answeredKeys.add(e.getRunId() + "|" + e.getIdempotencyKey());
         while (answeredKeys.size() > 100_000) {
             answeredKeys.remove(answeredKeys.iterator().next());
+        }
+        if (!runs.containsKey(e.getRunId())) {
+            return false;
         }
         if (snapshotsById.containsKey(e.getSnapshotId())) {
             SnapshotEvent old = snapshotsById.get(e.getSnapshotId());

@@ -32,7 +32,9 @@ public final class ServiceMetrics {
         declareCounter("curvewatch_service_refresh_latency_seconds_total", "Sum over refreshes of the time from the factors manifest being read to its signals being sent.");
         declareCounter("curvewatch_service_signals_total", "Signals published.");
         declareCounter("curvewatch_service_scores_total", "ExampleScores records published.");
-        declareCounter("curvewatch_service_candidates_total", "EditCandidates sent to trainers.");
+        declareCounter("curvewatch_service_candidates_total", "EditCandidates sent to trainers (acknowledged by Kafka).");
+        declareCounter("curvewatch_service_candidates_failed_total", "EditCandidates Kafka refused (dropped, not outstanding).");
+        declareCounter("curvewatch_service_candidates_deferred_total", "Refreshes that sent no candidate because the layer's previous one was still out.");
         declareCounter("curvewatch_service_probe_results_total", "Probe results received, by result (calibrated, dead_letter).", "result");
         declareCounter("curvewatch_service_calibration_timeouts_total", "Candidates not answered within calibration.timeout.ms.");
         declareCounter("curvewatch_service_alerts_total", "Alerts published to alerts.raw, by status.", "status");
@@ -41,11 +43,13 @@ public final class ServiceMetrics {
         declareCounter("curvewatch_service_edit_requests_total", "Edit requests published by POST /api/runs/{run}/edits.");
         declareCounter("curvewatch_service_http_requests_total", "HTTP responses, by status code.", "code");
         declareCounter("curvewatch_service_live_dropped_total", "Live events not written to a slow SSE/WebSocket client.");
+        declareCounter("curvewatch_service_live_refused_total", "SSE/WebSocket clients answered 503: live.clients.max were connected.");
         declareCounter("curvewatch_service_records_total", "Records read, by topic kind.", "topic");
         declareGauge("curvewatch_service_refresh_latency_last_seconds", "Factors manifest read -> signals sent, of the latest refresh.");
         declareGauge("curvewatch_service_runs", "Runs held in memory.");
         declareGauge("curvewatch_service_layers", "Layers held in memory.");
         declareGauge("curvewatch_service_factor_bytes", "Factor chunk bytes held (one copy per layer).");
+        declareGauge("curvewatch_service_parked_weight_bytes", "Weight record bytes of unregistered runs held back (bounded by weights.parked.max.bytes).");
         declareGauge("curvewatch_service_live_clients", "Connected SSE and WebSocket clients.");
         declareGauge("curvewatch_service_caught_up", "1 once the start-up catch-up is done.");
         declareGauge("curvewatch_service_firing_rules", "Rule/run/layer combinations firing now.");

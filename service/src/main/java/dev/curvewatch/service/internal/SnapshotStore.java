@@ -1,7 +1,7 @@
 package dev.curvewatch.service.internal;
 
 import dev.curvewatch.curvature.safetensors.SafetensorsWriter;
-import dev.curvewatch.schemas.ContractChecks;
+import dev.curvewatch.schemas.SnapshotUris;
 
 import java.io.BufferedOutputStream;
 import java.io.IOException;
@@ -21,11 +21,13 @@ import java.util.Optional;
 import java.util.UUID;
 
 /**
- * The directory of edited snapshots: {@code <root>/<run>/<snapshot id>.safetensors}. Nothing from
- * a request becomes a path unchecked: run and snapshot ids must be {@link ContractChecks} ids
- * that can name a file, file names are made here, the root is canonicalised once and every
- * resolved path (and, for reads, its real path behind links) must lie inside it. Files appear
- * atomically: written to a temporary name in the same directory, forced to disk, then moved over.
+ * The directory of edited snapshots: {@code <root>/<run>/<snapshot id>.safetensors}, the uri
+ * grammar and resolution of {@link SnapshotUris} (shared with every reader of snapshots). Nothing
+ * from a request becomes a path unchecked: run and snapshot ids must be ids that can name a file,
+ * file names are made here, the root is canonicalised once and every resolved path (and its real
+ * path behind links) must lie inside it; reads also refuse a file that is itself a link. Files
+ * appear atomically: written to a temporary name in the same directory, forced to disk, then
+ * moved over.
  */
 public final class SnapshotStore {
     /** A stored file: its path relative to the root (the SnapshotEvent's uri), sha256 and size. */
@@ -47,30 +49,19 @@ public final class SnapshotStore {
      * Where a snapshot lives.
      *
      * @throws dev.curvewatch.schemas.InvalidRecordException for an id that cannot name a file
-     * @throws IllegalArgumentException if the path would leave the store (defence in depth)
+     * @throws IOException if the path, or an existing part of it behind links, would leave the store
      */
-    public Path pathFor(String runId, String snapshotId) {
-        ContractChecks.requirePathSegment(runId, "run_id");
-        ContractChecks.requirePathSegment(snapshotId, "snapshot_id");
-        return inside(root.resolve(runId).resolve(snapshotId + ".safetensors"));
-    }
-
-    private Path inside(Path p) {
-        Path n = p.toAbsolutePath().normalize();
-        if (!n.startsWith(root) || n.equals(root)) {
-            throw new IllegalArgumentException("path " + p + " leaves the snapshot store " + root);
-        }
-        return n;
+    public Path pathFor(String runId, String snapshotId) throws IOException {
+        return SnapshotUris.resolve(root, SnapshotUris.uriOf(runId, snapshotId));
     }
 
     /** Writes the file atomically and returns where it is, its sha256 and size. */
     public Stored write(String runId, String snapshotId, SafetensorsWriter content) throws IOException {
-        Path target = pathFor(runId, snapshotId);
+        String uri = SnapshotUris.uriOf(runId, snapshotId);
+        Path target = SnapshotUris.resolve(root, uri);
         Path dir = target.getParent();
         Files.createDirectories(dir);
-        if (!dir.toRealPath().startsWith(root)) { // a run directory that is a link out of the store
-            throw new IOException("run directory " + dir + " resolves outside the snapshot store " + root);
-        }
+        SnapshotUris.resolve(root, uri); // again, now that the run directory exists: it may be a link out
         Path tmp = dir.resolve("." + snapshotId + "." + UUID.randomUUID() + ".tmp");
         MessageDigest sha = Fingerprints.sha256();
         long size;
@@ -92,7 +83,7 @@ public final class SnapshotStore {
         } finally {
             Files.deleteIfExists(tmp);
         }
-        return new Stored(root.relativize(target).toString().replace('\\', '/'), target, HexFormat.of().formatHex(sha.digest()), size);
+        return new Stored(uri, target, HexFormat.of().formatHex(sha.digest()), size);
     }
 
     private static void forceDirectory(Path dir) {
@@ -104,24 +95,18 @@ public final class SnapshotStore {
     }
 
     /**
-     * The file of a stored uri (as published in a SnapshotEvent), if it exists and both its path
-     * and its real path stay inside the store; empty for anything else.
+     * The file of a stored uri (as published in a SnapshotEvent), if the uri is of the
+     * {@link SnapshotUris} grammar, the file exists, is not itself a link, and both its path and
+     * its real path stay inside the store; empty for anything else.
      */
     public Optional<Path> resolve(String uri) {
-        if (uri == null || uri.isEmpty() || uri.contains("\\") || uri.startsWith("/")) {
-            return Optional.empty();
-        }
-        String[] parts = uri.split("/");
-        if (parts.length != 2 || !parts[1].endsWith(".safetensors")) {
-            return Optional.empty();
-        }
         try {
-            Path p = pathFor(parts[0], parts[1].substring(0, parts[1].length() - ".safetensors".length()));
-            if (!Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS) || !p.toRealPath().startsWith(root)) {
+            Path p = SnapshotUris.resolve(root, uri);
+            if (!Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS)) {
                 return Optional.empty();
             }
             return Optional.of(p);
-        } catch (RuntimeException | IOException e) { // an unsafe id, a vanished file
+        } catch (RuntimeException | IOException e) { // outside the grammar, a link out, a vanished file
             return Optional.empty();
         }
     }

@@ -1,0 +1,187 @@
+package dev.curvewatch.service.internal;
+
+import dev.curvewatch.avro.FactorChunk;
+import dev.curvewatch.avro.FactorManifest;
+import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.avro.Signal;
+import dev.curvewatch.curvature.FactorAccumulator;
+import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.workers.FactorCheckpointReader;
+import dev.curvewatch.workers.internal.CheckpointCodec;
+import org.apache.kafka.clients.producer.Callback;
+import org.apache.kafka.clients.producer.MockProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.errors.RecordTooLargeException;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.junit.jupiter.api.Test;
+
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.Future;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** A refresh on its thread, against Kafka's MockProducer: what it publishes on every path, and when the layer is free again. */
+class RefresherTest {
+    static final String RUN = "run-1";
+    static final CurvewatchTopics TOPICS = new CurvewatchTopics("t.");
+    static final int D_IN = 6;
+    static final int D_OUT = 4;
+
+    /** A producer that notes, at every send, whether the layer would let a newer refresh start. */
+    static final class Watching extends MockProducer<String, byte[]> {
+        LayerState layer;
+        final List<Boolean> dueAtSend = new ArrayList<>();
+
+        Watching(boolean autoComplete) {
+            super(autoComplete, null, new StringSerializer(), new ByteArraySerializer());
+        }
+
+        @Override
+        public synchronized Future<RecordMetadata> send(ProducerRecord<String, byte[]> r, Callback cb) {
+            if (layer != null) {
+                dueAtSend.add(layer.due(System.nanoTime(), 0));
+            }
+            return super.send(r, cb);
+        }
+    }
+
+    final Registry registry = new Registry(new SignalHistory(100), 10, 10, 10);
+    final ServiceMetrics metrics = new ServiceMetrics();
+
+    Outputs outputs(MockProducer<String, byte[]> producer) {
+        return new Outputs(producer, TOPICS, registry, new AlertEvaluator(List.of()), metrics, null, "service:test", 1 << 20);
+    }
+
+    static FactorAccumulator filled(int dim, long seed) {
+        Random r = new Random(seed);
+        FactorAccumulator acc = FactorAccumulator.cumulative(dim, Precision.FLOAT64);
+        float[] rows = new float[10 * dim];
+        for (int i = 0; i < rows.length; i++) {
+            rows[i] = (float) (r.nextGaussian() * (1 + i % dim));
+        }
+        acc.add(3, rows, 10);
+        return acc;
+    }
+
+    /** A reader holding version {@code version} of the layer's checkpoint, as the ingest thread would. */
+    static FactorCheckpointReader reader(long version) {
+        FactorCheckpointReader reader = new FactorCheckpointReader(k -> true);
+        new CheckpointCodec(1 << 20).write(new CheckpointCodec.Provenance(RUN, "fc", version, 1, "w", "t"), filled(D_IN, version),
+                filled(D_OUT, version + 100), (k, v) -> reader.accept(k.getBytes(StandardCharsets.UTF_8), v));
+        return reader;
+    }
+
+    LayerState layer() {
+        registry.register(RunInfo.newBuilder().setRunId(RUN).setModel("m").setSource("t").setCreatedMs(1)
+                .setLayers(List.of(LayerInfo.newBuilder().setName("fc").setDIn(D_IN).setDOut(D_OUT).build())).build(), 1);
+        return registry.existing(RUN, "fc").orElseThrow();
+    }
+
+    static Refresher refresher(Outputs out, ServiceMetrics metrics) {
+        return new Refresher(LayerRefreshTest.refresher(), out, metrics);
+    }
+
+    static List<String> signalNames(MockProducer<String, byte[]> p) {
+        AvroDeserializer<Signal> d = new AvroDeserializer<>(Signal.class);
+        return p.history().stream().filter(r -> r.topic().equals(TOPICS.signals())).map(r -> d.decode(r.value()).getName().toString()).toList();
+    }
+
+    @Test
+    void theLayerStaysInFlightUntilItsSignalsAndCandidateArePublished() {
+        Watching producer = new Watching(true);
+        LayerState l = layer();
+        FactorCheckpointReader.Parts v1 = reader(1).detach(RUN + "/fc").orElseThrow();
+        l.manifest(v1.manifest(), System.nanoTime());
+        boolean silent = l.start(System.nanoTime());
+        FactorManifest v2 = FactorManifest.newBuilder(v1.manifest()).setVersion(2).build();
+        l.manifest(v2, System.nanoTime()); // a newer manifest while v1 is being refreshed (refresh.threads > 1 would start it)
+        producer.layer = l;
+        refresher(outputs(producer), metrics).run(l, v1, System.nanoTime(), silent);
+        assertTrue(signalNames(producer).contains("effective_rank_g"));
+        assertTrue(producer.history().stream().anyMatch(r -> r.topic().equals(TOPICS.editCandidates())), "a candidate was sent");
+        assertFalse(producer.dueAtSend.isEmpty());
+        assertTrue(producer.dueAtSend.stream().noneMatch(b -> b), "no newer refresh may start while v1 publishes: " + producer.dueAtSend);
+        assertTrue(l.due(System.nanoTime(), 0), "free once published: v2 is next");
+        assertEquals(1, l.status().refreshes());
+    }
+
+    @Test
+    void aCorruptCheckpointIsAFailedRefreshWithItsSignalAndReason() {
+        MockProducer<String, byte[]> producer = new MockProducer<>(true, null, new StringSerializer(), new ByteArraySerializer());
+        LayerState l = layer();
+        FactorCheckpointReader.Parts good = reader(1).detach(RUN + "/fc").orElseThrow();
+        FactorManifest lying = FactorManifest.newBuilder(good.manifest()).setSha256("ab".repeat(32)).build();
+        l.manifest(lying, System.nanoTime());
+        refresher(outputs(producer), metrics).run(l, new FactorCheckpointReader.Parts(lying, good.chunks()), System.nanoTime(), l.start(System.nanoTime()));
+        assertEquals(List.of("refresh_failed"), signalNames(producer), "the old path (corrupt before the refresh started) published nothing");
+        assertTrue(l.status().status().startsWith("refresh failed at v1: corrupt checkpoint: "), l.status().status());
+        assertTrue(l.status().lastFailure().contains("checksum"), l.status().lastFailure());
+        assertEquals(1, l.status().failedRefreshes());
+        assertEquals(1.0, metrics.counter("curvewatch_service_refreshes_total", "failed"));
+        assertFalse(l.due(System.nanoTime(), 0), "not retried until a newer manifest");
+        assertTrue(l.editView().g() == null && !l.editView().refreshPending(), "no bases, nothing in flight");
+    }
+
+    @Test
+    void anyExceptionOrStaleSidesIsAFailedRefreshNeverAStuckLayer() {
+        MockProducer<String, byte[]> producer = new MockProducer<>(true, null, new StringSerializer(), new ByteArraySerializer());
+        LayerState l = layer();
+        FactorCheckpointReader.Parts good = reader(1).detach(RUN + "/fc").orElseThrow();
+        // a chunk record whose tensor has no data: assembly throws a NullPointerException
+        Map<String, FactorChunk> broken = new HashMap<>(good.chunks());
+        String key = broken.keySet().iterator().next();
+        dev.curvewatch.avro.Tensor noData = new dev.curvewatch.avro.Tensor();
+        noData.setDtype(dev.curvewatch.avro.DType.FLOAT64);
+        broken.put(key, FactorChunk.newBuilder(broken.get(key)).setData(noData).build());
+        l.manifest(good.manifest(), System.nanoTime());
+        Refresher refresher = refresher(outputs(producer), metrics);
+        refresher.run(l, new FactorCheckpointReader.Parts(good.manifest(), broken), System.nanoTime(), l.start(System.nanoTime()));
+        assertTrue(l.status().lastFailure().contains("NullPointerException"), l.status().lastFailure());
+        assertEquals(List.of("refresh_failed"), signalNames(producer));
+        assertFalse(l.editView().refreshPending(), "not stuck in flight");
+
+        // the run re-registers the layer with other sides after the manifest arrived
+        registry.register(RunInfo.newBuilder().setRunId(RUN).setModel("m").setSource("t").setCreatedMs(1)
+                .setLayers(List.of(LayerInfo.newBuilder().setName("fc").setDIn(D_IN + 1).setDOut(D_OUT).build())).build(), 2);
+        l.forceRefresh();
+        refresher.run(l, good, System.nanoTime(), l.start(System.nanoTime()));
+        assertTrue(l.status().lastFailure().contains("the run registers the layer as d_in=7"), l.status().lastFailure());
+        assertEquals(List.of("refresh_failed", "refresh_failed"), signalNames(producer));
+        assertEquals(2, l.status().failedRefreshes());
+    }
+
+    @Test
+    void aCandidateKafkaRefusedIsDroppedNotLeftOutstanding() {
+        MockProducer<String, byte[]> producer = new MockProducer<>(false, null, new StringSerializer(), new ByteArraySerializer());
+        LayerState l = layer();
+        FactorCheckpointReader.Parts v1 = reader(1).detach(RUN + "/fc").orElseThrow();
+        l.manifest(v1.manifest(), System.nanoTime());
+        refresher(outputs(producer), metrics).run(l, v1, System.nanoTime(), l.start(System.nanoTime()));
+        assertTrue(l.awaitingAnswer(), "outstanding while Kafka has not answered");
+        List<ProducerRecord<String, byte[]>> sent = producer.history();
+        assertEquals(TOPICS.editCandidates(), sent.get(sent.size() - 1).topic(), "the candidate is sent last");
+        for (int i = 0; i < sent.size() - 1; i++) {
+            assertTrue(producer.completeNext());
+        }
+        assertTrue(producer.errorNext(new RecordTooLargeException("the candidate is larger than the broker takes")));
+        assertFalse(l.awaitingAnswer(), "a refused candidate can never be answered: not outstanding, no timeout later");
+        assertTrue(l.status().status().startsWith("candidate not sent: ") && l.status().status().contains("RecordTooLarge"),
+                l.status().status());
+        assertTrue(l.expire(Long.MAX_VALUE, 0).isEmpty(), "nothing left to time out");
+        assertEquals(0, l.calibrationTimeouts());
+        assertEquals(1.0, metrics.counter("curvewatch_service_candidates_failed_total"));
+        assertEquals(0.0, metrics.counter("curvewatch_service_candidates_total"));
+    }
+}
