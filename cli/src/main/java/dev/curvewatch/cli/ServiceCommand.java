@@ -9,7 +9,6 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 
 /**
  * {@code curvewatch service}: the Vert.x service (module service, keys in service/README.md).
@@ -59,9 +58,8 @@ public final class ServiceCommand implements Callable<Integer> {
             System.err.println("curvewatch service: " + bad.getMessage());
             return 2;
         }
-        CountDownLatch stop = new CountDownLatch(1);
         try (CurvewatchService service = CurvewatchService.start(c)) {
-            Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown, "service-stop"));
+            UntilStopped stop = UntilStopped.watch("service", service); // the hook closes (flushes) it before the JVM halts
             System.out.println("curvewatch service: " + service.url() + " (API under /api, dashboard at /); "
                     + (c.authTokens().isEmpty() ? "no auth token: edits are disabled (403); " : "")
                     + "Ctrl-C to stop");

@@ -10,7 +10,6 @@ import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 
 /**
  * {@code curvewatch streams}: the Kafka Streams app (module streams). Flags override
@@ -53,11 +52,11 @@ public final class StreamsCommand implements Callable<Integer> {
             System.err.println("curvewatch streams: " + bad.getMessage());
             return 2;
         }
-        CountDownLatch stop = new CountDownLatch(1);
         try (CurvewatchStreams app = CurvewatchStreams.start(c, Duration.ofSeconds(120))) {
-            Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown, "streams-stop"));
+            UntilStopped stop = UntilStopped.watch("streams", app); // the hook closes it (state flushed, offsets committed)
             System.out.println("curvewatch streams: running as " + c.applicationId() + " with " + c.rules().size()
                     + " edit rule(s); Ctrl-C to stop");
+            System.out.flush();
             stop.await();
         } catch (IllegalStateException e) {
             System.err.println("curvewatch streams: " + e.getMessage());
