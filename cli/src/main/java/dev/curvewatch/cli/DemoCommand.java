@@ -48,7 +48,6 @@ import java.util.Optional;
 import java.util.OptionalDouble;
 import java.util.Set;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 
 /**
  * {@code curvewatch demo}: the whole pipeline on an embedded default, every part real. A KRaft
@@ -170,10 +169,15 @@ final class DemoCommand implements Callable<Integer> {
                 NoisyLabelsReport.json().writeValue(runDir.resolve("summary.json").toFile(), summary);
                 System.out.println("      wrote " + runDir.resolve("summary.json"));
                 if (keepRunning) {
+                    // the hook closes everything itself, newest first: the JVM halts once hooks return
+                    UntilStopped stop = UntilStopped.watch("demo", () -> {
+                        service.close();
+                        streamsApp.close();
+                        worker.close();
+                        kafka.close();
+                    });
                     System.out.println("broker " + bootstrap + ", worker, streams app and service stay up; dashboard "
                             + service.url() + "/ ; Ctrl-C to stop");
-                    CountDownLatch stop = new CountDownLatch(1);
-                    Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown, "demo-stop"));
                     stop.await();
                 }
             }
