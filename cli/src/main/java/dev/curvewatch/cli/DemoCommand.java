@@ -228,9 +228,9 @@ final class DemoCommand implements Callable<Integer> {
 
     /**
      * Prints, after every epoch, the labels in force, memorization, the service's gap per layer and
-     * new alerts. Before the flipped labels arrive it slows the last clean epoch down until the
-     * service has the clean baseline its alert rule compares with ({@link #BASELINE} calibrated
-     * refreshes per layer), so the demo shows the same thing on a fast or a loaded machine.
+     * new alerts. Before the flipped labels arrive it holds training until the service has the clean
+     * baseline its alert rule compares with ({@link #BASELINE} calibrated refreshes per layer), so
+     * the demo shows the same thing on a fast or a loaded machine.
      */
     private static final class LiveLog implements WatchedTraining.Observer {
         private static final int BASELINE = 5;
@@ -250,11 +250,14 @@ final class DemoCommand implements Callable<Integer> {
             this.injectAt = injectAt;
         }
 
-        /** On the training thread, before the step's between-steps work (answers, snapshots), which keeps running. */
+        /**
+         * Holds training before the first flipped epoch until every layer has its clean baseline; the
+         * trainer keeps answering candidates meanwhile (on the training thread, every 50 ms).
+         */
         @Override
-        public void stepTrained(long step, int epoch, int[] exampleIndices, int[] labels) {
-            if (baselineReady || epoch != injectAt - 1) {
-                return;
+        public boolean holdBeforeEpoch(int epoch) {
+            if (baselineReady || epoch != injectAt) {
+                return false;
             }
             long now = System.currentTimeMillis();
             if (waitingSinceMs < 0) {
@@ -266,15 +269,11 @@ final class DemoCommand implements Callable<Integer> {
             }
             if (fewest >= BASELINE || now - waitingSinceMs > BASELINE_WAIT_MS) {
                 baselineReady = true;
-                System.out.printf("      clean baseline: %d calibrated refreshes per layer after %.1f s of slowed training%n", fewest,
+                System.out.printf("      clean baseline: %d calibrated refreshes per layer (training held %.1f s for it)%n", fewest,
                         (now - waitingSinceMs) / 1e3);
-                return;
+                return false;
             }
-            try {
-                Thread.sleep(100);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
+            return true;
         }
 
         void epoch(WatchedTraining.EpochProgress p) {

@@ -130,6 +130,15 @@ public final class WatchedTraining {
         }
 
         /**
+         * Asked before epoch {@code epoch} (0-based) starts, again every 50 ms while it answers true:
+         * training waits, the between-steps work (answering candidates, following snapshots) goes on.
+         * For a demo that waits until the service has seen enough of the run; {@link #stop()} ends a hold.
+         */
+        default boolean holdBeforeEpoch(int epoch) {
+            return false;
+        }
+
+        /**
          * A candidate's answer was published; {@code model} is the frozen copy it measured (taken
          * after step {@code result.getStep()}), {@code trainLabels} the training labels then in force.
          */
@@ -297,6 +306,22 @@ public final class WatchedTraining {
         return out;
     }
 
+    /** Snapshots first, so an answer after an applied snapshot measures the edited model; false when it failed (training goes on). */
+    private boolean betweenSteps(SnapshotFollower follower, CandidateResponder responder, long step) {
+        try {
+            if (follower != null) {
+                follower.poll(step);
+            }
+            if (responder != null) {
+                responder.poll(step);
+            }
+            return true;
+        } catch (RuntimeException e) {
+            progress.println("between steps after step " + step + ": " + e + " (training goes on)");
+            return false;
+        }
+    }
+
     private CandidateResponder responder(Config c, NoisyLabelsEvaluator evaluator, Mlp mlp, CapturePublisher publisher) {
         return new CandidateResponder(c.runId(), evaluator, publisher::publishProbeResult, progress,
                 new CandidateResponder.Events() {
@@ -397,6 +422,22 @@ public final class WatchedTraining {
         Long injectedAtStep = c.injectNoiseAtEpoch() == 0 ? Long.valueOf(0) : null;
         boolean stopped = false;
         for (int epoch = 0; epoch < c.epochs() && !stopped; epoch++) {
+            while (step > 0 && !stopRequested && observer.holdBeforeEpoch(epoch)) {
+                long t = System.nanoTime();
+                loopFailures += betweenSteps(follower, responder, step - 1) ? 0 : 1;
+                loopNanos += System.nanoTime() - t;
+                try {
+                    Thread.sleep(50);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    stopRequested = true;
+                }
+            }
+            if (stopRequested) {
+                stopped = true;
+                progress.println("stop requested while holding before epoch " + (epoch + 1) + ": ending after step " + (step - 1));
+                break;
+            }
             int[] labels = data.labelsForEpoch(epoch, c.injectNoiseAtEpoch());
             if (labels != evaluator.labels()) {
                 evaluator.labels(labels);
@@ -459,18 +500,7 @@ public final class WatchedTraining {
                 captureNanos += t2 - t1;
                 evaluator.trained(idxs);
                 observer.stepTrained(step, epoch, idxs, labels);
-                // between steps: snapshots first, so an answer after an applied snapshot measures the edited model
-                try {
-                    if (follower != null) {
-                        follower.poll(step);
-                    }
-                    if (responder != null) {
-                        responder.poll(step);
-                    }
-                } catch (RuntimeException e) {
-                    loopFailures++;
-                    progress.println("between steps after step " + step + ": " + e + " (training goes on)");
-                }
+                loopFailures += betweenSteps(follower, responder, step) ? 0 : 1;
                 loopNanos += System.nanoTime() - t2;
                 step++;
                 if (stopRequested) {

@@ -99,4 +99,42 @@ class MemorizationInjectionTest {
         assertEquals(6L, r.get("steps"));
         assertEquals(true, r.get("stopped_early"));
     }
+
+    @Test
+    void aHoldBeforeAnEpochPausesTrainingThereAndStopEndsIt() throws Exception {
+        WatchedTraining t = new WatchedTraining(small(4, 2), System.out);
+        java.util.List<Integer> asked = new java.util.ArrayList<>();
+        java.util.List<Long> stepsSeen = new java.util.ArrayList<>();
+        t.observe(new WatchedTraining.Observer() {
+            @Override
+            public void stepTrained(long step, int epoch, int[] idx, int[] labels) {
+                stepsSeen.add(step);
+            }
+
+            @Override
+            public boolean holdBeforeEpoch(int epoch) {
+                asked.add(epoch);
+                // hold epoch 2 for five asks: no step may be trained meanwhile
+                return epoch == 2 && asked.stream().filter(e -> e == 2).count() <= 5;
+            }
+        });
+        Map<String, Object> r = t.run();
+        assertEquals(80L, r.get("steps"), "4 epochs of 20 steps, all trained after the hold");
+        assertEquals(java.util.List.of(1, 2, 2, 2, 2, 2, 2, 3), asked, "never before the first step; asked again while held");
+        assertEquals(80, stepsSeen.size());
+
+        WatchedTraining held = new WatchedTraining(small(4, 2), System.out);
+        held.observe(new WatchedTraining.Observer() {
+            @Override
+            public boolean holdBeforeEpoch(int epoch) {
+                if (epoch == 1) {
+                    held.stop(); // e.g. Ctrl-C while the demo waits
+                }
+                return epoch == 1;
+            }
+        });
+        Map<String, Object> h = held.run();
+        assertEquals(true, h.get("stopped_early"));
+        assertEquals(20L, h.get("steps"), "nothing trained after a hold that was stopped");
+    }
 }
