@@ -11,10 +11,24 @@ import java.util.OptionalDouble;
  * no threshold. A trailing baseline follows the slow rise of the memorization gap while a model
  * fits its training data and alerts on the jump that memorization causes.
  *
- * <p>The caller decides which values enter the window ({@link #admit}); the service leaves out
- * the values seen while its rule fires, so an ongoing memorization does not become the new normal.
- * {@link #threshold(double[], int, int, double, double)} is the same rule over a slice of a series,
- * for offline studies. Not thread-safe.
+ * <p>The rule is the same for every caller; which values enter the window ({@link #admit}) is
+ * the caller's, and the two callers choose differently on purpose:
+ * <ul>
+ *   <li><b>Only normal values</b> (the service's baseline alert rules): a value enters when it
+ *       neither exceeded the threshold nor was seen while the rule fired. A live alert keeps
+ *       firing and later resolves; were the values of an ongoing memorization admitted, they
+ *       would become the new normal and resolve the alert after {@code window} refreshes.</li>
+ *   <li><b>Every value</b> (the trainer's gap experiments, {@code MemorizationGapExperiment.alertRule}):
+ *       the plain trailing window of the refreshes just before each one. The experiments report
+ *       the first value above the threshold, and up to it both choices admit the same values
+ *       (nothing exceeded, nothing fired), so it is the service's first FIRING for a rule with
+ *       {@code for} = 1. They differ only after it: the experiments record every refresh's
+ *       threshold, and keep the plain window so that those stay what their committed results
+ *       show.</li>
+ * </ul>
+ * {@link #threshold(double[], int, int, double, double)} is the rule over a slice of a series.
+ * The window is summed oldest first, so a rolling baseline and the slice holding the same values
+ * give the same bits. Not thread-safe.
  */
 public final class TrailingBaseline {
     private final int window;
@@ -70,7 +84,7 @@ public final class TrailingBaseline {
         }
         double s = 0;
         for (int i = 0; i < size; i++) {
-            s += ring[i];
+            s += oldestFirst(i);
         }
         return s / size;
     }
@@ -83,10 +97,16 @@ public final class TrailingBaseline {
         double m = mean();
         double v = 0;
         for (int i = 0; i < size; i++) {
-            double d = ring[i] - m;
+            double d = oldestFirst(i) - m;
             v += d * d;
         }
         return Math.sqrt(v / Math.max(1, size - 1));
+    }
+
+    /** The i-th value of the window, counted from the oldest (floating-point sums depend on the order). */
+    private double oldestFirst(int i) {
+        int oldest = size < window ? 0 : next;
+        return ring[(oldest + i) % window];
     }
 
     /** mean + max(k · sd, floor) once the window is full. */

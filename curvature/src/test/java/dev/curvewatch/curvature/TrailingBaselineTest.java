@@ -49,6 +49,26 @@ class TrailingBaselineTest {
     }
 
     @Test
+    void rollingWindowGivesTheSameBitsAsTheSliceAfterWrapping() {
+        Random r = new Random(8);
+        double[] v = new double[200];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = Math.exp(3 * r.nextGaussian()) * (r.nextBoolean() ? 1 : -1); // wide magnitudes: sums depend on order
+        }
+        for (int w : new int[]{1, 2, 3, 5, 7, 16}) {
+            TrailingBaseline b = new TrailingBaseline(w, 5, 0.05);
+            for (int i = 0; i < v.length; i++) {
+                if (i >= w) {
+                    double want = reference(v, i, w, 5, 0.05);
+                    assertEquals(want, b.threshold().getAsDouble(), "w=" + w + " i=" + i);
+                    assertEquals(want, TrailingBaseline.threshold(v, i - w, i, 5, 0.05));
+                }
+                b.admit(v[i]);
+            }
+        }
+    }
+
+    @Test
     void knownNumbers() {
         TrailingBaseline b = new TrailingBaseline(4, 5, 0.05);
         for (double x : new double[]{0.01, 0.02, 0.03, 0.04}) {

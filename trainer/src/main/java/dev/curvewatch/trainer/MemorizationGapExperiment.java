@@ -7,6 +7,7 @@ import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.RhoCalibration;
 import dev.curvewatch.curvature.RhoCalibrator;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
+import dev.curvewatch.curvature.TrailingBaseline;
 import dev.curvewatch.curvature.spi.SymmetricEigensolver;
 
 import java.io.PrintStream;
@@ -14,6 +15,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.OptionalDouble;
 import java.util.Random;
 import java.util.Set;
 
@@ -22,10 +24,13 @@ import java.util.Set;
  * labels on the current model, ρ calibrated on probes for the hidden layer fc2, then mean exact
  * edit sensitivity on training examples minus that on probes. Two runs of equal length: a clean
  * control, and a run whose labels are flipped from the middle epoch on. The alert threshold is
- * relative to the run's own recent past ({@link #alertRule}: the previous {@code baselineRefreshes}
- * refreshes, mean + max(5 sd, 0.05 nats)).
+ * relative to the run's own recent past ({@link #alertRule}: curvature's {@link TrailingBaseline}
+ * over the previous {@code baselineRefreshes} refreshes, mean + max(5 sd, 0.05 nats)).
  */
 public final class MemorizationGapExperiment {
+    /** The gap alert: a refresh above the mean of the window + max(5 sd, 0.05 nats). */
+    static final double ALERT_SDS = 5;
+    static final double ALERT_FLOOR_NATS = 0.05;
 
     public record Config(long seed, double noise, int hidden, int epochs, int refreshEvery, int baselineRefreshes,
                          float lr, double tolerance) {
@@ -109,35 +114,33 @@ public final class MemorizationGapExperiment {
     }
 
     /**
-     * The alert rule of both gap experiments, as a live system can apply it: each refresh is
-     * compared with the {@code window} refreshes before it; threshold = their mean + max(5 sd,
-     * 0.05 nats). A trailing baseline follows the slow rise of the gap while a model fits its
-     * training data (clearly visible in the LM) and alerts on the jump that memorization causes.
-     * Adds each point's "threshold" to the series; returns first_alert_epoch (null: none) and
-     * threshold (the one in force at the alert, else at the last refresh).
+     * The alert rule of both gap experiments, as a live system can apply it: curvature's
+     * {@link TrailingBaseline} (the rule the service's baseline alerts use) with k = 5 and a floor
+     * of 0.05 nats, each refresh compared with the {@code window} refreshes just before it. A
+     * trailing baseline follows the slow rise of the gap while a model fits its training data
+     * (clearly visible in the LM) and alerts on the jump that memorization causes. Every refresh
+     * enters the window, alerting or not (the service leaves out values seen while it fires; the
+     * first alert is the same either way, see {@link TrailingBaseline}). Adds each point's
+     * "threshold" to the series; returns first_alert_epoch (null: none) and threshold (the one in
+     * force at the alert, else at the last refresh).
      */
     static Map<String, Object> alertRule(List<Map<String, Object>> series, int window) {
+        TrailingBaseline baseline = new TrailingBaseline(window, ALERT_SDS, ALERT_FLOOR_NATS);
         Integer firstAlertEpoch = null;
         double threshold = Double.NaN;
-        for (int k = window; k < series.size(); k++) {
-            double mean = 0;
-            for (int i = k - window; i < k; i++) {
-                mean += (Double) series.get(i).get("gap");
-            }
-            mean /= window;
-            double var = 0;
-            for (int i = k - window; i < k; i++) {
-                double d = (Double) series.get(i).get("gap") - mean;
-                var += d * d;
-            }
-            double t = mean + Math.max(5 * Math.sqrt(var / Math.max(1, window - 1)), 0.05);
-            series.get(k).put("threshold", t);
-            if (firstAlertEpoch == null) {
-                threshold = t;
-                if ((Double) series.get(k).get("gap") > t) {
-                    firstAlertEpoch = (Integer) series.get(k).get("epoch");
+        for (Map<String, Object> point : series) {
+            double gap = (Double) point.get("gap");
+            OptionalDouble t = baseline.threshold();
+            if (t.isPresent()) {
+                point.put("threshold", t.getAsDouble());
+                if (firstAlertEpoch == null) {
+                    threshold = t.getAsDouble();
+                    if (baseline.exceeds(gap)) {
+                        firstAlertEpoch = (Integer) point.get("epoch");
+                    }
                 }
             }
+            baseline.admit(gap);
         }
         Map<String, Object> r = new LinkedHashMap<>();
         r.put("threshold", threshold);
