@@ -157,16 +157,18 @@ public final class CanariesExperiment {
             double chosenRho = Double.NaN;
             double bestGap = Double.NEGATIVE_INFINITY;
             CurvatureEdit chosenEdit = null;
+            CurvatureEdit.Coordinates chosenCoordinates = null;
             for (int layer : new int[] {0, 1}) {
                 FactorAccumulator[] ag = factors.get(layer);
                 Eigenbasis a = solver.decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow();
                 Eigenbasis g = solver.decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow();
                 CurvatureEdit edit = new CurvatureEdit(g, a);
-                float[] w = mlp.weight(layer);
+                // C = U_Gᵀ W U_A once: the ρ the calibration tries change only the mask
+                CurvatureEdit.Coordinates coordinates = edit.coordinates(mlp.weight(layer));
                 int l = layer;
                 RhoCalibration cal = RhoCalibrator.standard(Math.log1p(c.maxPerplexityRise()),
                         RhoCalibrator.Direction.LOWER_IS_BETTER)
-                        .calibrate(baseLoss, rho -> meanLoss(mlp, ho, edit.apply(w, edit.select(rho)), l));
+                        .calibrate(baseLoss, rho -> meanLoss(mlp, ho, edit.applyFloat32(coordinates, edit.select(rho)), l));
                 Map<String, Object> lr = new LinkedHashMap<>();
                 lr.put("layer", Mlp.layerName(layer));
                 lr.put("spectrum_A", SpectrumSummary.of(a.values()));
@@ -174,7 +176,7 @@ public final class CanariesExperiment {
                 lr.put("calibration_trace", cal.trace());
                 if (cal.rho().isPresent()) {
                     double rho = cal.rho().getAsDouble();
-                    float[] edited = edit.apply(w, edit.select(rho));
+                    float[] edited = edit.applyFloat32(coordinates, edit.select(rho));
                     double trainSens = meanLossSample(mlp, tr, edited, layer) - meanLossSample(mlp, tr, null, -1);
                     double probeSens = meanLoss(mlp, ho, edited, layer) - baseLoss;
                     lr.put("calibrated_rho", rho);
@@ -185,6 +187,7 @@ public final class CanariesExperiment {
                         chosen = layer;
                         chosenRho = rho;
                         chosenEdit = edit;
+                        chosenCoordinates = coordinates;
                     }
                 }
                 progress.printf("layer %s: calibrated rho %s, gap %s%n", Mlp.layerName(layer), cal.rho(),
@@ -199,7 +202,7 @@ public final class CanariesExperiment {
             out.put("chosen_layer", Mlp.layerName(chosen));
             out.put("chosen_rho", chosenRho);
             float[] w = mlp.weight(chosen);
-            float[] edited = chosenEdit.apply(w, chosenEdit.select(chosenRho));
+            float[] edited = chosenEdit.applyFloat32(chosenCoordinates, chosenEdit.select(chosenRho));
             Map<String, Object> after = evaluate(mlp, ho, prefixes, secrets, edited, chosen);
             out.put("after", after);
             progress.printf("after editing %s at rho=%.6f: %s%n", Mlp.layerName(chosen), chosenRho, after);
@@ -353,13 +356,14 @@ public final class CanariesExperiment {
         Eigenbasis a = solver.decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow();
         Eigenbasis g = solver.decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow();
         CurvatureEdit edit = new CurvatureEdit(g, a);
-        float[] w = mlp.weight(layer);
+        // C = U_Gᵀ W U_A once: the ρ the calibration tries change only the mask
+        CurvatureEdit.Coordinates coordinates = edit.coordinates(mlp.weight(layer));
         double baseLoss = meanLoss(mlp, ho, null, -1);
         RhoCalibration cal = RhoCalibrator.standard(Math.log1p(config.maxPerplexityRise()),
                         RhoCalibrator.Direction.LOWER_IS_BETTER)
-                .calibrate(baseLoss, rho -> meanLoss(mlp, ho, edit.apply(w, edit.select(rho)), layer));
+                .calibrate(baseLoss, rho -> meanLoss(mlp, ho, edit.applyFloat32(coordinates, edit.select(rho)), layer));
         double rho = cal.rho().orElse(1.0);
-        float[] edited = edit.apply(w, edit.select(rho));
+        float[] edited = edit.applyFloat32(coordinates, edit.select(rho));
         double train = meanLossSample(mlp, tr, edited, layer) - meanLossSample(mlp, tr, null, -1);
         double probe = meanLoss(mlp, ho, edited, layer) - baseLoss;
         Map<String, Object> point = new LinkedHashMap<>();

@@ -404,8 +404,9 @@ public final class CandidateResponder implements AutoCloseable {
         float[] w = session.weight(layer).clone();
         EditEvaluator.Scores now = session.score(layer, null);
         List<EditEvaluator.Scores> edited = new ArrayList<>(p.masks().size());
+        CurvatureEdit.Coordinates coordinates = p.edit().coordinates(w); // once for all ρ: only the mask changes
         for (KeepMassMask m : p.masks()) {
-            edited.add(session.score(layer, p.edit().apply(w, m)));
+            edited.add(session.score(layer, p.edit().applyFloat32(coordinates, m)));
         }
         List<String> ids = session.sampleIds();
         boolean[] probe = session.probe();

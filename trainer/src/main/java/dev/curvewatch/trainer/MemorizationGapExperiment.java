@@ -170,15 +170,17 @@ public final class MemorizationGapExperiment {
         Eigenbasis ea = solver.decompose(a.mean(), a.dim(), Precision.FLOAT64).orThrow();
         Eigenbasis eg = solver.decompose(g.mean(), g.dim(), Precision.FLOAT64).orThrow();
         CurvatureEdit edit = new CurvatureEdit(eg, ea);
-        float[] w = mlp.weight(layer);
+        // C = U_Gᵀ W U_A once: the ρ the calibration tries change only the mask
+        CurvatureEdit.Coordinates coordinates = edit.coordinates(mlp.weight(layer));
         NoisyLabelData.Split p = data.probes();
         double baseAcc = accuracy(mlp.logits(p.x(), p.n()), p.y());
         RhoCalibration cal = RhoCalibrator.standard(config.tolerance(), RhoCalibrator.Direction.HIGHER_IS_BETTER)
-                .calibrate(baseAcc, rho -> accuracy(mlp.logits(p.x(), p.n(), edit.apply(w, edit.select(rho)), layer), p.y()));
+                .calibrate(baseAcc, rho -> accuracy(
+                        mlp.logits(p.x(), p.n(), edit.applyFloat32(coordinates, edit.select(rho)), layer), p.y()));
         Map<String, Object> point = new LinkedHashMap<>();
         double rho = cal.rho().orElse(1.0);
         point.put("rho", rho);
-        float[] edited = edit.apply(w, edit.select(rho));
+        float[] edited = edit.applyFloat32(coordinates, edit.select(rho));
         double train = sensitivity(mlp, data.train().x(), labels, edited, layer);
         double probe = sensitivity(mlp, p.x(), p.y(), edited, layer);
         point.put("train_sensitivity", train);

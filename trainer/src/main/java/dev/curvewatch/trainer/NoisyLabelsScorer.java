@@ -70,14 +70,15 @@ public final class NoisyLabelsScorer {
 
     /** Calibrates ρ for {@code layer} with {@code edit} (built from that layer's factors). */
     public LayerEdit calibrate(int layer, CurvatureEdit edit, double tolerance) {
-        float[] w = mlp.weight(layer);
+        // C = U_Gᵀ W U_A once: the ρ the calibration tries change only the mask
+        CurvatureEdit.Coordinates coordinates = edit.coordinates(mlp.weight(layer));
         RhoCalibration cal = RhoCalibrator.standard(tolerance, RhoCalibrator.Direction.HIGHER_IS_BETTER)
-                .calibrate(probeAccuracy(null, -1), rho -> probeAccuracy(edit.apply(w, edit.select(rho)), layer));
+                .calibrate(probeAccuracy(null, -1), rho -> probeAccuracy(edit.applyFloat32(coordinates, edit.select(rho)), layer));
         if (cal.rho().isEmpty()) {
             return new LayerEdit(layer, cal, null, null, Double.NaN, Double.NaN);
         }
         KeepMassMask mask = edit.select(cal.rho().getAsDouble());
-        float[] edited = edit.apply(w, mask);
+        float[] edited = edit.applyFloat32(coordinates, mask);
         return new LayerEdit(layer, cal, mask, edited, probeAccuracy(edited, layer), probeLoss(edited, layer));
     }
 
