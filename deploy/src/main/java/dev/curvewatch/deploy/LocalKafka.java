@@ -123,7 +123,7 @@ public final class LocalKafka implements AutoCloseable {
     private void launchAndAwait() throws IOException {
         Path props = dataDir.resolve("server.properties");
         long deadline = System.nanoTime() + config.startTimeout.toNanos();
-        process = javaProcess(BrokerMain.class.getName(), props.toString())
+        process = ownSession(javaProcess(BrokerMain.class.getName(), props.toString()))
                 .redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile().toFile()))
                 .start();
@@ -177,6 +177,21 @@ public final class LocalKafka implements AutoCloseable {
         p.setProperty(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "10000");
         p.setProperty(AdminClientConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, "200");
         return p;
+    }
+
+    /**
+     * Runs the broker in a session of its own (setsid, where the machine has it): a terminal's
+     * Ctrl-C reaches the whole foreground process group, and a broker that stopped at the same
+     * moment as its parent would leave the parent's clients (a streams app committing, a worker
+     * checkpointing) hanging in their close. The parent stops it last; if the parent dies, the
+     * broker sees its stdin close and stops ({@link BrokerMain}).
+     */
+    private static ProcessBuilder ownSession(ProcessBuilder pb) {
+        Path setsid = Path.of("/usr/bin/setsid");
+        if (Files.isExecutable(setsid)) {
+            pb.command().add(0, setsid.toString());
+        }
+        return pb;
     }
 
     static ProcessBuilder javaProcess(String mainClass, String... args) {

@@ -25,6 +25,7 @@ import java.util.Properties;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -70,11 +71,25 @@ class BrokerCommandIT {
             }
             assertEquals(List.of("hello from another process"), values);
 
+            // the broker JVM is a child of the launcher, in a session of its own: a terminal's Ctrl-C
+            // reaches only the launcher, which stops the broker last
+            List<ProcessHandle> children = broker.descendants().toList();
+            assertEquals(1, children.size(), "one broker child JVM: " + children);
+            assertNotEquals(session(broker.pid()), session(children.get(0).pid()), "broker child in its own session");
+
             broker.destroy(); // SIGTERM, as Ctrl-C
             assertTrue(broker.waitFor(60, TimeUnit.SECONDS), "broker did not stop on SIGTERM");
             assertEquals(0, broker.exitValue() == 143 ? 0 : broker.exitValue(), "exit code " + broker.exitValue());
+            children.get(0).onExit().get(30, TimeUnit.SECONDS); // no broker left behind
         } finally {
             broker.destroyForcibly();
         }
+    }
+
+    /** The session id of a process (field 6 of /proc/<pid>/stat, after the command name in parentheses). */
+    private static long session(long pid) throws java.io.IOException {
+        String stat = java.nio.file.Files.readString(Path.of("/proc", Long.toString(pid), "stat"));
+        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+        return Long.parseLong(f[3]); // state ppid pgrp session
     }
 }
