@@ -2,9 +2,11 @@ package dev.curvewatch.cli;
 
 import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.AlertStatus;
+import dev.curvewatch.avro.ExampleScore;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.avro.ScoreKind;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.SpectrumSummary;
@@ -157,7 +159,7 @@ final class DemoCommand implements Callable<Integer> {
                 summary.put("registry", registered(streamsApp, run));
 
                 step(5, "what the live loop did (service signals, alerts de-duplicated by the streams app, snapshots)");
-                Map<String, Object> loop = loop(service, run, trained, live);
+                Map<String, Object> loop = loop(service, run, trained, live, WatchedTraining.data(tc).flipped());
                 loop.put("dead_letters_by_topic_and_reason", streamsApp.deadLetterCounts());
                 loop.put("dead_letters_from_service", service.state().deadLetters());
                 System.out.println("      dead letters (all components, counted by the streams app): " + streamsApp.deadLetterCounts());
@@ -322,7 +324,8 @@ final class DemoCommand implements Callable<Integer> {
      * refreshes of memorization starting, none before), the edit requests the rules made and the
      * snapshots the trainer applied.
      */
-    private static Map<String, Object> loop(CurvewatchService service, String run, Map<String, Object> trained, LiveLog live) {
+    private static Map<String, Object> loop(CurvewatchService service, String run, Map<String, Object> trained, LiveLog live,
+                                            boolean[] flipped) {
         long injectedStep = ((Number) trained.get("noise_injected_at_step")).longValue();
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("noise_injected_at_step", injectedStep);
@@ -344,13 +347,23 @@ final class DemoCommand implements Callable<Integer> {
                 l.put("first_alert_value", a.getValue());
                 l.put("first_alert_threshold", a.getThreshold());
                 l.put("refreshes_from_injection_to_alert", refreshesAfter);
+                l.put("first_alert_top_examples_flipped", flippedAmong(a.getTopExamples(), flipped));
+                l.put("first_alert_top_examples", a.getTopExamples().size());
                 System.out.printf("      %s: %d calibrated refreshes (%d before the injection at step %d); first alert at step %d "
                                 + "(%s %s, gap %.3f > %.3f), refresh %d after the injection%n", layer, gap.size(),
                         (Long) l.get("calibrated_refreshes_before_injection"), injectedStep, a.getStep(), a.getSeverity(),
                         a.getRule(), a.getValue(), a.getThreshold(), refreshesAfter);
+                System.out.printf("        its top %d examples by exact edit sensitivity: %d with flipped labels%n",
+                        a.getTopExamples().size(), (Integer) l.get("first_alert_top_examples_flipped"));
             } else {
                 System.out.printf("      %s: %d calibrated refreshes, no alert%n", layer, gap.size());
             }
+            List<ExampleScore> top = service.state().topScores(run, layer, ScoreKind.EXACT);
+            top = top.subList(0, Math.min(20, top.size()));
+            l.put("latest_top20_flipped", flippedAmong(top, flipped));
+            System.out.printf("        latest refresh: %d of the top %d training examples by exact edit sensitivity have flipped "
+                    + "labels (%.0f%% of the training set does)%n", (Integer) l.get("latest_top20_flipped"), top.size(),
+                    100.0 * count(flipped) / flipped.length);
             layers.put(layer, l);
         }
         out.put("layers", layers);
@@ -369,6 +382,27 @@ final class DemoCommand implements Callable<Integer> {
         System.out.printf("      %d edited snapshot(s) written by the service from alert-triggered edit requests; "
                 + "the trainer applied %d and trained on%n", snaps.size(), live.applied.size());
         return out;
+    }
+
+    /** How many of these examples (sample ids {@code train-<index>}, as the trainer names them) have flipped labels. */
+    private static int flippedAmong(List<ExampleScore> examples, boolean[] flipped) {
+        int n = 0;
+        for (ExampleScore e : examples) {
+            String id = e.getSampleId();
+            if (id.startsWith("train-")) {
+                int i = Integer.parseInt(id.substring("train-".length()));
+                n += i >= 0 && i < flipped.length && flipped[i] ? 1 : 0;
+            }
+        }
+        return n;
+    }
+
+    private static int count(boolean[] b) {
+        int n = 0;
+        for (boolean x : b) {
+            n += x ? 1 : 0;
+        }
+        return n;
     }
 
     private static Map<String, Double> rhos(SnapshotEvent e) {

@@ -16,7 +16,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code curvewatch demo} end to end at its default size: real broker, worker, streams app and
  * service in-process, the DJL trainer memorizing flipped labels from epoch 15 on. The summary it
  * writes must show the worker's factors equal to the trainer's, a memorization alert after (never
- * before) the flipped labels arrive, an alert-triggered edited snapshot the trainer applied, no dead
+ * before) the flipped labels arrive, the flipped examples at the top of the service's per-example
+ * scores, an alert-triggered edited snapshot the trainer applied, no dead
  * letters anywhere, and a final edit through the authenticated REST API that removes the memorized
  * labels (DESIGN §6 targets).
  */
@@ -63,6 +64,12 @@ class DemoCommandIT {
             }
         }
         assertTrue(criticalWithin3 >= 1, "a CRITICAL memorization alert within 3 refreshes of the injection: " + loop.at("/layers"));
+        // the examples the service ranks highest are the memorized ones (10% of the training set is flipped)
+        int bestTop20 = 0;
+        for (String layer : new String[] {"fc1", "fc2"}) {
+            bestTop20 = Math.max(bestTop20, loop.at("/layers/" + layer + "/latest_top20_flipped").asInt());
+        }
+        assertTrue(bestTop20 >= 16, "top 20 by exact edit sensitivity, flipped: " + loop.at("/layers"));
         // the default streams rule turned it into an edit request, the service into a snapshot, the trainer applied it
         boolean ruleSnapshot = false;
         for (JsonNode snap : loop.get("snapshots")) {
