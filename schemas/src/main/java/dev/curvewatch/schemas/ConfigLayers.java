@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.io.Reader;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Collections;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
@@ -20,8 +19,10 @@ import java.util.TreeMap;
  *       (e.g. {@code CURVEWATCH_WORKER_GROUP_ID} for {@code group.id}),</li>
  *   <li>explicit overrides (command-line flags, code).</li>
  * </ol>
- * Keys starting with {@code kafka.} are Kafka client settings passed through unchanged (minus the
- * prefix) on top of {@link KafkaClientSettings} ({@code CURVEWATCH_KAFKA_*}, TLS/SASL).
+ * The merged map is read through {@link ConfigValues} (typed getters whose errors name the key,
+ * secrets masked by {@code describe}); keys starting with {@code kafka.} are Kafka client settings
+ * it passes through unchanged (minus the prefix) on top of {@link KafkaClientSettings}
+ * ({@code CURVEWATCH_KAFKA_*}, TLS/SASL).
  */
 public final class ConfigLayers {
     public static final String KAFKA_PREFIX = "kafka.";
@@ -78,74 +79,5 @@ public final class ConfigLayers {
             throw new IllegalArgumentException(what + " " + file + " cannot be read: " + e.getMessage(), e);
         }
         return p;
-    }
-
-    /**
-     * Kafka client properties, lowest first: {@link KafkaClientSettings} (the file named by
-     * {@code CURVEWATCH_KAFKA_CONFIG}, {@code CURVEWATCH_KAFKA_*}), the component's
-     * {@code clientDefaults}, the config's {@code kafka.*} keys, then the {@code bootstrapKey}
-     * value (falling back to {@code kafka.bootstrap.servers}).
-     */
-    public static Properties kafkaProperties(Map<String, String> values, String bootstrapKey, Map<String, String> clientDefaults) {
-        String bootstrap = values.get(bootstrapKey);
-        if (bootstrap == null || bootstrap.isBlank()) {
-            bootstrap = values.get(KAFKA_PREFIX + "bootstrap.servers");
-        }
-        Properties out = KafkaClientSettings.forBootstrap(bootstrap);
-        out.putAll(clientDefaults);
-        values.forEach((k, v) -> {
-            if (k.startsWith(KAFKA_PREFIX)) {
-                out.setProperty(k.substring(KAFKA_PREFIX.length()), v);
-            }
-        });
-        if (bootstrap != null && !bootstrap.isBlank()) {
-            out.setProperty("bootstrap.servers", bootstrap);
-        }
-        return out;
-    }
-
-    /** Every setting, values of secret-looking keys (password, jaas, secret, token) masked: for logs and /health. */
-    public static Map<String, String> describe(Map<String, String> values) {
-        Map<String, String> out = new TreeMap<>();
-        values.forEach((k, v) -> out.put(k, isSecret(k) ? "***" : v));
-        return Collections.unmodifiableMap(out);
-    }
-
-    static boolean isSecret(String key) {
-        String k = key.toLowerCase(Locale.ROOT);
-        return k.contains("password") || k.contains("jaas") || k.contains("secret") || k.contains("token");
-    }
-
-    /** An integer setting, or an {@link IllegalArgumentException} naming the key. */
-    public static long longValue(Map<String, String> values, String key) {
-        String v = values.get(key);
-        try {
-            return Long.parseLong(v.trim());
-        } catch (RuntimeException e) {
-            throw new IllegalArgumentException(key + " must be an integer, got '" + v + "'");
-        }
-    }
-
-    /** A number setting, or an {@link IllegalArgumentException} naming the key. */
-    public static double doubleValue(Map<String, String> values, String key) {
-        String v = values.get(key);
-        try {
-            double d = Double.parseDouble(v.trim());
-            if (Double.isNaN(d)) {
-                throw new NumberFormatException("NaN");
-            }
-            return d;
-        } catch (RuntimeException e) {
-            throw new IllegalArgumentException(key + " must be a number, got '" + v + "'");
-        }
-    }
-
-    /** true/false (case-insensitive), or an {@link IllegalArgumentException} naming the key. */
-    public static boolean booleanValue(Map<String, String> values, String key) {
-        String v = values.get(key);
-        if (v != null && (v.trim().equalsIgnoreCase("true") || v.trim().equalsIgnoreCase("false"))) {
-            return Boolean.parseBoolean(v.trim());
-        }
-        throw new IllegalArgumentException(key + " must be true or false, got '" + v + "'");
     }
 }

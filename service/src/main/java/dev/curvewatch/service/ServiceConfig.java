@@ -2,10 +2,10 @@ package dev.curvewatch.service;
 
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.ConfigLayers;
+import dev.curvewatch.schemas.ConfigValues;
 import dev.curvewatch.schemas.CurvewatchTopics;
 
 import java.io.IOException;
-import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -13,14 +13,14 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
 
 /**
  * Settings of the service, layered by {@link ConfigLayers}: {@link #defaults()}, a properties
  * file, {@code CURVEWATCH_SERVICE_<KEY>} environment variables ('_' for '.', e.g.
- * {@code CURVEWATCH_SERVICE_AUTH_TOKENS}), explicit overrides. Keys starting with {@code kafka.}
+ * {@code CURVEWATCH_SERVICE_AUTH_TOKENS}), explicit overrides; read through {@link ConfigValues},
+ * so a bad value is refused at load time naming its key. Keys starting with {@code kafka.}
  * go to the Kafka clients unchanged (minus the prefix), on top of {@code CURVEWATCH_KAFKA_*}.
  * Every key is listed with its meaning in service/README.md.
  */
@@ -94,10 +94,10 @@ public final class ServiceConfig {
         DEFAULTS = Collections.unmodifiableMap(d);
     }
 
-    private final Map<String, String> values;
+    private final ConfigValues values;
 
     private ServiceConfig(Map<String, String> values) {
-        this.values = values;
+        this.values = ConfigValues.of(values);
         validate();
     }
 
@@ -138,46 +138,34 @@ public final class ServiceConfig {
             throw new IllegalArgumentException(FACTORS_MAX_DIM + " must be in [1, 46340] (a d x d factor fills one Java array), "
                     + WEIGHTS_PARKED_MAX_BYTES + " and " + LIVE_CLIENTS_MAX + " >= 0");
         }
+        // the typed keys no bound above reads: parsed once here, so a bad value is refused naming its key
         eighPrecision();
         authTokens();
+        snapshotDir();
+        alertRulesFile();
+        editWaitMs();
     }
 
     public String get(String key) {
-        return values.get(key);
-    }
-
-    private long longValue(String key) {
-        return ConfigLayers.longValue(values, key);
-    }
-
-    private double doubleValue(String key) {
-        return ConfigLayers.doubleValue(values, key);
+        return values.string(key);
     }
 
     public CurvewatchTopics topics() {
-        return new CurvewatchTopics(values.get(TOPIC_PREFIX));
+        return new CurvewatchTopics(values.string(TOPIC_PREFIX));
     }
 
     /** Id of this instance in dead letters and logs (default: host name). */
     public String instanceId() {
-        String id = values.get(INSTANCE_ID);
-        if (id == null || id.isBlank()) {
-            try {
-                return InetAddress.getLocalHost().getHostName();
-            } catch (IOException e) {
-                return "service";
-            }
-        }
-        return id;
+        return values.stringOrHostName(INSTANCE_ID, "service");
     }
 
     public String httpHost() {
-        return values.get(HTTP_HOST);
+        return values.string(HTTP_HOST);
     }
 
     /** HTTP port; 0 = any free port (read the bound one from {@link CurvewatchService#httpPort()}). */
     public int httpPort() {
-        return (int) longValue(HTTP_PORT);
+        return values.intValue(HTTP_PORT);
     }
 
     /**
@@ -186,15 +174,15 @@ public final class ServiceConfig {
      */
     public List<String> authTokens() {
         List<String> out = new ArrayList<>();
-        for (String t : values.getOrDefault(AUTH_TOKENS, "").split(",")) {
+        for (String t : values.string(AUTH_TOKENS, "").split(",")) {
             if (!t.isBlank()) {
                 out.add(t.trim());
             }
         }
-        String file = values.getOrDefault(AUTH_TOKENS_FILE, "");
-        if (!file.isBlank()) {
+        Path file = values.optionalPath(AUTH_TOKENS_FILE).orElse(null);
+        if (file != null) {
             try {
-                for (String line : Files.readAllLines(Path.of(file), StandardCharsets.UTF_8)) {
+                for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
                     String t = line.trim();
                     if (!t.isEmpty() && !t.startsWith("#")) {
                         out.add(t);
@@ -208,12 +196,12 @@ public final class ServiceConfig {
     }
 
     public Path snapshotDir() {
-        return Path.of(values.get(SNAPSHOT_DIR));
+        return values.path(SNAPSHOT_DIR);
     }
 
     /** Shortest time between two refreshes of one layer (a newer manifest waits, and only the newest is refreshed). */
     public long refreshIntervalMs() {
-        return longValue(REFRESH_INTERVAL_MS);
+        return values.longValue(REFRESH_INTERVAL_MS);
     }
 
     /**
@@ -221,61 +209,56 @@ public final class ServiceConfig {
      * thread or the Vert.x event loop). Edits run on the edit-request thread, not here.
      */
     public int refreshThreads() {
-        return (int) longValue(REFRESH_THREADS);
+        return values.intValue(REFRESH_THREADS);
     }
 
     /** Below this basis drift the previous eigenvectors are kept (warm start, EigenbasisRefresh). */
     public double eighDriftTolerance() {
-        return doubleValue(EIGH_DRIFT_TOLERANCE);
+        return values.doubleValue(EIGH_DRIFT_TOLERANCE);
     }
 
     public Precision eighPrecision() {
-        try {
-            return Precision.valueOf(values.get(EIGH_PRECISION).trim().toUpperCase(Locale.ROOT));
-        } catch (RuntimeException e) {
-            throw new IllegalArgumentException(EIGH_PRECISION + " must be FLOAT32 or FLOAT64, got '" + values.get(EIGH_PRECISION) + "'");
-        }
+        return values.enumValue(EIGH_PRECISION, Precision.class);
     }
 
     public long calibrationTimeoutMs() {
-        return longValue(CALIBRATION_TIMEOUT_MS);
+        return values.longValue(CALIBRATION_TIMEOUT_MS);
     }
 
     /** Allowed drop of probe accuracy (absolute, 0.01 = one point) for a calibrated rho. */
     public double calibrationTolerance() {
-        return doubleValue(CALIBRATION_TOLERANCE);
+        return values.doubleValue(CALIBRATION_TOLERANCE);
     }
 
     /** Allowed rise of mean probe loss in nats when the trainer sends no correct flags (an LM); ln(1.05) = +5% perplexity. */
     public double calibrationLossTolerance() {
-        return doubleValue(CALIBRATION_LOSS_TOLERANCE);
+        return values.doubleValue(CALIBRATION_LOSS_TOLERANCE);
     }
 
     /** Alert rules file, or null for the shipped defaults. */
     public Path alertRulesFile() {
-        String f = values.getOrDefault(ALERT_RULES_FILE, "");
-        return f.isBlank() ? null : Path.of(f);
+        return values.optionalPath(ALERT_RULES_FILE).orElse(null);
     }
 
     public int signalHistoryPoints() {
-        return (int) longValue(SIGNAL_HISTORY_POINTS);
+        return values.intValue(SIGNAL_HISTORY_POINTS);
     }
 
     public int alertHistory() {
-        return (int) longValue(ALERT_HISTORY);
+        return values.intValue(ALERT_HISTORY);
     }
 
     public int snapshotHistory() {
-        return (int) longValue(SNAPSHOT_HISTORY);
+        return values.intValue(SNAPSHOT_HISTORY);
     }
 
     public long unknownRunGraceMs() {
-        return longValue(UNKNOWN_RUN_GRACE_MS);
+        return values.longValue(UNKNOWN_RUN_GRACE_MS);
     }
 
     /** Runs held in memory; beyond it the least recently active run is forgotten (its factors, weights, history). */
     public int maxRuns() {
-        return (int) longValue(RUNS_MAX);
+        return values.intValue(RUNS_MAX);
     }
 
     /**
@@ -283,7 +266,7 @@ public final class ServiceConfig {
      * as d^2 doubles, so 16384 is 2 GiB per factor. Larger manifests are dead letters.
      */
     public int factorsMaxDim() {
-        return (int) longValue(FACTORS_MAX_DIM);
+        return values.intValue(FACTORS_MAX_DIM);
     }
 
     /**
@@ -291,52 +274,48 @@ public final class ServiceConfig {
      * beyond it a further record is a dead letter at once (besides the 64 records per run).
      */
     public long weightsParkedMaxBytes() {
-        return longValue(WEIGHTS_PARKED_MAX_BYTES);
+        return values.longValue(WEIGHTS_PARKED_MAX_BYTES);
     }
 
     /** SSE and WebSocket clients served at once; a further one is answered 503. */
     public int liveClientsMax() {
-        return (int) longValue(LIVE_CLIENTS_MAX);
+        return values.intValue(LIVE_CLIENTS_MAX);
     }
 
     public String editGroupId() {
-        return values.get(EDIT_GROUP_ID);
+        return values.string(EDIT_GROUP_ID);
     }
 
     /** How long an edit request waits for an eigenbasis still being computed (after a restart) before it is a dead letter. */
     public long editWaitMs() {
-        return longValue(EDIT_WAIT_MS);
+        return values.longValue(EDIT_WAIT_MS);
     }
 
     public int deadLetterMaxValueBytes() {
-        return (int) longValue(DEAD_LETTER_MAX_VALUE_BYTES);
+        return values.intValue(DEAD_LETTER_MAX_VALUE_BYTES);
     }
 
     public long pollTimeoutMs() {
-        return longValue(POLL_TIMEOUT_MS);
+        return values.longValue(POLL_TIMEOUT_MS);
     }
 
     public long ssePingMs() {
-        return longValue(SSE_PING_MS);
+        return values.longValue(SSE_PING_MS);
     }
 
     /** Version written into snapshots and events (default: the jar's implementation version). */
     public String codeVersion() {
-        String v = values.get(CODE_VERSION);
-        if (v == null || v.isBlank()) {
-            String impl = ServiceConfig.class.getPackage().getImplementationVersion();
-            return impl != null ? impl : "0.1.0-SNAPSHOT";
-        }
-        return v;
+        String impl = ServiceConfig.class.getPackage().getImplementationVersion();
+        return values.string(CODE_VERSION, impl != null ? impl : "0.1.0-SNAPSHOT");
     }
 
     /** Kafka client properties: {@code CURVEWATCH_KAFKA_*}, then {@code kafka.*}, then {@code bootstrap}. */
     public Properties kafkaProperties() {
-        return ConfigLayers.kafkaProperties(values, BOOTSTRAP, Map.of());
+        return values.kafkaProperties(BOOTSTRAP, Map.of());
     }
 
     /** Every setting, secrets masked (tokens, passwords, JAAS). */
     public Map<String, String> describe() {
-        return ConfigLayers.describe(values);
+        return values.describe();
     }
 }

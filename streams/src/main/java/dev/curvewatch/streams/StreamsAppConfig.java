@@ -1,6 +1,7 @@
 package dev.curvewatch.streams;
 
 import dev.curvewatch.schemas.ConfigLayers;
+import dev.curvewatch.schemas.ConfigValues;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 import org.apache.kafka.streams.StreamsConfig;
@@ -12,9 +13,9 @@ import java.util.Map;
 import java.util.Properties;
 
 /**
- * Configuration of the streams app, layered by {@link ConfigLayers} (file, then
+ * Configuration of the streams app, layered by {@link ConfigLayers} (defaults, file, then
  * {@code CURVEWATCH_STREAMS_<KEY>} environment variables with '_' for '.', then explicit overrides
- * such as command-line flags). Keys:
+ * such as command-line flags) and read through {@link ConfigValues}. Keys:
  * {@code bootstrap}, {@code application.id} (default curvewatch-streams), {@code topic.prefix}
  * (default curvewatch.), {@code state.dir}, {@code alerts.resolve.hold.ms} (default 60000: a
  * RESOLVED alert is only published after the condition stayed resolved this long),
@@ -35,35 +36,31 @@ public record StreamsAppConfig(Properties streams, CurvewatchTopics topics, long
     public static final String KAFKA_PREFIX = ConfigLayers.KAFKA_PREFIX;
     private static final String ENV_PREFIX = "CURVEWATCH_STREAMS_";
     private static final ConfigLayers LAYERS = new ConfigLayers(ENV_PREFIX);
+    private static final Map<String, String> DEFAULTS = Map.of(APPLICATION_ID, "curvewatch-streams",
+            TOPIC_PREFIX, CurvewatchTopics.DEFAULT_PREFIX, RESOLVE_HOLD_MS, "60000");
 
     public static StreamsAppConfig of(Map<String, String> overrides) {
         return load(null, System.getenv(), overrides);
     }
 
     public static StreamsAppConfig load(Path file, Map<String, String> env, Map<String, String> overrides) {
-        Map<String, String> v = LAYERS.load(Map.of(), file, "config file", env, overrides);
+        ConfigValues v = ConfigValues.of(LAYERS.load(DEFAULTS, file, "config file", env, overrides));
 
         Map<String, String> clientDefaults = new LinkedHashMap<>();
-        clientDefaults.put(StreamsConfig.APPLICATION_ID_CONFIG, v.getOrDefault(APPLICATION_ID, "curvewatch-streams"));
+        clientDefaults.put(StreamsConfig.APPLICATION_ID_CONFIG, v.string(APPLICATION_ID));
         clientDefaults.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
         clientDefaults.put("processing.exception.handler.global.enabled", "true"); // the 5.0 default, and no warning
-        if (v.containsKey(STATE_DIR)) {
-            clientDefaults.put(StreamsConfig.STATE_DIR_CONFIG, v.get(STATE_DIR));
+        if (v.contains(STATE_DIR)) {
+            clientDefaults.put(StreamsConfig.STATE_DIR_CONFIG, v.string(STATE_DIR));
         }
-        Properties streams = ConfigLayers.kafkaProperties(v, BOOTSTRAP, clientDefaults);
-        long hold;
-        try {
-            hold = Long.parseLong(v.getOrDefault(RESOLVE_HOLD_MS, "60000"));
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException(RESOLVE_HOLD_MS + " is not a number of milliseconds: '" + v.get(RESOLVE_HOLD_MS) + "'");
-        }
+        Properties streams = v.kafkaProperties(BOOTSTRAP, clientDefaults);
+        long hold = v.longValue(RESOLVE_HOLD_MS);
         if (hold < 0) {
             throw new IllegalArgumentException(RESOLVE_HOLD_MS + " must be >= 0, got " + hold);
         }
-        List<EditRule> rules = v.containsKey(RULES_FILE)
-                ? EditRules.parse(ConfigLayers.read(Path.of(v.get(RULES_FILE)), RULES_FILE)) : EditRules.defaults();
-        return new StreamsAppConfig(streams, new CurvewatchTopics(v.getOrDefault(TOPIC_PREFIX, CurvewatchTopics.DEFAULT_PREFIX)),
-                hold, rules);
+        List<EditRule> rules = v.optionalPath(RULES_FILE).map(f -> EditRules.parse(ConfigLayers.read(f, RULES_FILE)))
+                .orElseGet(EditRules::defaults);
+        return new StreamsAppConfig(streams, new CurvewatchTopics(v.string(TOPIC_PREFIX)), hold, rules);
     }
 
     /** The application id (consumer group, transactional id prefix, internal topic prefix). */

@@ -2,21 +2,20 @@ package dev.curvewatch.workers;
 
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.ConfigLayers;
+import dev.curvewatch.schemas.ConfigValues;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 
-import java.io.IOException;
-import java.net.InetAddress;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
 
 /**
  * Settings of one worker instance, layered by {@link ConfigLayers}: defaults, a properties file,
- * {@code CURVEWATCH_WORKER_<KEY>} environment variables ('_' for '.'), explicit overrides. Keys
+ * {@code CURVEWATCH_WORKER_<KEY>} environment variables ('_' for '.'), explicit overrides; read
+ * through {@link ConfigValues}, so a bad value is refused at load time naming its key. Keys
  * starting with {@code kafka.} are handed to the Kafka clients unchanged (minus the prefix), on
  * top of {@link KafkaClientSettings} (TLS/SASL from {@code CURVEWATCH_KAFKA_*}).
  */
@@ -62,10 +61,10 @@ public final class WorkerConfig {
         DEFAULTS = Collections.unmodifiableMap(d);
     }
 
-    private final Map<String, String> values;
+    private final ConfigValues values;
 
     private WorkerConfig(Map<String, String> values) {
-        this.values = values;
+        this.values = ConfigValues.of(values);
         validate();
     }
 
@@ -86,26 +85,28 @@ public final class WorkerConfig {
         if (chunkBytes() < 1024 || chunkBytes() > CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024) {
             throw new IllegalArgumentException("checkpoint.chunk.bytes must be in [1024, 16 MiB - 64 KiB], got " + chunkBytes());
         }
+        // parse every typed key once, so a bad value is refused here, naming its key, not when the worker starts
         precision();
+        staticMembership();
+        unknownRunGraceMs();
+        pollTimeoutMs();
+        maxPollRecords();
+        metricsPort();
         if (maxRecordBytes() < 1 || deadLetterMaxValueBytes() < 0) {
             throw new IllegalArgumentException("max.record.bytes must be >= 1 and dead.letter.max.value.bytes >= 0");
         }
     }
 
     public String get(String key) {
-        return values.get(key);
-    }
-
-    private long longValue(String key) {
-        return ConfigLayers.longValue(values, key);
+        return values.string(key);
     }
 
     public CurvewatchTopics topics() {
-        return new CurvewatchTopics(values.get(TOPIC_PREFIX));
+        return new CurvewatchTopics(values.string(TOPIC_PREFIX));
     }
 
     public String groupId() {
-        return values.get(GROUP_ID);
+        return values.string(GROUP_ID);
     }
 
     /**
@@ -113,69 +114,57 @@ public final class WorkerConfig {
      * fences its predecessor's unfinished transaction. Default: host name.
      */
     public String instanceId() {
-        String id = values.get(INSTANCE_ID);
-        if (id == null || id.isBlank()) {
-            try {
-                return InetAddress.getLocalHost().getHostName();
-            } catch (IOException e) {
-                return "worker";
-            }
-        }
-        return id;
+        return values.stringOrHostName(INSTANCE_ID, "worker");
     }
 
     public long checkpointTokens() {
-        return longValue(CHECKPOINT_TOKENS);
+        return values.longValue(CHECKPOINT_TOKENS);
     }
 
     public long checkpointIntervalMs() {
-        return longValue(CHECKPOINT_INTERVAL_MS);
+        return values.longValue(CHECKPOINT_INTERVAL_MS);
     }
 
     public int chunkBytes() {
-        return (int) longValue(CHUNK_BYTES);
+        return values.intValue(CHUNK_BYTES);
     }
 
     public Precision precision() {
-        try {
-            return Precision.valueOf(values.get(PRECISION).trim().toUpperCase(Locale.ROOT));
-        } catch (RuntimeException e) {
-            throw new IllegalArgumentException("precision must be FLOAT32 or FLOAT64, got '" + values.get(PRECISION) + "'");
-        }
+        return values.enumValue(PRECISION, Precision.class);
     }
 
     public int maxRecordBytes() {
-        return (int) longValue(MAX_RECORD_BYTES);
+        return values.intValue(MAX_RECORD_BYTES);
     }
 
     public int deadLetterMaxValueBytes() {
-        return (int) longValue(DEAD_LETTER_MAX_VALUE_BYTES);
+        return values.intValue(DEAD_LETTER_MAX_VALUE_BYTES);
     }
 
     public long unknownRunGraceMs() {
-        return longValue(UNKNOWN_RUN_GRACE_MS);
+        return values.longValue(UNKNOWN_RUN_GRACE_MS);
     }
 
     public long pollTimeoutMs() {
-        return longValue(POLL_TIMEOUT_MS);
+        return values.longValue(POLL_TIMEOUT_MS);
     }
 
     public int maxPollRecords() {
-        return (int) longValue(MAX_POLL_RECORDS);
+        return values.intValue(MAX_POLL_RECORDS);
     }
 
     /** Port of /metrics and /health; -1 = no endpoint, 0 = any free port. */
     public int metricsPort() {
-        return (int) longValue(METRICS_PORT);
+        return values.intValue(METRICS_PORT);
     }
 
     /** Consumer group.instance.id = instance.id, so a restart reclaims the same partitions at once. */
     public boolean staticMembership() {
-        return Boolean.parseBoolean(values.get(STATIC_MEMBERSHIP).trim());
+        return values.booleanValue(STATIC_MEMBERSHIP);
     }
 
     public String metricsHost() {
-        return values.get(METRICS_HOST);
+        return values.string(METRICS_HOST);
     }
 
     /**
@@ -183,12 +172,12 @@ public final class WorkerConfig {
      * config's {@code kafka.*} keys, then {@code bootstrap}.
      */
     public Properties kafkaProperties() {
-        return ConfigLayers.kafkaProperties(values, BOOTSTRAP, Map.of());
+        return values.kafkaProperties(BOOTSTRAP, Map.of());
     }
 
     /** Every setting, with values of secret-looking keys masked (for logs and /health). */
     public Map<String, String> describe() {
-        return ConfigLayers.describe(values);
+        return values.describe();
     }
 
     /** All keys with defaults, for help texts. */
