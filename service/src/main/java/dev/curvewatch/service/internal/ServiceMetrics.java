@@ -1,127 +1,68 @@
 package dev.curvewatch.service.internal;
 
-import io.prometheus.metrics.core.metrics.Counter;
-import io.prometheus.metrics.core.metrics.GaugeWithCallback;
-import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
-import io.prometheus.metrics.model.registry.PrometheusRegistry;
+import dev.curvewatch.metrics.MetricFamilies;
 
-import java.io.ByteArrayOutputStream;
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.util.HashMap;
-import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.DoubleSupplier;
 
 /**
- * The service's counters and gauges on the Prometheus Java client (its own registry, as the
- * workers' WorkerMetrics), every family declared here with its labels; {@link #scrape()} is the
- * text format served at /metrics. Thread-safe.
+ * The service's counter and gauge families: their names, help texts and labels, declared on
+ * {@code metrics}' {@link MetricFamilies} (its own registry, undeclared names refused, a throwing
+ * gauge reads NaN), as the workers' WorkerMetrics. Labels are passed as values in the family's
+ * label order; {@link #scrape()} is the text format served at /metrics. Thread-safe.
  */
 public final class ServiceMetrics {
-    private final PrometheusRegistry registry = new PrometheusRegistry();
-    private final Map<String, Counter> counters = new HashMap<>();
-    private final Map<String, DoubleSupplier> gauges = new ConcurrentHashMap<>();
-    private final java.util.Set<String> gaugeNames = new java.util.HashSet<>();
-    private final PrometheusTextFormatWriter writer = PrometheusTextFormatWriter.create();
-
-    public ServiceMetrics() {
-        declareCounter("curvewatch_service_refreshes_total", "Layer refreshes, by result (ok, failed, silent: recomputed after a restart without republishing).", "result");
-        declareCounter("curvewatch_service_refresh_seconds_total", "Time spent in eigendecompositions of refreshes.");
-        declareCounter("curvewatch_service_refresh_latency_seconds_total", "Sum over refreshes of the time from the factors manifest being read to its signals being sent.");
-        declareCounter("curvewatch_service_signals_total", "Signals published.");
-        declareCounter("curvewatch_service_scores_total", "ExampleScores records published.");
-        declareCounter("curvewatch_service_candidates_total", "EditCandidates sent to trainers (acknowledged by Kafka).");
-        declareCounter("curvewatch_service_candidates_failed_total", "EditCandidates Kafka refused (dropped, not outstanding).");
-        declareCounter("curvewatch_service_candidates_deferred_total", "Refreshes that sent no candidate because the layer's previous one was still out.");
-        declareCounter("curvewatch_service_probe_results_total", "Probe results received, by result (calibrated, dead_letter).", "result");
-        declareCounter("curvewatch_service_calibration_timeouts_total", "Candidates not answered within calibration.timeout.ms.");
-        declareCounter("curvewatch_service_alerts_total", "Alerts published to alerts.raw, by status.", "status");
-        declareCounter("curvewatch_service_dead_letters_total", "Records sent to dead letters, by reason code.", "reason");
-        declareCounter("curvewatch_service_snapshots_total", "Edit requests handled, by result (written, duplicate, dead_letter).", "result");
-        declareCounter("curvewatch_service_edit_requests_total", "Edit requests published by POST /api/runs/{run}/edits.");
-        declareCounter("curvewatch_service_http_requests_total", "HTTP responses, by status code.", "code");
-        declareCounter("curvewatch_service_live_dropped_total", "Live events not written to a slow SSE/WebSocket client.");
-        declareCounter("curvewatch_service_live_refused_total", "SSE/WebSocket clients answered 503: live.clients.max were connected.");
-        declareCounter("curvewatch_service_records_total", "Records read, by topic kind.", "topic");
-        declareGauge("curvewatch_service_refresh_latency_last_seconds", "Factors manifest read -> signals sent, of the latest refresh.");
-        declareGauge("curvewatch_service_runs", "Runs held in memory.");
-        declareGauge("curvewatch_service_layers", "Layers held in memory.");
-        declareGauge("curvewatch_service_factor_bytes", "Factor chunk bytes held (one copy per layer).");
-        declareGauge("curvewatch_service_parked_weight_bytes", "Weight record bytes of unregistered runs held back (bounded by weights.parked.max.bytes).");
-        declareGauge("curvewatch_service_live_clients", "Connected SSE and WebSocket clients.");
-        declareGauge("curvewatch_service_caught_up", "1 once the start-up catch-up is done.");
-        declareGauge("curvewatch_service_firing_rules", "Rule/run/layer combinations firing now.");
-        declareGauge("curvewatch_service_up", "1 while the ingest loop runs.");
-    }
-
-    private void declareCounter(String name, String help, String... labels) {
-        counters.put(name, Counter.builder().name(name).help(help).labelNames(labels).register(registry));
-    }
-
-    private void declareGauge(String name, String help) {
-        gaugeNames.add(name);
-        GaugeWithCallback.builder().name(name).help(help).callback(cb -> {
-            DoubleSupplier s = gauges.get(name);
-            if (s != null) {
-                double v;
-                try {
-                    v = s.getAsDouble();
-                } catch (RuntimeException e) {
-                    v = Double.NaN;
-                }
-                cb.call(v);
-            }
-        }).register(registry);
-    }
-
-    private Counter family(String name) {
-        Counter c = counters.get(name);
-        if (c == null) {
-            throw new IllegalArgumentException("no counter family " + name);
-        }
-        return c;
-    }
+    private final MetricFamilies families = new MetricFamilies()
+            .declareCounter("curvewatch_service_refreshes_total", "Layer refreshes, by result (ok, failed, silent: recomputed after a restart without republishing).", "result")
+            .declareCounter("curvewatch_service_refresh_seconds_total", "Time spent in eigendecompositions of refreshes.")
+            .declareCounter("curvewatch_service_refresh_latency_seconds_total", "Sum over refreshes of the time from the factors manifest being read to its signals being sent.")
+            .declareCounter("curvewatch_service_signals_total", "Signals published.")
+            .declareCounter("curvewatch_service_scores_total", "ExampleScores records published.")
+            .declareCounter("curvewatch_service_candidates_total", "EditCandidates sent to trainers (acknowledged by Kafka).")
+            .declareCounter("curvewatch_service_candidates_failed_total", "EditCandidates Kafka refused (dropped, not outstanding).")
+            .declareCounter("curvewatch_service_candidates_deferred_total", "Refreshes that sent no candidate because the layer's previous one was still out.")
+            .declareCounter("curvewatch_service_probe_results_total", "Probe results received, by result (calibrated, dead_letter).", "result")
+            .declareCounter("curvewatch_service_calibration_timeouts_total", "Candidates not answered within calibration.timeout.ms.")
+            .declareCounter("curvewatch_service_alerts_total", "Alerts published to alerts.raw, by status.", "status")
+            .declareCounter("curvewatch_service_dead_letters_total", "Records sent to dead letters, by reason code.", "reason")
+            .declareCounter("curvewatch_service_snapshots_total", "Edit requests handled, by result (written, duplicate, dead_letter).", "result")
+            .declareCounter("curvewatch_service_edit_requests_total", "Edit requests published by POST /api/runs/{run}/edits.")
+            .declareCounter("curvewatch_service_http_requests_total", "HTTP responses, by status code.", "code")
+            .declareCounter("curvewatch_service_live_dropped_total", "Live events not written to a slow SSE/WebSocket client.")
+            .declareCounter("curvewatch_service_live_refused_total", "SSE/WebSocket clients answered 503: live.clients.max were connected.")
+            .declareCounter("curvewatch_service_records_total", "Records read, by topic kind.", "topic")
+            .declareGauge("curvewatch_service_refresh_latency_last_seconds", "Factors manifest read -> signals sent, of the latest refresh.")
+            .declareGauge("curvewatch_service_runs", "Runs held in memory.")
+            .declareGauge("curvewatch_service_layers", "Layers held in memory.")
+            .declareGauge("curvewatch_service_factor_bytes", "Factor chunk bytes held (one copy per layer).")
+            .declareGauge("curvewatch_service_parked_weight_bytes", "Weight record bytes of unregistered runs held back (bounded by weights.parked.max.bytes).")
+            .declareGauge("curvewatch_service_live_clients", "Connected SSE and WebSocket clients.")
+            .declareGauge("curvewatch_service_caught_up", "1 once the start-up catch-up is done.")
+            .declareGauge("curvewatch_service_firing_rules", "Rule/run/layer combinations firing now.")
+            .declareGauge("curvewatch_service_up", "1 while the ingest loop runs.");
 
     /** Adds to a counter; {@code labelValues} in the family's label order. */
     public void inc(String name, double amount, String... labelValues) {
-        Counter c = family(name);
-        if (labelValues.length == 0) {
-            c.inc(amount);
-        } else {
-            c.labelValues(labelValues).inc(amount);
-        }
+        families.inc(name, amount, labelValues);
     }
 
     public void inc(String name, String... labelValues) {
-        inc(name, 1, labelValues);
+        families.inc(name, 1, labelValues);
     }
 
     public double counter(String name, String... labelValues) {
-        Counter c = family(name);
-        return labelValues.length == 0 ? c.get() : c.labelValues(labelValues).get();
+        return families.counter(name, labelValues);
     }
 
     /** Sets the supplier a declared gauge reads at scrape time. */
     public void gauge(String name, DoubleSupplier value) {
-        if (!gaugeNames.contains(name)) {
-            throw new IllegalArgumentException("no gauge family " + name);
-        }
-        gauges.put(name, value);
+        families.gauge(name, value);
     }
 
     public String scrape() {
-        ByteArrayOutputStream out = new ByteArrayOutputStream(8192);
-        try {
-            writer.write(out, registry.scrape());
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-        return out.toString(StandardCharsets.UTF_8);
+        return families.scrape();
     }
 
     public static String contentType() {
-        return PrometheusTextFormatWriter.CONTENT_TYPE;
+        return MetricFamilies.contentType();
     }
 }
