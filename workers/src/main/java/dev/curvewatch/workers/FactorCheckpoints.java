@@ -1,6 +1,7 @@
 package dev.curvewatch.workers;
 
 import dev.curvewatch.schemas.CurvewatchTopics;
+import org.apache.kafka.clients.consumer.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -54,11 +55,12 @@ public final class FactorCheckpoints {
 
     /**
      * Scans the given partitions from the beginning to their end offsets with an assign-mode
-     * consumer and assembles the newest checkpoint of each run/layer accepted by {@code wanted}.
-     * Keeps only the newest chunk per key while scanning, so memory is ~one copy of the wanted
-     * layers' factors.
+     * consumer and assembles the newest checkpoint of each run/layer accepted by {@code wanted}:
+     * the newest below the end offsets read at the start (read_committed: whole transactions only),
+     * so a worker checkpointing meanwhile does not leave a half-read one. Keeps only the newest
+     * chunk per key while scanning, so memory is ~one copy of the wanted layers' factors.
      */
-    public static Map<String, FactorCheckpoint> scan(KafkaConsumer<byte[], byte[]> consumer, Collection<TopicPartition> parts,
+    public static Map<String, FactorCheckpoint> scan(Consumer<byte[], byte[]> consumer, Collection<TopicPartition> parts,
                                                      Predicate<String> wanted, Duration timeout) {
         if (parts.isEmpty()) {
             return Map.of();
@@ -83,7 +85,11 @@ public final class FactorCheckpoints {
                 throw new org.apache.kafka.common.errors.TimeoutException("factors topic not read to its end within " + timeout);
             }
             for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(200))) {
-                reader.accept(r.key(), r.value());
+                // a poll runs past the end offsets into checkpoints committed since, and may stop inside one
+                // (chunks of v+1 read, manifest v+1 not): only what lies below the end offsets is whole
+                if (r.offset() < end.get(new TopicPartition(r.topic(), r.partition()))) {
+                    reader.accept(r.key(), r.value());
+                }
             }
         }
         consumer.unsubscribe();
