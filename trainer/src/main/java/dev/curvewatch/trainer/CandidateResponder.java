@@ -18,6 +18,7 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import java.io.PrintStream;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -55,6 +56,12 @@ import java.util.concurrent.TimeoutException;
  * test of every column's norm and of two column pairings), ρ in (0, 1], and each candidate
  * threshold τ_k equal to this trainer's {@code select(rho_k).tau()} within
  * {@link #TAU_RELATIVE_TOLERANCE} (relative; float32 eigenvalues change τ by ~1e-7).
+ *
+ * <p>What an answer holds: a mask that keeps every pair is "no edit" (its losses and flags are
+ * {@code loss_now}'s exactly, no forward pass); masks keeping the same set share one forward pass;
+ * a non-finite loss is sent as ±{@link Float#MAX_VALUE} and counted ({@link #nonFiniteLosses()}).
+ * A sink or an observer that throws is logged and counted ({@link #publishFailures()},
+ * {@link #observerFailures()}); the answer it concerned is not retried, and the responder goes on.
  */
 public final class CandidateResponder implements AutoCloseable {
     /** Training examples per answer (SERVICE-CONTRACT §1). */
@@ -74,7 +81,11 @@ public final class CandidateResponder implements AutoCloseable {
 
     /** What happened to candidates, on the training thread (for the run's observer and tests). */
     public interface Events {
-        /** An answer was published (or offered to the sink); {@code measured} is the frozen model it scored, still open. */
+        /**
+         * An answer was offered to the sink, which took or dropped it (not called when the sink
+         * threw); {@code measured} is the frozen model it scored, still open. A callback that
+         * throws is logged and counted ({@link CandidateResponder#observerFailures()}), never retried.
+         */
         default void candidateAnswered(EditCandidate candidate, ProbeResult result, EditEvaluator.Session measured) {
         }
 
@@ -110,7 +121,11 @@ public final class CandidateResponder implements AutoCloseable {
     private long otherRuns;
     private long notPublished;
     private long failed;
+    private long publishFailures;
+    private long observerFailures;
+    private long nonFiniteLosses;
     private long answerNanos;
+    private long pendingAtClose = -1; // pending + in flight when close began; -1 while open
 
     public CandidateResponder(String runId, EditEvaluator evaluator, Sink sink, PrintStream log, Events events) {
         this(runId, evaluator, sink, log, events, MAX_TRAINING_EXAMPLES);
@@ -145,8 +160,12 @@ public final class CandidateResponder implements AutoCloseable {
     }
 
     /** An answer being scored on the worker thread. */
-    private record InFlight(Prepared candidate, EditEvaluator.Session session, long step, Future<ProbeResult> result,
+    private record InFlight(Prepared candidate, EditEvaluator.Session session, long step, Future<Answer> result,
                             long startNanos) {
+    }
+
+    /** A scored answer and how many of its losses were non-finite (sent as ±Float.MAX_VALUE). */
+    record Answer(ProbeResult result, long nonFiniteLosses) {
     }
 
     /**
@@ -167,8 +186,9 @@ public final class CandidateResponder implements AutoCloseable {
         }
         Optional<ProbeResult> done = Optional.empty();
         if (inFlight != null && inFlight.result().isDone()) {
-            done = finish(inFlight, Duration.ZERO);
-            inFlight = null;
+            InFlight f = inFlight;
+            inFlight = null; // taken out first: whatever finishing it does, this answer is handled once
+            done = finish(f, Duration.ZERO);
         }
         if (inFlight == null && !pending.isEmpty()) {
             Prepared p = nextPending();
@@ -187,7 +207,7 @@ public final class CandidateResponder implements AutoCloseable {
                     return t;
                 });
             }
-            inFlight = new InFlight(p, session, step, worker.submit(() -> answer(p, session, runId, step)), System.nanoTime());
+            inFlight = new InFlight(p, session, step, worker.submit(() -> measure(p, session, runId, step)), System.nanoTime());
         }
         return done;
     }
@@ -219,15 +239,18 @@ public final class CandidateResponder implements AutoCloseable {
         return p;
     }
 
-    /** Publishes a finished (or, waiting up to {@code wait}, finishing) answer; closes its session. */
+    /**
+     * Publishes a finished (or, waiting up to {@code wait}, finishing) answer; closes its session.
+     * Never throws: a failing sink or observer is counted by {@link #publish}.
+     */
     private Optional<ProbeResult> finish(InFlight f, Duration wait) {
         String id = f.candidate().candidate().getCandidateId();
         try {
-            ProbeResult result = f.result().get(wait.toMillis(), TimeUnit.MILLISECONDS);
+            Answer answer = f.result().get(wait.toMillis(), TimeUnit.MILLISECONDS);
             long nanos = System.nanoTime() - f.startNanos();
             answerNanos += nanos;
-            publish(f.candidate(), result, f.session(), nanos);
-            return Optional.of(result);
+            nonFiniteLosses += answer.nonFiniteLosses();
+            return publish(f.candidate(), answer.result(), f.session(), nanos) ? Optional.of(answer.result()) : Optional.empty();
         } catch (ExecutionException e) {
             failed++;
             log.println("candidates: answering " + id + " failed: " + e.getCause() + " (training goes on)");
@@ -248,16 +271,44 @@ public final class CandidateResponder implements AutoCloseable {
         return Optional.empty();
     }
 
-    private void publish(Prepared p, ProbeResult result, EditEvaluator.Session session, long nanos) {
-        if (!sink.publish(result)) {
+    /**
+     * Offers the answer to the sink once and tells the observer. A sink that throws (a producer
+     * refusing the record synchronously) and an observer that throws are caught here, logged and
+     * counted apart, so neither can make an answer go out again or stop the responder.
+     *
+     * @return whether the sink took or dropped the answer (false: it threw, nothing was sent)
+     */
+    private boolean publish(Prepared p, ProbeResult result, EditEvaluator.Session session, long nanos) {
+        String id = p.candidate().getCandidateId();
+        boolean taken;
+        try {
+            taken = sink.publish(result);
+        } catch (RuntimeException e) {
+            publishFailures++;
+            log.println("candidates: publishing the answer to " + id + " failed: " + e
+                    + "; it is not sent and not retried (training goes on)");
+            return false;
+        }
+        if (!taken) {
             notPublished++;
-            log.println("candidates: answer to " + p.candidate().getCandidateId() + " was not published (dropped)");
+            log.println("candidates: answer to " + id + " was not published (dropped)");
         }
         answered++;
         log.printf("candidates: answered %s (%s, factor version %d) at step %d: %d examples x %d rho in %.0f ms%n",
-                p.candidate().getCandidateId(), p.layer().name(), p.candidate().getFactorVersion(), result.getStep(),
+                id, p.layer().name(), p.candidate().getFactorVersion(), result.getStep(),
                 result.getExamples().size(), result.getRhos().size(), nanos / 1e6);
-        events.candidateAnswered(p.candidate(), result, session);
+        notify("candidateAnswered(" + id + ")", () -> events.candidateAnswered(p.candidate(), result, session));
+        return true;
+    }
+
+    /** Runs an observer callback; its failure is the observer's, logged and counted, never the responder's. */
+    private void notify(String what, Runnable callback) {
+        try {
+            callback.run();
+        } catch (RuntimeException e) {
+            observerFailures++;
+            log.println("candidates: the observer's " + what + " threw " + e + " (ignored; training goes on)");
+        }
     }
 
     /** One record of topic edit-candidates (key = run id): checked now, answered by {@link #answerNext}. */
@@ -323,11 +374,11 @@ public final class CandidateResponder implements AutoCloseable {
         Prepared p = nextPending();
         long t0 = System.nanoTime();
         try (EditEvaluator.Session session = evaluator.begin(maxTrainingExamples)) {
-            ProbeResult result = answer(p, session, runId, step);
+            Answer answer = measure(p, session, runId, step);
             long nanos = System.nanoTime() - t0;
             answerNanos += nanos;
-            publish(p, result, session, nanos);
-            return Optional.of(result);
+            nonFiniteLosses += answer.nonFiniteLosses();
+            return publish(p, answer.result(), session, nanos) ? Optional.of(answer.result()) : Optional.empty();
         } catch (RuntimeException e) {
             failed++;
             log.println("candidates: answering " + p.candidate().getCandidateId() + " failed: " + e + " (training goes on)");
@@ -400,34 +451,74 @@ public final class CandidateResponder implements AutoCloseable {
 
     /** Scores the session's examples under W and every W'_k and builds the answer (any thread). */
     public static ProbeResult answer(Prepared p, EditEvaluator.Session session, String runId, long step) {
+        return measure(p, session, runId, step).result();
+    }
+
+    /**
+     * {@link #answer}, with the count of non-finite losses it replaced. A mask that keeps every
+     * pair is the unedited layer (SERVICE-CONTRACT §1: its losses are loss_now exactly), so it reuses
+     * the unedited scores instead of a round trip through the float32 bases that would move them by
+     * rounding and could flip a flag on a near-tie. The masks of one candidate all come from one
+     * spectrum's thresholds ({@code λ_i μ_j ≥ τ_k}), so they are nested and two keeping the same
+     * number of pairs keep the same pairs: one forward pass serves both.
+     */
+    static Answer measure(Prepared p, EditEvaluator.Session session, String runId, long step) {
         String layer = p.layer().name();
-        float[] w = session.weight(layer).clone();
         EditEvaluator.Scores now = session.score(layer, null);
+        long allPairs = (long) p.layer().dOut() * p.layer().dIn();
         List<EditEvaluator.Scores> edited = new ArrayList<>(p.masks().size());
-        CurvatureEdit.Coordinates coordinates = p.edit().coordinates(w); // once for all ρ: only the mask changes
+        Map<Long, EditEvaluator.Scores> byKeptPairs = new HashMap<>();
+        CurvatureEdit.Coordinates coordinates = null; // once for all ρ (only the mask changes), and only if some ρ edits
         for (KeepMassMask m : p.masks()) {
-            edited.add(session.score(layer, p.edit().applyFloat32(coordinates, m)));
+            if (m.keptPairs() == allPairs) {
+                edited.add(now);
+                continue;
+            }
+            EditEvaluator.Scores s = byKeptPairs.get(m.keptPairs());
+            if (s == null) {
+                if (coordinates == null) {
+                    coordinates = p.edit().coordinates(session.weight(layer).clone());
+                }
+                s = session.score(layer, p.edit().applyFloat32(coordinates, m));
+                byKeptPairs.put(m.keptPairs(), s);
+            }
+            edited.add(s);
         }
         List<String> ids = session.sampleIds();
         boolean[] probe = session.probe();
         boolean correct = session.hasCorrect();
+        long[] nonFinite = {0};
         List<ExampleLosses> examples = new ArrayList<>(ids.size());
         for (int i = 0; i < ids.size(); i++) {
             List<Float> losses = new ArrayList<>(edited.size());
             List<Boolean> flags = new ArrayList<>(correct ? edited.size() : 0);
             for (EditEvaluator.Scores s : edited) {
-                losses.add(s.loss()[i]);
+                losses.add(sentinel(s.loss()[i], nonFinite));
                 if (correct) {
                     flags.add(s.correct()[i]);
                 }
             }
             examples.add(ExampleLosses.newBuilder().setSampleId(ids.get(i)).setProbe(probe[i])
-                    .setLossNow(now.loss()[i]).setCorrectNow(correct && now.correct()[i])
+                    .setLossNow(sentinel(now.loss()[i], nonFinite)).setCorrectNow(correct && now.correct()[i])
                     .setLossEdited(losses).setCorrectEdited(flags).build());
         }
-        return ProbeResult.newBuilder().setRunId(runId).setCandidateId(p.candidate().getCandidateId()).setLayer(layer)
-                .setStep(step).setRhos(new ArrayList<>(p.candidate().getRhos())).setExamples(examples)
+        ProbeResult result = ProbeResult.newBuilder().setRunId(runId).setCandidateId(p.candidate().getCandidateId())
+                .setLayer(layer).setStep(step).setRhos(new ArrayList<>(p.candidate().getRhos())).setExamples(examples)
                 .setTimestampMs(System.currentTimeMillis()).build();
+        return new Answer(result, nonFinite[0]);
+    }
+
+    /**
+     * A loss as SERVICE-CONTRACT §1 sends it: finite ones as they are, NaN and +∞ as
+     * {@link Float#MAX_VALUE} (as bad as a loss gets), −∞ as −{@link Float#MAX_VALUE}; the service
+     * leaves an example with such a loss out instead of dead-lettering the whole answer.
+     */
+    static float sentinel(float loss, long[] nonFinite) {
+        if (Float.isFinite(loss)) {
+            return loss;
+        }
+        nonFinite[0]++;
+        return loss < 0 ? -Float.MAX_VALUE : Float.MAX_VALUE;
     }
 
     private static double[] matrix(Tensor t, String field, int n) {
@@ -517,14 +608,14 @@ public final class CandidateResponder implements AutoCloseable {
     private void skip(EditCandidate c, String why) {
         skipped++;
         log.println("candidates: skipped " + c.getCandidateId() + " (" + c.getLayer() + "): " + why);
-        events.candidateSkipped(c, why);
+        notify("candidateSkipped(" + c.getCandidateId() + ")", () -> events.candidateSkipped(c, why));
     }
 
     private void refuse(String id, String reason, String message) {
         refused++;
         refusalReasons.merge(reason, 1L, Long::sum);
         log.println("candidates: refused " + id + ": " + message);
-        events.candidateRefused(id, reason, message);
+        notify("candidateRefused(" + id + ")", () -> events.candidateRefused(id, reason, message));
     }
 
     private void remember(String id) {
@@ -569,6 +660,21 @@ public final class CandidateResponder implements AutoCloseable {
         return failed;
     }
 
+    /** Answers whose sink threw (nothing sent; not retried). */
+    public long publishFailures() {
+        return publishFailures;
+    }
+
+    /** Observer callbacks ({@link Events}) that threw (ignored). */
+    public long observerFailures() {
+        return observerFailures;
+    }
+
+    /** Losses sent as ±{@link Float#MAX_VALUE} because they were NaN or infinite. */
+    public long nonFiniteLosses() {
+        return nonFiniteLosses;
+    }
+
     public int pending() {
         return pending.size();
     }
@@ -590,27 +696,46 @@ public final class CandidateResponder implements AutoCloseable {
         m.put("candidates_refused", refused);
         m.put("candidates_duplicate", duplicates);
         m.put("candidates_other_runs", otherRuns);
-        m.put("candidates_pending_at_end", (long) pending.size() + (inFlight == null ? 0 : 1));
+        // counted when close began, before it finished (and cleared) the answer in progress
+        m.put("candidates_pending_at_end", pendingAtClose >= 0 ? pendingAtClose : pendingNow());
         m.put("candidate_failures", failed);
+        m.put("probe_result_publish_failures", publishFailures);
+        m.put("candidate_observer_failures", observerFailures);
+        m.put("candidate_nonfinite_losses", nonFiniteLosses);
         m.put("candidate_refusal_reasons", refusalReasons());
         m.put("probe_results_not_published", notPublished);
         m.put("candidate_answer_ms", answerMillis());
         return m;
     }
 
-    /** Publishes the answer in progress (waiting up to {@code wait} for it), then stops the worker and the tail. */
+    private long pendingNow() {
+        return (long) pending.size() + (inFlight == null ? 0 : 1);
+    }
+
+    /**
+     * Publishes the answer in progress (waiting up to {@code wait} for it), then stops the worker and
+     * the tail. The candidates pending at that moment, the one in progress included, are what the
+     * summary reports as {@code candidates_pending_at_end}.
+     */
     public void close(Duration wait) {
-        if (inFlight != null) {
-            finish(inFlight, wait);
-            inFlight = null;
+        if (pendingAtClose < 0) {
+            pendingAtClose = pendingNow();
         }
-        if (worker != null) {
-            worker.shutdown(); // queued session closes still run; the thread is a daemon
-            worker = null;
-        }
-        if (tail != null) {
-            tail.close();
-            tail = null;
+        InFlight f = inFlight;
+        inFlight = null; // out before finishing it, as in poll
+        try {
+            if (f != null) {
+                finish(f, wait);
+            }
+        } finally {
+            if (worker != null) {
+                worker.shutdown(); // queued session closes still run; the thread is a daemon
+                worker = null;
+            }
+            if (tail != null) {
+                tail.close();
+                tail = null;
+            }
         }
     }
 

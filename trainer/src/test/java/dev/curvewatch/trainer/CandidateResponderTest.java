@@ -172,7 +172,7 @@ class CandidateResponderTest {
         offer(Candidates.builder("c-one", RUN, "fc1", 1, fc1, new double[] {1.0}).build());
         ProbeResult r = responder.answerNext(3).orElseThrow();
         for (ExampleLosses e : r.getExamples()) {
-            assertEquals(e.getLossNow(), e.getLossEdited().get(0), 1e-5, e.getSampleId());
+            assertEquals(e.getLossNow(), e.getLossEdited().get(0), e.getSampleId() + ": no edit, exactly loss_now");
             assertEquals(e.getCorrectNow(), e.getCorrectEdited().get(0), e.getSampleId());
         }
     }

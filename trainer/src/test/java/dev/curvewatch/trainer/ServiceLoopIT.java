@@ -287,7 +287,7 @@ class ServiceLoopIT {
             assertTrue(flippedScored > 0, id + " scores flipped examples with their flipped labels");
         }
         for (ExampleLosses x : onTopic.get("fc2-rho1").getExamples()) {
-            assertEquals(x.getLossNow(), x.getLossEdited().get(0), 1e-5, "rho = 1 changes nothing: " + x.getSampleId());
+            assertEquals(x.getLossNow(), x.getLossEdited().get(0), "rho = 1 changes nothing, exactly: " + x.getSampleId());
             assertEquals(x.getCorrectNow(), x.getCorrectEdited().get(0), x.getSampleId());
         }
     }
