@@ -9,9 +9,12 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 
 import java.io.PrintStream;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
@@ -23,10 +26,21 @@ import java.util.TreeMap;
  * between steps so training continues from them. Without {@code apply} a good snapshot is only
  * verified and logged. Any failure is a logged message and a counter; training goes on.
  *
+ * <p>A snapshot is loaded at most once: the service may publish a SnapshotEvent again (a retry
+ * after an ambiguous send failure, two service instances answering one edit request), and loading
+ * it again would throw away the training done since. So the follower remembers the snapshots it
+ * applied (or verified) by id, with their sha256 ({@link #REMEMBERED_SNAPSHOTS} of them), and
+ * counts a repeat as a duplicate without reading its file; and it refuses ({@code stale}) a
+ * snapshot edited from weights older (a smaller step) than those of the last snapshot applied to
+ * any of the same layers. Every event is taken out of the queue before it is handled, so one whose
+ * loading or observer throws is not handled again at the next step.
+ *
  * <p>The optimizer state (Adam moments) is kept: training continues from the edited weights with
  * the moments of the weights they replace.
  */
 public final class SnapshotFollower implements AutoCloseable {
+    /** Snapshot ids remembered as handled (the oldest forgotten first). */
+    public static final int REMEMBERED_SNAPSHOTS = 10_000;
 
     /** The model side: the watched layers and how to load new weights into one. */
     public interface Target {
@@ -67,13 +81,20 @@ public final class SnapshotFollower implements AutoCloseable {
     private final PrintStream log;
     private final Events events;
     private final AvroDeserializer<SnapshotEvent> decoder = new AvroDeserializer<>(SnapshotEvent.class);
-    private final List<SnapshotEvent> pending = new ArrayList<>();
+    private final ArrayDeque<SnapshotEvent> pending = new ArrayDeque<>();
     private final List<Applied> applied = new ArrayList<>();
+    // snapshot id -> sha256 of every snapshot applied or verified, insertion order (bounded)
+    private final LinkedHashMap<String, String> handled = new LinkedHashMap<>();
+    // layer -> step of the weights the last snapshot applied to it was edited from
+    private final Map<String, Long> appliedStep = new LinkedHashMap<>();
     private final Map<String, Long> refusalReasons = new TreeMap<>();
     private TopicTail tail;
     private long refused;
     private long verifiedOnly;
     private long otherRuns;
+    private long duplicates;
+    private long loadFailures;
+    private long observerFailures;
 
     public SnapshotFollower(String runId, SnapshotStore store, Target target, boolean apply, PrintStream log,
                             Events events) {
@@ -135,50 +156,101 @@ public final class SnapshotFollower implements AutoCloseable {
         pending.add(e);
     }
 
-    /** Verifies (and applies) every pending event; returns the ones applied. */
+    /** Verifies (and applies) every pending event, each taken out of the queue first; returns the ones applied. */
     public List<Applied> handlePending(long step) {
         List<Applied> done = new ArrayList<>();
-        for (SnapshotEvent e : pending) {
-            SnapshotStore.Verified v;
-            try {
-                v = store.verify(e, runId, target::layer);
-            } catch (SnapshotStore.Refusal r) {
-                refuse(e.getSnapshotId(), r.reason(), r.getMessage());
-                continue;
-            } catch (RuntimeException r) {
-                refuse(e.getSnapshotId(), "format", r.toString());
-                continue;
-            }
-            Map<String, Double> rhos = new LinkedHashMap<>();
-            for (LayerRho lr : e.getLayers()) {
-                rhos.put(lr.getLayer(), lr.getRho());
-            }
-            if (!apply) {
-                verifiedOnly++;
-                log.println("snapshots: verified " + e.getSnapshotId() + " (layers " + v.weights().keySet()
-                        + ", edited from step " + e.getStep() + "), not applied: the run was started without --apply-snapshots");
-                continue;
-            }
-            for (Map.Entry<String, float[]> w : v.weights().entrySet()) {
-                target.load(w.getKey(), w.getValue(), v.biases().get(w.getKey()));
-            }
-            Applied a = new Applied(e.getSnapshotId(), step, e.getStep(), List.copyOf(v.weights().keySet()), rhos,
-                    e.getSha256().toLowerCase(java.util.Locale.ROOT));
-            applied.add(a);
-            done.add(a);
-            log.println("snapshots: applied " + e.getSnapshotId() + " after step " + step + ": layers " + a.layers()
-                    + " rho " + rhos + " (weights edited from step " + e.getStep() + "); training continues from them");
-            events.snapshotApplied(a);
+        SnapshotEvent e;
+        while ((e = pending.poll()) != null) {
+            handle(e, step).ifPresent(done::add);
         }
-        pending.clear();
         return done;
+    }
+
+    private Optional<Applied> handle(SnapshotEvent e, long step) {
+        String id = e.getSnapshotId();
+        String sha = e.getSha256() == null ? null : e.getSha256().toLowerCase(Locale.ROOT);
+        String before = handled.get(id);
+        if (before != null) {
+            duplicates++;
+            log.println("snapshots: " + id + " was " + (apply ? "applied" : "verified") + " already (sha256 " + before
+                    + (before.equals(sha) ? ")" : "; this event says " + sha + ")") + "; not loaded again");
+            return Optional.empty();
+        }
+        SnapshotStore.Verified v;
+        try {
+            v = store.verify(e, runId, target::layer);
+        } catch (SnapshotStore.Refusal r) {
+            refuse(id, r.reason(), r.getMessage());
+            return Optional.empty();
+        } catch (RuntimeException r) {
+            refuse(id, "format", r.toString());
+            return Optional.empty();
+        }
+        Map<String, Double> rhos = new LinkedHashMap<>();
+        for (LayerRho lr : e.getLayers()) {
+            rhos.put(lr.getLayer(), lr.getRho());
+        }
+        if (!apply) {
+            remember(id, sha);
+            verifiedOnly++;
+            log.println("snapshots: verified " + id + " (layers " + v.weights().keySet()
+                    + ", edited from step " + e.getStep() + "), not applied: the run was started without --apply-snapshots");
+            return Optional.empty();
+        }
+        for (String layer : v.weights().keySet()) {
+            Long last = appliedStep.get(layer);
+            if (last != null && e.getStep() < last) {
+                refuse(id, "stale", "snapshot " + id + " edits " + layer + " as of step " + e.getStep()
+                        + ", older than step " + last + " of the snapshot last applied to it; loading it would undo that");
+                return Optional.empty();
+            }
+        }
+        remember(id, sha); // before loading: a load that fails half way is not retried with the same file
+        List<String> loaded = new ArrayList<>();
+        for (Map.Entry<String, float[]> w : v.weights().entrySet()) {
+            try {
+                target.load(w.getKey(), w.getValue(), v.biases().get(w.getKey()));
+            } catch (RuntimeException ex) {
+                loadFailures++;
+                log.println("snapshots: loading " + w.getKey() + " of " + id + " failed: " + ex + "; layers loaded before it: "
+                        + loaded + " (training goes on with them; the snapshot is not retried)");
+                return Optional.empty();
+            }
+            loaded.add(w.getKey());
+            appliedStep.put(w.getKey(), e.getStep());
+        }
+        Applied a = new Applied(id, step, e.getStep(), List.copyOf(loaded), rhos, sha);
+        applied.add(a);
+        log.println("snapshots: applied " + id + " after step " + step + ": layers " + a.layers()
+                + " rho " + rhos + " (weights edited from step " + e.getStep() + "); training continues from them");
+        notify("snapshotApplied(" + id + ")", () -> events.snapshotApplied(a));
+        return Optional.of(a);
+    }
+
+    private void remember(String id, String sha) {
+        handled.put(id, sha);
+        if (handled.size() > REMEMBERED_SNAPSHOTS) {
+            Iterator<String> it = handled.keySet().iterator();
+            it.next();
+            it.remove();
+        }
+    }
+
+    /** Runs an observer callback; its failure is logged and counted, never the follower's. */
+    private void notify(String what, Runnable callback) {
+        try {
+            callback.run();
+        } catch (RuntimeException ex) {
+            observerFailures++;
+            log.println("snapshots: the observer's " + what + " threw " + ex + " (ignored; training goes on)");
+        }
     }
 
     private void refuse(String id, String reason, String message) {
         refused++;
         refusalReasons.merge(reason, 1L, Long::sum);
         log.println("snapshots: refused " + id + ": " + message);
-        events.snapshotRefused(id, reason, message);
+        notify("snapshotRefused(" + id + ")", () -> events.snapshotRefused(id, reason, message));
     }
 
     public List<Applied> applied() {
@@ -198,12 +270,30 @@ public final class SnapshotFollower implements AutoCloseable {
         return new TreeMap<>(refusalReasons);
     }
 
+    /** Events of a snapshot already applied (or verified): not loaded again. */
+    public long duplicates() {
+        return duplicates;
+    }
+
+    /** Snapshots whose loading into the model threw. */
+    public long loadFailures() {
+        return loadFailures;
+    }
+
+    /** Observer callbacks that threw (ignored). */
+    public long observerFailures() {
+        return observerFailures;
+    }
+
     public Map<String, Object> summary() {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("snapshots_applied", (long) applied.size());
         m.put("snapshots_refused", refused);
         m.put("snapshots_verified_not_applied", verifiedOnly);
         m.put("snapshots_other_runs", otherRuns);
+        m.put("snapshots_duplicate", duplicates);
+        m.put("snapshot_load_failures", loadFailures);
+        m.put("snapshot_observer_failures", observerFailures);
         m.put("snapshot_refusal_reasons", refusalReasons());
         List<Map<String, Object>> list = new ArrayList<>();
         for (Applied a : applied) {

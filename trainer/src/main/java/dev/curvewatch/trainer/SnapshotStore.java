@@ -5,6 +5,8 @@ import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.curvature.safetensors.Dtype;
 import dev.curvewatch.curvature.safetensors.SafetensorsFile;
 import dev.curvewatch.curvature.safetensors.TensorInfo;
+import dev.curvewatch.schemas.InvalidRecordException;
+import dev.curvewatch.schemas.SnapshotUris;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -27,9 +29,11 @@ import java.util.regex.Pattern;
 
 /**
  * The directory the service writes edited snapshots into (SERVICE-CONTRACT §4), as the trainer
- * reads it: a {@link SnapshotEvent}'s uri is a path relative to this root. {@link #verify} resolves
- * it (refusing absolute paths, URIs with a scheme, {@code ..} and anything that, symlinks
- * followed, lies outside the root), copies the file to a private temporary file while hashing it
+ * reads it: a {@link SnapshotEvent}'s uri is exactly {@code <run_id>/<snapshot_id>.safetensors} of
+ * that event, resolved under this root by {@link SnapshotUris} (the grammar and resolution the
+ * service writes with: no absolute path, scheme, {@code ..}, backslash or other directory; the
+ * real path, links followed, inside the canonical root). {@link #verify} resolves it, requires a
+ * regular file, copies it to a private temporary file while hashing it
  * (so what is parsed is exactly what was hashed, whatever happens to the original afterwards),
  * checks size and sha256, then reads the copy with {@link SafetensorsFile} and checks every tensor
  * against the watched layers: names {@code <layer>.weight} / {@code <layer>.bias}, F32, shapes
@@ -38,7 +42,6 @@ import java.util.regex.Pattern;
 public final class SnapshotStore {
     /** Largest snapshot read (the trainer's layers are far smaller). */
     public static final long MAX_BYTES = 1L << 30;
-    private static final Pattern SCHEME = Pattern.compile("^[A-Za-z][A-Za-z0-9+.-]*:.*");
     private static final Pattern SHA256 = Pattern.compile("[0-9a-fA-F]{64}");
 
     private final Path root;
@@ -78,42 +81,45 @@ public final class SnapshotStore {
     }
 
     /**
-     * The file a uri names, inside the root.
+     * The uri of the {@link SnapshotUris} grammar, parsed.
      *
-     * @throws Refusal ({@code path}) for an absolute path, a URI scheme, {@code ..}, a backslash or
-     *                 NUL, a missing file, a non-regular file, or a real path outside the root
+     * @throws Refusal ({@code path}) for anything else (an absolute path, a scheme, {@code ..}, ...)
+     */
+    public static SnapshotUris.Uri parse(String uri) throws Refusal {
+        try {
+            return SnapshotUris.parse(uri);
+        } catch (InvalidRecordException e) {
+            throw new Refusal("path", e.getMessage() + " (SERVICE-CONTRACT §4: the path relative to the snapshot store)");
+        }
+    }
+
+    /**
+     * The real path of the file a uri names, inside the root ({@link SnapshotUris#resolve}).
+     *
+     * @throws Refusal {@code path} for a uri outside the grammar, one that leads (through a link)
+     *                 outside the store, or a file that is not a regular file; {@code missing}
+     *                 when there is no such file
      */
     public Path resolve(String uri) throws Refusal {
-        if (uri == null || uri.isEmpty() || uri.length() > 1024) {
-            throw new Refusal("path", "uri must be a relative path of 1-1024 characters");
-        }
-        if (uri.indexOf('\0') >= 0 || uri.indexOf('\\') >= 0) {
-            throw new Refusal("path", "uri '" + printable(uri) + "' contains a NUL or backslash");
-        }
-        if (uri.startsWith("/") || SCHEME.matcher(uri).matches()) {
-            throw new Refusal("path", "uri '" + printable(uri) + "' is absolute or has a scheme; snapshot uris are paths "
-                    + "relative to the snapshot store " + root);
-        }
-        for (String segment : uri.split("/", -1)) {
-            if (segment.equals("..")) {
-                throw new Refusal("path", "uri '" + printable(uri) + "' contains '..': it may not leave the snapshot store");
-            }
-        }
-        Path candidate = root.resolve(uri).normalize();
-        if (!candidate.startsWith(root)) {
-            throw new Refusal("path", "uri '" + printable(uri) + "' resolves outside the snapshot store " + root);
+        parse(uri);
+        Path file;
+        try {
+            file = SnapshotUris.resolve(root, uri);
+        } catch (NoSuchFileException e) {
+            throw new Refusal("missing", "the snapshot store " + root + " does not exist any more: " + e.getMessage());
+        } catch (IOException e) {
+            throw new Refusal("path", e.getMessage());
         }
         Path real;
         try {
-            real = candidate.toRealPath();
+            real = file.toRealPath();
         } catch (NoSuchFileException e) {
-            throw new Refusal("missing", "snapshot file " + candidate + " does not exist");
+            throw new Refusal("missing", "snapshot file " + file + " does not exist");
         } catch (IOException e) {
-            throw new Refusal("missing", "snapshot file " + candidate + " cannot be resolved: " + e.getMessage());
+            throw new Refusal("missing", "snapshot file " + file + " cannot be resolved: " + e.getMessage());
         }
-        if (!real.startsWith(root)) {
-            throw new Refusal("path", "uri '" + printable(uri) + "' leads through a symbolic link to " + real
-                    + ", outside the snapshot store " + root);
+        if (!real.startsWith(root)) { // SnapshotUris checked this; a link swapped in since would show here
+            throw new Refusal("path", "uri '" + printable(uri) + "' now leads to " + real + ", outside the snapshot store " + root);
         }
         if (!Files.isRegularFile(real, LinkOption.NOFOLLOW_LINKS)) {
             throw new Refusal("path", "snapshot " + real + " is not a regular file");
@@ -137,6 +143,12 @@ public final class SnapshotStore {
         }
         if (event.getSizeBytes() < 8 || event.getSizeBytes() > MAX_BYTES) {
             throw new Refusal("size", "size_bytes " + event.getSizeBytes() + " is outside [8, " + MAX_BYTES + "]");
+        }
+        SnapshotUris.Uri uri = parse(event.getUri());
+        if (!uri.runId().equals(event.getRunId()) || !uri.snapshotId().equals(event.getSnapshotId())) {
+            throw new Refusal("path", "uri '" + printable(event.getUri()) + "' is not snapshot " + event.getSnapshotId()
+                    + "'s own <run_id>/<snapshot_id>" + SnapshotUris.SUFFIX + " ('" + event.getRunId() + "/"
+                    + event.getSnapshotId() + SnapshotUris.SUFFIX + "')");
         }
         Path file = resolve(event.getUri());
         Path copy = null;

@@ -139,8 +139,10 @@ public final class WatchedTraining {
         }
 
         /**
-         * A candidate's answer was published; {@code model} is the frozen copy it measured (taken
-         * after step {@code result.getStep()}), {@code trainLabels} the training labels then in force.
+         * A candidate's answer was handed to the publisher (which sent or dropped it; not called when
+         * it threw); {@code model} is the frozen copy it measured (taken after step
+         * {@code result.getStep()}), {@code trainLabels} the training labels then in force. An
+         * exception thrown by this or any other callback is logged and counted, never retried.
          */
         default void candidateAnswered(EditCandidate candidate, ProbeResult result, Mlp model, int[] trainLabels) {
         }

@@ -306,20 +306,25 @@ class ServiceLoopIT {
         float[] w = Snapshots.values(32 * 32, 11);
         float[] b = Snapshots.values(32, 12);
         Map<String, long[]> shape = Map.of("fc2", new long[] {32, 32});
+        // every file is named after its event's snapshot id: the uri is exactly <run>/<snapshot id>.safetensors
         Path good = store.resolve(run).resolve("good.safetensors");
         Snapshots.write(good, run, Map.of("fc2", new float[][] {w, b}), shape);
+        Path badSha = store.resolve(run).resolve("bad-sha.safetensors");
+        Snapshots.write(badSha, run, Map.of("fc2", new float[][] {w, b}), shape);
         Path out = outside.resolve("elsewhere.safetensors");
         Snapshots.write(out, run, Map.of("fc2", new float[][] {w, b}), shape);
-        Path wrong = store.resolve(run).resolve("wrong-shape.safetensors");
+        Path wrong = store.resolve(run).resolve("bad-shape.safetensors");
         Snapshots.write(wrong, run, Map.of("fc2", new float[][] {new float[16 * 32]}), Map.of("fc2", new long[] {16, 32}));
-        Files.createSymbolicLink(store.resolve(run).resolve("link.safetensors"), out);
+        Files.createSymbolicLink(store.resolve(run).resolve("bad-link.safetensors"), out);
+        SnapshotEvent goodEvent = Snapshots.event("good", run, run + "/good.safetensors", good, "fc2").build();
         List<SnapshotEvent> events = List.of(
-                Snapshots.event("bad-sha", run, run + "/good.safetensors", good, "fc2").setSha256("0".repeat(64)).build(),
+                Snapshots.event("bad-sha", run, run + "/bad-sha.safetensors", badSha, "fc2").setSha256("0".repeat(64)).build(),
                 Snapshots.event("bad-dotdot", run, "../outside/elsewhere.safetensors", out, "fc2").build(),
                 Snapshots.event("bad-absolute", run, out.toString(), out, "fc2").build(),
-                Snapshots.event("bad-link", run, run + "/link.safetensors", out, "fc2").build(),
-                Snapshots.event("bad-shape", run, run + "/wrong-shape.safetensors", wrong, "fc2").build(),
-                Snapshots.event("good", run, run + "/good.safetensors", good, "fc2").build());
+                Snapshots.event("bad-link", run, run + "/bad-link.safetensors", out, "fc2").build(),
+                Snapshots.event("bad-shape", run, run + "/bad-shape.safetensors", wrong, "fc2").build(),
+                goodEvent,
+                goodEvent); // sent again (a retry): applied once
         List<ProducerRecord<String, byte[]>> batch = new ArrayList<>();
         for (SnapshotEvent e : events) {
             batch.add(new ProducerRecord<>(TOPICS.snapshots(), run, EVENTS.serialize("t", e)));
@@ -335,9 +340,9 @@ class ServiceLoopIT {
         assertEquals(Map.of("bad-sha", "sha256", "bad-dotdot", "path", "bad-absolute", "path", "bad-link", "path",
                 "bad-shape", "shape"), reasons);
         assertTrue(r.refusals.get("bad-sha").contains("the event says " + "0".repeat(64)), r.refusals.get("bad-sha"));
-        assertTrue(r.refusals.get("bad-dotdot").contains("'..'"), r.refusals.get("bad-dotdot"));
-        assertTrue(r.refusals.get("bad-absolute").contains("absolute"), r.refusals.get("bad-absolute"));
-        assertTrue(r.refusals.get("bad-link").contains("symbolic link"), r.refusals.get("bad-link"));
+        assertTrue(r.refusals.get("bad-dotdot").contains("is not <run_id>/<snapshot_id>.safetensors"), r.refusals.get("bad-dotdot"));
+        assertTrue(r.refusals.get("bad-absolute").contains("is not <run_id>/<snapshot_id>.safetensors"), r.refusals.get("bad-absolute"));
+        assertTrue(r.refusals.get("bad-link").contains("outside the snapshot store"), r.refusals.get("bad-link"));
         assertTrue(r.refusals.get("bad-shape").contains("[16, 32]"), r.refusals.get("bad-shape"));
         long at;
         synchronized (r.applications) {
@@ -348,6 +353,7 @@ class ServiceLoopIT {
         r.awaitEpoch(e -> e >= epochAtApply + 2, "training to go on from the edited weights");
         Map<String, Object> summary = r.stop();
         assertEquals(1L, summary.get("snapshots_applied"));
+        assertEquals(1L, summary.get("snapshots_duplicate"), "the repeated good event");
         assertEquals(5L, summary.get("snapshots_refused"));
         assertEquals(Map.of("path", 3L, "sha256", 1L, "shape", 1L), summary.get("snapshot_refusal_reasons"));
         @SuppressWarnings("unchecked")

@@ -28,8 +28,11 @@ class SnapshotFollowerTest {
     Path root;
 
     private final Map<String, float[]> loaded = new LinkedHashMap<>();
+    private final List<String> loads = new ArrayList<>();
     private final List<String> refused = new ArrayList<>();
     private final ByteArrayOutputStream log = new ByteArrayOutputStream();
+    private int failLoads; // the next this many loads throw
+    private boolean observerThrows;
 
     private SnapshotFollower follower(boolean apply) throws Exception {
         SnapshotFollower.Target target = new SnapshotFollower.Target() {
@@ -40,6 +43,11 @@ class SnapshotFollowerTest {
 
             @Override
             public void load(String layer, float[] weight, float[] bias) {
+                loads.add(layer);
+                if (failLoads > 0) {
+                    failLoads--;
+                    throw new IllegalStateException("model is busy");
+                }
                 loaded.put(layer + ".weight", weight);
                 loaded.put(layer + ".bias", bias);
             }
@@ -47,16 +55,31 @@ class SnapshotFollowerTest {
         return new SnapshotFollower(RUN, new SnapshotStore(root), target, apply,
                 new PrintStream(log, true, StandardCharsets.UTF_8), new SnapshotFollower.Events() {
                     @Override
+                    public void snapshotApplied(SnapshotFollower.Applied applied) {
+                        if (observerThrows) {
+                            throw new IllegalStateException("observer bug");
+                        }
+                    }
+
+                    @Override
                     public void snapshotRefused(String snapshotId, String reason, String message) {
                         refused.add(snapshotId + ":" + reason);
                     }
                 });
     }
 
+    private String log() {
+        return log.toString(StandardCharsets.UTF_8);
+    }
+
     private SnapshotEvent write(String id, float[] w, float[] b) throws Exception {
         Path f = root.resolve(RUN).resolve(id + ".safetensors");
         Snapshots.write(f, RUN, Map.of("fc2", new float[][] {w, b}), Map.of("fc2", new long[] {4, 3}));
         return Snapshots.event(id, RUN, RUN + "/" + id + ".safetensors", f, "fc2").build();
+    }
+
+    private SnapshotEvent write(String id, long step, float[] w) throws Exception {
+        return SnapshotEvent.newBuilder(write(id, w, new float[4])).setStep(step).build();
     }
 
     @Test
@@ -101,5 +124,76 @@ class SnapshotFollowerTest {
         assertEquals(1, f.verifiedOnly());
         assertEquals(List.of("?:format"), refused);
         assertTrue(log.toString(StandardCharsets.UTF_8).contains("not applied: the run was started without --apply-snapshots"));
+    }
+
+    @Test
+    void aRepeatedSnapshotIsNotLoadedAgain() throws Exception {
+        SnapshotFollower f = follower(true);
+        float[] edited = Snapshots.values(12, 5);
+        SnapshotEvent e = write("once", 7, edited);
+        f.offer(RUN, ENCODER.serialize("t", e));
+        assertEquals(1, f.handlePending(10).size());
+        // training goes on; the service sends the same event again (a retry, a second instance)
+        f.offer(RUN, ENCODER.serialize("t", e));
+        f.offer(RUN, ENCODER.serialize("t", e));
+        assertTrue(f.handlePending(20).isEmpty(), "not applied again");
+        // the same id with another file (a second instance rewrote it): still the same edit request
+        SnapshotEvent rewritten = write("once", 7, Snapshots.values(12, 6));
+        f.offer(RUN, ENCODER.serialize("t", rewritten));
+        assertTrue(f.handlePending(21).isEmpty());
+        assertEquals(List.of("fc2"), loads, "loaded once");
+        assertArrayEquals(edited, loaded.get("fc2.weight"));
+        assertEquals(3, f.duplicates());
+        assertEquals(0, f.refused());
+        assertEquals(3L, f.summary().get("snapshots_duplicate"));
+        assertEquals(1L, f.summary().get("snapshots_applied"));
+        assertTrue(log().contains("once was applied already (sha256 " + e.getSha256() + "; this event says "
+                + rewritten.getSha256() + "); not loaded again"), log());
+    }
+
+    @Test
+    void aSnapshotOlderThanTheLastAppliedOneOfItsLayersIsRefused() throws Exception {
+        SnapshotFollower f = follower(true);
+        float[] newer = Snapshots.values(12, 7);
+        f.offer(RUN, ENCODER.serialize("t", write("at-30", 30, newer)));
+        f.offer(RUN, ENCODER.serialize("t", write("at-20", 20, Snapshots.values(12, 8))));
+        float[] same = Snapshots.values(12, 9);
+        f.offer(RUN, ENCODER.serialize("t", write("also-at-30", 30, same))); // another edit of the same weights: fine
+        assertEquals(List.of("at-30", "also-at-30"), f.handlePending(40).stream().map(SnapshotFollower.Applied::snapshotId).toList());
+        assertEquals(List.of("at-20:stale"), refused);
+        assertArrayEquals(same, loaded.get("fc2.weight"));
+        assertEquals(Map.of("stale", 1L), f.refusalReasons());
+        assertTrue(log().contains("snapshot at-20 edits fc2 as of step 20, older than step 30"), log());
+    }
+
+    @Test
+    void aLoadThatThrowsIsHandledOnceAndLaterSnapshotsStillApply() throws Exception {
+        SnapshotFollower f = follower(true);
+        failLoads = 1;
+        f.offer(RUN, ENCODER.serialize("t", write("busy", 7, Snapshots.values(12, 10))));
+        assertTrue(f.handlePending(1).isEmpty());
+        assertTrue(f.handlePending(2).isEmpty());
+        assertTrue(f.handlePending(3).isEmpty());
+        assertEquals(List.of("fc2"), loads, "tried once, not at every step");
+        assertEquals(1, f.loadFailures());
+        assertTrue(log().contains("loading fc2 of busy failed: java.lang.IllegalStateException: model is busy"), log());
+        float[] next = Snapshots.values(12, 11);
+        f.offer(RUN, ENCODER.serialize("t", write("next", 8, next)));
+        assertEquals(1, f.handlePending(4).size());
+        assertArrayEquals(next, loaded.get("fc2.weight"));
+        assertEquals(1L, f.summary().get("snapshot_load_failures"));
+    }
+
+    @Test
+    void anObserverThatThrowsDoesNotMakeTheSnapshotLoadAgain() throws Exception {
+        SnapshotFollower f = follower(true);
+        observerThrows = true;
+        f.offer(RUN, ENCODER.serialize("t", write("watched", 7, Snapshots.values(12, 12))));
+        assertEquals(1, f.handlePending(1).size(), "applied, although the observer threw");
+        assertTrue(f.handlePending(2).isEmpty());
+        assertEquals(List.of("fc2"), loads);
+        assertEquals(1, f.observerFailures());
+        assertEquals(1L, f.summary().get("snapshot_observer_failures"));
+        assertTrue(log().contains("snapshotApplied(watched) threw java.lang.IllegalStateException: observer bug"), log());
     }
 }
