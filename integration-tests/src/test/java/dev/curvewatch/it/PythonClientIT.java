@@ -315,11 +315,12 @@ class PythonClientIT {
                     }
                     checkLosses(layer + " unedited", model, null, null, answered.get("examples"), examples, -1);
                     CurvatureEdit edit = edits.get(layer);
+                    CurvatureEdit.Coordinates coordinates = edit.coordinates(model.weight(layer)); // C once, every ρ a mask
                     int changed = 0;
                     for (int k = 0; k < rhos.length; k++) {
                         KeepMassMask mask = edit.select(rhos[k]);
                         assertEquals(c.getThresholds().get(k), mask.tau());
-                        double[] edited = edit.apply(model.weight(layer), mask);
+                        double[] edited = edit.apply(coordinates, mask);
                         changed += checkLosses(layer + " rho " + rhos[k], model, layer, edited, answered.get("examples"), examples, k);
                     }
                     assertTrue(changed > 0, layer + ": no candidate changed any loss, the comparison would be vacuous");
