@@ -18,6 +18,7 @@ TOPIC_MAX_RECORD_BYTES = 16 * 1024 * 1024
 _RECORD_OVERHEAD = 4096
 _FISHER = ("SAMPLED", "EMPIRICAL")  # ids, shapes, timestamps and Kafka framing, generously
 CODE_VERSION = "curvewatch-python 0.1.0"
+_UNDO_FLUSH_SECONDS = 5.0
 
 
 def _now_ms():
@@ -89,55 +90,77 @@ class Watcher:
         needs_kafka = publisher is None or (answer_candidates and consumer is None)
         if needs_kafka and "bootstrap.servers" not in conf:
             raise ValueError("pass bootstrap='host:port' (or kafka_config with bootstrap.servers)")
-        if publisher is None:
-            publisher = Publisher(conf, policy=policy, block_timeout=block_timeout, max_queue_bytes=max_queue_bytes)
-        self.publisher = publisher
-        self.captures = {name: LayerCapture(name, modules[name]) for name in layers}
-        self.prefix = topic_prefix
-        self.tokens_per_step = int(tokens_per_step)
-        self.weights_every = int(weights_every)
-        self.grad_scale = grad_scale
-        self.fisher = fisher
-        self.max_record_bytes = int(max_record_bytes)
-        self._generator = torch.Generator().manual_seed(seed)
-        self._capture_codec = _avro.codec("Capture")
-        self._weights_codec = _avro.codec("WeightSnapshot")
-        self._weight_rows = {}
-        if self.weights_every:
-            for name, cap in self.captures.items():  # ValueError now, not at the first snapshot
-                self._weight_rows[name] = rows_per_part(cap.d_out, cap.d_in, self.max_record_bytes,
-                                                        self._weight_fixed_bytes(cap))
-        self.records = 0
-        self._closed = False
-        self._last_step = 0
         if answers_per_step is not None and int(answers_per_step) < 0:
             raise ValueError(f"answers_per_step must be >= 0 or None (all pending), got {answers_per_step}")
-        self.answers_per_step = answers_per_step
-        self.candidates = None  # the CandidateAnswerer when answer_candidates=True
-        self._run_info = {
-            "run_id": self.run_id, "model": model_name or type(model).__name__, "source": "pytorch-client",
-            "created_ms": _now_ms(), "status": "RUNNING",
-            "layers": [{"name": c.name, "d_in": c.d_in, "d_out": c.d_out, "transposed": c.transposed,
-                        "has_bias": c.has_bias} for c in self.captures.values()],
-            "factor_mode": factor_mode, "ema_decay": float(ema_decay), "fisher": fisher,
-            "weights_every": self.weights_every, "tokens_per_step": self.tokens_per_step,
-            "code_version": CODE_VERSION, "config": {k: str(v) for k, v in (config or {}).items()}}
+        # What __init__ creates it also undoes if it fails: the hooks, and the publisher and consumer it
+        # made itself. A publisher or consumer the caller passed in stays the caller's, open.
+        own_publisher = publisher is None
+        own_consumer = None
+        self.captures = {}
+        if own_publisher:
+            publisher = Publisher(conf, policy=policy, block_timeout=block_timeout, max_queue_bytes=max_queue_bytes)
+        self.publisher = publisher
         try:
+            for name in layers:
+                self.captures[name] = LayerCapture(name, modules[name])
+            self.prefix = topic_prefix
+            self.tokens_per_step = int(tokens_per_step)
+            self.weights_every = int(weights_every)
+            self.grad_scale = grad_scale
+            self.fisher = fisher
+            self.max_record_bytes = int(max_record_bytes)
+            self._generator = torch.Generator().manual_seed(seed)
+            self._capture_codec = _avro.codec("Capture")
+            self._weights_codec = _avro.codec("WeightSnapshot")
+            self._weight_rows = {}
+            if self.weights_every:
+                for name, cap in self.captures.items():  # ValueError now, not at the first snapshot
+                    self._weight_rows[name] = rows_per_part(cap.d_out, cap.d_in, self.max_record_bytes,
+                                                            self._weight_fixed_bytes(cap))
+            self.records = 0
+            self._closed = False
+            self._last_step = 0
+            self.answers_per_step = answers_per_step
+            self.candidates = None  # the CandidateAnswerer when answer_candidates=True
+            self._run_info = {
+                "run_id": self.run_id, "model": model_name or type(model).__name__, "source": "pytorch-client",
+                "created_ms": _now_ms(), "status": "RUNNING",
+                "layers": [{"name": c.name, "d_in": c.d_in, "d_out": c.d_out, "transposed": c.transposed,
+                            "has_bias": c.has_bias} for c in self.captures.values()],
+                "factor_mode": factor_mode, "ema_decay": float(ema_decay), "fisher": fisher,
+                "weights_every": self.weights_every, "tokens_per_step": self.tokens_per_step,
+                "code_version": CODE_VERSION, "config": {k: str(v) for k, v in (config or {}).items()}}
             if answer_candidates:
                 topic = self.prefix + "edit-candidates"
                 if consumer is None:  # assigned at the topic's end now: candidates sent from here on
-                    consumer = follow(self._consumer_config(conf), topic)
+                    consumer = own_consumer = follow(self._consumer_config(conf), topic)
                 self.candidates = CandidateAnswerer(
                     self.run_id, model, {name: cap.module for name, cap in self.captures.items()}, consumer,
                     self._publish, self.prefix + "probe-results", recent_examples=recent_examples,
                     eval_batch_size=eval_batch_size, candidate_timeout=candidate_timeout)
             self._publish_run_info("RUNNING")
-        except Exception:
-            for cap in self.captures.values():  # leave the model as it was
-                cap.remove()
-            if consumer is not None:
-                consumer.close()
+        except BaseException:
+            self._undo_init(own_publisher, own_consumer)
             raise
+
+    def _undo_init(self, own_publisher, own_consumer):
+        """A failed __init__: removes the hooks and closes what it created itself, never hiding its error."""
+        for cap in self.captures.values():  # leave the model as it was
+            cap.remove()
+        self.captures = {}
+        self.candidates = None
+        self._closed = True
+        if own_consumer is not None:
+            try:
+                own_consumer.close()
+            except Exception as e:
+                warnings.warn(f"curvewatch: closing the edit-candidates consumer after a failed start failed: {e}",
+                              RuntimeWarning)
+        if own_publisher:
+            try:  # nothing was published yet (or the one RunInfo failed): no long wait for a broker
+                self.publisher.close(timeout=_UNDO_FLUSH_SECONDS)
+            except Exception as e:
+                warnings.warn(f"curvewatch: closing the publisher after a failed start failed: {e}", RuntimeWarning)
 
     def _consumer_config(self, conf):
         """The edit-candidates consumer: assigned, never committing; the caller's settings (security) pass through."""

@@ -1,6 +1,8 @@
 """Run lifecycle (RunInfo at start and end), Kafka settings pass-through and a real librdkafka queue."""
+import importlib
 import unittest
 import warnings
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -8,7 +10,9 @@ from confluent_kafka import KafkaError
 
 import curvewatch
 from curvewatch import Publisher, PublishError, _avro
-from helpers import Conv1D, Mlp, RecordingProducer
+from helpers import Conv1D, FakeConsumer, Mlp, RecordingProducer
+
+watch_module = importlib.import_module("curvewatch.watch")  # the module; curvewatch.watch is the function
 
 
 def run_infos(producer):
@@ -35,6 +39,75 @@ class RunLifecycleTest(unittest.TestCase):
             with curvewatch.watch(Mlp(), ["fc1"], "life-2", publisher=Publisher({}, producer=prod)):
                 1 / 0
         self.assertEqual([r["status"] for r in run_infos(prod)], ["RUNNING", "FAILED"])
+
+
+class FailedStartTest(unittest.TestCase):
+    """A Watcher whose __init__ fails undoes what it made (hooks, its own publisher and consumer) and only that."""
+
+    def setUp(self):
+        self.made = []  # the publishers Watcher created itself
+
+        def publisher(conf, **options):
+            p = ClosingPublisher({}, producer=RecordingProducer())
+            self.made.append(p)
+            return p
+
+        patcher = mock.patch.object(watch_module, "Publisher", publisher)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def assert_no_hooks(self, model):
+        self.assertEqual(len(model.fc1._forward_pre_hooks), 0)
+        self.assertEqual(len(model.fc1._backward_hooks), 0)
+
+    def test_a_callers_consumer_stays_open_and_the_publisher_it_made_is_closed(self):
+        model, cons = Mlp(), FakeConsumer()
+        with self.assertRaisesRegex(ValueError, "recent_examples"):
+            curvewatch.watch(model, ["fc1"], "fail-1", bootstrap="127.0.0.1:1", answer_candidates=True, consumer=cons,
+                             recent_examples=0)
+        self.assertFalse(cons.closed, "the caller's consumer is the caller's to close")
+        self.assertEqual(len(self.made), 1)
+        self.assertTrue(self.made[0].closed, "the publisher it created is not left behind")
+        self.assert_no_hooks(model)
+
+    def test_a_consumer_it_made_itself_is_closed_and_a_callers_publisher_stays_open(self):
+        model, own = Mlp(), FakeConsumer()
+        theirs = ClosingPublisher({}, producer=RecordingProducer())
+        with mock.patch.object(watch_module, "follow", lambda conf, topic: own):
+            with self.assertRaisesRegex(ValueError, "eval_batch_size"):
+                curvewatch.watch(model, ["fc1"], "fail-2", bootstrap="127.0.0.1:1", publisher=theirs,
+                                 answer_candidates=True, eval_batch_size=0)
+        self.assertTrue(own.closed)
+        self.assertFalse(theirs.closed)
+        self.assertEqual(self.made, [])
+        self.assert_no_hooks(model)
+
+    def test_a_layer_too_large_for_a_record_leaves_no_hooks_and_no_publisher(self):
+        model = Mlp()
+        with self.assertRaisesRegex(ValueError, "cannot be split"):
+            curvewatch.watch(model, ["fc1"], "fail-3", bootstrap="127.0.0.1:1", weights_every=1, max_record_bytes=64)
+        self.assertTrue(self.made[0].closed)
+        self.assert_no_hooks(model)
+
+    def test_a_failing_cleanup_does_not_hide_the_error(self):
+        model = Mlp()
+        with mock.patch.object(ClosingPublisher, "close", side_effect=PublishError("broker gone")):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with self.assertRaisesRegex(ValueError, "recent_examples"):
+                    curvewatch.watch(model, ["fc1"], "fail-4", bootstrap="127.0.0.1:1", answer_candidates=True,
+                                     consumer=FakeConsumer(), recent_examples=0)
+        self.assertTrue(any("broker gone" in str(w.message) for w in caught), [str(w.message) for w in caught])
+        self.assert_no_hooks(model)
+
+
+class ClosingPublisher(Publisher):
+    """A Publisher over a stand-in producer that remembers being closed."""
+    closed = False
+
+    def close(self, timeout=60.0):
+        self.closed = True
+        return super().close(timeout)
 
 
 class KafkaSettingsTest(unittest.TestCase):
