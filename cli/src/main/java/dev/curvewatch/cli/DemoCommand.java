@@ -20,8 +20,8 @@ import dev.curvewatch.service.SignalPoint;
 import dev.curvewatch.streams.CurvewatchStreams;
 import dev.curvewatch.streams.StreamsAppConfig;
 import dev.curvewatch.trainer.Mlp;
-import dev.curvewatch.trainer.NoisyLabelsReport;
 import dev.curvewatch.trainer.NoisyLabelsScorer;
+import dev.curvewatch.trainer.ReportFiles;
 import dev.curvewatch.trainer.SnapshotFollower;
 import dev.curvewatch.trainer.WatchedTraining;
 import dev.curvewatch.workers.FactorCheckpoint;
@@ -168,7 +168,7 @@ final class DemoCommand implements Callable<Integer> {
                 step(6, "a final edit requested through the authenticated REST API, measured on the final model");
                 summary.put("final_edit", finalEdit(service, run, bearer, tc, runDir));
                 summary.put("seconds", (System.nanoTime() - started) / 1e9);
-                NoisyLabelsReport.json().writeValue(runDir.resolve("summary.json").toFile(), summary);
+                ReportFiles.json().writeValue(runDir.resolve("summary.json").toFile(), summary);
                 System.out.println("      wrote " + runDir.resolve("summary.json"));
                 if (keepRunning) {
                     // the hook closes everything itself, newest first: the JVM halts once hooks return

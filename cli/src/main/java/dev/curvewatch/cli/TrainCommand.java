@@ -1,7 +1,7 @@
 package dev.curvewatch.cli;
 
 import dev.curvewatch.trainer.CapturePublisher;
-import dev.curvewatch.trainer.NoisyLabelsReport;
+import dev.curvewatch.trainer.ReportFiles;
 import dev.curvewatch.trainer.WatchedTraining;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -106,7 +106,7 @@ public final class TrainCommand implements Callable<Integer> {
                     snapshotDir, applySnapshots);
             Map<String, Object> summary = new WatchedTraining(c, System.out).run();
             if (json != null) {
-                NoisyLabelsReport.json().writeValue(json.toFile(), summary);
+                ReportFiles.json().writeValue(json.toFile(), summary);
                 System.out.println("wrote " + json);
             }
             return 0;

@@ -210,15 +210,12 @@ public final class CurvewatchService implements AutoCloseable {
     }
 
     private HttpApi.Health health() {
-        long now = System.currentTimeMillis();
         JsonObject checks = new JsonObject();
-        boolean ingestUp = ingestThread.isAlive() && ingest.failure() == null && now - ingest.lastPollMs() < 60_000;
-        checks.put("kafka_feeds", check(ingestUp, ingest.failure() != null ? ingest.failure().toString()
-                : "last poll " + (now - ingest.lastPollMs()) + " ms ago"));
+        boolean ingestUp = ingest.isUp(ingestThread);
+        checks.put("kafka_feeds", check(ingestUp, ingest.detail()));
         checks.put("catch_up", check(registry.isCaughtUp(), registry.isCaughtUp() ? "done" : "reading the topics from the start"));
-        boolean editsUp = editThread.isAlive() && edits.failure() == null && now - edits.lastPollMs() < 60_000;
-        checks.put("edit_requests", check(editsUp, edits.failure() != null ? edits.failure().toString()
-                : "last poll " + (now - edits.lastPollMs()) + " ms ago"));
+        boolean editsUp = edits.isUp(editThread);
+        checks.put("edit_requests", check(editsUp, edits.detail()));
         boolean storeUp = Files.isDirectory(store.root()) && Files.isWritable(store.root());
         checks.put("snapshot_store", check(storeUp, store.root().toString()));
         checks.put("live_clients", api == null ? 0 : api.liveClients());

@@ -746,6 +746,9 @@ class ServiceIT {
                 assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", null, null, null), 401, "download needs a token");
                 assertError(call(http, "GET", base + "/api/runs/" + RUN + "/signals?limit=99999", null, null, null), 400, "limit");
                 assertError(call(http, "GET", base + "/api/runs/" + RUN + "/signals?layer=..%2Fx", null, null, null), 400, "layer id");
+                assertError(call(http, "GET", base + "/api/runs/" + RUN + "/scores?layer=fc&kind=FIRST_ORDER", null, null, null), 400,
+                        "first-order scores are the trainer's");
+                assertError(call(http, "GET", base + "/api/runs/" + RUN + "/scores?layer=fc&kind=nope", null, null, null), 400, "kind");
                 assertError(call(http, "GET", base + "/api/nothing-here", null, null, null), 404, "unknown endpoint");
                 assertError(call(http, "DELETE", base + "/api/runs/" + RUN, null, null, null), 405, "wrong method");
 

@@ -553,6 +553,11 @@ public final class CanariesExperiment {
         r.put("auroc_exact_edit_sensitivity", Metrics.auroc(perSpan[0], spanPositive));
         r.put("auroc_first_order", Metrics.auroc(perSpan[1], spanPositive));
         r.put("auroc_loss_baseline", Metrics.auroc(perSpan[2], spanPositive));
+        r.put("roc_exact", Metrics.roc(perSpan[0], spanPositive));
+        r.put("roc_first_order", Metrics.roc(perSpan[1], spanPositive));
+        r.put("roc_loss", Metrics.roc(perSpan[2], spanPositive));
+        r.put("scores_exact", perSpan[0]);
+        r.put("canary", spanPositive);
         // per position
         int q = sampled.size();
         double[][] perPos = new double[3][q];

@@ -1,8 +1,10 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.curvature.SpectrumSummary;
+
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -14,21 +16,17 @@ public final class CanariesReport {
 
     @SuppressWarnings("unchecked")
     public static Path write(Map<String, Object> r, Path jsonFile, String command) throws IOException {
-        Path dir = jsonFile.toAbsolutePath().getParent();
-        Files.createDirectories(dir);
-        NoisyLabelsReport.json().writeValue(jsonFile.toFile(), r);
-        String stem = jsonFile.getFileName().toString().replaceFirst("\\.json$", "");
+        ReportFiles files = ReportFiles.writeJson(r, jsonFile);
         StringBuilder sb = new StringBuilder("# Canary recitation: calibrated curvature edit\n\n");
         sb.append("Command: `").append(command).append("`\n\nConfig: `").append(r.get("config")).append("`\n\n");
         sb.append("## Calibration (held-out mean loss may rise by ln(1.05); canaries never used)\n\n");
         sb.append("| layer | calibrated ρ | kept pairs | train − probe edit sensitivity (nats) | G: 50/90/99% | A: 50/90/99% |\n|---|---|---|---|---|---|\n");
         for (Map<String, Object> l : (List<Map<String, Object>>) r.get("layers")) {
-            dev.curvewatch.curvature.SpectrumSummary g = (dev.curvewatch.curvature.SpectrumSummary) l.get("spectrum_G");
-            dev.curvewatch.curvature.SpectrumSummary a = (dev.curvewatch.curvature.SpectrumSummary) l.get("spectrum_A");
-            sb.append(String.format("| %s | %s | %s | %s | %d/%d/%d | %d/%d/%d |%n", l.get("layer"),
+            sb.append(String.format("| %s | %s | %s | %s | %s | %s |%n", l.get("layer"),
                     l.getOrDefault("calibrated_rho", "none"), l.getOrDefault("kept_pairs", "-"),
-                    l.getOrDefault("train_minus_probe_sensitivity", "-"), g.count50(), g.count90(), g.count99(),
-                    a.count50(), a.count90(), a.count99()));
+                    l.getOrDefault("train_minus_probe_sensitivity", "-"),
+                    ReportFiles.concentration((SpectrumSummary) l.get("spectrum_G")),
+                    ReportFiles.concentration((SpectrumSummary) l.get("spectrum_A"))));
         }
         sb.append("\nChosen layer: **").append(r.get("chosen_layer")).append("** at ρ = ").append(r.get("chosen_rho")).append("\n\n");
         Map<String, Object> before = (Map<String, Object>) r.get("before");
@@ -39,11 +37,11 @@ public final class CanariesReport {
                 sb.append(String.format("| %s | %.4f | %.4f |%n", k, (Double) before.get(k), (Double) after.get(k)));
             }
             sb.append("\nGreedy decodes after the edit: `").append(after.get("decoded")).append("`\n\n");
-            Plots.bars(dir.resolve(stem + "-recitation.png"), "Canary recitation before vs after the edit",
+            Plots.bars(files.png("recitation"), "Canary recitation before vs after the edit",
                     new String[] {"strict", "loose (lev >= 0.75)"}, new String[] {"before", "after"},
                     new double[][] {{(Double) before.get("strict_recitation"), (Double) before.get("loose_recitation")},
                         {(Double) after.get("strict_recitation"), (Double) after.get("loose_recitation")}});
-            sb.append("![recitation](").append(stem).append("-recitation.png)\n\n");
+            sb.append(files.image("recitation", "recitation"));
             Map<String, Object> d = (Map<String, Object>) r.get("detection");
             Map<String, Object> pp = (Map<String, Object>) d.get("per_position");
             sb.append(String.format("## Detection%n%nPer example: each canary's secret (%s) vs %s random secret-length "
@@ -56,9 +54,14 @@ public final class CanariesReport {
             for (String[] row : rows) {
                 sb.append(String.format("| %s | %.4f | %.4f |%n", row[0], (Double) d.get(row[1]), (Double) pp.get(row[1])));
             }
+            sb.append("\nPer example:\n\n");
+            Map<String, double[][]> rocs = new LinkedHashMap<>();
+            rocs.put("exact edit sensitivity", (double[][]) d.get("roc_exact"));
+            rocs.put("first-order", (double[][]) d.get("roc_first_order"));
+            rocs.put("loss baseline", (double[][]) d.get("roc_loss"));
+            files.detectionPlots(sb, "canary secrets vs clean spans", rocs, "Exact edit sensitivity per span (nats)",
+                    (double[]) d.get("scores_exact"), (boolean[]) d.get("canary"), new String[] {"clean span", "canary"});
         }
-        Path md = dir.resolve(stem + ".md");
-        Files.writeString(md, sb.toString());
-        return md;
+        return files.writeMarkdown(sb);
     }
 }

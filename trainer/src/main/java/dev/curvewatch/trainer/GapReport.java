@@ -1,7 +1,6 @@
 package dev.curvewatch.trainer;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -15,10 +14,7 @@ public final class GapReport {
 
     @SuppressWarnings("unchecked")
     public static Path write(Map<String, Object> r, Path jsonFile, String command) throws IOException {
-        Path dir = jsonFile.toAbsolutePath().getParent();
-        Files.createDirectories(dir);
-        NoisyLabelsReport.json().writeValue(jsonFile.toFile(), r);
-        String stem = jsonFile.getFileName().toString().replaceFirst("\\.json$", "");
+        ReportFiles files = ReportFiles.writeJson(r, jsonFile);
         String what = (String) r.getOrDefault("injected_what", "noise");
         String fittedKey = (String) r.getOrDefault("fitted_key", "flipped_fitted");
         StringBuilder sb = new StringBuilder("# Memorization gap over training: clean control vs injected " + what + "\n\n");
@@ -50,10 +46,8 @@ public final class GapReport {
             lines.add(new Plots.Series(run + " gap", x, y));
             sb.append("\n");
         }
-        Plots.lines(dir.resolve(stem + ".png"), "Memorization gap (nats) per refresh", lines, lo, Math.max(hi, lo + 1e-3), "epoch");
-        sb.append("![gap](").append(stem).append(".png)\n");
-        Path md = dir.resolve(stem + ".md");
-        Files.writeString(md, sb.toString());
-        return md;
+        Plots.lines(files.png(""), "Memorization gap (nats) per refresh", lines, lo, Math.max(hi, lo + 1e-3), "epoch");
+        sb.append(files.image("gap", ""));
+        return files.writeMarkdown(sb);
     }
 }

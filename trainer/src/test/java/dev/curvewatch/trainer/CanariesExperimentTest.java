@@ -1,7 +1,10 @@
 package dev.curvewatch.trainer;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -19,7 +22,7 @@ class CanariesExperimentTest {
 
     @Test
     @SuppressWarnings("unchecked")
-    void calibratedEditStopsRecitationWithinPerplexityBudget() {
+    void calibratedEditStopsRecitationWithinPerplexityBudget(@TempDir Path tmp) throws Exception {
         Map<String, Object> r = new CanariesExperiment(CanariesExperiment.Config.small(1), System.out).run();
         Map<String, Object> before = (Map<String, Object>) r.get("before");
         Map<String, Object> after = (Map<String, Object>) r.get("after");
@@ -35,6 +38,11 @@ class CanariesExperimentTest {
         assertEquals(10, d.get("canary_examples"));
         assertTrue(exact >= 0.95, "per-example exact AUROC " + exact);
         assertTrue(exact >= loss - 0.01, "exact " + exact + " vs loss baseline " + loss);
+
+        Path json = tmp.resolve("canaries.json");
+        String md = ReportCheck.check(json, CanariesReport.write(r, json, "test"),
+                List.of("canaries-recitation.png", "canaries-roc.png", "canaries-scores.png"));
+        assertTrue(md.contains(String.format("| exact edit sensitivity | %.4f |", exact)), md);
     }
 
     @Test

@@ -1,7 +1,9 @@
 package dev.curvewatch.trainer;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -22,7 +24,7 @@ class MemorizationGapExperimentTest {
 
     @Test
     @SuppressWarnings("unchecked")
-    void gapAlertFiresAfterInjectionAndNotInCleanControl() {
+    void gapAlertFiresAfterInjectionAndNotInCleanControl(@TempDir Path tmp) throws Exception {
         MemorizationGapExperiment.Config c = MemorizationGapExperiment.Config.small(1, 0.1);
         Map<String, Object> r = new MemorizationGapExperiment(c, System.out).run();
         Map<String, Object> clean = (Map<String, Object>) r.get("clean");
@@ -33,6 +35,10 @@ class MemorizationGapExperimentTest {
         int injectAt = (Integer) injected.get("inject_at_epoch");
         assertTrue(fired > injectAt && fired <= injectAt + 3 * c.refreshEvery(),
                 "alert at epoch " + fired + ", injection at " + injectAt);
+
+        Path json = tmp.resolve("gap.json");
+        String md = ReportCheck.check(json, GapReport.write(r, json, "test"), List.of("gap.png"));
+        assertTrue(md.contains("first alert at epoch " + fired), md);
     }
 
     @Test

@@ -1,7 +1,10 @@
 package dev.curvewatch.trainer;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -14,7 +17,7 @@ class NoisyLabelsExperimentTest {
 
     @Test
     @SuppressWarnings("unchecked")
-    void calibratedEditRestoresTrueLabelsWithoutHurtingTest() {
+    void calibratedEditRestoresTrueLabelsWithoutHurtingTest(@TempDir Path tmp) throws Exception {
         Map<String, Object> r = new NoisyLabelsExperiment(NoisyLabelsExperiment.Config.small(1, 0.1), System.out).run();
         Map<String, Double> before = (Map<String, Double>) r.get("before");
         Map<String, Double> after = (Map<String, Double>) r.get("after");
@@ -32,5 +35,10 @@ class NoisyLabelsExperimentTest {
         assertTrue(first >= 0.90, "first-order AUROC " + first);
         assertTrue(exact >= loss - 0.01, "exact " + exact + " vs loss baseline " + loss);
         assertTrue((Double) d.get("memorization_gap") > 0, "gap " + d.get("memorization_gap"));
+
+        Path json = tmp.resolve("noisy.json");
+        String md = ReportCheck.check(json, NoisyLabelsReport.write(r, json, "test"),
+                List.of("noisy-before-after.png", "noisy-roc.png", "noisy-scores.png"));
+        assertTrue(md.contains(String.format("| exact edit sensitivity | %.4f |", exact)), md);
     }
 }

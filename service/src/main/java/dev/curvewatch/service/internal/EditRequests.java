@@ -18,7 +18,6 @@ import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -49,7 +48,7 @@ import java.util.Set;
  * acknowledged, or its eigenbasis is still being computed) rewinds and pauses its own partition
  * only, and the other partitions of the same poll are still handled and committed.
  */
-public final class EditRequests implements Runnable {
+public final class EditRequests extends ConsumerLoop {
     private static final Logger LOG = LoggerFactory.getLogger(EditRequests.class);
     private static final int STORE_ATTEMPTS = 3;
 
@@ -58,11 +57,7 @@ public final class EditRequests implements Runnable {
     private final Outputs out;
     private final ServiceMetrics metrics;
     private final SnapshotStore store;
-    private final Consumer<byte[], byte[]> consumer;
     private final AvroDeserializer<EditRequest> decoder = new AvroDeserializer<>(EditRequest.class);
-    private volatile boolean stop;
-    private volatile long lastPollMs;
-    private volatile Throwable failure;
 
     public EditRequests(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store) {
         this(config, registry, out, metrics, store, consumer(config, out.component()));
@@ -71,12 +66,12 @@ public final class EditRequests implements Runnable {
     /** Over any consumer (tests use Kafka's MockConsumer). */
     EditRequests(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store,
                  Consumer<byte[], byte[]> consumer) {
+        super("edit-request", consumer);
         this.config = config;
         this.registry = registry;
         this.out = out;
         this.metrics = metrics;
         this.store = store;
-        this.consumer = consumer;
     }
 
     private static KafkaConsumer<byte[], byte[]> consumer(ServiceConfig config, String component) {
@@ -91,55 +86,24 @@ public final class EditRequests implements Runnable {
         return new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer());
     }
 
-    public long lastPollMs() {
-        return lastPollMs;
-    }
-
-    public Throwable failure() {
-        return failure;
-    }
-
-    /** Closes the consumer of an instance whose thread never ran (a start that failed after building it). */
-    public void closeUnstarted() {
-        consumer.close(Duration.ofSeconds(5));
-    }
-
-    public void requestStop() {
-        stop = true;
-        consumer.wakeup();
-    }
-
     @Override
-    public void run() {
-        try {
-            while (!stop && !registry.awaitCaughtUp(Duration.ofMillis(200))) {
-                lastPollMs = System.currentTimeMillis();
-            }
-            consumer.subscribe(List.of(config.topics().editRequests()));
-            while (!stop) {
-                resumeDue();
-                ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
-                lastPollMs = System.currentTimeMillis();
-                for (TopicPartition tp : records.partitions()) {
-                    for (ConsumerRecord<byte[], byte[]> r : records.records(tp)) {
-                        if (!handleOrRewind(r)) {
-                            break; // this partition was rewound to r: the rest of its batch comes again
-                        }
-                        consumer.commitSync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)));
+    protected void loop() throws InterruptedException {
+        while (!stopping() && !registry.awaitCaughtUp(Duration.ofMillis(200))) {
+            polled();
+        }
+        consumer.subscribe(List.of(config.topics().editRequests()));
+        while (!stopping()) {
+            resumeDue();
+            ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
+            polled();
+            for (TopicPartition tp : records.partitions()) {
+                for (ConsumerRecord<byte[], byte[]> r : records.records(tp)) {
+                    if (!handleOrRewind(r)) {
+                        break; // this partition was rewound to r: the rest of its batch comes again
                     }
+                    consumer.commitSync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)));
                 }
             }
-        } catch (WakeupException e) {
-            if (!stop) {
-                failure = e;
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        } catch (Throwable t) {
-            failure = t;
-            LOG.error("edit-request loop stopped on a fatal error", t);
-        } finally {
-            consumer.close(Duration.ofSeconds(5));
         }
     }
 

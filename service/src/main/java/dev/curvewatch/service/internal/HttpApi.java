@@ -317,18 +317,24 @@ public final class HttpApi {
             return;
         }
         String kindText = ctx.queryParams().get("kind") == null ? "EXACT" : ctx.queryParams().get("kind").toUpperCase(Locale.ROOT);
+        if (kindText.equals(ScoreKind.FIRST_ORDER.name())) {
+            // it needs captures, which the service does not read: say so rather than answer an empty list
+            fail(ctx, 400, "kind FIRST_ORDER is not computed by the service (it needs captures); the trainer computes it "
+                    + "(LayerCapture.firstOrderEditScores). Use EXACT or LOSS");
+            return;
+        }
         ScoreKind kind;
         try {
             kind = ScoreKind.valueOf(kindText);
         } catch (IllegalArgumentException e) {
-            fail(ctx, 400, "kind must be EXACT, LOSS or FIRST_ORDER");
+            fail(ctx, 400, "kind must be EXACT or LOSS");
             return;
         }
         Long top = longParam(ctx, "top", 20, 1, LayerState.TOP_SCORES);
         if (top == null) {
             return;
         }
-        List<ExampleScore> all = kind == ScoreKind.EXACT ? l.topExact() : kind == ScoreKind.LOSS ? l.topLoss() : List.of();
+        List<ExampleScore> all = kind == ScoreKind.EXACT ? l.topExact() : l.topLoss();
         List<ExampleScore> some = all.subList(0, (int) Math.min(top, all.size()));
         json(ctx, 200, new JsonObject().put("run_id", r.id()).put("layer", l.layer()).put("kind", kind.name())
                 .put("step", l.scoresStep()).put("rho", Json.num(l.scoresRho())).put("top", Json.examples(some)));

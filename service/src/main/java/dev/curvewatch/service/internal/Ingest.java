@@ -23,7 +23,6 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -54,7 +53,7 @@ import java.util.concurrent.TimeUnit;
  * whose newest factors the history shows as already published are recomputed silently (bases for
  * edits, no duplicate signals).
  */
-public final class Ingest implements Runnable {
+public final class Ingest extends ConsumerLoop {
     private static final Logger LOG = LoggerFactory.getLogger(Ingest.class);
     private static final int MAX_PARKED_PER_RUN = 64;
 
@@ -66,7 +65,6 @@ public final class Ingest implements Runnable {
     private final ExecutorService refreshPool;
     private final Refresher refresher;
     private final AlertEvaluator alerts;
-    private final KafkaConsumer<byte[], byte[]> consumer;
     private final FactorCheckpointReader factors;
     private final WeightAssembler weights = new WeightAssembler();
     private final AvroDeserializer<RunInfo> runDecoder = new AvroDeserializer<>(RunInfo.class);
@@ -78,14 +76,12 @@ public final class Ingest implements Runnable {
     private final ParkedWeights parked;
     private final long intervalNanos;
 
-    private volatile boolean stop;
-    private volatile long lastPollMs;
-    private volatile Throwable failure;
     private Map<TopicPartition, Long> catchUpEnd = Map.of();
     private boolean runsDone;
 
     public Ingest(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, ExecutorService refreshPool,
                   EigenbasisRefresh eigen, AlertEvaluator alerts) {
+        super("ingest", consumer(config, out.component()));
         this.config = config;
         this.topics = config.topics();
         this.registry = registry;
@@ -102,18 +98,13 @@ public final class Ingest implements Runnable {
         }, m -> ManifestCheck.check(m, registeredLayer(m.getRunId(), m.getLayer()), config.factorsMaxDim()));
         // a run forgotten for runs.max takes its factor chunks and half-assembled weights along (ingest thread)
         registry.onForget(this::forgetRun);
+    }
+
+    private static KafkaConsumer<byte[], byte[]> consumer(ServiceConfig config, String component) {
         Properties p = FactorCheckpoints.consumerProperties(config.kafkaProperties());
         p.setProperty(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "64");
-        p.setProperty(ConsumerConfig.CLIENT_ID_CONFIG, out.component() + "-ingest");
-        this.consumer = new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer());
-    }
-
-    public long lastPollMs() {
-        return lastPollMs;
-    }
-
-    public Throwable failure() {
-        return failure;
+        p.setProperty(ConsumerConfig.CLIENT_ID_CONFIG, component + "-ingest");
+        return new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer());
     }
 
     public long factorBytes() {
@@ -136,42 +127,21 @@ public final class Ingest implements Runnable {
         weights.forgetRun(runId);
     }
 
-    /** Closes the consumer of an instance whose thread never ran (a start that failed after building it). */
-    public void closeUnstarted() {
-        consumer.close(Duration.ofSeconds(5));
-    }
-
-    public void requestStop() {
-        stop = true;
-        consumer.wakeup();
-    }
-
     @Override
-    public void run() {
-        try {
-            assign();
-            while (!stop) {
-                var records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
-                lastPollMs = System.currentTimeMillis();
-                for (ConsumerRecord<byte[], byte[]> r : records) {
-                    dispatch(r);
-                }
-                if (!registry.isCaughtUp()) {
-                    advanceCatchUp();
-                }
-                if (registry.isCaughtUp()) {
-                    tick();
-                }
+    protected void loop() {
+        assign();
+        while (!stopping()) {
+            var records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
+            polled();
+            for (ConsumerRecord<byte[], byte[]> r : records) {
+                dispatch(r);
             }
-        } catch (WakeupException e) {
-            if (!stop) {
-                failure = e;
+            if (!registry.isCaughtUp()) {
+                advanceCatchUp();
             }
-        } catch (Throwable t) {
-            failure = t;
-            LOG.error("ingest loop stopped on a fatal error", t);
-        } finally {
-            consumer.close(Duration.ofSeconds(5));
+            if (registry.isCaughtUp()) {
+                tick();
+            }
         }
     }
 
