@@ -69,7 +69,26 @@ def tensor(values, dtype="FLOAT64"):
 def candidate(cid, layer, ug, ua, lam, mu, rhos, taus, run=RUN, dtype="FLOAT64", step=3):
     return {"candidate_id": cid, "run_id": run, "layer": layer, "step": step, "factor_version": 1,
             "basis_g": tensor(ug, dtype), "basis_a": tensor(ua, dtype), "eigenvalues_g": tensor(lam, dtype),
-            "eigenvalues_a": tensor(mu, dtype), "rhos": list(rhos), "thresholds": list(taus), "created_ms": 0}
+            "eigenvalues_a": tensor(mu, dtype), "rhos": list(rhos), "thresholds": list(taus), "created_ms": 0,
+            "part": 0, "parts": 1, "g_row_offset": 0, "a_row_offset": 0}
+
+
+def split(record, g_rows, a_rows):
+    """The record as EditCandidate v2 row parts: part k holds g_rows[k] rows of U_G and a_rows[k] of U_A."""
+    def rows(t, lo, n):
+        width = 4 if t["dtype"] == "FLOAT32" else 8
+        side = t["shape"][1]
+        return {"dtype": t["dtype"], "shape": [n, side], "data": t["data"][lo * side * width:(lo + n) * side * width]}
+    parts, g, a = [], 0, 0
+    for k, (ng, na) in enumerate(zip(g_rows, a_rows)):
+        part = dict(record, part=k, parts=len(g_rows), g_row_offset=g, a_row_offset=a,
+                    basis_g=rows(record["basis_g"], g, ng), basis_a=rows(record["basis_a"], a, na))
+        if k > 0:
+            empty = {"dtype": record["eigenvalues_g"]["dtype"], "shape": [0], "data": b""}
+            part.update(eigenvalues_g=empty, eigenvalues_a=empty, rhos=[], thresholds=[])
+        parts.append(part)
+        g, a = g + ng, a + na
+    return parts
 
 
 def encoded(record):
@@ -184,6 +203,47 @@ class AnsweringTest(unittest.TestCase):
                 self.check_against_numpy(h, result, record, reference, layer)
                 self.assertEqual(h.w.candidates.counts()["answered"], 1)
 
+    def test_a_candidate_in_row_parts_is_answered_as_the_whole_one(self):
+        h = Harness(seed=2)
+        h.train()
+        record, reference = h.candidate_for("fc2")  # the Conv1D layer
+        g, a = record["basis_g"]["shape"][0], record["basis_a"]["shape"][0]
+        for part in split(record, [g - 2, 2, 0], [0, a - 3, 3]):
+            h.send(part)
+        self.assertEqual(h.w.answer_candidates(), 1)
+        [result] = probe_results(h.producer)
+        self.check_against_numpy(h, result, record, reference, "fc2")
+        self.assertEqual(h.w.candidates.counts()["parts_received"], 3)
+        self.assertEqual(h.w.candidates.refused, 0)
+
+    def test_lost_foreign_and_misplaced_parts_are_refused_and_the_next_candidate_is_answered(self):
+        h = Harness(seed=4)
+        h.train()
+        record, _ = h.candidate_for("fc2")
+        g, a = record["basis_g"]["shape"][0], record["basis_a"]["shape"][0]
+        parts = split(record, [2, g - 2, 0], [1, a - 2, 1])
+        cases = [
+            ([parts[0], parts[2]], "expecting part 1 of 3"),
+            ([parts[1]], "expecting a part 0"),
+            ([parts[0], dict(parts[1], g_row_offset=3)], "starts at row 3, expected row 2"),
+            ([parts[0], dict(parts[1], rhos=[0.5], thresholds=[0.1])], "only part 0"),
+            ([parts[0], dict(parts[1], candidate_id="another")], "of candidate 'c-fc2'"),
+            ([dict(parts[0], part=3)], r"need 0 <= part < parts"),
+            (split(record, [2, g - 2, 0], [1, a - 3, 1]), f"{g} rows of U_G and {a - 1} of U_A"),  # a row short
+        ]
+        for sequence, reason in cases:
+            with self.subTest(reason=reason):
+                before = h.w.candidates.refused
+                for part in sequence:
+                    h.send(part)
+                with self.assertWarnsRegex(RuntimeWarning, reason):
+                    h.w.answer_candidates()
+                self.assertEqual(h.w.candidates.refused, before + 1)
+                self.assertEqual(probe_results(h.producer), [])
+        for part in parts:
+            h.send(part)
+        self.assertEqual(h.w.answer_candidates(), 1)
+
     def test_rho_one_gives_loss_now_exactly(self):
         h = Harness(seed=3)
         h.train()
@@ -286,7 +346,7 @@ class AnsweringTest(unittest.TestCase):
         self.assertEqual([r["candidate_id"] for r in probe_results(h.producer)], [good["candidate_id"]])
         self.assertEqual(h.w.candidates.counts(), {"received": len(cases) + 1, "answered": 1, "skipped": 0,
                                                    "refused": len(cases), "expired": 0, "failed": 0,
-                                                   "nonfinite_losses": 0})
+                                                   "nonfinite_losses": 0, "parts_received": 0})
 
     def test_newest_pending_candidate_of_a_layer_is_answered_older_ones_skipped(self):
         h = Harness(seed=7)

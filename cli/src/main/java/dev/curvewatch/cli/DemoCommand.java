@@ -104,6 +104,10 @@ final class DemoCommand implements Callable<Integer> {
             description = "How long to wait for the worker's checkpoints to cover every published token.")
     int factorTimeoutS;
 
+    @Option(names = "--service-set", description = "Another setting of the embedded service as key=value (repeatable; keys in "
+            + "service/README.md), e.g. --service-set candidate.part.max.bytes=262144.")
+    Map<String, String> serviceExtra = new LinkedHashMap<>();
+
     @Option(names = "--keep-running", description = "Keep broker, worker, streams app and service (dashboard) up until Ctrl-C.")
     boolean keepRunning;
 
@@ -111,6 +115,12 @@ final class DemoCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (injectAt < 1 || injectAt >= epochs) {
             System.err.println("curvewatch demo: --inject-at-epoch must be in [1, --epochs), got " + injectAt);
+            return 2;
+        }
+        try {
+            ServiceConfig.of(serviceConfig("127.0.0.1:9092", "checked-only", dataDir.resolve("snapshots")));
+        } catch (IllegalArgumentException bad) {
+            System.err.println("curvewatch demo: --service-set: " + bad.getMessage());
             return 2;
         }
         String run = runId != null ? runId : "demo-" + System.currentTimeMillis();
@@ -225,6 +235,7 @@ final class DemoCommand implements Callable<Integer> {
         c.put(ServiceConfig.SNAPSHOT_DIR, snapshotDir.toString());
         c.put(ServiceConfig.REFRESH_INTERVAL_MS, Long.toString(refreshIntervalMs));
         c.put(ServiceConfig.CALIBRATION_TOLERANCE, Double.toString(tolerance));
+        c.putAll(serviceExtra);
         return c;
     }
 

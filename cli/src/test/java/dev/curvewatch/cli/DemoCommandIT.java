@@ -25,8 +25,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class DemoCommandIT {
     @Test
     void demoRunsTheWholeLoopAndRemovesMemorizedLabels(@TempDir Path dir) throws Exception {
+        // candidates of 1-2 MB in 256 KiB parts: the service splits, the trainer reassembles (EditCandidate v2)
         int code = Curvewatch.commandLine().execute("demo", "--data-dir", dir.toString(), "--run-id", "it-demo",
-                "--http-port", "0");
+                "--http-port", "0", "--service-set", "candidate.part.max.bytes=262144");
         assertEquals(0, code);
         Path summaryFile = dir.resolve("runs/it-demo/summary.json");
         assertTrue(Files.isRegularFile(summaryFile), "no summary at " + summaryFile);
@@ -39,6 +40,9 @@ class DemoCommandIT {
         long injected = t.get("noise_injected_at_step").asLong();
         assertEquals(300, injected, "15 clean epochs of 20 steps");
         assertTrue(t.get("candidates_answered").asLong() >= 10, "the trainer answered the service's candidates: " + t);
+        assertTrue(t.get("candidate_parts_received").asLong() >= 4 * t.get("candidates_answered").asLong(),
+                "every candidate came in parts: " + t);
+        assertEquals(0, t.get("candidates_refused").asLong(), t.toString());
         for (String layer : new String[] {"fc1", "fc2"}) {
             JsonNode f = s.at("/factors/" + layer);
             // 45 epochs x 2000 examples, one token per example; probes are not accumulated

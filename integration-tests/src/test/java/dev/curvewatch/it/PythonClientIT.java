@@ -23,6 +23,7 @@ import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.EditCandidateParts;
 import dev.curvewatch.schemas.KafkaClientSettings;
 import dev.curvewatch.schemas.RecordTypes;
 import dev.curvewatch.schemas.SchemaCatalog;
@@ -278,14 +279,24 @@ class PythonClientIT {
                 }
                 EditCandidate malformed = EditCandidate.newBuilder(sent.get("fc1")).setCandidateId("not-orthonormal")
                         .setBasisG(TensorCodec.ofFloats(scaled, 12, 12)).build();
-                send(kafka, List.of(other, malformed, sent.get("fc1"), sent.get("fc2")));
+                // fc2's candidate in row parts of ~3 rows, as the service sends one above candidate.part.max.bytes
+                EditCandidate fc2 = sent.get("fc2");
+                int rowBytes = 4 * Math.max(fc2.getBasisG().getShape().get(0), fc2.getBasisA().getShape().get(0));
+                int rest = new AvroSerializer<>(EditCandidate.class).serialize("t", fc2).length - fc2.getBasisG().getData().remaining()
+                        - fc2.getBasisA().getData().remaining();
+                List<EditCandidate> fc2Parts = EditCandidateParts.split(fc2, 4096 + rest + 3 * rowBytes + 256);
+                assertTrue(fc2Parts.size() >= 3, fc2Parts.size() + " parts");
+                List<EditCandidate> records = new ArrayList<>(List.of(other, malformed, sent.get("fc1")));
+                records.addAll(fc2Parts);
+                send(kafka, records);
 
                 List<ConsumerRecord<String, byte[]>> answers = readAll(kafka, topics.probeResults(), 2, k -> true);
                 assertTrue(py.waitFor(120, TimeUnit.SECONDS), "answer fixture did not finish:\n" + lines.log());
                 assertEquals(0, py.exitValue(), "answer fixture failed:\n" + lines.log());
                 JsonNode answered = new ObjectMapper().readTree(out.resolve("answered.json").toFile());
                 JsonNode counts = answered.get("counts");
-                assertEquals(3, counts.get("received").asInt(), "another run's candidate is not even received: " + counts);
+                assertEquals(2 + fc2Parts.size(), counts.get("received").asInt(), "another run's candidate is not even received: " + counts);
+                assertEquals(fc2Parts.size(), counts.get("parts_received").asInt(), "fc2's candidate came in parts: " + counts);
                 assertEquals(1, counts.get("refused").asInt(), "the non-orthonormal basis is refused: " + counts);
                 assertEquals(2, counts.get("answered").asInt(), counts.toString());
                 assertEquals(0, counts.get("failed").asInt() + counts.get("skipped").asInt() + counts.get("expired").asInt(), counts.toString());

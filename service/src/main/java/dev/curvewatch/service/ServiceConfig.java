@@ -47,6 +47,8 @@ public final class ServiceConfig {
     public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
     public static final String RUNS_MAX = "runs.max";
     public static final String FACTORS_MAX_DIM = "factors.max.dim";
+    public static final String CANDIDATE_MAX_BYTES = "candidate.max.bytes";
+    public static final String CANDIDATE_PART_MAX_BYTES = "candidate.part.max.bytes";
     public static final String WEIGHTS_PARKED_MAX_BYTES = "weights.parked.max.bytes";
     public static final String LIVE_CLIENTS_MAX = "live.clients.max";
     public static final String EDIT_GROUP_ID = "edit.group.id";
@@ -83,6 +85,8 @@ public final class ServiceConfig {
         d.put(UNKNOWN_RUN_GRACE_MS, "10000");
         d.put(RUNS_MAX, "50");
         d.put(FACTORS_MAX_DIM, "16384");
+        d.put(CANDIDATE_MAX_BYTES, Long.toString(1L << 30));
+        d.put(CANDIDATE_PART_MAX_BYTES, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024));
         d.put(WEIGHTS_PARKED_MAX_BYTES, Long.toString(64L * 1024 * 1024));
         d.put(LIVE_CLIENTS_MAX, "64");
         d.put(EDIT_GROUP_ID, "curvewatch-service");
@@ -137,6 +141,11 @@ public final class ServiceConfig {
         if (factorsMaxDim() < 1 || factorsMaxDim() > 46340 || weightsParkedMaxBytes() < 0 || liveClientsMax() < 0) {
             throw new IllegalArgumentException(FACTORS_MAX_DIM + " must be in [1, 46340] (a d x d factor fills one Java array), "
                     + WEIGHTS_PARKED_MAX_BYTES + " and " + LIVE_CLIENTS_MAX + " >= 0");
+        }
+        if (candidateMaxBytes() < 0 || candidatePartMaxBytes() < 64 * 1024
+                || candidatePartMaxBytes() > CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES) {
+            throw new IllegalArgumentException(CANDIDATE_MAX_BYTES + " must be >= 0 and " + CANDIDATE_PART_MAX_BYTES + " in [65536, "
+                    + CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES + "] (the edit-candidates topic's record limit)");
         }
         // the typed keys no bound above reads: parsed once here, so a bad value is refused naming its key
         eighPrecision();
@@ -267,6 +276,20 @@ public final class ServiceConfig {
      */
     public int factorsMaxDim() {
         return values.intValue(FACTORS_MAX_DIM);
+    }
+
+    /**
+     * Largest EditCandidate (both bases and spectra as float32) the service sends; a layer with a
+     * larger one gets spectra and drift but no calibration. 1 GiB by default: the paper's 11008 x 4096
+     * layer is 552 MB, which the trainer holds while it answers.
+     */
+    public long candidateMaxBytes() {
+        return values.longValue(CANDIDATE_MAX_BYTES);
+    }
+
+    /** Largest record of one candidate part (a candidate above it travels in row parts). */
+    public int candidatePartMaxBytes() {
+        return values.intValue(CANDIDATE_PART_MAX_BYTES);
     }
 
     /**

@@ -4,7 +4,6 @@ import dev.curvewatch.curvature.SpectrumSummary;
 
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -55,12 +54,8 @@ public final class CanariesReport {
                 sb.append(String.format("| %s | %.4f | %.4f |%n", row[0], (Double) d.get(row[1]), (Double) pp.get(row[1])));
             }
             sb.append("\nPer example:\n\n");
-            Map<String, double[][]> rocs = new LinkedHashMap<>();
-            rocs.put("exact edit sensitivity", (double[][]) d.get("roc_exact"));
-            rocs.put("first-order", (double[][]) d.get("roc_first_order"));
-            rocs.put("loss baseline", (double[][]) d.get("roc_loss"));
-            files.detectionPlots(sb, "canary secrets vs clean spans", rocs, "Exact edit sensitivity per span (nats)",
-                    (double[]) d.get("scores_exact"), (boolean[]) d.get("canary"), new String[] {"clean span", "canary"});
+            files.detectionPlots(sb, d, "canary secrets vs clean spans", "Exact edit sensitivity per span (nats)", "canary",
+                    new String[] {"clean span", "canary"});
         }
         return files.writeMarkdown(sb);
     }

@@ -10,6 +10,7 @@ import dev.curvewatch.curvature.KeepMassMask;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.EditCandidateParts;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
 import dev.curvewatch.schemas.TensorCodec;
@@ -107,6 +108,8 @@ public final class CandidateResponder implements AutoCloseable {
     private final Events events;
     private final int maxTrainingExamples;
     private final AvroDeserializer<EditCandidate> decoder = new AvroDeserializer<>(EditCandidate.class);
+    /** Candidates larger than one record arrive in row parts (EditCandidate v2). */
+    private final EditCandidateParts.Assembler parts = new EditCandidateParts.Assembler();
     // layer -> its newest pending candidate, in the order the layers became pending
     private final LinkedHashMap<String, Prepared> pending = new LinkedHashMap<>();
     private final LinkedHashSet<String> seenIds = new LinkedHashSet<>();
@@ -124,6 +127,7 @@ public final class CandidateResponder implements AutoCloseable {
     private long publishFailures;
     private long observerFailures;
     private long nonFiniteLosses;
+    private long partsReceived;
     private long answerNanos;
     private long pendingAtClose = -1; // pending + in flight when close began; -1 while open
 
@@ -317,9 +321,9 @@ public final class CandidateResponder implements AutoCloseable {
             otherRuns++; // another run's candidate on the shared topic: not ours to judge
             return;
         }
-        EditCandidate c;
+        EditCandidate decoded;
         try {
-            c = decoder.decode(value);
+            decoded = decoder.decode(value);
         } catch (InvalidRecordException e) {
             refuse("?", e.reason().name(), "undecodable edit candidate: " + e.getMessage());
             return;
@@ -327,9 +331,26 @@ public final class CandidateResponder implements AutoCloseable {
             refuse("?", RejectReason.MALFORMED.name(), "undecodable edit candidate: " + e);
             return;
         }
+        EditCandidate c = decoded;
         if (key == null && !runId.equals(c.getRunId())) {
             otherRuns++;
             return;
+        }
+        if (c.getParts() != 1 || c.getPart() != 0) {
+            partsReceived++;
+            Optional<EditCandidate> whole;
+            try {
+                LayerShape shape = evaluator.layer(decoded.getLayer()).orElseThrow(() -> new InvalidRecordException(
+                        RejectReason.UNKNOWN_LAYER, "layer '" + decoded.getLayer() + "' is not watched by this trainer"));
+                whole = parts.accept(decoded, shape.dOut(), shape.dIn());
+            } catch (InvalidRecordException e) {
+                refuse(decoded.getCandidateId(), e.reason().name(), e.getMessage());
+                return;
+            }
+            if (whole.isEmpty()) {
+                return; // more parts to come
+            }
+            c = whole.get();
         }
         String id = c.getCandidateId();
         if (seenIds.contains(id)) {
@@ -705,6 +726,7 @@ public final class CandidateResponder implements AutoCloseable {
         m.put("candidate_refusal_reasons", refusalReasons());
         m.put("probe_results_not_published", notPublished);
         m.put("candidate_answer_ms", answerMillis());
+        m.put("candidate_parts_received", partsReceived);
         return m;
     }
 

@@ -4,7 +4,6 @@ import dev.curvewatch.curvature.SpectrumSummary;
 
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -57,12 +56,8 @@ public final class NoisyLabelsReport {
             sb.append(String.format("| per-example loss (baseline) | %.4f |%n", (Double) d.get("auroc_loss_baseline")));
             sb.append(String.format("%nMemorization gap (train minus probe mean edit sensitivity): %.4f nats%n%n",
                     (Double) d.get("memorization_gap")));
-            Map<String, double[][]> rocs = new LinkedHashMap<>();
-            rocs.put("exact edit sensitivity", (double[][]) d.get("roc_exact"));
-            rocs.put("first-order", (double[][]) d.get("roc_first_order"));
-            rocs.put("loss baseline", (double[][]) d.get("roc_loss"));
-            files.detectionPlots(sb, "flipped vs clean", rocs, "Exact edit sensitivity (nats)",
-                    (double[]) d.get("scores_exact"), (boolean[]) d.get("flipped"), new String[] {"clean", "flipped"});
+            files.detectionPlots(sb, d, "flipped vs clean", "Exact edit sensitivity (nats)", "flipped",
+                    new String[] {"clean", "flipped"});
         }
         Map<String, Object> o = (Map<String, Object>) r.get("capture_overhead");
         if (o != null) {

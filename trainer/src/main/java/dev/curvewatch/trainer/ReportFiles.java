@@ -60,15 +60,19 @@ public final class ReportFiles {
     }
 
     /**
-     * Plots the ROC curves of {@code rocs} (name → points from {@link Metrics#roc}) and a histogram
-     * of {@code scores} split by {@code positive}, and links both into {@code md}.
+     * Plots the ROC curves of a detection result (its {@code roc_exact}, {@code roc_first_order} and
+     * {@code roc_loss} points from {@link Metrics#roc}) and a histogram of its {@code scores_exact}
+     * split by the boolean array under {@code positiveKey}, and links both into {@code md}.
      */
-    void detectionPlots(StringBuilder md, String what, Map<String, double[][]> rocs, String scoreName, double[] scores,
-            boolean[] positive, String[] groupNames) throws IOException {
-        List<Plots.Series> series = rocs.entrySet().stream().map(e -> rocSeries(e.getKey(), e.getValue())).toList();
-        Plots.lines(png("roc"), "ROC: " + what, series, 0, 1, "false positive rate");
+    void detectionPlots(StringBuilder md, Map<String, Object> detection, String what, String scoreName, String positiveKey,
+            String[] groupNames) throws IOException {
+        List<Plots.Series> rocs = List.of(rocSeries("exact edit sensitivity", (double[][]) detection.get("roc_exact")),
+                rocSeries("first-order", (double[][]) detection.get("roc_first_order")),
+                rocSeries("loss baseline", (double[][]) detection.get("roc_loss")));
+        Plots.lines(png("roc"), "ROC: " + what, rocs, 0, 1, "false positive rate");
         md.append(image("roc", "roc"));
-        Plots.histogram(png("scores"), scoreName, groupNames, splitByLabel(scores, positive), 40);
+        double[][] groups = splitByLabel((double[]) detection.get("scores_exact"), (boolean[]) detection.get(positiveKey));
+        Plots.histogram(png("scores"), scoreName, groupNames, groups, 40);
         md.append(image("scores", "scores"));
     }
 

@@ -8,6 +8,7 @@ import dev.curvewatch.avro.Tensor;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroSerializer;
+import dev.curvewatch.schemas.EditCandidateParts;
 import dev.curvewatch.schemas.TensorCodec;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -198,6 +199,44 @@ class CandidateResponderTest {
         offer(Candidates.builder("fc2-v2", RUN, "fc2", 2, fc2, rhos).build());
         assertTrue(responder.answerNext(4).isEmpty());
         assertEquals(1, responder.duplicates());
+    }
+
+    /** Row parts of about four rows each (EditCandidate v2), as the service sends a candidate above its part size. */
+    private static List<EditCandidate> inParts(EditCandidate whole) {
+        int rowBytes = Math.max(whole.getBasisG().getData().remaining() / whole.getBasisG().getShape().get(0),
+                whole.getBasisA().getData().remaining() / whole.getBasisA().getShape().get(0));
+        int rest = ENCODER.serialize("t", whole).length - whole.getBasisG().getData().remaining()
+                - whole.getBasisA().getData().remaining();
+        return EditCandidateParts.split(whole, 4096 + rest + 4 * rowBytes + 256);
+    }
+
+    @Test
+    void aCandidateInRowPartsIsAnsweredAsTheWholeOneAndALostPartIsRefused() {
+        double[] rhos = Candidates.standardRhos();
+        List<EditCandidate> parts = inParts(Candidates.builder("c-parts", RUN, "fc2", 3, fc2, rhos).build());
+        assertTrue(parts.size() >= 3, parts.size() + " parts");
+        for (EditCandidate part : parts.subList(0, parts.size() - 1)) {
+            offer(part);
+            assertEquals(0, responder.pending(), "not pending before its last part");
+        }
+        offer(parts.get(parts.size() - 1));
+        ProbeResult r = responder.answerNext(7).orElseThrow();
+        assertEquals("c-parts", r.getCandidateId());
+        float[][] w = mlp.copyWeights();
+        float[][] b = {mlp.bias(0).clone(), mlp.bias(1).clone(), mlp.bias(2).clone()};
+        assertTrue(ProbeResultCheck.check(r, w, b, DIMS, data, 1, fc2, Candidates.thresholds(fc2, rhos), evaluator.labels()) > 0,
+                "the reassembled candidate's answer matches the independent reference");
+
+        List<EditCandidate> lost = inParts(Candidates.builder("c-lost", RUN, "fc2", 4, fc2, rhos).build());
+        offer(lost.get(0));
+        offer(lost.get(2));
+        assertEquals(0, responder.pending());
+        assertTrue(refusals.get("c-lost").startsWith("INVALID_FIELD | ") && refusals.get("c-lost").contains("expecting part 1"),
+                refusals.toString());
+        offer(Candidates.builder("c-parts-unknown", RUN, "fc9", 4, fc2, rhos).setParts(2).build());
+        assertTrue(refusals.get("c-parts-unknown").startsWith("UNKNOWN_LAYER"), refusals.toString());
+        assertEquals((long) parts.size() + 3, responder.summary().get("candidate_parts_received"));
+        assertEquals(1, responder.answered());
     }
 
     @Test

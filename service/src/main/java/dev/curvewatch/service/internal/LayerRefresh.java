@@ -9,7 +9,7 @@ import dev.curvewatch.curvature.KeepMassMask;
 import dev.curvewatch.curvature.KeepMassSelector;
 import dev.curvewatch.curvature.RhoCalibrator;
 import dev.curvewatch.curvature.SpectrumSummary;
-import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.EditCandidateParts;
 import dev.curvewatch.schemas.TensorCodec;
 
 import java.nio.ByteBuffer;
@@ -28,9 +28,6 @@ import java.util.Optional;
  * {@link Outcome} with the reason, never an exception.
  */
 public final class LayerRefresh {
-    /** An EditCandidate must fit the tensor topics' record limit with this much to spare. */
-    public static final long CANDIDATE_LIMIT_BYTES = CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024;
-
     /** A layer's factors at one checkpoint version. */
     public record Input(String runId, String layer, long factorVersion, long step, long tokens, int dIn, int dOut,
                         double[] a, double[] g) {
@@ -42,7 +39,7 @@ public final class LayerRefresh {
 
     /**
      * @param failure  why the refresh failed, or null
-     * @param plan     empty when the layer is too large for an EditCandidate ({@link #tooLarge})
+     * @param plan     empty when the layer's EditCandidate would exceed {@code candidate.max.bytes} ({@link #tooLarge})
      */
     public record Outcome(Input input, String failure, Eigenbasis g, Eigenbasis a, boolean skippedG, boolean skippedA,
                           double driftG, double driftA, SpectrumSummary spectrumG, SpectrumSummary spectrumA,
@@ -54,9 +51,17 @@ public final class LayerRefresh {
 
     private final EigenbasisRefresh refresher;
     private final double[] rhos;
+    private final long maxCandidateBytes;
+    private final int maxPartBytes;
 
-    public LayerRefresh(EigenbasisRefresh refresher) {
+    /**
+     * @param maxCandidateBytes a layer whose EditCandidate is larger gets no calibration ({@code candidate.max.bytes})
+     * @param maxPartBytes      largest record a candidate part may take ({@code candidate.part.max.bytes})
+     */
+    public LayerRefresh(EigenbasisRefresh refresher, long maxCandidateBytes, int maxPartBytes) {
         this.refresher = refresher;
+        this.maxCandidateBytes = maxCandidateBytes;
+        this.maxPartBytes = maxPartBytes;
         // the standard grid; calibration tolerances do not change the candidates
         this.rhos = RhoCalibrator.standard(0, RhoCalibrator.Direction.HIGHER_IS_BETTER).candidates();
     }
@@ -95,7 +100,7 @@ public final class LayerRefresh {
         }
         Eigenbasis g = rg.basis().orElseThrow();
         Eigenbasis a = ra.basis().orElseThrow();
-        boolean tooLarge = candidateBytes(in.dOut(), in.dIn()) > CANDIDATE_LIMIT_BYTES;
+        boolean tooLarge = candidateBytes(in.dOut(), in.dIn()) > maxCandidateBytes;
         Optional<CandidatePlan> plan = tooLarge ? Optional.empty() : Optional.of(plan(g, a));
         return new Outcome(in, null, g, a, og.skipped(), oa.skipped(), og.drift(), oa.drift(),
                 SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), seconds, tooLarge, plan);
@@ -185,7 +190,15 @@ public final class LayerRefresh {
                 .setFactorVersion(in.factorVersion()).setAttributes(new LinkedHashMap<>(attrs)).setTimestampMs(nowMs).build();
     }
 
-    /** The EditCandidate of a successful refresh with a plan. */
+    /**
+     * The EditCandidate of a successful refresh with a plan, as the records to send: one, or row
+     * parts of at most {@code candidate.part.max.bytes} ({@link EditCandidateParts}) sharing its buffers.
+     */
+    public List<EditCandidate> candidateParts(Outcome o, String candidateId, long nowMs) {
+        return EditCandidateParts.split(candidate(o, candidateId, nowMs), maxPartBytes);
+    }
+
+    /** The whole EditCandidate of a successful refresh with a plan. */
     public static EditCandidate candidate(Outcome o, String candidateId, long nowMs) {
         CandidatePlan p = o.plan().orElseThrow(() -> new IllegalStateException("no candidate plan: layer too large or refresh failed"));
         Input in = o.input();

@@ -119,24 +119,43 @@ public final class Outputs implements AutoCloseable {
         }
     }
 
-    /** Sends a candidate (key = run); the returned future fails if Kafka refused it (also when send itself throws). */
-    public CompletableFuture<RecordMetadata> candidate(EditCandidate c) {
-        CompletableFuture<RecordMetadata> done = new CompletableFuture<>();
-        try {
-            producer.send(new ProducerRecord<>(topics.editCandidates(), c.getRunId(), candidates.serialize(null, c)), (md, err) -> {
-                if (err != null) {
-                    LOG.error("could not publish candidate {}: {}", c.getCandidateId(), err.toString());
-                    done.completeExceptionally(err);
-                } else {
-                    metrics.inc("curvewatch_service_candidates_total");
-                    done.complete(md);
-                }
-            });
-        } catch (RuntimeException e) { // serialization, a closed producer, a record over max.request.size
-            LOG.error("could not publish candidate {}: {}", c.getCandidateId(), e.toString());
-            done.completeExceptionally(e);
+    /**
+     * Sends a candidate's records (key = run) in order, so its parts stay consecutive in the
+     * partition; the returned future completes when Kafka took every part and fails on the first
+     * it refused (also when send itself throws, and then the later parts are not sent).
+     */
+    public CompletableFuture<RecordMetadata> candidate(List<EditCandidate> parts) {
+        String id = parts.get(0).getCandidateId();
+        List<CompletableFuture<RecordMetadata>> sent = new java.util.ArrayList<>(parts.size());
+        for (EditCandidate c : parts) {
+            CompletableFuture<RecordMetadata> done = new CompletableFuture<>();
+            sent.add(done);
+            try {
+                producer.send(new ProducerRecord<>(topics.editCandidates(), c.getRunId(), candidates.serialize(null, c)), (md, err) -> {
+                    if (err != null) {
+                        done.completeExceptionally(err);
+                    } else {
+                        done.complete(md);
+                    }
+                });
+            } catch (RuntimeException e) { // serialization, a closed producer, a record over max.request.size
+                done.completeExceptionally(e);
+                break;
+            }
         }
-        return done;
+        CompletableFuture<RecordMetadata> all = new CompletableFuture<>();
+        CompletableFuture.allOf(sent.toArray(CompletableFuture[]::new)).whenComplete((v, err) -> {
+            if (err != null || sent.size() < parts.size()) {
+                Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null ? err.getCause() : err;
+                LOG.error("could not publish candidate {} ({} parts): {}", id, parts.size(), String.valueOf(cause));
+                all.completeExceptionally(cause);
+            } else {
+                metrics.inc("curvewatch_service_candidates_total");
+                metrics.inc("curvewatch_service_candidate_parts_total", parts.size());
+                all.complete(sent.get(sent.size() - 1).join());
+            }
+        });
+        return all;
     }
 
     public void alertsRaw(List<Alert> list) {

@@ -112,14 +112,14 @@ final class Refresher {
         // outstanding before it is sent: an answer can only come after the send, never before this
         l.sent(new PendingCandidate(id, m.getRunId(), m.getLayer(), m.getStepLast(), m.getVersion(), p.rhos(), p.thresholds(),
                 p.keptPairs(), (long) m.getDIn() * m.getDOut(), now));
-        EditCandidate c;
+        List<EditCandidate> parts;
         try {
-            c = LayerRefresh.candidate(o, id, now);
+            parts = refresh.candidateParts(o, id, now);
         } catch (RuntimeException e) {
             candidateNotSent(l, id, e);
             return;
         }
-        out.candidate(c).whenComplete((md, err) -> {
+        out.candidate(parts).whenComplete((md, err) -> {
             if (err != null) {
                 candidateNotSent(l, id, err);
             }

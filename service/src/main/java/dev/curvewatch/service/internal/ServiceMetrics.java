@@ -18,6 +18,7 @@ public final class ServiceMetrics {
             .declareCounter("curvewatch_service_signals_total", "Signals published.")
             .declareCounter("curvewatch_service_scores_total", "ExampleScores records published.")
             .declareCounter("curvewatch_service_candidates_total", "EditCandidates sent to trainers (acknowledged by Kafka).")
+            .declareCounter("curvewatch_service_candidate_parts_total", "Records the sent EditCandidates took (a candidate above candidate.part.max.bytes travels in row parts).")
             .declareCounter("curvewatch_service_candidates_failed_total", "EditCandidates Kafka refused (dropped, not outstanding).")
             .declareCounter("curvewatch_service_candidates_deferred_total", "Refreshes that sent no candidate because the layer's previous one was still out.")
             .declareCounter("curvewatch_service_probe_results_total", "Probe results received, by result (calibrated, dead_letter).", "result")

@@ -7,6 +7,10 @@ import dev.curvewatch.curvature.KeepMassMask;
 import dev.curvewatch.curvature.KeepMassSelector;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
+import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.AvroSerializer;
+import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.EditCandidateParts;
 import dev.curvewatch.schemas.TensorCodec;
 import org.junit.jupiter.api.Test;
 
@@ -43,7 +47,12 @@ class LayerRefreshTest {
     }
 
     static LayerRefresh refresher() {
-        return new LayerRefresh(new EigenbasisRefresh(SymmetricEigensolvers.best(), 0.01, Precision.FLOAT64));
+        return refresher(1L << 30, CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024);
+    }
+
+    static LayerRefresh refresher(long maxCandidateBytes, int maxPartBytes) {
+        return new LayerRefresh(new EigenbasisRefresh(SymmetricEigensolvers.best(), 0.01, Precision.FLOAT64), maxCandidateBytes,
+                maxPartBytes);
     }
 
     static LayerRefresh.Input input(long version, double[] a, double[] g) {
@@ -137,9 +146,29 @@ class LayerRefreshTest {
     }
 
     @Test
-    void candidatesThatWouldNotFitARecordAreNotPlanned() {
-        assertTrue(LayerRefresh.candidateBytes(1024, 1024) < LayerRefresh.CANDIDATE_LIMIT_BYTES);
-        assertTrue(LayerRefresh.candidateBytes(4096, 1024) > LayerRefresh.CANDIDATE_LIMIT_BYTES);
-        assertTrue(LayerRefresh.candidateBytes(1500, 1500) > LayerRefresh.CANDIDATE_LIMIT_BYTES);
+    void aCandidateAboveTheLimitIsNotPlannedAndOneAboveThePartSizeTravelsInPartsThatReassemble() {
+        long bytes = LayerRefresh.candidateBytes(8, 12);
+        LayerRefresh.Outcome refused = refresher(bytes - 1, 1 << 20).refresh(input(1, spd(12, 1, 0), spd(8, 2, 0)), null, null);
+        assertTrue(refused.ok() && refused.tooLarge() && refused.plan().isEmpty(), "above candidate.max.bytes: no calibration");
+        assertEquals(1.0, LayerRefresh.signals(refused, 0, 1).stream().filter(x -> x.getName().equals("refresh_seconds"))
+                .findFirst().orElseThrow().getAttributes().get("calibration_too_large"));
+
+        LayerRefresh small = refresher(bytes, 4800);
+        LayerRefresh.Outcome o = small.refresh(input(1, spd(12, 1, 0), spd(8, 2, 0)), null, null);
+        assertFalse(o.tooLarge());
+        List<EditCandidate> parts = small.candidateParts(o, "cand-1", 9);
+        assertTrue(parts.size() > 2, parts.size() + " parts");
+        AvroSerializer<EditCandidate> ser = new AvroSerializer<>(EditCandidate.class);
+        AvroDeserializer<EditCandidate> de = new AvroDeserializer<>(EditCandidate.class);
+        EditCandidateParts.Assembler assembler = new EditCandidateParts.Assembler();
+        EditCandidate back = null;
+        for (EditCandidate part : parts) {
+            byte[] record = ser.serialize("t", part);
+            assertTrue(record.length <= 4800, record.length + " bytes");
+            back = assembler.accept(de.decode(record), 8, 12).orElse(back);
+        }
+        assertEquals(LayerRefresh.candidate(o, "cand-1", 9), back, "the parts are the whole candidate");
+        assertEquals(List.of(LayerRefresh.candidate(o, "cand-1", 9)), refresher().candidateParts(o, "cand-1", 9),
+                "one record when it fits");
     }
 }

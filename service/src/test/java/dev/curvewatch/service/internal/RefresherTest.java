@@ -1,5 +1,6 @@
 package dev.curvewatch.service.internal;
 
+import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.FactorChunk;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.avro.LayerInfo;
@@ -9,6 +10,7 @@ import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.schemas.EditCandidateParts;
 import dev.curvewatch.workers.FactorCheckpointReader;
 import dev.curvewatch.workers.internal.CheckpointCodec;
 import org.apache.kafka.clients.producer.Callback;
@@ -181,6 +183,39 @@ class RefresherTest {
                 l.status().status());
         assertTrue(l.expire(Long.MAX_VALUE, 0).isEmpty(), "nothing left to time out");
         assertEquals(0, l.calibrationTimeouts());
+        assertEquals(1.0, metrics.counter("curvewatch_service_candidates_failed_total"));
+        assertEquals(0.0, metrics.counter("curvewatch_service_candidates_total"));
+    }
+
+    @Test
+    void aCandidateAboveThePartSizeGoesOutAsConsecutivePartsAndOneRefusedPartDropsIt() {
+        MockProducer<String, byte[]> producer = new MockProducer<>(false, null, new StringSerializer(), new ByteArraySerializer());
+        LayerState l = layer();
+        FactorCheckpointReader.Parts v1 = reader(1).detach(RUN + "/fc").orElseThrow();
+        l.manifest(v1.manifest(), System.nanoTime());
+        // a tiny part size splits even an 8 -> 4 layer's candidate
+        new Refresher(LayerRefreshTest.refresher(1 << 20, 4096 + 560), outputs(producer), metrics)
+                .run(l, v1, System.nanoTime(), l.start(System.nanoTime()));
+        List<ProducerRecord<String, byte[]>> sent = producer.history();
+        AvroDeserializer<EditCandidate> d = new AvroDeserializer<>(EditCandidate.class);
+        List<EditCandidate> parts = sent.stream().filter(r -> r.topic().equals(TOPICS.editCandidates())).map(r -> d.decode(r.value())).toList();
+        assertTrue(parts.size() >= 2, parts.size() + " parts");
+        for (int k = 0; k < parts.size(); k++) {
+            assertEquals(k, parts.get(k).getPart(), "in order");
+            assertEquals(parts.size(), parts.get(k).getParts());
+            assertEquals(parts.get(0).getCandidateId(), parts.get(k).getCandidateId());
+        }
+        assertTrue(new EditCandidateParts.Assembler().accept(parts.get(0), D_OUT, D_IN).isEmpty(), "part 0 alone is not a candidate");
+        int firstPart = sent.size() - parts.size();
+        for (int i = 0; i < firstPart + 1; i++) {
+            assertTrue(producer.completeNext());
+        }
+        assertTrue(l.awaitingAnswer(), "still outstanding while later parts are in flight");
+        assertTrue(producer.errorNext(new RecordTooLargeException("part 1 refused")));
+        while (producer.completeNext()) {
+            // the rest went through
+        }
+        assertFalse(l.awaitingAnswer(), "a candidate with a refused part can never be assembled: not outstanding");
         assertEquals(1.0, metrics.counter("curvewatch_service_candidates_failed_total"));
         assertEquals(0.0, metrics.counter("curvewatch_service_candidates_total"));
     }
