@@ -14,13 +14,15 @@ import java.io.IOException;
 /**
  * Avro single-object encoding (marker C3 01, 8-byte little-endian CRC-64-AVRO fingerprint, binary
  * body): self-describing enough to decode with a {@link SchemaCatalog}, no registry needed. The
- * Python client writes the same bytes.
+ * Python client writes the same bytes. Thread-safe: Kafka calls a producer's serializer from
+ * every thread that sends, and the service sends from several.
  */
 public final class AvroSerializer<T extends SpecificRecord> implements Serializer<T> {
     private final Schema schema;
     private final byte[] header;
     private final SpecificDatumWriter<T> writer;
-    private BinaryEncoder reuse;
+    /** Size of the last record written: a hint that spares large records the buffer's doublings. */
+    private volatile int lastSize = 256;
 
     public AvroSerializer(Class<T> type) {
         this.schema = RecordTypes.schemaOf(type);
@@ -33,15 +35,17 @@ public final class AvroSerializer<T extends SpecificRecord> implements Serialize
         if (record == null) {
             return null; // tombstone on compacted topics
         }
-        ByteArrayOutputStream out = new ByteArrayOutputStream(256);
+        ByteArrayOutputStream out = new ByteArrayOutputStream(lastSize + 64);
         out.writeBytes(header);
         try {
-            reuse = EncoderFactory.get().binaryEncoder(out, reuse);
-            writer.write(record, reuse);
-            reuse.flush();
+            // an encoder per call (a 2 KiB buffer): one shared between threads interleaves their records
+            BinaryEncoder encoder = EncoderFactory.get().binaryEncoder(out, null);
+            writer.write(record, encoder);
+            encoder.flush();
         } catch (IOException | RuntimeException e) {
             throw new SerializationException("cannot encode " + schema.getName() + " for topic " + topic + ": " + e.getMessage(), e);
         }
+        lastSize = out.size();
         return out.toByteArray();
     }
 }

@@ -146,6 +146,34 @@ class AvroSerdeTest {
         assertNotNull(catalog);
     }
 
+    /** Kafka calls one producer's serializer from every sending thread (the service sends from several). */
+    @Test
+    void oneSerializerIsSafeToShareBetweenThreads() throws Exception {
+        AvroSerializer<Capture> shared = new AvroSerializer<>(Capture.class);
+        AvroDeserializer<Capture> de = new AvroDeserializer<>(Capture.class);
+        int threads = 4;
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(threads);
+        try {
+            List<java.util.concurrent.Future<Integer>> wrong = new java.util.ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                // records of different sizes per thread, so the size hint moves under every writer
+                Capture c = SampleRecords.capture(new Random(t), "run-" + t, "fc", t, 8 + 40 * t, 16, 8);
+                wrong.add(pool.submit(() -> {
+                    int bad = 0;
+                    for (int i = 0; i < 400; i++) {
+                        bad += c.equals(de.decode(shared.serialize("t", c))) ? 0 : 1;
+                    }
+                    return bad;
+                }));
+            }
+            for (java.util.concurrent.Future<Integer> f : wrong) {
+                assertEquals(0, f.get(), "records corrupted by a concurrent serialize");
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
     @Test
     void tensorLengthMismatchIsDetected() {
         Tensor ok = TensorCodec.ofFloats(new float[6], 2, 3);
