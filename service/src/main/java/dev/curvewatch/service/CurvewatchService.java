@@ -4,6 +4,7 @@ import dev.curvewatch.curvature.EigenbasisRefresh;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.service.internal.AlertEvaluator;
+import dev.curvewatch.service.internal.BearerTokens;
 import dev.curvewatch.service.internal.EditRequests;
 import dev.curvewatch.service.internal.HttpApi;
 import dev.curvewatch.service.internal.Ingest;
@@ -51,6 +52,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * }</pre>
  */
 public final class CurvewatchService implements AutoCloseable {
+    /** How often auth.tokens.file is checked for changes. */
+    static final long TOKEN_FILE_CHECK_MS = 2000;
     private static final Logger LOG = LoggerFactory.getLogger(CurvewatchService.class);
 
     private final ServiceConfig config;
@@ -128,13 +131,15 @@ public final class CurvewatchService implements AutoCloseable {
         checkTopics(config);
         List<AlertRule> rules = config.alertRulesFile() == null ? AlertRules.defaults() : AlertRules.load(config.alertRulesFile());
         SnapshotStore store = new SnapshotStore(config.snapshotDir());
-        List<String> tokens = config.authTokens();
+        BearerTokens tokens = BearerTokens.of(config);
         CurvewatchService s = new CurvewatchService(config, rules, store);
         try {
             s.ingestThread.start();
             s.editThread.start();
             s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, tokens, s::health, config.ssePingMs(),
                     config.liveClientsMax());
+            // a token added to or revoked from auth.tokens.file takes effect within this period, no restart
+            s.vertx.setPeriodic(TOKEN_FILE_CHECK_MS, id -> s.vertx.executeBlocking(tokens::reload, false));
             s.http = s.vertx.createHttpServer(new HttpServerOptions().setHost(config.httpHost()).setPort(config.httpPort())
                             .setMaxWebSocketFrameSize(64 * 1024).setCompressionSupported(true))
                     .requestHandler(s.api.router())

@@ -14,6 +14,7 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 
 /**
@@ -178,27 +179,45 @@ public final class ServiceConfig {
     }
 
     /**
-     * Bearer tokens accepted by the authenticated endpoints: {@code auth.tokens} (comma-separated)
-     * plus {@code auth.tokens.file} (one per line, '#' comments). Empty: those endpoints answer 403.
+     * Bearer tokens accepted by the authenticated endpoints: {@link #authTokensInline} plus those
+     * of {@code auth.tokens.file} (one per line, '#' comments) as it reads now; the service re-reads
+     * the file when it changes. Empty: those endpoints answer 403.
      */
     public List<String> authTokens() {
+        List<String> out = new ArrayList<>(authTokensInline());
+        authTokensFile().ifPresent(file -> {
+            try {
+                out.addAll(readTokenFile(file));
+            } catch (IOException e) {
+                throw new IllegalArgumentException(AUTH_TOKENS_FILE + " " + file + " cannot be read: " + e.getMessage(), e);
+            }
+        });
+        return List.copyOf(out);
+    }
+
+    /** The tokens of {@code auth.tokens} (comma-separated). */
+    public List<String> authTokensInline() {
         List<String> out = new ArrayList<>();
         for (String t : values.string(AUTH_TOKENS, "").split(",")) {
             if (!t.isBlank()) {
                 out.add(t.trim());
             }
         }
-        Path file = values.optionalPath(AUTH_TOKENS_FILE).orElse(null);
-        if (file != null) {
-            try {
-                for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
-                    String t = line.trim();
-                    if (!t.isEmpty() && !t.startsWith("#")) {
-                        out.add(t);
-                    }
-                }
-            } catch (IOException e) {
-                throw new IllegalArgumentException(AUTH_TOKENS_FILE + " " + file + " cannot be read: " + e.getMessage(), e);
+        return List.copyOf(out);
+    }
+
+    /** {@code auth.tokens.file}, if set. */
+    public Optional<Path> authTokensFile() {
+        return values.optionalPath(AUTH_TOKENS_FILE);
+    }
+
+    /** The tokens of a token file: one per line, blank lines and '#' comments skipped. */
+    public static List<String> readTokenFile(Path file) throws IOException {
+        List<String> out = new ArrayList<>();
+        for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+            String t = line.trim();
+            if (!t.isEmpty() && !t.startsWith("#")) {
+                out.add(t);
             }
         }
         return List.copyOf(out);

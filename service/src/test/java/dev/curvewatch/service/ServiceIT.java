@@ -454,7 +454,11 @@ class ServiceIT {
                 producer.send(new ProducerRecord<>(topics.weights(), RUN + "/" + LAYER, encode(WeightSnapshot.class, w))).get();
             }
 
-            try (CurvewatchService service = CurvewatchService.start(ServiceConfig.of(serviceConfig(dir, topics, rules, TOKEN)))) {
+            Path tokenFile = dir.resolve("rotating-tokens");
+            Files.writeString(tokenFile, "# rotated while the service runs\nrotating-1\n");
+            Map<String, String> withFile = new LinkedHashMap<>(serviceConfig(dir, topics, rules, TOKEN));
+            withFile.put("auth.tokens.file", tokenFile.toString());
+            try (CurvewatchService service = CurvewatchService.start(ServiceConfig.of(withFile))) {
                 String base = service.url();
                 assertTrue(service.awaitCaughtUp(WAIT), "catch-up");
                 List<String> seenEvents = new ArrayList<>();
@@ -744,6 +748,18 @@ class ServiceIT {
                 assertError(call(http, "GET", base + "/api/snapshots/..%2F..%2F..%2Fetc%2Fpasswd/file", TOKEN, null, null), 400, "traversal in a snapshot id");
                 assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", TOKEN, null, null), 404, "unknown snapshot");
                 assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", null, null, null), 401, "download needs a token");
+                // a token file rotated while the service runs: the new token works, the revoked one no longer does
+                assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", "rotating-1", null, null), 404, "file token");
+                Files.writeString(tokenFile, "rotating-2\n");
+                Files.setLastModifiedTime(tokenFile, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() + 5000));
+                long rotateDeadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+                while (call(http, "GET", base + "/api/snapshots/snap-none/file", "rotating-2", null, null).statusCode() != 404
+                        && System.nanoTime() < rotateDeadline) {
+                    Thread.sleep(100);
+                }
+                assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", "rotating-2", null, null), 404, "rotated-in token");
+                assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", "rotating-1", null, null), 401, "revoked token");
+                assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", TOKEN, null, null), 404, "auth.tokens stay");
                 assertError(call(http, "GET", base + "/api/runs/" + RUN + "/signals?limit=99999", null, null, null), 400, "limit");
                 assertError(call(http, "GET", base + "/api/runs/" + RUN + "/signals?layer=..%2Fx", null, null, null), 400, "layer id");
                 assertError(call(http, "GET", base + "/api/runs/" + RUN + "/scores?layer=fc&kind=FIRST_ORDER", null, null, null), 400,
