@@ -65,6 +65,12 @@ def _tensor(record, name, shape):
     return values
 
 
+def _width(dtype):
+    if dtype not in _DTYPES:
+        raise CandidateError(f"dtype {dtype} (FLOAT32 or FLOAT64 expected)")
+    return 4 if dtype == "FLOAT32" else 8
+
+
 def _check_spectrum(values, name):
     if (values < 0).any() or (values[1:] > values[:-1]).any():
         raise CandidateError(f"{name} must be >= 0 and descending")
@@ -137,7 +143,9 @@ class CandidateParts:
         p = self._open.get(layer)
         if k == 0:
             self._discard(layer)
-            p = {"first": record, "next": 0, "g": bytearray(), "a": bytearray(), "g_rows": 0, "a_rows": 0}
+            # the whole bases, allocated once at the layer's known sides (never at sizes a record claims)
+            p = {"first": record, "next": 0, "g": bytearray(_width(record["basis_g"]["dtype"]) * d_out * d_out),
+                 "a": bytearray(_width(record["basis_a"]["dtype"]) * d_in * d_in), "g_rows": 0, "a_rows": 0}
             self._open[layer] = p
         elif (p is None or p["first"]["candidate_id"] != record["candidate_id"] or p["next"] != k
               or p["first"]["parts"] != n):
@@ -166,8 +174,8 @@ class CandidateParts:
                                  f"the layer needs {d_out} and {d_in}")
         first = p["first"]
         whole = dict(first, part=0, parts=1, g_row_offset=0, a_row_offset=0)
-        whole["basis_g"] = {"dtype": first["basis_g"]["dtype"], "shape": [d_out, d_out], "data": bytes(p["g"])}
-        whole["basis_a"] = {"dtype": first["basis_a"]["dtype"], "shape": [d_in, d_in], "data": bytes(p["a"])}
+        whole["basis_g"] = {"dtype": first["basis_g"]["dtype"], "shape": [d_out, d_out], "data": p["g"]}
+        whole["basis_a"] = {"dtype": first["basis_a"]["dtype"], "shape": [d_in, d_in], "data": p["a"]}
         return whole
 
     @staticmethod
@@ -175,12 +183,10 @@ class CandidateParts:
         dtype = p["first"]["basis_" + which]["dtype"]
         if rows["dtype"] != dtype:
             raise CandidateError(f"{name} is {rows['dtype']}, part 0's is {dtype}")
-        if dtype not in _DTYPES:
-            raise CandidateError(f"{name}: dtype {dtype} (FLOAT32 or FLOAT64 expected)")
         shape = list(rows["shape"])
         if len(shape) != 2 or shape[1] != side or shape[0] < 0:
             raise CandidateError(f"{name} has shape {shape}, expected rows x {side}")
-        width = 4 if dtype == "FLOAT32" else 8
+        width = _width(dtype)
         if len(rows["data"]) != shape[0] * side * width:
             raise CandidateError(f"{name}: {len(rows['data'])} bytes for shape {shape} {dtype}")
         held = p[which + "_rows"]
@@ -188,7 +194,8 @@ class CandidateParts:
             raise CandidateError(f"{name} starts at row {offset}, expected row {held}")
         if held + shape[0] > side:
             raise CandidateError(f"{name} rows {offset}..{offset + shape[0]} run past the layer's {side}")
-        p[which] += rows["data"]
+        start = held * side * width
+        p[which][start:start + len(rows["data"])] = rows["data"]
         return held + shape[0]
 
 
