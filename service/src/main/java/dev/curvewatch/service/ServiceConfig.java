@@ -50,6 +50,8 @@ public final class ServiceConfig {
     public static final String FACTORS_MAX_DIM = "factors.max.dim";
     public static final String CANDIDATE_MAX_BYTES = "candidate.max.bytes";
     public static final String CANDIDATE_PART_MAX_BYTES = "candidate.part.max.bytes";
+    /** The edit-candidates topic's record limit less 64 KiB for Kafka's batch framing. */
+    private static final int MAX_CANDIDATE_PART_BYTES = CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024;
     public static final String WEIGHTS_PARKED_MAX_BYTES = "weights.parked.max.bytes";
     public static final String LIVE_CLIENTS_MAX = "live.clients.max";
     public static final String EDIT_GROUP_ID = "edit.group.id";
@@ -87,7 +89,7 @@ public final class ServiceConfig {
         d.put(RUNS_MAX, "50");
         d.put(FACTORS_MAX_DIM, "16384");
         d.put(CANDIDATE_MAX_BYTES, Long.toString(1L << 30));
-        d.put(CANDIDATE_PART_MAX_BYTES, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024));
+        d.put(CANDIDATE_PART_MAX_BYTES, Integer.toString(MAX_CANDIDATE_PART_BYTES));
         d.put(WEIGHTS_PARKED_MAX_BYTES, Long.toString(64L * 1024 * 1024));
         d.put(LIVE_CLIENTS_MAX, "64");
         d.put(EDIT_GROUP_ID, "curvewatch-service");
@@ -143,10 +145,9 @@ public final class ServiceConfig {
             throw new IllegalArgumentException(FACTORS_MAX_DIM + " must be in [1, 46340] (a d x d factor fills one Java array), "
                     + WEIGHTS_PARKED_MAX_BYTES + " and " + LIVE_CLIENTS_MAX + " >= 0");
         }
-        if (candidateMaxBytes() < 0 || candidatePartMaxBytes() < 64 * 1024
-                || candidatePartMaxBytes() > CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES) {
+        if (candidateMaxBytes() < 0 || candidatePartMaxBytes() < 64 * 1024 || candidatePartMaxBytes() > MAX_CANDIDATE_PART_BYTES) {
             throw new IllegalArgumentException(CANDIDATE_MAX_BYTES + " must be >= 0 and " + CANDIDATE_PART_MAX_BYTES + " in [65536, "
-                    + CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES + "] (the edit-candidates topic's record limit)");
+                    + MAX_CANDIDATE_PART_BYTES + "] (the edit-candidates topic's record limit less room for the batch framing)");
         }
         // the typed keys no bound above reads: parsed once here, so a bad value is refused naming its key
         eighPrecision();

@@ -35,13 +35,16 @@ class ServiceConfigTest {
         assertEquals("curvewatch.", c.topics().prefix());
         assertNull(c.alertRulesFile());
         assertTrue(ServiceConfig.defaults().containsKey("signals.history.points"));
+        assertEquals((16 << 20) - (64 << 10), c.candidatePartMaxBytes(), "a part fits the tensor topics' record limit");
+        assertEquals(1L << 30, c.candidateMaxBytes());
     }
 
     @Test
     void nonsenseIsRefused() {
         for (Map<String, String> bad : List.of(Map.of("http.port", "70000"), Map.of("refresh.threads", "0"),
                 Map.of("eigh.precision", "FLOAT8"), Map.of("calibration.tolerance", "-1"), Map.of("refresh.interval.ms", "soon"),
-                Map.of("auth.tokens.file", "/no/such/file"), Map.of("runs.max", "0"))) {
+                Map.of("auth.tokens.file", "/no/such/file"), Map.of("runs.max", "0"), Map.of("candidate.part.max.bytes", "4096"),
+                Map.of("candidate.part.max.bytes", Integer.toString(16 << 20)), Map.of("candidate.max.bytes", "-1"))) {
             assertThrows(IllegalArgumentException.class, () -> ServiceConfig.of(bad), bad.toString());
         }
         assertEquals(List.of(), ServiceConfig.of(Map.of()).authTokens(), "no token unless configured");
