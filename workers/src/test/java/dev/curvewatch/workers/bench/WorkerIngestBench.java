@@ -126,7 +126,8 @@ public final class WorkerIngestBench {
 
             // 3b. the worker alone: the captures are on the topic before it starts, so it does not
             // share the cores with a producer (as the perf-test does not share them with a worker)
-            double drained = drain(bs, t3, run, layers, variants, records, precision);
+            double[] alonePhase = drain(bs, t3, run, layers, variants, records, precision);
+            double drained = alonePhase[0];
 
             // 4. accumulation alone on the same shapes
             double alone = accumulateAlone(rowsA, tokens, dIn, precision);
@@ -145,6 +146,8 @@ public final class WorkerIngestBench {
                     drained, drained * recordSize / mb, drained * recordSize / mb / perf[1]));
             table.append(String.format("| accumulation GFLOP/s inside the worker (full-speed run) | %.1f | FactorAccumulator alone, same shapes: %.1f (%.2fx) |%n",
                     full[6], alone, full[6] / alone));
+            table.append(String.format("| accumulation GFLOP/s inside the worker (worker alone) | %.1f | %.2fx FactorAccumulator alone |%n",
+                    alonePhase[1], alonePhase[1] / alone));
             System.out.println();
             System.out.print(table);
             if (!a.get("out").isEmpty()) {
@@ -277,9 +280,10 @@ public final class WorkerIngestBench {
 
     /**
      * Produces every capture first, then starts a worker and times it from owning its partitions
-     * to its committed final checkpoint: captures/s of the worker without a producer beside it.
+     * to its committed final checkpoint: captures/s of the worker without a producer beside it,
+     * and its accumulation GFLOP/s.
      */
-    static double drain(String bs, CurvewatchTopics topics, RunInfo run, List<LayerInfo> layers, List<byte[]> variants,
+    static double[] drain(String bs, CurvewatchTopics topics, RunInfo run, List<LayerInfo> layers, List<byte[]> variants,
                         int records, Precision precision) throws Exception {
         Properties pp = new Properties();
         pp.putAll(producerSettings(bs));
@@ -305,10 +309,12 @@ public final class WorkerIngestBench {
             }
             Thread.sleep(5);
         }
+        double flops = worker.metrics().counter("curvewatch_worker_accumulate_flops_total");
+        double accSeconds = worker.metrics().counter("curvewatch_worker_accumulate_seconds_total");
         worker.close(); // final checkpoint committed before close returns
         double seconds = (System.nanoTime() - t0) / 1e9;
         System.out.printf("worker alone: %d captures in %.2f s = %.1f captures/s%n", records, seconds, records / seconds);
-        return records / seconds;
+        return new double[] {records / seconds, flops / accSeconds / 1e9};
     }
 
     /** FactorAccumulator.add on direct native-order rows of the same shape, ~3 s, GFLOP/s (2 t d^2 per add). */
