@@ -90,6 +90,7 @@ public final class CandidateResponder implements AutoCloseable {
         default void candidateAnswered(EditCandidate candidate, ProbeResult result, EditEvaluator.Session measured) {
         }
 
+        /** {@code candidate} without its bases if it was checked already ({@link Prepared}). */
         default void candidateSkipped(EditCandidate candidate, String why) {
         }
 
@@ -97,7 +98,11 @@ public final class CandidateResponder implements AutoCloseable {
         }
     }
 
-    /** A candidate that passed every check, with its edit and one mask per ρ. */
+    /**
+     * A candidate that passed every check, with its edit and one mask per ρ. {@code candidate} keeps
+     * its ids, spectra, rhos and thresholds but not its bases: those live in {@code edit} (a large
+     * layer's float32 bases would otherwise be held twice while it waits).
+     */
     public record Prepared(EditCandidate candidate, LayerShape layer, CurvatureEdit edit, List<KeepMassMask> masks) {
     }
 
@@ -375,7 +380,7 @@ public final class CandidateResponder implements AutoCloseable {
         Prepared old = pending.get(c.getLayer());
         if (old != null) {
             if (newer(old.candidate(), c)) {
-                skip(c, "candidate " + old.candidate().getCandidateId() + " of the same layer is newer");
+                skip(p.candidate(), "candidate " + old.candidate().getCandidateId() + " of the same layer is newer");
                 return;
             }
             skip(old.candidate(), "superseded by candidate " + id + " (factor version " + c.getFactorVersion() + ")");
@@ -462,7 +467,10 @@ public final class CandidateResponder implements AutoCloseable {
             }
             masks.add(m);
         }
-        return new Prepared(c, layer, edit, List.copyOf(masks));
+        EditCandidate withoutBases = EditCandidate.newBuilder(c)
+                .setBasisG(TensorCodec.ofBytes(c.getBasisG().getDtype(), java.nio.ByteBuffer.allocate(0), 0, layer.dOut()))
+                .setBasisA(TensorCodec.ofBytes(c.getBasisA().getDtype(), java.nio.ByteBuffer.allocate(0), 0, layer.dIn())).build();
+        return new Prepared(withoutBases, layer, edit, List.copyOf(masks));
     }
 
     static boolean tauAgrees(double ours, double theirs, double topPair) {

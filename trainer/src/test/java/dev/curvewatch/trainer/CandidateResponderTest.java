@@ -50,6 +50,7 @@ class CandidateResponderTest {
     private NoisyLabelsEvaluator evaluator;
     private final List<ProbeResult> published = new ArrayList<>();
     private final List<String> skipped = new ArrayList<>();
+    private long skippedBasesBytes;
     private final Map<String, String> refusals = new LinkedHashMap<>();
     private final ByteArrayOutputStream logBytes = new ByteArrayOutputStream();
     private CandidateResponder responder;
@@ -106,6 +107,7 @@ class CandidateResponderTest {
                     @Override
                     public void candidateSkipped(EditCandidate candidate, String why) {
                         skipped.add(candidate.getCandidateId());
+                        skippedBasesBytes += candidate.getBasisG().getData().remaining() + candidate.getBasisA().getData().remaining();
                     }
 
                     @Override
@@ -193,6 +195,7 @@ class CandidateResponderTest {
         assertTrue(responder.answerNext(3).isEmpty());
         assertEquals(Set.of("fc2-v2", "fc1-v1"), new HashSet<>(answered));
         assertEquals(List.of("fc2-v1", "fc2-v0"), skipped);
+        assertEquals(0, skippedBasesBytes, "a checked candidate waits without its bases (they are in its edit)");
         assertEquals(2, responder.skipped());
         assertEquals(2, responder.answered());
         // the same id again is not answered a second time
