@@ -29,7 +29,7 @@ java -Xmx3g -Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.curvewatch.avro \
   -cp "$CP" dev.curvewatch.workers.bench.WorkerIngestBench out="$OUT" "$@"
 {
   echo
-  echo "### $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores: bench/worker-ingest.sh $*"
+  echo "### $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores: ${OPENBLAS_NUM_THREADS:+OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS }bench/worker-ingest.sh $*"
   echo
   cat "$OUT"
 } >> bench/worker-ingest-results.md
