@@ -19,6 +19,7 @@ import dev.curvewatch.service.ServiceConfig;
 import dev.curvewatch.service.SignalPoint;
 import dev.curvewatch.streams.CurvewatchStreams;
 import dev.curvewatch.streams.StreamsAppConfig;
+import dev.curvewatch.trainer.Metrics;
 import dev.curvewatch.trainer.Mlp;
 import dev.curvewatch.trainer.NoisyLabelsScorer;
 import dev.curvewatch.trainer.ReportFiles;
@@ -68,7 +69,7 @@ import java.util.concurrent.Callable;
                 + "edited snapshots happen live. Writes results under --data-dir.")
 final class DemoCommand implements Callable<Integer> {
     private static final String[] LAYERS = {"fc1", "fc2"};
-    private static final int STEPS = 7;
+    private static final int STEPS = 6;
 
     @Option(names = "--data-dir", defaultValue = "${env:CURVEWATCH_DEMO_DIR:-.curvewatch/demo}",
             description = "Broker data, snapshots and run outputs (env CURVEWATCH_DEMO_DIR; default ${DEFAULT-VALUE}).")
@@ -118,7 +119,7 @@ final class DemoCommand implements Callable<Integer> {
             return 2;
         }
         try {
-            ServiceConfig.of(serviceConfig("127.0.0.1:9092", "checked-only", dataDir.resolve("snapshots")));
+            ServiceConfig.of(serviceExtra); // a bad key or value is a usage error, before anything starts
         } catch (IllegalArgumentException bad) {
             System.err.println("curvewatch demo: --service-set: " + bad.getMessage());
             return 2;
@@ -198,7 +199,7 @@ final class DemoCommand implements Callable<Integer> {
     }
 
     private static void step(int n, String what) {
-        System.out.printf("[%d/%d] %s%n", n, STEPS - 1, what);
+        System.out.printf("[%d/%d] %s%n", n, STEPS, what);
         System.out.flush();
     }
 
@@ -374,7 +375,7 @@ final class DemoCommand implements Callable<Integer> {
             l.put("latest_top20_flipped", flippedAmong(top, flipped));
             System.out.printf("        latest refresh: %d of the top %d training examples by exact edit sensitivity have flipped "
                     + "labels (%.0f%% of the training set does)%n", (Integer) l.get("latest_top20_flipped"), top.size(),
-                    100.0 * count(flipped) / flipped.length);
+                    100.0 * Metrics.countTrue(flipped) / flipped.length);
             layers.put(layer, l);
         }
         out.put("layers", layers);
@@ -404,14 +405,6 @@ final class DemoCommand implements Callable<Integer> {
                 int i = Integer.parseInt(id.substring("train-".length()));
                 n += i >= 0 && i < flipped.length && flipped[i] ? 1 : 0;
             }
-        }
-        return n;
-    }
-
-    private static int count(boolean[] b) {
-        int n = 0;
-        for (boolean x : b) {
-            n += x ? 1 : 0;
         }
         return n;
     }

@@ -141,7 +141,7 @@ public final class CanariesExperiment {
         out.put("experiment", "canaries");
         out.put("config", c);
         out.put("train_chars", train.length());
-        out.put("canary_positions", countTrue(tr.canary()));
+        out.put("canary_positions", Metrics.countTrue(tr.canary()));
         progress.printf("corpus: %d training chars (%d sentences), %d canaries x %d, %d held-out chars%n",
                 train.length(), sentences, c.canaries(), c.repeats(), held.length());
         try (Mlp mlp = new Mlp(c.seed() + 1, c.context() * V, c.hidden(), c.hidden(), V)) {
@@ -549,7 +549,7 @@ public final class CanariesExperiment {
             }
         }
         r.put("examples", s);
-        r.put("canary_examples", countTrue(spanPositive));
+        r.put("canary_examples", Metrics.countTrue(spanPositive));
         r.put("auroc_exact_edit_sensitivity", Metrics.auroc(perSpan[0], spanPositive));
         r.put("auroc_first_order", Metrics.auroc(perSpan[1], spanPositive));
         r.put("auroc_loss_baseline", Metrics.auroc(perSpan[2], spanPositive));
@@ -571,7 +571,7 @@ public final class CanariesExperiment {
         }
         Map<String, Object> pp = new LinkedHashMap<>();
         pp.put("positions", q);
-        pp.put("canary_positions", countTrue(positive));
+        pp.put("canary_positions", Metrics.countTrue(positive));
         pp.put("auroc_exact_edit_sensitivity", Metrics.auroc(perPos[0], positive));
         pp.put("auroc_first_order", Metrics.auroc(perPos[1], positive));
         pp.put("auroc_loss_baseline", Metrics.auroc(perPos[2], positive));
@@ -582,14 +582,6 @@ public final class CanariesExperiment {
                 r.get("auroc_first_order"), r.get("auroc_loss_baseline"), pp.get("auroc_exact_edit_sensitivity"),
                 pp.get("auroc_first_order"), pp.get("auroc_loss_baseline"));
         return r;
-    }
-
-    private static int countTrue(boolean[] b) {
-        int c = 0;
-        for (boolean v : b) {
-            c += v ? 1 : 0;
-        }
-        return c;
     }
 
     /** {@code CanariesExperiment [seed] [full|small] [out.json]}. */

@@ -76,6 +76,15 @@ public final class Metrics {
         return out;
     }
 
+    /** How many entries are true. */
+    public static int countTrue(boolean[] b) {
+        int n = 0;
+        for (boolean x : b) {
+            n += x ? 1 : 0;
+        }
+        return n;
+    }
+
     public static double mean(double[] v) {
         return Arrays.stream(v).average().orElse(Double.NaN);
     }
@@ -131,10 +140,7 @@ public final class Metrics {
             order[i] = i;
         }
         Arrays.sort(order, (p, q) -> Double.compare(scores[q], scores[p]));
-        long pos = 0;
-        for (boolean b : positive) {
-            pos += b ? 1 : 0;
-        }
+        long pos = countTrue(positive);
         long neg = scores.length - pos;
         double[][] pts = new double[scores.length + 1][];
         pts[0] = new double[] {0, 0};

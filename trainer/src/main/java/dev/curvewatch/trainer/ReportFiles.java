@@ -92,10 +92,7 @@ public final class ReportFiles {
 
     /** {negatives, positives}. */
     private static double[][] splitByLabel(double[] scores, boolean[] positive) {
-        int pos = 0;
-        for (boolean b : positive) {
-            pos += b ? 1 : 0;
-        }
+        int pos = Metrics.countTrue(positive);
         double[] p = new double[pos];
         double[] n = new double[scores.length - pos];
         int i = 0;

@@ -145,7 +145,7 @@ public final class Outputs implements AutoCloseable {
         }
         CompletableFuture<RecordMetadata> all = new CompletableFuture<>();
         CompletableFuture.allOf(sent.toArray(CompletableFuture[]::new)).whenComplete((v, err) -> {
-            if (err != null || sent.size() < parts.size()) {
+            if (err != null) { // a send that threw completed its future exceptionally, so a break lands here too
                 Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null ? err.getCause() : err;
                 LOG.error("could not publish candidate {} ({} parts): {}", id, parts.size(), String.valueOf(cause));
                 all.completeExceptionally(cause);
