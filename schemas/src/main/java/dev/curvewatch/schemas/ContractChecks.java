@@ -5,6 +5,7 @@ import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.DType;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.avro.FactorMode;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Tensor;
@@ -153,6 +154,40 @@ public final class ContractChecks {
         if (a.getSummary().length() >= 64) {
             throw new InvalidRecordException(RejectReason.INVALID_FIELD, "summary has " + a.getSummary().length()
                     + " characters, must be under 64");
+        }
+    }
+
+    /** Longest reason a guard decision may carry. */
+    public static final int MAX_GUARD_REASON = 512;
+
+    /**
+     * A guard decision: ids (run, layer, rule, idempotency key, snapshot when present), a
+     * non-negative step, a reason under {@link #MAX_GUARD_REASON} characters, finite rhos of
+     * layers with valid names.
+     */
+    public static void checkGuardDecision(GuardDecision d) {
+        requireId(d.getId(), "id");
+        requireId(d.getRunId(), "run_id");
+        for (String[] f : new String[][] {{d.getLayer(), "layer"}, {d.getRule(), "rule"},
+                {d.getIdempotencyKey(), "idempotency_key"}, {d.getSnapshotId(), "snapshot_id"},
+                {d.getAlertFingerprint(), "alert_fingerprint"}}) {
+            if (f[0] != null) {
+                requireId(f[0], f[1]);
+            }
+        }
+        if (d.getStep() < 0) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "step " + d.getStep() + " is negative");
+        }
+        if (d.getReason().length() >= MAX_GUARD_REASON) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "reason has " + d.getReason().length()
+                    + " characters, must be under " + MAX_GUARD_REASON);
+        }
+        for (var lr : d.getLayers()) {
+            requireId(lr.getLayer(), "layers[].layer");
+            if (!Double.isFinite(lr.getRho()) || lr.getRho() > 1) {
+                throw new InvalidRecordException(RejectReason.INVALID_FIELD, "rho " + lr.getRho() + " of layer "
+                        + lr.getLayer() + " must be finite and <= 1");
+            }
         }
     }
 

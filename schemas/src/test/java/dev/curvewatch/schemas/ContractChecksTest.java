@@ -3,6 +3,9 @@ package dev.curvewatch.schemas;
 import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.avro.FactorMode;
+import dev.curvewatch.avro.GuardAction;
+import dev.curvewatch.avro.GuardDecision;
+import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.LayerInfo;
 import org.junit.jupiter.api.Test;
 
@@ -123,5 +126,21 @@ class ContractChecksTest {
         assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setStepFirst(8)));
         assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setChunksA(0)));
         assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setChunksG(10)), "more chunks than the 9 elements of G");
+    }
+
+    @Test
+    void guardDecisionsAreChecked() {
+        GuardDecision ok = GuardDecision.newBuilder().setId("g1").setRunId("run-1").setLayer("fc1").setStep(3)
+                .setAction(GuardAction.SKIP).setReason("cooldown").setSource("streams:x")
+                .setLayers(List.of(new LayerRho("fc1", -1.0))).setCreatedMs(1).build();
+        assertDoesNotThrow(() -> ContractChecks.checkGuardDecision(ok));
+        assertEquals(RejectReason.INVALID_FIELD, assertThrows(InvalidRecordException.class, () -> ContractChecks.checkGuardDecision(
+                GuardDecision.newBuilder(ok).setStep(-1).build())).reason());
+        assertEquals(RejectReason.INVALID_FIELD, assertThrows(InvalidRecordException.class, () -> ContractChecks.checkGuardDecision(
+                GuardDecision.newBuilder(ok).setReason("x".repeat(ContractChecks.MAX_GUARD_REASON)).build())).reason());
+        assertThrows(InvalidRecordException.class, () -> ContractChecks.checkGuardDecision(
+                GuardDecision.newBuilder(ok).setLayer("../etc").build()));
+        assertThrows(InvalidRecordException.class, () -> ContractChecks.checkGuardDecision(
+                GuardDecision.newBuilder(ok).setLayers(List.of(new LayerRho("fc1", Double.NaN))).build()));
     }
 }
