@@ -263,7 +263,7 @@ public final class WatchedTraining {
             try (CandidateResponder responder = publisher == null || !c.answerCandidates() ? null
                          : responder(c, evaluator, mlp, publisher);
                  SnapshotFollower follower = publisher == null || c.snapshotDir() == null ? null
-                         : follower(c, evaluator, mlp)) {
+                         : follower(c, evaluator, mlp).reportingTo(publisher::publishGuardDecision)) {
                 // both tails are positioned at the end before the run is announced, so nothing sent for it is missed
                 if (responder != null) {
                     responder.tail(c.bootstrap(), topics);
