@@ -3,9 +3,12 @@ package dev.curvewatch.service;
 import dev.curvewatch.curvature.EigenbasisRefresh;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.service.internal.Access;
 import dev.curvewatch.service.internal.AlertEvaluator;
 import dev.curvewatch.service.internal.BearerTokens;
 import dev.curvewatch.service.internal.EditRequests;
+import dev.curvewatch.service.internal.GuardFeed;
+import dev.curvewatch.service.internal.GuardWatch;
 import dev.curvewatch.service.internal.HttpApi;
 import dev.curvewatch.service.internal.Ingest;
 import dev.curvewatch.service.internal.Outputs;
@@ -66,8 +69,11 @@ public final class CurvewatchService implements AutoCloseable {
     private final ExecutorService refreshPool;
     private final Ingest ingest;
     private final EditRequests edits;
+    private final GuardWatch guard;
+    private final GuardFeed guardFeed;
     private final Thread ingestThread;
     private final Thread editThread;
+    private final Thread guardThread;
     private HttpServer http;
     private HttpApi api;
     private volatile boolean closed;
@@ -99,6 +105,10 @@ public final class CurvewatchService implements AutoCloseable {
             built.push(ingest::closeUnstarted);
             this.edits = new EditRequests(config, registry, outputs, metrics, store);
             built.push(edits::closeUnstarted);
+            this.guard = new GuardWatch(registry, alerts, outputs, store, config.codeVersion(), config.guardHarmTolerance());
+            outputs.onSignal(guard::onSignal);
+            this.guardFeed = new GuardFeed(config, guard, outputs.component());
+            built.push(guardFeed::closeUnstarted);
         } catch (RuntimeException | Error e) {
             while (!built.isEmpty()) {
                 try {
@@ -111,6 +121,7 @@ public final class CurvewatchService implements AutoCloseable {
         }
         this.ingestThread = daemon("curvewatch-service-ingest").newThread(ingest);
         this.editThread = daemon("curvewatch-service-edits").newThread(edits);
+        this.guardThread = daemon("curvewatch-service-guard").newThread(guardFeed);
         metrics.gauge("curvewatch_service_up", () -> ingestThread.isAlive() && ingest.failure() == null ? 1 : 0);
         metrics.gauge("curvewatch_service_caught_up", () -> registry.isCaughtUp() ? 1 : 0);
         metrics.gauge("curvewatch_service_runs", () -> registry.runIds().size());
@@ -136,8 +147,9 @@ public final class CurvewatchService implements AutoCloseable {
         try {
             s.ingestThread.start();
             s.editThread.start();
-            s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, tokens, s::health, config.ssePingMs(),
-                    config.liveClientsMax());
+            s.guardThread.start();
+            s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, new Access(tokens, config.readRequired()), s.guard,
+                    s::health, config.ssePingMs(), config.liveClientsMax());
             // a token added to or revoked from auth.tokens.file takes effect within this period, no restart
             s.vertx.setPeriodic(TOKEN_FILE_CHECK_MS, id -> s.vertx.executeBlocking(tokens::reload, false));
             s.http = s.vertx.createHttpServer(new HttpServerOptions().setHost(config.httpHost()).setPort(config.httpPort())
@@ -149,7 +161,8 @@ public final class CurvewatchService implements AutoCloseable {
             throw e;
         }
         if (tokens.isEmpty()) {
-            LOG.warn("no auth token configured: edit, refresh and download endpoints answer 403");
+            LOG.warn("no auth token configured: edit, refresh and download endpoints answer 403"
+                    + (config.readRequired() ? ", and so does every read under /api (auth.read.required)" : ""));
         }
         LOG.info("curvewatch service on {} ({} alert rule(s), snapshots in {})", s.url(), rules.size(), store.root());
         return s;
@@ -159,7 +172,7 @@ public final class CurvewatchService implements AutoCloseable {
     private static void checkTopics(ServiceConfig config) {
         CurvewatchTopics t = config.topics();
         List<String> names = List.of(t.runs(), t.factors(), t.weights(), t.editCandidates(), t.probeResults(), t.signals(), t.scores(),
-                t.alertsRaw(), t.alerts(), t.editRequests(), t.snapshots(), t.deadLetters());
+                t.alertsRaw(), t.alerts(), t.editRequests(), t.snapshots(), t.deadLetters(), t.guardDecisions());
         Properties p = config.kafkaProperties();
         p.putIfAbsent("default.api.timeout.ms", "30000");
         p.putIfAbsent("request.timeout.ms", "15000");
@@ -204,6 +217,11 @@ public final class CurvewatchService implements AutoCloseable {
         return alerts.rules();
     }
 
+    /** The live guard's decisions of a run (streams app, trainer, this service), oldest first, at most the last 500. */
+    public List<dev.curvewatch.avro.GuardDecision> guardDecisions(String runId) {
+        return guard.decisions(runId);
+    }
+
     /** Waits for the start-up catch-up (registry, factors, weights, snapshots, signal history). */
     public boolean awaitCaughtUp(Duration timeout) throws InterruptedException {
         return registry.awaitCaughtUp(timeout);
@@ -221,10 +239,12 @@ public final class CurvewatchService implements AutoCloseable {
         checks.put("catch_up", check(registry.isCaughtUp(), registry.isCaughtUp() ? "done" : "reading the topics from the start"));
         boolean editsUp = edits.isUp(editThread);
         checks.put("edit_requests", check(editsUp, edits.detail()));
+        boolean guardUp = guardFeed.isUp(guardThread);
+        checks.put("guard_decisions", check(guardUp, guardFeed.detail()));
         boolean storeUp = Files.isDirectory(store.root()) && Files.isWritable(store.root());
         checks.put("snapshot_store", check(storeUp, store.root().toString()));
         checks.put("live_clients", api == null ? 0 : api.liveClients());
-        return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && storeUp, checks);
+        return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && guardUp && storeUp, checks);
     }
 
     private static JsonObject check(boolean up, String detail) {
@@ -247,8 +267,10 @@ public final class CurvewatchService implements AutoCloseable {
         }
         ingest.requestStop();
         edits.requestStop();
+        guardFeed.requestStop();
         join(ingestThread);
         join(editThread);
+        join(guardThread);
         refreshPool.shutdown();
         try {
             if (!refreshPool.awaitTermination(30, TimeUnit.SECONDS)) {

@@ -60,6 +60,10 @@ public final class ServiceConfig {
     public static final String POLL_TIMEOUT_MS = "poll.timeout.ms";
     public static final String SSE_PING_MS = "sse.ping.ms";
     public static final String CODE_VERSION = "code.version";
+    /** auto (default): GET /api/* needs a read token unless http.host is a loopback address; true; false. */
+    public static final String AUTH_READ_REQUIRED = "auth.read.required";
+    /** Largest drop of probe accuracy an applied guard edit may cause before it is HARMFUL. */
+    public static final String GUARD_HARM_TOLERANCE = "guard.harm.tolerance";
     public static final String KAFKA_PREFIX = ConfigLayers.KAFKA_PREFIX;
     static final String ENV_PREFIX = "CURVEWATCH_SERVICE_";
     private static final ConfigLayers LAYERS = new ConfigLayers(ENV_PREFIX);
@@ -98,6 +102,8 @@ public final class ServiceConfig {
         d.put(POLL_TIMEOUT_MS, "200");
         d.put(SSE_PING_MS, "15000");
         d.put(CODE_VERSION, "");
+        d.put(AUTH_READ_REQUIRED, "auto");
+        d.put(GUARD_HARM_TOLERANCE, "0.02");
         DEFAULTS = Collections.unmodifiableMap(d);
     }
 
@@ -149,6 +155,10 @@ public final class ServiceConfig {
             throw new IllegalArgumentException(CANDIDATE_MAX_BYTES + " must be >= 0 and " + CANDIDATE_PART_MAX_BYTES + " in [65536, "
                     + MAX_CANDIDATE_PART_BYTES + "] (the edit-candidates topic's record limit less room for the batch framing)");
         }
+        if (!(guardHarmTolerance() >= 0)) {
+            throw new IllegalArgumentException(GUARD_HARM_TOLERANCE + " must be >= 0, got " + guardHarmTolerance());
+        }
+        readRequired();
         // the typed keys no bound above reads: parsed once here, so a bad value is refused naming its key
         eighPrecision();
         authTokens();
@@ -350,6 +360,31 @@ public final class ServiceConfig {
     public String codeVersion() {
         String impl = ServiceConfig.class.getPackage().getImplementationVersion();
         return values.string(CODE_VERSION, impl != null ? impl : "0.1.0-SNAPSHOT");
+    }
+
+    public double guardHarmTolerance() {
+        return values.doubleValue(GUARD_HARM_TOLERANCE);
+    }
+
+    /**
+     * Whether every /api/* read (SSE and WebSocket included) needs a token with the read scope:
+     * {@code auth.read.required} true or false, or auto (the default): only when {@code http.host}
+     * is not a loopback address, so a service on 127.0.0.1 stays convenient and one listening for
+     * other hosts is not world-readable.
+     */
+    public boolean readRequired() {
+        String v = values.string(AUTH_READ_REQUIRED).trim().toLowerCase(java.util.Locale.ROOT);
+        return switch (v) {
+            case "true" -> true;
+            case "false" -> false;
+            case "auto" -> !isLoopback(httpHost());
+            default -> throw new IllegalArgumentException(AUTH_READ_REQUIRED + " must be auto, true or false, got '" + v + "'");
+        };
+    }
+
+    private static boolean isLoopback(String host) {
+        String h = host.trim().toLowerCase(java.util.Locale.ROOT);
+        return h.equals("localhost") || h.equals("::1") || h.equals("[::1]") || h.startsWith("127.");
     }
 
     /** Kafka client properties: {@code CURVEWATCH_KAFKA_*}, then {@code kafka.*}, then {@code bootstrap}. */

@@ -150,4 +150,55 @@ class AlertEvaluatorTest {
         Map<String, String> d = a.getDetails();
         assertEquals("threshold", d.get("type"));
     }
+
+    /**
+     * The guard's re-arm: a firing baseline rule resolves, older steps are ignored, the window
+     * restarts from the edited model's values with the old threshold in force meanwhile, and the
+     * refilled window may tighten that threshold but never loosen it (a slow regrowth must not
+     * become the baseline).
+     */
+    @Test
+    void rearmRestartsTheBaselineFromTheEditedModelWithoutLettingItDriftUp() {
+        AlertRule jump = new AlertRule("gap-jump", "memorization_gap", AlertRule.Type.BASELINE, Double.NaN, false, 4, 5, 0.05, 1,
+                Severity.CRITICAL, Set.of(), Set.of());
+        AlertEvaluator e = new AlertEvaluator(List.of(jump));
+        List<Alert> sink = new ArrayList<>();
+        double[] clean = {0.001, 0.002, 0.001, 0.002};
+        for (int i = 0; i < clean.length; i++) {
+            assertEquals(List.of(), e.evaluate(gap("fc1", i, clean[i]), AlertEvaluator.Context.NONE, 1000 + i, true));
+        }
+        double before = TrailingBaseline.threshold(clean, 0, 4, 5, 0.05);
+        List<Alert> fired = e.evaluate(gap("fc1", 10, 0.2), AlertEvaluator.Context.NONE, 2000, true);
+        assertEquals(F, fired.get(0).getStatus());
+
+        List<Alert> resolved = e.rearm("run-1", 20, "snap-1", 3000);
+        assertEquals(1, resolved.size());
+        assertEquals(R, resolved.get(0).getStatus());
+        assertEquals(fired.get(0).getFingerprint(), resolved.get(0).getFingerprint());
+        assertTrue(resolved.get(0).getDetails().get("rearmed").contains("snap-1"), resolved.get(0).getDetails().toString());
+        ContractChecks.checkAlert(resolved.get(0));
+        assertEquals(0, e.firingCount());
+        assertEquals(List.of(), e.rearm("run-2", 20, "snap-2", 3000), "another run's rules are not touched");
+
+        assertEquals(List.of(), e.evaluate(gap("fc1", 19, 0.9), AlertEvaluator.Context.NONE, 3100, true),
+                "measured on the model before the snapshot: not evaluated");
+        // the edited model: below the old threshold is normal and fills the new window ...
+        assertEquals(List.of(), e.evaluate(gap("fc1", 21, before - 0.01), AlertEvaluator.Context.NONE, 3200, true));
+        // ... and a regrowth above it fires before the new window is full
+        List<Alert> again = e.evaluate(gap("fc1", 22, before + 0.001), AlertEvaluator.Context.NONE, 3300, true);
+        assertEquals(F, again.get(0).getStatus());
+        assertEquals(before, again.get(0).getThreshold(), 1e-12);
+        assertEquals(3300, again.get(0).getFirstSeenMs(), "a new episode");
+
+        // a refilled window of slowly rising values would loosen the threshold: the old one stays the bound
+        e.rearm("run-1", 30, "snap-3", 4000);
+        double[] rising = {0.0, 0.02, 0.04, before - 0.001};
+        for (int i = 0; i < rising.length; i++) {
+            assertEquals(List.of(), e.evaluate(gap("fc1", 31 + i, rising[i]), AlertEvaluator.Context.NONE, 4100 + i, true));
+        }
+        assertTrue(TrailingBaseline.threshold(rising, 0, 4, 5, 0.05) > before + 0.02, "the window alone would be looser");
+        List<Alert> bound = e.evaluate(gap("fc1", 40, before + 0.001), AlertEvaluator.Context.NONE, 5000, true);
+        assertEquals(F, bound.get(0).getStatus());
+        assertEquals(before, bound.get(0).getThreshold(), 1e-12);
+    }
 }
