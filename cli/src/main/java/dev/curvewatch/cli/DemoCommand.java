@@ -156,7 +156,7 @@ final class DemoCommand implements Callable<Integer> {
                 step(3, control ? "training the MLP on the true labels for all " + epochs + " epochs: the clean control, guard on (run "
                         + run + ")" : "training the MLP: true labels for " + injectAt + " epochs, then 10% flipped labels, guard on (run "
                         + run + ")");
-                DemoLiveLog live = new DemoLiveLog(service, run, List.of(LAYERS), injectAt);
+                DemoLiveLog live = new DemoLiveLog(service, run, List.of(LAYERS), injectAt, epochs);
                 WatchedTraining.Config tc = WatchedTraining.memorizationRun(run, bootstrap, epochs, injectAt)
                         .withNoiseInjectedAt(control ? epochs : injectAt)
                         .followingSnapshots(snapshotDir, true)
@@ -182,7 +182,9 @@ final class DemoCommand implements Callable<Integer> {
                 live.printDecisions();
                 Map<String, Object> loop = DemoLoop.loop(service, run, List.of(LAYERS), (long) injectAt * tc.stepsPerEpoch(), live,
                         WatchedTraining.data(tc).flipped());
-                loop.put("guard", DemoLoop.guard(service, run, live, control ? epochs : injectAt));
+                Map<String, Double> finalModel = finalModel(tc, runDir);
+                summary.put("final_model", finalModel);
+                loop.put("guard", DemoLoop.guard(service, run, live, control ? epochs : injectAt, finalModel));
                 loop.put("guard_state_in_streams", streamsApp.guardStates());
                 loop.put("dead_letters_by_topic_and_reason", streamsApp.deadLetterCounts());
                 loop.put("dead_letters_from_service", service.state().deadLetters());
@@ -330,6 +332,14 @@ final class DemoCommand implements Callable<Integer> {
         return out;
     }
 
+    /** The saved final weights scored on the run's data (what the run ends with, after the guard's last look). */
+    private static Map<String, Double> finalModel(WatchedTraining.Config tc, Path runDir) throws IOException {
+        try (Mlp mlp = WatchedTraining.model(tc)) {
+            WatchedTraining.loadWeights(mlp, runDir.resolve("weights.safetensors"));
+            return new NoisyLabelsScorer(mlp, WatchedTraining.data(tc)).evaluate(null, -1);
+        }
+    }
+
     /** The run as the streams app's registry holds it (read back through an interactive query). */
     private static Map<String, Object> registered(CurvewatchStreams app, String run) throws InterruptedException {
         long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
@@ -380,11 +390,16 @@ final class DemoCommand implements Callable<Integer> {
         Map<String, FactorCheckpoint> byLayer = new LinkedHashMap<>();
         while (System.nanoTime() < deadline) {
             byLayer.clear();
-            for (FactorCheckpoint cp : FactorCheckpoints.readLatest(KafkaClientSettings.forBootstrap(bootstrap),
-                    kafka.topics(), Duration.ofSeconds(10)).values()) {
-                if (cp.runId().equals(run)) {
-                    byLayer.put(cp.layer(), cp);
+            try {
+                for (FactorCheckpoint cp : FactorCheckpoints.readLatest(KafkaClientSettings.forBootstrap(bootstrap),
+                        kafka.topics(), Duration.ofSeconds(30)).values()) {
+                    if (cp.runId().equals(run)) {
+                        byLayer.put(cp.layer(), cp);
+                    }
                 }
+            } catch (org.apache.kafka.common.errors.TimeoutException slow) {
+                // a loaded machine: the worker is still writing; try again until the deadline
+                System.out.println("      (factors topic not read to its end yet: " + slow.getMessage() + "; trying again)");
             }
             boolean complete = true;
             for (Map.Entry<String, Long> e : expected.entrySet()) {

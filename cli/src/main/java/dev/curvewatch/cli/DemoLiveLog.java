@@ -26,10 +26,16 @@ import java.util.Set;
 final class DemoLiveLog implements WatchedTraining.Observer {
     private static final int BASELINE = 5;
     private static final long BASELINE_WAIT_MS = 180_000;
+    private static final long END_WAIT_MS = 180_000;
+    private static final long END_SETTLE_MS = 3_000;
     private final CurvewatchService service;
     private final String run;
     private final List<String> layers;
     private final int holdAt;
+    private final int totalEpochs;
+    private long lastStep = -1;
+    private long endSinceMs = -1;
+    private long settledSinceMs = -1;
     private final Set<String> printedAlerts = new LinkedHashSet<>();
     private final Set<String> printedDecisions = new LinkedHashSet<>();
     private long waitingSinceMs = -1;
@@ -37,11 +43,12 @@ final class DemoLiveLog implements WatchedTraining.Observer {
     final List<Map<String, Object>> applied = new ArrayList<>();
     final List<Map<String, Object>> epochs = new ArrayList<>();
 
-    DemoLiveLog(CurvewatchService service, String run, List<String> layers, int holdAt) {
+    DemoLiveLog(CurvewatchService service, String run, List<String> layers, int holdAt, int totalEpochs) {
         this.service = service;
         this.run = run;
         this.layers = List.copyOf(layers);
         this.holdAt = holdAt;
+        this.totalEpochs = totalEpochs;
     }
 
     /**
@@ -50,6 +57,9 @@ final class DemoLiveLog implements WatchedTraining.Observer {
      */
     @Override
     public boolean holdBeforeEpoch(int epoch) {
+        if (epoch == totalEpochs) {
+            return holdAtTheEnd();
+        }
         if (baselineReady || epoch != holdAt) {
             return false;
         }
@@ -70,7 +80,58 @@ final class DemoLiveLog implements WatchedTraining.Observer {
         return true;
     }
 
+    /**
+     * Holds the end of the run (final weights published, not yet saved) until the guard has looked at
+     * them: every layer calibrated on the final weights (or on the snapshot applied last), no edit
+     * waiting to be applied, and both true for {@link #END_SETTLE_MS} (an alert on the last
+     * calibration reaches the guard a moment later). What the demo then scores is the model the run
+     * ends with, under the guard.
+     */
+    private boolean holdAtTheEnd() {
+        long now = System.currentTimeMillis();
+        if (endSinceMs < 0) {
+            endSinceMs = now;
+        }
+        long since = lastStep;
+        Set<String> requested = new LinkedHashSet<>();
+        Set<String> answered = new LinkedHashSet<>();
+        for (GuardDecision d : service.guardDecisions(run)) {
+            if (d.getIdempotencyKey() == null) {
+                continue;
+            }
+            switch (d.getAction()) {
+                case EDIT, ESCALATE -> requested.add(d.getIdempotencyKey());
+                case APPLIED -> {
+                    answered.add(d.getIdempotencyKey());
+                    since = Math.max(since, d.getStep());
+                }
+                case REFUSED, NOT_APPLIED -> answered.add(d.getIdempotencyKey());
+                default -> { }
+            }
+        }
+        boolean settled = answered.containsAll(requested);
+        for (String layer : layers) {
+            long s = since;
+            settled &= service.state().signal(run, layer, "memorization_gap").stream().anyMatch(p -> p.step() >= s);
+        }
+        if (!settled) {
+            settledSinceMs = -1;
+        } else if (settledSinceMs < 0) {
+            settledSinceMs = now;
+        }
+        boolean done = settled && now - settledSinceMs >= END_SETTLE_MS;
+        if (done || now - endSinceMs > END_WAIT_MS) {
+            printDecisions();
+            System.out.printf("      end of the run: held %.1f s until the guard had looked at the final weights%s%n",
+                    (now - endSinceMs) / 1e3, done ? "" : " (gave up waiting)");
+            return false;
+        }
+        printDecisions();
+        return true;
+    }
+
     void epoch(WatchedTraining.EpochProgress p) {
+        lastStep = p.step() - 1;
         StringBuilder gaps = new StringBuilder();
         Map<String, Object> e = new LinkedHashMap<>();
         e.put("epoch", p.epoch());

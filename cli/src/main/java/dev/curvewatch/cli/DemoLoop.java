@@ -116,7 +116,8 @@ final class DemoLoop {
      *
      * @param cleanEpochs epochs trained on the true labels first (the demo's injection epoch, or all in the control)
      */
-    static Map<String, Object> guard(CurvewatchService service, String run, DemoLiveLog live, int cleanEpochs) {
+    static Map<String, Object> guard(CurvewatchService service, String run, DemoLiveLog live, int cleanEpochs,
+                                     Map<String, Double> finalModel) {
         Map<String, Object> out = new LinkedHashMap<>();
         List<GuardDecision> decisions = service.guardDecisions(run);
         Map<String, Long> byAction = new TreeMap<>();
@@ -161,16 +162,22 @@ final class DemoLoop {
             }
         }
         Map<String, Object> last = live.epochs.isEmpty() ? Map.of() : live.epochs.get(live.epochs.size() - 1);
+        double finalMemorized = finalModel.getOrDefault("flipped_memorized", Double.NaN);
+        if (firstApplied >= 0 && !Double.isNaN(finalMemorized)) {
+            maxAfter = Double.isNaN(maxAfter) ? finalMemorized : Math.max(maxAfter, finalMemorized); // the saved model counts too
+        }
         out.put("epochs_after_first_edit", epochsAfter);
         out.put("max_flipped_memorized_after_first_edit", Double.isNaN(maxAfter) ? null : maxAfter);
         out.put("test_accuracy_before_injection", Double.isNaN(before) ? null : before);
-        out.put("final_test_accuracy", last.get("test_accuracy"));
-        out.put("final_flipped_memorized", last.get("flipped_memorized"));
+        out.put("last_epoch_test_accuracy", last.get("test_accuracy"));
+        out.put("last_epoch_flipped_memorized", last.get("flipped_memorized"));
+        out.put("final_test_accuracy", finalModel.get("test_accuracy"));
+        out.put("final_flipped_memorized", finalModel.get("flipped_memorized"));
         out.put("decisions", list);
         System.out.printf("      guard: %d edit(s), decisions %s; first alert-triggered edit applied after step %d; "
                         + "largest flipped memorized in the %d epochs after it: %s; test accuracy %s before the injection, %s at the end%n",
                 edits, byAction, firstApplied, epochsAfter, Double.isNaN(maxAfter) ? "-" : String.format("%.3f", maxAfter),
-                Double.isNaN(before) ? "-" : String.format("%.4f", before), last.get("test_accuracy"));
+                Double.isNaN(before) ? "-" : String.format("%.4f", before), finalModel.get("test_accuracy"));
         return out;
     }
 }

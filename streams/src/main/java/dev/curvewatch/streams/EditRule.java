@@ -35,7 +35,7 @@ public record EditRule(String name, String signal, Severity minSeverity, Pattern
      */
     public record Limits(long cooldownSteps, int maxEdits, boolean escalate, long escalateWithinSteps, long applyTimeoutSteps) {
         /** The shipped limits (streams/README.md says why these numbers). */
-        public static final Limits DEFAULTS = new Limits(60, 20, true, 200, 200);
+        public static final Limits DEFAULTS = new Limits(40, 20, true, 200, 200);
 
         public Limits {
             if (cooldownSteps < 0 || maxEdits < 1 || escalateWithinSteps < 0 || applyTimeoutSteps < 1) {

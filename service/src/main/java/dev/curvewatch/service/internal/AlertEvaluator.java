@@ -48,8 +48,10 @@ public final class AlertEvaluator {
         long firstSeenMs;
         /** After a re-arm: signals of older steps (the model before the snapshot) are not evaluated. */
         long armedFromStep = Long.MIN_VALUE;
-        /** After a re-arm: the threshold in force until the restarted window is full (NaN: none). */
+        /** After a re-arm: the threshold in force until the restarted window is full, and a bound afterwards (NaN: none). */
         double fallback = Double.NaN;
+        /** Re-armed at least once (an applied snapshot): rules {@code after=snapshot} are evaluated from then on. */
+        boolean rearmed;
         Signal last;
         double lastThreshold;
 
@@ -62,6 +64,8 @@ public final class AlertEvaluator {
 
     private final List<AlertRule> rules;
     private final Map<String, RuleState> states = new HashMap<>();
+    /** run → the step after which its latest snapshot was applied (rules of layers seen later start re-armed). */
+    private final Map<String, Long> rearmedRuns = new HashMap<>();
 
     public AlertEvaluator(List<AlertRule> rules) {
         this.rules = List.copyOf(rules);
@@ -82,9 +86,17 @@ public final class AlertEvaluator {
                 continue;
             }
             String fp = Fingerprints.alert(s.getRunId(), s.getLayer(), rule.name());
-            RuleState st = states.computeIfAbsent(fp, k -> new RuleState(rule, s.getRunId()));
-            if (s.getStep() < st.armedFromStep) {
-                continue; // measured on the model before the snapshot the rule was re-armed on
+            RuleState st = states.computeIfAbsent(fp, k -> {
+                RuleState fresh = new RuleState(rule, s.getRunId());
+                Long armed = rearmedRuns.get(s.getRunId());
+                if (armed != null) {
+                    fresh.rearmed = true;
+                    fresh.armedFromStep = armed;
+                }
+                return fresh;
+            });
+            if (s.getStep() < st.armedFromStep || (rule.afterSnapshot() && !st.rearmed)) {
+                continue; // measured on the model before the snapshot the rule was re-armed on, or not armed yet
             }
             double value = s.getValue();
             double threshold;
@@ -102,9 +114,12 @@ public final class AlertEvaluator {
                     details.put("window", Integer.toString(rule.window()));
                     details.put("window_values", Integer.toString(st.baseline.size()));
                     if (st.baseline.isReady()) {
-                        // after a re-arm the edited model's window may tighten the old threshold, never loosen it
-                        threshold = Math.min(st.baseline.threshold().getAsDouble(),
-                                Double.isFinite(st.fallback) ? st.fallback : Double.POSITIVE_INFINITY);
+                        double window = st.baseline.threshold().getAsDouble();
+                        if (st.rearmed && !Double.isFinite(st.fallback)) {
+                            st.fallback = window; // the edited model's first full window anchors the rule
+                        }
+                        // after a re-arm the edited model's window may tighten the threshold, never loosen it
+                        threshold = Math.min(window, Double.isFinite(st.fallback) ? st.fallback : Double.POSITIVE_INFINITY);
                         match = value > threshold;
                         details.put("window_mean", fmt(st.baseline.mean()));
                         details.put("window_sd", fmt(st.baseline.sd()));
@@ -197,12 +212,15 @@ public final class AlertEvaluator {
      * old window gave stays in force, so the edited model is never unwatched, and afterwards the
      * new window may tighten it but not loosen it: a slow regrowth of memorization must not become
      * the baseline. Without an old threshold (the window was not full yet) the rule waits for its
-     * window as at the start of a run.
+     * window as at the start of a run. Rules {@code after=snapshot} start being evaluated here and are
+     * anchored anew on every edit: their first full window of the edited model's values is their
+     * bound until the next re-arm.
      *
      * @return the RESOLVED alerts to publish
      */
     public synchronized List<Alert> rearm(String runId, long step, String snapshotId, long nowMs) {
         List<Alert> out = new ArrayList<>();
+        rearmedRuns.merge(runId, step, Math::max);
         for (Map.Entry<String, RuleState> e : states.entrySet()) {
             RuleState st = e.getValue();
             if (!st.runId.equals(runId)) {
@@ -226,11 +244,15 @@ public final class AlertEvaluator {
             st.past.clear();
             st.armedFromStep = Math.max(st.armedFromStep, step);
             if (st.baseline != null) {
-                if (st.baseline.isReady()) {
-                    st.fallback = st.baseline.threshold().getAsDouble();
+                if (!st.rule.afterSnapshot() && st.baseline.isReady()) {
+                    double t = st.baseline.threshold().getAsDouble();
+                    st.fallback = Double.isFinite(st.fallback) ? Math.min(st.fallback, t) : t;
+                } else if (st.rule.afterSnapshot()) {
+                    st.fallback = Double.NaN; // a rule of the edited model: anchored anew on this edit's model
                 }
                 st.baseline = new TrailingBaseline(st.rule.window(), st.rule.k(), st.rule.floor());
             }
+            st.rearmed = true;
         }
         return out;
     }
@@ -238,6 +260,7 @@ public final class AlertEvaluator {
     /** Drops the state of every rule of a run (the run was forgotten: no alert of it is pending any more). */
     public synchronized void forgetRun(String runId) {
         states.values().removeIf(st -> st.runId.equals(runId));
+        rearmedRuns.remove(runId);
     }
 
     /** Run/layer/rule combinations with state (firing or not). */

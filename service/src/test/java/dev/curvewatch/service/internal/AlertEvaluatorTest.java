@@ -201,4 +201,29 @@ class AlertEvaluatorTest {
         assertEquals(F, bound.get(0).getStatus());
         assertEquals(before, bound.get(0).getThreshold(), 1e-12);
     }
+
+    /** A rule after=snapshot: silent on a run without snapshots, anchored on the edited model's first value after each one. */
+    @Test
+    void aRegrowthRuleWatchesOnlyEditedModelsAndIsAnchoredOnEachEdit() {
+        AlertRule regrowth = new AlertRule("gap-regrowth", "memorization_gap", AlertRule.Type.BASELINE, Double.NaN, false, 1, 0, 0.02, 1,
+                Severity.WARNING, Set.of(), Set.of(), true);
+        AlertEvaluator e = new AlertEvaluator(List.of(regrowth));
+        for (int i = 0; i < 10; i++) {
+            assertEquals(List.of(), e.evaluate(gap("fc1", i, 0.5 * i), AlertEvaluator.Context.NONE, i, true), "no snapshot, no evaluation");
+        }
+        e.rearm("run-1", 20, "snap-1", 100);
+        assertEquals(List.of(), e.evaluate(gap("fc1", 21, 0.01), AlertEvaluator.Context.NONE, 101, true), "the anchor");
+        assertEquals(List.of(), e.evaluate(gap("fc1", 22, 0.025), AlertEvaluator.Context.NONE, 102, true), "within 0.02 of it");
+        assertEquals(List.of(), e.evaluate(gap("fc1", 23, 0.029), AlertEvaluator.Context.NONE, 103, true),
+                "still within 0.02 of the anchor, not of the last value: a slow regrowth does not move it");
+        List<Alert> back = e.evaluate(gap("fc1", 24, 0.031), AlertEvaluator.Context.NONE, 104, true);
+        assertEquals(F, back.get(0).getStatus());
+        assertEquals(0.03, back.get(0).getThreshold(), 1e-12);
+        // the next edit anchors anew, also for a layer first seen after it
+        e.rearm("run-1", 30, "snap-2", 200);
+        assertEquals(List.of(), e.evaluate(gap("fc1", 31, 0.2), AlertEvaluator.Context.NONE, 201, true));
+        assertEquals(List.of(), e.evaluate(gap("fc1", 32, 0.21), AlertEvaluator.Context.NONE, 202, true));
+        assertEquals(List.of(), e.evaluate(gap("fc2", 31, 0.0), AlertEvaluator.Context.NONE, 203, true));
+        assertEquals(F, e.evaluate(gap("fc2", 32, 0.05), AlertEvaluator.Context.NONE, 204, true).get(0).getStatus());
+    }
 }
