@@ -24,8 +24,8 @@ import java.util.Optional;
  */
 public final class Access {
     /** The dashboard loads only its own files and talks only to this origin; nothing may frame it. */
-    public static final String CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            + "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+    public static final String CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+            + "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
     private final BearerTokens tokens;
     private final boolean readRequired;
