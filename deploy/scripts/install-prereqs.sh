@@ -6,10 +6,12 @@
 #   libopenblas0-pthread, liblapack3 : native BLAS/LAPACK for dev.ludovic.netlib (optional backend)
 #   chromium, fonts-liberation : the headless browser of the dashboard test (DashboardBrowserIT),
 #                   driven by playwright-core from service/src/test/browser (npm ci below)
+#   prometheus-alertmanager : the real Alertmanager the alert sinks are tested against (AlertSinksIT);
+#                   the test starts its own on free ports (the package's systemd unit is not needed)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 packages=(python3-numpy python3-scipy python3-torch python3-confluent-kafka python3-avro
-          libopenblas0-pthread liblapack3 chromium fonts-liberation)
+          libopenblas0-pthread liblapack3 chromium fonts-liberation prometheus-alertmanager)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
