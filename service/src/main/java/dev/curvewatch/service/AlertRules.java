@@ -32,7 +32,7 @@ public final class AlertRules {
 
     /**
      * The shipped rules: gap-jump (trailing baseline, CRITICAL), gap-high (threshold 0.25, WARNING) and
-     * gap-regrowth (after an applied snapshot: the edited model's own gap plus 0.02, WARNING).
+     * gap-regrowth (after an applied snapshot: the edited model's own gap plus 0.01, WARNING).
      */
     public static List<AlertRule> defaults() {
         Properties p = new Properties();

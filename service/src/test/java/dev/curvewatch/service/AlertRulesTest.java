@@ -27,7 +27,7 @@ class AlertRulesTest {
         assertEquals(true, regrowth.afterSnapshot(), "only an edited model is watched for regrowth");
         assertEquals(false, rules.get(0).afterSnapshot() || rules.get(1).afterSnapshot());
         assertEquals(1, regrowth.window());
-        assertEquals(0.02, regrowth.floor());
+        assertEquals(0.01, regrowth.floor());
         assertEquals(Severity.WARNING, regrowth.severity());
         AlertRule jump = rules.get(1);
         assertEquals(AlertRule.Type.BASELINE, jump.type());
