@@ -415,6 +415,11 @@ class ServiceIT {
         sc.put(StreamsAppConfig.APPLICATION_ID, "it-streams");
         sc.put(StreamsAppConfig.STATE_DIR, dir.resolve("streams").toString());
         sc.put(StreamsAppConfig.RESOLVE_HOLD_MS, "1000");
+        // the guard edits on CRITICAL only here: this test's WARNING rule fires on every positive gap, and the files it
+        // counts are those of its own REST and Kafka edit requests (the guard is tested in streams and cli)
+        Path guardRules = dir.resolve("guard-rules.properties");
+        Files.writeString(guardRules, "rule.gap-critical.signal=memorization_gap\nrule.gap-critical.min.severity=CRITICAL\n");
+        sc.put(StreamsAppConfig.RULES_FILE, guardRules.toString());
 
         TinyTrainer model = new TinyTrainer(7);
         HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
