@@ -405,7 +405,7 @@ public final class Ingest extends ConsumerLoop {
             o = Calibration.calibrate(pr, c, terms);
         } catch (InvalidRecordException e) {
             // the trainer answered this candidate: no other answer will come, so it is no longer out
-            layer.answerRejected(c, e.reason() + ": " + e.getMessage());
+            layer.answerRejected(c, e.getMessage());
             out.live("layer", c.runId(), Json.layer(layer));
             throw e;
         }
@@ -469,7 +469,14 @@ public final class Ingest extends ConsumerLoop {
                             new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
                     out.live("layer", l.runId(), Json.layer(l));
                 }
-                if (l.due(nowNanos, intervalNanos)) {
+                LayerState.Bases owed = l.startOwedCandidate();
+                if (owed != null) {
+                    try {
+                        refreshPool.execute(() -> refresher.sendOwed(l, owed));
+                    } catch (RejectedExecutionException e) {
+                        l.notStarted("service is stopping");
+                    }
+                } else if (l.due(nowNanos, intervalNanos)) {
                     try {
                         startRefresh(l, nowNanos);
                     } catch (RuntimeException e) { // never the end of the loop; the next manifest or tick tries again

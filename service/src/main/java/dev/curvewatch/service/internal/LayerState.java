@@ -6,6 +6,7 @@ import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.curvature.Eigenbasis;
 import dev.curvewatch.curvature.SpectrumSummary;
 import dev.curvewatch.schemas.WeightAssembler;
+import dev.curvewatch.service.DeadLetterSummary;
 import dev.curvewatch.service.LayerStatus;
 
 import java.util.ArrayList;
@@ -24,9 +25,13 @@ public final class LayerState {
     public static final int MAX_OUTSTANDING = 4;
     public static final int TOP_SCORES = 200;
 
-    /** A consistent copy of what an edit needs. */
+    /**
+     * A consistent copy of what an edit needs.
+     *
+     * @param noRhoBecause why there is no calibrated rho (meaningful only while {@code calibratedRho} is NaN)
+     */
     public record EditView(int dIn, int dOut, WeightAssembler.Assembled weight, Eigenbasis g, Eigenbasis a, long basesVersion,
-                           double calibratedRho, long factorVersion, boolean refreshPending) {
+                           double calibratedRho, long factorVersion, boolean refreshPending, String noRhoBecause) {
     }
 
     /** A consistent copy of what a refresh needs and did. */
@@ -73,6 +78,7 @@ public final class LayerState {
     private String status = "waiting for factors";
     private String lastFailure;
     private Bases bases;
+    private boolean tooLarge;
 
     private final LinkedHashMap<String, PendingCandidate> outstanding = new LinkedHashMap<>();
     private long candidatesSent;
@@ -83,12 +89,15 @@ public final class LayerState {
     private String calibrationProblem;
     private int edge;
     private int edgeRun;
+    /** A refresh had a candidate to send but one was still out: send one for the newest bases once that one ends. */
+    private boolean owed;
     private long calibratedVersion = -1;
     private double calibratedRho = Double.NaN;
     private long keptPairs = -1;
     private long historyKeptVersion = -1;
     private long historyKept = -1;
 
+    private final DeadLetterStats deadLetters = new DeadLetterStats();
     private WeightAssembler.Assembled weight;
     private List<ExampleScore> topExact = List.of();
     private List<ExampleScore> topLoss = List.of();
@@ -220,6 +229,7 @@ public final class LayerState {
         refreshedStep = Math.max(refreshedStep, o.input().step());
         lastRefreshMs = nowMs;
         bases = new Bases(o.g(), o.a(), o.input().factorVersion(), o.input().step(), o.spectrumG(), o.spectrumA());
+        tooLarge = o.tooLarge();
         status = o.tooLarge() ? "refreshed v" + o.input().factorVersion() + "; calibration=too_large"
                 : "refreshed v" + o.input().factorVersion();
     }
@@ -253,7 +263,10 @@ public final class LayerState {
         CandidatePacer.Decision d = pacer.refreshed(step, drift);
         if (!outstanding.isEmpty()) {
             // one candidate at a time per layer: a newer one would supersede the answer the trainer is computing now
+            owed = d.send();
             d = new CandidatePacer.Decision(false, "candidate " + outstanding.keySet().iterator().next() + " is still out");
+        } else {
+            owed = false;
         }
         paced = d.send() ? null : d.why();
         return d;
@@ -270,6 +283,20 @@ public final class LayerState {
             it.remove();
         }
         status = "calibrating v" + c.factorVersion();
+    }
+
+    /**
+     * The newest bases, marked in flight, when a refresh owes them a candidate (it was deferred while
+     * the previous one was out, which has now ended) and nothing else runs; else null. The caller
+     * sends the candidate on a refresh thread and calls {@link #finished}.
+     */
+    public synchronized Bases startOwedCandidate() {
+        if (!owed || !outstanding.isEmpty() || inFlight || bases == null) {
+            return null;
+        }
+        owed = false;
+        inFlight = true;
+        return bases;
     }
 
     /** Whether a candidate is out and neither answered nor timed out. */
@@ -443,6 +470,13 @@ public final class LayerState {
         return List.copyOf(sorted.subList(0, Math.min(TOP_SCORES, sorted.size())));
     }
 
+    // ---- dead letters ----------------------------------------------------------------------
+
+    /** A dead letter of this layer (its captures, factors, weights, ...), read from topic dead-letters. */
+    public void deadLetter(String topic, String code, String reason, String component, long failedMs) {
+        deadLetters.add(topic, code, reason, component, failedMs);
+    }
+
     // ---- weights and edits -----------------------------------------------------------------
 
     public synchronized void weight(WeightAssembler.Assembled w) {
@@ -452,7 +486,17 @@ public final class LayerState {
     public synchronized EditView editView() {
         return new EditView(dIn, dOut, weight, bases == null ? null : bases.g(), bases == null ? null : bases.a(),
                 bases == null ? -1 : bases.version(), calibratedRho, manifest == null ? -1 : manifest.getVersion(),
-                manifest != null && (inFlight || manifest.getVersion() > refreshedVersion));
+                manifest != null && (inFlight || manifest.getVersion() > refreshedVersion), noRhoBecause());
+    }
+
+    private String noRhoBecause() {
+        if (tooLarge) {
+            return "its EditCandidate would exceed candidate.max.bytes, so it is never calibrated (calibration=too_large)";
+        }
+        if (calibrationProblem != null) {
+            return calibrationProblem;
+        }
+        return candidatesSent == 0 ? "no candidate sent yet (" + status + ")" : "no valid answer to its candidates yet (" + status + ")";
     }
 
     /** Status and bases together, under one lock. */
@@ -460,12 +504,21 @@ public final class LayerState {
         return new View(status(), bases);
     }
 
+    /**
+     * The status; a layer without factors whose records were dead-lettered says so rather than
+     * "waiting for factors" (issue 11: every capture of a layer was refused and nothing said why).
+     */
     public synchronized LayerStatus status() {
+        DeadLetterSummary dl = deadLetters.summary();
+        String shown = manifest == null && dl.total() > 0
+                ? "no factors: " + dl.total() + " dead letter(s), the latest from " + dl.lastTopic() + ": "
+                        + (dl.lastReason().startsWith(dl.lastReasonCode()) ? "" : dl.lastReasonCode() + ": ") + dl.lastReason()
+                : status;
         return new LayerStatus(runId, layer, dIn, dOut, hasBias, manifest == null ? -1 : manifest.getVersion(),
                 manifest == null ? 0 : manifest.getTokenCount(), refreshedVersion, bases == null ? -1 : bases.step(), calibratedRho,
-                calibratedVersion, keptPairs, status, lastFailure, lastRefreshMs, refreshes, failures, candidatesSent,
+                calibratedVersion, keptPairs, shown, lastFailure, lastRefreshMs, refreshes, failures, candidatesSent,
                 calibrationTimeouts, weight == null ? -1 : weight.step(), calibrationValid, calibrationProblem, warning(),
-                candidatesDeclined, pacer.backoff(), paced);
+                candidatesDeclined, pacer.backoff(), paced, dl);
     }
 
 }
