@@ -4,6 +4,8 @@
 # Node.js >= 20 and npm for the dashboard's browser test.
 #   python3-*     : the PyTorch client, and the independent numpy/scipy/torch references of tests
 #   libopenblas0-pthread, liblapack3 : native BLAS/LAPACK for dev.ludovic.netlib (optional backend)
+#   fortunes     : real English text (quotes under /usr/share/games/fortunes) for the transformer examples
+#   python3-onnx : reads all-MiniLM-L6-v2's ONNX weights (Maven Central jar) for the pretrained-transformer experiment
 #   chromium, fonts-liberation : the headless browser of the dashboard test (DashboardBrowserIT),
 #                   driven by playwright-core from service/src/test/browser (npm ci below)
 #   prometheus-alertmanager : the real Alertmanager the alert sinks are tested against (AlertSinksIT);
@@ -11,7 +13,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 packages=(python3-numpy python3-scipy python3-torch python3-confluent-kafka python3-avro
-          libopenblas0-pthread liblapack3 chromium fonts-liberation prometheus-alertmanager)
+          fortunes python3-onnx libopenblas0-pthread liblapack3 chromium fonts-liberation prometheus-alertmanager)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -106,6 +106,24 @@ def crc64_avro(data: bytes) -> int:
     return fp
 
 
+def with_defaults(schema, datum):
+    """datum with every field it lacks set to the schema's default, in nested records too: Python's
+    avro writer refuses a missing field even when the schema gives it a default (Java's builders fill
+    them), so fields added by a schema version need no change in code that does not use them."""
+    if isinstance(schema, avro.schema.RecordSchema) and isinstance(datum, dict):
+        out = dict(datum)
+        for f in schema.fields:
+            if f.name in out:
+                out[f.name] = with_defaults(f.type, out[f.name])
+            elif f.has_default:
+                out[f.name] = f.default
+        return out
+    if isinstance(schema, avro.schema.ArraySchema) and isinstance(schema.items, avro.schema.RecordSchema) \
+            and isinstance(datum, (list, tuple)):
+        return [with_defaults(schema.items, x) for x in datum]
+    return datum
+
+
 class RecordCodec:
     """Encoder/decoder of one top-level record type."""
 
@@ -120,7 +138,7 @@ class RecordCodec:
     def encode(self, record: dict) -> bytes:
         buf = io.BytesIO()
         buf.write(self.header)
-        self._writer.write(record, avro.io.BinaryEncoder(buf))
+        self._writer.write(with_defaults(self.schema, record), avro.io.BinaryEncoder(buf))
         return buf.getvalue()
 
     def decode(self, data: bytes) -> dict:

@@ -63,6 +63,21 @@ class RecordCodecTest(unittest.TestCase):
             codec.decode(other)
 
 
+    def test_fields_left_out_get_their_schema_defaults_in_nested_records(self):
+        codec = _avro.codec("ProbeResult")
+        record = {"run_id": "r", "candidate_id": "c", "layer": "fc", "step": 3, "rhos": [0.9, 1.0], "timestamp_ms": 1,
+                  "examples": [{"sample_id": "s", "probe": True, "loss_now": 1.5, "loss_edited": [2.0, 1.5]}]}
+        back = codec.decode(codec.encode(record))
+        self.assertEqual(back["search"], "ALL")
+        self.assertEqual(back["chosen"], -1)
+        self.assertEqual(back["declined"], "")
+        example = back["examples"][0]
+        self.assertEqual((example["candidates"], example["tokens"], example["accuracy_now"], example["peak_edited"]),
+                         ([], 1, -1.0, []))
+        self.assertEqual(example["loss_edited"], [2.0, 1.5])
+        self.assertNotIn("search", record)  # the caller's dict is not modified
+
+
 class SchemaLocationTest(unittest.TestCase):
     def test_a_bundled_copy_gives_the_same_codecs(self):
         import os, tempfile

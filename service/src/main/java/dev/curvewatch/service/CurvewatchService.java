@@ -6,11 +6,14 @@ import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.service.internal.Access;
 import dev.curvewatch.service.internal.AlertEvaluator;
 import dev.curvewatch.service.internal.BearerTokens;
+import dev.curvewatch.service.internal.CandidatePacer;
+import dev.curvewatch.service.internal.DeadLetterFeed;
 import dev.curvewatch.service.internal.EditRequests;
 import dev.curvewatch.service.internal.GuardFeed;
 import dev.curvewatch.service.internal.GuardWatch;
 import dev.curvewatch.service.internal.HttpApi;
 import dev.curvewatch.service.internal.Ingest;
+import dev.curvewatch.service.internal.LayerState;
 import dev.curvewatch.service.internal.Outputs;
 import dev.curvewatch.service.internal.Registry;
 import dev.curvewatch.service.internal.ServiceMetrics;
@@ -73,6 +76,8 @@ public final class CurvewatchService implements AutoCloseable {
     private final GuardFeed guardFeed;
     private final Thread ingestThread;
     private final Thread editThread;
+    private final DeadLetterFeed deadLetterFeed;
+    private final Thread deadLetterThread;
     private final Thread guardThread;
     private HttpServer http;
     private HttpApi api;
@@ -92,7 +97,8 @@ public final class CurvewatchService implements AutoCloseable {
             built.push(() -> vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS));
             this.metrics = new ServiceMetrics();
             this.registry = new Registry(new SignalHistory(config.signalHistoryPoints()), config.alertHistory(), config.snapshotHistory(),
-                    config.maxRuns());
+                    config.maxRuns(), new LayerState.Pacing(new CandidatePacer.Settings(config.calibrationMinSteps(),
+                            config.calibrationMaxSteps(), config.calibrationMinDrift()), config.refreshMinSteps()));
             this.alerts = new AlertEvaluator(rules);
             registry.onForget(alerts::forgetRun);
             this.outputs = new Outputs(config.kafkaProperties(), config.topics(), registry, alerts, metrics, vertx,
@@ -109,6 +115,8 @@ public final class CurvewatchService implements AutoCloseable {
             outputs.onSignal(guard::onSignal);
             this.guardFeed = new GuardFeed(config, guard, outputs.component());
             built.push(guardFeed::closeUnstarted);
+            this.deadLetterFeed = new DeadLetterFeed(config, registry, metrics, outputs.component());
+            built.push(deadLetterFeed::closeUnstarted);
         } catch (RuntimeException | Error e) {
             while (!built.isEmpty()) {
                 try {
@@ -122,6 +130,7 @@ public final class CurvewatchService implements AutoCloseable {
         this.ingestThread = daemon("curvewatch-service-ingest").newThread(ingest);
         this.editThread = daemon("curvewatch-service-edits").newThread(edits);
         this.guardThread = daemon("curvewatch-service-guard").newThread(guardFeed);
+        this.deadLetterThread = daemon("curvewatch-service-dead-letters").newThread(deadLetterFeed);
         metrics.gauge("curvewatch_service_up", () -> ingestThread.isAlive() && ingest.failure() == null ? 1 : 0);
         metrics.gauge("curvewatch_service_caught_up", () -> registry.isCaughtUp() ? 1 : 0);
         metrics.gauge("curvewatch_service_runs", () -> registry.runIds().size());
@@ -148,6 +157,7 @@ public final class CurvewatchService implements AutoCloseable {
             s.ingestThread.start();
             s.editThread.start();
             s.guardThread.start();
+            s.deadLetterThread.start();
             s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, new Access(tokens, config.readRequired()), s.guard,
                     s::health, config.ssePingMs(), config.liveClientsMax());
             // a token added to or revoked from auth.tokens.file takes effect within this period, no restart
@@ -241,10 +251,12 @@ public final class CurvewatchService implements AutoCloseable {
         checks.put("edit_requests", check(editsUp, edits.detail()));
         boolean guardUp = guardFeed.isUp(guardThread);
         checks.put("guard_decisions", check(guardUp, guardFeed.detail()));
+        boolean deadLettersUp = deadLetterFeed.isUp(deadLetterThread);
+        checks.put("dead_letters", check(deadLettersUp, deadLetterFeed.detail()));
         boolean storeUp = Files.isDirectory(store.root()) && Files.isWritable(store.root());
         checks.put("snapshot_store", check(storeUp, store.root().toString()));
         checks.put("live_clients", api == null ? 0 : api.liveClients());
-        return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && guardUp && storeUp, checks);
+        return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && guardUp && deadLettersUp && storeUp, checks);
     }
 
     private static JsonObject check(boolean up, String detail) {
@@ -268,9 +280,11 @@ public final class CurvewatchService implements AutoCloseable {
         ingest.requestStop();
         edits.requestStop();
         guardFeed.requestStop();
+        deadLetterFeed.requestStop();
         join(ingestThread);
         join(editThread);
         join(guardThread);
+        join(deadLetterThread);
         refreshPool.shutdown();
         try {
             if (!refreshPool.awaitTermination(30, TimeUnit.SECONDS)) {

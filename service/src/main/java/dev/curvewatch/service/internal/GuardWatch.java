@@ -9,6 +9,7 @@ import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.Severity;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.avro.SnapshotKind;
 import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.WeightAssembler;
 import dev.curvewatch.service.SignalPoint;
@@ -209,7 +210,8 @@ public final class GuardWatch {
             List<LayerRho> rhos = layers.stream().map(l -> new LayerRho(l.layer(), 1.0)).toList();
             SnapshotEvent e = SnapshotEvent.newBuilder().setSnapshotId(id).setRunId(run).setStep(SnapshotEditor.step(layers))
                     .setIdempotencyKey(key).setUri(stored.uri()).setSha256(stored.sha256()).setSizeBytes(stored.sizeBytes())
-                    .setDtype(DType.FLOAT32).setLayers(rhos).setCodeVersion(codeVersion).setCreatedMs(System.currentTimeMillis()).build();
+                    .setDtype(DType.FLOAT32).setLayers(rhos).setCodeVersion(codeVersion).setCreatedMs(System.currentTimeMillis())
+                    .setKind(SnapshotKind.ROLLBACK).setRestores(applied.getSnapshotId()).build();
             synchronized (this) {
                 Map<String, SnapshotEvent> m = offers.computeIfAbsent(run, x -> new LinkedHashMap<>());
                 m.put(id, e);

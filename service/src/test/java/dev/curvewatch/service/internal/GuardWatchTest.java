@@ -106,6 +106,8 @@ class GuardWatchTest {
         SnapshotEvent e = w.rollback("run-1", rollbackId).orElseThrow();
         assertEquals(List.of(e), sent(TOPICS.snapshots(), SnapshotEvent.class));
         assertEquals("rollback:snap-1", e.getIdempotencyKey());
+        assertEquals(dev.curvewatch.avro.SnapshotKind.ROLLBACK, e.getKind());
+        assertEquals("snap-1", e.getRestores(), "it undoes the harmful snapshot");
         assertEquals(100, e.getStep());
         try (SafetensorsFile f = SafetensorsFile.open(dir.resolve(e.getUri()))) {
             assertArrayEquals(new float[] {1, 2, 3, 4, 5, 6}, f.readFloat32("fc1.weight"), "the weights from before the edit");
