@@ -40,7 +40,9 @@ final class DemoLoop {
             l.put("calibrated_refreshes_before_injection", gap.stream().filter(p -> p.step() < injectedStep).count());
             Optional<Alert> first = service.state().rawAlerts().stream()
                     .filter(a -> run.equals(a.getRunId()) && layer.equals(a.getLayer()) && a.getStatus() == AlertStatus.FIRING)
-                    .min((x, y) -> Long.compare(x.getStep(), y.getStep()));
+                    // the earliest step; of the rules that fired on that same value, the most severe
+                    .min(java.util.Comparator.comparingLong(Alert::getStep)
+                            .thenComparing(a -> a.getSeverity().ordinal(), java.util.Comparator.reverseOrder()));
             if (first.isPresent()) {
                 Alert a = first.get();
                 long refreshesAfter = gap.stream().filter(p -> p.step() >= injectedStep && p.step() <= a.getStep()).count();
