@@ -2,9 +2,9 @@ package dev.curvewatch.service.internal;
 
 import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.FactorManifest;
-import dev.curvewatch.workers.CheckpointCorruptException;
-import dev.curvewatch.workers.FactorCheckpoint;
-import dev.curvewatch.workers.FactorCheckpointReader;
+import dev.curvewatch.contracts.CheckpointCorruptException;
+import dev.curvewatch.contracts.FactorCheckpoint;
+import dev.curvewatch.contracts.FactorCheckpointReader;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

@@ -1,4 +1,4 @@
-package dev.curvewatch.workers;
+package dev.curvewatch.contracts;
 
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.curvature.FactorAccumulator;
