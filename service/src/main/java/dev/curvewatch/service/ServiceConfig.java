@@ -38,6 +38,7 @@ public final class ServiceConfig {
     public static final String REFRESH_THREADS = "refresh.threads";
     public static final String EIGH_DRIFT_TOLERANCE = "eigh.drift.tolerance";
     public static final String EIGH_PRECISION = "eigh.precision";
+    public static final String EIGH_WARM_TOLERANCE = "eigh.warm.tolerance";
     public static final String CALIBRATION_TIMEOUT_MS = "calibration.timeout.ms";
     public static final String CALIBRATION_TOLERANCE = "calibration.tolerance";
     public static final String CALIBRATION_LOSS_TOLERANCE = "calibration.loss.tolerance";
@@ -76,7 +77,8 @@ public final class ServiceConfig {
         d.put(SNAPSHOT_DIR, ".curvewatch/snapshots");
         d.put(REFRESH_INTERVAL_MS, "5000");
         d.put(REFRESH_THREADS, "1");
-        d.put(EIGH_DRIFT_TOLERANCE, "0.001");
+        d.put(EIGH_DRIFT_TOLERANCE, "0.00001");
+        d.put(EIGH_WARM_TOLERANCE, "0.0001");
         d.put(EIGH_PRECISION, "FLOAT64");
         d.put(CALIBRATION_TIMEOUT_MS, "60000");
         d.put(CALIBRATION_TOLERANCE, "0.01");
@@ -136,6 +138,10 @@ public final class ServiceConfig {
         if (!(eighDriftTolerance() >= 0) || !(calibrationTolerance() >= 0) || !(calibrationLossTolerance() >= 0)) {
             throw new IllegalArgumentException(EIGH_DRIFT_TOLERANCE + ", " + CALIBRATION_TOLERANCE + " and "
                     + CALIBRATION_LOSS_TOLERANCE + " must be >= 0");
+        }
+        if (!(eighWarmTolerance() >= eighDriftTolerance())) {
+            throw new IllegalArgumentException(EIGH_WARM_TOLERANCE + " must be >= " + EIGH_DRIFT_TOLERANCE + ", got "
+                    + eighWarmTolerance() + " and " + eighDriftTolerance());
         }
         if (maxRuns() < 1 || signalHistoryPoints() < 1 || alertHistory() < 1 || snapshotHistory() < 1 || deadLetterMaxValueBytes() < 0) {
             throw new IllegalArgumentException(RUNS_MAX + ", " + SIGNAL_HISTORY_POINTS + ", " + ALERT_HISTORY + ", " + SNAPSHOT_HISTORY
@@ -241,9 +247,14 @@ public final class ServiceConfig {
         return values.intValue(REFRESH_THREADS);
     }
 
-    /** Below this basis drift the previous eigenvectors are kept (warm start, EigenbasisRefresh). */
+    /** Below this basis drift the previous eigenvectors are kept (EigenbasisRefresh, mode SKIPPED). */
     public double eighDriftTolerance() {
         return values.doubleValue(EIGH_DRIFT_TOLERANCE);
+    }
+
+    /** Below this basis drift (and not below the skip one) the previous basis is rotated, not decomposed (mode WARM). */
+    public double eighWarmTolerance() {
+        return values.doubleValue(EIGH_WARM_TOLERANCE);
     }
 
     public Precision eighPrecision() {

@@ -40,12 +40,29 @@ public final class LayerRefresh {
     /**
      * @param failure  why the refresh failed, or null
      * @param plan     empty when the layer's EditCandidate would exceed {@code candidate.max.bytes} ({@link #tooLarge})
+     * @param eighGSeconds, eighASeconds time of each factor's basis refresh (drift check included)
      */
-    public record Outcome(Input input, String failure, Eigenbasis g, Eigenbasis a, boolean skippedG, boolean skippedA,
-                          double driftG, double driftA, SpectrumSummary spectrumG, SpectrumSummary spectrumA,
-                          double eighSeconds, boolean tooLarge, Optional<CandidatePlan> plan) {
+    public record Outcome(Input input, String failure, Eigenbasis g, Eigenbasis a, EigenbasisRefresh.Mode modeG,
+                          EigenbasisRefresh.Mode modeA, double driftG, double driftA, SpectrumSummary spectrumG,
+                          SpectrumSummary spectrumA, double eighGSeconds, double eighASeconds, boolean tooLarge,
+                          Optional<CandidatePlan> plan) {
         public boolean ok() {
             return failure == null;
+        }
+
+        /** G's previous vectors were kept. */
+        public boolean skippedG() {
+            return modeG == EigenbasisRefresh.Mode.SKIPPED;
+        }
+
+        /** A's previous vectors were kept. */
+        public boolean skippedA() {
+            return modeA == EigenbasisRefresh.Mode.SKIPPED;
+        }
+
+        /** Both factors' basis refreshes. */
+        public double eighSeconds() {
+            return eighGSeconds + eighASeconds;
         }
     }
 
@@ -83,13 +100,16 @@ public final class LayerRefresh {
         long t0 = System.nanoTime();
         EigenbasisRefresh.Outcome og;
         EigenbasisRefresh.Outcome oa;
+        long t1;
         try {
             og = refresher.refresh(previousG, in.g(), in.dOut());
+            t1 = System.nanoTime();
             oa = refresher.refresh(previousA, in.a(), in.dIn());
         } catch (RuntimeException e) {
             return failed(in, "eigendecomposition threw " + e);
         }
-        double seconds = (System.nanoTime() - t0) / 1e9;
+        double secondsG = (t1 - t0) / 1e9;
+        double secondsA = (System.nanoTime() - t1) / 1e9;
         EigenResult rg = og.result();
         EigenResult ra = oa.result();
         if (!rg.isSuccess()) {
@@ -102,12 +122,12 @@ public final class LayerRefresh {
         Eigenbasis a = ra.basis().orElseThrow();
         boolean tooLarge = candidateBytes(in.dOut(), in.dIn()) > maxCandidateBytes;
         Optional<CandidatePlan> plan = tooLarge ? Optional.empty() : Optional.of(plan(g, a));
-        return new Outcome(in, null, g, a, og.skipped(), oa.skipped(), og.drift(), oa.drift(),
-                SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), seconds, tooLarge, plan);
+        return new Outcome(in, null, g, a, og.mode(), oa.mode(), og.drift(), oa.drift(),
+                SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), secondsG, secondsA, tooLarge, plan);
     }
 
     private static Outcome failed(Input in, String reason) {
-        return new Outcome(in, reason, null, null, false, false, Double.NaN, Double.NaN, null, null, 0, false, Optional.empty());
+        return new Outcome(in, reason, null, null, null, null, Double.NaN, Double.NaN, null, null, 0, 0, false, Optional.empty());
     }
 
     /** Eigenvalues rounded to float32, as the EditCandidate carries them (rounding keeps the order). */
@@ -140,30 +160,48 @@ public final class LayerRefresh {
         return new CandidatePlan(rhos.clone(), tau, kept);
     }
 
-    /** The signals of a successful refresh (SERVICE-CONTRACT §2); refresh_seconds gets {@code latencySeconds} too. */
-    public static List<Signal> signals(Outcome o, double latencySeconds, long nowMs) {
+    /**
+     * The signals of a successful refresh (SERVICE-CONTRACT §2); refresh_seconds carries the latency
+     * and the time of each stage as attributes.
+     *
+     * @param assembleSeconds checksum and decoding of the checkpoint into the two factors
+     */
+    public static List<Signal> signals(Outcome o, double assembleSeconds, double latencySeconds, long nowMs) {
         Input in = o.input();
         List<Signal> out = new ArrayList<>();
         out.add(signal(in, "effective_rank_g", o.spectrumG().effectiveRank(), spectrumAttrs(o.spectrumG(), o.g(), in), nowMs));
         out.add(signal(in, "effective_rank_a", o.spectrumA().effectiveRank(), spectrumAttrs(o.spectrumA(), o.a(), in), nowMs));
         if (!Double.isNaN(o.driftG())) {
-            out.add(signal(in, "basis_drift_g", o.driftG(), Map.of("skipped", o.skippedG() ? 1.0 : 0.0), nowMs));
+            out.add(signal(in, "basis_drift_g", o.driftG(), modeAttributes(o.modeG()), nowMs));
         }
         if (!Double.isNaN(o.driftA())) {
-            out.add(signal(in, "basis_drift_a", o.driftA(), Map.of("skipped", o.skippedA() ? 1.0 : 0.0), nowMs));
+            out.add(signal(in, "basis_drift_a", o.driftA(), modeAttributes(o.modeA()), nowMs));
         }
         Map<String, Double> skip = new LinkedHashMap<>();
         skip.put("skipped_g", o.skippedG() ? 1.0 : 0.0);
         skip.put("skipped_a", o.skippedA() ? 1.0 : 0.0);
+        skip.put("warm_g", o.modeG() == EigenbasisRefresh.Mode.WARM ? 1.0 : 0.0);
+        skip.put("warm_a", o.modeA() == EigenbasisRefresh.Mode.WARM ? 1.0 : 0.0);
         out.add(signal(in, "eigh_skipped", o.skippedG() && o.skippedA() ? 1.0 : 0.0, skip, nowMs));
         Map<String, Double> timing = new LinkedHashMap<>();
         timing.put("latency_seconds", latencySeconds);
+        timing.put("assemble_seconds", assembleSeconds);
+        timing.put("eigh_g_seconds", o.eighGSeconds());
+        timing.put("eigh_a_seconds", o.eighASeconds());
         timing.put("d_in", (double) in.dIn());
         timing.put("d_out", (double) in.dOut());
         timing.put("factor_tokens", (double) in.tokens());
         timing.put("calibration_too_large", o.tooLarge() ? 1.0 : 0.0);
         out.add(signal(in, "refresh_seconds", o.eighSeconds(), timing, nowMs));
         return out;
+    }
+
+    /** skipped = previous vectors kept, warm = rotated from them (first-order step), neither = decomposed. */
+    private static Map<String, Double> modeAttributes(EigenbasisRefresh.Mode mode) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("skipped", mode == EigenbasisRefresh.Mode.SKIPPED ? 1.0 : 0.0);
+        m.put("warm", mode == EigenbasisRefresh.Mode.WARM ? 1.0 : 0.0);
+        return m;
     }
 
     /** The signal of a failed refresh: value 1, the reason goes to the layer status and the log. */

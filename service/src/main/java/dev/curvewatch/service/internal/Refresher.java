@@ -50,6 +50,7 @@ final class Refresher {
         LayerRefresh.Input header = new LayerRefresh.Input(m.getRunId(), m.getLayer(), m.getVersion(), m.getStepLast(),
                 m.getTokenCount(), m.getDIn(), m.getDOut(), null, null);
         try {
+            long t0 = System.nanoTime();
             FactorCheckpoint cp;
             try {
                 cp = parts.assemble();
@@ -66,12 +67,13 @@ final class Refresher {
             LayerRefresh.Input in = new LayerRefresh.Input(m.getRunId(), m.getLayer(), m.getVersion(), m.getStepLast(),
                     m.getTokenCount(), m.getDIn(), m.getDOut(), cp.meanA(), cp.meanG());
             cp = null; // the sums are no longer needed: let the eigendecompositions have the memory
+            double assembleSeconds = (System.nanoTime() - t0) / 1e9;
             LayerRefresh.Outcome o = refresh.refresh(in, prev == null ? null : prev.g(), prev == null ? null : prev.a());
             if (!o.ok()) {
                 fail(l, header, o.failure(), silent, null);
                 return;
             }
-            publish(l, o, m, seenNanos, silent);
+            publish(l, o, m, assembleSeconds, seenNanos, silent);
         } catch (RuntimeException | OutOfMemoryError e) {
             fail(l, header, e.toString(), silent, e);
         } finally {
@@ -79,7 +81,7 @@ final class Refresher {
         }
     }
 
-    private void publish(LayerState l, LayerRefresh.Outcome o, FactorManifest m, long seenNanos, boolean silent) {
+    private void publish(LayerState l, LayerRefresh.Outcome o, FactorManifest m, double assembleSeconds, long seenNanos, boolean silent) {
         long now = System.currentTimeMillis();
         l.refreshed(o, now);
         metrics.inc("curvewatch_service_refresh_seconds_total", o.eighSeconds());
@@ -89,7 +91,7 @@ final class Refresher {
             return;
         }
         double latency = (System.nanoTime() - seenNanos) / 1e9;
-        out.signals(LayerRefresh.signals(o, latency, now), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
+        out.signals(LayerRefresh.signals(o, assembleSeconds, latency, now), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
         metrics.inc("curvewatch_service_refreshes_total", "ok");
         metrics.inc("curvewatch_service_refresh_latency_seconds_total", latency);
         lastLatency = latency;
@@ -101,9 +103,8 @@ final class Refresher {
             sendCandidate(l, o, m, now);
         }
         out.live("layer", l.runId(), Json.layer(l));
-        LOG.info("refreshed {} v{} ({} x {}): eigh {} s{}, factors ready -> signals {} s", l.key(), m.getVersion(), m.getDOut(),
-                m.getDIn(), String.format("%.3f", o.eighSeconds()), o.skippedG() && o.skippedA() ? " (warm start)" : "",
-                String.format("%.3f", latency));
+        LOG.info("refreshed {} v{} ({} x {}): bases {} s (G {}, A {}), factors ready -> signals {} s", l.key(), m.getVersion(),
+                m.getDOut(), m.getDIn(), String.format("%.3f", o.eighSeconds()), o.modeG(), o.modeA(), String.format("%.3f", latency));
     }
 
     private void sendCandidate(LayerState l, LayerRefresh.Outcome o, FactorManifest m, long now) {

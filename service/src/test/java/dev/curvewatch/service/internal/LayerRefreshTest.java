@@ -91,13 +91,16 @@ class LayerRefreshTest {
                 assertTrue(p.keptPairs()[k] >= p.keptPairs()[k - 1], "milder rho keeps more");
             }
         }
-        Map<String, Signal> s = LayerRefresh.signals(o, 0.25, 7).stream().collect(Collectors.toMap(Signal::getName, x -> x));
+        Map<String, Signal> s = LayerRefresh.signals(o, 0.5, 0.25, 7).stream().collect(Collectors.toMap(Signal::getName, x -> x));
         assertEquals(java.util.Set.of("effective_rank_g", "effective_rank_a", "eigh_skipped", "refresh_seconds"), s.keySet(),
                 "no drift on the first refresh");
         assertEquals(o.spectrumA().effectiveRank(), s.get("effective_rank_a").getValue());
         assertEquals((double) o.spectrumA().count90(), s.get("effective_rank_a").getAttributes().get("count90"));
         assertEquals(100.0, s.get("effective_rank_g").getAttributes().get("factor_tokens"));
         assertEquals(0.25, s.get("refresh_seconds").getAttributes().get("latency_seconds"));
+        assertEquals(0.5, s.get("refresh_seconds").getAttributes().get("assemble_seconds"));
+        assertEquals(o.eighSeconds(), s.get("refresh_seconds").getAttributes().get("eigh_g_seconds")
+                + s.get("refresh_seconds").getAttributes().get("eigh_a_seconds"), 1e-12);
         assertEquals(10, s.get("refresh_seconds").getStep(), "signals at the manifest's last step");
         assertEquals(1, s.get("refresh_seconds").getFactorVersion());
 
@@ -124,7 +127,7 @@ class LayerRefreshTest {
         assertTrue(second.skippedA(), "A barely moved: warm start");
         assertFalse(second.skippedG(), "G moved a lot: decomposed again");
         assertTrue(second.driftA() < 0.01 && second.driftG() > 0.01, second.driftA() + " " + second.driftG());
-        Map<String, Double> s = LayerRefresh.signals(second, 0, 1).stream().collect(Collectors.toMap(Signal::getName, Signal::getValue));
+        Map<String, Double> s = LayerRefresh.signals(second, 0, 0, 1).stream().collect(Collectors.toMap(Signal::getName, Signal::getValue));
         assertEquals(second.driftA(), s.get("basis_drift_a"));
         assertEquals(second.driftG(), s.get("basis_drift_g"));
         assertEquals(0.0, s.get("eigh_skipped"), "only one factor kept its basis");
@@ -150,7 +153,7 @@ class LayerRefreshTest {
         long bytes = LayerRefresh.candidateBytes(8, 12);
         LayerRefresh.Outcome refused = refresher(bytes - 1, 1 << 20).refresh(input(1, spd(12, 1, 0), spd(8, 2, 0)), null, null);
         assertTrue(refused.ok() && refused.tooLarge() && refused.plan().isEmpty(), "above candidate.max.bytes: no calibration");
-        assertEquals(1.0, LayerRefresh.signals(refused, 0, 1).stream().filter(x -> x.getName().equals("refresh_seconds"))
+        assertEquals(1.0, LayerRefresh.signals(refused, 0, 0, 1).stream().filter(x -> x.getName().equals("refresh_seconds"))
                 .findFirst().orElseThrow().getAttributes().get("calibration_too_large"));
 
         LayerRefresh small = refresher(bytes, 4800);
