@@ -26,6 +26,8 @@ public final class WorkerConfig {
     public static final String INSTANCE_ID = "instance.id";
     public static final String CHECKPOINT_TOKENS = "checkpoint.tokens";
     public static final String CHECKPOINT_INTERVAL_MS = "checkpoint.interval.ms";
+    public static final String CHECKPOINT_MAX_INTERVAL_MS = "checkpoint.max.interval.ms";
+    public static final String CHECKPOINT_CAPTURE_RATIO = "checkpoint.capture.ratio";
     public static final String CHUNK_BYTES = "checkpoint.chunk.bytes";
     public static final String PRECISION = "precision";
     public static final String MAX_RECORD_BYTES = "max.record.bytes";
@@ -48,6 +50,8 @@ public final class WorkerConfig {
         d.put(GROUP_ID, "curvewatch-workers");
         d.put(CHECKPOINT_TOKENS, "1000000");
         d.put(CHECKPOINT_INTERVAL_MS, "10000");
+        d.put(CHECKPOINT_MAX_INTERVAL_MS, "300000");
+        d.put(CHECKPOINT_CAPTURE_RATIO, "1.0");
         d.put(CHUNK_BYTES, Integer.toString(4 * 1024 * 1024));
         d.put(PRECISION, "FLOAT64");
         d.put(MAX_RECORD_BYTES, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
@@ -81,6 +85,10 @@ public final class WorkerConfig {
     private void validate() {
         if (checkpointTokens() < 1 || checkpointIntervalMs() < 1) {
             throw new IllegalArgumentException("checkpoint.tokens and checkpoint.interval.ms must be >= 1");
+        }
+        if (checkpointMaxIntervalMs() < checkpointIntervalMs() || !(checkpointCaptureRatio() >= 0)) {
+            throw new IllegalArgumentException(CHECKPOINT_MAX_INTERVAL_MS + " must be >= " + CHECKPOINT_INTERVAL_MS + " and "
+                    + CHECKPOINT_CAPTURE_RATIO + " >= 0, got " + checkpointMaxIntervalMs() + " and " + checkpointCaptureRatio());
         }
         if (chunkBytes() < 1024 || chunkBytes() > CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024) {
             throw new IllegalArgumentException("checkpoint.chunk.bytes must be in [1024, 16 MiB - 64 KiB], got " + chunkBytes());
@@ -123,6 +131,19 @@ public final class WorkerConfig {
 
     public long checkpointIntervalMs() {
         return values.longValue(CHECKPOINT_INTERVAL_MS);
+    }
+
+    /** Longest a partition with changed layers waits for its capture bytes to reach the ratio (CheckpointSchedule). */
+    public long checkpointMaxIntervalMs() {
+        return values.longValue(CHECKPOINT_MAX_INTERVAL_MS);
+    }
+
+    /**
+     * A partition's checkpoint waits until the capture bytes accumulated into its layers reach
+     * this multiple of the factor bytes it writes; 0 = at every interval.
+     */
+    public double checkpointCaptureRatio() {
+        return values.doubleValue(CHECKPOINT_CAPTURE_RATIO);
     }
 
     public int chunkBytes() {

@@ -94,9 +94,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     /** Partitions paused on a capture of a not-yet-registered run: offset, first seen, retry time. */
     private final Map<TopicPartition, long[]> deferred = new HashMap<>();
     private boolean txnOpen;
-    private boolean advanced;
-    private long tokensSinceCheckpoint;
-    private long lastCheckpointNanos = System.nanoTime();
+    private final CheckpointSchedule schedule;
     private double flopsSinceCheckpoint;
     private long accumulateNanosSinceCheckpoint;
 
@@ -117,6 +115,8 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         this.validator = new CaptureValidator(config.maxRecordBytes());
         this.codec = new CheckpointCodec(config.chunkBytes());
         this.precision = config.precision();
+        this.schedule = new CheckpointSchedule(config.checkpointIntervalMs(), config.checkpointMaxIntervalMs(),
+                config.checkpointCaptureRatio(), config.checkpointTokens());
         this.codeVersion = codeVersion;
         metrics.gauge("curvewatch_worker_lag_records", () -> lagRecords);
         metrics.gauge("curvewatch_worker_owned_layers", () -> ownedLayers);
@@ -257,8 +257,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                 }
             }
             updateLag();
-            if (checkpointDue()) {
-                checkpoint();
+            Set<Integer> due = schedule.due(System.nanoTime(), this::pendingFactorBytes);
+            if (!due.isEmpty()) {
+                checkpoint(due);
             }
         } catch (ProducerFencedException | FencedInstanceIdException | AuthorizationException e) {
             throw e;
@@ -341,7 +342,6 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         double flops = 2.0 * tokens * ((double) dIn * dIn + (double) dOut * dOut);
         lf.captures++;
         lf.dirty = true;
-        tokensSinceCheckpoint += tokens;
         flopsSinceCheckpoint += flops;
         accumulateNanosSinceCheckpoint += dt;
         metrics.inc("curvewatch_worker_records_total", 1, "result", "accumulated");
@@ -349,6 +349,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         metrics.inc("curvewatch_worker_accumulate_flops_total", flops);
         metrics.inc("curvewatch_worker_accumulate_seconds_total", dt / 1e9);
         advance(tp, r.offset());
+        schedule.accumulated(tp.partition(), size, tokens, System.nanoTime());
         return true;
     }
 
@@ -379,7 +380,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
 
     private void advance(TopicPartition tp, long offset) {
         positions.put(tp, offset + 1);
-        advanced = true;
+        schedule.advanced(tp.partition(), System.nanoTime());
     }
 
     /** offset and first time a capture of an unknown run was seen, per partition */
@@ -439,6 +440,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         metrics.inc("curvewatch_worker_bytes_total", size);
         log.debug("dead letter {}-{}@{}: {}", r.topic(), r.partition(), r.offset(), e.getMessage());
         advance(new TopicPartition(r.topic(), r.partition()), r.offset());
+        schedule.deadLetter(r.partition(), System.nanoTime());
     }
 
     private void ensureTransaction() {
@@ -450,25 +452,35 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
 
     // ---------------------------------------------------------------- checkpoints
 
-    private boolean checkpointDue() {
-        if (!advanced && !txnOpen) {
-            return false;
+    /** Factor bytes a checkpoint of this captures partition would write: its changed layers. */
+    private long pendingFactorBytes(int partition) {
+        long bytes = 0;
+        for (LayerFactors lf : layers.values()) {
+            if (lf.dirty && lf.partition == partition) {
+                bytes += lf.factorBytes();
+            }
         }
-        return tokensSinceCheckpoint >= config.checkpointTokens()
-                || System.nanoTime() - lastCheckpointNanos >= config.checkpointIntervalMs() * 1_000_000L;
+        return bytes;
+    }
+
+    /** A checkpoint of every partition that advanced: before stopping or giving partitions up. */
+    private void checkpointAll() {
+        checkpoint(schedule.advanced());
     }
 
     /**
-     * One transaction: chunks and manifest of every layer changed since the last checkpoint,
-     * the dead letters already sent in it, and the offsets of every owned partition.
+     * One transaction: chunks and manifest of every layer changed since the last checkpoint in
+     * these captures partitions, the dead letters already sent in it (their partitions are among
+     * these: {@link CheckpointSchedule#due}), and the offsets of these partitions. The others keep
+     * their committed offsets and last checkpoints; their layers stay in memory, dirty.
      */
-    void checkpoint() {
+    private void checkpoint(Set<Integer> partitions) {
         long t0 = System.nanoTime();
         ensureTransaction();
         Map<LayerFactors, Long> written = new HashMap<>();
         long bytes = 0;
         for (LayerFactors lf : layers.values()) {
-            if (!lf.dirty) {
+            if (!lf.dirty || !partitions.contains(lf.partition)) {
                 continue;
             }
             long version = lf.version + 1;
@@ -480,7 +492,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
         Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
         positions.forEach((tp, pos) -> {
-            if (assigned.contains(tp)) {
+            if (assigned.contains(tp) && partitions.contains(tp.partition())) {
                 offsets.put(tp, new OffsetAndMetadata(pos));
             }
         });
@@ -504,11 +516,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         if (!written.isEmpty()) {
             log.debug("checkpoint: {} layers, {} bytes, offsets {} in {} s", written.size(), bytes, offsets, seconds);
         }
-        tokensSinceCheckpoint = 0;
         flopsSinceCheckpoint = 0;
         accumulateNanosSinceCheckpoint = 0;
-        advanced = false;
-        lastCheckpointNanos = System.nanoTime();
+        schedule.committed(partitions, System.nanoTime());
     }
 
     private void commitWithRetry() {
@@ -528,11 +538,11 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     }
 
     private void finalCheckpoint() {
-        if (!advanced && !txnOpen) {
+        if (!schedule.anyAdvanced() && !txnOpen) {
             return;
         }
         try {
-            checkpoint();
+            checkpointAll();
             log.info("final checkpoint committed");
         } catch (KafkaException e) {
             log.warn("final checkpoint failed; the next owner resumes from the previous one: {}", e.toString());
@@ -629,9 +639,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         if (parts.isEmpty()) {
             return;
         }
-        if (advanced || txnOpen) {
+        if (schedule.anyAdvanced() || txnOpen) {
             try {
-                checkpoint();
+                checkpointAll();
             } catch (ProducerFencedException e) {
                 throw e;
             } catch (KafkaException e) {
@@ -680,6 +690,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         Set<Integer> ids = new HashSet<>();
         for (TopicPartition tp : parts) {
             ids.add(tp.partition());
+            schedule.forget(tp.partition());
             positions.remove(tp);
             unknownSince.remove(tp);
             if (deferred.remove(tp) != null) {
@@ -692,9 +703,6 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
         layers.values().removeIf(lf -> ids.contains(lf.partition));
         assigned.removeAll(parts);
-        if (!txnOpen && positions.isEmpty()) {
-            advanced = false;
-        }
     }
 
     /** Loads the newest checkpoint of every layer whose captures live in these partitions. */
