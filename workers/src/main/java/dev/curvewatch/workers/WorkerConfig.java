@@ -3,6 +3,7 @@ package dev.curvewatch.workers;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.ConfigLayers;
 import dev.curvewatch.schemas.ConfigValues;
+import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 
@@ -30,6 +31,8 @@ public final class WorkerConfig {
     public static final String CHECKPOINT_CAPTURE_RATIO = "checkpoint.capture.ratio";
     public static final String CHUNK_BYTES = "checkpoint.chunk.bytes";
     public static final String PRECISION = "precision";
+    public static final String MAX_LAYER_SIDE = "max.layer.side";
+    public static final String FACTORS_MEMORY_BUDGET_BYTES = "factors.memory.budget.bytes";
     public static final String MAX_RECORD_BYTES = "max.record.bytes";
     public static final String DEAD_LETTER_MAX_VALUE_BYTES = "dead.letter.max.value.bytes";
     public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
@@ -54,6 +57,8 @@ public final class WorkerConfig {
         d.put(CHECKPOINT_CAPTURE_RATIO, "1.0");
         d.put(CHUNK_BYTES, Integer.toString(4 * 1024 * 1024));
         d.put(PRECISION, "FLOAT64");
+        d.put(MAX_LAYER_SIDE, "16384");
+        d.put(FACTORS_MEMORY_BUDGET_BYTES, "0");
         d.put(MAX_RECORD_BYTES, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
         d.put(DEAD_LETTER_MAX_VALUE_BYTES, Integer.toString(8 * 1024 * 1024));
         d.put(UNKNOWN_RUN_GRACE_MS, "10000");
@@ -100,6 +105,10 @@ public final class WorkerConfig {
         pollTimeoutMs();
         maxPollRecords();
         metricsPort();
+        if (maxLayerSide() < 1 || maxLayerSide() > ContractChecks.MAX_LAYER_SIDE || values.longValue(FACTORS_MEMORY_BUDGET_BYTES) < 0) {
+            throw new IllegalArgumentException(MAX_LAYER_SIDE + " must be in [1, " + ContractChecks.MAX_LAYER_SIDE + "] and "
+                    + FACTORS_MEMORY_BUDGET_BYTES + " >= 0 (0 = half the maximum heap)");
+        }
         if (maxRecordBytes() < 1 || deadLetterMaxValueBytes() < 0) {
             throw new IllegalArgumentException("max.record.bytes must be >= 1 and dead.letter.max.value.bytes >= 0");
         }
@@ -152,6 +161,20 @@ public final class WorkerConfig {
 
     public Precision precision() {
         return values.enumValue(PRECISION, Precision.class);
+    }
+
+    /** Largest d_in or d_out of a layer this worker accumulates; a larger layer's captures are dead letters. */
+    public int maxLayerSide() {
+        return values.intValue(MAX_LAYER_SIDE);
+    }
+
+    /**
+     * Bytes the factors of all layers this worker holds may take (accumulators are off-heap; a
+     * checkpoint copies one factor to the heap at a time). 0 = half the JVM's maximum heap.
+     */
+    public long factorsMemoryBudgetBytes() {
+        long v = values.longValue(FACTORS_MEMORY_BUDGET_BYTES);
+        return v > 0 ? v : Runtime.getRuntime().maxMemory() / 2;
     }
 
     public int maxRecordBytes() {

@@ -95,6 +95,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     private final Map<TopicPartition, long[]> deferred = new HashMap<>();
     private boolean txnOpen;
     private final CheckpointSchedule schedule;
+    private final FactorBudget budget;
     private double flopsSinceCheckpoint;
     private long accumulateNanosSinceCheckpoint;
 
@@ -115,6 +116,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         this.validator = new CaptureValidator(config.maxRecordBytes());
         this.codec = new CheckpointCodec(config.chunkBytes());
         this.precision = config.precision();
+        this.budget = new FactorBudget(config.maxLayerSide(), config.factorsMemoryBudgetBytes(), precision);
         this.schedule = new CheckpointSchedule(config.checkpointIntervalMs(), config.checkpointMaxIntervalMs(),
                 config.checkpointCaptureRatio(), config.checkpointTokens());
         this.codeVersion = codeVersion;
@@ -315,6 +317,14 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         int dIn = ok.layer().getDIn();
         int dOut = ok.layer().getDOut();
         if (lf == null) {
+            String refusal = unrestored.containsKey(ok.key()) ? unrestored.get(ok.key()) : budget.refusal(ok.key(), dIn, dOut, ownedFactorBytes);
+            if (refusal != null) {
+                if (refusedLayers.add(ok.key())) {
+                    log.warn("not accumulating {}: its captures are dead letters: {}", ok.key(), refusal);
+                }
+                reject(r, new InvalidRecordException(RejectReason.OVERSIZED, refusal), size);
+                return true;
+            }
             RunInfo run = ok.run();
             FactorMode mode = run.getFactorMode() == dev.curvewatch.avro.FactorMode.EMA ? FactorMode.EMA : FactorMode.CUMULATIVE;
             double decay = mode == FactorMode.EMA ? run.getEmaDecay() : 1.0;
@@ -352,6 +362,15 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         schedule.accumulated(tp.partition(), size, tokens, System.nanoTime());
         return true;
     }
+
+    /** Layers refused by the budget, logged once each (every capture of theirs is still a dead letter). */
+    private final Set<String> refusedLayers = new HashSet<>();
+    /**
+     * Layers whose checkpoint was over the budget at restore, with the reason: refused for as long as
+     * this worker owns their partition, so that budget freed later never starts them again from zero
+     * under an older version than their checkpoint's.
+     */
+    private final Map<String, String> unrestored = new HashMap<>();
 
     /** Two reusable direct buffers (activations, gradients), grown to the largest capture seen. */
     private final ByteBuffer[] staging = new ByteBuffer[2];
@@ -702,6 +721,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
             }
         }
         layers.values().removeIf(lf -> ids.contains(lf.partition));
+        unrestored.keySet().removeIf(key -> ids.contains(CaptureValidator.partitionForKey(key, capturePartitions)));
         assigned.removeAll(parts);
     }
 
@@ -719,6 +739,13 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                 runLayer -> ids.contains(CaptureValidator.partitionForKey(runLayer, capturePartitions)), IO_TIMEOUT);
         for (Map.Entry<String, FactorCheckpoint> e : found.entrySet()) {
             FactorCheckpoint cp = e.getValue();
+            String refusal = budget.refusal(e.getKey(), cp.manifest().getDIn(), cp.manifest().getDOut(), ownedFactorBytes);
+            if (refusal != null) {
+                // not taken on: the layer's later captures become dead letters, as for a layer first seen now
+                log.warn("not restoring {}: {}", e.getKey(), refusal);
+                unrestored.put(e.getKey(), "its checkpoint (version " + cp.version() + ") could not be restored: " + refusal);
+                continue;
+            }
             FactorAccumulator a = FactorAccumulator.restore(cp.a());
             FactorAccumulator g = FactorAccumulator.restore(cp.g());
             if (a.precision() != precision) {
@@ -728,6 +755,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
             int partition = CaptureValidator.partitionForKey(e.getKey(), capturePartitions);
             layers.put(e.getKey(), new LayerFactors(e.getKey(), cp.runId(), cp.layer(), partition, a, g, cp.version(),
                     cp.manifest().getCaptures()));
+            refreshOwnership();
             metrics.inc("curvewatch_worker_restores_total", 1);
         }
         if (!found.isEmpty()) {
