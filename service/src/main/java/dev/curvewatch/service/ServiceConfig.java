@@ -49,6 +49,7 @@ public final class ServiceConfig {
     public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
     public static final String RUNS_MAX = "runs.max";
     public static final String FACTORS_MAX_DIM = "factors.max.dim";
+    public static final String REFRESH_MEMORY_BUDGET_BYTES = "refresh.memory.budget.bytes";
     public static final String CANDIDATE_MAX_BYTES = "candidate.max.bytes";
     public static final String CANDIDATE_PART_MAX_BYTES = "candidate.part.max.bytes";
     /** The edit-candidates topic's record limit less 64 KiB for Kafka's batch framing. */
@@ -90,6 +91,7 @@ public final class ServiceConfig {
         d.put(UNKNOWN_RUN_GRACE_MS, "10000");
         d.put(RUNS_MAX, "50");
         d.put(FACTORS_MAX_DIM, "16384");
+        d.put(REFRESH_MEMORY_BUDGET_BYTES, "0");
         d.put(CANDIDATE_MAX_BYTES, Long.toString(1L << 30));
         d.put(CANDIDATE_PART_MAX_BYTES, Integer.toString(MAX_CANDIDATE_PART_BYTES));
         d.put(WEIGHTS_PARKED_MAX_BYTES, Long.toString(64L * 1024 * 1024));
@@ -150,6 +152,9 @@ public final class ServiceConfig {
         if (factorsMaxDim() < 1 || factorsMaxDim() > 46340 || weightsParkedMaxBytes() < 0 || liveClientsMax() < 0) {
             throw new IllegalArgumentException(FACTORS_MAX_DIM + " must be in [1, 46340] (a d x d factor fills one Java array), "
                     + WEIGHTS_PARKED_MAX_BYTES + " and " + LIVE_CLIENTS_MAX + " >= 0");
+        }
+        if (values.longValue(REFRESH_MEMORY_BUDGET_BYTES) < 0) {
+            throw new IllegalArgumentException(REFRESH_MEMORY_BUDGET_BYTES + " must be >= 0 (0 = the maximum heap)");
         }
         if (candidateMaxBytes() < 0 || candidatePartMaxBytes() < 64 * 1024 || candidatePartMaxBytes() > MAX_CANDIDATE_PART_BYTES) {
             throw new IllegalArgumentException(CANDIDATE_MAX_BYTES + " must be >= 0 and " + CANDIDATE_PART_MAX_BYTES + " in [65536, "
@@ -307,6 +312,16 @@ public final class ServiceConfig {
      */
     public int factorsMaxDim() {
         return values.intValue(FACTORS_MAX_DIM);
+    }
+
+    /**
+     * Memory one refresh may take ({@code LayerRefresh.memoryBytes}: 7.3 GB for 11008 x 4096); a
+     * layer over it is not refreshed, its status and a {@code refresh_failed} signal (attribute
+     * {@code over_budget} = 1) say why. 0 = the JVM's maximum heap. Per refresh thread.
+     */
+    public long refreshMemoryBudgetBytes() {
+        long v = values.longValue(REFRESH_MEMORY_BUDGET_BYTES);
+        return v > 0 ? v : Runtime.getRuntime().maxMemory();
     }
 
     /**

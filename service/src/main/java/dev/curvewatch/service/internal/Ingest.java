@@ -88,7 +88,8 @@ public final class Ingest extends ConsumerLoop {
         this.out = out;
         this.metrics = metrics;
         this.refreshPool = refreshPool;
-        this.refresher = new Refresher(new LayerRefresh(eigen, config.candidateMaxBytes(), config.candidatePartMaxBytes()), out, metrics);
+        this.refresher = new Refresher(new LayerRefresh(eigen, config.candidateMaxBytes(), config.candidatePartMaxBytes(),
+                config.refreshMemoryBudgetBytes()), out, metrics);
         this.alerts = alerts;
         this.intervalNanos = TimeUnit.MILLISECONDS.toNanos(config.refreshIntervalMs());
         this.parked = new ParkedWeights(MAX_PARKED_PER_RUN, config.weightsParkedMaxBytes());

@@ -70,13 +70,16 @@ public final class LayerRefresh {
     private final double[] rhos;
     private final long maxCandidateBytes;
     private final int maxPartBytes;
+    private final long memoryBudgetBytes;
 
     /**
      * @param maxCandidateBytes a layer whose EditCandidate is larger gets no calibration ({@code candidate.max.bytes})
      * @param maxPartBytes      largest record a candidate part may take ({@code candidate.part.max.bytes})
+     * @param memoryBudgetBytes a layer whose {@link #memoryBytes refresh memory} is larger is refused ({@code refresh.memory.budget.bytes})
      */
-    public LayerRefresh(EigenbasisRefresh refresher, long maxCandidateBytes, int maxPartBytes) {
+    public LayerRefresh(EigenbasisRefresh refresher, long maxCandidateBytes, int maxPartBytes, long memoryBudgetBytes) {
         this.refresher = refresher;
+        this.memoryBudgetBytes = memoryBudgetBytes;
         this.maxCandidateBytes = maxCandidateBytes;
         this.maxPartBytes = maxPartBytes;
         // the standard grid; calibration tolerances do not change the candidates
@@ -86,6 +89,38 @@ public final class LayerRefresh {
     /** Bytes of an EditCandidate of a d_out x d_in layer: both bases and spectra as float32, plus ids and thresholds. */
     public static long candidateBytes(int dOut, int dIn) {
         return 4L * ((long) dOut * dOut + (long) dIn * dIn + dOut + dIn) + 4096;
+    }
+
+    /**
+     * Peak memory of one refresh of a d_in x d_out layer, in bytes: the layer's fp64 d_in² + d_out²
+     * values four times over (the checkpoint chunks the ingest thread holds, the assembled sums,
+     * the means, the previous bases kept for the next drift check) and three times the larger
+     * factor's n² for its decomposition (LAPACK's copy and dsyevd's 2n² workspace; the output
+     * replaces the sums). 7.3 GB for 11008 x 4096.
+     */
+    public static long memoryBytes(int dIn, int dOut) {
+        long squares = (long) dIn * dIn + (long) dOut * dOut;
+        long larger = Math.max(dIn, dOut);
+        return 8 * (4 * squares + 3 * larger * larger);
+    }
+
+    /** Why this layer is not refreshed at all (its refresh memory is over the budget), or null. */
+    public String refusal(int dIn, int dOut) {
+        long need = memoryBytes(dIn, dOut);
+        if (need <= memoryBudgetBytes) {
+            return null;
+        }
+        return String.format(java.util.Locale.ROOT, "refresh of a %d x %d layer needs about %.2f GiB, over refresh.memory.budget.bytes "
+                + "(%.2f GiB): not refreshed", dOut, dIn, need / (double) (1L << 30), memoryBudgetBytes / (double) (1L << 30));
+    }
+
+    /** The attributes of a refused layer's {@code refresh_failed} signal. */
+    public Map<String, Double> refusalAttributes(int dIn, int dOut) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("over_budget", 1.0);
+        m.put("needed_bytes", (double) memoryBytes(dIn, dOut));
+        m.put("budget_bytes", (double) memoryBudgetBytes);
+        return m;
     }
 
     /** @param previousG, previousA the bases of the last refresh, or null */
@@ -206,7 +241,15 @@ public final class LayerRefresh {
 
     /** The signal of a failed refresh: value 1, the reason goes to the layer status and the log. */
     public static Signal failureSignal(Input in, long nowMs) {
-        return signal(in, "refresh_failed", 1.0, Map.of("factor_tokens", (double) in.tokens()), nowMs);
+        return failureSignal(in, Map.of(), nowMs);
+    }
+
+    /** A failed refresh's signal with attributes saying more (a refusal over the memory budget). */
+    public static Signal failureSignal(Input in, Map<String, Double> attributes, long nowMs) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("factor_tokens", (double) in.tokens());
+        m.putAll(attributes);
+        return signal(in, "refresh_failed", 1.0, m, nowMs);
     }
 
     private static Map<String, Double> spectrumAttrs(SpectrumSummary s, Eigenbasis b, Input in) {

@@ -9,6 +9,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.util.List;
+import java.util.Map;
 import java.util.UUID;
 
 /**
@@ -50,17 +51,22 @@ final class Refresher {
         LayerRefresh.Input header = new LayerRefresh.Input(m.getRunId(), m.getLayer(), m.getVersion(), m.getStepLast(),
                 m.getTokenCount(), m.getDIn(), m.getDOut(), null, null);
         try {
+            String refused = refresh.refusal(m.getDIn(), m.getDOut());
+            if (refused != null) { // before anything is assembled
+                fail(l, header, refused, silent, null, refresh.refusalAttributes(m.getDIn(), m.getDOut()));
+                return;
+            }
             long t0 = System.nanoTime();
             FactorCheckpoint cp;
             try {
                 cp = parts.assemble();
             } catch (CheckpointCorruptException e) {
-                fail(l, header, "corrupt checkpoint: " + e.getMessage(), silent, null);
+                fail(l, header, "corrupt checkpoint: " + e.getMessage(), silent, null, Map.of());
                 return;
             }
             String sides = l.sidesMismatch(m.getDIn(), m.getDOut());
             if (sides != null) {
-                fail(l, header, sides, silent, null);
+                fail(l, header, sides, silent, null, Map.of());
                 return;
             }
             LayerState.Bases prev = l.bases();
@@ -70,12 +76,12 @@ final class Refresher {
             double assembleSeconds = (System.nanoTime() - t0) / 1e9;
             LayerRefresh.Outcome o = refresh.refresh(in, prev == null ? null : prev.g(), prev == null ? null : prev.a());
             if (!o.ok()) {
-                fail(l, header, o.failure(), silent, null);
+                fail(l, header, o.failure(), silent, null, Map.of());
                 return;
             }
             publish(l, o, m, assembleSeconds, seenNanos, silent);
         } catch (RuntimeException | OutOfMemoryError e) {
-            fail(l, header, e.toString(), silent, e);
+            fail(l, header, e.toString(), silent, e, Map.of());
         } finally {
             l.finished();
         }
@@ -136,7 +142,7 @@ final class Refresher {
         out.live("layer", l.runId(), Json.layer(l));
     }
 
-    private void fail(LayerState l, LayerRefresh.Input in, String reason, boolean silent, Throwable error) {
+    private void fail(LayerState l, LayerRefresh.Input in, String reason, boolean silent, Throwable error, Map<String, Double> attributes) {
         long now = System.currentTimeMillis();
         l.failed(in, reason, now);
         metrics.inc("curvewatch_service_refreshes_total", "failed");
@@ -147,7 +153,7 @@ final class Refresher {
         }
         if (!silent) {
             try {
-                out.signals(List.of(LayerRefresh.failureSignal(in, now)), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
+                out.signals(List.of(LayerRefresh.failureSignal(in, attributes, now)), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
                 out.live("layer", l.runId(), Json.layer(l));
             } catch (RuntimeException e) {
                 LOG.error("could not publish the failed refresh of {} v{}", l.key(), in.factorVersion(), e);

@@ -51,8 +51,12 @@ class LayerRefreshTest {
     }
 
     static LayerRefresh refresher(long maxCandidateBytes, int maxPartBytes) {
+        return refresher(maxCandidateBytes, maxPartBytes, 1L << 30);
+    }
+
+    static LayerRefresh refresher(long maxCandidateBytes, int maxPartBytes, long memoryBudgetBytes) {
         return new LayerRefresh(new EigenbasisRefresh(SymmetricEigensolvers.best(), 0.01, Precision.FLOAT64), maxCandidateBytes,
-                maxPartBytes);
+                maxPartBytes, memoryBudgetBytes);
     }
 
     static LayerRefresh.Input input(long version, double[] a, double[] g) {
@@ -146,6 +150,22 @@ class LayerRefreshTest {
         g[0] = Double.POSITIVE_INFINITY;
         assertTrue(refresher().refresh(input(5, spd(12, 1, 0), g), null, null).failure().startsWith("factor G has Infinity"));
         assertEquals("refresh_failed", LayerRefresh.failureSignal(input(4, a, g), 1).getName());
+    }
+
+    @Test
+    void refreshMemoryIsEstimatedFromTheSidesAndALayerOverTheBudgetIsRefusedWithTheSizes() {
+        // 11008 x 4096: 8 x (4 x (11008² + 4096²) + 3 x 11008²) bytes
+        assertEquals(8L * (4 * (11008L * 11008 + 4096L * 4096) + 3 * 11008L * 11008), LayerRefresh.memoryBytes(4096, 11008));
+        assertEquals(LayerRefresh.memoryBytes(4096, 11008), LayerRefresh.memoryBytes(11008, 4096));
+        long need = LayerRefresh.memoryBytes(12, 8);
+        assertNull(refresher(1L << 30, 1 << 20, need).refusal(12, 8));
+        LayerRefresh tight = refresher(1L << 30, 1 << 20, need - 1);
+        String why = tight.refusal(12, 8);
+        assertTrue(why.contains("over refresh.memory.budget.bytes") && why.contains("8 x 12"), why);
+        Map<String, Double> attrs = LayerRefresh.failureSignal(input(1, null, null), tight.refusalAttributes(12, 8), 1).getAttributes();
+        assertEquals(1.0, attrs.get("over_budget"));
+        assertEquals((double) need, attrs.get("needed_bytes"));
+        assertEquals((double) (need - 1), attrs.get("budget_bytes"));
     }
 
     @Test

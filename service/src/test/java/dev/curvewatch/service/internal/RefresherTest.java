@@ -120,6 +120,22 @@ class RefresherTest {
     }
 
     @Test
+    void aLayerOverTheRefreshMemoryBudgetIsRefusedBeforeAssemblyWithItsStatusAndSignal() {
+        MockProducer<String, byte[]> producer = new MockProducer<>(true, null, new StringSerializer(), new ByteArraySerializer());
+        LayerState l = layer();
+        FactorCheckpointReader.Parts v1 = reader(1).detach(RUN + "/fc").orElseThrow();
+        l.manifest(v1.manifest(), System.nanoTime());
+        new Refresher(LayerRefreshTest.refresher(1L << 30, 1 << 20, LayerRefresh.memoryBytes(D_IN, D_OUT) - 1), outputs(producer), metrics)
+                .run(l, v1, System.nanoTime(), l.start(System.nanoTime()));
+        assertEquals(List.of("refresh_failed"), signalNames(producer));
+        Signal s = new AvroDeserializer<>(Signal.class).decode(producer.history().get(0).value());
+        assertEquals(1.0, s.getAttributes().get("over_budget"));
+        assertEquals((double) LayerRefresh.memoryBytes(D_IN, D_OUT), s.getAttributes().get("needed_bytes"));
+        assertTrue(l.status().lastFailure().contains("over refresh.memory.budget.bytes"), l.status().lastFailure());
+        assertTrue(l.editView().g() == null && !l.editView().refreshPending(), "no bases, nothing in flight");
+    }
+
+    @Test
     void aCorruptCheckpointIsAFailedRefreshWithItsSignalAndReason() {
         MockProducer<String, byte[]> producer = new MockProducer<>(true, null, new StringSerializer(), new ByteArraySerializer());
         LayerState l = layer();
