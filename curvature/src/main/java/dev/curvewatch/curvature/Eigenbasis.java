@@ -23,8 +23,11 @@ public final class Eigenbasis {
         this(values.clone(), vectors.clone(), n, rawMin, precision);
     }
 
-    /** Takes the arrays without copying them: for bases built in this package (a 11008 basis is 970 MB). */
-    static Eigenbasis owning(int n, double[] values, double[] vectors, double rawMin, Precision precision) {
+    /**
+     * Takes the arrays without copying them (the caller gives them up): for the decompositions
+     * that build them (a 11008-side basis is 970 MB).
+     */
+    public static Eigenbasis owning(int n, double[] values, double[] vectors, double rawMin, Precision precision) {
         return new Eigenbasis(values, vectors, n, rawMin, precision);
     }
 
