@@ -37,44 +37,36 @@ final class BrokerCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         long start = System.nanoTime();
-        if (nodes != 1) {
-            return cluster(start);
-        }
-        System.out.println("curvewatch broker: starting Kafka in " + dataDir.toAbsolutePath() + " ...");
-        LocalKafka kafka = LocalKafka.builder().dataDir(dataDir).port(port).controllerPort(controllerPort)
-                .capturePartitions(partitions).start();
-        CountDownLatch stopped = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            System.out.println("curvewatch broker: stopping ...");
-            kafka.stop();
-            stopped.countDown();
-        }, "broker-stop"));
-        System.out.printf("curvewatch broker: ready in %.1f s%n", (System.nanoTime() - start) / 1e9);
-        System.out.println("bootstrap=" + kafka.bootstrapServers());
-        System.out.println("topics: " + kafka.topics().prefix() + "* (log: " + kafka.logFile() + "); Ctrl-C to stop");
-        System.out.flush();
-        stopped.await();
-        return 0;
-    }
-
-    private int cluster(long start) throws Exception {
-        if (nodes < 2 || nodes > 3) {
+        if (nodes < 1 || nodes > 3) {
             System.err.println("curvewatch broker: --nodes must be 1, 2 or 3, got " + nodes);
             return 2;
+        }
+        if (nodes == 1) {
+            System.out.println("curvewatch broker: starting Kafka in " + dataDir.toAbsolutePath() + " ...");
+            LocalKafka kafka = LocalKafka.builder().dataDir(dataDir).port(port).controllerPort(controllerPort)
+                    .capturePartitions(partitions).start();
+            return untilStopped(kafka::stop, String.format("ready in %.1f s", (System.nanoTime() - start) / 1e9),
+                    kafka.bootstrapServers(), kafka.topics().prefix(), kafka.logFile().toString());
         }
         System.out.println("curvewatch broker: starting a " + nodes + "-node Kafka cluster in " + dataDir.toAbsolutePath() + " ...");
         LocalKafkaCluster cluster = LocalKafkaCluster.start(dataDir, nodes, partitions, CurvewatchTopics.withDefaultPrefix(),
                 java.time.Duration.ofSeconds(180));
+        return untilStopped(cluster::close, String.format("%d nodes ready in %.1f s (replication factor %d, min.insync.replicas %d)",
+                nodes, (System.nanoTime() - start) / 1e9, nodes, nodes - 1), cluster.bootstrapServers(), cluster.topics().prefix(),
+                dataDir.resolve("node-<i>/broker.log").toString());
+    }
+
+    /** Prints where the broker is and waits until the JVM stops (SIGTERM, Ctrl-C), stopping it then. */
+    private static int untilStopped(Runnable stop, String ready, String bootstrap, String prefix, String log) throws InterruptedException {
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            System.out.println("curvewatch broker: stopping the cluster ...");
-            cluster.close();
+            System.out.println("curvewatch broker: stopping ...");
+            stop.run();
             stopped.countDown();
         }, "broker-stop"));
-        System.out.printf("curvewatch broker: %d nodes ready in %.1f s (replication factor %d, min.insync.replicas %d)%n", nodes,
-                (System.nanoTime() - start) / 1e9, nodes, nodes - 1);
-        System.out.println("bootstrap=" + cluster.bootstrapServers());
-        System.out.println("topics: " + cluster.topics().prefix() + "* (logs: " + dataDir.resolve("node-<i>/broker.log") + "); Ctrl-C to stop");
+        System.out.println("curvewatch broker: " + ready);
+        System.out.println("bootstrap=" + bootstrap);
+        System.out.println("topics: " + prefix + "* (log: " + log + "); Ctrl-C or SIGTERM to stop");
         System.out.flush();
         stopped.await();
         return 0;

@@ -57,6 +57,9 @@ public final class PaperLayerBench {
             }
             a.put(arg.substring(0, eq), arg.substring(eq + 1));
         }
+        // a bench stopped from outside (SIGTERM) must not leave its worker, service and broker JVMs behind
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> ProcessHandle.current().descendants()
+                .forEach(ProcessHandle::destroyForcibly), "paper-layer-children"));
         int dOut = Integer.parseInt(a.get("dout"));
         int dIn = Integer.parseInt(a.get("din"));
         int tokens = Integer.parseInt(a.get("tokens"));
@@ -174,7 +177,7 @@ public final class PaperLayerBench {
     private static void report(List<String> out, RefreshTimeline timeline, SyntheticAnswerer answerer, Map<String, Double> m0,
                                long m0At, Map<String, Double> m1, long m1At) {
         out.add("");
-        out.add("| factor version | tokens | assemble s | basis G s | basis A s | warm/skip G, A | drift G, A | candidate built+sent s | "
+        out.add("| factor version | tokens | assemble s | basis G s | basis A s | refresh G, A | drift G, A | candidate built+sent s | "
                 + "candidate MB (parts) | reassembled by the answerer s | answered s | ready → signals s | ready → calibrated s |");
         out.add("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         Map<Long, SyntheticAnswerer.Seen> byVersion = new LinkedHashMap<>();
@@ -189,7 +192,7 @@ public final class PaperLayerBench {
             SyntheticAnswerer.Seen s = byVersion.get(r.version);
             out.add(String.format(Locale.ROOT, "| %d | %.0f | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %.1f | %s |",
                     r.version, r.attr("factor_tokens"), r.attr("assemble_seconds"), r.attr("eigh_g_seconds"), r.attr("eigh_a_seconds"),
-                    r.skipped == null ? "-" : fmt(r.skipped.getAttributes().get("skipped_g")) + ", " + fmt(r.skipped.getAttributes().get("skipped_a")),
+                    r.skipped == null ? "-" : mode(r.skipped.getAttributes(), "g") + ", " + mode(r.skipped.getAttributes(), "a"),
                     r.driftG == null ? "-" : String.format(Locale.ROOT, "%.2g, %.2g", r.driftG, r.driftA),
                     s == null ? "-" : String.format(Locale.ROOT, "%.1f", (s.lastPartMs - sigAt) / 1000.0),
                     s == null ? "-" : String.format(Locale.ROOT, "%.0f (%d)", s.bytes / 1e6, s.parts),
@@ -213,8 +216,12 @@ public final class PaperLayerBench {
                 m1.get("curvewatch_worker_checkpoint_bytes_total") / 1e6));
     }
 
-    private static String fmt(Double v) {
-        return v == null ? "?" : v == 1.0 ? "yes" : "no";
+    /** full, warm or skip, from the eigh_skipped signal's attributes of one factor. */
+    private static String mode(Map<String, Double> attrs, String factor) {
+        if (attrs.getOrDefault("skipped_" + factor, 0.0) == 1.0) {
+            return "skip";
+        }
+        return attrs.getOrDefault("warm_" + factor, 0.0) == 1.0 ? "warm" : "full";
     }
 
     /** Counter totals from the worker's /metrics (summed over labels). */
