@@ -8,7 +8,8 @@
 #
 #   bench/paper-layer.sh [shapes=4096x4096,11008x4096] [key=value ...]
 #     keys of PaperLayerBench: tokens=256 (per capture) rate=256 (tokens/s) calibrated=2 minutes=40
-#     worker.xmx=3g service.xmx=8g answer.cost=false worker.set=k=v,k=v service.set=k=v,k=v
+#     worker.xmx=3g service.xmx=8g worker.set=k=v,k=v service.set=k=v,k=v
+#     answer.cost=true: also time a Java trainer's answer (AnswerCost, its own JVM with BENCH_ANSWER_XMX, 8g)
 #
 # Appends the report, with the date, the command, the load and the busiest other processes, to
 # bench/paper-layer-results.md. The driver JVM (producer, answerer) gets BENCH_DRIVER_XMX (3g). Memory: a 11008 x 4096 layer needs about worker.xmx + service.xmx
@@ -16,10 +17,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shapes=4096x4096,11008x4096
+answer_cost=false
 args=()
 for a in "$@"; do
   case "$a" in
     shapes=*) shapes="${a#shapes=}" ;;
+    answer.cost=*) answer_cost="${a#answer.cost=}" ;;
     *) args+=("$a") ;;
   esac
 done
@@ -44,9 +47,12 @@ for shape in ${shapes//,/ }; do
   java -Xmx"${BENCH_DRIVER_XMX:-3g}" -Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.curvewatch.avro \
     -Dorg.slf4j.simpleLogger.log.org.apache.kafka=error -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
     -cp "$CP" dev.curvewatch.it.bench.PaperLayerBench dout="$dout" din="$din" ${args[@]+"${args[@]}"} | tee "$OUT"
+  if [[ "$answer_cost" == true ]]; then
+    java -Xmx"${BENCH_ANSWER_XMX:-8g}" -cp "$CP" dev.curvewatch.it.bench.AnswerCost "$dout" "$din" 2>&1 | grep -v WARN | tee -a "$OUT"
+  fi
   {
     echo
-    echo "### $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(free -g | awk '/Mem:/ {print $2 " GiB, " $7 " GiB available"}'): bench/paper-layer.sh shapes=$shape ${args[*]:-}"
+    echo "### $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(free -g | awk '/Mem:/ {print $2 " GiB, " $7 " GiB available"}'): bench/paper-layer.sh shapes=$shape ${args[*]:-}$([[ $answer_cost == true ]] && echo ' answer.cost=true')"
     echo
     echo "busiest other processes at the start: ${others:-none}"
     echo

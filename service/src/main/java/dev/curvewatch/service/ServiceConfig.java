@@ -78,8 +78,8 @@ public final class ServiceConfig {
         d.put(SNAPSHOT_DIR, ".curvewatch/snapshots");
         d.put(REFRESH_INTERVAL_MS, "5000");
         d.put(REFRESH_THREADS, "1");
-        d.put(EIGH_DRIFT_TOLERANCE, "0.00001");
-        d.put(EIGH_WARM_TOLERANCE, "0.0001");
+        d.put(EIGH_DRIFT_TOLERANCE, "0.000005");
+        d.put(EIGH_WARM_TOLERANCE, "0.00002");
         d.put(EIGH_PRECISION, "FLOAT64");
         d.put(CALIBRATION_TIMEOUT_MS, "60000");
         d.put(CALIBRATION_TOLERANCE, "0.01");

@@ -25,6 +25,16 @@ final class AnswerCost {
     private AnswerCost() {
     }
 
+    /** {@code AnswerCost dOut dIn}: prints the measured seconds (run with -Xmx of ~1.3x {@code CandidateResponder.answerBytes}). */
+    public static void main(String[] args) {
+        int dOut = Integer.parseInt(args[0]);
+        int dIn = Integer.parseInt(args[1]);
+        Seconds s = measure(dOut, dIn);
+        System.out.printf(java.util.Locale.ROOT, "Java trainer answer at %d x %d (CurvatureEdit, fp64 gemms): coordinates %.1f s, "
+                + "one masked reconstruction %.1f s; an answer under search ALL (19 masks) %.0f s, under BISECT (~6 masks) %.0f s, "
+                + "before any forward pass%n", dOut, dIn, s.coordinates(), s.perMask(), s.answer(19), s.answer(6));
+    }
+
     static Seconds measure(int dOut, int dIn) {
         SplittableRandom r = new SplittableRandom(5);
         Eigenbasis g = basis(dOut, r);

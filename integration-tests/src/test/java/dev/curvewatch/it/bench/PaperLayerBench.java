@@ -35,8 +35,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * {@code minutes} pass) and prints a markdown report: per refresh the stages (assemble, eigh of
  * G and A, candidate built and sent, reassembled, answered, calibrated) and the end-to-end time
  * from the manifest being read to the calibrated signal; checkpoint bytes per minute and seconds
- * per checkpoint from the worker's metrics; candidate bytes; peak RSS of worker and service; and,
- * with {@code answer.cost=true}, what a Java trainer's own answer (CurvatureEdit) costs at this size.
+ * per checkpoint from the worker's metrics; candidate bytes; peak RSS of worker and service. What a
+ * Java trainer's own answer costs at the size is {@link AnswerCost}'s (run apart: it needs the memory).
  */
 public final class PaperLayerBench {
     private static final String RUN = "paper";
@@ -47,7 +47,7 @@ public final class PaperLayerBench {
 
     public static void main(String[] args) throws Exception {
         Map<String, String> a = new LinkedHashMap<>(Map.of("dout", "11008", "din", "4096", "tokens", "256", "rate", "256",
-                "calibrated", "2", "minutes", "40", "worker.xmx", "3g", "service.xmx", "8g", "answer.cost", "false"));
+                "calibrated", "2", "minutes", "40", "worker.xmx", "3g", "service.xmx", "8g"));
         a.put("worker.set", "");
         a.put("service.set", "");
         for (String arg : args) {
@@ -74,14 +74,10 @@ public final class PaperLayerBench {
         out.add("load average at start: " + loadAverage());
         try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).capturePartitions(4).start()) {
             run(kafka, dir, a, dOut, dIn, tokens, rate, wantCalibrated, out);
+        } finally {
+            deleteTree(dir); // the factors topic of a paper-sized layer is gigabytes
         }
         out.add("load average at end: " + loadAverage());
-        if (Boolean.parseBoolean(a.get("answer.cost"))) {
-            AnswerCost.Seconds s = AnswerCost.measure(dOut, dIn);
-            out.add(String.format(Locale.ROOT, "Java trainer answer at %d x %d (CurvatureEdit, fp64 gemms): coordinates %.1f s, "
-                            + "one masked reconstruction %.1f s; an answer under search ALL (19 masks) %.0f s, under BISECT (~6 masks) %.0f s, "
-                            + "before any forward pass", dOut, dIn, s.coordinates(), s.perMask(), s.answer(19), s.answer(6)));
-        }
         out.forEach(System.out::println);
     }
 
@@ -252,6 +248,14 @@ public final class PaperLayerBench {
     private static int freePort() throws IOException {
         try (ServerSocket s = new ServerSocket(0)) {
             return s.getLocalPort();
+        }
+    }
+
+    private static void deleteTree(Path dir) throws IOException {
+        try (var paths = Files.walk(dir)) {
+            for (Path p : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
         }
     }
 

@@ -317,7 +317,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         int dIn = ok.layer().getDIn();
         int dOut = ok.layer().getDOut();
         if (lf == null) {
-            String refusal = unrestored.containsKey(ok.key()) ? unrestored.get(ok.key()) : budget.refusal(ok.key(), dIn, dOut, ownedFactorBytes);
+            String refusal = unrestored.getOrDefault(ok.key(), budget.refusal(ok.key(), dIn, dOut, ownedFactorBytes));
             if (refusal != null) {
                 if (refusedLayers.add(ok.key())) {
                     log.warn("not accumulating {}: its captures are dead letters: {}", ok.key(), refusal);
