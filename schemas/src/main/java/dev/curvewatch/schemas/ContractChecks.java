@@ -33,6 +33,9 @@ public final class ContractChecks {
      */
     public static final long MAX_FACTOR_ELEMENTS = Integer.MAX_VALUE - 8L;
 
+    /** Largest layer side a run may register: its d x d factor must fit one Java array ({@link #MAX_FACTOR_ELEMENTS}). */
+    public static final int MAX_LAYER_SIDE = 46_340;
+
     private ContractChecks() {
     }
 
@@ -125,9 +128,10 @@ public final class ContractChecks {
             if (!names.add(l.getName())) {
                 throw new InvalidRecordException(RejectReason.INVALID_FIELD, "layer '" + l.getName() + "' is listed twice");
             }
-            if (l.getDIn() < 1 || l.getDOut() < 1) {
+            if (l.getDIn() < 1 || l.getDOut() < 1 || l.getDIn() > MAX_LAYER_SIDE || l.getDOut() > MAX_LAYER_SIDE) {
                 throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "layer '" + l.getName() + "' has d_in="
-                        + l.getDIn() + " d_out=" + l.getDOut());
+                        + l.getDIn() + " d_out=" + l.getDOut() + ": sides must be in [1, " + MAX_LAYER_SIDE
+                        + "] (a side's d x d factor fills one array)");
             }
         }
     }

@@ -51,6 +51,22 @@ class ContractChecksTest {
     }
 
     @Test
+    void runLayerSidesAreBoundedFromBothSides() {
+        java.util.function.BiFunction<Integer, Integer, dev.curvewatch.avro.RunInfo> run = (dIn, dOut) -> dev.curvewatch.avro.RunInfo
+                .newBuilder().setRunId("r").setModel("m").setCreatedMs(1)
+                .setLayers(List.of(new LayerInfo("fc1", dIn, dOut, false, false))).build();
+        assertDoesNotThrow(() -> ContractChecks.checkRun(run.apply(ContractChecks.MAX_LAYER_SIDE, 1)));
+        assertEquals(46_340, ContractChecks.MAX_LAYER_SIDE);
+        assertTrue((long) ContractChecks.MAX_LAYER_SIDE * ContractChecks.MAX_LAYER_SIDE <= ContractChecks.MAX_FACTOR_ELEMENTS);
+        assertTrue((long) (ContractChecks.MAX_LAYER_SIDE + 1) * (ContractChecks.MAX_LAYER_SIDE + 1) > ContractChecks.MAX_FACTOR_ELEMENTS);
+        for (int[] sides : new int[][]{{0, 5}, {5, 0}, {46_341, 5}, {5, 46_341}, {Integer.MAX_VALUE, 5}}) {
+            InvalidRecordException e = rejected(() -> ContractChecks.checkRun(run.apply(sides[0], sides[1])));
+            assertEquals(RejectReason.SHAPE_MISMATCH, e.reason());
+            assertTrue(e.getMessage().contains("[1, 46340]"), e.getMessage());
+        }
+    }
+
+    @Test
     void tokenCountsMustAgree() {
         Capture c = Capture.newBuilder(good).setGradients(TensorCodec.ofFloats(new float[3 * 6], 3, 6)).build();
         InvalidRecordException e = rejected(() -> ContractChecks.checkStructure(c));

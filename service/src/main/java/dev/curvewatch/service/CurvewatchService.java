@@ -106,7 +106,8 @@ public final class CurvewatchService implements AutoCloseable {
             built.push(outputs);
             this.refreshPool = Executors.newFixedThreadPool(config.refreshThreads(), daemon("curvewatch-service-refresh-"));
             built.push(refreshPool::shutdownNow);
-            EigenbasisRefresh eigen = new EigenbasisRefresh(SymmetricEigensolvers.best(), config.eighDriftTolerance(), config.eighPrecision());
+            EigenbasisRefresh eigen = new EigenbasisRefresh(SymmetricEigensolvers.best(), config.eighDriftTolerance(),
+                    config.eighWarmTolerance(), config.eighPrecision());
             this.ingest = new Ingest(config, registry, outputs, metrics, refreshPool, eigen, alerts);
             built.push(ingest::closeUnstarted);
             this.edits = new EditRequests(config, registry, outputs, metrics, store);

@@ -40,6 +40,7 @@ public final class ServiceConfig {
     public static final String REFRESH_THREADS = "refresh.threads";
     public static final String EIGH_DRIFT_TOLERANCE = "eigh.drift.tolerance";
     public static final String EIGH_PRECISION = "eigh.precision";
+    public static final String EIGH_WARM_TOLERANCE = "eigh.warm.tolerance";
     public static final String CALIBRATION_TIMEOUT_MS = "calibration.timeout.ms";
     public static final String CALIBRATION_TOLERANCE = "calibration.tolerance";
     public static final String CALIBRATION_LOSS_TOLERANCE = "calibration.loss.tolerance";
@@ -57,6 +58,7 @@ public final class ServiceConfig {
     public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
     public static final String RUNS_MAX = "runs.max";
     public static final String FACTORS_MAX_DIM = "factors.max.dim";
+    public static final String REFRESH_MEMORY_BUDGET_BYTES = "refresh.memory.budget.bytes";
     public static final String CANDIDATE_MAX_BYTES = "candidate.max.bytes";
     public static final String CANDIDATE_PART_MAX_BYTES = "candidate.part.max.bytes";
     /** The edit-candidates topic's record limit less 64 KiB for Kafka's batch framing. */
@@ -89,7 +91,8 @@ public final class ServiceConfig {
         d.put(SNAPSHOT_DIR, ".curvewatch/snapshots");
         d.put(REFRESH_INTERVAL_MS, "5000");
         d.put(REFRESH_THREADS, "1");
-        d.put(EIGH_DRIFT_TOLERANCE, "0.001");
+        d.put(EIGH_DRIFT_TOLERANCE, "0.000005");
+        d.put(EIGH_WARM_TOLERANCE, "0.00002");
         d.put(EIGH_PRECISION, "FLOAT64");
         d.put(CALIBRATION_TIMEOUT_MS, "60000");
         d.put(CALIBRATION_TOLERANCE, "0.01");
@@ -108,6 +111,7 @@ public final class ServiceConfig {
         d.put(UNKNOWN_RUN_GRACE_MS, "10000");
         d.put(RUNS_MAX, "50");
         d.put(FACTORS_MAX_DIM, "16384");
+        d.put(REFRESH_MEMORY_BUDGET_BYTES, "0");
         d.put(CANDIDATE_MAX_BYTES, Long.toString(1L << 30));
         d.put(CANDIDATE_PART_MAX_BYTES, Integer.toString(MAX_CANDIDATE_PART_BYTES));
         d.put(WEIGHTS_PARKED_MAX_BYTES, Long.toString(64L * 1024 * 1024));
@@ -159,6 +163,10 @@ public final class ServiceConfig {
             throw new IllegalArgumentException(EIGH_DRIFT_TOLERANCE + ", " + CALIBRATION_TOLERANCE + " and "
                     + CALIBRATION_LOSS_TOLERANCE + " must be >= 0");
         }
+        if (!(eighWarmTolerance() >= eighDriftTolerance())) {
+            throw new IllegalArgumentException(EIGH_WARM_TOLERANCE + " must be >= " + EIGH_DRIFT_TOLERANCE + ", got "
+                    + eighWarmTolerance() + " and " + eighDriftTolerance());
+        }
         if (maxRuns() < 1 || signalHistoryPoints() < 1 || alertHistory() < 1 || snapshotHistory() < 1 || deadLetterMaxValueBytes() < 0) {
             throw new IllegalArgumentException(RUNS_MAX + ", " + SIGNAL_HISTORY_POINTS + ", " + ALERT_HISTORY + ", " + SNAPSHOT_HISTORY
                     + " must be >= 1 and " + DEAD_LETTER_MAX_VALUE_BYTES + " >= 0");
@@ -166,6 +174,9 @@ public final class ServiceConfig {
         if (factorsMaxDim() < 1 || factorsMaxDim() > 46340 || weightsParkedMaxBytes() < 0 || liveClientsMax() < 0) {
             throw new IllegalArgumentException(FACTORS_MAX_DIM + " must be in [1, 46340] (a d x d factor fills one Java array), "
                     + WEIGHTS_PARKED_MAX_BYTES + " and " + LIVE_CLIENTS_MAX + " >= 0");
+        }
+        if (values.longValue(REFRESH_MEMORY_BUDGET_BYTES) < 0) {
+            throw new IllegalArgumentException(REFRESH_MEMORY_BUDGET_BYTES + " must be >= 0 (0 = the maximum heap)");
         }
         if (candidateMaxBytes() < 0 || candidatePartMaxBytes() < 64 * 1024 || candidatePartMaxBytes() > MAX_CANDIDATE_PART_BYTES) {
             throw new IllegalArgumentException(CANDIDATE_MAX_BYTES + " must be >= 0 and " + CANDIDATE_PART_MAX_BYTES + " in [65536, "
@@ -276,9 +287,14 @@ public final class ServiceConfig {
         return values.intValue(REFRESH_THREADS);
     }
 
-    /** Below this basis drift the previous eigenvectors are kept (warm start, EigenbasisRefresh). */
+    /** Below this basis drift the previous eigenvectors are kept (EigenbasisRefresh, mode SKIPPED). */
     public double eighDriftTolerance() {
         return values.doubleValue(EIGH_DRIFT_TOLERANCE);
+    }
+
+    /** Below this basis drift (and not below the skip one) the previous basis is rotated, not decomposed (mode WARM). */
+    public double eighWarmTolerance() {
+        return values.doubleValue(EIGH_WARM_TOLERANCE);
     }
 
     public Precision eighPrecision() {
@@ -390,6 +406,16 @@ public final class ServiceConfig {
      */
     public int factorsMaxDim() {
         return values.intValue(FACTORS_MAX_DIM);
+    }
+
+    /**
+     * Memory one refresh may take ({@code LayerRefresh.memoryBytes}: 7.3 GB for 11008 x 4096); a
+     * layer over it is not refreshed, its status and a {@code refresh_failed} signal (attribute
+     * {@code over_budget} = 1) say why. 0 = the JVM's maximum heap. Per refresh thread.
+     */
+    public long refreshMemoryBudgetBytes() {
+        long v = values.longValue(REFRESH_MEMORY_BUDGET_BYTES);
+        return v > 0 ? v : Runtime.getRuntime().maxMemory();
     }
 
     /**
