@@ -49,6 +49,7 @@ class CandidateAnswerer:
         self.topic = topic
         self.measure = measure
         self.overhead = overhead
+        self.clock = overhead.clock
         self.recent = RecentExamples(recent_examples)
         self.eval_batch_size = int(eval_batch_size)
         if self.eval_batch_size < 1:
@@ -198,7 +199,7 @@ class CandidateAnswerer:
             spent = time.perf_counter() - started
             self.seconds += spent
             self.last_seconds[candidate.layer] = spent
-            self.overhead.clock.seconds["answer"] += spent
+            self.clock.seconds["answer"] += spent
         self.answered += 1
         return True
 

@@ -9,8 +9,8 @@ Only the layers from the edited one upwards run again.
 It holds up only if nothing else feeds on the edited weight earlier (tied weights: then no
 replay) and the modules are deterministic in eval mode; so the first time a layer is answered,
 a replayed unedited pass is compared with the plain one bit for bit, and the layer falls back to
-full forward passes for good if they differ. A module called more often than recorded also ends
-replay for that layer. The recorded outputs are bounded by `max_bytes` per answer: batches
+full forward passes for good if they differ. A recorded module that also runs after the edited
+layer started (a dropout used twice in a block) replays its recorded calls and runs for real after. The recorded outputs are bounded by `max_bytes` per answer: batches
 beyond it run in full.
 """
 import contextlib
@@ -19,10 +19,6 @@ import dataclasses
 import torch
 
 from .hooks import set_forward
-
-
-class ReplayMismatch(RuntimeError):
-    """A replayed pass called a module more often than the recorded one."""
 
 
 class Unrecordable(TypeError):
@@ -43,6 +39,10 @@ def _clone(value):
     if dataclasses.is_dataclass(value):
         return dataclasses.replace(value, **{f.name: _clone(getattr(value, f.name)) for f in dataclasses.fields(value)})
     raise Unrecordable(f"cannot record a module output of type {type(value).__name__}")
+
+
+def _within(module, owner):
+    return module is owner or any(module is m for m in owner.modules())
 
 
 def _nbytes(value):
@@ -73,7 +73,7 @@ class ForwardReplay:
         owner_name = names.get(id(owner))
         if owner_name is None:
             self.disabled = "the edited layer is not a submodule of the model"
-        elif any(p is weight for m in model.modules() if m is not owner for p in m.parameters(recurse=False)):
+        elif any(p is weight for m in model.modules() if not _within(m, owner) for p in m.parameters(recurse=False)):
             self.disabled = "the edited weight is shared with another module (tied weights)"
         self._owner_name = owner_name or ""
         self._cache = {}
@@ -176,23 +176,14 @@ class ForwardReplay:
         queues = {name: list(calls) for name, calls in cached.items()}
         undo = []
         for name, m in self.plan:
-            def replayed(*args, name=name, **kwargs):
-                if not queues[name]:
-                    raise ReplayMismatch(f"module {name} ran more often than in the recorded pass")
-                return _clone(queues[name].pop(0))
+            def replayed(*args, name=name, real=m.forward, **kwargs):
+                return _clone(queues[name].pop(0)) if queues[name] else real(*args, **kwargs)
             undo.append(set_forward(m, replayed))
         try:
             result = run()
-        except ReplayMismatch as e:
-            self.disabled = str(e)
-            self._cache = {}
-            result = None
         finally:
             for u in reversed(undo):
                 u()
-        if result is None:
-            self.full_batches += 1
-            return run()
         self.replayed_batches += 1
         return result
 
