@@ -63,6 +63,7 @@ class CandidateAnswerer:
         self.seconds = 0.0
         self.passes = 0
         self.last_seconds = {}  # layer -> seconds of its last answer (the budget's estimate)
+        self.answered_layers = set()
         self.replays = {}  # layer -> ForwardReplay
         self.probe = None
         self._warned = set()
@@ -201,6 +202,7 @@ class CandidateAnswerer:
             self.last_seconds[candidate.layer] = spent
             self.clock.seconds["answer"] += spent
         self.answered += 1
+        self.answered_layers.add(candidate.layer)
         return True
 
     def _replay(self, layer):
