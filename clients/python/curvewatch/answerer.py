@@ -11,7 +11,7 @@ import time
 import warnings
 
 from . import _avro
-from .calibration import Evaluation, answer_record
+from .calibration import Declined, Evaluation, answer_record
 from .candidate_parts import CandidateParts
 from .candidates import CandidateError, parse_candidate
 from .examples import DEFAULT_RECENT_EXAMPLES, ProbeSet, RecentExamples
@@ -63,6 +63,7 @@ class CandidateAnswerer:
         self.seconds = 0.0
         self.passes = 0
         self.last_seconds = {}  # layer -> seconds of its last answer (the budget's estimate)
+        self.now_share = {}  # layer -> share of its last answer spent in the unedited passes
         self.answered_layers = set()
         self.replays = {}  # layer -> ForwardReplay
         self.probe = None
@@ -186,11 +187,14 @@ class CandidateAnswerer:
     def _answer(self, candidate, step):
         started = time.perf_counter()
         try:
-            value = self._out.encode(self.evaluate(candidate, step))
+            value = self._out.encode(self.evaluate(candidate, step, started))
             if len(value) > PROBE_RESULT_MAX_BYTES:
                 raise ValueError(f"the ProbeResult takes {len(value)} bytes, more than the probe-results topic "
                                  f"accepts ({PROBE_RESULT_MAX_BYTES}); use a smaller probe batch or fewer recent_examples")
             self._publish(self.topic, self.run_id, value)
+        except Declined as e:
+            self._decline(candidate, step, str(e))
+            return False
         except Exception as e:  # noqa: BLE001 - never crash training on an answer
             self.failed += 1
             self._warn(f"could not answer edit candidate {candidate.candidate_id!r} for layer "
@@ -214,19 +218,36 @@ class CandidateAnswerer:
                                                 self.replay_bytes)
         return self.replays[layer]
 
-    def evaluate(self, candidate, step):
+    def _check_budget(self, layer, started):
+        """After the unedited passes: decline if the rest of the answer would not fit the budget (the
+        estimate: the layer's last answer scaled by these passes, or passes x their time at first)."""
+        def check(now_seconds, estimate):
+            if layer in self.now_share and self.now_share[layer] > 0:
+                estimate = now_seconds * (1 / self.now_share[layer] - 1)
+            spent = time.perf_counter() - started
+            if not self.overhead.allows(spent + estimate):
+                raise Declined(f"answer-time budget spent ({self.overhead.budget:.0%} of training time): the rest "
+                               f"of this answer would take about {estimate:.1f} s")
+        return check
+
+    def evaluate(self, candidate, step, started=None):
         """The ProbeResult record of a candidate (forward passes under W and the evaluated W'_k)."""
         probe_batches = list(self.probe.batches(self.eval_batch_size))
         train_batches = list(self.recent.batches(self.eval_batch_size))
         replay = self._replay(candidate.layer)
+        check = None if started is None else self._check_budget(candidate.layer, started)
         evaluation = Evaluation(self.model, self.modules[candidate.layer], self.measure, candidate, probe_batches,
-                                train_batches, replay)
-        if replay is None:
-            evaluation.run()
-        else:
-            with replay.answer():
+                                train_batches, replay, after_now=check)
+        try:
+            if replay is None:
                 evaluation.run()
-        self.passes += evaluation.passes
+            else:
+                with replay.answer():
+                    evaluation.run()
+        finally:
+            self.passes += evaluation.passes
+        if started is not None:
+            self.now_share[candidate.layer] = evaluation.now_seconds / max(1e-9, time.perf_counter() - started)
         record, nonfinite = answer_record(evaluation, self.run_id, step, [i for b in probe_batches for i in b[0]],
                                           [i for b in train_batches for i in b[0]])
         self.nonfinite_losses += nonfinite

@@ -61,14 +61,32 @@ class Mode:
         return worse <= self.tolerance + 1e-9 * max(1.0, abs(self.baseline))
 
 
-class Evaluation:
-    """Forward passes of one candidate over the probe and training batches, cached per mask."""
+class Declined(Exception):
+    """The answer would not fit the answer-time budget: the reason goes into the ProbeResult."""
 
-    def __init__(self, model, module, measure, candidate, probe_batches, train_batches, replay=None):
+
+def remaining_passes(candidate, distinct_masks):
+    """(probe passes, training passes) an answer still needs after the unedited one, at most."""
+    n = len(candidate.rhos)
+    if candidate.search == "ALL":
+        return distinct_masks, distinct_masks
+    extra = len(candidate.train_candidates)
+    return math.ceil(math.log2(n)) + 1 + extra if n > 1 else 1 + extra, 1 + extra
+
+
+class Evaluation:
+    """Forward passes of one candidate over the probe and training batches, cached per mask.
+
+    `after_now(seconds, estimate)`, when given, is called once the unedited passes are done with
+    their seconds and an estimate of the seconds the rest will take; it may raise Declined."""
+
+    def __init__(self, model, module, measure, candidate, probe_batches, train_batches, replay=None, after_now=None):
         self.model, self.module, self.measure, self.candidate = model, module, measure, candidate
         self.sets = {"probe": probe_batches, "train": train_batches}
         self.replay = replay
+        self.after_now = after_now
         self.passes = 0
+        self.now_seconds = 0.0
         self._by_kept = {}
 
     def _run(self, which, edited):
@@ -99,10 +117,20 @@ class Evaluation:
             ug, ua = c.basis_g.to(original.device), c.basis_a.to(original.device)
             curvature = torch.outer(c.eigenvalues_g, c.eigenvalues_a).to(original.device)
             coords = coordinates(weight, ug, ua)
-            self.now = {which: self._run(which, False) for which in ("probe", "train")}
+            seconds = {}
+            self.now = {}
+            for which in ("probe", "train"):
+                started = time.perf_counter()
+                self.now[which] = self._run(which, False)
+                seconds[which] = time.perf_counter() - started
+            self.now_seconds = seconds["probe"] + seconds["train"]
             self.mode = Mode(self.now["probe"], c.accuracy_tolerance, c.loss_tolerance)
             keeps = [curvature >= tau for tau in c.thresholds]
             kept = [int(k.sum()) for k in keeps]
+            if self.after_now is not None:
+                distinct = len({k for k in kept if k != keeps[0].numel()})
+                probe_passes, train_passes = remaining_passes(c, distinct)
+                self.after_now(self.now_seconds, probe_passes * seconds["probe"] + train_passes * seconds["train"])
             self._by_kept = {}
 
             def at(k, which):

@@ -227,13 +227,16 @@ class BisectTest(unittest.TestCase):
 class BudgetTest(unittest.TestCase):
     def test_a_candidate_over_budget_is_declined_with_the_reason(self):
         h = Harness(tiny_lm(), "blocks.1.mlp.fc", answer_budget=1e-9)
-        first, _ = h.answer("first", (0.5, 0.9))  # nothing spent yet: answered
-        self.assertEqual(first["declined"], "")
-        second, _ = h.answer("second", (0.5, 0.9))
+        passes = h.w.candidates.passes
+        first, _ = h.answer("first", (0.5, 0.9))  # nothing spent yet: started, declined after the unedited passes
+        self.assertEqual((first["candidate_id"], first["examples"]), ("first", []))
+        self.assertIn("the rest of this answer would take", first["declined"])
+        second, _ = h.answer("second", (0.5, 0.9))  # now the budget is known to be spent: declined at once
         self.assertEqual(second["candidate_id"], "second")
-        self.assertIn("budget", second["declined"])
+        self.assertIn("more training needed", second["declined"])
         self.assertEqual(second["examples"], [])
-        self.assertEqual((h.w.candidates.answered, h.w.candidates.declined), (1, 1))
+        self.assertEqual((h.w.candidates.answered, h.w.candidates.declined), (0, 2))
+        self.assertEqual(h.w.candidates.passes, passes + 2)  # the unedited passes (probes, training), no edited one
 
     def test_a_candidate_waits_while_the_budget_can_refill_in_time(self):
         class Budget:
