@@ -31,8 +31,9 @@ def listed_files(directory):
 
 
 def schema_dir():
-    """Where the schemas are: $CURVEWATCH_SCHEMA_DIR, else the repository's folder, else the copy
-    packaged by `python -m curvewatch.bundle` (curvewatch/schemas)."""
+    """Where the schemas are: $CURVEWATCH_SCHEMA_DIR, else the repository's folder (run from a
+    checkout), else the copy an installed wheel carries (curvewatch/schemas, written by the build
+    backend)."""
     env = os.environ.get("CURVEWATCH_SCHEMA_DIR")
     candidates = [Path(env)] if env else []
     candidates.append(repo_schema_dir())

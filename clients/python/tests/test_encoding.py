@@ -130,22 +130,6 @@ class RecordCodecTest(unittest.TestCase):
         self.assertNotIn("search", record)  # the caller's dict is not modified
 
 
-class SchemaLocationTest(unittest.TestCase):
-    def test_a_bundled_copy_gives_the_same_codecs(self):
-        import os, tempfile
-        from unittest import mock
-        from curvewatch.bundle import bundle
-        with tempfile.TemporaryDirectory() as d:
-            copied = bundle(d)
-            self.assertEqual(sorted(p.name for p in copied.iterdir()),
-                             sorted(_avro.listed_files(_avro.repo_schema_dir()) + ["index.txt"]))
-            repo_fp = _avro.codec("Capture").fingerprint
-            with mock.patch.dict(os.environ, {"CURVEWATCH_SCHEMA_DIR": str(copied)}), \
-                    mock.patch.dict(_avro._codecs, clear=True):
-                self.assertEqual(_avro.schema_dir(), copied)
-                self.assertEqual(_avro.codec("Capture").fingerprint, repo_fp)
-
-
 class PublisherPolicyTest(unittest.TestCase):
     def test_drop_policy_counts_and_warns(self):
         pub = Publisher({}, policy="drop", producer=RecordingProducer(full_after=2))
