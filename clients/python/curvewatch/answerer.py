@@ -11,7 +11,7 @@ import time
 import warnings
 
 from . import _avro
-from .calibration import Declined, Evaluation, answer_record
+from .calibration import Declined, Evaluation, Postponed, answer_record
 from .candidate_parts import CandidateParts
 from .candidates import CandidateError, parse_candidate
 from .examples import DEFAULT_RECENT_EXAMPLES, ProbeSet, RecentExamples
@@ -185,29 +185,36 @@ class CandidateAnswerer:
         self.declined += 1
 
     def _answer(self, candidate, step):
+        """Evaluates and publishes one answer (or its decline); True when answered. Its seconds count
+        against the budget whatever the outcome."""
         started = time.perf_counter()
+        estimate = None
         try:
             value = self._out.encode(self.evaluate(candidate, step, started))
             if len(value) > PROBE_RESULT_MAX_BYTES:
                 raise ValueError(f"the ProbeResult takes {len(value)} bytes, more than the probe-results topic "
                                  f"accepts ({PROBE_RESULT_MAX_BYTES}); use a smaller probe batch or fewer recent_examples")
             self._publish(self.topic, self.run_id, value)
+            self.answered += 1
+            self.answered_layers.add(candidate.layer)
+            return True
         except Declined as e:
             self._decline(candidate, step, str(e))
-            return False
+        except Postponed as e:
+            estimate = e.estimate
+            if candidate.layer not in self.pending:  # back in line, unless a newer one of its layer came meanwhile
+                self._done.pop(candidate.candidate_id, None)
+                self.pending[candidate.layer] = candidate
         except Exception as e:  # noqa: BLE001 - never crash training on an answer
             self.failed += 1
             self._warn(f"could not answer edit candidate {candidate.candidate_id!r} for layer "
                        f"{candidate.layer!r}: {type(e).__name__}: {e}")
-            return False
         finally:
             spent = time.perf_counter() - started
             self.seconds += spent
-            self.last_seconds[candidate.layer] = spent
+            self.last_seconds[candidate.layer] = spent if estimate is None else estimate
             self.clock.seconds["answer"] += spent
-        self.answered += 1
-        self.answered_layers.add(candidate.layer)
-        return True
+        return False
 
     def _replay(self, layer):
         if self.replay_bytes <= 0:
@@ -218,16 +225,22 @@ class CandidateAnswerer:
                                                 self.replay_bytes)
         return self.replays[layer]
 
-    def _check_budget(self, layer, started):
-        """After the unedited passes: decline if the rest of the answer would not fit the budget (the
-        estimate: the layer's last answer scaled by these passes, or passes x their time at first)."""
+    def _check_budget(self, candidate, started):
+        """After the unedited passes: if the rest of the answer would not fit the budget (the estimate:
+        the layer's last answer scaled by these passes, or passes x their time at first), the
+        candidate waits for the budget (Postponed) if it can still be answered within half its
+        timeout, else it is declined."""
         def check(now_seconds, estimate):
-            if layer in self.now_share and self.now_share[layer] > 0:
-                estimate = now_seconds * (1 / self.now_share[layer] - 1)
+            if candidate.layer in self.now_share and self.now_share[candidate.layer] > 0:
+                estimate = now_seconds * (1 / self.now_share[candidate.layer] - 1)
             spent = time.perf_counter() - started
-            if not self.overhead.allows(spent + estimate):
-                raise Declined(f"answer-time budget spent ({self.overhead.budget:.0%} of training time): the rest "
-                               f"of this answer would take about {estimate:.1f} s")
+            if self.overhead.allows(spent + estimate):
+                return
+            wait = self.overhead.wait(spent + estimate)
+            if time.monotonic() - candidate.received + wait + spent + estimate <= self.candidate_timeout / 2:
+                raise Postponed(spent + estimate)
+            raise Declined(f"answer-time budget spent ({self.overhead.budget:.0%} of training time): the rest "
+                           f"of this answer would take about {estimate:.1f} s")
         return check
 
     def evaluate(self, candidate, step, started=None):
@@ -235,7 +248,7 @@ class CandidateAnswerer:
         probe_batches = list(self.probe.batches(self.eval_batch_size))
         train_batches = list(self.recent.batches(self.eval_batch_size))
         replay = self._replay(candidate.layer)
-        check = None if started is None else self._check_budget(candidate.layer, started)
+        check = None if started is None else self._check_budget(candidate, started)
         evaluation = Evaluation(self.model, self.modules[candidate.layer], self.measure, candidate, probe_batches,
                                 train_batches, replay, after_now=check)
         try:

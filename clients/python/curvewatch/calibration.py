@@ -65,6 +65,14 @@ class Declined(Exception):
     """The answer would not fit the answer-time budget: the reason goes into the ProbeResult."""
 
 
+class Postponed(Exception):
+    """The answer does not fit the budget now but will in time: the candidate waits (estimate: its cost)."""
+
+    def __init__(self, estimate):
+        super().__init__(f"postponed: about {estimate:.2f} s")
+        self.estimate = estimate
+
+
 def remaining_passes(candidate, distinct_masks):
     """(probe passes, training passes) an answer still needs after the unedited one, at most."""
     n = len(candidate.rhos)

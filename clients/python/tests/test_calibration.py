@@ -257,6 +257,29 @@ class BudgetTest(unittest.TestCase):
         self.assertEqual(h.w.answer_candidates(), 1)
         self.assertEqual(probe_results(h.producer)[-1]["declined"], "")
 
+    def test_an_answer_that_turns_out_too_long_waits_for_the_budget_after_its_unedited_passes(self):
+        class Budget:
+            budget, limit = 0.1, 0.0
+
+            def allows(self, estimate):
+                return estimate <= self.limit
+
+            def wait(self, estimate):
+                return 1.0
+        h = Harness(tiny_lm(), "blocks.1.mlp.fc")
+        h.w.candidates.overhead = Budget()
+        passes = h.w.candidates.passes
+        h.send("long", (0.5, 0.9))
+        self.assertEqual(h.w.answer_candidates(), 0)  # started (nothing known), postponed after the unedited passes
+        self.assertEqual(h.w.candidates.passes, passes + 2)
+        self.assertIn("blocks.1.mlp.fc", h.w.candidates.pending)
+        self.assertEqual(h.w.answer_candidates(), 0)  # its cost is known now: it waits without starting again
+        self.assertEqual(h.w.candidates.passes, passes + 2)
+        h.w.candidates.overhead.limit = float("inf")
+        self.assertEqual(h.w.answer_candidates(), 1)
+        self.assertEqual([r["candidate_id"] for r in probe_results(h.producer)], ["long"])
+        self.assertEqual((h.w.candidates.answered, h.w.candidates.declined), (1, 0))
+
     def test_overhead_reports_its_parts(self):
         h = Harness(tiny_lm(), "blocks.1.mlp.fc")
         h.answer("one", (0.5,))
