@@ -197,6 +197,7 @@ class Answer:
 
     def __init__(self):
         self.nonfinite = 0
+        self.empty = 0  # examples left out: no non-ignored target
 
     def finite(self, value):
         value = float(value)
@@ -212,6 +213,9 @@ class Answer:
         peak = {k: peaks(now, evaluated[k], peak_tokens) for k in order} if peak_tokens > 0 else {}
         out = []
         for i, sid in enumerate(ids):
+            if int(now.tokens[i]) < 1:
+                self.empty += 1
+                continue  # no target to measure (every label ignored): nothing to say about it
             acc_now = float(now.accuracy[i]) if measured else -1.0
             edited_acc = [float(evaluated[k].accuracy[i]) for k in order] if measured else []
             out.append({
@@ -231,8 +235,12 @@ def answer_record(evaluation, run_id, step, probe_ids, train_ids):
     chosen, evaluated = evaluation.last
     builder = Answer()
     listed = c.search != "ALL"
-    examples = builder.examples(probe_ids, True, evaluation.now["probe"], evaluated["probe"], c.peak_tokens, listed) \
-        + builder.examples(train_ids, False, evaluation.now["train"], evaluated["train"], c.peak_tokens, listed)
+    probes = builder.examples(probe_ids, True, evaluation.now["probe"], evaluated["probe"], c.peak_tokens, listed)
+    train = builder.examples(train_ids, False, evaluation.now["train"], evaluated["train"], c.peak_tokens, listed)
+    if not probes or not train:
+        raise ValueError(f"no {'probe' if not probes else 'training'} example has a target to measure "
+                         f"({builder.empty} examples without one)")
+    examples = probes + train
     return {"run_id": run_id, "candidate_id": c.candidate_id, "layer": c.layer, "step": int(step),
             "rhos": list(c.rhos), "examples": examples, "timestamp_ms": int(time.time() * 1000),
             "search": c.search, "chosen": int(chosen), "peak_tokens": int(c.peak_tokens), "declined": ""}, builder.nonfinite

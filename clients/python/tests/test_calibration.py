@@ -139,6 +139,15 @@ class PerTokenAnswerTest(unittest.TestCase):
         for i, e in enumerate(result["examples"]):
             self.assertAlmostEqual(e["peak_edited"][0], float(np.mean(edited[i][3] - now[i][3])), places=4)
 
+    def test_an_example_without_targets_is_left_out(self):
+        h = Harness(trained_lm(), "blocks.1.mlp.fc")
+        empty = fortunes.batch(["x"], TOK, 24)  # BOS and one character: one target
+        empty["labels"][:] = -100  # ... ignored too
+        h.w.step(1, sample_ids=["nothing"], inputs=empty)
+        result, _ = h.answer("e", (0.5,))
+        self.assertNotIn("nothing", [e["sample_id"] for e in result["examples"]])
+        self.assertTrue(all(e["tokens"] >= 1 for e in result["examples"]))
+
     def test_a_user_per_example_loss_is_what_is_sent(self):
         def per_example_loss(model, batch):
             out = model(**batch)
