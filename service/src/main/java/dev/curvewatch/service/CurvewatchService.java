@@ -5,9 +5,11 @@ import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.service.internal.AlertEvaluator;
 import dev.curvewatch.service.internal.BearerTokens;
+import dev.curvewatch.service.internal.CandidatePacer;
 import dev.curvewatch.service.internal.EditRequests;
 import dev.curvewatch.service.internal.HttpApi;
 import dev.curvewatch.service.internal.Ingest;
+import dev.curvewatch.service.internal.LayerState;
 import dev.curvewatch.service.internal.Outputs;
 import dev.curvewatch.service.internal.Registry;
 import dev.curvewatch.service.internal.ServiceMetrics;
@@ -86,7 +88,8 @@ public final class CurvewatchService implements AutoCloseable {
             built.push(() -> vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS));
             this.metrics = new ServiceMetrics();
             this.registry = new Registry(new SignalHistory(config.signalHistoryPoints()), config.alertHistory(), config.snapshotHistory(),
-                    config.maxRuns());
+                    config.maxRuns(), new LayerState.Pacing(new CandidatePacer.Settings(config.calibrationMinSteps(),
+                            config.calibrationMaxSteps(), config.calibrationMinDrift()), config.refreshMinSteps()));
             this.alerts = new AlertEvaluator(rules);
             registry.onForget(alerts::forgetRun);
             this.outputs = new Outputs(config.kafkaProperties(), config.topics(), registry, alerts, metrics, vertx,

@@ -342,6 +342,10 @@ class ServiceIT {
         c.put("auth.tokens", tokens);
         c.put("snapshot.dir", dir.resolve("snapshots").toString());
         c.put("refresh.interval.ms", "200");
+        // every batch of 20 steps must be calibrated (the test checks each batch's manifest): no pacing by steps or drift here
+        // (CandidatePacerTest and RefresherTest hold the pacing rules)
+        c.put("calibration.min.steps", "1");
+        c.put("calibration.max.steps", "1");
         c.put("instance.id", "it");
         c.put("alerts.rules.file", rules.toString());
         c.put("poll.timeout.ms", "100");

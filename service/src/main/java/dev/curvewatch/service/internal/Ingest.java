@@ -64,6 +64,7 @@ public final class Ingest extends ConsumerLoop {
     private final ServiceMetrics metrics;
     private final ExecutorService refreshPool;
     private final Refresher refresher;
+    private final CalibrationTerms terms;
     private final AlertEvaluator alerts;
     private final FactorCheckpointReader factors;
     private final WeightAssembler weights = new WeightAssembler();
@@ -88,7 +89,10 @@ public final class Ingest extends ConsumerLoop {
         this.out = out;
         this.metrics = metrics;
         this.refreshPool = refreshPool;
-        this.refresher = new Refresher(new LayerRefresh(eigen, config.candidateMaxBytes(), config.candidatePartMaxBytes()), out, metrics);
+        this.terms = new CalibrationTerms(config.calibrationSearch(), config.calibrationTolerance(), config.calibrationLossTolerance(),
+                config.calibrationTrainCandidates(), config.calibrationPeakTokens());
+        this.refresher = new Refresher(new LayerRefresh(eigen, config.candidateMaxBytes(), config.candidatePartMaxBytes(), terms), out,
+                metrics);
         this.alerts = alerts;
         this.intervalNanos = TimeUnit.MILLISECONDS.toNanos(config.refreshIntervalMs());
         this.parked = new ParkedWeights(MAX_PARKED_PER_RUN, config.weightsParkedMaxBytes());
@@ -391,8 +395,20 @@ public final class Ingest extends ConsumerLoop {
             throw new InvalidRecordException(RejectReason.INVALID_FIELD, "candidate_id '" + pr.getCandidateId()
                     + "' was not sent by this service, or was already answered, superseded or timed out");
         }
-        Calibration.Outcome o = Calibration.calibrate(pr, c, config.calibrationTolerance(), config.calibrationLossTolerance());
         LayerState layer = registry.existing(c.runId(), c.layer()).orElseThrow();
+        if (!pr.getDeclined().isEmpty()) {
+            declined(pr, c, layer);
+            return;
+        }
+        Calibration.Outcome o;
+        try {
+            o = Calibration.calibrate(pr, c, terms);
+        } catch (InvalidRecordException e) {
+            // the trainer answered this candidate: no other answer will come, so it is no longer out
+            layer.answerRejected(c, e.reason() + ": " + e.getMessage());
+            out.live("layer", c.runId(), Json.layer(layer));
+            throw e;
+        }
         if (!layer.answered(c)) {
             throw new InvalidRecordException(RejectReason.INVALID_FIELD, "candidate " + c.id() + " (factor version "
                     + c.factorVersion() + ") is older than the calibration already applied (version " + layer.calibratedVersion() + ")");
@@ -400,11 +416,28 @@ public final class Ingest extends ConsumerLoop {
         layer.calibrated(c, o, pr.getStep());
         long now = System.currentTimeMillis();
         out.scores(Calibration.scores(o, c, pr.getStep(), now));
-        out.signals(Calibration.signals(o, c, pr.getStep(), now), new AlertEvaluator.Context(layer.topExact(), o.rho()));
+        out.signals(Calibration.signals(o, c, pr.getStep(), now), new AlertEvaluator.Context(layer.topExact(), layer.calibratedRho()));
         out.live("layer", c.runId(), Json.layer(layer));
-        metrics.inc("curvewatch_service_probe_results_total", "calibrated");
-        LOG.info("calibrated {}/{} v{}: rho {} ({} mode, {} evaluations), gap {}", c.runId(), c.layer(), c.factorVersion(), o.rho(),
-                o.mode(), o.trace().size(), o.gap());
+        metrics.inc("curvewatch_service_probe_results_total", o.valid() ? "calibrated" : "invalid");
+        if (o.valid()) {
+            LOG.info("calibrated {}/{} v{}: rho {} ({} mode, {} {} evaluations{}), gap {}", c.runId(), c.layer(), c.factorVersion(), o.rho(),
+                    o.mode(), o.trace().size(), o.search(), o.flags().isEmpty() ? "" : ", " + o.flags(), o.gap());
+        } else {
+            LOG.warn("calibration of {}/{} v{} invalid: {}", c.runId(), c.layer(), c.factorVersion(), o.invalidReason());
+        }
+    }
+
+    /** The trainer declined the candidate: the calibration ends now (no timeout to wait for) and the layer backs off. */
+    private void declined(ProbeResult pr, PendingCandidate c, LayerState layer) {
+        String why = pr.getDeclined().length() > 256 ? pr.getDeclined().substring(0, 256) + "..." : pr.getDeclined();
+        if (!layer.declined(c, why)) {
+            return;
+        }
+        metrics.inc("curvewatch_service_candidates_declined_total");
+        LOG.info("candidate {} of {}/{} declined by the trainer: {}", c.id(), c.runId(), c.layer(), why);
+        out.signals(List.of(Calibration.signal(c, "candidates_declined", layer.status().candidatesDeclined(), Map.of(), System.currentTimeMillis())),
+                new AlertEvaluator.Context(layer.topExact(), layer.calibratedRho()));
+        out.live("layer", c.runId(), Json.layer(layer));
     }
 
     private PendingCandidate findCandidate(String id) {

@@ -133,6 +133,10 @@ public final class Json {
                 .put("status", s.status()).put("last_failure", s.lastFailure()).put("last_refresh_ms", s.lastRefreshMs())
                 .put("refreshes", s.refreshes()).put("failed_refreshes", s.failedRefreshes())
                 .put("calibration_timeouts", s.calibrationTimeouts()).put("weight_step", s.weightStep())
+                .put("calibration_valid", s.calibrationValid() < 0 ? null : s.calibrationValid() == 1)
+                .put("calibration_problem", s.calibrationProblem()).put("warning", s.warning())
+                .put("candidates_sent", s.candidatesSent()).put("candidates_declined", s.candidatesDeclined())
+                .put("candidate_backoff", s.candidateBackoff()).put("candidate_paced", s.candidatePaced())
                 .put("spectrum_g", b == null ? null : spectrum(b.spectrumG())).put("spectrum_a", b == null ? null : spectrum(b.spectrumA()));
     }
 

@@ -37,8 +37,22 @@ public final class LayerState {
     public record View(LayerStatus status, Bases bases) {
     }
 
+    /**
+     * How a layer paces itself: candidates ({@link CandidatePacer}) and refreshes, which need the
+     * factors to cover at least {@code refreshMinSteps} trainer steps more than the last refresh's.
+     */
+    public record Pacing(CandidatePacer.Settings candidates, long refreshMinSteps) {
+        /** Every new manifest may refresh, every refresh may send a candidate (while none is out). */
+        public static final Pacing NONE = new Pacing(CandidatePacer.Settings.NONE, 0);
+    }
+
+    /** Valid calibrations in a row at the same grid edge before the layer status warns. */
+    public static final int EDGE_WARNING_AFTER = 3;
+
     private final String runId;
     private final String layer;
+    private final Pacing pacing;
+    private final CandidatePacer pacer;
     private int dIn;
     private int dOut;
     private boolean hasBias;
@@ -47,6 +61,7 @@ public final class LayerState {
     private FactorManifest manifest;
     private long manifestSeenNanos;
     private long refreshedVersion = -1;
+    private long refreshedStep = Long.MIN_VALUE;
     private long historyRefreshVersion = -1;
     private boolean inFlight;
     private boolean force;
@@ -62,6 +77,12 @@ public final class LayerState {
     private final LinkedHashMap<String, PendingCandidate> outstanding = new LinkedHashMap<>();
     private long candidatesSent;
     private int calibrationTimeouts;
+    private int candidatesDeclined;
+    private String paced;
+    private int calibrationValid = -1;
+    private String calibrationProblem;
+    private int edge;
+    private int edgeRun;
     private long calibratedVersion = -1;
     private double calibratedRho = Double.NaN;
     private long keptPairs = -1;
@@ -74,9 +95,16 @@ public final class LayerState {
     private long scoresStep = -1;
     private double scoresRho = Double.NaN;
 
+    /** A layer without pacing ({@link Pacing#NONE}). */
     public LayerState(String runId, String layer) {
+        this(runId, layer, Pacing.NONE);
+    }
+
+    public LayerState(String runId, String layer, Pacing pacing) {
         this.runId = runId;
         this.layer = layer;
+        this.pacing = pacing;
+        this.pacer = new CandidatePacer(pacing.candidates());
     }
 
     public String runId() {
@@ -131,7 +159,10 @@ public final class LayerState {
         historyRefreshVersion = Math.max(historyRefreshVersion, version);
     }
 
-    /** A refresh should start now: a newer manifest (or a forced one), none in flight, the interval passed. */
+    /**
+     * A refresh should start now: a newer manifest (or a forced one), none in flight, the interval
+     * passed, and the factors {@link Pacing#refreshMinSteps} trainer steps ahead of the last refresh.
+     */
     public synchronized boolean due(long nowNanos, long intervalNanos) {
         if (manifest == null || inFlight) {
             return false;
@@ -140,7 +171,8 @@ public final class LayerState {
         if (force) {
             return true;
         }
-        return newer && nowNanos - lastStartNanos >= intervalNanos;
+        boolean stepsAhead = refreshedStep == Long.MIN_VALUE || manifest.getStepLast() - refreshedStep >= pacing.refreshMinSteps();
+        return newer && stepsAhead && nowNanos - lastStartNanos >= intervalNanos;
     }
 
     /**
@@ -185,6 +217,7 @@ public final class LayerState {
     public synchronized void refreshed(LayerRefresh.Outcome o, long nowMs) {
         refreshes++;
         refreshedVersion = Math.max(refreshedVersion, o.input().factorVersion());
+        refreshedStep = Math.max(refreshedStep, o.input().step());
         lastRefreshMs = nowMs;
         bases = new Bases(o.g(), o.a(), o.input().factorVersion(), o.input().step(), o.spectrumG(), o.spectrumA());
         status = o.tooLarge() ? "refreshed v" + o.input().factorVersion() + "; calibration=too_large"
@@ -195,6 +228,7 @@ public final class LayerState {
     public synchronized void failed(LayerRefresh.Input in, String reason, long nowMs) {
         failures++;
         refreshedVersion = Math.max(refreshedVersion, in.factorVersion());
+        refreshedStep = Math.max(refreshedStep, in.step());
         lastRefreshMs = nowMs;
         lastFailure = reason;
         status = "refresh failed at v" + in.factorVersion() + ": " + reason;
@@ -210,10 +244,26 @@ public final class LayerState {
 
     // ---- calibration -----------------------------------------------------------------------
 
+    /**
+     * After a successful refresh of factors up to {@code step} with basis drift {@code drift} (NaN
+     * on a first refresh): whether its candidate may go out ({@link CandidatePacer}); when not, the
+     * reason is kept for the status.
+     */
+    public synchronized CandidatePacer.Decision candidateDecision(long step, double drift) {
+        CandidatePacer.Decision d = pacer.refreshed(step, drift);
+        if (!outstanding.isEmpty()) {
+            // one candidate at a time per layer: a newer one would supersede the answer the trainer is computing now
+            d = new CandidatePacer.Decision(false, "candidate " + outstanding.keySet().iterator().next() + " is still out");
+        }
+        paced = d.send() ? null : d.why();
+        return d;
+    }
+
     /** A candidate was sent; the oldest outstanding ones beyond the bound are dropped (superseded). */
     public synchronized void sent(PendingCandidate c) {
         outstanding.put(c.id(), c);
         candidatesSent++;
+        pacer.sent(c.step());
         while (outstanding.size() > MAX_OUTSTANDING) {
             Iterator<String> it = outstanding.keySet().iterator();
             it.next();
@@ -247,15 +297,53 @@ public final class LayerState {
             return false;
         }
         outstanding.values().removeIf(o -> o.factorVersion() <= c.factorVersion());
+        pacer.answered();
         return true;
+    }
+
+    /**
+     * The trainer declined the candidate (e.g. its answer-time budget is spent): the calibration
+     * ends now, and the layer backs off ({@link CandidatePacer#declinedOrTimedOut}). False when the
+     * candidate is no longer out.
+     */
+    public synchronized boolean declined(PendingCandidate c, String why) {
+        if (outstanding.remove(c.id()) == null) {
+            return false;
+        }
+        candidatesDeclined++;
+        pacer.declinedOrTimedOut();
+        status = "candidate declined at v" + c.factorVersion() + ": " + why;
+        return true;
+    }
+
+    /** An answer to this outstanding candidate was refused (a dead letter): no other answer will come, so it is no longer out. */
+    public synchronized void answerRejected(PendingCandidate c, String why) {
+        if (outstanding.remove(c.id()) != null) {
+            status = "answer to v" + c.factorVersion() + " refused: " + why;
+        }
     }
 
     public synchronized long calibratedVersion() {
         return calibratedVersion;
     }
 
-    /** @param measuredStep the step of the model the trainer measured (the ProbeResult's) */
+    /**
+     * The calibration of an answered candidate. A valid one becomes the layer's calibrated rho,
+     * kept pairs and scores; an invalid one changes none of them and says why in the status.
+     *
+     * @param measuredStep the step of the model the trainer measured (the ProbeResult's)
+     */
     public synchronized void calibrated(PendingCandidate c, Calibration.Outcome o, long measuredStep) {
+        if (!o.valid()) {
+            calibrationValid = 0;
+            calibrationProblem = "calibration invalid at v" + c.factorVersion() + ": " + o.invalidReason();
+            status = calibrationProblem;
+            return;
+        }
+        calibrationValid = 1;
+        calibrationProblem = null;
+        edgeRun = o.rhoAtEdge() != 0 && o.rhoAtEdge() == edge ? edgeRun + 1 : o.rhoAtEdge() != 0 ? 1 : 0;
+        edge = o.rhoAtEdge();
         calibratedVersion = c.factorVersion();
         calibratedRho = o.rho();
         keptPairs = o.keptPairs();
@@ -263,7 +351,25 @@ public final class LayerState {
         topLoss = top(o.loss());
         scoresStep = measuredStep;
         scoresRho = o.rho();
-        status = "calibrated v" + c.factorVersion() + ": rho " + o.rho();
+        status = "calibrated v" + c.factorVersion() + ": rho " + o.rho() + " (" + o.mode().name().toLowerCase(java.util.Locale.ROOT)
+                + (o.flags().contains(Calibration.Flag.ACCURACY_SATURATED) ? ", accuracy saturated" : "")
+                + (o.flags().contains(Calibration.Flag.NON_MONOTONE) ? ", non-monotone" : "") + ")";
+    }
+
+    /** Why the latest calibration is not usable (null: it is, or there is none). */
+    public synchronized String calibrationProblem() {
+        return calibrationProblem;
+    }
+
+    /** A warning when the calibrated rho has sat at a grid edge for {@link #EDGE_WARNING_AFTER} valid calibrations in a row. */
+    public synchronized String warning() {
+        if (edgeRun < EDGE_WARNING_AFTER) {
+            return null;
+        }
+        return edge < 0
+                ? "rho at the grid's most aggressive end for " + edgeRun + " calibrations in a row: the probes do not limit the edit "
+                        + "within the grid (its true rho* may be lower)"
+                : "no candidate rho kept the probes within tolerance for " + edgeRun + " calibrations in a row: no edit";
     }
 
     /** The calibrated rho from the service's own history (restart). */
@@ -301,6 +407,7 @@ public final class LayerState {
         });
         if (!out.isEmpty()) {
             calibrationTimeouts += out.size();
+            pacer.declinedOrTimedOut();
             status = "calibration timed out at v" + out.get(out.size() - 1).factorVersion();
         }
         return out;
@@ -357,7 +464,8 @@ public final class LayerState {
         return new LayerStatus(runId, layer, dIn, dOut, hasBias, manifest == null ? -1 : manifest.getVersion(),
                 manifest == null ? 0 : manifest.getTokenCount(), refreshedVersion, bases == null ? -1 : bases.step(), calibratedRho,
                 calibratedVersion, keptPairs, status, lastFailure, lastRefreshMs, refreshes, failures, candidatesSent,
-                calibrationTimeouts, weight == null ? -1 : weight.step());
+                calibrationTimeouts, weight == null ? -1 : weight.step(), calibrationValid, calibrationProblem, warning(),
+                candidatesDeclined, pacer.backoff(), paced);
     }
 
 }

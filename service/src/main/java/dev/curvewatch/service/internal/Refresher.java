@@ -93,17 +93,27 @@ final class Refresher {
         metrics.inc("curvewatch_service_refreshes_total", "ok");
         metrics.inc("curvewatch_service_refresh_latency_seconds_total", latency);
         lastLatency = latency;
-        if (o.plan().isPresent() && l.awaitingAnswer()) {
-            // one candidate at a time per layer: a newer one would supersede the answer the trainer is
-            // computing now; the next refresh after that answer (or its timeout) sends the newest bases
-            metrics.inc("curvewatch_service_candidates_deferred_total");
-        } else if (o.plan().isPresent()) {
-            sendCandidate(l, o, m, now);
+        if (o.plan().isPresent()) {
+            boolean out = l.awaitingAnswer();
+            // paced in trainer steps and drift (CandidatePacer), one out at a time: a later refresh sends the newest bases
+            if (l.candidateDecision(m.getStepLast(), drift(o)).send()) {
+                sendCandidate(l, o, m, now);
+            } else {
+                metrics.inc("curvewatch_service_candidates_deferred_total", out ? "outstanding" : "paced");
+            }
         }
         out.live("layer", l.runId(), Json.layer(l));
         LOG.info("refreshed {} v{} ({} x {}): eigh {} s{}, factors ready -> signals {} s", l.key(), m.getVersion(), m.getDOut(),
                 m.getDIn(), String.format("%.3f", o.eighSeconds()), o.skippedG() && o.skippedA() ? " (warm start)" : "",
                 String.format("%.3f", latency));
+    }
+
+    /** The larger basis drift of the two factors; NaN on a first refresh. */
+    static double drift(LayerRefresh.Outcome o) {
+        if (Double.isNaN(o.driftG())) {
+            return o.driftA();
+        }
+        return Double.isNaN(o.driftA()) ? o.driftG() : Math.max(o.driftG(), o.driftA());
     }
 
     private void sendCandidate(LayerState l, LayerRefresh.Outcome o, FactorManifest m, long now) {

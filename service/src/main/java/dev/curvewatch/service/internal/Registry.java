@@ -65,6 +65,7 @@ public final class Registry implements ServiceState {
     private final int alertHistory;
     private final int snapshotHistory;
     private final int maxRuns;
+    private final LayerState.Pacing pacing;
     private final ArrayDeque<Alert> rawAlerts = new ArrayDeque<>();
     private final LinkedHashMap<String, Alert> alerts = new LinkedHashMap<>(16, 0.75f, false);
     private final Map<String, ArrayDeque<SnapshotEvent>> snapshots = new LinkedHashMap<>();
@@ -76,7 +77,13 @@ public final class Registry implements ServiceState {
     private final Object runsLock = new Object();
     private final List<java.util.function.Consumer<String>> forgetListeners = new java.util.concurrent.CopyOnWriteArrayList<>();
 
+    /** A registry whose layers are not paced ({@link LayerState.Pacing#NONE}). */
     public Registry(SignalHistory history, int alertHistory, int snapshotHistory, int maxRuns) {
+        this(history, alertHistory, snapshotHistory, maxRuns, LayerState.Pacing.NONE);
+    }
+
+    public Registry(SignalHistory history, int alertHistory, int snapshotHistory, int maxRuns, LayerState.Pacing pacing) {
+        this.pacing = pacing;
         this.history = history;
         this.alertHistory = alertHistory;
         this.snapshotHistory = snapshotHistory;
@@ -104,7 +111,7 @@ public final class Registry implements ServiceState {
             r.info = info;
             r.lastActivityMs = nowMs;
             for (LayerInfo l : info.getLayers()) {
-                r.layers.computeIfAbsent(l.getName(), n -> new LayerState(info.getRunId(), n)).register(l);
+                r.layers.computeIfAbsent(l.getName(), n -> new LayerState(info.getRunId(), n, pacing)).register(l);
             }
             return evict(info.getRunId());
         }
@@ -118,7 +125,7 @@ public final class Registry implements ServiceState {
         synchronized (runsLock) {
             Run r = runs.computeIfAbsent(runId, Run::new);
             r.lastActivityMs = nowMs;
-            LayerState l = r.layers.computeIfAbsent(layer, n -> new LayerState(runId, n));
+            LayerState l = r.layers.computeIfAbsent(layer, n -> new LayerState(runId, n, pacing));
             evict(runId);
             return l;
         }
