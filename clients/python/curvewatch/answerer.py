@@ -3,8 +3,8 @@
 Candidates of this run arrive through the watcher's consumer (`receive`); the newest pending one
 per layer is answered inside `Watcher.step()` with a ProbeResult (calibration.py) over the latest
 probe batch and the recent training examples, within the answer-time budget (overhead.py): a
-candidate the budget cannot fit before half its timeout is declined at once (`declined`), so the
-service ends that calibration instead of waiting for it.
+candidate the budget cannot fit 10 s before its timeout is declined at once (`declined`), so the
+service ends that calibration instead of waiting for it (and backs off).
 """
 import collections
 import time
@@ -143,7 +143,7 @@ class CandidateAnswerer:
         service refuses a ProbeResult without both); candidates pending longer than
         candidate_timeout are dropped as expired (the service has given up on them by then). A
         candidate whose answer does not fit the budget waits while it could still be answered
-        within half the timeout, else it is declined.
+        10 s before the service's timeout, else it is declined.
         """
         ready = self.probe is not None and len(self.recent) > 0
         now = time.monotonic()
@@ -164,7 +164,7 @@ class CandidateAnswerer:
             estimate = self.last_seconds.get(layer, 0.0)
             if not self.overhead.allows(estimate):
                 wait = self.overhead.wait(estimate)
-                if now - candidate.received + wait + estimate <= self.candidate_timeout / 2:
+                if self._in_time(candidate, wait, estimate):
                     continue  # the budget refills as training goes on: answer it a little later
                 del self.pending[layer]
                 self._mark_done(candidate.candidate_id)
@@ -176,6 +176,12 @@ class CandidateAnswerer:
             if self._answer(candidate, step):
                 answered += 1
         return answered
+
+    def _in_time(self, candidate, wait, estimate):
+        """Whether, after `wait` more seconds of training (x1.25 in wall time for the capture overhead)
+        and an answer of `estimate` seconds, the candidate is still answered 10 s before the service
+        gives up on it (calibration.timeout.ms, which candidate_timeout mirrors)."""
+        return time.monotonic() - candidate.received + 1.25 * wait + estimate <= self.candidate_timeout - 10.0
 
     def _decline(self, candidate, step, reason):
         self._publish(self.topic, self.run_id, self._out.encode({
@@ -228,8 +234,8 @@ class CandidateAnswerer:
     def _check_budget(self, candidate, started):
         """After the unedited passes: if the rest of the answer would not fit the budget (the estimate:
         the layer's last answer scaled by these passes, or passes x their time at first), the
-        candidate waits for the budget (Postponed) if it can still be answered within half its
-        timeout, else it is declined."""
+        candidate waits for the budget (Postponed) if it can still be answered in time, else it is
+        declined."""
         def check(now_seconds, estimate):
             if candidate.layer in self.now_share and self.now_share[candidate.layer] > 0:
                 estimate = now_seconds * (1 / self.now_share[candidate.layer] - 1)
@@ -237,7 +243,7 @@ class CandidateAnswerer:
             if self.overhead.allows(spent + estimate):
                 return
             wait = self.overhead.wait(spent + estimate)
-            if time.monotonic() - candidate.received + wait + spent + estimate <= self.candidate_timeout / 2:
+            if self._in_time(candidate, wait, spent + estimate):
                 raise Postponed(spent + estimate)
             raise Declined(f"answer-time budget spent ({self.overhead.budget:.0%} of training time): the rest "
                            f"of this answer would take about {estimate:.1f} s")
