@@ -231,47 +231,73 @@ class LayerCapture:
             self._undo = None
 
 
-def token_rows(micros, d_in, d_out, n_ids):
-    """The step's token rows: (a (R, d_in), g (R, d_out), rows, index).
+def token_rows(micros, d_in, d_out, n_ids, keep=0, generator=None):
+    """The step's token rows: (a (rows, d_in), g (rows, d_out), index, count).
 
-    a and g hold every row of the micro-batches (views of the captured tensors when there is one);
-    rows: the rows of real tokens (a CPU LongTensor; None when no padding mask applied: all rows);
-    index: per kept row (aligned with rows, or with all rows), the example it belongs to among
-    the n_ids sample ids, or None without ids. Micro-batches with a batch dimension number their
-    examples consecutively; 2-D inputs (one row per example, or flattened tokens) are spread
-    evenly over the ids."""
-    a_parts, g_parts, row_parts, idx_parts = [], [], [], []
-    base = offset = 0
-    batched, masked = True, False
+    count: the real tokens of the micro-batches (padding, mask 0, left out); when keep > 0 and
+    count > keep, a random `keep` of them (ascending) are the rows, else all. Only the rows kept
+    are copied out of the captured tensors (on their device, in their dtype). index: per row, the
+    example it belongs to among the n_ids sample ids (CPU), or None without ids. Micro-batches
+    with a batch dimension number their examples consecutively; 2-D inputs (one row per example,
+    or flattened tokens) are spread evenly over the ids."""
+    spans, idx_parts = [], []  # per micro: (micro, its real rows as flat indices of its lead dims)
+    offset, batched = 0, True
     for m in micros:
-        a = m.a.reshape(-1, d_in)
-        g = m.g.reshape(-1, d_out)
-        count = a.shape[0]
-        idx = None
+        lead = m.a.shape[:-1]
+        count = math.prod(lead)
+        real = torch.arange(count) if m.mask is None else (m.mask.reshape(-1) != 0).nonzero().squeeze(1).cpu()
         if m.examples is not None:
-            idx = torch.arange(offset, offset + m.examples).repeat_interleave(count // max(1, m.examples))
+            idx_parts.append(offset + real // max(1, count // m.examples))
             offset += m.examples
         else:
             batched = False
-        keep = torch.arange(count)
-        if m.mask is not None:
-            masked = True
-            keep = (m.mask.reshape(-1) != 0).nonzero().squeeze(1).cpu()
-        a_parts.append(a)
-        g_parts.append(g)
-        row_parts.append(keep + base)
-        idx_parts.append(None if idx is None else idx[keep])
-        base += count
+        spans.append((m, real))
+    total = sum(len(r) for _, r in spans)
+    index = None
+    if n_ids:
+        if batched:
+            if offset != n_ids:
+                raise ValueError(f"{offset} examples were captured in this step's micro-batches, but {n_ids} sample ids given")
+            index = torch.cat(idx_parts)
+        else:
+            flat = sum(math.prod(m.a.shape[:-1]) for m, _ in spans)
+            if flat % n_ids:
+                raise ValueError(f"{flat} tokens do not divide into {n_ids} examples")
+            index = torch.cat([r + sum(math.prod(x.a.shape[:-1]) for x, _ in spans[:k]) for k, (_, r) in enumerate(spans)])
+            index = index // (flat // n_ids)
+    chosen = None
+    if keep and total > keep:
+        chosen = torch.randperm(total, generator=generator)[:keep].sort().values
+        index = None if index is None else index[chosen]
+    a_parts, g_parts, start = [], [], 0
+    for m, real in spans:
+        rows = real
+        if chosen is not None:
+            inside = chosen[(chosen >= start) & (chosen < start + len(real))] - start
+            rows = real[inside]
+        start += len(real)
+        a_parts.append(_gather(m.a, rows))
+        g_parts.append(_gather(m.g, rows))
     a = torch.cat(a_parts) if len(a_parts) > 1 else a_parts[0]
     g = torch.cat(g_parts) if len(g_parts) > 1 else g_parts[0]
-    rows = torch.cat(row_parts) if masked else None
-    if not n_ids:
-        return a, g, rows, None
-    if batched:
-        if offset != n_ids:
-            raise ValueError(f"{offset} examples were captured in this step's micro-batches, but {n_ids} sample ids given")
-        return a, g, rows, torch.cat(idx_parts) if len(idx_parts) > 1 else idx_parts[0]
-    if a.shape[0] % n_ids:
-        raise ValueError(f"{a.shape[0]} tokens do not divide into {n_ids} examples")
-    index = torch.arange(n_ids).repeat_interleave(a.shape[0] // n_ids)
-    return a, g, rows, index if rows is None else index[rows]
+    return a, g, index, total
+
+
+def _gather(t, rows):
+    """Rows (flat indices over t's lead dims) of t as (len(rows), features), copying only them even
+    when t is a non-contiguous view (out_proj's (batch, length) view of a (length, batch) tensor)."""
+    lead = t.shape[:-1]
+    if len(rows) == math.prod(lead):
+        return t.reshape(-1, t.shape[-1])
+    if len(lead) == 1:
+        return t.index_select(0, rows.to(t.device))
+    coords = torch.unravel_index(rows, lead) if hasattr(torch, "unravel_index") else _unravel(rows, lead)
+    return t[tuple(c.to(t.device) for c in coords)]
+
+
+def _unravel(flat, shape):
+    coords = []
+    for size in reversed(shape):
+        coords.append(flat % size)
+        flat = flat // size
+    return tuple(reversed(coords))

@@ -279,16 +279,9 @@ class Watcher:
         return self.records - before
 
     def _publish_layer(self, cap, step, micros, ids, losses, probe, fisher, grad_scale):
-        a, g, rows, index = token_rows(micros, cap.d_in, cap.d_out, len(ids))
-        count = a.shape[0] if rows is None else rows.shape[0]
+        a, g, index, count = token_rows(micros, cap.d_in, cap.d_out, len(ids), self.tokens_per_step, self._generator)
         scale = (float(count) if self.grad_scale == "tokens" else float(self.grad_scale)) if grad_scale is None \
             else float(grad_scale)
-        if self.tokens_per_step and count > self.tokens_per_step:
-            pick = torch.randperm(count, generator=self._generator)[: self.tokens_per_step].sort().values
-            rows = pick if rows is None else rows[pick]
-            index = None if index is None else index[pick]
-        if rows is not None:
-            a, g = a.index_select(0, rows.to(a.device)), g.index_select(0, rows.to(g.device))
         a = a.to("cpu", torch.float32)
         factor = scale
         if self.grad_scaler is not None and self.grad_scaler.is_enabled():

@@ -131,6 +131,31 @@ class OutProjTest(unittest.TestCase):
         torch.testing.assert_close(g.t() @ a / scale, attn.out_proj.weight.grad, **TOL)
         torch.testing.assert_close(g.sum(0) / scale, attn.out_proj.bias.grad, **TOL)
 
+    def test_sub_sampled_out_proj_rows_keep_a_g_and_their_example_together(self):
+        model = tiny_lm(1)
+        attn = model.blocks[0].attn
+        w, prod = watcher(model, ["blocks.0.attn.out_proj"], tokens_per_step=10)
+        batch = lm_batch()
+        seen, handle = outputs_of(model.blocks[0].ln1)
+        seen_attn, handle_attn = outputs_of(attn)
+        loss = model(**batch).loss
+        handle.remove()
+        handle_attn.remove()
+        concat, _ = manual_attention(attn, seen[0][1].detach(), batch["attention_mask"] == 0)
+        (g_ref,) = torch.autograd.grad(loss, seen_attn[0][1][0], retain_graph=True)
+        loss.backward()
+        w.step(0, sample_ids=["x", "y", "z"])
+        (cap,) = captures(prod)
+        a, g, index = as_tensor(cap["activations"]), as_tensor(cap["gradients"]), token_index(cap)
+        self.assertEqual(a.shape[0], 10)
+        self.assertEqual(cap["grad_scale"], float(batch["attention_mask"].sum()))  # tokens before sub-sampling
+        real = batch["attention_mask"].bool()
+        for i in range(10):
+            n = int(index[i])
+            matches = [t for t in range(24) if real[n, t] and torch.allclose(concat[n, t], a[i], **TOL)]
+            self.assertEqual(len(matches), 1, f"row {i} is one real token of example {n}")
+            torch.testing.assert_close(g[i], g_ref[n, matches[0]] * cap["grad_scale"], **TOL)
+
     def test_unwatching_restores_the_attention(self):
         model = tiny_lm(2)
         attn = model.blocks[1].attn
