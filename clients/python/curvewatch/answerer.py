@@ -61,6 +61,7 @@ class CandidateAnswerer:
         for name in self.COUNTERS:
             setattr(self, name, 0)
         self.seconds = 0.0
+        self.max_seconds = 0.0  # the longest answer (or decline after unedited passes)
         self.passes = 0
         self.last_seconds = {}  # layer -> seconds of its last answer (the budget's estimate)
         self.now_share = {}  # layer -> share of its last answer spent in the unedited passes
@@ -161,7 +162,8 @@ class CandidateAnswerer:
         for layer, candidate in list(self.pending.items()):
             if not ready or (max_answers is not None and answered >= max_answers):
                 break
-            estimate = self.last_seconds.get(layer, 0.0)
+            # the layer's last answer, else another layer's (same model: a similar cost), else unknown
+            estimate = self.last_seconds.get(layer, max(self.last_seconds.values(), default=0.0))
             if not self.overhead.allows(estimate):
                 wait = self.overhead.wait(estimate)
                 if self._in_time(candidate, wait, estimate):
@@ -218,6 +220,7 @@ class CandidateAnswerer:
         finally:
             spent = time.perf_counter() - started
             self.seconds += spent
+            self.max_seconds = max(self.max_seconds, spent)
             self.last_seconds[candidate.layer] = spent if estimate is None else estimate
             self.clock.seconds["answer"] += spent
         return False

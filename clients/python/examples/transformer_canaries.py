@@ -168,6 +168,7 @@ def main(argv=None):
         summary["candidates"] = w.candidates.counts()
         summary["answered_layers"] = sorted(w.candidates.answered_layers)
         summary["answer_passes"] = w.candidates.passes
+        summary["longest_answer_seconds"] = w.candidates.max_seconds
         summary["replay"] = w.candidates.replay_status()
         summary["skipped_nonfinite"] = w.skipped_nonfinite
     summary["dead_letters"] = w.dead_letters()
