@@ -50,7 +50,11 @@ def parse(argv=None):
     p.add_argument("--inject-at", type=int, default=None, help="first step with canaries (default: a third in)")
     p.add_argument("--layers", default=DEFAULT_LAYERS, help=f"watched layers (default {DEFAULT_LAYERS})")
     p.add_argument("--probes", type=int, default=32, help="held-out probe windows")
+    p.add_argument("--recent-examples", type=int, default=None,
+                   help="training examples candidates are evaluated on (default: the client's)")
     p.add_argument("--probe-every", type=int, default=100, help="steps between probe captures")
+    p.add_argument("--weights-every", type=int, default=100,
+                   help="steps between weight snapshots (the service edits the latest weights it has)")
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--baseline", action="store_true", help="first train an unwatched copy: the overhead, measured")
@@ -158,8 +162,11 @@ def main(argv=None):
     model = make_model(args, data.tok.vocab_size)
     config = {"steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len, "seed": args.seed,
               "canaries": args.canaries, "inject_at": data.inject_at}
+    options = {"weights_every": args.weights_every}
+    if args.recent_examples is not None:
+        options["recent_examples"] = args.recent_examples
     with curvewatch.watch(model, layers, args.run_id, bootstrap=args.bootstrap, answer_candidates=True,
-                          model_name=f"textlm-d{args.d_model}x{args.n_layers}", config=config) as w:
+                          model_name=f"textlm-d{args.d_model}x{args.n_layers}", config=config, **options) as w:
         seconds, last = train(args, data, model, w, label="watched")
         overhead = w.overhead()  # at the end of training: lingering below is not training
         linger(w, layers, args.linger)

@@ -656,6 +656,15 @@ class PythonClientIT {
             return log.toString();
         }
 
+        /** The whole output once the process closed it (at most {@code timeout} more). */
+        String awaitEnd(Duration timeout) throws InterruptedException {
+            long deadline = System.nanoTime() + timeout.toNanos();
+            for (String line = ""; line != null && line != END; ) {
+                line = lines.poll(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+            }
+            return log();
+        }
+
         /** The first line matching {@code wanted}; fails if the output ends or the timeout passes first. */
         String await(Predicate<String> wanted, Duration timeout) throws InterruptedException {
             long deadline = System.nanoTime() + timeout.toNanos();
