@@ -244,6 +244,14 @@ class RecordCodec:
         self.header = MARKER + self.fingerprint.to_bytes(8, "little")
         self._write = writer(self.schema)
         self._reader = avro.io.DatumReader(self.schema, self.schema)
+        self.older = {}  # fingerprint bytes of an earlier version -> reader resolving it to this one
+
+    def read_older(self, schema_json):
+        """Also decode records written with an earlier version of this record (Avro schema resolution:
+        fields it lacks get this version's defaults), as the Java serde does."""
+        writer_schema = avro.schema.parse(json.dumps(schema_json))
+        fingerprint = crc64_avro(canonical_form(schema_json).encode("utf-8")).to_bytes(8, "little")
+        self.older[fingerprint] = avro.io.DatumReader(writer_schema, self.schema)
 
     def encode(self, record: dict) -> bytes:
         out = [self.header]
@@ -256,9 +264,11 @@ class RecordCodec:
     def decode(self, data: bytes) -> dict:
         if len(data) < 10 or data[:2] != MARKER:
             raise ValueError(f"not Avro single-object encoding (first bytes {data[:2].hex()})")
-        if data[2:10] != self.header[2:]:
-            raise ValueError(f"fingerprint {data[2:10][::-1].hex()} is not {self.name}'s {self.fingerprint:016x}")
-        return self._reader.read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
+        reader = self._reader if data[2:10] == self.header[2:] else self.older.get(data[2:10])
+        if reader is None:
+            raise ValueError(f"fingerprint {data[2:10][::-1].hex()} is not {self.name}'s {self.fingerprint:016x} "
+                             "nor one of its earlier versions")
+        return reader.read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
 
 
 _codecs = {}
@@ -273,5 +283,8 @@ def codec(name: str) -> RecordCodec:
                         key=lambda f: int(f.rsplit(".v", 1)[1].split(".")[0]))
         if not newest:
             raise KeyError(f"no shipped schema for record {name!r} in {d}")
-        _codecs[name] = RecordCodec(name, json.loads((d / newest[-1]).read_text()))
+        c = RecordCodec(name, json.loads((d / newest[-1]).read_text()))
+        for f in newest[:-1]:
+            c.read_older(json.loads((d / f).read_text()))
+        _codecs[name] = c
     return _codecs[name]

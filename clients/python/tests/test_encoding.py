@@ -88,6 +88,24 @@ class FastWriterTest(unittest.TestCase):
                 self.assertEqual(codec.encode(datum), codec.header + buf.getvalue(), name)
                 self.assertEqual(codec.decode(codec.encode(datum)).keys(), datum.keys())
 
+    def test_records_of_an_earlier_version_decode_with_the_new_fields_defaults(self):
+        import io
+        import json as js
+        import avro.io
+        import avro.schema
+        d = _avro.schema_dir()
+        old = js.loads((d / "SnapshotEvent.v1.avsc").read_text())
+        v1 = {"snapshot_id": "s", "run_id": "r", "step": 1, "idempotency_key": "k", "uri": "r/s.safetensors",
+              "sha256": "ab", "size_bytes": 3, "dtype": "FLOAT32", "layers": [], "factor_versions": {}, "code_version": "",
+              "created_ms": 0}
+        buf = io.BytesIO()
+        avro.io.DatumWriter(avro.schema.parse(js.dumps(old))).write(v1, avro.io.BinaryEncoder(buf))
+        data = b"\xc3\x01" + _avro.crc64_avro(_avro.canonical_form(old).encode()).to_bytes(8, "little") + buf.getvalue()
+        back = _avro.codec("SnapshotEvent").decode(data)
+        self.assertEqual((back["uri"], back["status"], back["kind"], back["reason"]), ("r/s.safetensors", "WRITTEN", "EDIT", ""))
+        with self.assertRaisesRegex(ValueError, "nor one of its earlier versions"):
+            _avro.codec("SnapshotEvent").decode(data[:2] + b"\x00" * 8 + data[10:])
+
     def test_a_wrong_type_is_an_avro_type_error(self):
         import avro.errors
         with self.assertRaises(avro.errors.AvroTypeException):
