@@ -106,10 +106,12 @@ def manual_attention(attn, h, padding):
 
 
 class OutProjTest(unittest.TestCase):
-    def test_out_proj_input_and_output_gradient_match_a_hand_written_attention(self):
+    def step_with_reference(self, **options):
+        """One watched step of blocks.0.attn.out_proj; returns (capture, batch, the heads' concatenation by
+        hand, d loss / d out_proj output by autograd, the attention)."""
         model = tiny_lm(1)
         attn = model.blocks[0].attn
-        w, prod = watcher(model, ["blocks.0.attn.out_proj"])
+        w, prod = watcher(model, ["blocks.0.attn.out_proj"], **options)
         batch = lm_batch()
         seen, handle = outputs_of(model.blocks[0].ln1)
         seen_attn, handle_attn = outputs_of(attn)
@@ -118,34 +120,25 @@ class OutProjTest(unittest.TestCase):
         handle_attn.remove()
         padding = batch["attention_mask"] == 0
         concat, out = manual_attention(attn, seen[0][1].detach(), padding)
-        real = ~padding
-        torch.testing.assert_close(out[real], seen_attn[0][1][0].detach()[real], **TOL)  # the reference is right
-        (g_ref,) = torch.autograd.grad(loss, seen_attn[0][1][0], retain_graph=True)  # = d loss / d out_proj output
-        loss.backward()
-        w.step(0, sample_ids=["x", "y", "z"])
-        (cap,) = captures(prod)
-        scale = cap["grad_scale"]
-        torch.testing.assert_close(as_tensor(cap["activations"]), concat[real], **TOL)
-        torch.testing.assert_close(as_tensor(cap["gradients"]), g_ref[real] * scale, **TOL)
-        a, g = as_tensor(cap["activations"]), as_tensor(cap["gradients"])
-        torch.testing.assert_close(g.t() @ a / scale, attn.out_proj.weight.grad, **TOL)
-        torch.testing.assert_close(g.sum(0) / scale, attn.out_proj.bias.grad, **TOL)
-
-    def test_sub_sampled_out_proj_rows_keep_a_g_and_their_example_together(self):
-        model = tiny_lm(1)
-        attn = model.blocks[0].attn
-        w, prod = watcher(model, ["blocks.0.attn.out_proj"], tokens_per_step=10)
-        batch = lm_batch()
-        seen, handle = outputs_of(model.blocks[0].ln1)
-        seen_attn, handle_attn = outputs_of(attn)
-        loss = model(**batch).loss
-        handle.remove()
-        handle_attn.remove()
-        concat, _ = manual_attention(attn, seen[0][1].detach(), batch["attention_mask"] == 0)
+        torch.testing.assert_close(out[~padding], seen_attn[0][1][0].detach()[~padding], **TOL)  # the reference is right
         (g_ref,) = torch.autograd.grad(loss, seen_attn[0][1][0], retain_graph=True)
         loss.backward()
         w.step(0, sample_ids=["x", "y", "z"])
         (cap,) = captures(prod)
+        return cap, batch, concat, g_ref, attn
+
+    def test_out_proj_input_and_output_gradient_match_a_hand_written_attention(self):
+        cap, batch, concat, g_ref, attn = self.step_with_reference()
+        real = batch["attention_mask"].bool()
+        scale = cap["grad_scale"]
+        a, g = as_tensor(cap["activations"]), as_tensor(cap["gradients"])
+        torch.testing.assert_close(a, concat[real], **TOL)
+        torch.testing.assert_close(g, g_ref[real] * scale, **TOL)
+        torch.testing.assert_close(g.t() @ a / scale, attn.out_proj.weight.grad, **TOL)
+        torch.testing.assert_close(g.sum(0) / scale, attn.out_proj.bias.grad, **TOL)
+
+    def test_sub_sampled_out_proj_rows_keep_a_g_and_their_example_together(self):
+        cap, batch, concat, g_ref, _ = self.step_with_reference(tokens_per_step=10)
         a, g, index = as_tensor(cap["activations"]), as_tensor(cap["gradients"]), token_index(cap)
         self.assertEqual(a.shape[0], 10)
         self.assertEqual(cap["grad_scale"], float(batch["attention_mask"].sum()))  # tokens before sub-sampling
