@@ -18,11 +18,12 @@ package dev.curvewatch.service;
  * @param candidatesDeclined candidates the trainer declined
  * @param candidateBackoff the candidate pacing's back-off level (the step gap is multiplied by 2^level)
  * @param candidatePaced  why the latest refresh sent no candidate, or null
+ * @param deadLetters     the layer's dead letters read from topic dead-letters (captures, factors, weights, ...)
  */
 public record LayerStatus(String runId, String layer, int dIn, int dOut, boolean hasBias, long factorVersion, long factorTokens,
                           long refreshedVersion, long step, double calibratedRho, long calibratedVersion, long keptPairs,
                           String status, String lastFailure, long lastRefreshMs, int refreshes, int failedRefreshes,
                           long candidatesSent, int calibrationTimeouts, long weightStep, int calibrationValid,
                           String calibrationProblem, String warning, int candidatesDeclined, int candidateBackoff,
-                          String candidatePaced) {
+                          String candidatePaced, DeadLetterSummary deadLetters) {
 }

@@ -109,6 +109,18 @@ public final class LayerRefresh {
                 SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), seconds, tooLarge, plan);
     }
 
+    /**
+     * The outcome of a refresh done before, from its bases (kept by the layer): what a candidate for
+     * them needs, without decomposing anything again.
+     */
+    public Outcome ofBases(String runId, String layer, long factorVersion, long step, Eigenbasis g, Eigenbasis a, SpectrumSummary spectrumG,
+                           SpectrumSummary spectrumA) {
+        Input in = new Input(runId, layer, factorVersion, step, 0, a.size(), g.size(), null, null);
+        boolean tooLarge = candidateBytes(g.size(), a.size()) > maxCandidateBytes;
+        return new Outcome(in, null, g, a, true, true, Double.NaN, Double.NaN, spectrumG, spectrumA, 0, tooLarge,
+                tooLarge ? Optional.empty() : Optional.of(plan(g, a)));
+    }
+
     private static Outcome failed(Input in, String reason) {
         return new Outcome(in, reason, null, null, false, false, Double.NaN, Double.NaN, null, null, 0, false, Optional.empty());
     }

@@ -97,7 +97,7 @@ final class Refresher {
             boolean out = l.awaitingAnswer();
             // paced in trainer steps and drift (CandidatePacer), one out at a time: a later refresh sends the newest bases
             if (l.candidateDecision(m.getStepLast(), drift(o)).send()) {
-                sendCandidate(l, o, m, now);
+                sendCandidate(l, o, now);
             } else {
                 metrics.inc("curvewatch_service_candidates_deferred_total", out ? "outstanding" : "paced");
             }
@@ -116,12 +116,33 @@ final class Refresher {
         return Double.isNaN(o.driftA()) ? o.driftG() : Math.max(o.driftG(), o.driftA());
     }
 
-    private void sendCandidate(LayerState l, LayerRefresh.Outcome o, FactorManifest m, long now) {
-        String id = m.getLayer() + "-v" + m.getVersion() + "-" + UUID.randomUUID().toString().substring(0, 8);
+    /**
+     * The candidate a refresh could not send while the layer's previous one was out, now that it is
+     * answered (or declined, or timed out): the newest bases, without a new refresh, so a layer whose
+     * trainer has stopped or paused still gets its latest bases calibrated. On a refresh thread; the
+     * layer was marked in flight by {@link LayerState#startOwedCandidate} and is freed last.
+     */
+    void sendOwed(LayerState l, LayerState.Bases b) {
+        try {
+            LayerRefresh.Outcome o = refresh.ofBases(l.runId(), l.layer(), b.version(), b.step(), b.g(), b.a(), b.spectrumG(), b.spectrumA());
+            if (o.plan().isPresent()) {
+                sendCandidate(l, o, System.currentTimeMillis());
+                out.live("layer", l.runId(), Json.layer(l));
+            }
+        } catch (RuntimeException | OutOfMemoryError e) {
+            LOG.error("could not send the owed candidate of {} v{}", l.key(), b.version(), e);
+        } finally {
+            l.finished();
+        }
+    }
+
+    private void sendCandidate(LayerState l, LayerRefresh.Outcome o, long now) {
+        LayerRefresh.Input in = o.input();
+        String id = in.layer() + "-v" + in.factorVersion() + "-" + UUID.randomUUID().toString().substring(0, 8);
         LayerRefresh.CandidatePlan p = o.plan().get();
         // outstanding before it is sent: an answer can only come after the send, never before this
-        l.sent(new PendingCandidate(id, m.getRunId(), m.getLayer(), m.getStepLast(), m.getVersion(), p.rhos(), p.thresholds(),
-                p.keptPairs(), (long) m.getDIn() * m.getDOut(), now));
+        l.sent(new PendingCandidate(id, in.runId(), in.layer(), in.step(), in.factorVersion(), p.rhos(), p.thresholds(),
+                p.keptPairs(), (long) in.dIn() * in.dOut(), now));
         List<EditCandidate> parts;
         try {
             parts = refresh.candidateParts(o, id, now);

@@ -270,4 +270,31 @@ class RefresherTest {
         assertEquals("paced: 0 of 20 trainer steps since the last candidate", l.status().candidatePaced(), "the layer says why");
         assertEquals(3, candidates.get().size());
     }
+
+    @Test
+    void aCandidateDeferredWhileAnotherWasOutIsSentOnceThatOneIsAnswered() {
+        MockProducer<String, byte[]> producer = new MockProducer<>(true, null, new StringSerializer(), new ByteArraySerializer());
+        LayerState l = layer();
+        Refresher refresher = refresher(outputs(producer), metrics);
+        AvroDeserializer<EditCandidate> d = new AvroDeserializer<>(EditCandidate.class);
+        java.util.function.Supplier<List<Long>> sentVersions = () -> producer.history().stream()
+                .filter(r -> r.topic().equals(TOPICS.editCandidates())).map(r -> d.decode(r.value()).getFactorVersion()).toList();
+        for (long v = 1; v <= 2; v++) {
+            FactorCheckpointReader.Parts p = reader(v).detach(RUN + "/fc").orElseThrow();
+            l.manifest(p.manifest(), System.nanoTime());
+            refresher.run(l, p, System.nanoTime(), l.start(System.nanoTime()));
+        }
+        assertEquals(List.of(1L), sentVersions.get(), "v2's candidate waits: v1's is out");
+        assertEquals(null, l.startOwedCandidate(), "not while v1's is out");
+        PendingCandidate v1 = l.outstanding(d.decode(producer.history().stream().filter(r -> r.topic().equals(TOPICS.editCandidates()))
+                .findFirst().orElseThrow().value()).getCandidateId());
+        assertTrue(l.answered(v1));
+        LayerState.Bases owed = l.startOwedCandidate();
+        assertEquals(2, owed.version(), "the newest bases, no new manifest needed (a trainer that stopped still gets them calibrated)");
+        assertFalse(l.due(System.nanoTime(), 0), "in flight while it is sent");
+        refresher.sendOwed(l, owed);
+        assertEquals(List.of(1L, 2L), sentVersions.get());
+        assertTrue(l.awaitingAnswer());
+        assertEquals(null, l.startOwedCandidate(), "owed once");
+    }
 }
