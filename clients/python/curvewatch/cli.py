@@ -100,26 +100,40 @@ def cmd_runs(api, args):
     return 0
 
 
+def _dead_letters(d):
+    """One line of a dead_letters summary ({total, by_reason, by_topic, last_*}), or None when there are none."""
+    if not isinstance(d, dict) or not d.get("total"):
+        return None
+    reasons = ", ".join(f"{code} {n}" for code, n in sorted(d.get("by_reason", {}).items()))
+    return (f"{d['total']} dead letter(s) ({reasons}); the latest from {d.get('last_topic', '?')} by "
+            f"{d.get('last_component', '?')}: {d.get('last_reason_code', '')}: {d.get('last_reason', '')}")
+
+
 def cmd_status(api, args):
     run = api.get("/api/runs/" + _q(args.run))
     if _print(run, args.json):
         return 0
     print(f"run {run['run_id']}: {run.get('status', '?')}, model {run.get('model', '?')}, last step "
           f"{run.get('last_step', '?')}")
+    dead = 0
     for layer in run.get("layers", []):
         rho = layer.get("calibrated_rho")
-        print(f"  {layer['name']:28s} {layer.get('d_in', '?')}->{layer.get('d_out', '?')}  status "
-              f"{layer.get('status', '?'):12s} factors v{layer.get('factor_version', '-')} "
-              f"({layer.get('factor_tokens', 0)} tokens)  rho {'-' if rho is None else rho}")
-    dead = run.get("dead_letters")
-    if isinstance(dead, list) and dead:
-        print("  dead letters:")
-        for d in dead:
-            where = " ".join(str(d[k]) for k in ("topic", "layer", "reason_code") if d.get(k))
-            print(f"    {d.get('count', '?'):>6} {where}: {d.get('reason', '')}")
-    elif isinstance(dead, dict) and dead:
-        print(f"  dead letters: {json.dumps(dead)}")
-    elif dead is not None:
+        print(f"  {layer['name']}  {layer.get('d_in', '?')} -> {layer.get('d_out', '?')}: {layer.get('status', '?')}")
+        print(f"      factors v{layer.get('factor_version', '-')} ({layer.get('factor_tokens', 0)} tokens), calibrated "
+              f"rho {'-' if rho is None else rho}, candidates sent {layer.get('candidates_sent', '-')} declined "
+              f"{layer.get('candidates_declined', '-')}")
+        for key in ("calibration_problem", "warning"):
+            if layer.get(key):
+                print(f"      {key.replace('_', ' ')}: {layer[key]}")
+        line = _dead_letters(layer.get("dead_letters"))
+        if line:
+            dead += 1
+            print(f"      {line}")
+    line = _dead_letters(run.get("dead_letters"))
+    if line:
+        dead += 1
+        print(f"  run-level: {line}")
+    if not dead:
         print("  dead letters: none")
     return 0
 

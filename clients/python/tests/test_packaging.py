@@ -76,10 +76,15 @@ class Service(http.server.BaseHTTPRequestHandler):
     snapshot = b"safetensors bytes"
     routes = {
         "/api/runs/r1": {"run_id": "r1", "status": "RUNNING", "model": "m", "last_step": 7, "layers": [
-            {"name": "blocks.1.mlp.fc", "d_in": 4, "d_out": 8, "status": "waiting for factors", "factor_version": -1,
-             "factor_tokens": 0, "calibrated_rho": None}],
-            "dead_letters": [{"topic": "captures", "layer": "blocks.1.mlp.fc", "reason_code": "KEY_MISMATCH",
-                              "count": 1560, "reason": "key belongs to partition 2 of 4"}]},
+            {"name": "blocks.1.mlp.fc", "d_in": 4, "d_out": 8, "factor_version": -1, "factor_tokens": 0,
+             "calibrated_rho": None, "status": "no factors: 1560 dead letter(s), the latest from captures: KEY_MISMATCH",
+             "dead_letters": {"total": 1560, "by_reason": {"KEY_MISMATCH": 1560}, "by_topic": {"captures": 1560},
+                              "last_reason_code": "KEY_MISMATCH", "last_reason": "key belongs to partition 2 of 4",
+                              "last_topic": "curvewatch.captures", "last_component": "worker-1", "last_ms": 1}},
+            {"name": "blocks.0.mlp.fc", "d_in": 4, "d_out": 8, "factor_version": 3, "factor_tokens": 96,
+             "calibrated_rho": 0.9, "status": "calibrated", "calibration_problem": "constant probe loss",
+             "dead_letters": {"total": 0, "by_reason": {}, "by_topic": {}}}],
+            "dead_letters": {"total": 0, "by_reason": {}, "by_topic": {}}},
         "/api/runs/r1/snapshots": [{"snapshot_id": "s1", "step": 5, "sha256": hashlib.sha256(snapshot).hexdigest(),
                                     "size_bytes": len(snapshot), "layers": [{"layer": "fc", "rho": 0.9}],
                                     "idempotency_key": "k"}],
@@ -138,8 +143,11 @@ class CliTest(unittest.TestCase):
     def test_status_shows_layers_and_dead_letters(self):
         code, out, _ = self.run_cli("status", "r1")
         self.assertEqual(code, 0)
-        self.assertIn("waiting for factors", out)
-        self.assertIn("1560 captures blocks.1.mlp.fc KEY_MISMATCH: key belongs to partition 2 of 4", out)
+        self.assertIn("no factors: 1560 dead letter(s)", out)
+        self.assertIn("1560 dead letter(s) (KEY_MISMATCH 1560); the latest from curvewatch.captures by worker-1: "
+                      "KEY_MISMATCH: key belongs to partition 2 of 4", out)
+        self.assertIn("calibration problem: constant probe loss", out)
+        self.assertNotIn("dead letters: none", out)
         code, _, err = self.run_cli("status", "nope")
         self.assertEqual(code, 1)
         self.assertIn("404", err)

@@ -90,9 +90,11 @@ class TransformerExampleIT {
 
             // every watched layer has factors and at least one calibration, and every calibration is valid
             JsonNode run = get(service.url() + "/api/runs/" + RUN);
+            assertEquals(0, run.at("/dead_letters/total").asLong(), "the service's run-level dead letters: " + run);
             for (String layer : LAYERS) {
                 JsonNode l = layerOf(run, layer);
                 assertTrue(l.get("factor_version").asLong() >= 1 && l.get("factor_tokens").asLong() > 0, "factors of " + l);
+                assertEquals(0, l.at("/dead_letters/total").asLong(), "the service's dead letters of " + l);
                 List<JsonNode> validity = awaitPoints(service, layer, "calibration_valid");
                 for (JsonNode p : validity) {
                     assertEquals(1.0, p.get("value").asDouble(), layer + ": a degenerate calibration " + p);
@@ -131,6 +133,7 @@ class TransformerExampleIT {
         for (String layer : LAYERS) {
             assertTrue(status.contains(layer), status);
         }
+        assertTrue(status.contains("dead letters: none"), status);
         run(dir, 60, python, "-m", "curvewatch", "--service", service.url(), "alerts", "--run", RUN);
         // an edit of a calibrated layer through the REST API, then its snapshot downloaded by the command line
         HttpResponse<String> edit = HTTP.send(HttpRequest.newBuilder(URI.create(service.url() + "/api/runs/" + RUN + "/edits"))
