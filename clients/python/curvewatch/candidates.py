@@ -137,38 +137,3 @@ def evaluation_mode(model):
     finally:
         for m, training in flags:
             m.training = training
-
-
-def follow(config, topics, timeout=10.0):
-    """A confluent-kafka Consumer assigned every partition of each topic (a name or a list) at its
-    current end.
-
-    The end offsets are read explicitly (not the logical OFFSET_END, resolved later), so every
-    record published after this returns is seen. Raises RuntimeError if a topic is missing or
-    the broker does not answer within `timeout` seconds.
-    """
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-    try:
-        consumer = Consumer(config)
-    except KafkaException as e:
-        raise RuntimeError(f"invalid Kafka consumer configuration: {e}") from e
-    topics = [topics] if isinstance(topics, str) else list(topics)
-    try:
-        known = consumer.list_topics(timeout=timeout).topics
-        assignment = []
-        for topic in topics:
-            meta = known.get(topic)
-            if meta is None or meta.error is not None or not meta.partitions:
-                raise RuntimeError(f"topic {topic} is not available ({None if meta is None else meta.error}); "
-                                   "is Curvewatch deployed on this broker (./curvewatch broker creates its topics)?")
-            for p in sorted(meta.partitions):
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-                assignment.append(TopicPartition(topic, p, high))
-        consumer.assign(assignment)
-        return consumer
-    except KafkaException as e:
-        consumer.close()
-        raise RuntimeError(f"cannot follow {', '.join(topics)}: {e}") from e
-    except Exception:
-        consumer.close()
-        raise

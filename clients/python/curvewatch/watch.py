@@ -10,9 +10,9 @@ import torch
 from . import _avro, batches
 from .answerer import CandidateAnswerer
 from .batches import Measure
-from .candidates import follow
 from .deadletters import DeadLetters
 from .examples import DEFAULT_RECENT_EXAMPLES
+from .follower import TOPIC_MAX_RECORD_BYTES, Follower, consumer_config, follow
 from .hooks import Clock, ForwardContext, LayerCapture, attention_owner, dims, token_rows
 from .overhead import Overhead
 from .publisher import Publisher
@@ -21,8 +21,6 @@ from .version import __version__
 
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 DEFAULT_PREFIX = "curvewatch."
-# the tensor topics' max.message.bytes (CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES on the Java side)
-TOPIC_MAX_RECORD_BYTES = 16 * 1024 * 1024
 _RECORD_OVERHEAD = 4096  # ids, shapes, timestamps and Kafka framing, generously
 _FISHER = ("SAMPLED", "EMPIRICAL")
 CODE_VERSION = f"curvewatch-python {__version__}"
@@ -89,7 +87,7 @@ class Watcher:
         own_consumer = None
         self.captures = {}
         self._context = None
-        self._warnings = set()
+        self._follower = None
         if own_publisher:
             publisher = Publisher(conf, policy=policy, block_timeout=block_timeout, max_queue_bytes=max_queue_bytes)
         self.publisher = publisher
@@ -134,7 +132,7 @@ class Watcher:
             followed = ([self.topics["edit-candidates"]] if answer_candidates else []) + \
                 ([self.topics["dead-letters"]] if follow_dead_letters else [])
             if followed and self.consumer is None:  # assigned at the topics' end now: records sent from here on
-                self.consumer = own_consumer = follow(self._consumer_config(conf), followed)
+                self.consumer = own_consumer = follow(consumer_config(self.run_id, conf), followed)
             if answer_candidates:
                 owners = {name: cap.owner for name, cap in self.captures.items() if cap.owner is not None}
                 self.candidates = CandidateAnswerer(
@@ -142,6 +140,10 @@ class Watcher:
                     self.topics["probe-results"], self.measure, self._overhead, owners=owners,
                     recent_examples=recent_examples, eval_batch_size=eval_batch_size,
                     candidate_timeout=candidate_timeout, replay_bytes=replay_bytes)
+            if self.consumer is not None:
+                self._follower = Follower(self.consumer, self.run_id, self.topics["dead-letters"],
+                                          self.candidates.receive if self.candidates else None,
+                                          self._dead.receive if self._dead else None)
             self._publish_run_info("RUNNING")
         except BaseException:
             self._undo_init(own_publisher, own_consumer)
@@ -166,20 +168,6 @@ class Watcher:
                 self.publisher.close(timeout=_UNDO_FLUSH_SECONDS)
             except Exception as e:
                 warnings.warn(f"curvewatch: closing the publisher after a failed start failed: {e}", RuntimeWarning)
-
-    def _consumer_config(self, conf):
-        """The followers' consumer: assigned, never committing; the caller's settings (security) pass through."""
-        out = {"group.id": f"curvewatch-trainer-{self.run_id}", "enable.auto.commit": False,
-               "enable.auto.offset.store": False,
-               # prefetch bound: two records of the largest size the service sends (16 MiB)
-               "queued.max.messages.kbytes": 2 * TOPIC_MAX_RECORD_BYTES // 1024,
-               "fetch.max.bytes": 2 * TOPIC_MAX_RECORD_BYTES, "max.partition.fetch.bytes": TOPIC_MAX_RECORD_BYTES,
-               "receive.message.max.bytes": 2 * TOPIC_MAX_RECORD_BYTES + 65536}
-        producer_only = ("linger.ms", "compression.type", "enable.idempotence", "queue.buffering.max.kbytes",
-                         "queue.buffering.max.messages", "message.max.bytes", "message.timeout.ms", "acks",
-                         "batch.size", "batch.num.messages", "partitioner")
-        out.update({k: v for k, v in conf.items() if k not in producer_only})
-        return out
 
     def _publish_run_info(self, status):
         self._run_info["status"] = status
@@ -232,28 +220,7 @@ class Watcher:
 
     def poll(self, max_messages=64):
         """Takes the edit candidates and dead letters the consumer has fetched (never waits)."""
-        if self.consumer is None:
-            return 0
-        from confluent_kafka import KafkaError
-        taken = 0
-        for _ in range(max_messages):
-            msg = self.consumer.poll(0)
-            if msg is None:
-                break
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF and err.code() not in self._warnings:
-                    self._warnings.add(err.code())
-                    warnings.warn(f"curvewatch: consumer: {err}", RuntimeWarning)
-                continue
-            taken += 1
-            topic = msg.topic() if hasattr(msg, "topic") else None
-            if topic == self.topics["dead-letters"]:
-                if self._dead is not None:
-                    self._dead.receive(msg.key(), msg.value())
-            elif self.candidates is not None and msg.key() == self.run_id.encode("utf-8"):
-                self.candidates.receive(msg.value())
-        return taken
+        return 0 if self._follower is None else self._follower.poll(max_messages)
 
     def answer_candidates(self, step=None, max_answers=None):
         """Takes the edit candidates fetched so far (never waits for Kafka) and answers the newest
@@ -379,10 +346,10 @@ class Watcher:
             self._publish_run_info(status)
         finally:
             try:
-                if self.consumer is not None:
+                if self._follower is not None:
                     self.poll(1024)  # dead letters that arrived meanwhile still count in dead_letters()
-                    self.consumer.close()
-                    self.consumer = None
+                    self._follower.close()
+                    self._follower = self.consumer = None
             finally:
                 self.publisher.close()
 

@@ -13,7 +13,6 @@ import torch
 from curvewatch import Publisher, Watcher
 from curvewatch.batches import Measure, Stats
 from curvewatch.calibration import Evaluation, Mode
-from curvewatch.candidates import Candidate
 from helpers import FakeConsumer, RecordingProducer
 from test_candidates import candidate, encoded, keep_mass_tau, np_edit, probe_results, spectrum
 

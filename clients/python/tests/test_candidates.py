@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from curvewatch import Publisher, RecentExamples, Watcher, _avro
 from curvewatch.calibration import FLOAT32_MAX
-from curvewatch.candidates import edit, follow
+from curvewatch.candidates import edit
+from curvewatch.follower import follow
 from curvewatch.examples import MAX_RECENT_EXAMPLES
 from helpers import Conv1D, FakeConsumer, Mlp, RecordingProducer
 
