@@ -114,7 +114,8 @@ class Evaluation:
         return Stats.cat(parts)
 
     def run(self):
-        """The ProbeResult's evaluated part: (mode, search, chosen, per set {index: Stats}, now per set)."""
+        """Runs the passes: returns (chosen, {"probe"|"train": {candidate index: Stats}}), also kept in
+        self.last; self.now holds the unedited Stats of each set, self.mode the probe score's rule."""
         c = self.candidate
         param = self.module.weight
         original = param.data
