@@ -8,9 +8,9 @@ The model is examples/textlm's TinyCausalLM (Hugging Face conventions: `model(**
 input_ids, attention_mask and labels, the causal shift inside, `.logits`/`.loss`), the text is
 Debian's fortunes quotes, character-level. From `--inject-at` on, every batch carries
 `--canaries-per-batch` canaries ("the passcode of Ada 0 is <secret>"): the memorization
-Curvewatch should see. The watcher captures the watched layers every step (512 random real tokens
-per layer), the held-out probes every `--probe-every` steps, and answers the service's edit
-candidates within the client's answer-time budget (10% of training time). `--baseline` first
+Curvewatch should see. The watcher captures the watched layers every step (256 random real tokens
+per layer), the held-out probes once (`--probe-every` for more), and answers the service's edit
+candidates within the client's answer-time budget (8% of training time). `--baseline` first
 trains an unwatched copy (same seed, same batches) so the summary holds the overhead measured
 end to end in the same run. Prints progress; writes a JSON summary (`--summary`).
 """
@@ -52,7 +52,9 @@ def parse(argv=None):
     p.add_argument("--probes", type=int, default=32, help="held-out probe windows")
     p.add_argument("--recent-examples", type=int, default=None,
                    help="training examples candidates are evaluated on (default: the client's)")
-    p.add_argument("--probe-every", type=int, default=100, help="steps between probe captures")
+    p.add_argument("--probe-every", type=int, default=0,
+                   help="steps between probe captures (0: the probe set is given, and captured, once at step 0; "
+                        "it is fixed held-out text, and answers evaluate it under the current weights anyway)")
     p.add_argument("--weights-every", type=int, default=100,
                    help="steps between weight snapshots (the service edits the latest weights it has)")
     p.add_argument("--log-every", type=int, default=100)
@@ -110,7 +112,7 @@ def train(args, data, model, w=None, label=""):
             w.step(step, sample_ids=ids, inputs=batch)  # captures; answers a pending candidate within budget
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if w is not None and step % args.probe_every == 0:
+        if w is not None and (step == 0 or (args.probe_every and step % args.probe_every == 0)):
             w.probe(model, data.probe, step=step, sample_ids=data.probe_ids)
         if step % args.log_every == 0 or step == args.steps - 1:
             line = f"{label} step {step:5d} loss {loss.item():.3f} {time.perf_counter() - started:7.1f} s"
