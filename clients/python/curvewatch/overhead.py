@@ -1,4 +1,5 @@
 """What watching costs the training loop, measured by the client, and the answer-time budget."""
+import contextlib
 import time
 
 
@@ -14,6 +15,15 @@ class Overhead:
         self.clock = clock
         self.budget = float(budget)
         self.started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Time inside the block is not training (nor capture or answers): it leaves the wall clock."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.started += time.perf_counter() - started
 
     def seconds(self):
         wall = time.perf_counter() - self.started

@@ -191,6 +191,11 @@ class Watcher:
         (capture + answer) / training, capture / training, answer / training; answer_budget."""
         return self._overhead.report()
 
+    def paused(self):
+        """`with w.paused():` around work that is not this training loop (an evaluation, another model):
+        its time counts neither as training (which the answer budget is a share of) nor as overhead."""
+        return self._overhead.paused()
+
     def dead_letters(self):
         """Dead letters of this run seen since watch() started: [{topic, layer, reason_code, count,
         reason, component}], most frequent first (empty with follow_dead_letters=False)."""
