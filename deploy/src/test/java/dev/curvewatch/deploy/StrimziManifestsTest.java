@@ -66,7 +66,7 @@ class StrimziManifestsTest {
             assertTrue(kafka.contains(setting), "kafka.yaml lacks " + setting);
         }
         String users = Files.readString(Path.of("strimzi", "users.yaml"));
-        for (String user : new String[]{"curvewatch-worker", "curvewatch-service", "curvewatch-streams", "curvewatch-trainer"}) {
+        for (String user : new String[]{"curvewatch-worker", "curvewatch-service", "curvewatch-streams", "curvewatch-trainer", "curvewatch-sinks"}) {
             assertTrue(users.contains("name: " + user + "\n"), "users.yaml lacks " + user);
         }
         assertTrue(users.contains("{type: transactionalId, name: curvewatch-worker-, patternType: prefix}"), "workers' transactions");
