@@ -8,6 +8,7 @@ import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.deploy.LocalKafka;
 import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.testkit.Await;
 import dev.curvewatch.workers.internal.CaptureValidator;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -33,8 +34,10 @@ import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.IntConsumer;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -246,11 +249,10 @@ class WorkerFailuresIT {
                 await(produce(producer, topics, List.of(s), 0, 40, 20, i -> { }), 120);
                 w2 = Worker.start(WorkerConfig.of(WorkerTestKit.workerConfig(bs, topics, "reb-w2")));
                 CompletableFuture<Void> second = produce(producer, topics, List.of(s), 40, 80, 20, i -> { });
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-                while (!(w1.ownedPartitions() > 0 && w2.ownedPartitions() > 0 && w1.ownedPartitions() + w2.ownedPartitions() == 4)) {
-                    assertTrue(System.nanoTime() < deadline, "partitions not shared: " + w1.ownedPartitions() + " + " + w2.ownedPartitions());
-                    Thread.sleep(100);
-                }
+                Worker second2 = w2;
+                Await.until(() -> w1.ownedPartitions() > 0 && second2.ownedPartitions() > 0
+                                && w1.ownedPartitions() + second2.ownedPartitions() == 4, Duration.ofSeconds(60),
+                        "the 4 partitions shared by both workers", () -> w1.ownedPartitions() + " + " + second2.ownedPartitions());
                 System.out.printf("shared: w1 %d, w2 %d partitions%n", w1.ownedPartitions(), w2.ownedPartitions());
                 await(second, 120);
                 w1.close(); // leaves the group: w2 takes over w1's layers from its last checkpoint
@@ -281,6 +283,19 @@ class WorkerFailuresIT {
         return c;
     }
 
+    private static long accumulated(Worker w) {
+        return (long) w.metrics().counter("curvewatch_worker_records_total", "result", "accumulated");
+    }
+
+    private static boolean awaitQuietly(CountDownLatch latch) {
+        try {
+            return latch.await(120, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
+    }
+
     @Test
     @Order(3)
     void brokerRestartMidStreamLosesNothing() throws Exception {
@@ -292,11 +307,34 @@ class WorkerFailuresIT {
              Worker w = Worker.start(WorkerConfig.of(brokerRestartConfig(bs, topics)))) {
             WorkerTestKit.register(producer, topics, s.info());
             await(produce(producer, topics, List.of(s), 0, 60, 20, i -> { }), 120);
-            CompletableFuture<Void> rest = produce(producer, topics, List.of(s), 60, 160, 20, i -> { });
-            Thread.sleep(800);
+            // mid-stream: the producer stops at capture 110 until the broker is down; the captures after it are sent
+            // into the outage and reach the worker only after the restart
+            AtomicInteger sent = new AtomicInteger(59);
+            CountDownLatch killed = new CountDownLatch(1);
+            CompletableFuture<Void> rest = produce(producer, topics, List.of(s), 60, 160, 20, i -> {
+                sent.set(i);
+                if (i == 110 && !awaitQuietly(killed)) {
+                    throw new IllegalStateException("the broker was not killed within 120 s");
+                }
+            });
+            long firstPart = 60L * s.layers.size();
+            String group = w.config().groupId();
+            // killed while the worker holds captures it has not committed yet, so that its next checkpoint falls in the outage
+            Await.until(() -> sent.get() == 110 && accumulated(w) > firstPart
+                            && WorkerTestKit.committedRecords(bs, group) < accumulated(w), Duration.ofSeconds(120),
+                    "the producer at capture 110 and the worker holding uncommitted captures past capture 60",
+                    () -> "sent up to " + sent.get() + ", accumulated " + accumulated(w) + " records");
+            double checkpointsBefore = w.metrics().counter("curvewatch_worker_checkpoints_total");
             long t0 = System.nanoTime();
             kafka.kill();
-            Thread.sleep(2000);
+            long atKill = accumulated(w);
+            killed.countDown();
+            assertTrue(atKill > firstPart && atKill <= 111L * s.layers.size(), "killed mid-stream: " + atKill + " records in");
+            assertEquals(checkpointsBefore, w.metrics().counter("curvewatch_worker_checkpoints_total"),
+                    "no checkpoint committed between the check and the kill");
+            // the outage lasts until a checkpoint has failed in it and been rolled back (interval 10 s, max.block 2 s)
+            Await.until(() -> w.metrics().counter("curvewatch_worker_checkpoint_failures_total") >= 1, Duration.ofSeconds(60),
+                    "a checkpoint failed in the outage and rolled back", () -> "phase " + w.phase());
             kafka.restart();
             System.out.printf("broker killed and restarted in %.1f s%n", (System.nanoTime() - t0) / 1e9);
             await(rest, 300);

@@ -4,9 +4,7 @@ import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.DeadLetter;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.contracts.CheckpointCodec;
-import dev.curvewatch.contracts.FactorCheckpoint;
 import dev.curvewatch.contracts.FactorCheckpoints;
-import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.FactorMode;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroSerializer;
@@ -14,18 +12,15 @@ import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.DeadLetters;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
-import dev.curvewatch.schemas.TensorCodec;
 import dev.curvewatch.workers.WorkerConfig;
 import dev.curvewatch.workers.WorkerMetrics;
 import org.apache.kafka.clients.consumer.CloseOptions;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
-import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
@@ -34,12 +29,9 @@ import org.apache.kafka.common.errors.FencedInstanceIdException;
 import org.apache.kafka.common.errors.ProducerFencedException;
 import org.apache.kafka.common.errors.TimeoutException;
 import org.apache.kafka.common.errors.WakeupException;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
-import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.nio.ByteBuffer;
 import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -63,6 +55,16 @@ import java.util.Set;
  * commits chunks, manifests, dead letters and offsets in one transaction; any failure of it
  * drops the in-memory state of the affected partitions and rebuilds it from the last committed
  * checkpoint and offsets, so nothing is counted twice or lost.
+ *
+ * <p>This class is the transaction core, and is longer than ~400 lines on purpose: every path
+ * that opens, commits or aborts the transaction or rebuilds state after it (poll, dead letters,
+ * checkpoint, rollback, the rebalance callbacks) reads and writes the same positions, open
+ * transaction and producer, and the consistency rule above can only be checked with all of them
+ * in view. What does not touch the transaction lives in classes of its own: the unknown-run policy
+ * ({@link UnknownRunDeferral}), the tensors' staging ({@link StagingBuffers}), restoring layers
+ * from checkpoints ({@link LayerRestore}), the layers held ({@link OwnedLayers}), the client
+ * settings ({@link WorkerClients}), validation ({@link CaptureValidator}), the checkpoint cadence
+ * ({@link CheckpointSchedule}) and the factor budget ({@link FactorBudget}).
  */
 public final class WorkerLoop implements ConsumerRebalanceListener {
     private static final Logger log = LoggerFactory.getLogger(WorkerLoop.class);
@@ -87,12 +89,16 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     private int capturePartitions;
     private int factorPartitions;
 
-    private final Map<String, LayerFactors> layers = new HashMap<>();
+    private LayerRestore restorer;
+
+    private final OwnedLayers layers = new OwnedLayers();
     private final Set<TopicPartition> assigned = new HashSet<>();
     /** Next offset to commit per partition: one past the last record whose effect is in memory. */
     private final Map<TopicPartition, Long> positions = new HashMap<>();
-    /** Partitions paused on a capture of a not-yet-registered run: offset, first seen, retry time. */
-    private final Map<TopicPartition, long[]> deferred = new HashMap<>();
+    private final UnknownRunDeferral deferral;
+    private final StagingBuffers staging = new StagingBuffers();
+    /** Layers refused by the budget, logged once each (every capture of theirs is still a dead letter). */
+    private final Set<String> refusedLayers = new HashSet<>();
     private boolean txnOpen;
     private final CheckpointSchedule schedule;
     private final FactorBudget budget;
@@ -102,8 +108,6 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     private volatile boolean running = true;
     private volatile long lastPollMillis;
     private volatile double lagRecords;
-    private volatile int ownedLayers;
-    private volatile long ownedFactorBytes;
     private volatile int ownedPartitions;
     private volatile String phase = "starting";
 
@@ -120,10 +124,12 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         this.schedule = new CheckpointSchedule(config.checkpointIntervalMs(), config.checkpointMaxIntervalMs(),
                 config.checkpointCaptureRatio(), config.checkpointTokens());
         this.codeVersion = codeVersion;
+        this.deferral = new UnknownRunDeferral(config.unknownRunGraceMs());
         metrics.gauge("curvewatch_worker_lag_records", () -> lagRecords);
-        metrics.gauge("curvewatch_worker_owned_layers", () -> ownedLayers);
+        metrics.gauge("curvewatch_worker_owned_layers", layers::count);
         metrics.gauge("curvewatch_worker_owned_partitions", () -> ownedPartitions);
-        metrics.gauge("curvewatch_worker_factor_bytes", () -> ownedFactorBytes);
+        metrics.gauge("curvewatch_worker_factor_bytes", layers::factorBytes);
+        metrics.gauge("curvewatch_worker_deferred_partitions", deferral::paused);
     }
 
     public String phase() {
@@ -139,7 +145,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     }
 
     public int ownedLayers() {
-        return ownedLayers;
+        return layers.count();
     }
 
     public double lagRecords() {
@@ -156,7 +162,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     }
 
     public String transactionalId() {
-        return "curvewatch-worker-" + config.groupId() + "-" + instanceId;
+        return WorkerClients.transactionalId(config, instanceId);
     }
 
     /** Runs until {@link #requestStop()}; throws on a fatal error (fenced, corrupt checkpoint). */
@@ -183,50 +189,17 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         runs = new RunRegistry(client, topics.runs(), IO_TIMEOUT);
         runs.catchUp(IO_TIMEOUT, 0);
         restoreConsumer = new KafkaConsumer<>(FactorCheckpoints.consumerProperties(client));
-        consumer = new KafkaConsumer<>(consumerProperties());
+        consumer = new KafkaConsumer<>(WorkerClients.consumer(config, client, instanceId));
         capturePartitions = consumer.partitionsFor(topics.captures(), IO_TIMEOUT).size();
         factorPartitions = consumer.partitionsFor(topics.factors(), IO_TIMEOUT).size();
+        restorer = new LayerRestore(restoreConsumer, topics, capturePartitions, factorPartitions, budget, precision, IO_TIMEOUT);
         log.info("worker {} (transactional id {}) joining group {} on {} ({} partitions, {} runs known)", instanceId,
                 transactionalId(), config.groupId(), topics.captures(), capturePartitions, runs.size());
         consumer.subscribe(List.of(topics.captures()), this);
     }
 
-    private Properties consumerProperties() {
-        Properties p = new Properties();
-        p.putAll(client);
-        p.setProperty(ConsumerConfig.GROUP_ID_CONFIG, config.groupId());
-        p.setProperty(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
-        p.setProperty(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
-        p.setProperty(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        p.setProperty(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, Integer.toString(config.maxPollRecords()));
-        p.setProperty(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES + (1 << 20)));
-        p.putIfAbsent(ConsumerConfig.FETCH_MAX_BYTES_CONFIG, Integer.toString(2 * CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
-        p.putIfAbsent(ConsumerConfig.CLIENT_ID_CONFIG, "curvewatch-worker-" + instanceId);
-        if (config.staticMembership()) {
-            // a restarted instance (same id) takes its partitions back at once, without a rebalance
-            // and without waiting for the killed member's session to expire
-            p.setProperty(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, instanceId);
-        }
-        p.setProperty(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
-        p.setProperty(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
-        return p;
-    }
-
     private KafkaProducer<byte[], byte[]> newProducer() {
-        Properties p = new Properties();
-        p.putAll(client);
-        p.setProperty(ProducerConfig.TRANSACTIONAL_ID_CONFIG, transactionalId());
-        p.setProperty(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
-        p.setProperty(ProducerConfig.ACKS_CONFIG, "all");
-        p.setProperty(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
-        p.putIfAbsent(ProducerConfig.LINGER_MS_CONFIG, "5");
-        p.putIfAbsent(ProducerConfig.BATCH_SIZE_CONFIG, Integer.toString(1 << 20));
-        p.putIfAbsent(ProducerConfig.BUFFER_MEMORY_CONFIG, Integer.toString(64 << 20));
-        p.putIfAbsent(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, "60000");
-        p.putIfAbsent(ProducerConfig.CLIENT_ID_CONFIG, "curvewatch-worker-" + instanceId + "-tx");
-        p.setProperty(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-        p.setProperty(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-        return new KafkaProducer<>(p);
+        return new KafkaProducer<>(WorkerClients.transactionalProducer(config, client, instanceId));
     }
 
     // ---------------------------------------------------------------- poll loop
@@ -253,13 +226,13 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                     continue; // lost or reset inside this poll's callbacks
                 }
                 for (ConsumerRecord<byte[], byte[]> r : records.records(tp)) {
-                    if (deferred.containsKey(tp) || !handle(r)) {
+                    if (deferral.isPaused(tp) || !handle(r)) {
                         break;
                     }
                 }
             }
             updateLag();
-            Set<Integer> due = schedule.due(System.nanoTime(), this::pendingFactorBytes);
+            Set<Integer> due = schedule.due(System.nanoTime(), layers::pendingFactorBytes);
             if (!due.isEmpty()) {
                 checkpoint(due);
             }
@@ -305,7 +278,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                 return true;
             }
         }
-        unknownSince.remove(tp);
+        deferral.accepted(tp);
         metrics.inc("curvewatch_worker_bytes_total", size);
         Capture c = ok.capture();
         if (c.getProbe()) {
@@ -317,7 +290,10 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         int dIn = ok.layer().getDIn();
         int dOut = ok.layer().getDOut();
         if (lf == null) {
-            String refusal = unrestored.getOrDefault(ok.key(), budget.refusal(ok.key(), dIn, dOut, ownedFactorBytes));
+            String refusal = restorer.refusal(ok.key());
+            if (refusal == null) {
+                refusal = budget.refusal(ok.key(), dIn, dOut, layers.factorBytes());
+            }
             if (refusal != null) {
                 if (refusedLayers.add(ok.key())) {
                     log.warn("not accumulating {}: its captures are dead letters: {}", ok.key(), refusal);
@@ -334,8 +310,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                 return true;
             }
             lf = LayerFactors.fresh(ok.key(), c.getRunId(), c.getLayer(), r.partition(), dIn, dOut, precision, mode, decay);
-            layers.put(ok.key(), lf);
-            refreshOwnership();
+            layers.put(lf);
         } else if (lf.a.dim() != dIn || lf.g.dim() != dOut) {
             reject(r, new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "layer " + ok.key() + " has factors of d_in="
                     + lf.a.dim() + " d_out=" + lf.g.dim() + " from earlier captures; the run now registers d_in=" + dIn
@@ -344,8 +319,8 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
         int tokens = c.getActivations().getShape().get(0);
         long t0 = System.nanoTime();
-        FloatBuffer a = staged(c.getActivations(), 0);
-        FloatBuffer g = staged(c.getGradients(), 1);
+        FloatBuffer a = staging.activations(c.getActivations());
+        FloatBuffer g = staging.gradients(c.getGradients());
         lf.a.add(c.getStep(), a, tokens);
         lf.g.add(c.getStep(), g, tokens);
         long dt = System.nanoTime() - t0;
@@ -363,87 +338,33 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         return true;
     }
 
-    /** Layers refused by the budget, logged once each (every capture of theirs is still a dead letter). */
-    private final Set<String> refusedLayers = new HashSet<>();
-    /**
-     * Layers whose checkpoint was over the budget at restore, with the reason: refused for as long as
-     * this worker owns their partition, so that budget freed later never starts them again from zero
-     * under an older version than their checkpoint's.
-     */
-    private final Map<String, String> unrestored = new HashMap<>();
-
-    /** Two reusable direct buffers (activations, gradients), grown to the largest capture seen. */
-    private final ByteBuffer[] staging = new ByteBuffer[2];
-
-    /**
-     * The tensor's floats in a direct native-order buffer: one bulk memcpy, after which BLAS reads
-     * them without another copy and the finiteness scan runs on plain memory instead of a
-     * byte-order-converting heap view.
-     */
-    private FloatBuffer staged(dev.curvewatch.avro.Tensor t, int slot) {
-        ByteBuffer src = t.getData().duplicate();
-        if (java.nio.ByteOrder.nativeOrder() != java.nio.ByteOrder.LITTLE_ENDIAN) {
-            return TensorCodec.floats(t, slot == 0 ? "activations" : "gradients");
-        }
-        int n = src.remaining();
-        ByteBuffer dst = staging[slot];
-        if (dst == null || dst.capacity() < n) {
-            dst = ByteBuffer.allocateDirect(Math.max(n, 1 << 16)).order(java.nio.ByteOrder.nativeOrder());
-            staging[slot] = dst;
-        }
-        dst.clear();
-        dst.put(src);
-        dst.flip();
-        return dst.asFloatBuffer();
-    }
-
     private void advance(TopicPartition tp, long offset) {
         positions.put(tp, offset + 1);
         schedule.advanced(tp.partition(), System.nanoTime());
     }
 
-    /** offset and first time a capture of an unknown run was seen, per partition */
-    private final Map<TopicPartition, long[]> unknownSince = new HashMap<>();
-
-    /**
-     * Policy for a capture whose run is not (yet) registered: the trainer may publish its RunInfo
-     * a moment after the first captures, so the partition is paused at that capture and retried
-     * (after re-reading the runs topic) until {@code unknown.run.grace.ms} has passed since it was
-     * first seen; then it is dead-lettered as UNKNOWN_RUN. Other partitions keep flowing.
-     *
-     * @return true if deferred, false if the grace period is over
-     */
+    /** @return true if the capture's partition is paused on it, false if its grace period is over ({@link UnknownRunDeferral}) */
     private boolean defer(TopicPartition tp, long offset) {
-        long now = System.currentTimeMillis();
-        long[] seen = unknownSince.get(tp);
-        if (seen == null || seen[0] != offset) {
-            seen = new long[]{offset, now};
-            unknownSince.put(tp, seen);
-        }
-        if (now - seen[1] >= config.unknownRunGraceMs()) {
-            unknownSince.remove(tp);
+        UnknownRunDeferral.Outcome outcome = deferral.unknownRun(tp, offset, System.currentTimeMillis());
+        if (outcome == UnknownRunDeferral.Outcome.GRACE_OVER) {
             return false;
+        }
+        if (outcome == UnknownRunDeferral.Outcome.PAUSED_FIRST_TIME) {
+            metrics.inc("curvewatch_worker_unknown_run_deferrals_total", 1);
         }
         consumer.seek(tp, offset);
         consumer.pause(List.of(tp));
-        deferred.put(tp, new long[]{offset, Math.min(seen[1] + config.unknownRunGraceMs(), now + 250)});
         return true;
     }
 
+    /** Resumes the partitions whose deferred capture is due for a retry, after re-reading the runs topic. */
     private void resumeDeferred() {
-        if (deferred.isEmpty()) {
+        if (deferral.paused() == 0) {
             return;
         }
-        long now = System.currentTimeMillis();
-        List<TopicPartition> ready = new ArrayList<>();
-        for (Map.Entry<TopicPartition, long[]> e : deferred.entrySet()) {
-            if (e.getValue()[1] <= now) {
-                ready.add(e.getKey());
-            }
-        }
+        List<TopicPartition> ready = deferral.dueForRetry(System.currentTimeMillis());
         if (!ready.isEmpty()) {
             runs.catchUp(IO_TIMEOUT, 0);
-            ready.forEach(deferred::remove);
             ready.retainAll(assigned);
             consumer.resume(ready);
         }
@@ -471,17 +392,6 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
 
     // ---------------------------------------------------------------- checkpoints
 
-    /** Factor bytes a checkpoint of this captures partition would write: its changed layers. */
-    private long pendingFactorBytes(int partition) {
-        long bytes = 0;
-        for (LayerFactors lf : layers.values()) {
-            if (lf.dirty && lf.partition == partition) {
-                bytes += lf.factorBytes();
-            }
-        }
-        return bytes;
-    }
-
     /** A checkpoint of every partition that advanced: before stopping or giving partitions up. */
     private void checkpointAll() {
         checkpoint(schedule.advanced());
@@ -498,10 +408,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         ensureTransaction();
         Map<LayerFactors, Long> written = new HashMap<>();
         long bytes = 0;
-        for (LayerFactors lf : layers.values()) {
-            if (!lf.dirty || !partitions.contains(lf.partition)) {
-                continue;
-            }
+        for (LayerFactors lf : layers.changedIn(partitions)) {
             long version = lf.version + 1;
             int partition = lf.partition % factorPartitions;
             bytes += codec.write(new CheckpointCodec.Provenance(lf.runId, lf.layer, version, lf.captures, instanceId, codeVersion),
@@ -702,7 +609,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         restore(set);
         assigned.addAll(set);
         refreshOwnership();
-        log.info("assigned {} ({} layers restored in all)", parts, layers.size());
+        log.info("assigned {} ({} layers restored in all)", parts, layers.count());
     }
 
     private void drop(Set<TopicPartition> parts) {
@@ -711,8 +618,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
             ids.add(tp.partition());
             schedule.forget(tp.partition());
             positions.remove(tp);
-            unknownSince.remove(tp);
-            if (deferred.remove(tp) != null) {
+            if (deferral.forget(tp)) {
                 try {
                     consumer.resume(List.of(tp));
                 } catch (IllegalStateException ignored) {
@@ -720,58 +626,23 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                 }
             }
         }
-        layers.values().removeIf(lf -> ids.contains(lf.partition));
-        unrestored.keySet().removeIf(key -> ids.contains(CaptureValidator.partitionForKey(key, capturePartitions)));
+        layers.drop(ids);
+        restorer.forget(ids);
         assigned.removeAll(parts);
     }
 
-    /** Loads the newest checkpoint of every layer whose captures live in these partitions. */
+    /** Loads the newest checkpoint of every layer whose captures live in these partitions ({@link LayerRestore}). */
     private void restore(Set<TopicPartition> parts) {
         phase = "restoring";
-        Set<Integer> ids = new HashSet<>();
-        Set<TopicPartition> factorParts = new HashSet<>();
-        for (TopicPartition tp : parts) {
-            ids.add(tp.partition());
-            factorParts.add(new TopicPartition(topics.factors(), tp.partition() % factorPartitions));
-        }
-        long t0 = System.nanoTime();
-        Map<String, FactorCheckpoint> found = FactorCheckpoints.scan(restoreConsumer, factorParts,
-                runLayer -> ids.contains(CaptureValidator.partitionForKey(runLayer, capturePartitions)), IO_TIMEOUT);
-        for (Map.Entry<String, FactorCheckpoint> e : found.entrySet()) {
-            FactorCheckpoint cp = e.getValue();
-            String refusal = budget.refusal(e.getKey(), cp.manifest().getDIn(), cp.manifest().getDOut(), ownedFactorBytes);
-            if (refusal != null) {
-                // not taken on: the layer's later captures become dead letters, as for a layer first seen now
-                log.warn("not restoring {}: {}", e.getKey(), refusal);
-                unrestored.put(e.getKey(), "its checkpoint (version " + cp.version() + ") could not be restored: " + refusal);
-                continue;
-            }
-            FactorAccumulator a = FactorAccumulator.restore(cp.a());
-            FactorAccumulator g = FactorAccumulator.restore(cp.g());
-            if (a.precision() != precision) {
-                log.warn("layer {} was checkpointed in {}, this worker is configured for {}; continuing in {}",
-                        e.getKey(), a.precision(), precision, a.precision());
-            }
-            int partition = CaptureValidator.partitionForKey(e.getKey(), capturePartitions);
-            layers.put(e.getKey(), new LayerFactors(e.getKey(), cp.runId(), cp.layer(), partition, a, g, cp.version(),
-                    cp.manifest().getCaptures()));
-            refreshOwnership();
+        restorer.restore(parts, layers::factorBytes, lf -> {
+            layers.put(lf);
             metrics.inc("curvewatch_worker_restores_total", 1);
-        }
-        if (!found.isEmpty()) {
-            log.info("restored {} layers of partitions {} in {} ms", found.size(), ids, (System.nanoTime() - t0) / 1_000_000);
-        }
+        });
         phase = "running";
     }
 
     private void refreshOwnership() {
-        ownedLayers = layers.size();
         ownedPartitions = assigned.size();
-        long bytes = 0;
-        for (LayerFactors lf : layers.values()) {
-            bytes += lf.factorBytes();
-        }
-        ownedFactorBytes = bytes;
     }
 
     private void closeAll() {
