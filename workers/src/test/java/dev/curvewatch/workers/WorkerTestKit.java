@@ -115,11 +115,12 @@ final class WorkerTestKit {
         }
     }
 
-    /** Records of every partition committed by the consumer group (sum of its committed offsets). */
-    static long committedRecords(String bootstrap, String groupId) throws Exception {
+    /** Records of a topic committed by the consumer group (the sum of its committed offsets on that topic). */
+    static long committedRecords(String bootstrap, String groupId, String topic) throws Exception {
         try (Admin admin = Admin.create(client(bootstrap))) {
             return admin.listConsumerGroupOffsets(groupId).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS)
-                    .values().stream().filter(java.util.Objects::nonNull).mapToLong(om -> om.offset()).sum();
+                    .entrySet().stream().filter(e -> e.getKey().topic().equals(topic) && e.getValue() != null)
+                    .mapToLong(e -> e.getValue().offset()).sum();
         }
     }
 

@@ -1,23 +1,94 @@
 package dev.curvewatch.workers.internal;
 
+import dev.curvewatch.contracts.FactorCheckpoints;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.workers.WorkerConfig;
 
+import org.apache.kafka.clients.consumer.CloseOptions;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
+import java.util.function.BooleanSupplier;
 
 /**
- * The settings of a worker's Kafka clients on top of the pass-through ones: the captures consumer
- * (read_committed, manual offsets, static membership) and the transactional producer. The
- * settings that make exactly-once hold are set; sizing ones ({@code putIfAbsent}) may be overridden
- * by {@code kafka.*}.
+ * A worker's Kafka clients, opened in the order exactly-once needs: the transactional producer
+ * first (it fences an earlier incarnation with the same id and aborts its open transaction, so
+ * the factors topic's last stable offset moves past it before anything is restored), the runs
+ * registry caught up, the restore consumer, then the captures consumer (read_committed, manual
+ * offsets, static membership). The settings that make exactly-once hold are set; sizing ones
+ * ({@code putIfAbsent}) may be overridden by {@code kafka.*}. Used by the poll thread only,
+ * except {@code consumer.wakeup()}.
  */
-final class WorkerClients {
-    private WorkerClients() {
+final class WorkerClients implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(WorkerClients.class);
+
+    TransactionalProducer producer;
+    RunRegistry runs;
+    KafkaConsumer<byte[], byte[]> restoreConsumer;
+    KafkaConsumer<byte[], byte[]> consumer;
+
+    /** Opens them all, or closes those opened and throws. {@code running} is false once the worker stops. */
+    WorkerClients(WorkerConfig config, BooleanSupplier running, Duration timeout) {
+        Properties client = config.kafkaProperties();
+        String instanceId = config.instanceId();
+        try {
+            producer = new TransactionalProducer(() -> new KafkaProducer<>(transactionalProducer(config, client, instanceId)),
+                    running);
+            runs = new RunRegistry(client, config.topics().runs(), timeout);
+            runs.catchUp(timeout, 0);
+            restoreConsumer = new KafkaConsumer<>(FactorCheckpoints.consumerProperties(client));
+            consumer = new KafkaConsumer<>(consumer(config, client, instanceId));
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    /** Closes every client opened; the captures consumer leaves the group. Failures are logged, not thrown. */
+    @Override
+    public void close() {
+        closeQuietly(consumer == null ? null : () -> consumer.close(CloseOptions.timeout(Duration.ofSeconds(10))
+                .withGroupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)));
+        closeQuietly(restoreConsumer == null ? null : () -> restoreConsumer.close(Duration.ofSeconds(5)));
+        closeQuietly(runs);
+        closeQuietly(producer);
+    }
+
+    /** Seeks the captures consumer to the group's committed offsets of these partitions (their beginning if none). */
+    void seekToCommitted(Set<TopicPartition> parts, Duration timeout) {
+        Map<TopicPartition, OffsetAndMetadata> committed = consumer.committed(parts, timeout);
+        for (TopicPartition tp : parts) {
+            OffsetAndMetadata om = committed.get(tp);
+            if (om == null) {
+                consumer.seekToBeginning(List.of(tp));
+            } else {
+                consumer.seek(tp, om.offset());
+            }
+        }
+    }
+
+    private static void closeQuietly(AutoCloseable c) {
+        if (c == null) {
+            return;
+        }
+        try {
+            c.close();
+        } catch (Exception e) {
+            log.debug("close: {}", e.toString());
+        }
     }
 
     /** Transactional id derived from group and instance: a restarted instance fences its predecessor. */

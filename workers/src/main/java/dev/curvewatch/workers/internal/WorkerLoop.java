@@ -1,26 +1,19 @@
 package dev.curvewatch.workers.internal;
 
-import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.DeadLetter;
-import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.contracts.CheckpointCodec;
-import dev.curvewatch.contracts.FactorCheckpoints;
-import dev.curvewatch.curvature.FactorMode;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.DeadLetters;
 import dev.curvewatch.schemas.InvalidRecordException;
-import dev.curvewatch.schemas.RejectReason;
 import dev.curvewatch.workers.WorkerConfig;
 import dev.curvewatch.workers.WorkerMetrics;
-import org.apache.kafka.clients.consumer.CloseOptions;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
-import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
@@ -32,102 +25,74 @@ import org.apache.kafka.common.errors.WakeupException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.nio.FloatBuffer;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.Collection;
-import java.util.HashMap;
 import java.util.HashSet;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
-import java.util.OptionalLong;
-import java.util.Properties;
 import java.util.Set;
 
 /**
- * The single poll thread of a worker: validate, accumulate, checkpoint, restore. All Kafka
- * clients are used from this thread only; other threads read metrics and ask it to stop.
+ * The single poll thread of a worker and its transaction core: validate, accumulate, checkpoint,
+ * roll back, and the rebalance callbacks. All Kafka clients are used from this thread only; other
+ * threads read metrics and ask it to stop.
  *
  * <p>Consistency rule: the in-memory accumulators always equal "last committed checkpoint +
- * every accepted capture between the committed offsets and {@link #positions}". A checkpoint
- * commits chunks, manifests, dead letters and offsets in one transaction; any failure of it
- * drops the in-memory state of the affected partitions and rebuilds it from the last committed
- * checkpoint and offsets, so nothing is counted twice or lost.
- *
- * <p>This class is the transaction core, and is longer than ~400 lines on purpose: every path
- * that opens, commits or aborts the transaction or rebuilds state after it (poll, dead letters,
- * checkpoint, rollback, the rebalance callbacks) reads and writes the same positions, open
- * transaction and producer, and the consistency rule above can only be checked with all of them
- * in view. What does not touch the transaction lives in classes of its own: the unknown-run policy
- * ({@link UnknownRunDeferral}), the tensors' staging ({@link StagingBuffers}), restoring layers
- * from checkpoints ({@link LayerRestore}), the layers held ({@link OwnedLayers}), the client
- * settings ({@link WorkerClients}), validation ({@link CaptureValidator}), the checkpoint cadence
- * ({@link CheckpointSchedule}) and the factor budget ({@link FactorBudget}).
+ * every accepted capture between the committed offsets and the positions ({@link HeldPartitions})".
+ * A checkpoint commits chunks, manifests, dead letters and offsets in one transaction; any failure
+ * of it drops the in-memory state of the affected partitions and rebuilds it from the last
+ * committed checkpoint and offsets, so nothing is counted twice or lost. Every path that touches
+ * the transaction is here; the rest lives in classes of its own: {@link CaptureAdmission} (with
+ * {@link UnknownRunDeferral}), {@link LayerAccumulation}, {@link CheckpointWriter},
+ * {@link TransactionalProducer}, {@link LayerRestore}, {@link HeldPartitions}, {@link OwnedLayers},
+ * {@link WorkerClients}, {@link CheckpointSchedule} and {@link FactorBudget}.
  */
 public final class WorkerLoop implements ConsumerRebalanceListener {
     private static final Logger log = LoggerFactory.getLogger(WorkerLoop.class);
     private static final Duration IO_TIMEOUT = Duration.ofSeconds(30);
-    private static final long RUNS_CATCH_UP_MIN_INTERVAL_MS = 200;
 
     private final WorkerConfig config;
     private final WorkerMetrics metrics;
     private final CurvewatchTopics topics;
-    private final Properties client;
     private final String instanceId;
-    private final CaptureValidator validator;
-    private final CheckpointCodec codec;
     private final AvroSerializer<DeadLetter> deadLetterSerializer = new AvroSerializer<>(DeadLetter.class);
     private final Precision precision;
+
     private final String codeVersion;
-
+    private WorkerClients clients;
     private KafkaConsumer<byte[], byte[]> consumer;
-    private KafkaConsumer<byte[], byte[]> restoreConsumer;
-    private KafkaProducer<byte[], byte[]> producer;
+    private TransactionalProducer producer;
     private RunRegistry runs;
-    private int capturePartitions;
-    private int factorPartitions;
-
+    private CaptureAdmission admission;
     private LayerRestore restorer;
+    private CheckpointWriter writer;
 
     private final OwnedLayers layers = new OwnedLayers();
-    private final Set<TopicPartition> assigned = new HashSet<>();
-    /** Next offset to commit per partition: one past the last record whose effect is in memory. */
-    private final Map<TopicPartition, Long> positions = new HashMap<>();
+    private final HeldPartitions held = new HeldPartitions();
     private final UnknownRunDeferral deferral;
-    private final StagingBuffers staging = new StagingBuffers();
-    /** Layers refused by the budget, logged once each (every capture of theirs is still a dead letter). */
-    private final Set<String> refusedLayers = new HashSet<>();
-    private boolean txnOpen;
     private final CheckpointSchedule schedule;
     private final FactorBudget budget;
-    private double flopsSinceCheckpoint;
-    private long accumulateNanosSinceCheckpoint;
+    private final LayerAccumulation accumulation;
 
     private volatile boolean running = true;
     private volatile long lastPollMillis;
-    private volatile double lagRecords;
-    private volatile int ownedPartitions;
     private volatile String phase = "starting";
 
     public WorkerLoop(WorkerConfig config, WorkerMetrics metrics, String codeVersion) {
         this.config = config;
         this.metrics = metrics;
         this.topics = config.topics();
-        this.client = config.kafkaProperties();
         this.instanceId = config.instanceId();
-        this.validator = new CaptureValidator(config.maxRecordBytes());
-        this.codec = new CheckpointCodec(config.chunkBytes());
         this.precision = config.precision();
+        this.codeVersion = codeVersion;
         this.budget = new FactorBudget(config.maxLayerSide(), config.factorsMemoryBudgetBytes(), precision);
         this.schedule = new CheckpointSchedule(config.checkpointIntervalMs(), config.checkpointMaxIntervalMs(),
                 config.checkpointCaptureRatio(), config.checkpointTokens());
-        this.codeVersion = codeVersion;
         this.deferral = new UnknownRunDeferral(config.unknownRunGraceMs());
-        metrics.gauge("curvewatch_worker_lag_records", () -> lagRecords);
+        this.accumulation = new LayerAccumulation(layers, budget, precision, metrics);
+        metrics.gauge("curvewatch_worker_lag_records", held::lag);
         metrics.gauge("curvewatch_worker_owned_layers", layers::count);
-        metrics.gauge("curvewatch_worker_owned_partitions", () -> ownedPartitions);
+        metrics.gauge("curvewatch_worker_owned_partitions", held::count);
         metrics.gauge("curvewatch_worker_factor_bytes", layers::factorBytes);
         metrics.gauge("curvewatch_worker_deferred_partitions", deferral::paused);
     }
@@ -141,7 +106,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     }
 
     public int ownedPartitions() {
-        return ownedPartitions;
+        return held.count();
     }
 
     public int ownedLayers() {
@@ -149,7 +114,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     }
 
     public double lagRecords() {
-        return lagRecords;
+        return held.lag();
     }
 
     /** Asks the loop to finish: it writes a final checkpoint and leaves the group. */
@@ -159,10 +124,6 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         if (c != null) {
             c.wakeup();
         }
-    }
-
-    public String transactionalId() {
-        return WorkerClients.transactionalId(config, instanceId);
     }
 
     /** Runs until {@link #requestStop()}; throws on a fatal error (fenced, corrupt checkpoint). */
@@ -182,31 +143,26 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     }
 
     private void open() {
-        producer = newProducer();
-        // fences an earlier incarnation with the same id and aborts its open transaction, so the
-        // factors topic's last stable offset moves past it before we restore
-        producer.initTransactions();
-        runs = new RunRegistry(client, topics.runs(), IO_TIMEOUT);
-        runs.catchUp(IO_TIMEOUT, 0);
-        restoreConsumer = new KafkaConsumer<>(FactorCheckpoints.consumerProperties(client));
-        consumer = new KafkaConsumer<>(WorkerClients.consumer(config, client, instanceId));
-        capturePartitions = consumer.partitionsFor(topics.captures(), IO_TIMEOUT).size();
-        factorPartitions = consumer.partitionsFor(topics.factors(), IO_TIMEOUT).size();
-        restorer = new LayerRestore(restoreConsumer, topics, capturePartitions, factorPartitions, budget, precision, IO_TIMEOUT);
+        clients = new WorkerClients(config, () -> running, IO_TIMEOUT);
+        producer = clients.producer;
+        runs = clients.runs;
+        consumer = clients.consumer;
+        int capturePartitions = consumer.partitionsFor(topics.captures(), IO_TIMEOUT).size();
+        int factorPartitions = consumer.partitionsFor(topics.factors(), IO_TIMEOUT).size();
+        restorer = new LayerRestore(clients.restoreConsumer, topics, capturePartitions, factorPartitions, budget, precision,
+                IO_TIMEOUT);
+        admission = new CaptureAdmission(new CaptureValidator(config.maxRecordBytes()), deferral, runs, consumer,
+                capturePartitions, metrics, IO_TIMEOUT);
+        writer = new CheckpointWriter(new CheckpointCodec(config.chunkBytes()), topics.factors(), factorPartitions, instanceId,
+                codeVersion);
         log.info("worker {} (transactional id {}) joining group {} on {} ({} partitions, {} runs known)", instanceId,
-                transactionalId(), config.groupId(), topics.captures(), capturePartitions, runs.size());
+                WorkerClients.transactionalId(config, instanceId), config.groupId(), topics.captures(), capturePartitions, runs.size());
         consumer.subscribe(List.of(topics.captures()), this);
     }
 
-    private KafkaProducer<byte[], byte[]> newProducer() {
-        return new KafkaProducer<>(WorkerClients.transactionalProducer(config, client, instanceId));
-    }
-
-    // ---------------------------------------------------------------- poll loop
-
     private void step() {
         runs.pollNow();
-        resumeDeferred();
+        admission.resumeDue(held.all());
         ConsumerRecords<byte[], byte[]> records;
         try {
             records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
@@ -222,16 +178,16 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         lastPollMillis = System.currentTimeMillis();
         try {
             for (TopicPartition tp : records.partitions()) {
-                if (!assigned.contains(tp)) {
+                if (!held.contains(tp)) {
                     continue; // lost or reset inside this poll's callbacks
                 }
                 for (ConsumerRecord<byte[], byte[]> r : records.records(tp)) {
-                    if (deferral.isPaused(tp) || !handle(r)) {
+                    if (admission.isPaused(tp) || !handle(r)) {
                         break;
                     }
                 }
             }
-            updateLag();
+            held.measureLag(consumer);
             Set<Integer> due = schedule.due(System.nanoTime(), layers::pendingFactorBytes);
             if (!due.isEmpty()) {
                 checkpoint(due);
@@ -243,135 +199,36 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
     }
 
-    private void updateLag() {
-        double lag = 0;
-        for (TopicPartition tp : assigned) {
-            OptionalLong l = consumer.currentLag(tp);
-            if (l.isPresent()) {
-                lag += l.getAsLong();
-            }
-        }
-        lagRecords = lag;
-    }
-
     /** @return false when the rest of this partition's batch must wait (capture deferred). */
     private boolean handle(ConsumerRecord<byte[], byte[]> r) {
         TopicPartition tp = new TopicPartition(r.topic(), r.partition());
         int size = r.value() == null ? 0 : r.value().length;
-        CaptureValidator.Accepted ok;
         try {
-            ok = validator.check(r.key(), r.value(), r.partition(), capturePartitions, runs::get);
-        } catch (InvalidRecordException e) {
-            if (e.reason() == RejectReason.UNKNOWN_RUN) {
-                runs.catchUp(IO_TIMEOUT, RUNS_CATCH_UP_MIN_INTERVAL_MS);
-                try {
-                    ok = validator.check(r.key(), r.value(), r.partition(), capturePartitions, runs::get);
-                } catch (InvalidRecordException again) {
-                    if (again.reason() == RejectReason.UNKNOWN_RUN && defer(tp, r.offset())) {
-                        return false;
-                    }
-                    reject(r, again, size);
-                    return true;
-                }
-            } else {
-                reject(r, e, size);
+            CaptureValidator.Accepted ok = admission.admit(r);
+            if (ok == null) {
+                return false;
+            }
+            metrics.inc("curvewatch_worker_bytes_total", size);
+            if (ok.capture().getProbe()) {
+                metrics.inc("curvewatch_worker_records_total", 1, "result", "probe");
+                advance(tp, r.offset());
                 return true;
             }
-        }
-        deferral.accepted(tp);
-        metrics.inc("curvewatch_worker_bytes_total", size);
-        Capture c = ok.capture();
-        if (c.getProbe()) {
-            metrics.inc("curvewatch_worker_records_total", 1, "result", "probe");
+            int tokens = accumulation.add(ok, r.partition(), restorer::refusal);
             advance(tp, r.offset());
-            return true;
+            schedule.accumulated(tp.partition(), size, tokens, System.nanoTime());
+        } catch (InvalidRecordException e) {
+            reject(r, e, size);
         }
-        LayerFactors lf = layers.get(ok.key());
-        int dIn = ok.layer().getDIn();
-        int dOut = ok.layer().getDOut();
-        if (lf == null) {
-            String refusal = restorer.refusal(ok.key());
-            if (refusal == null) {
-                refusal = budget.refusal(ok.key(), dIn, dOut, layers.factorBytes());
-            }
-            if (refusal != null) {
-                if (refusedLayers.add(ok.key())) {
-                    log.warn("not accumulating {}: its captures are dead letters: {}", ok.key(), refusal);
-                }
-                reject(r, new InvalidRecordException(RejectReason.OVERSIZED, refusal), size);
-                return true;
-            }
-            RunInfo run = ok.run();
-            FactorMode mode = run.getFactorMode() == dev.curvewatch.avro.FactorMode.EMA ? FactorMode.EMA : FactorMode.CUMULATIVE;
-            double decay = mode == FactorMode.EMA ? run.getEmaDecay() : 1.0;
-            if (mode == FactorMode.EMA && !(decay > 0 && decay <= 1)) {
-                reject(r, new InvalidRecordException(RejectReason.INVALID_FIELD, "run '" + run.getRunId()
-                        + "' is registered with EMA decay " + decay + ", outside (0, 1]"), size);
-                return true;
-            }
-            lf = LayerFactors.fresh(ok.key(), c.getRunId(), c.getLayer(), r.partition(), dIn, dOut, precision, mode, decay);
-            layers.put(lf);
-        } else if (lf.a.dim() != dIn || lf.g.dim() != dOut) {
-            reject(r, new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "layer " + ok.key() + " has factors of d_in="
-                    + lf.a.dim() + " d_out=" + lf.g.dim() + " from earlier captures; the run now registers d_in=" + dIn
-                    + " d_out=" + dOut), size);
-            return true;
-        }
-        int tokens = c.getActivations().getShape().get(0);
-        long t0 = System.nanoTime();
-        FloatBuffer a = staging.activations(c.getActivations());
-        FloatBuffer g = staging.gradients(c.getGradients());
-        lf.a.add(c.getStep(), a, tokens);
-        lf.g.add(c.getStep(), g, tokens);
-        long dt = System.nanoTime() - t0;
-        double flops = 2.0 * tokens * ((double) dIn * dIn + (double) dOut * dOut);
-        lf.captures++;
-        lf.dirty = true;
-        flopsSinceCheckpoint += flops;
-        accumulateNanosSinceCheckpoint += dt;
-        metrics.inc("curvewatch_worker_records_total", 1, "result", "accumulated");
-        metrics.inc("curvewatch_worker_tokens_total", tokens);
-        metrics.inc("curvewatch_worker_accumulate_flops_total", flops);
-        metrics.inc("curvewatch_worker_accumulate_seconds_total", dt / 1e9);
-        advance(tp, r.offset());
-        schedule.accumulated(tp.partition(), size, tokens, System.nanoTime());
         return true;
     }
 
     private void advance(TopicPartition tp, long offset) {
-        positions.put(tp, offset + 1);
+        held.advanced(tp, offset);
         schedule.advanced(tp.partition(), System.nanoTime());
     }
 
-    /** @return true if the capture's partition is paused on it, false if its grace period is over ({@link UnknownRunDeferral}) */
-    private boolean defer(TopicPartition tp, long offset) {
-        UnknownRunDeferral.Outcome outcome = deferral.unknownRun(tp, offset, System.currentTimeMillis());
-        if (outcome == UnknownRunDeferral.Outcome.GRACE_OVER) {
-            return false;
-        }
-        if (outcome == UnknownRunDeferral.Outcome.PAUSED_FIRST_TIME) {
-            metrics.inc("curvewatch_worker_unknown_run_deferrals_total", 1);
-        }
-        consumer.seek(tp, offset);
-        consumer.pause(List.of(tp));
-        return true;
-    }
-
-    /** Resumes the partitions whose deferred capture is due for a retry, after re-reading the runs topic. */
-    private void resumeDeferred() {
-        if (deferral.paused() == 0) {
-            return;
-        }
-        List<TopicPartition> ready = deferral.dueForRetry(System.currentTimeMillis());
-        if (!ready.isEmpty()) {
-            runs.catchUp(IO_TIMEOUT, 0);
-            ready.retainAll(assigned);
-            consumer.resume(ready);
-        }
-    }
-
     private void reject(ConsumerRecord<byte[], byte[]> r, InvalidRecordException e, int size) {
-        ensureTransaction();
         DeadLetter dl = DeadLetters.of(r.topic(), r.partition(), r.offset(), r.key(), r.value(),
                 config.deadLetterMaxValueBytes(), e, "worker:" + instanceId);
         producer.send(new ProducerRecord<>(topics.deadLetters(), r.key(), deadLetterSerializer.serialize(topics.deadLetters(), dl)));
@@ -382,15 +239,6 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         advance(new TopicPartition(r.topic(), r.partition()), r.offset());
         schedule.deadLetter(r.partition(), System.nanoTime());
     }
-
-    private void ensureTransaction() {
-        if (!txnOpen) {
-            producer.beginTransaction();
-            txnOpen = true;
-        }
-    }
-
-    // ---------------------------------------------------------------- checkpoints
 
     /** A checkpoint of every partition that advanced: before stopping or giving partitions up. */
     private void checkpointAll() {
@@ -405,66 +253,29 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
      */
     private void checkpoint(Set<Integer> partitions) {
         long t0 = System.nanoTime();
-        ensureTransaction();
-        Map<LayerFactors, Long> written = new HashMap<>();
-        long bytes = 0;
-        for (LayerFactors lf : layers.changedIn(partitions)) {
-            long version = lf.version + 1;
-            int partition = lf.partition % factorPartitions;
-            bytes += codec.write(new CheckpointCodec.Provenance(lf.runId, lf.layer, version, lf.captures, instanceId, codeVersion),
-                    lf.a, lf.g, (key, value) -> producer.send(new ProducerRecord<>(topics.factors(), partition,
-                            key.getBytes(StandardCharsets.UTF_8), value)));
-            written.put(lf, version);
-        }
-        Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
-        positions.forEach((tp, pos) -> {
-            if (assigned.contains(tp) && partitions.contains(tp.partition())) {
-                offsets.put(tp, new OffsetAndMetadata(pos));
-            }
-        });
+        producer.begin();
+        CheckpointWriter.Written written = writer.write(layers.changedIn(partitions), producer);
+        Map<TopicPartition, OffsetAndMetadata> offsets = held.offsets(partitions);
         if (!offsets.isEmpty()) {
-            producer.sendOffsetsToTransaction(offsets, consumer.groupMetadata());
+            producer.sendOffsets(offsets, consumer.groupMetadata());
         }
-        commitWithRetry();
-        written.forEach((lf, v) -> {
-            lf.version = v;
-            lf.dirty = false;
-        });
+        producer.commit();
+        written.committed();
         double seconds = (System.nanoTime() - t0) / 1e9;
-        if (accumulateNanosSinceCheckpoint > 0) {
-            double gflops = flopsSinceCheckpoint / accumulateNanosSinceCheckpoint;
-            metrics.gauge("curvewatch_worker_accumulate_gflops", () -> gflops);
-        }
+        accumulation.checkpointed();
         metrics.inc("curvewatch_worker_checkpoints_total", 1);
         metrics.inc("curvewatch_worker_checkpoint_seconds_total", seconds);
-        metrics.inc("curvewatch_worker_checkpoint_bytes_total", bytes);
+        metrics.inc("curvewatch_worker_checkpoint_bytes_total", written.bytes());
         metrics.gauge("curvewatch_worker_checkpoint_last_seconds", () -> seconds);
-        if (!written.isEmpty()) {
-            log.debug("checkpoint: {} layers, {} bytes, offsets {} in {} s", written.size(), bytes, offsets, seconds);
+        if (!written.versions().isEmpty()) {
+            log.debug("checkpoint: {} layers, {} bytes, offsets {} in {} s", written.versions().size(), written.bytes(), offsets,
+                    seconds);
         }
-        flopsSinceCheckpoint = 0;
-        accumulateNanosSinceCheckpoint = 0;
         schedule.committed(partitions, System.nanoTime());
     }
 
-    private void commitWithRetry() {
-        for (int attempt = 1; ; attempt++) {
-            try {
-                producer.commitTransaction();
-                txnOpen = false;
-                return;
-            } catch (TimeoutException e) {
-                // commitTransaction may be retried after a timeout (broker briefly unreachable)
-                if (attempt >= 4 || !running && attempt >= 2) {
-                    throw e;
-                }
-                log.warn("commit timed out (attempt {}), retrying: {}", attempt, e.getMessage());
-            }
-        }
-    }
-
     private void finalCheckpoint() {
-        if (!schedule.anyAdvanced() && !txnOpen) {
+        if (!schedule.anyAdvanced() && !producer.isOpen()) {
             return;
         }
         try {
@@ -483,47 +294,13 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         metrics.inc("curvewatch_worker_checkpoint_failures_total", 1);
         log.warn("rolling back to the last committed checkpoint after: {}", cause.toString());
         phase = "recovering";
-        abortOrReplaceProducer();
-        // the consumer's assignment, not ours: a partition whose restore failed is owned but not in `assigned`
+        producer.abortOrReplace();
+        // the consumer's assignment, not ours: a partition whose restore failed is owned but not held
         Set<TopicPartition> owned = new HashSet<>(consumer.assignment());
-        owned.addAll(assigned);
+        owned.addAll(held.all());
         owned.retainAll(consumer.assignment());
         resetToCommitted(owned);
         phase = "running";
-    }
-
-    private void abortOrReplaceProducer() {
-        if (txnOpen) {
-            try {
-                producer.abortTransaction();
-            } catch (ProducerFencedException e) {
-                throw e;
-            } catch (KafkaException | IllegalStateException e) {
-                // IllegalStateException: a commitTransaction timed out (broker away) and Kafka allows only retrying it;
-                // the replacement's initTransactions completes or aborts that transaction, and the rollback then reads
-                // whichever offsets it left committed
-                log.warn("abort failed ({}); replacing the producer", e.toString());
-                producer.close(Duration.ZERO);
-                producer = newProducer();
-                initTransactionsWithRetry();
-            }
-            txnOpen = false;
-        }
-    }
-
-    private void initTransactionsWithRetry() {
-        for (int attempt = 1; ; attempt++) {
-            try {
-                producer.initTransactions();
-                return;
-            } catch (TimeoutException e) {
-                // nothing can be committed without a producer: keep trying while the broker is away
-                if (!running) {
-                    throw e;
-                }
-                log.warn("initTransactions timed out (attempt {}), retrying", attempt);
-            }
-        }
     }
 
     /** Drops the in-memory state of these partitions, seeks them to their committed offsets and restores their layers. */
@@ -534,18 +311,10 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
         for (int attempt = 1; ; attempt++) {
             try {
-                Map<TopicPartition, OffsetAndMetadata> committed = consumer.committed(parts, IO_TIMEOUT);
-                for (TopicPartition tp : parts) {
-                    OffsetAndMetadata om = committed.get(tp);
-                    if (om == null) {
-                        consumer.seekToBeginning(List.of(tp));
-                    } else {
-                        consumer.seek(tp, om.offset());
-                    }
-                }
+                clients.seekToCommitted(parts, IO_TIMEOUT);
                 restore(parts);
-                assigned.addAll(parts);
-                refreshOwnership();
+                held.add(parts);
+                held.publish();
                 return;
             } catch (TimeoutException e) {
                 drop(parts);
@@ -557,32 +326,25 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
     }
 
-    // ---------------------------------------------------------------- rebalance
-
     @Override
     public void onPartitionsRevoked(Collection<TopicPartition> parts) {
         metrics.inc("curvewatch_worker_rebalances_total", 1, "kind", "revoked");
         if (parts.isEmpty()) {
             return;
         }
-        if (schedule.anyAdvanced() || txnOpen) {
+        if (schedule.anyAdvanced() || producer.isOpen()) {
             try {
                 checkpointAll();
             } catch (ProducerFencedException e) {
                 throw e;
             } catch (KafkaException e) {
                 log.warn("checkpoint before giving up partitions failed: {}", e.toString());
-                abortOrReplaceProducer();
-                Set<TopicPartition> keep = new HashSet<>(assigned);
-                keep.removeAll(parts);
-                drop(new HashSet<>(parts));
-                resetToCommitted(keep);
-                refreshOwnership();
+                giveUpAndRollBack(parts);
                 return;
             }
         }
         drop(new HashSet<>(parts));
-        refreshOwnership();
+        held.publish();
         log.info("revoked {}", parts);
     }
 
@@ -590,13 +352,18 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     public void onPartitionsLost(Collection<TopicPartition> parts) {
         metrics.inc("curvewatch_worker_rebalances_total", 1, "kind", "lost");
         // the open transaction may hold dead letters of lost partitions: abort it and rebuild the rest
-        Set<TopicPartition> keep = new HashSet<>(assigned);
+        giveUpAndRollBack(parts);
+        log.warn("lost {}", parts);
+    }
+
+    /** Aborts the open transaction, drops these partitions and rebuilds the others from the last committed checkpoint. */
+    private void giveUpAndRollBack(Collection<TopicPartition> parts) {
+        Set<TopicPartition> keep = new HashSet<>(held.all());
         keep.removeAll(parts);
-        abortOrReplaceProducer();
+        producer.abortOrReplace();
         drop(new HashSet<>(parts));
         resetToCommitted(keep);
-        refreshOwnership();
-        log.warn("lost {}", parts);
+        held.publish();
     }
 
     @Override
@@ -607,8 +374,8 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
         Set<TopicPartition> set = new HashSet<>(parts);
         restore(set);
-        assigned.addAll(set);
-        refreshOwnership();
+        held.add(set);
+        held.publish();
         log.info("assigned {} ({} layers restored in all)", parts, layers.count());
     }
 
@@ -617,18 +384,11 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         for (TopicPartition tp : parts) {
             ids.add(tp.partition());
             schedule.forget(tp.partition());
-            positions.remove(tp);
-            if (deferral.forget(tp)) {
-                try {
-                    consumer.resume(List.of(tp));
-                } catch (IllegalStateException ignored) {
-                    // no longer assigned
-                }
-            }
+            admission.forget(tp);
         }
         layers.drop(ids);
         restorer.forget(ids);
-        assigned.removeAll(parts);
+        held.remove(parts);
     }
 
     /** Loads the newest checkpoint of every layer whose captures live in these partitions ({@link LayerRestore}). */
@@ -641,27 +401,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         phase = "running";
     }
 
-    private void refreshOwnership() {
-        ownedPartitions = assigned.size();
-    }
-
     private void closeAll() {
-        Iterator<AutoCloseable> it = new ArrayList<AutoCloseable>(java.util.Arrays.asList(
-                consumer == null ? null : (AutoCloseable) () -> consumer.close(CloseOptions.timeout(Duration.ofSeconds(10))
-                        .withGroupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)),
-                restoreConsumer == null ? null : (AutoCloseable) () -> restoreConsumer.close(Duration.ofSeconds(5)),
-                runs,
-                producer == null ? null : (AutoCloseable) () -> producer.close(Duration.ofSeconds(10)))).iterator();
-        while (it.hasNext()) {
-            AutoCloseable c = it.next();
-            if (c == null) {
-                continue;
-            }
-            try {
-                c.close();
-            } catch (Exception e) {
-                log.debug("close: {}", e.toString());
-            }
+        if (clients != null) {
+            clients.close();
         }
     }
 }
