@@ -291,6 +291,12 @@ class WorkerFailuresIT {
         return (long) w.metrics().counter("curvewatch_worker_records_total", "result", "accumulated");
     }
 
+    /** Times the worker gave partitions up (revoked or lost). */
+    private static double givenUp(Worker w) {
+        return w.metrics().counter("curvewatch_worker_rebalances_total", "kind", "revoked")
+                + w.metrics().counter("curvewatch_worker_rebalances_total", "kind", "lost");
+    }
+
     private static String committedQuietly(String bs, String group, String topic) {
         try {
             return Long.toString(WorkerTestKit.committedRecords(bs, group, topic));
@@ -332,7 +338,7 @@ class WorkerFailuresIT {
             int layers = s.layers.size();
             long firstPart = 60L * layers;
             String group = w.config().groupId();
-            double[] checkpointsAtCheck = {0};
+            double[] atCheck = {0, 0}; // checkpoints committed, partitions given up
             // the kill comes when the worker has taken in all that was sent (past the first part) and holds some of it
             // uncommitted, so that its next checkpoint falls in the outage; while all it took in is committed, one more
             // capture is let through
@@ -341,7 +347,8 @@ class WorkerFailuresIT {
                 if (sent.get() < 110 || accumulated < (sent.get() + 1L) * layers) {
                     return false;
                 }
-                checkpointsAtCheck[0] = w.metrics().counter("curvewatch_worker_checkpoints_total");
+                atCheck[0] = w.metrics().counter("curvewatch_worker_checkpoints_total");
+                atCheck[1] = givenUp(w);
                 if (WorkerTestKit.committedRecords(bs, group, topics.captures()) < accumulated) {
                     return true;
                 }
@@ -359,10 +366,11 @@ class WorkerFailuresIT {
             permits.release(1000);
             assertTrue(atKill > firstPart && sentAtKill < 159, "killed mid-stream: " + atKill + " records in, producer at "
                     + sentAtKill);
-            // the outage lasts until the worker's next checkpoint has failed in it and been rolled back; unless a checkpoint
+            // the outage lasts until the worker's next checkpoint has failed in it and been rolled back, in the poll loop
+            // (a checkpoint failure) or before it gave its partitions up (the group coordinator gone); unless a checkpoint
             // committed between the check and the kill, leaving nothing to write (then it ends at once)
-            Await.until(() -> w.metrics().counter("curvewatch_worker_checkpoint_failures_total") >= 1
-                            || w.metrics().counter("curvewatch_worker_checkpoints_total") > checkpointsAtCheck[0],
+            Await.until(() -> w.metrics().counter("curvewatch_worker_checkpoint_failures_total") >= 1 || givenUp(w) > atCheck[1]
+                            || w.metrics().counter("curvewatch_worker_checkpoints_total") > atCheck[0],
                     Duration.ofSeconds(60), "a checkpoint failed in the outage and rolled back", () -> "phase " + w.phase());
             kafka.restart();
             System.out.printf("broker killed and restarted in %.1f s%n", (System.nanoTime() - t0) / 1e9);
@@ -371,7 +379,7 @@ class WorkerFailuresIT {
             s.assertEqualsUninterrupted(got);
             assertNull(w.failure());
             System.out.println("broker restart: final factors bit-identical; checkpoint failures rolled back: "
-                    + w.metrics().counter("curvewatch_worker_checkpoint_failures_total"));
+                    + w.metrics().counter("curvewatch_worker_checkpoint_failures_total") + ", partitions given up: " + givenUp(w));
         }
     }
 }

@@ -37,7 +37,12 @@ final class TransactionalProducer implements AutoCloseable {
         this.factory = factory;
         this.running = running;
         this.producer = factory.get();
-        producer.initTransactions();
+        try {
+            producer.initTransactions();
+        } catch (RuntimeException e) {
+            producer.close(Duration.ZERO);
+            throw e;
+        }
     }
 
     /** Whether a transaction is open (something was sent since the last commit or abort). */
