@@ -65,6 +65,8 @@ final class WorkerTestKit {
         p.setProperty(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
         p.setProperty(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
         p.setProperty(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "300000");
+        // a send into a broker outage (metadata unknown) waits as long as delivery does: a restart on a loaded machine took 67 s
+        p.setProperty(ProducerConfig.MAX_BLOCK_MS_CONFIG, "300000");
         p.setProperty(ProducerConfig.LINGER_MS_CONFIG, "2");
         return new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer());
     }
