@@ -1,0 +1,121 @@
+"""Offline exploration of the canaries study's checkpoints (lm_train): for a checkpoint, every
+watched layer x ρ: probe loss/accuracy, held-out perplexity, recitation, and how well each score
+separates canaries from clean training examples, per example and per secret token.
+
+  /usr/bin/python3 -m memorization.lm_study --run /tmp/lm-inj --ckpt 1200 --out sweep.json
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import scores
+from .kfac import Basis, Factors, edited_weight, swapped
+from .lm_eval import LmEval, recitation, secret_positions
+from .lm_train import LmConfig, corpus, make_model
+
+GRID = [1 - g for g in np.exp(np.linspace(np.log(0.4), np.log(1e-5), 19))]
+
+
+class Study:
+    def __init__(self, run_dir, probes=128, eval_windows=512):
+        self.run_dir = Path(run_dir)
+        cfg = json.loads((self.run_dir / "config.json").read_text())
+        self.c = LmConfig(**cfg)
+        self.split, self.canaries = corpus(self.c)
+        self.probes = self.split.held_out[:probes]
+        self.evalset = self.split.held_out[probes:probes + eval_windows]
+        self.canary_texts = [k.text for k in self.canaries]
+
+    def load(self, step):
+        ck = torch.load(self.run_dir / f"ckpt-{step:05d}.pt")
+        model = make_model(self.c)
+        model.load_state_dict(ck["model"])
+        factors = {n: Factors.from_state(s) for n, s in ck["factors"].items()}
+        return model, factors, ck["recent"]
+
+    def texts(self, ids):
+        return [self.canaries[int(i[1:])].text if i[0] == "c" else self.split.train[int(i[1:])] for i in ids]
+
+    def bases(self, factors, kind="cumulative"):
+        return {n: Basis.of(*f.get(kind)) for n, f in factors.items()}
+
+
+def secret_token_scores(stats_now, stats_edited, ids, study):
+    """Per-token (increase, -loss now) for secret positions of canary rows (positives) and every
+    valid position of clean rows (negatives)."""
+    inc = (stats_edited.losses - stats_now.losses)
+    pos_inc, pos_loss, neg_inc, neg_loss = [], [], [], []
+    for row, sid in enumerate(ids):
+        if sid[0] == "c":
+            pos = secret_positions(study.canaries[int(sid[1:])], study.c.seq_len)
+            pos_inc += inc[row, pos].tolist()
+            pos_loss += (-stats_now.losses[row, pos]).tolist()
+        else:
+            v = stats_now.valid[row]
+            neg_inc += inc[row][v].tolist()
+            neg_loss += (-stats_now.losses[row][v]).tolist()
+    return {"auroc_token_edit": scores.auroc(pos_inc, neg_inc), "auroc_token_loss": scores.auroc(pos_loss, neg_loss)}
+
+
+def example_scores(stats_now, stats_edited, ks=(4, 8, 12, 16)):
+    out = {"loss": -scores.mean_loss(stats_now.losses, stats_now.valid),
+           "mean": scores.mean_increase(stats_now.losses, stats_edited.losses, stats_now.valid)}
+    for k in ks:
+        out[f"peak{k}"] = scores.peak(stats_now.losses, stats_edited.losses, stats_now.valid, k)
+    return out
+
+
+def sweep(study, step, layers=None, rhos=GRID, kind="cumulative"):
+    model, factors, recent = study.load(step)
+    ev = LmEval(model, study.c.seq_len)
+    recent_texts = study.texts(recent)
+    is_canary = np.array([i[0] == "c" for i in recent])
+    sets = {"probe": study.probes, "eval": study.evalset, "recent": recent_texts, "canary": study.canary_texts}
+    now = {k: ev.stats(v) for k, v in sets.items()}
+    base = {"probe_loss": now["probe"].mean_loss(), "probe_acc": now["probe"].accuracy(),
+            "eval_ppl": float(np.exp(now["eval"].mean_loss())),
+            "recitation": float(np.mean(recitation(now["canary"], study.canaries, study.c.seq_len))),
+            "canaries_recent": int(is_canary.sum())}
+    bases = study.bases(factors, kind)
+    rows = []
+    for layer in layers or study.c.layers:
+        for rho in rhos:
+            w = edited_weight(dict(model.named_modules())[layer].weight, bases[layer], rho)
+            with swapped(model, {layer: w}):
+                ed = {k: ev.stats(v) for k, v in sets.items()}
+            row = {"layer": layer, "rho": float(rho),
+                   "probe_dloss": ed["probe"].mean_loss() - base["probe_loss"],
+                   "probe_dacc": ed["probe"].accuracy() - base["probe_acc"],
+                   "eval_ppl_ratio": float(np.exp(ed["eval"].mean_loss())) / base["eval_ppl"],
+                   "recitation": float(np.mean(recitation(ed["canary"], study.canaries, study.c.seq_len)))}
+            sc_train = example_scores(now["recent"], ed["recent"])
+            sc_probe = example_scores(now["probe"], ed["probe"])
+            for name, v in sc_train.items():
+                v = v.numpy()
+                row[f"auroc_ex_{name}"] = scores.auroc(v[is_canary], v[~is_canary])
+                if name != "loss":
+                    row[f"exc95_{name}"] = scores.exceedance(v[~is_canary], sc_probe[name].numpy(), 0.95)["share"]
+                    row[f"exc95all_{name}"] = scores.exceedance(v, sc_probe[name].numpy(), 0.95)["p_value"]
+            row.update(secret_token_scores(now["recent"], ed["recent"], recent, study))
+            rows.append(row)
+            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+    return {"step": step, "kind": kind, "base": base, "rows": rows}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--run", required=True)
+    p.add_argument("--ckpt", type=int, required=True)
+    p.add_argument("--kind", default="cumulative")
+    p.add_argument("--layers", nargs="*")
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    res = sweep(Study(a.run), a.ckpt, a.layers, kind=a.kind)
+    Path(a.out).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
