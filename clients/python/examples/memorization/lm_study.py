@@ -19,6 +19,22 @@ from .lm_train import LmConfig, corpus, make_model
 GRID = [1 - g for g in np.exp(np.linspace(np.log(0.4), np.log(1e-5), 19))]
 
 
+def bases_of(ck, kind="cumulative"):
+    """Eigenbases per layer from a checkpoint's factors. kind: cumulative | ema (sampled-label
+    Fisher passes), empirical | empirical-ema (the training pass's own gradients), mixed (both
+    passes' tokens pooled, cumulative: what a worker accumulating every capture holds)."""
+    sampled = {n: Factors.from_state(s) for n, s in ck["factors"].items()}
+    if kind in ("cumulative", "ema"):
+        return {n: Basis.of(*f.get(kind)) for n, f in sampled.items()}
+    empirical = {n: Factors.from_state(s) for n, s in ck["empirical"].items()}
+    if kind in ("empirical", "empirical-ema"):
+        return {n: Basis.of(*f.get("ema" if kind.endswith("ema") else "cumulative")) for n, f in empirical.items()}
+    if kind == "mixed":
+        return {n: Basis.of((f.sum_a + empirical[n].sum_a) / (f.count + empirical[n].count),
+                            (f.sum_g + empirical[n].sum_g) / (f.count + empirical[n].count)) for n, f in sampled.items()}
+    raise ValueError(f"unknown factor kind {kind}")
+
+
 class Study:
     def __init__(self, run_dir, probes=128, eval_windows=512):
         self.run_dir = Path(run_dir)
@@ -33,14 +49,13 @@ class Study:
         ck = torch.load(self.run_dir / f"ckpt-{step:05d}.pt")
         model = make_model(self.c)
         model.load_state_dict(ck["model"])
-        factors = {n: Factors.from_state(s) for n, s in ck["factors"].items()}
-        return model, factors, ck["recent"]
+        return model, ck, ck["recent"]
 
     def texts(self, ids):
         return [self.canaries[int(i[1:])].text if i[0] == "c" else self.split.train[int(i[1:])] for i in ids]
 
-    def bases(self, factors, kind="cumulative"):
-        return {n: Basis.of(*f.get(kind)) for n, f in factors.items()}
+    def bases(self, ck, kind="cumulative"):
+        return bases_of(ck, kind)
 
 
 def secret_token_scores(stats_now, stats_edited, ids, study):
@@ -119,3 +134,45 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def joint_edits(study, step, subsets, kind="cumulative", tolerance=float(np.log(1.05)), mode="loss", grid=None):
+    """For each subset of layers: the probes-only joint calibration (calibrate.calibrate_joint) and
+    what the edit does: probe cost, held-out perplexity, recitation."""
+    from .calibrate import FINE_GRID, calibrate_joint
+    grid = grid or FINE_GRID
+    model, factors, recent = study.load(step)
+    ev = LmEval(model, study.c.seq_len)
+    bases = study.bases(factors, kind)
+    modules = dict(model.named_modules())
+    probe_now, eval_now, canary_now = ev.stats(study.probes), ev.stats(study.evalset), ev.stats(study.canary_texts)
+    weights, costs = {}, {}
+
+    def weight(layer, rho):
+        if (layer, rho) not in weights:
+            weights[(layer, rho)] = edited_weight(modules[layer].weight, bases[layer], rho)
+        return weights[(layer, rho)]
+
+    def cost(stats):
+        return (stats.mean_loss() - probe_now.mean_loss()) if mode == "loss" else (probe_now.accuracy() - stats.accuracy())
+
+    def cost_joint(rhos):
+        key = tuple(sorted(rhos.items()))
+        if key not in costs:
+            with swapped(model, {l: weight(l, r) for l, r in rhos.items()}):
+                costs[key] = cost(ev.stats(study.probes))
+        return costs[key]
+    out = {"step": step, "kind": kind, "mode": mode, "tolerance": tolerance,
+           "recitation_now": float(np.mean(recitation(canary_now, study.canaries, study.c.seq_len))),
+           "eval_ppl_now": float(np.exp(eval_now.mean_loss())), "subsets": []}
+    for subset in subsets:
+        cal = calibrate_joint(subset, lambda l, r: cost_joint({l: r}), cost_joint, grid, tolerance)
+        edited = {l: r for l, r in cal["rhos"].items() if r < 1.0}
+        with swapped(model, {l: weight(l, r) for l, r in edited.items()}):
+            ev_ed, can_ed = ev.stats(study.evalset), ev.stats(study.canary_texts)
+        row = {"layers": subset, "rhos": cal["rhos"], "probe_cost": cal["cost"], "rounds": len(cal["rounds"]),
+               "eval_ppl_ratio": float(np.exp(ev_ed.mean_loss() - eval_now.mean_loss())),
+               "recitation": float(np.mean(recitation(can_ed, study.canaries, study.c.seq_len)))}
+        out["subsets"].append(row)
+        print(json.dumps(row), flush=True)
+    return out

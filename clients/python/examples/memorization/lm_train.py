@@ -112,8 +112,8 @@ def train(c, out_dir, log=print):
     batches = Batches(c, split.train, canaries)
     dims = {n: (m.in_features, m.out_features) for n, m in model.named_modules() if n in c.layers}
     factors = {n: Factors(*dims[n], decay=c.ema_decay) for n in c.layers}
+    empirical = {n: Factors(*dims[n], decay=c.ema_decay) for n in c.layers}  # the training pass's own g
     capture = Capture(model, c.layers)
-    capture.enabled = False
     generator = torch.Generator().manual_seed(c.seed + 1000)
     recent = collections.OrderedDict()
     started, losses = time.time(), []
@@ -122,12 +122,13 @@ def train(c, out_dir, log=print):
         ids, batch = batches.at(step)
         model.train()
         if step % c.fisher_every == 0:
-            capture.enabled = True
             sampled_fisher_pass(model, capture, factors, lm_logits(batch), batch["attention_mask"] == 1, generator)
-            capture.enabled = False
         out = model(**batch)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        targets = int((batch["labels"][:, 1:] != -100).sum())  # the mean's denominator: g x targets = per-token g
+        for name, (a, g) in capture.take(batch["attention_mask"] == 1).items():
+            empirical[name].add(a, g * targets)
         opt.step()
         losses.append(float(out.loss))
         for sid in ids:
@@ -138,6 +139,7 @@ def train(c, out_dir, log=print):
         if (step + 1) % c.refresh_every == 0 or step + 1 == c.steps:
             torch.save({"step": step, "model": model.state_dict(),
                         "factors": {n: f.state() for n, f in factors.items()},
+                        "empirical": {n: f.state() for n, f in empirical.items()},
                         "recent": list(recent.keys()), "train_loss": losses[-c.refresh_every:]},
                        out_dir / f"ckpt-{step + 1:05d}.pt")
             log(f"step {step + 1} loss {sum(losses[-50:]) / len(losses[-50:]):.3f} "

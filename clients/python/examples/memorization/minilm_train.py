@@ -96,8 +96,8 @@ def train(c, out_dir, log=print):
     names = c.watched()
     mods = dict(model.named_modules())
     factors = {n: Factors(mods[n].in_features, mods[n].out_features, decay=c.ema_decay) for n in names}
+    empirical = {n: Factors(mods[n].in_features, mods[n].out_features, decay=c.ema_decay) for n in names}
     capture = Capture(model, names)
-    capture.enabled = False
     generator = torch.Generator().manual_seed(c.seed + 1000)
     rng = random.Random(c.seed)
     recent = collections.OrderedDict()
@@ -116,13 +116,13 @@ def train(c, out_dir, log=print):
             batch = {"hidden_states": hidden[rows], "attention_mask": mask[rows], "labels": labels[rows]}
             model.train()
             if step % c.fisher_every == 0:
-                capture.enabled = True
                 sampled_fisher_pass(model, capture, factors, classifier_logits(batch), batch["attention_mask"] == 1,
                                     generator)
-                capture.enabled = False
             out = model(**batch)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
+            for name, (a, g) in capture.take(batch["attention_mask"] == 1).items():
+                empirical[name].add(a, g * len(rows))  # the loss is a mean over the batch's examples
             opt.step()
             for i in rows.tolist():
                 recent[f"x{i}"] = step
@@ -132,7 +132,8 @@ def train(c, out_dir, log=print):
             step += 1
             if step % refresh_every == 0:
                 torch.save({"step": step, "epoch": epoch, "noisy": noisy, "model": model.state_dict(),
-                            "factors": {k: f.state() for k, f in factors.items()}, "recent": list(recent.keys())},
+                            "factors": {k: f.state() for k, f in factors.items()},
+                            "empirical": {k: f.state() for k, f in empirical.items()}, "recent": list(recent.keys())},
                            out_dir / f"ckpt-{step:05d}.pt")
                 with torch.no_grad():
                     model.eval()

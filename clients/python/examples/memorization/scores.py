@@ -31,9 +31,34 @@ def mean_increase(losses_now, losses_edited, valid):
 
 
 def peak(losses_now, losses_edited, valid, k):
-    """Per example: mean of its k largest per-token loss increases (over all its tokens when fewer)."""
-    inc = (losses_edited.double() - losses_now.double()).masked_fill(~valid, -math.inf)
-    top = inc.sort(dim=1, descending=True).values[:, :k]
+    """Per example: mean of its k largest per-token loss increases (ProbeResult v2 peak_edited)."""
+    return top_k_mean(token_increase(losses_now, losses_edited), valid, k)
+
+
+LOSS_FLOOR = 1e-3  # nats: keeps log-ratios of near-zero float32 losses out of rounding noise
+
+
+def token_increase(losses_now, losses_edited):
+    """Per token: the loss increase under the edit (nats)."""
+    return losses_edited.double() - losses_now.double()
+
+
+def token_log_ratio(losses_now, losses_edited, floor=LOSS_FLOOR):
+    """Per token: log((ℓ_edited + c) / (ℓ_now + c)), the relative loss increase. A memorized token's
+    loss is near 0; the edit multiplies it while adding little in absolute terms (the softmax is
+    saturated), so the ratio sees what the difference misses."""
+    return torch.log(losses_edited.double() + floor) - torch.log(losses_now.double() + floor)
+
+
+def token_memorization(losses_now, losses_edited, floor=LOSS_FLOOR, weight=0.5):
+    """Per token: the log-ratio plus `weight` x the token's confidence now, −log(ℓ_now + c):
+    memorized = fragile under the edit AND confidently predicted now."""
+    return token_log_ratio(losses_now, losses_edited, floor) - weight * torch.log(losses_now.double() + floor)
+
+
+def top_k_mean(per_token, valid, k):
+    """Per example: the mean of its k largest per-token values (over all its tokens when fewer)."""
+    top = per_token.masked_fill(~valid, -math.inf).sort(dim=1, descending=True).values[:, :k]
     counts = valid.sum(1).clamp(max=k)
     ranks = torch.arange(top.shape[1]).expand_as(top)
     return torch.where(ranks < counts[:, None], top, torch.zeros_like(top)).sum(1) / counts.clamp(min=1)
