@@ -3,6 +3,7 @@
 # non-interactive). Java 17 and Maven are assumed (they come with the machine), and so are
 # Node.js >= 20 and npm for the dashboard's browser test.
 #   python3-*     : the PyTorch client, and the independent numpy/scipy/torch references of tests
+#   python3-venv : TransformerExampleIT installs the client with pip into a throwaway venv (its pip comes with it)
 #   libopenblas0-pthread, liblapack3 : native BLAS/LAPACK for dev.ludovic.netlib (optional backend)
 #   fortunes     : real English text (quotes under /usr/share/games/fortunes) for the transformer examples
 #   python3-onnx : reads all-MiniLM-L6-v2's ONNX weights (Maven Central jar) for the pretrained-transformer experiment
@@ -11,7 +12,7 @@
 #                   driven by playwright-core from service/src/test/browser (npm ci below)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-packages=(python3-numpy python3-scipy python3-torch python3-confluent-kafka python3-avro
+packages=(python3-numpy python3-scipy python3-torch python3-confluent-kafka python3-avro python3-venv
           fortunes python3-onnx python3-matplotlib libopenblas0-pthread liblapack3 chromium fonts-liberation)
 missing=()
 for p in "${packages[@]}"; do

@@ -6,12 +6,17 @@
             loss.backward()
             w.step(step, sample_ids=ids)
             opt.step(); opt.zero_grad()
+
+`python3 -m curvewatch --help`: a small command line for a run's status, alerts and snapshots.
 """
-from .candidates import CandidateAnswerer, RecentExamples
+from .answerer import CandidateAnswerer
+from .examples import RecentExamples
+from .partitioning import partition_for_key
 from .publisher import Publisher, PublishError
 from .safetensors import load_file, save_file
 from .snapshots import SnapshotError, load_snapshot
+from .version import __version__
 from .watch import Watcher, watch
 
 __all__ = ["watch", "Watcher", "Publisher", "PublishError", "CandidateAnswerer", "RecentExamples", "load_file",
-           "save_file", "load_snapshot", "SnapshotError"]
+           "save_file", "load_snapshot", "SnapshotError", "partition_for_key", "__version__"]

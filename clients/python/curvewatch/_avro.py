@@ -7,8 +7,10 @@ ships (schemas/src/main/resources/curvewatch/avro/history); nothing is redefined
 import io
 import json
 import os
+import struct
 from pathlib import Path
 
+import avro.errors
 import avro.io
 import avro.schema
 
@@ -29,8 +31,9 @@ def listed_files(directory):
 
 
 def schema_dir():
-    """Where the schemas are: $CURVEWATCH_SCHEMA_DIR, else the repository's folder, else the copy
-    packaged by `python -m curvewatch.bundle` (curvewatch/schemas)."""
+    """Where the schemas are: $CURVEWATCH_SCHEMA_DIR, else the repository's folder (run from a
+    checkout), else the copy an installed wheel carries (curvewatch/schemas, written by the build
+    backend)."""
     env = os.environ.get("CURVEWATCH_SCHEMA_DIR")
     candidates = [Path(env)] if env else []
     candidates.append(repo_schema_dir())
@@ -124,6 +127,113 @@ def with_defaults(schema, datum):
     return datum
 
 
+_DOUBLE = struct.Struct("<d")
+_FLOAT = struct.Struct("<f")
+
+
+def _long(out, n):
+    """Avro's zig-zag varint of a long."""
+    n = (n << 1) ^ (n >> 63)
+    while n & ~0x7F:
+        out.append(bytes(((n & 0x7F) | 0x80,)))
+        n >>= 7
+    out.append(bytes((n,)))
+
+
+def _fits(schema, datum):
+    """Whether datum is of a union branch's type (the first fitting branch is written, as avro does)."""
+    kind = schema.type
+    if kind == "null":
+        return datum is None
+    if kind == "boolean":
+        return isinstance(datum, bool)
+    if kind in ("int", "long"):
+        return isinstance(datum, int) and not isinstance(datum, bool)
+    if kind in ("float", "double"):
+        return isinstance(datum, (int, float)) and not isinstance(datum, bool)
+    if kind in ("bytes", "fixed"):
+        return isinstance(datum, (bytes, bytearray, memoryview))
+    if kind in ("string", "enum"):
+        return isinstance(datum, str)
+    if kind == "array":
+        return isinstance(datum, (list, tuple))
+    return isinstance(datum, dict)  # record, map
+
+
+def writer(schema):
+    """A function (out, datum) appending datum's Avro binary encoding to the list `out` of byte chunks:
+    the avro package's DatumWriter, byte for byte (tests/test_encoding.py), without its per-bytes
+    `struct.pack` copy and its validation walk, which made a 1 MB Capture cost milliseconds."""
+    kind = schema.type
+    if kind == "null":
+        return lambda out, d: None
+    if kind == "boolean":
+        return lambda out, d: out.append(b"\x01" if d else b"\x00")
+    if kind in ("int", "long"):
+        return lambda out, d: _long(out, int(d))
+    if kind == "float":
+        return lambda out, d: out.append(_FLOAT.pack(d))
+    if kind == "double":
+        return lambda out, d: out.append(_DOUBLE.pack(d))
+    if kind == "bytes":
+        def write_bytes(out, d):
+            _long(out, len(d))
+            out.append(d)
+        return write_bytes
+    if kind == "string":
+        def write_string(out, d):
+            data = d.encode("utf-8")
+            _long(out, len(data))
+            out.append(data)
+        return write_string
+    if kind == "fixed":
+        return lambda out, d: out.append(bytes(d))
+    if kind == "enum":
+        index = {s: i for i, s in enumerate(schema.symbols)}
+        return lambda out, d: _long(out, index[d])
+    if kind == "array":
+        items = writer(schema.items)
+
+        def write_array(out, d):
+            if d:
+                _long(out, len(d))
+                for x in d:
+                    items(out, x)
+            out.append(b"\x00")
+        return write_array
+    if kind == "map":
+        values = writer(schema.values)
+
+        def write_map(out, d):
+            if d:
+                _long(out, len(d))
+                for k, v in d.items():
+                    data = k.encode("utf-8")
+                    _long(out, len(data))
+                    out.append(data)
+                    values(out, v)
+            out.append(b"\x00")
+        return write_map
+    if kind == "union":
+        branches = [(b, writer(b)) for b in schema.schemas]
+
+        def write_union(out, d):
+            for i, (b, w) in enumerate(branches):
+                if _fits(b, d):
+                    _long(out, i)
+                    return w(out, d)
+            raise avro.errors.AvroTypeException(schema, d)
+        return write_union
+    if kind in ("record", "error"):
+        fields = [(f.name, writer(f.type)) for f in schema.fields]
+
+        def write_record(out, d):
+            for name, w in fields:
+                w(out, d[name])
+        return write_record
+    raise TypeError(f"unsupported Avro type {kind}")
+
+
 class RecordCodec:
     """Encoder/decoder of one top-level record type."""
 
@@ -132,21 +242,33 @@ class RecordCodec:
         self.schema = avro.schema.parse(json.dumps(schema_json))
         self.fingerprint = crc64_avro(canonical_form(schema_json).encode("utf-8"))
         self.header = MARKER + self.fingerprint.to_bytes(8, "little")
-        self._writer = avro.io.DatumWriter(self.schema)
+        self._write = writer(self.schema)
         self._reader = avro.io.DatumReader(self.schema, self.schema)
+        self.older = {}  # fingerprint bytes of an earlier version -> reader resolving it to this one
+
+    def read_older(self, schema_json):
+        """Also decode records written with an earlier version of this record (Avro schema resolution:
+        fields it lacks get this version's defaults), as the Java serde does."""
+        writer_schema = avro.schema.parse(json.dumps(schema_json))
+        fingerprint = crc64_avro(canonical_form(schema_json).encode("utf-8")).to_bytes(8, "little")
+        self.older[fingerprint] = avro.io.DatumReader(writer_schema, self.schema)
 
     def encode(self, record: dict) -> bytes:
-        buf = io.BytesIO()
-        buf.write(self.header)
-        self._writer.write(with_defaults(self.schema, record), avro.io.BinaryEncoder(buf))
-        return buf.getvalue()
+        out = [self.header]
+        try:
+            self._write(out, with_defaults(self.schema, record))
+        except (KeyError, TypeError, AttributeError, struct.error) as e:
+            raise avro.errors.AvroTypeException(self.schema, record) from e
+        return b"".join(out)
 
     def decode(self, data: bytes) -> dict:
         if len(data) < 10 or data[:2] != MARKER:
             raise ValueError(f"not Avro single-object encoding (first bytes {data[:2].hex()})")
-        if data[2:10] != self.header[2:]:
-            raise ValueError(f"fingerprint {data[2:10][::-1].hex()} is not {self.name}'s {self.fingerprint:016x}")
-        return self._reader.read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
+        reader = self._reader if data[2:10] == self.header[2:] else self.older.get(data[2:10])
+        if reader is None:
+            raise ValueError(f"fingerprint {data[2:10][::-1].hex()} is not {self.name}'s {self.fingerprint:016x} "
+                             "nor one of its earlier versions")
+        return reader.read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
 
 
 _codecs = {}
@@ -161,5 +283,8 @@ def codec(name: str) -> RecordCodec:
                         key=lambda f: int(f.rsplit(".v", 1)[1].split(".")[0]))
         if not newest:
             raise KeyError(f"no shipped schema for record {name!r} in {d}")
-        _codecs[name] = RecordCodec(name, json.loads((d / newest[-1]).read_text()))
+        c = RecordCodec(name, json.loads((d / newest[-1]).read_text()))
+        for f in newest[:-1]:
+            c.read_older(json.loads((d / f).read_text()))
+        _codecs[name] = c
     return _codecs[name]

@@ -5,6 +5,8 @@ import warnings
 
 from confluent_kafka import KafkaException, Producer
 
+from .partitioning import check_partitioner, partition_for_key
+
 
 class PublishError(RuntimeError):
     """Records could not be delivered (reported on the next call, or by close())."""
@@ -17,6 +19,11 @@ class Publisher:
     block_timeout seconds, then raise PublishError. policy "drop": count the record as dropped and
     warn; `dropped` says how many. Delivery failures are collected by the callback and raised as
     PublishError at the next publish() or at close(): nothing is lost silently.
+
+    Partitions: after resolve_partitions(topics), every record to one of those topics goes to the
+    partition Java's default partitioner gives its key (partitioning.partition_for_key), set
+    explicitly; other topics are left to librdkafka's `murmur2_random`, which agrees with Java for
+    non-null keys. A `partitioner` setting that does not agree raises ValueError.
     """
 
     def __init__(self, config, policy="block", block_timeout=60.0, max_queue_bytes=256 * 1024 * 1024,
@@ -31,9 +38,12 @@ class Publisher:
         self.failed = 0
         self._errors = []
         self._warned = set()
+        check_partitioner(config)
+        self.partition_counts = {}  # topic -> partitions, from resolve_partitions()
+        self._partitions = {}  # (topic, key) -> partition
         conf = {"linger.ms": 5, "compression.type": "zstd", "message.max.bytes": 16 * 1024 * 1024,
                 "queue.buffering.max.kbytes": max(1, max_queue_bytes // 1024), "enable.idempotence": True,
-                "error_cb": self._on_error}
+                "partitioner": "murmur2_random", "error_cb": self._on_error}
         conf.update(config)  # the caller's settings win: security.protocol, sasl.*, ssl.* pass through as is
         self.config = {k: v for k, v in conf.items() if not callable(v)}
         if producer is None:
@@ -42,6 +52,35 @@ class Publisher:
             except KafkaException as e:
                 raise PublishError(f"invalid Kafka configuration: {e}") from e
         self._producer = producer
+
+    def resolve_partitions(self, topics, timeout=10.0):
+        """Reads the partition count of each topic from the broker (one metadata request); raises
+        RuntimeError naming a topic that is missing or unreadable. A stand-in producer without
+        list_topics leaves placement to the partitioner."""
+        list_topics = getattr(self._producer, "list_topics", None)
+        if list_topics is None:
+            return {}
+        try:
+            known = list_topics(timeout=timeout).topics
+        except KafkaException as e:
+            raise RuntimeError(f"cannot read topic metadata from the broker: {e}") from e
+        counts = {}
+        for topic in topics:
+            meta = known.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise RuntimeError(f"topic {topic} is not available ({None if meta is None else meta.error}); "
+                                   "is Curvewatch deployed on this broker (./curvewatch broker creates its topics)?")
+            counts[topic] = len(meta.partitions)
+        self.partition_counts.update(counts)
+        self._partitions.clear()
+        return counts
+
+    def partition(self, topic, key):
+        """The partition a record of `topic` with `key` (bytes) goes to; None: left to the partitioner."""
+        found = self._partitions.get((topic, key))
+        if found is None and topic in self.partition_counts:
+            found = self._partitions[(topic, key)] = partition_for_key(key, self.partition_counts[topic])
+        return found
 
     def _on_error(self, err):
         """librdkafka's client-level errors (broker down, authentication): fatal ones fail the next
@@ -73,9 +112,10 @@ class Publisher:
     def publish(self, topic, key, value):
         self._raise_failures()
         deadline = time.monotonic() + self.block_timeout
+        placed = {} if (p := self.partition(topic, key)) is None else {"partition": p}
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
+                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery, **placed)
                 self._producer.poll(0)
                 return True
             except BufferError:

@@ -5,6 +5,9 @@ whose uri is that path relative to the snapshot store (or a file: URI), with its
 (SERVICE-CONTRACT §4). `load_snapshot` resolves the uri under the store's root, refuses anything
 that leaves the root (.., absolute paths elsewhere, symbolic links pointing out, other URI
 schemes), reads the file once, checks size and sha256 of the bytes it read, and parses those.
+An edit request the service could not serve ends in a FAILED SnapshotEvent (v2) with the reason
+and no file: load_snapshot raises SnapshotError with that reason and never looks for a file.
+A ROLLBACK event (v2) holds the weights before the edit it names (`restores`) and loads like any.
 """
 import hashlib
 import hmac
@@ -64,7 +67,8 @@ def load_snapshot(event_or_path, root, *, model=None, sha256=None, size_bytes=No
     """The state dict of an edited snapshot, for `model.load_state_dict(state, strict=False)`.
 
     event_or_path: a SnapshotEvent (the decoded dict, or the record's bytes as read from the
-    snapshots topic), whose uri, sha256 and size_bytes are used; or a path relative to root (then
+    snapshots topic), whose uri, sha256 and size_bytes are used (a FAILED event raises SnapshotError
+    with its reason); or a path relative to root (then
     sha256 and size_bytes are checked when given). root: the snapshot store's directory.
     model: when given, every tensor must name one of its parameters or buffers, with its shape;
     Conv1D-style weights (stored d_out x d_in in snapshots) are transposed back to
@@ -73,6 +77,9 @@ def load_snapshot(event_or_path, root, *, model=None, sha256=None, size_bytes=No
     if isinstance(event_or_path, (bytes, bytearray, memoryview)):
         event_or_path = _avro.codec("SnapshotEvent").decode(bytes(event_or_path))
     if isinstance(event_or_path, dict):
+        if event_or_path.get("status", "WRITTEN") == "FAILED":
+            raise SnapshotError(f"edit request {event_or_path.get('idempotency_key')!r} of run "
+                                f"{event_or_path.get('run_id')!r} failed: {event_or_path.get('reason') or 'no reason given'}")
         uri, sha256, size_bytes = event_or_path["uri"], event_or_path["sha256"], event_or_path["size_bytes"]
     else:
         uri = event_or_path

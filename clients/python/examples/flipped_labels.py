@@ -6,7 +6,7 @@
 Generated 10-class data (no download), 10% of the training labels flipped; every step publishes
 per-token captures of the two hidden layers, a sampled-label (true Fisher) pass every 5 steps,
 held-out probes every 10 steps, and weights every 20 steps. It answers the service's edit
-candidates (per-example losses under each candidate edit, on the latest probe batch and the 512
+candidates (per-example losses under each candidate edit, on the latest probe batch and the 128
 most recent training examples) inside w.step(); --no-answer turns that off.
 """
 import argparse
@@ -57,7 +57,7 @@ def main():
             idx = torch.randint(0, len(x), (64,), generator=g)
             loss = F.cross_entropy(model(x[idx]), y[idx])
             loss.backward()
-            # inputs/targets: kept (the 512 most recent examples) to evaluate the service's edit candidates on
+            # inputs/targets: kept (the 128 most recent examples, the default) to evaluate the service's edit candidates on
             w.step(step, sample_ids=[f"train-{i}" for i in idx.tolist()], inputs=x[idx], targets=y[idx])
             opt.step()
             opt.zero_grad()

@@ -7,17 +7,35 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 
+class TopicMeta:
+    def __init__(self, partitions):
+        self.partitions = {p: None for p in range(partitions)}
+        self.error = None
+
+
+class Metadata:
+    def __init__(self, topics):
+        self.topics = {name: TopicMeta(n) for name, n in topics.items()}
+
+
 class RecordingProducer:
-    """Stands in for confluent_kafka.Producer at unit level: keeps what was produced, in order."""
+    """Stands in for confluent_kafka.Producer at unit level: keeps what was produced, in order, and the
+    partition each record was sent to (None: left to the partitioner). Its metadata reports
+    `partitions` (topic -> count) when given; without it, it has no list_topics (placement left
+    to the partitioner, as for any stand-in)."""
 
-    def __init__(self, full_after=None):
+    def __init__(self, full_after=None, partitions=None):
         self.messages = []
+        self.partitions = []
         self.full_after = full_after
+        if partitions is not None:
+            self.list_topics = lambda timeout=None: Metadata(partitions)
 
-    def produce(self, topic, key=None, value=None, on_delivery=None):
+    def produce(self, topic, key=None, value=None, on_delivery=None, partition=None):
         if self.full_after is not None and len(self.messages) >= self.full_after:
             raise BufferError("Local: Queue full")
         self.messages.append((topic, key, value))
+        self.partitions.append(partition)
         if on_delivery:
             on_delivery(None, None)
 
@@ -58,8 +76,11 @@ class Mlp(nn.Module):
 class FakeMessage:
     """A consumed record as confluent_kafka.Message shows it."""
 
-    def __init__(self, key, value, error=None):
-        self._key, self._value, self._error = key, value, error
+    def __init__(self, key, value, error=None, topic="curvewatch.edit-candidates"):
+        self._key, self._value, self._error, self._topic = key, value, error, topic
+
+    def topic(self):
+        return self._topic
 
     def key(self):
         return self._key
@@ -80,8 +101,8 @@ class FakeConsumer:
         self.timeouts = []
         self.closed = False
 
-    def push(self, key, value):
-        self.queue.append(FakeMessage(key.encode() if isinstance(key, str) else key, value))
+    def push(self, key, value, topic="curvewatch.edit-candidates"):
+        self.queue.append(FakeMessage(key.encode() if isinstance(key, str) else key, value, topic=topic))
 
     def poll(self, timeout=None):
         self.timeouts.append(timeout)

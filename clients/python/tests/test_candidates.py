@@ -10,7 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from curvewatch import Publisher, RecentExamples, Watcher, _avro
-from curvewatch.candidates import FLOAT32_MAX, MAX_RECENT_EXAMPLES, edit, follow
+from curvewatch.calibration import FLOAT32_MAX
+from curvewatch.candidates import edit
+from curvewatch.follower import follow
+from curvewatch.examples import MAX_RECENT_EXAMPLES
 from helpers import Conv1D, FakeConsumer, Mlp, RecordingProducer
 
 RUN = "run-c"
@@ -104,6 +107,7 @@ class Harness:
     """A watched helpers.Mlp answering candidates from a FakeConsumer into a RecordingProducer."""
 
     def __init__(self, seed=0, conv=True, **options):
+        options.setdefault("answer_budget", float("inf"))  # budget_test.py holds answers to a budget
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.model = Mlp(d_in=6, hidden=5, classes=4, conv=conv)
@@ -344,7 +348,7 @@ class AnsweringTest(unittest.TestCase):
         h.send(good)
         h.train(steps=1)  # training goes on, and the good candidate is answered inside step()
         self.assertEqual([r["candidate_id"] for r in probe_results(h.producer)], [good["candidate_id"]])
-        self.assertEqual(h.w.candidates.counts(), {"received": len(cases) + 1, "answered": 1, "skipped": 0,
+        self.assertEqual(h.w.candidates.counts(), {"received": len(cases) + 1, "answered": 1, "declined": 0, "skipped": 0,
                                                    "refused": len(cases), "expired": 0, "failed": 0,
                                                    "nonfinite_losses": 0, "parts_received": 0})
 
@@ -409,7 +413,8 @@ class AnsweringTest(unittest.TestCase):
         emb, head = torch.nn.Embedding(6, 4), torch.nn.Linear(4, 6)
         model = torch.nn.Sequential(emb, head)
         prod, cons = RecordingProducer(), FakeConsumer()
-        w = Watcher(model, ["1"], RUN, publisher=Publisher({}, producer=prod), answer_candidates=True, consumer=cons)
+        w = Watcher(model, ["1"], RUN, publisher=Publisher({}, producer=prod), answer_candidates=True, consumer=cons,
+                    answer_budget=float("inf"))
 
         def lm_loss(out, y, reduction="mean"):
             return F.cross_entropy(out.transpose(1, 2), y, reduction=reduction, ignore_index=-100)
@@ -439,7 +444,8 @@ class AnsweringTest(unittest.TestCase):
         torch.manual_seed(11)
         model = torch.nn.Sequential(torch.nn.Linear(3, 2))
         prod, cons = RecordingProducer(), FakeConsumer()
-        w = Watcher(model, ["0"], RUN, publisher=Publisher({}, producer=prod), answer_candidates=True, consumer=cons)
+        w = Watcher(model, ["0"], RUN, publisher=Publisher({}, producer=prod), answer_candidates=True, consumer=cons,
+                    answer_budget=float("inf"))
         rng = np.random.default_rng(1)
         lam, ug = spectrum(2, rng)
         mu, ua = spectrum(3, rng)
@@ -476,7 +482,8 @@ class SetupTest(unittest.TestCase):
     def test_closing_the_watcher_closes_the_consumer(self):
         cons = FakeConsumer()
         w = Watcher(Mlp(), ["fc1"], RUN, publisher=Publisher({}, producer=RecordingProducer()),
-                    answer_candidates=True, consumer=cons)
+                    answer_candidates=True, consumer=cons,
+                    answer_budget=float("inf"))
         w.close()
         self.assertTrue(cons.closed)
 

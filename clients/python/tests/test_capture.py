@@ -208,13 +208,13 @@ class CaptureTest(unittest.TestCase):
         lin(torch.tanh(lin(torch.randn(3, 4)))).sum().backward()
         with self.assertRaisesRegex(RuntimeError, "more than once per forward pass"):
             w.step(0)
-        # gradient accumulation (forward, backward, forward, backward) keeps the last consistent pair
+        # gradient accumulation (forward, backward, forward, backward): every micro-batch, in order
         x1, x2 = torch.randn(3, 4), torch.randn(5, 4)
         lin(x1).sum().backward()
         lin(x2).sum().backward()
         w.step(1, grad_scale=1)
         cap = decoded(prod, "captures")[-1]
-        torch.testing.assert_close(as_tensor(cap["activations"]), x2)
+        torch.testing.assert_close(as_tensor(cap["activations"]), torch.cat([x1, x2]))
 
     def test_unknown_layer_and_bad_ids_are_clear_errors(self):
         with self.assertRaisesRegex(KeyError, "nope"):

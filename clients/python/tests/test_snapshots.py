@@ -37,6 +37,16 @@ class LoadSnapshotTest(unittest.TestCase):
     def tearDown(self):
         self._dir.cleanup()
 
+    def test_a_failed_event_is_refused_with_its_reason_and_no_file_is_read(self):
+        failed = event("", b"", status="FAILED", reason="NOT_READY: layer fc2 has no calibrated rho yet", sha256="",
+                       size_bytes=0)
+        raw = _avro.codec("SnapshotEvent").encode(failed)
+        for source in (failed, raw):
+            with self.assertRaisesRegex(SnapshotError, "k-1.*failed: NOT_READY: layer fc2 has no calibrated rho yet"):
+                load_snapshot(source, self.root)
+        rollback = event("run-1/snap-1.safetensors", self.data, kind="ROLLBACK", restores="snap-0")
+        self.assertIn("fc2.weight", load_snapshot(rollback, self.root))
+
     def test_an_event_loads_into_the_model_with_conv1d_transposed_back(self):
         raw = _avro.codec("SnapshotEvent").encode(event("run-1/snap-1.safetensors", self.data))
         for source in (event("run-1/snap-1.safetensors", self.data), raw):

@@ -5,6 +5,8 @@
 //   node dashboard.spec.mjs <base-url> <token> <screenshot.png> [options]
 //     --run ID            the seeded run to check (default: the first run of GET /api/runs)
 //     --layer NAME        the layer whose gap chart is counted (default: first layer with gap points)
+//     --edit-layer NAME   a layer the service can edit now (weight and eigenbasis): the form's edit of it alone must be
+//                         accepted (default: --layer); the first edit, of every layer, may be refused with a reason (409)
 //     --transport sse|polling   how the live alert is expected to arrive (default sse)
 //     --alert-timeout-s N seconds to wait for the live alert (default 60)
 //     --live-alert-id ID  the id of the alert the driver will publish (default: any new alert id)
@@ -40,6 +42,7 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === '--run') o.run = argv[++i];
     else if (a === '--layer') o.layer = argv[++i];
+    else if (a === '--edit-layer') o.editLayer = argv[++i];
     else if (a === '--transport') o.transport = argv[++i];
     else if (a === '--alert-timeout-s') o.alertTimeoutS = Number(argv[++i]);
     else if (a === '--check-download') o.checkDownload = true;
@@ -57,7 +60,7 @@ function parseArgs(argv) {
 }
 
 function usage(msg) {
-  console.error(`dashboard.spec.mjs: ${msg}\nusage: node dashboard.spec.mjs <base-url> <token> <screenshot.png> [--run ID] [--layer NAME] [--transport sse|polling] [--alert-timeout-s N] [--live-alert-id ID] [--check-download] [--check-reconnect] [--no-hostile]`);
+  console.error(`dashboard.spec.mjs: ${msg}\nusage: node dashboard.spec.mjs <base-url> <token> <screenshot.png> [--run ID] [--layer NAME] [--edit-layer NAME] [--transport sse|polling] [--alert-timeout-s N] [--live-alert-id ID] [--check-download] [--check-reconnect] [--no-hostile]`);
   process.exit(2);
 }
 
@@ -202,13 +205,42 @@ async function main() {
       const shown = await page.evaluate(() => [...document.querySelectorAll('ul.snapshots li.snapshot')].map((li) => ({
         id: li.dataset.snapshotId, sha: li.querySelector('.sha')?.textContent,
       })));
+      const failedShown = await page.evaluate(() => [...document.querySelectorAll('ul.snapshots li.snapshot.failed')].map((li) => ({
+        id: li.dataset.snapshotId, reason: li.querySelector('.failure')?.textContent, download: !!li.querySelector('a.download'),
+      })));
       for (const sn of snapshots) {
+        if (sn.status === 'FAILED') {
+          // an edit request the service could not serve: its reason, nothing to download
+          const li = failedShown.find((x) => x.id === sn.snapshot_id);
+          if (!li) fail(`failed snapshot ${sn.snapshot_id} is not shown as failed`);
+          if (li.reason !== sn.reason) fail(`failed snapshot ${sn.snapshot_id} shows ${JSON.stringify(li.reason)}, API says ${JSON.stringify(sn.reason)}`);
+          if (li.download) fail(`failed snapshot ${sn.snapshot_id} offers a download`);
+          continue;
+        }
         const li = shown.find((x) => x.id === sn.snapshot_id);
         if (!li) fail(`snapshot ${sn.snapshot_id} is not in the snapshots list`);
         if (li.sha !== String(sn.sha256).slice(0, 12)) fail(`snapshot ${sn.snapshot_id} shows sha ${li.sha}`);
       }
-      ok(`snapshots list shows the ${snapshots.length} snapshots with their short sha256`);
+      ok(`snapshots list shows the ${snapshots.length} snapshots (${failedShown.length} failed, with their reason) with their short sha256`);
     }
+
+    // a layer's dead letters and an invalid calibration are said on its panel (issue 11: "waiting for factors" hid them)
+    let withDeadLetters = 0;
+    for (const l of detail.layers || []) {
+      const dl = l.dead_letters;
+      if (dl && Number(dl.total) > 0) {
+        await waitFor(({ name, total }) => {
+          const el = [...document.querySelectorAll('.dead-letters')].find((x) => x.dataset.layer === name);
+          return el && el.textContent.includes(`${Number(total).toLocaleString('en-US')} dead letter`);
+        }, { name: l.name, total: dl.total }, `the ${dl.total} dead letters of ${l.name} on its panel`);
+        withDeadLetters++;
+      }
+      if (l.calibration_valid === false) {
+        await waitFor((problem) => [...document.querySelectorAll('.calibration-invalid')].some((x) => x.textContent === problem),
+          l.calibration_problem, `the invalid calibration of ${l.name} on its panel`);
+      }
+    }
+    ok(`dead letters shown on the panels of ${withDeadLetters} layer(s) that have them`);
 
     // per layer: the top EXACT examples and the spectra, wherever the service has them
     let withScores = 0;
@@ -296,8 +328,24 @@ async function main() {
     await page.fill('#edit-reason', 'browser test: right token');
     await page.focus('#edit-submit');
     await page.keyboard.press('Enter'); // the form works from the keyboard
-    await waitFor(() => /accepted/i.test(document.getElementById('edit-result').textContent), null, 'the edit form to report "accepted" for the right token');
-    ok(`right token: ${JSON.stringify(await page.textContent('#edit-result'))}`);
+    // every layer ticked: a layer the service cannot edit yet is refused at the call, with its reason on the form
+    expectedErrors.push((text, url) => /status of 409/.test(text) && /\/api\/runs\/[^/]+\/edits$/.test(url));
+    await waitFor(() => /accepted|^409: \S/i.test(document.getElementById('edit-result').textContent), null,
+      'the edit form to report "accepted", or a 409 with the reason, for the right token');
+    ok(`right token, every layer: ${JSON.stringify(await page.textContent('#edit-result'))}`);
+    // one layer the service can edit, alone: accepted
+    const editLayer = opts.editLayer ?? layer;
+    await page.evaluate((l) => document.querySelectorAll('.edit-layer').forEach((row) => {
+      const cb = row.querySelector('input[type=checkbox]');
+      if (cb.checked !== (row.dataset.layer === l)) cb.click();
+    }), editLayer);
+    const row = await page.evaluate((l) => [...document.querySelectorAll('.edit-layer')].findIndex((r) => r.dataset.layer === l), editLayer);
+    if (row < 0) fail(`the edit form has no row for layer ${editLayer}`);
+    await page.fill(`#edit-rho${row}`, '0.9');
+    await page.click('#edit-submit');
+    await waitFor(() => /accepted/i.test(document.getElementById('edit-result').textContent), null,
+      `the edit form to report "accepted" for ${editLayer} alone`);
+    ok(`right token, ${editLayer} alone: ${JSON.stringify(await page.textContent('#edit-result'))}`);
     const storage = await page.evaluate((t) => ({
       session: Object.keys(sessionStorage).some((k) => sessionStorage.getItem(k) === t),
       local: Object.keys(localStorage).some((k) => (localStorage.getItem(k) || '').includes(t)),
@@ -314,7 +362,10 @@ async function main() {
       if (!dl) fail(`no download started; the page says ${JSON.stringify(await page.textContent('#snapshots .form-result'))}`);
       const file = await dl.path();
       const size = fs.statSync(file).size;
-      const want = snapshots.find((s) => s.snapshot_id === (dl.suggestedFilename().replace(/\.safetensors$/, '')))?.size_bytes ?? snapshots[0].size_bytes;
+      // the list now, not at the start: the accepted edit above may have added the newest snapshot
+      const listed = await api(`/api/runs/${enc(runId)}/snapshots`);
+      const want = listed.find((s) => s.snapshot_id === (dl.suggestedFilename().replace(/\.safetensors$/, '')))?.size_bytes;
+      if (want === undefined) fail(`downloaded ${dl.suggestedFilename()}, which GET /snapshots does not list`);
       if (size !== want) fail(`downloaded ${size} bytes, the snapshot says ${want}`);
       ok(`snapshot download with the token: ${dl.suggestedFilename()} (${size} bytes)`);
     }

@@ -94,6 +94,14 @@ function layerDetail(run, l, i) {
   return {
     ...l, factor_version: 21, factor_tokens: 430080 + i * 1000, step: 420, calibrated_rho: i === 0 ? 0.999 : 0.9999, status: 'READY',
     last_refresh_ms: T0 + 420 * 8000,
+    calibration_valid: i === 0 ? false : true,
+    calibration_problem: i === 0 ? 'calibration invalid at v21: constant probe loss: no candidate moved it' : null,
+    warning: i === 1 ? "rho at the grid's most aggressive end for 3 calibrations in a row" : null,
+    dead_letters: i === 0
+      ? { total: 1560, by_reason: { KEY_MISMATCH: 1560 }, by_topic: { captures: 1560 }, last_reason_code: 'KEY_MISMATCH',
+        last_reason: `KEY_MISMATCH: key belongs to partition 2 of 4, found in partition 1 ${HOSTILE}`, last_topic: 'captures',
+        last_component: 'worker:w1', last_ms: T0 + 400 * 8000 }
+      : { total: 0, by_reason: {}, by_topic: {}, last_reason_code: null, last_reason: null, last_topic: null, last_component: null, last_ms: null },
     spectrum_g: { count50: 3 + i, count90: 41 + i * 9, count99: 170 + i * 40, effective_rank: 58.2 + i, total: 12.5 },
     spectrum_a: { count50: 2, count90: 19 + i * 30, count99: 44 + i * 120, effective_rank: 11.3 + i * 20, total: 3.1 },
   };
@@ -118,7 +126,10 @@ const snapshotBytes = Buffer.from('{"fc2.weight":{"dtype":"F32","shape":[1,1],"d
 const snapshots = new Map([[RUN, [
   { snapshot_id: 'snap-0001', step: 300, idempotency_key: 'rule:gap-critical:run', sha256: crypto.createHash('sha256').update(snapshotBytes).digest('hex'),
     size_bytes: snapshotBytes.length, layers: [{ layer: 'fc2', rho: 0.9999 }], factor_versions: { fc2: 15 }, created_ms: T0 + 2500 * 1000,
-    download: '/api/snapshots/snap-0001/file' },
+    download: '/api/snapshots/snap-0001/file', status: 'WRITTEN', reason: '' },
+  { snapshot_id: 'snap-0002', step: -1, idempotency_key: 'rule:gap-high:fc1', sha256: '', size_bytes: 0, layers: [{ layer: 'fc1', rho: 0 }],
+    factor_versions: {}, created_ms: T0 + 2400 * 1000, download: null, status: 'FAILED',
+    reason: `NOT_READY: layer 'fc1' has no calibrated rho ${HOSTILE}` },
 ]], [EVIL_RUN, [
   { snapshot_id: 'snap-evil', step: 40, idempotency_key: HOSTILE, sha256: HOSTILE, size_bytes: 10, layers: [{ layer: HOSTILE, rho: 0.5 }],
     factor_versions: {}, created_ms: T0, download: 'javascript:window.__xss=1' },

@@ -294,7 +294,7 @@ function statusBadge(status) {
   const s = String(status ?? 'UNKNOWN');
   const l = s.toLowerCase();
   // run statuses are enums; layer statuses are short free text ("refreshed", "refresh failed: ...")
-  const cls = /fail|error|invalid/.test(l) ? 'st-failed'
+  const cls = /fail|error|invalid|no factors|declined|refused/.test(l) ? 'st-failed'
     : /^(firing)$/.test(l) ? 'st-firing'
       : /resolved|finished|refreshed|ready|calibrated/.test(l) ? 'st-finished'
         : /running|calibrating|refreshing|waiting|pending/.test(l) ? 'st-running' : 'st-unknown';
@@ -537,6 +537,7 @@ function layerCard(l) {
       l.status !== undefined ? statusBadge(l.status) : null,
       firing.length ? [' ', badge(`${firing.length} firing`, 'sev-critical')] : null),
     l.last_failure ? h('p', { class: 'failure' }, 'Last failed refresh: ', String(l.last_failure)) : null,
+    layerNotes(l),
     h('div', { class: 'charts' },
       h('figure', null, gapChart(l.name)),
       h('figure', null, rhoChart(l.name)),
@@ -545,9 +546,35 @@ function layerCard(l) {
       spectrumCharts(l).map((c) => h('figure', null, c))));
 }
 
+/** Dead letters, an invalid calibration, a ρ stuck at a grid edge and candidate pacing: what the charts cannot say. */
+function layerNotes(l) {
+  const dl = l.dead_letters;
+  const notes = [];
+  if (dl && Number(dl.total) > 0) {
+    const reasons = Object.entries(dl.by_reason ?? {}).map(([code, n]) => `${code} ${fmtInt(n)}`).join(', ');
+    notes.push(h('div', { class: 'failure dead-letters', dataset: { layer: l.name } },
+      h('strong', null, `${fmtInt(dl.total)} dead letter(s)`), ` (${reasons})`,
+      known(l.factor_version) ? '' : ': why this layer has no factors', h('br'),
+      'Latest', dl.last_topic ? ` from ${dl.last_topic}` : '', ' ', timeEl(dl.last_ms), ': ', String(dl.last_reason ?? '')));
+  }
+  if (l.calibration_valid === false && l.calibration_problem) {
+    notes.push(h('p', { class: 'failure calibration-invalid' }, String(l.calibration_problem)));
+  }
+  if (l.warning) notes.push(h('p', { class: 'warning' }, 'Warning: ', String(l.warning)));
+  if (l.candidate_paced) notes.push(h('p', { class: 'dim' }, 'Next candidate: ', String(l.candidate_paced)));
+  return notes;
+}
+
 function renderSnapshots() {
   if (state.snapshots.length === 0) return h('p', { class: 'empty' }, 'No edited snapshots yet.');
   return h('ul', { class: 'snapshots' }, state.snapshots.map((sn) => {
+    if (sn.status === 'FAILED') {
+      // an edit request the service could not serve: nothing to download, the reason instead
+      return h('li', { class: 'snapshot failed', dataset: { snapshotId: sn.snapshot_id } },
+        h('div', { class: 'snap-head' }, statusBadge('FAILED'), ' ', h('code', null, String(sn.idempotency_key ?? ''))),
+        h('div', { class: 'failure' }, String(sn.reason ?? '')),
+        h('div', { class: 'snap-meta' }, timeEl(sn.created_ms), h('span', { class: 'dim' }, ` · ${String(sn.snapshot_id ?? '')}`)));
+    }
     const path = safeApiPath(sn.download) ?? `/api/snapshots/${enc(String(sn.snapshot_id))}/file`;
     const sha = String(sn.sha256 ?? '');
     const link = h('a', { href: path, class: 'download', dataset: { snapshotId: sn.snapshot_id } }, 'Download',

@@ -540,8 +540,9 @@ final class DemoCommand implements Callable<Integer> {
         Map<String, FactorCheckpoint> byLayer = new LinkedHashMap<>();
         while (System.nanoTime() < deadline) {
             byLayer.clear();
+            // the scan may take the time left (the whole topic, every version, on a loaded machine): a fixed 10 s threw
             for (FactorCheckpoint cp : FactorCheckpoints.readLatest(KafkaClientSettings.forBootstrap(bootstrap),
-                    kafka.topics(), Duration.ofSeconds(10)).values()) {
+                    kafka.topics(), Duration.ofNanos(Math.max(1_000_000_000L, deadline - System.nanoTime()))).values()) {
                 if (cp.runId().equals(run)) {
                     byLayer.put(cp.layer(), cp);
                 }

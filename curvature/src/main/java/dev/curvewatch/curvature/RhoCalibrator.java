@@ -106,25 +106,50 @@ public final class RhoCalibrator {
      * @param scores the score under each candidate, in {@link #candidates()} order
      */
     public RhoCalibration calibrateMeasured(double baselineScore, double[] scores) {
-        double[] rhos = candidates();
-        if (scores.length != rhos.length) {
-            throw new IllegalArgumentException(scores.length + " scores for " + rhos.length + " candidates");
+        if (scores.length != gaps.length) {
+            throw new IllegalArgumentException(scores.length + " scores for " + gaps.length + " candidates");
         }
-        List<RhoCalibration.Evaluation> trace = new ArrayList<>(rhos.length);
-        int best = rhos.length; // index of the most aggressive candidate of the qualifying tail
-        boolean tail = true;
-        boolean[] ok = new boolean[rhos.length];
-        for (int k = rhos.length - 1; k >= 0; k--) {
-            ok[k] = within(baselineScore, scores[k]);
-            tail &= ok[k];
-            if (tail) {
-                best = k;
+        int[] all = new int[gaps.length];
+        for (int k = 0; k < all.length; k++) {
+            all[k] = k;
+        }
+        return calibrateEvaluated(baselineScore, all, scores);
+    }
+
+    /**
+     * The same rule over the candidates that were evaluated (a bisection's path, say): the most
+     * aggressive evaluated ρ such that it and every milder <em>evaluated</em> candidate stay within
+     * tolerance; empty when the mildest evaluated one fails. The trace holds the evaluated
+     * candidates, most aggressive first.
+     *
+     * @param evaluated indices into {@link #candidates()}, strictly ascending
+     * @param scores    the score under each evaluated candidate, aligned with {@code evaluated}
+     */
+    public RhoCalibration calibrateEvaluated(double baselineScore, int[] evaluated, double[] scores) {
+        double[] rhos = candidates();
+        if (scores.length != evaluated.length || evaluated.length == 0) {
+            throw new IllegalArgumentException(scores.length + " scores for " + evaluated.length + " evaluated candidates");
+        }
+        for (int j = 0; j < evaluated.length; j++) {
+            if (evaluated[j] < 0 || evaluated[j] >= rhos.length || (j > 0 && evaluated[j] <= evaluated[j - 1])) {
+                throw new IllegalArgumentException("evaluated candidates must be ascending indices below " + rhos.length);
             }
         }
-        for (int k = 0; k < rhos.length; k++) {
-            trace.add(new RhoCalibration.Evaluation(rhos[k], scores[k], ok[k]));
+        List<RhoCalibration.Evaluation> trace = new ArrayList<>(evaluated.length);
+        int best = -1; // position of the most aggressive candidate of the qualifying tail
+        boolean tail = true;
+        boolean[] ok = new boolean[evaluated.length];
+        for (int j = evaluated.length - 1; j >= 0; j--) {
+            ok[j] = within(baselineScore, scores[j]);
+            tail &= ok[j];
+            if (tail) {
+                best = j;
+            }
         }
-        return new RhoCalibration(best < rhos.length ? OptionalDouble.of(rhos[best]) : OptionalDouble.empty(), baselineScore, trace);
+        for (int j = 0; j < evaluated.length; j++) {
+            trace.add(new RhoCalibration.Evaluation(rhos[evaluated[j]], scores[j], ok[j]));
+        }
+        return new RhoCalibration(best >= 0 ? OptionalDouble.of(rhos[evaluated[best]]) : OptionalDouble.empty(), baselineScore, trace);
     }
 
     /** Whether a score is within tolerance of the baseline (NaN never is), with the {@link #EPSILON} slack. */

@@ -96,4 +96,29 @@ class RhoCalibratorTest {
         assertEquals(rhos[rhos.length - 1], c.calibrateMeasured(0.9, nan).rho().orElseThrow(), 0, "NaN never qualifies");
         assertThrows(IllegalArgumentException.class, () -> c.calibrateMeasured(0.9, new double[3]));
     }
+
+    @Test
+    void evaluatedScoresUseTheSameRuleOnTheEvaluatedCandidatesOnly() {
+        RhoCalibrator c = RhoCalibrator.standard(0.01, RhoCalibrator.Direction.HIGHER_IS_BETTER);
+        double[] rhos = c.candidates();
+        // a bisection's path (4, 7, 8, 9) on a curve passing from 9 on: 9
+        RhoCalibration path = c.calibrateEvaluated(0.9, new int[]{4, 7, 8, 9}, new double[]{0.5, 0.5, 0.5, 0.9});
+        assertEquals(rhos[9], path.rho().orElseThrow(), 0);
+        assertEquals(4, path.trace().size());
+        assertEquals(rhos[4], path.trace().get(0).rho(), 0);
+        // a milder evaluated point failing: the tail starts after it
+        RhoCalibration dip = c.calibrateEvaluated(0.9, new int[]{8, 9, 16, 17}, new double[]{0.5, 0.9, 0.5, 0.9});
+        assertEquals(rhos[17], dip.rho().orElseThrow(), 0);
+        assertFalse(c.calibrateEvaluated(0.9, new int[]{3, 18}, new double[]{0.9, 0.5}).rho().isPresent(), "the mildest evaluated fails");
+        // every candidate: calibrateMeasured is the same thing
+        double[] all = new double[rhos.length];
+        int[] idx = new int[rhos.length];
+        for (int k = 0; k < rhos.length; k++) {
+            all[k] = k == 12 ? 0.8 : k >= 3 ? 0.9 : 0.4;
+            idx[k] = k;
+        }
+        assertEquals(c.calibrateMeasured(0.9, all).rho(), c.calibrateEvaluated(0.9, idx, all).rho());
+        assertThrows(IllegalArgumentException.class, () -> c.calibrateEvaluated(0.9, new int[]{9, 4}, new double[]{0.9, 0.9}));
+        assertThrows(IllegalArgumentException.class, () -> c.calibrateEvaluated(0.9, new int[]{19}, new double[]{0.9}));
+    }
 }

@@ -3,6 +3,7 @@ package dev.curvewatch.it;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.DeadLetter;
 import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.ExampleLosses;
 import dev.curvewatch.avro.FisherKind;
@@ -28,6 +29,10 @@ import dev.curvewatch.schemas.KafkaClientSettings;
 import dev.curvewatch.schemas.RecordTypes;
 import dev.curvewatch.schemas.SchemaCatalog;
 import dev.curvewatch.schemas.TensorCodec;
+import dev.curvewatch.workers.FactorCheckpoint;
+import dev.curvewatch.workers.FactorCheckpoints;
+import dev.curvewatch.workers.Worker;
+import dev.curvewatch.workers.WorkerConfig;
 import org.apache.avro.Schema;
 import org.apache.avro.SchemaNormalization;
 import org.apache.avro.specific.SpecificRecord;
@@ -71,9 +76,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /**
- * The Python client against Java on a real broker: records it publishes decode in Java to the
- * identical values and give numpy's factors (issue 4), and it answers Java's edit candidates with
- * the losses Java computes for the same edits.
+ * The Python client against Java on a real broker with the shipped defaults (4 capture partitions):
+ * records it publishes decode in Java to the identical values, land in the partitions the workers
+ * expect and give numpy's factors through a real worker (issues 4 and 11), and it answers Java's
+ * edit candidates with the losses Java computes for the same edits.
  */
 @Tag("integration")
 class PythonClientIT {
@@ -83,7 +89,10 @@ class PythonClientIT {
     @Test
     void pythonRecordsDecodeIdenticallyAndGiveNumpysFactors(@TempDir Path dir) throws Exception {
         Path out = dir.resolve("py");
-        try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).capturePartitions(2).start()) {
+        try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).start();
+             Worker worker = Worker.start(WorkerConfig.of(Map.of(WorkerConfig.BOOTSTRAP, kafka.bootstrapServers(),
+                     WorkerConfig.INSTANCE_ID, "python-it-worker")))) {
+            assertEquals(4, partitions(kafka, kafka.topics().captures()), "the shipped default");
             Path script = Path.of(System.getProperty("user.dir")).getParent().resolve("clients/python/tests/publish_fixture.py");
             Process py = new ProcessBuilder("/usr/bin/python3", script.toString(), kafka.bootstrapServers(), out.toString(), "py-run")
                     .redirectErrorStream(true).start();
@@ -159,8 +168,78 @@ class PythonClientIT {
             WeightSnapshot w = new AvroDeserializer<>(WeightSnapshot.class).decode(weights.get(0).value());
             assertEquals(List.of(5, w.getLayer().equals("fc1") ? 6 : 5), w.getWeight().getShape());
 
+            // the worker took every capture of both layers (issue 11: with librdkafka's default partitioner
+            // py-run/fc1 went to partition 3 of 4, the worker expects 0, and all of its captures were dead
+            // letters): its checkpoints cover every published token and equal numpy's factors
+            Map<String, FactorCheckpoint> checkpoints = awaitCheckpoints(kafka, "py-run", expected.get("factors"), worker);
+            for (var f : (Iterable<Map.Entry<String, JsonNode>>) () -> expected.get("factors").fields()) {
+                FactorCheckpoint cp = checkpoints.get(f.getKey());
+                assertClose(doubles(out.resolve(f.getValue().get("A").asText())), cp.meanA(), f.getKey() + ".A (worker)");
+                assertClose(doubles(out.resolve(f.getValue().get("G").asText())), cp.meanG(), f.getKey() + ".G (worker)");
+            }
+            assertEquals(List.of(), deadLetters(kafka), "dead letters");
+
             runExample(kafka, topics, dir);
+            assertEquals(List.of(), deadLetters(kafka), "dead letters");
         }
+    }
+
+    /** The worker's newest checkpoints of the run's layers once they cover the tokens numpy counted (60 s at most). */
+    static Map<String, FactorCheckpoint> awaitCheckpoints(LocalKafka kafka, String run, JsonNode factors, Worker worker)
+            throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        Map<String, FactorCheckpoint> byLayer = new HashMap<>();
+        while (System.nanoTime() < deadline) {
+            byLayer.clear();
+            FactorCheckpoints.readLatest(KafkaClientSettings.forBootstrap(kafka.bootstrapServers()), kafka.topics(),
+                    Duration.ofSeconds(10)).values().stream().filter(cp -> cp.runId().equals(run))
+                    .forEach(cp -> byLayer.put(cp.layer(), cp));
+            boolean complete = true;
+            for (var f : (Iterable<Map.Entry<String, JsonNode>>) factors::fields) {
+                FactorCheckpoint cp = byLayer.get(f.getKey());
+                complete &= cp != null && cp.tokenCount() == f.getValue().get("tokens").asLong();
+            }
+            if (complete) {
+                return byLayer;
+            }
+            TimeUnit.MILLISECONDS.sleep(500);
+        }
+        return fail("the worker's checkpoints of " + run + " did not cover every token within 60 s: "
+                + byLayer.keySet() + "; worker " + worker.phase() + "; dead letters " + deadLetters(kafka));
+    }
+
+    static int partitions(LocalKafka kafka, String topic) {
+        Properties p = KafkaClientSettings.forBootstrap(kafka.bootstrapServers());
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(p)) {
+            return consumer.partitionsFor(topic).size();
+        }
+    }
+
+    /** "topic key reason_code: reason" of every record on the dead-letters topic (read to its end offsets). */
+    static List<String> deadLetters(LocalKafka kafka) {
+        String topic = kafka.topics().deadLetters();
+        Properties p = KafkaClientSettings.forBootstrap(kafka.bootstrapServers());
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, 2 * CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES);
+        List<String> out = new ArrayList<>();
+        AvroDeserializer<DeadLetter> decoder = new AvroDeserializer<>(DeadLetter.class);
+        try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(p)) {
+            List<TopicPartition> parts = consumer.partitionsFor(topic).stream().map(i -> new TopicPartition(topic, i.partition())).toList();
+            consumer.assign(parts);
+            consumer.seekToBeginning(parts);
+            Map<TopicPartition, Long> end = consumer.endOffsets(parts);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (parts.stream().anyMatch(tp -> consumer.position(tp) < end.get(tp)) && System.nanoTime() < deadline) {
+                for (ConsumerRecord<String, byte[]> r : consumer.poll(Duration.ofMillis(200))) {
+                    DeadLetter d = decoder.decode(r.value());
+                    out.add(d.getTopic() + " " + r.key() + " " + d.getReasonCode() + ": " + d.getReason());
+                }
+            }
+        }
+        return out;
     }
 
     /**
@@ -250,7 +329,7 @@ class PythonClientIT {
     void pythonAnswersEditCandidatesWithTheLossesOfJavasEdits(@TempDir Path dir) throws Exception {
         String run = "py-answer";
         Path out = dir.resolve("py");
-        try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).capturePartitions(2).start()) {
+        try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).start()) {
             CurvewatchTopics topics = kafka.topics();
             Path script = Path.of(System.getProperty("user.dir")).getParent().resolve("clients/python/tests/answer_fixture.py");
             Process py = new ProcessBuilder("/usr/bin/python3", script.toString(), kafka.bootstrapServers(), out.toString(), run)
@@ -575,6 +654,15 @@ class PythonClientIT {
 
         String log() {
             return log.toString();
+        }
+
+        /** The whole output once the process closed it (at most {@code timeout} more). */
+        String awaitEnd(Duration timeout) throws InterruptedException {
+            long deadline = System.nanoTime() + timeout.toNanos();
+            for (String line = ""; line != null && line != END; ) {
+                line = lines.poll(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+            }
+            return log();
         }
 
         /** The first line matching {@code wanted}; fails if the output ends or the timeout passes first. */

@@ -5,9 +5,12 @@ import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.service.internal.AlertEvaluator;
 import dev.curvewatch.service.internal.BearerTokens;
+import dev.curvewatch.service.internal.CandidatePacer;
+import dev.curvewatch.service.internal.DeadLetterFeed;
 import dev.curvewatch.service.internal.EditRequests;
 import dev.curvewatch.service.internal.HttpApi;
 import dev.curvewatch.service.internal.Ingest;
+import dev.curvewatch.service.internal.LayerState;
 import dev.curvewatch.service.internal.Outputs;
 import dev.curvewatch.service.internal.Registry;
 import dev.curvewatch.service.internal.ServiceMetrics;
@@ -68,6 +71,8 @@ public final class CurvewatchService implements AutoCloseable {
     private final EditRequests edits;
     private final Thread ingestThread;
     private final Thread editThread;
+    private final DeadLetterFeed deadLetterFeed;
+    private final Thread deadLetterThread;
     private HttpServer http;
     private HttpApi api;
     private volatile boolean closed;
@@ -86,7 +91,8 @@ public final class CurvewatchService implements AutoCloseable {
             built.push(() -> vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS));
             this.metrics = new ServiceMetrics();
             this.registry = new Registry(new SignalHistory(config.signalHistoryPoints()), config.alertHistory(), config.snapshotHistory(),
-                    config.maxRuns());
+                    config.maxRuns(), new LayerState.Pacing(new CandidatePacer.Settings(config.calibrationMinSteps(),
+                            config.calibrationMaxSteps(), config.calibrationMinDrift()), config.refreshMinSteps()));
             this.alerts = new AlertEvaluator(rules);
             registry.onForget(alerts::forgetRun);
             this.outputs = new Outputs(config.kafkaProperties(), config.topics(), registry, alerts, metrics, vertx,
@@ -99,6 +105,8 @@ public final class CurvewatchService implements AutoCloseable {
             built.push(ingest::closeUnstarted);
             this.edits = new EditRequests(config, registry, outputs, metrics, store);
             built.push(edits::closeUnstarted);
+            this.deadLetterFeed = new DeadLetterFeed(config, registry, metrics, outputs.component());
+            built.push(deadLetterFeed::closeUnstarted);
         } catch (RuntimeException | Error e) {
             while (!built.isEmpty()) {
                 try {
@@ -111,6 +119,7 @@ public final class CurvewatchService implements AutoCloseable {
         }
         this.ingestThread = daemon("curvewatch-service-ingest").newThread(ingest);
         this.editThread = daemon("curvewatch-service-edits").newThread(edits);
+        this.deadLetterThread = daemon("curvewatch-service-dead-letters").newThread(deadLetterFeed);
         metrics.gauge("curvewatch_service_up", () -> ingestThread.isAlive() && ingest.failure() == null ? 1 : 0);
         metrics.gauge("curvewatch_service_caught_up", () -> registry.isCaughtUp() ? 1 : 0);
         metrics.gauge("curvewatch_service_runs", () -> registry.runIds().size());
@@ -136,6 +145,7 @@ public final class CurvewatchService implements AutoCloseable {
         try {
             s.ingestThread.start();
             s.editThread.start();
+            s.deadLetterThread.start();
             s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, tokens, s::health, config.ssePingMs(),
                     config.liveClientsMax());
             // a token added to or revoked from auth.tokens.file takes effect within this period, no restart
@@ -221,10 +231,12 @@ public final class CurvewatchService implements AutoCloseable {
         checks.put("catch_up", check(registry.isCaughtUp(), registry.isCaughtUp() ? "done" : "reading the topics from the start"));
         boolean editsUp = edits.isUp(editThread);
         checks.put("edit_requests", check(editsUp, edits.detail()));
+        boolean deadLettersUp = deadLetterFeed.isUp(deadLetterThread);
+        checks.put("dead_letters", check(deadLettersUp, deadLetterFeed.detail()));
         boolean storeUp = Files.isDirectory(store.root()) && Files.isWritable(store.root());
         checks.put("snapshot_store", check(storeUp, store.root().toString()));
         checks.put("live_clients", api == null ? 0 : api.liveClients());
-        return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && storeUp, checks);
+        return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && deadLettersUp && storeUp, checks);
     }
 
     private static JsonObject check(boolean up, String detail) {
@@ -247,8 +259,10 @@ public final class CurvewatchService implements AutoCloseable {
         }
         ingest.requestStop();
         edits.requestStop();
+        deadLetterFeed.requestStop();
         join(ingestThread);
         join(editThread);
+        join(deadLetterThread);
         refreshPool.shutdown();
         try {
             if (!refreshPool.awaitTermination(30, TimeUnit.SECONDS)) {

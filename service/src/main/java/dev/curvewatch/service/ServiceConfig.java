@@ -1,6 +1,8 @@
 package dev.curvewatch.service;
 
+import dev.curvewatch.avro.CalibrationSearch;
 import dev.curvewatch.curvature.Precision;
+import dev.curvewatch.curvature.RhoCalibrator;
 import dev.curvewatch.schemas.ConfigLayers;
 import dev.curvewatch.schemas.ConfigValues;
 import dev.curvewatch.schemas.CurvewatchTopics;
@@ -41,6 +43,13 @@ public final class ServiceConfig {
     public static final String CALIBRATION_TIMEOUT_MS = "calibration.timeout.ms";
     public static final String CALIBRATION_TOLERANCE = "calibration.tolerance";
     public static final String CALIBRATION_LOSS_TOLERANCE = "calibration.loss.tolerance";
+    public static final String CALIBRATION_SEARCH = "calibration.search";
+    public static final String CALIBRATION_PEAK_TOKENS = "calibration.peak.tokens";
+    public static final String CALIBRATION_TRAIN_CANDIDATES = "calibration.train.candidates";
+    public static final String CALIBRATION_MIN_STEPS = "calibration.min.steps";
+    public static final String CALIBRATION_MAX_STEPS = "calibration.max.steps";
+    public static final String CALIBRATION_MIN_DRIFT = "calibration.min.drift";
+    public static final String REFRESH_MIN_STEPS = "refresh.min.steps";
     public static final String ALERT_RULES_FILE = "alerts.rules.file";
     public static final String SIGNAL_HISTORY_POINTS = "signals.history.points";
     public static final String ALERT_HISTORY = "alerts.history";
@@ -81,6 +90,13 @@ public final class ServiceConfig {
         d.put(CALIBRATION_TIMEOUT_MS, "60000");
         d.put(CALIBRATION_TOLERANCE, "0.01");
         d.put(CALIBRATION_LOSS_TOLERANCE, Double.toString(Math.log(1.05)));
+        d.put(CALIBRATION_SEARCH, CalibrationSearch.BISECT.name());
+        d.put(CALIBRATION_PEAK_TOKENS, "8");
+        d.put(CALIBRATION_TRAIN_CANDIDATES, "");
+        d.put(CALIBRATION_MIN_STEPS, "20");
+        d.put(CALIBRATION_MAX_STEPS, "200");
+        d.put(CALIBRATION_MIN_DRIFT, "0.01");
+        d.put(REFRESH_MIN_STEPS, "1");
         d.put(ALERT_RULES_FILE, "");
         d.put(SIGNAL_HISTORY_POINTS, "2000");
         d.put(ALERT_HISTORY, "1000");
@@ -149,7 +165,16 @@ public final class ServiceConfig {
             throw new IllegalArgumentException(CANDIDATE_MAX_BYTES + " must be >= 0 and " + CANDIDATE_PART_MAX_BYTES + " in [65536, "
                     + MAX_CANDIDATE_PART_BYTES + "] (the edit-candidates topic's record limit less room for the batch framing)");
         }
+        if (calibrationPeakTokens() < 0 || refreshMinSteps() < 0) {
+            throw new IllegalArgumentException(CALIBRATION_PEAK_TOKENS + " and " + REFRESH_MIN_STEPS + " must be >= 0");
+        }
+        if (calibrationMinSteps() < 0 || calibrationMaxSteps() < calibrationMinSteps() || !(calibrationMinDrift() >= 0)) {
+            throw new IllegalArgumentException("need 0 <= " + CALIBRATION_MIN_STEPS + " <= " + CALIBRATION_MAX_STEPS + " and "
+                    + CALIBRATION_MIN_DRIFT + " >= 0");
+        }
+        calibrationTrainCandidates();
         // the typed keys no bound above reads: parsed once here, so a bad value is refused naming its key
+        calibrationSearch();
         eighPrecision();
         authTokens();
         snapshotDir();
@@ -262,6 +287,65 @@ public final class ServiceConfig {
     /** Allowed rise of mean probe loss in nats when the trainer sends no correct flags (an LM); ln(1.05) = +5% perplexity. */
     public double calibrationLossTolerance() {
         return values.doubleValue(CALIBRATION_LOSS_TOLERANCE);
+    }
+
+    /** How the trainer is asked to evaluate candidates: BISECT (default) or ALL (every rho on every example, v1). */
+    public CalibrationSearch calibrationSearch() {
+        return values.enumValue(CALIBRATION_SEARCH, CalibrationSearch.class);
+    }
+
+    /** k of the per-example peak statistic asked of the trainer (EditCandidate.peak_tokens); 0: not asked. */
+    public int calibrationPeakTokens() {
+        return values.intValue(CALIBRATION_PEAK_TOKENS);
+    }
+
+    /**
+     * Candidate indices (of {@code RhoCalibrator.standard}'s 19, most aggressive first) at which the
+     * trainer evaluates training examples besides the rho it finds (EditCandidate.train_candidates):
+     * the service publishes the gap there too ({@code memorization_gap_k<index>}). Comma-separated; empty: none.
+     */
+    public List<Integer> calibrationTrainCandidates() {
+        int n = RhoCalibrator.standard(0, RhoCalibrator.Direction.HIGHER_IS_BETTER).candidates().length;
+        java.util.TreeSet<Integer> out = new java.util.TreeSet<>();
+        for (String t : values.string(CALIBRATION_TRAIN_CANDIDATES, "").split(",")) {
+            if (t.isBlank()) {
+                continue;
+            }
+            try {
+                int k = Integer.parseInt(t.trim());
+                if (k < 0 || k >= n) {
+                    throw new NumberFormatException();
+                }
+                out.add(k);
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(CALIBRATION_TRAIN_CANDIDATES + " must list candidate indices in [0, " + n + "), got '"
+                        + t.trim() + "'");
+            }
+        }
+        return List.copyOf(out);
+    }
+
+    /**
+     * Trainer steps the factors must advance between two candidates of a layer (doubled after every
+     * declined or unanswered candidate, halved back after every answer).
+     */
+    public long calibrationMinSteps() {
+        return values.longValue(CALIBRATION_MIN_STEPS);
+    }
+
+    /** Steps after which a candidate goes out even when the bases barely drifted (the weights still change). */
+    public long calibrationMaxSteps() {
+        return values.longValue(CALIBRATION_MAX_STEPS);
+    }
+
+    /** Summed basis drift since a layer's last candidate that makes the next one worth sending before {@code calibration.max.steps}. */
+    public double calibrationMinDrift() {
+        return values.doubleValue(CALIBRATION_MIN_DRIFT);
+    }
+
+    /** Trainer steps the factors must advance past the last refresh's before a new manifest is refreshed (unless forced). */
+    public long refreshMinSteps() {
+        return values.longValue(REFRESH_MIN_STEPS);
     }
 
     /** Alert rules file, or null for the shipped defaults. */

@@ -141,7 +141,7 @@ class DashboardBrowserIT {
 
     private void runScript(String base, Path png, KafkaProducer<String, byte[]> producer, long now) throws Exception {
         String liveId = "live-" + Long.toHexString(System.nanoTime());
-        List<String> command = List.of("node", "dashboard.spec.mjs", base, TOKEN, png.toString(), "--run", RUN, "--layer", "fc2",
+        List<String> command = List.of("node", "dashboard.spec.mjs", base, TOKEN, png.toString(), "--run", RUN, "--layer", "fc2", "--edit-layer", LIVE_LAYER,
                 "--alert-timeout-s", "60", "--live-alert-id", liveId, "--check-download");
         Process p = new ProcessBuilder(command).directory(browserDir.toFile()).redirectErrorStream(true).start();
         List<String> lines = Collections.synchronizedList(new ArrayList<>());

@@ -37,6 +37,14 @@ class ServiceConfigTest {
         assertTrue(ServiceConfig.defaults().containsKey("signals.history.points"));
         assertEquals((16 << 20) - (64 << 10), c.candidatePartMaxBytes(), "a part fits the tensor topics' record limit");
         assertEquals(1L << 30, c.candidateMaxBytes());
+        assertEquals(dev.curvewatch.avro.CalibrationSearch.BISECT, c.calibrationSearch());
+        assertEquals(8, c.calibrationPeakTokens());
+        assertEquals(List.of(), c.calibrationTrainCandidates());
+        assertEquals(20, c.calibrationMinSteps());
+        assertEquals(200, c.calibrationMaxSteps());
+        assertEquals(0.01, c.calibrationMinDrift());
+        assertEquals(1, c.refreshMinSteps());
+        assertEquals(List.of(3, 9), ServiceConfig.of(Map.of("calibration.train.candidates", "9, 3,9")).calibrationTrainCandidates());
     }
 
     @Test
@@ -44,7 +52,10 @@ class ServiceConfigTest {
         for (Map<String, String> bad : List.of(Map.of("http.port", "70000"), Map.of("refresh.threads", "0"),
                 Map.of("eigh.precision", "FLOAT8"), Map.of("calibration.tolerance", "-1"), Map.of("refresh.interval.ms", "soon"),
                 Map.of("auth.tokens.file", "/no/such/file"), Map.of("runs.max", "0"), Map.of("candidate.part.max.bytes", "4096"),
-                Map.of("candidate.part.max.bytes", Integer.toString(16 << 20)), Map.of("candidate.max.bytes", "-1"))) {
+                Map.of("candidate.part.max.bytes", Integer.toString(16 << 20)), Map.of("candidate.max.bytes", "-1"),
+                Map.of("calibration.search", "SOME"), Map.of("calibration.train.candidates", "19"),
+                Map.of("calibration.train.candidates", "x"), Map.of("calibration.min.steps", "300"), Map.of("calibration.min.drift", "-1"),
+                Map.of("calibration.peak.tokens", "-1"), Map.of("refresh.min.steps", "-1"))) {
             assertThrows(IllegalArgumentException.class, () -> ServiceConfig.of(bad), bad.toString());
         }
         assertEquals(List.of(), ServiceConfig.of(Map.of()).authTokens(), "no token unless configured");

@@ -76,6 +76,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -342,6 +343,10 @@ class ServiceIT {
         c.put("auth.tokens", tokens);
         c.put("snapshot.dir", dir.resolve("snapshots").toString());
         c.put("refresh.interval.ms", "200");
+        // every batch of 20 steps must be calibrated (the test checks each batch's manifest): no pacing by steps or drift here
+        // (CandidatePacerTest and RefresherTest hold the pacing rules)
+        c.put("calibration.min.steps", "0");
+        c.put("calibration.max.steps", "0");
         c.put("instance.id", "it");
         c.put("alerts.rules.file", rules.toString());
         c.put("poll.timeout.ms", "100");
@@ -461,6 +466,15 @@ class ServiceIT {
             try (CurvewatchService service = CurvewatchService.start(ServiceConfig.of(withFile))) {
                 String base = service.url();
                 assertTrue(service.awaitCaughtUp(WAIT), "catch-up");
+                // an edit the service cannot serve yet is refused at the REST call with its reason, never a 202 and a dead letter
+                String editsUrl = base + "/api/runs/" + RUN + "/edits";
+                HttpResponse<String> notCalibrated = call(http, "POST", editsUrl, TOKEN, "application/json", "{\"layers\": [{\"layer\": \"fc\"}]}");
+                assertError(notCalibrated, 409, "a layer not calibrated yet");
+                assertTrue(notCalibrated.body().contains("has no calibrated rho"), notCalibrated.body());
+                HttpResponse<String> noBasis = call(http, "POST", editsUrl, TOKEN, "application/json",
+                        "{\"layers\": [{\"layer\": \"fc\", \"rho\": 0.9}]}");
+                assertError(noBasis, 409, "an explicit rho, no eigenbasis yet");
+                assertTrue(noBasis.body().contains("no eigenbasis yet"), noBasis.body());
                 List<String> seenEvents = new ArrayList<>();
                 BlockingQueue<String> events = sse(http, base + "/api/events?run=" + RUN);
                 BlockingQueue<String> wsText = new LinkedBlockingQueue<>();
@@ -492,6 +506,7 @@ class ServiceIT {
                     return m.getTokenCount() == 320 ? m.getVersion() : null;
                 });
                 Map<String, Double> cal = calibration(signals, v1);
+                assertEquals(1.0, cal.get("calibration_valid"), "a calibration that means something");
                 TinyTrainer.Expected e1 = trainer.byVersion.get(v1);
                 assertNotNull(e1, "the trainer answered the candidate of v" + v1);
                 System.out.printf("v%d: calibrated rho %.6f (index %d), gap %.5f, kept %d pairs%n", v1, e1.rho(), e1.index(), e1.gap(), e1.keptPairs());
@@ -573,6 +588,41 @@ class ServiceIT {
                     return dls.keySet().containsAll(expectedDl.keySet()) ? true : null;
                 });
                 expectedDl.forEach((k, reason) -> assertEquals(reason, dls.get(k).getReasonCode(), k + ": " + dls.get(k).getReason()));
+                // the edit requests that could not be served also end in FAILED SnapshotEvents their callers can read
+                Map<String, SnapshotEvent> failedEdits = new LinkedHashMap<>();
+                snapshots.await("FAILED events of bad-layer and bad-run", WAIT, r -> {
+                    SnapshotEvent x = decode(SnapshotEvent.class, r.value());
+                    if (x.getStatus() == dev.curvewatch.avro.SnapshotStatus.FAILED) {
+                        failedEdits.put(x.getIdempotencyKey(), x);
+                    }
+                    return failedEdits.keySet().containsAll(List.of("bad-layer", "bad-run")) ? true : null;
+                });
+                assertEquals(dls.get("bad-layer").getReason(), failedEdits.get("bad-layer").getReason());
+                assertEquals("", failedEdits.get("bad-layer").getUri());
+                assertTrue(failedEdits.get("bad-run").getReason().startsWith("UNKNOWN_RUN: "), failedEdits.get("bad-run").getReason());
+                JsonObject failedListed = new JsonArray(call(http, "GET", base + "/api/runs/" + RUN + "/snapshots", null, null, null).body())
+                        .stream().map(JsonObject.class::cast).filter(o -> "bad-layer".equals(o.getString("idempotency_key"))).findFirst()
+                        .orElseThrow();
+                assertEquals("FAILED", failedListed.getString("status"));
+                assertNull(failedListed.getString("download"), "nothing to download");
+                assertError(call(http, "GET", base + "/api/snapshots/" + failedListed.getString("snapshot_id") + "/file", TOKEN, null, null),
+                        404, "a failed snapshot has no file");
+                // a capture the worker cannot decode is a dead letter of its run/layer, and the run's layer says so
+                producer.send(new ProducerRecord<>(topics.captures(), RUN + "/" + LAYER, new byte[]{7, 7, 7, 7})).get();
+                long layerDeadLetters = 0;
+                long dlDeadline = System.nanoTime() + WAIT.toNanos();
+                while (layerDeadLetters == 0) {
+                    assertTrue(System.nanoTime() < dlDeadline, "the capture's dead letter reaches the layer within " + WAIT);
+                    JsonObject fcNow = named(new JsonObject(call(http, "GET", base + "/api/runs/" + RUN, null, null, null).body())
+                            .getJsonArray("layers"), LAYER);
+                    layerDeadLetters = fcNow.getJsonObject("dead_letters").getLong("total");
+                    if (layerDeadLetters > 0) {
+                        assertEquals("captures", fcNow.getJsonObject("dead_letters").getString("last_topic"), fcNow.encode());
+                        assertTrue(fcNow.getJsonObject("dead_letters").getString("last_component").startsWith("worker:"), fcNow.encode());
+                    } else {
+                        Thread.sleep(100);
+                    }
+                }
                 assertEquals(topics.probeResults(), dls.get("never-sent").getTopic());
                 assertEquals(topics.editRequests(), dls.get("bad-layer").getTopic());
 
@@ -858,9 +908,17 @@ class ServiceIT {
                 assertEquals(1, snapshots.count(r -> decode(SnapshotEvent.class, r.value()).getIdempotencyKey().equals("k-1")),
                         "one snapshot per idempotency key");
                 try (var files = Files.list(dir.resolve("snapshots").resolve(RUN))) {
-                    assertEquals(2, files.count(), "two files for two keys");
+                    assertEquals(2, files.count(), "two files for two keys (a FAILED request writes none)");
                 }
-                assertEquals(2, service.state().snapshots(RUN).size());
+                // the edit thread lists its event right after the broker acknowledged it, which the tail may see first
+                long listedDeadline = System.nanoTime() + WAIT.toNanos();
+                while (service.state().snapshots(RUN).stream().noneMatch(x -> x.getIdempotencyKey().equals("k-2"))) {
+                    assertTrue(System.nanoTime() < listedDeadline, "k-2 listed within " + WAIT);
+                    Thread.sleep(20);
+                }
+                assertEquals(List.of("k-2", "k-1"), service.state().snapshots(RUN).stream()
+                        .filter(x -> x.getStatus() == dev.curvewatch.avro.SnapshotStatus.WRITTEN).map(SnapshotEvent::getIdempotencyKey).toList());
+                assertEquals(3, service.state().snapshots(RUN).size(), "and the FAILED bad-layer request");
                 LayerStatus st = service.state().layer(RUN, LAYER).orElseThrow();
                 assertEquals(e2.rho(), st.calibratedRho());
                 assertEquals(0, st.failedRefreshes());
@@ -892,7 +950,7 @@ class ServiceIT {
                 assertTrue(pts.size() >= 3, "gap history rebuilt: " + pts.encode());
                 assertEquals(e2.gap(), pts.getJsonObject(pts.size() - 1).getDouble("value"), 1e-9);
                 assertEquals(e2.rho(), again.state().layer(RUN, LAYER).orElseThrow().calibratedRho(), "calibrated rho from history");
-                assertEquals(2, again.state().snapshots(RUN).size());
+                assertEquals(3, again.state().snapshots(RUN).size(), "k-1, k-2 and the FAILED bad-layer request");
                 // the same key through the topic is skipped after the restart; a new one is served once bases are rebuilt
                 EditRequest dup = EditRequest.newBuilder().setIdempotencyKey("k-1").setRunId(RUN).setLayers(List.of())
                         .setRequester("it").setCreatedMs(2).build();

@@ -2,6 +2,7 @@ package dev.curvewatch.trainer;
 
 import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.avro.SnapshotStatus;
 import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.InvalidRecordException;
@@ -95,6 +96,7 @@ public final class SnapshotFollower implements AutoCloseable {
     private long duplicates;
     private long loadFailures;
     private long observerFailures;
+    private long failedRequests;
 
     public SnapshotFollower(String runId, SnapshotStore store, Target target, boolean apply, PrintStream log,
                             Events events) {
@@ -168,6 +170,13 @@ public final class SnapshotFollower implements AutoCloseable {
 
     private Optional<Applied> handle(SnapshotEvent e, long step) {
         String id = e.getSnapshotId();
+        if (e.getStatus() == SnapshotStatus.FAILED) {
+            // the service could not serve the edit request: there is no file, only its reason (SnapshotEvent v2)
+            failedRequests++;
+            log.println("snapshots: edit request " + e.getIdempotencyKey() + " failed at the service (" + id + "): " + e.getReason()
+                    + "; nothing to load");
+            return Optional.empty();
+        }
         String sha = e.getSha256() == null ? null : e.getSha256().toLowerCase(Locale.ROOT);
         String before = handled.get(id);
         if (before != null) {
@@ -280,6 +289,11 @@ public final class SnapshotFollower implements AutoCloseable {
         return loadFailures;
     }
 
+    /** FAILED SnapshotEvents: edit requests the service could not serve (skipped, never loaded). */
+    public long failedRequests() {
+        return failedRequests;
+    }
+
     /** Observer callbacks that threw (ignored). */
     public long observerFailures() {
         return observerFailures;
@@ -294,6 +308,7 @@ public final class SnapshotFollower implements AutoCloseable {
         m.put("snapshots_duplicate", duplicates);
         m.put("snapshot_load_failures", loadFailures);
         m.put("snapshot_observer_failures", observerFailures);
+        m.put("snapshots_failed_requests", failedRequests);
         m.put("snapshot_refusal_reasons", refusalReasons());
         List<Map<String, Object>> list = new ArrayList<>();
         for (Applied a : applied) {

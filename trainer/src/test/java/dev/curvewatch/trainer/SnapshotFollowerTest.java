@@ -115,6 +115,23 @@ class SnapshotFollowerTest {
     }
 
     @Test
+    void aFailedEditRequestIsSkippedNeverLoaded() throws Exception {
+        SnapshotFollower f = follower(true);
+        SnapshotEvent written = write("good", Snapshots.values(12, 5), new float[4]);
+        SnapshotEvent failed = SnapshotEvent.newBuilder(written).setSnapshotId("failed").setUri("").setSha256("").setSizeBytes(0)
+                .setStatus(dev.curvewatch.avro.SnapshotStatus.FAILED).setReason("NOT_READY: layer 'fc2' has no calibrated rho").build();
+        f.offer(RUN, ENCODER.serialize("t", failed));
+        f.offer(RUN, ENCODER.serialize("t", written));
+        List<SnapshotFollower.Applied> applied = f.handlePending(9);
+        assertEquals(List.of("good"), applied.stream().map(SnapshotFollower.Applied::snapshotId).toList(), "the written one still applies");
+        assertEquals(List.of("fc2"), loads, "the failed one never touched the model");
+        assertEquals(1, f.failedRequests());
+        assertTrue(refused.isEmpty(), "not a refusal of a snapshot: there was none");
+        assertEquals(1L, f.summary().get("snapshots_failed_requests"));
+        assertTrue(log().contains("failed at the service (failed): NOT_READY: layer 'fc2' has no calibrated rho"), log());
+    }
+
+    @Test
     void withoutApplyAGoodSnapshotIsOnlyVerified() throws Exception {
         SnapshotFollower f = follower(false);
         f.offer(RUN, ENCODER.serialize("t", write("only", Snapshots.values(12, 4), new float[4])));

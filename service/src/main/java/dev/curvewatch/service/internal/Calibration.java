@@ -1,6 +1,6 @@
 package dev.curvewatch.service.internal;
 
-import dev.curvewatch.avro.ExampleLosses;
+import dev.curvewatch.avro.CalibrationSearch;
 import dev.curvewatch.avro.ExampleScore;
 import dev.curvewatch.avro.ExampleScores;
 import dev.curvewatch.avro.ProbeResult;
@@ -8,238 +8,257 @@ import dev.curvewatch.avro.ScoreKind;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.curvature.RhoCalibration;
 import dev.curvewatch.curvature.RhoCalibrator;
-import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
 
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
- * The service side of the exact calibration round trip (SERVICE-CONTRACT §1): checks a
- * ProbeResult against the candidate it answers, picks the calibrated rho from the trainer's
- * measured probe scores (looked up, never recomputed) and derives the memorization gap, the
- * per-example EXACT and LOSS scores and the calibration signals. No Kafka, no state.
+ * The service side of the exact calibration round trip (SERVICE-CONTRACT §1): from a checked
+ * answer ({@link ProbeAnswer}) it picks the calibrated rho from the trainer's measured probe
+ * scores (looked up, never recomputed), says whether the calibration means anything, and derives
+ * the memorization gap, the per-example EXACT and LOSS scores and the calibration signals. No
+ * Kafka, no state.
  *
- * <p>The rule: the trainer measured every candidate, so every measurement is used
- * ({@link RhoCalibrator#calibrateMeasured}): rho* is the most aggressive candidate such that it
- * and every milder candidate keep probe accuracy within the tolerance (or mean probe loss, without
- * correct flags), a drop of exactly the tolerance included. None qualifies: rho* = 1, no edit.
+ * <p>The rule: probe scores are token-weighted (accuracy = Σ accuracy·tokens / Σ tokens, loss
+ * likewise). ACCURACY mode when every probe has an accuracy and the probe accuracy now is &gt; 0,
+ * else LOSS (an all-zero accuracy cannot drop). rho* is the most aggressive evaluated candidate
+ * such that it and every milder evaluated candidate stay within the tolerance
+ * ({@link RhoCalibrator#calibrateEvaluated}); none: rho = 1, no edit. A BISECT answer must agree
+ * with that rule on its monotone points; a non-monotone one is decided by the rule and flagged.
  *
- * <p>Loss sentinels: a trainer sends a loss it could not compute (NaN/Inf) as ±3.4e38
- * ({@code Float.MAX_VALUE}). An example with any loss of magnitude &gt;= {@code Float.MAX_VALUE}
- * was not measured: it is left out of every mean, score and the gap, and counted
- * ({@code unmeasured_probe_examples}, {@code unmeasured_train_examples} attributes). The whole
- * ProbeResult is a dead letter ({@code NON_FINITE}) only when fewer than half of its probe
- * examples, or fewer than half of its training examples, were measured. Real NaN/Inf in a
- * record is a dead letter ({@code NON_FINITE}) as before.
+ * <p>Degenerate metrics: an accuracy of 1 that no evaluated candidate moves is saturated, so the
+ * service calibrates on loss instead (flag {@code accuracy_saturated}); a probe loss that no
+ * candidate moves by a thousandth of the loss tolerance makes the calibration invalid
+ * ({@code constant_loss}), as does a rule that lands on a candidate without training
+ * evaluations ({@code untrained_rho}). An invalid calibration publishes only
+ * {@code calibration_valid} = 0, never a rho or a gap.
  */
 public final class Calibration {
-    /** At least this share of the probe examples, and of the training examples, must be measured (not sentinels). */
-    public static final double MIN_MEASURED_FRACTION = 0.5;
-
-    /** ACCURACY when the trainer sends correct flags (a classifier), LOSS otherwise (an LM). */
+    /** ACCURACY: token-weighted probe accuracy; LOSS: token-weighted mean probe loss. */
     public enum Mode { ACCURACY, LOSS }
+
+    /** What was unusual about a calibration; the first two make it invalid. */
+    public enum Flag {
+        CONSTANT_LOSS(1), UNTRAINED_RHO(2), ACCURACY_SATURATED(0), ACCURACY_ZERO(0), NON_MONOTONE(0);
+
+        /** The {@code reason} attribute of {@code calibration_valid}: 0 valid, 1 constant loss, 2 untrained rho. */
+        final int reason;
+
+        Flag(int reason) {
+            this.reason = reason;
+        }
+
+        boolean invalidates() {
+            return reason != 0;
+        }
+
+        String attribute() {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
+    /** A probe loss no candidate moves by this share of the loss tolerance is constant. */
+    public static final double CONSTANT_LOSS_FRACTION = 1e-3;
+    /** A BISECT verdict the service's sums miss by less than this (relative) is float rounding, not a disagreement. */
+    static final double BORDERLINE = 1e-6;
 
     /**
      * @param index        index of the calibrated rho among the candidates, -1 when none qualified (rho = 1, no edit)
-     * @param baseline     probe accuracy (or mean loss) now
-     * @param edited       probe accuracy (or mean loss) under the calibrated rho
+     * @param baseline     probe score (accuracy or loss, by mode) now
+     * @param edited       probe score under the calibrated rho
+     * @param rhoAtEdge    -1: the grid's most aggressive candidate; +1: none qualified (even the mildest fails); 0 otherwise
      * @param exact        per training example loss_edited[index] - loss_now (0 without an edit)
      * @param loss         per training example loss_now (the baseline score)
-     * @param trainExamples, probeExamples measured examples (behind every mean)
-     * @param unmeasuredTrain, unmeasuredProbes examples left out for a loss sentinel
+     * @param peakGap      mean peak statistic at the calibrated rho, training minus probes; NaN when not sent
+     * @param fixedGaps    the gap at each requested training candidate (index -> gap)
      */
-    public record Outcome(Mode mode, int index, double rho, double baseline, double edited, double tolerance,
+    public record Outcome(Mode mode, Set<Flag> flags, CalibrationSearch search, int chosenByTrainer, int index, double rho,
+                          double baseline, double edited, double tolerance, int rhoAtEdge,
                           double trainSensitivity, double probeSensitivity, double gap, long keptPairs,
                           int trainExamples, int probeExamples, int unmeasuredTrain, int unmeasuredProbes,
-                          double probeLossNow, double probeLossEdited,
+                          double probeLossNow, double probeLossEdited, double peakGap, Map<Integer, Double> fixedGaps,
                           List<RhoCalibration.Evaluation> trace, List<ExampleScore> exact, List<ExampleScore> loss) {
-    }
-
-    /** Whether a loss is the trainer's "could not compute" sentinel (±Float.MAX_VALUE, or beyond). */
-    public static boolean isSentinel(float loss) {
-        return Math.abs(loss) >= Float.MAX_VALUE;
-    }
-
-    /** Whether every loss of an example was measured (none is a sentinel). */
-    static boolean measured(ExampleLosses x) {
-        if (isSentinel(x.getLossNow())) {
-            return false;
+        public Outcome {
+            flags = flags.isEmpty() ? Set.of() : Set.copyOf(EnumSet.copyOf(flags));
         }
-        for (Float l : x.getLossEdited()) {
-            if (isSentinel(l)) {
+
+        public boolean valid() {
+            return flags.stream().noneMatch(Flag::invalidates);
+        }
+
+        /** Why it is invalid, for the layer status; null when valid. */
+        public String invalidReason() {
+            if (flags.contains(Flag.CONSTANT_LOSS)) {
+                return "constant probe loss: no candidate moved it by " + CONSTANT_LOSS_FRACTION + " of the tolerance (the edit does not "
+                        + "reach the probes)";
+            }
+            if (flags.contains(Flag.UNTRAINED_RHO)) {
+                return "the rule's rho " + rho + " has no training evaluations (the trainer searched another metric or its points "
+                        + "were not monotone)";
+            }
+            return null;
+        }
+    }
+
+    private Calibration() {
+    }
+
+    /** {@link #calibrate(ProbeResult, PendingCandidate, CalibrationTerms)} with other terms at their schema defaults. */
+    public static Outcome calibrate(ProbeResult r, PendingCandidate c, double accuracyTolerance, double lossTolerance) {
+        return calibrate(r, c, CalibrationTerms.DEFAULTS.withTolerances(accuracyTolerance, lossTolerance));
+    }
+
+    /**
+     * Checks the answer ({@link ProbeAnswer}), then calibrates by the rule above.
+     *
+     * @throws InvalidRecordException for a malformed answer, and INVALID_FIELD for a BISECT answer whose
+     *         chosen candidate the rule contradicts on monotone points
+     */
+    public static Outcome calibrate(ProbeResult r, PendingCandidate c, CalibrationTerms t) {
+        ProbeAnswer a = ProbeAnswer.of(r, c, t.trainCandidates());
+        int[] evaluated = a.probeIndices();
+        ProbeScores s = ProbeScores.of(a.probes(), evaluated);
+        Set<Flag> flags = EnumSet.noneOf(Flag.class);
+        Mode contractMode = s.accuracyMeasured() && s.accuracyNow() > 0 ? Mode.ACCURACY : Mode.LOSS;
+        if (s.accuracyMeasured() && s.accuracyNow() <= 0) {
+            flags.add(Flag.ACCURACY_ZERO);
+        }
+        Mode mode = contractMode;
+        if (mode == Mode.ACCURACY && s.accuracyNow() >= 1 && s.accuracyUnchanged()) {
+            flags.add(Flag.ACCURACY_SATURATED);
+            mode = Mode.LOSS;
+        }
+        boolean lossConstant = s.lossUnchanged(CONSTANT_LOSS_FRACTION * t.lossTolerance());
+        if (lossConstant && (mode == Mode.LOSS || s.accuracyUnchanged())) {
+            flags.add(Flag.CONSTANT_LOSS);
+        }
+        double tolerance = mode == Mode.ACCURACY ? t.accuracyTolerance() : t.lossTolerance();
+        RhoCalibrator rule = RhoCalibrator.standard(tolerance, mode == Mode.ACCURACY
+                ? RhoCalibrator.Direction.HIGHER_IS_BETTER : RhoCalibrator.Direction.LOWER_IS_BETTER);
+        double baseline = s.now(mode);
+        double[] scores = s.scores(mode);
+        requireStandardGrid(c, rule);
+        RhoCalibration cal = rule.calibrateEvaluated(baseline, evaluated, scores);
+        boolean[] within = new boolean[evaluated.length];
+        for (int j = 0; j < within.length; j++) {
+            within[j] = cal.trace().get(j).withinTolerance();
+        }
+        if (!monotone(within)) {
+            flags.add(Flag.NON_MONOTONE);
+        } else if (a.search() == CalibrationSearch.BISECT && mode == contractMode) {
+            checkAgreement(a, evaluated, scores, baseline, tolerance, mode, within);
+        }
+        int index = cal.rho().isPresent() ? c.indexOf(cal.rho().getAsDouble()) : -1;
+        if (index >= 0 && !a.trainedAt(index)) {
+            flags.add(Flag.UNTRAINED_RHO);
+        }
+        return outcome(a, c, t, s, mode, flags, index, baseline, scores, evaluated, tolerance, cal);
+    }
+
+    private static Outcome outcome(ProbeAnswer a, PendingCandidate c, CalibrationTerms t, ProbeScores s, Mode mode, Set<Flag> flags, int index,
+                                   double baseline, double[] scores, int[] evaluated, double tolerance, RhoCalibration cal) {
+        boolean valid = flags.stream().noneMatch(Flag::invalidates);
+        int gapIndex = valid ? index : -1;
+        double edited = gapIndex < 0 ? baseline : scores[Arrays.binarySearch(evaluated, gapIndex)];
+        double lossEdited = gapIndex < 0 ? s.now(Mode.LOSS) : s.scores(Mode.LOSS)[Arrays.binarySearch(evaluated, gapIndex)];
+        double trainSens = sensitivity(a.train(), gapIndex);
+        double probeSens = sensitivity(a.probes(), gapIndex);
+        List<ExampleScore> exact = new ArrayList<>(a.train().size());
+        List<ExampleScore> loss = new ArrayList<>(a.train().size());
+        for (ProbeAnswer.Example x : a.train()) {
+            exact.add(new ExampleScore(x.sampleId(), gapIndex < 0 ? 0 : x.loss()[x.at(gapIndex)] - x.lossNow()));
+            loss.add(new ExampleScore(x.sampleId(), x.lossNow()));
+        }
+        Map<Integer, Double> fixed = new LinkedHashMap<>();
+        for (int k : t.trainCandidates()) {
+            if (a.trainedAt(k) && a.probes().stream().allMatch(x -> x.evaluated(k))) {
+                fixed.put(k, sensitivity(a.train(), k) - sensitivity(a.probes(), k));
+            }
+        }
+        int edge = index == 0 ? -1 : index < 0 ? 1 : 0;
+        return new Outcome(mode, flags, a.search(), a.chosen(), index, index < 0 ? 1.0 : c.rho(index), baseline, edited, tolerance, edge,
+                trainSens, probeSens, trainSens - probeSens, gapIndex < 0 ? c.totalPairs() : c.keptPairs(gapIndex),
+                a.train().size(), a.probes().size(), a.unmeasuredTrain(), a.unmeasuredProbes(), s.now(Mode.LOSS), lossEdited,
+                peakGap(a, gapIndex), fixed, cal.trace(), exact, loss);
+    }
+
+    /** The service's grid is RhoCalibrator.standard; a candidate with other rhos cannot be calibrated by it. */
+    private static void requireStandardGrid(PendingCandidate c, RhoCalibrator rule) {
+        if (!Arrays.equals(c.rhos(), rule.candidates())) {
+            throw new IllegalStateException("candidate " + c.id() + " does not carry the standard rho grid");
+        }
+    }
+
+    /** Within-tolerance flags in candidate order (most aggressive first) are false ... false true ... true. */
+    static boolean monotone(boolean[] within) {
+        for (int j = 1; j < within.length; j++) {
+            if (within[j - 1] && !within[j]) {
                 return false;
             }
         }
         return true;
     }
 
-    private Calibration() {
+    /**
+     * A monotone BISECT answer: the rule's first candidate within tolerance must be the trainer's
+     * {@code chosen}; a point the service's sums put within {@link #BORDERLINE} of the tolerance
+     * counts as the trainer judged it (float rounding of its own sums).
+     */
+    private static void checkAgreement(ProbeAnswer a, int[] evaluated, double[] scores, double baseline, double tolerance, Mode mode,
+                                       boolean[] within) {
+        for (int j = 0; j < evaluated.length; j++) {
+            boolean implied = a.chosen() >= 0 && evaluated[j] >= a.chosen();
+            if (within[j] == implied) {
+                continue;
+            }
+            double worsening = mode == Mode.ACCURACY ? baseline - scores[j] : scores[j] - baseline;
+            if (Math.abs(worsening - tolerance) <= BORDERLINE * Math.max(1, Math.abs(baseline))) {
+                continue;
+            }
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "chosen " + a.chosen() + " disagrees with the rule at candidate "
+                    + evaluated[j] + ": token-weighted probe " + (mode == Mode.ACCURACY ? "accuracy " : "loss ") + scores[j] + " against "
+                    + baseline + " now is " + (within[j] ? "within" : "beyond") + " the tolerance " + tolerance + " (" + mode + " mode)");
+        }
     }
 
-    /**
-     * Checks everything about a ProbeResult that can be checked against its candidate: ids, run
-     * and layer, the echoed rhos, per-example lengths, finiteness, at least one probe and one
-     * training example, and one mode for all probes.
-     */
-    public static Mode validate(ProbeResult r, PendingCandidate c) {
-        ContractChecks.requireId(r.getRunId(), "run_id");
-        ContractChecks.requireId(r.getLayer(), "layer");
-        if (!r.getRunId().equals(c.runId()) || !r.getLayer().equals(c.layer())) {
-            throw new InvalidRecordException(RejectReason.KEY_MISMATCH, "candidate " + c.id() + " is for " + c.runId() + "/" + c.layer()
-                    + ", the result says " + r.getRunId() + "/" + r.getLayer());
+    private static double sensitivity(List<ProbeAnswer.Example> examples, int k) {
+        if (k < 0) {
+            return 0;
         }
-        if (r.getStep() < 0) {
-            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "step " + r.getStep() + " is negative");
+        double s = 0;
+        for (ProbeAnswer.Example x : examples) {
+            s += (double) x.loss()[x.at(k)] - x.lossNow();
         }
-        List<Double> rhos = r.getRhos();
-        boolean same = rhos.size() == c.size();
-        for (int k = 0; same && k < rhos.size(); k++) {
-            same = rhos.get(k) == c.rho(k);
-        }
-        if (!same) {
-            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "rhos " + rhos + " differ from the " + c.size()
-                    + " candidate rhos of " + c.id());
-        }
-        int probes = 0;
-        int train = 0;
-        int withFlags = 0;
-        for (int e = 0; e < r.getExamples().size(); e++) {
-            ExampleLosses x = r.getExamples().get(e);
-            String where = "example " + e + " (" + x.getSampleId() + ")";
-            if (x.getSampleId() == null || x.getSampleId().isEmpty() || x.getSampleId().length() > 256) {
-                throw new InvalidRecordException(RejectReason.INVALID_FIELD, where + ": sample_id must be 1-256 characters");
-            }
-            if (x.getLossEdited().size() != c.size()) {
-                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, where + " has " + x.getLossEdited().size()
-                        + " edited losses for " + c.size() + " rhos");
-            }
-            if (!x.getCorrectEdited().isEmpty() && x.getCorrectEdited().size() != c.size()) {
-                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, where + " has " + x.getCorrectEdited().size()
-                        + " edited correct flags for " + c.size() + " rhos");
-            }
-            if (!Float.isFinite(x.getLossNow())) {
-                throw new InvalidRecordException(RejectReason.NON_FINITE, where + " has loss_now " + x.getLossNow());
-            }
-            for (int k = 0; k < x.getLossEdited().size(); k++) {
-                if (!Float.isFinite(x.getLossEdited().get(k))) {
-                    throw new InvalidRecordException(RejectReason.NON_FINITE, where + " has loss_edited[" + k + "] = " + x.getLossEdited().get(k));
-                }
-            }
-            if (x.getProbe()) {
-                probes++;
-                if (!x.getCorrectEdited().isEmpty()) {
-                    withFlags++;
-                }
-            } else {
-                train++;
-            }
-        }
-        if (probes == 0 || train == 0) {
-            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "needs at least one probe and one training example, got "
-                    + probes + " probe and " + train + " training examples");
-        }
-        if (withFlags != 0 && withFlags != probes) {
-            throw new InvalidRecordException(RejectReason.INVALID_FIELD, withFlags + " of " + probes
-                    + " probe examples carry correct flags: all or none must");
-        }
-        return withFlags == probes ? Mode.ACCURACY : Mode.LOSS;
+        return s / examples.size();
     }
 
-    /**
-     * Validates, leaves out unmeasured examples, then calibrates: the most aggressive candidate
-     * rho such that it and every milder one keep probe accuracy within {@code accuracyTolerance}
-     * of now (or, without flags, mean probe loss within {@code lossTolerance}), from the trainer's
-     * measured scores of every candidate ({@link RhoCalibrator#calibrateMeasured}).
-     *
-     * @throws InvalidRecordException as {@link #validate}, and NON_FINITE when too few examples
-     *         were measured ({@link #MIN_MEASURED_FRACTION})
-     */
-    public static Outcome calibrate(ProbeResult r, PendingCandidate c, double accuracyTolerance, double lossTolerance) {
-        Mode mode = validate(r, c);
-        List<ExampleLosses> probes = new ArrayList<>();
-        List<ExampleLosses> train = new ArrayList<>();
-        int unmeasuredProbes = 0;
-        int unmeasuredTrain = 0;
-        for (ExampleLosses x : r.getExamples()) {
-            if (measured(x)) {
-                (x.getProbe() ? probes : train).add(x);
-            } else if (x.getProbe()) {
-                unmeasuredProbes++;
-            } else {
-                unmeasuredTrain++;
-            }
+    private static double peakGap(ProbeAnswer a, int k) {
+        if (k < 0 || a.train().stream().anyMatch(x -> x.peak() == null) || a.probes().stream().anyMatch(x -> x.peak() == null)) {
+            return Double.NaN;
         }
-        if (probes.size() < MIN_MEASURED_FRACTION * (probes.size() + unmeasuredProbes)
-                || train.size() < MIN_MEASURED_FRACTION * (train.size() + unmeasuredTrain) || probes.isEmpty() || train.isEmpty()) {
-            throw new InvalidRecordException(RejectReason.NON_FINITE, "too few examples were measured: " + probes.size() + " of "
-                    + (probes.size() + unmeasuredProbes) + " probe and " + train.size() + " of " + (train.size() + unmeasuredTrain)
-                    + " training examples have no loss sentinel (+-3.4e38); at least half of each are needed");
-        }
-        int n = c.size();
-        double[] score = new double[n];
-        double baseline = 0;
-        double lossNow = 0;
-        double[] lossEdited = new double[n];
-        for (ExampleLosses x : probes) {
-            baseline += mode == Mode.ACCURACY ? (x.getCorrectNow() ? 1 : 0) : x.getLossNow();
-            lossNow += x.getLossNow();
-            for (int k = 0; k < n; k++) {
-                score[k] += mode == Mode.ACCURACY ? (x.getCorrectEdited().get(k) ? 1 : 0) : x.getLossEdited().get(k);
-                lossEdited[k] += x.getLossEdited().get(k);
-            }
-        }
-        baseline /= probes.size();
-        lossNow /= probes.size();
-        for (int k = 0; k < n; k++) {
-            score[k] /= probes.size();
-            lossEdited[k] /= probes.size();
-        }
-        double tolerance = mode == Mode.ACCURACY ? accuracyTolerance : lossTolerance;
-        RhoCalibrator calibrator = RhoCalibrator.standard(tolerance, mode == Mode.ACCURACY
-                ? RhoCalibrator.Direction.HIGHER_IS_BETTER : RhoCalibrator.Direction.LOWER_IS_BETTER);
-        double[] grid = calibrator.candidates();
-        double[] byGrid = new double[grid.length];
-        for (int g = 0; g < grid.length; g++) {
-            int k = c.indexOf(grid[g]);
-            if (k < 0) {
-                throw new IllegalStateException("rho " + grid[g] + " of the standard grid is not a candidate of " + c.id());
-            }
-            byGrid[g] = score[k];
-        }
-        RhoCalibration cal = calibrator.calibrateMeasured(baseline, byGrid);
-        int index = cal.rho().isPresent() ? c.indexOf(cal.rho().getAsDouble()) : -1;
-        double trainSens = 0;
-        List<ExampleScore> exact = new ArrayList<>(train.size());
-        List<ExampleScore> loss = new ArrayList<>(train.size());
-        for (ExampleLosses x : train) {
-            double s = index < 0 ? 0 : (double) x.getLossEdited().get(index) - x.getLossNow();
-            trainSens += s;
-            exact.add(new ExampleScore(x.getSampleId(), s));
-            loss.add(new ExampleScore(x.getSampleId(), (double) x.getLossNow()));
-        }
-        trainSens /= train.size();
-        double probeSens = 0;
-        for (ExampleLosses x : probes) {
-            probeSens += index < 0 ? 0 : (double) x.getLossEdited().get(index) - x.getLossNow();
-        }
-        probeSens /= probes.size();
-        return new Outcome(mode, index, index < 0 ? 1.0 : c.rho(index), baseline, index < 0 ? baseline : score[index], tolerance,
-                trainSens, probeSens, trainSens - probeSens, index < 0 ? c.totalPairs() : c.keptPairs(index),
-                train.size(), probes.size(), unmeasuredTrain, unmeasuredProbes, lossNow, index < 0 ? lossNow : lossEdited[index],
-                cal.trace(), exact, loss);
+        return a.train().stream().mapToDouble(x -> x.peak()[x.at(k)]).average().orElseThrow()
+                - a.probes().stream().mapToDouble(x -> x.peak()[x.at(k)]).average().orElseThrow();
     }
 
     /**
      * The calibration signals at {@code step}, the step of the model the trainer measured (the
      * ProbeResult's): that is the model whose memorization they describe. The factors behind the
      * candidate are usually a little older (workers lag the trainer); their step is the
-     * {@code factor_step} attribute.
+     * {@code factor_step} attribute. {@code calibration_valid} always; the rest only when valid.
      */
     public static List<Signal> signals(Outcome o, PendingCandidate c, long step, long nowMs) {
+        List<Signal> out = new ArrayList<>();
+        out.add(signal(c, step, "calibration_valid", o.valid() ? 1 : 0, validityAttributes(o), nowMs));
+        if (!o.valid()) {
+            return out;
+        }
         Map<String, Double> calAttrs = new LinkedHashMap<>();
         calAttrs.put("candidate_index", (double) o.index());
         calAttrs.put("baseline", o.baseline());
@@ -247,6 +266,10 @@ public final class Calibration {
         calAttrs.put("tolerance", o.tolerance());
         calAttrs.put("evaluations", (double) o.trace().size());
         calAttrs.put("accuracy_mode", o.mode() == Mode.ACCURACY ? 1.0 : 0.0);
+        calAttrs.put("rho_at_edge", (double) o.rhoAtEdge());
+        calAttrs.put("bisect", o.search() == CalibrationSearch.BISECT ? 1.0 : 0.0);
+        calAttrs.put("non_monotone", o.flags().contains(Flag.NON_MONOTONE) ? 1.0 : 0.0);
+        calAttrs.put("accuracy_saturated", o.flags().contains(Flag.ACCURACY_SATURATED) ? 1.0 : 0.0);
         calAttrs.put("factor_step", (double) c.step());
         calAttrs.put("unmeasured_probe_examples", (double) o.unmeasuredProbes());
         Map<String, Double> gapAttrs = new LinkedHashMap<>();
@@ -256,7 +279,6 @@ public final class Calibration {
         gapAttrs.put("probe_examples", (double) o.probeExamples());
         gapAttrs.put("unmeasured_train_examples", (double) o.unmeasuredTrain());
         gapAttrs.put("unmeasured_probe_examples", (double) o.unmeasuredProbes());
-        List<Signal> out = new ArrayList<>();
         out.add(signal(c, step, "calibrated_rho", o.rho(), calAttrs, nowMs));
         out.add(signal(c, step, "memorization_gap", o.gap(), gapAttrs, nowMs));
         out.add(signal(c, step, "train_sensitivity", o.trainSensitivity(), Map.of("examples", (double) o.trainExamples()), nowMs));
@@ -267,12 +289,35 @@ public final class Calibration {
         }
         out.add(signal(c, step, "probe_loss_now", o.probeLossNow(), Map.of(), nowMs));
         out.add(signal(c, step, "probe_loss_edited", o.probeLossEdited(), Map.of("rho", o.rho()), nowMs));
+        if (!Double.isNaN(o.peakGap())) {
+            out.add(signal(c, step, "peak_gap", o.peakGap(), Map.of("rho", o.rho()), nowMs));
+        }
+        o.fixedGaps().forEach((k, gap) -> out.add(signal(c, step, "memorization_gap_k" + k, gap, Map.of("rho", c.rho(k)), nowMs)));
         out.add(signal(c, step, "kept_pairs", (double) o.keptPairs(), Map.of("total_pairs", (double) c.totalPairs()), nowMs));
         return out;
     }
 
-    /** EXACT and LOSS scores of the training examples, at the measured step (as {@link #signals}). */
+    private static Map<String, Double> validityAttributes(Outcome o) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("reason", (double) o.flags().stream().mapToInt(f -> f.reason).max().orElse(0));
+        for (Flag f : Flag.values()) {
+            m.put(f.attribute(), o.flags().contains(f) ? 1.0 : 0.0);
+        }
+        m.put("accuracy_mode", o.mode() == Mode.ACCURACY ? 1.0 : 0.0);
+        m.put("rho_at_edge", (double) o.rhoAtEdge());
+        m.put("candidate_index", (double) o.index());
+        m.put("chosen_by_trainer", (double) o.chosenByTrainer());
+        m.put("bisect", o.search() == CalibrationSearch.BISECT ? 1.0 : 0.0);
+        m.put("evaluations", (double) o.trace().size());
+        m.put("baseline", o.baseline());
+        return m;
+    }
+
+    /** EXACT and LOSS scores of the training examples, at the measured step (as {@link #signals}); none when invalid. */
     public static List<ExampleScores> scores(Outcome o, PendingCandidate c, long step, long nowMs) {
+        if (!o.valid()) {
+            return List.of();
+        }
         return List.of(
                 ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(step).setKind(ScoreKind.EXACT)
                         .setRho(o.rho()).setScores(o.exact()).setTimestampMs(nowMs).build(),

@@ -2,14 +2,13 @@ package dev.curvewatch.service.internal;
 
 import dev.curvewatch.avro.DType;
 import dev.curvewatch.avro.EditRequest;
-import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.avro.SnapshotStatus;
 import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
-import dev.curvewatch.schemas.WeightAssembler;
 import dev.curvewatch.service.ServiceConfig;
 import org.apache.kafka.clients.consumer.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -27,11 +26,9 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
-import java.util.Set;
 
 /**
  * The edit-requests consumer (group {@code edit.group.id}): each request becomes one edited
@@ -43,7 +40,9 @@ import java.util.Set;
  * math never runs on the Vert.x event loop.
  *
  * <p>No record can stop it: a request that breaks an expectation (including an unexpected
- * exception) is a dead letter with the reason, and the thread goes on with the next. Records are
+ * exception) ends in a FAILED SnapshotEvent with the reason (when it names a run and a key: the
+ * caller reads why there) and a dead letter, and the thread goes on with the next. A FAILED event
+ * does not answer its key: the same request sent again once the layer is ready is served. Records are
  * handled partition by partition; a record that must be retried (its SnapshotEvent was not
  * acknowledged, or its eigenbasis is still being computed) rewinds and pauses its own partition
  * only, and the other partitions of the same poll are still handled and committed.
@@ -108,22 +107,27 @@ public final class EditRequests extends ConsumerLoop {
     }
 
     /**
-     * Handles one request; false if it must be retried (the SnapshotEvent was not acknowledged, or
-     * the eigenbasis is still being computed) and its partition was rewound to it.
+     * Handles one request; false if it must be retried (a SnapshotEvent was not acknowledged, or
+     * the eigenbasis is still being computed) and its partition was rewound to it. A request that
+     * cannot be served ends in a FAILED SnapshotEvent with the reason, which the caller can read,
+     * and a dead letter.
      */
     private boolean handleOrRewind(ConsumerRecord<byte[], byte[]> r) {
+        EditRequest req = null;
         try {
-            handle(r);
+            req = parse(r);
+            if (req != null) {
+                serve(req);
+            }
+            waiting.remove(new TopicPartition(r.topic(), r.partition()));
             return true;
         } catch (InvalidRecordException e) {
-            out.deadLetter(r.topic(), r.partition(), r.offset(), r.key(), r.value(), e);
-            metrics.inc("curvewatch_service_snapshots_total", "dead_letter");
-            return true;
+            return refuse(r, req, e);
         } catch (EventNotPublished e) {
             LOG.warn("snapshot event not acknowledged, will retry {} p{}@{}: {}", r.topic(), r.partition(), r.offset(), e.getMessage());
             backOff(r);
             return false;
-        } catch (BasesPending e) {
+        } catch (EditPlan.BasesPending e) {
             long now = System.currentTimeMillis();
             TopicPartition tp = new TopicPartition(r.topic(), r.partition());
             Waiting w = waiting.get(tp);
@@ -135,19 +139,43 @@ public final class EditRequests extends ConsumerLoop {
                 backOff(r);
                 return false;
             }
-            waiting.remove(tp);
-            out.deadLetter(r.topic(), r.partition(), r.offset(), r.key(), r.value(), new InvalidRecordException(RejectReason.NOT_READY,
-                    e.getMessage() + " for more than " + config.editWaitMs() + " ms"));
-            metrics.inc("curvewatch_service_snapshots_total", "dead_letter");
-            return true;
+            return refuse(r, req, new InvalidRecordException(RejectReason.NOT_READY, e.getMessage() + " for more than "
+                    + config.editWaitMs() + " ms"));
         } catch (RuntimeException e) {
             // a request the checks did not foresee: retrying it would fail again (and after every restart)
             LOG.error("edit request {} p{}@{} failed unexpectedly", r.topic(), r.partition(), r.offset(), e);
-            out.deadLetter(r.topic(), r.partition(), r.offset(), r.key(), r.value(),
-                    new InvalidRecordException(RejectReason.MALFORMED, "could not be served: " + e, e));
-            metrics.inc("curvewatch_service_snapshots_total", "dead_letter");
-            return true;
+            return refuse(r, req, new InvalidRecordException(RejectReason.MALFORMED, "could not be served: " + e, e));
         }
+    }
+
+    /**
+     * A request that cannot be served: a FAILED SnapshotEvent with the reason when the request
+     * names a run and key (so the caller can read why), then the dead letter. False (retry) when
+     * the event was not acknowledged.
+     */
+    private boolean refuse(ConsumerRecord<byte[], byte[]> r, EditRequest req, InvalidRecordException why) {
+        waiting.remove(new TopicPartition(r.topic(), r.partition()));
+        if (req != null) {
+            SnapshotEvent failed = SnapshotEvent.newBuilder()
+                    .setSnapshotId(Fingerprints.snapshot(req.getRunId(), req.getIdempotencyKey())).setRunId(req.getRunId()).setStep(-1)
+                    .setIdempotencyKey(req.getIdempotencyKey()).setUri("").setSha256("").setSizeBytes(0).setDtype(DType.FLOAT32)
+                    .setLayers(req.getLayers()).setFactorVersions(Map.of()).setCodeVersion(config.codeVersion())
+                    .setCreatedMs(System.currentTimeMillis()).setStatus(SnapshotStatus.FAILED).setReason(why.getMessage())
+                    .build();
+            try {
+                out.snapshot(failed);
+            } catch (Exception e) {
+                LOG.warn("FAILED snapshot event not acknowledged, will retry {} p{}@{}: {}", r.topic(), r.partition(), r.offset(), e.toString());
+                backOff(r);
+                return false;
+            }
+            if (registry.snapshot(failed)) {
+                out.live("snapshot", failed.getRunId(), Json.snapshot(failed));
+            }
+        }
+        out.deadLetter(r.topic(), r.partition(), r.offset(), r.key(), r.value(), why);
+        metrics.inc("curvewatch_service_snapshots_total", "failed");
+        return true;
     }
 
     /** The record of a partition waiting for an eigenbasis, and since when. */
@@ -184,16 +212,15 @@ public final class EditRequests extends ConsumerLoop {
         }
     }
 
-    /** A layer's factors are known but its eigenbasis is still being computed (e.g. just after a restart). */
-    private static final class BasesPending extends RuntimeException {
-        BasesPending(String message) {
-            super(message);
-        }
-    }
-
-    void handle(ConsumerRecord<byte[], byte[]> r) throws EventNotPublished {
+    /**
+     * The request, or null for a tombstone or a key already answered.
+     *
+     * @throws InvalidRecordException when it cannot be decoded or its run id, key or record key are wrong (a dead letter only:
+     *         there is no run and key to tell)
+     */
+    private EditRequest parse(ConsumerRecord<byte[], byte[]> r) {
         if (r.value() == null) {
-            return;
+            return null;
         }
         EditRequest req = decoder.decode(r.value());
         ContractChecks.requirePathSegment(req.getRunId(), "run_id");
@@ -205,11 +232,16 @@ public final class EditRequests extends ConsumerLoop {
         if (registry.answered(req.getRunId(), req.getIdempotencyKey())) {
             metrics.inc("curvewatch_service_snapshots_total", "duplicate");
             LOG.info("edit request {} of run {} already answered", req.getIdempotencyKey(), req.getRunId());
-            return;
+            return null;
         }
+        return req;
+    }
+
+    /** Writes the snapshot and publishes its SnapshotEvent. */
+    private void serve(EditRequest req) throws EventNotPublished {
         Registry.Run run = registry.run(req.getRunId()).filter(x -> x.info() != null).orElseThrow(() ->
                 new InvalidRecordException(RejectReason.UNKNOWN_RUN, "run '" + req.getRunId() + "' is not registered"));
-        List<SnapshotEditor.LayerInput> inputs = inputs(req, run);
+        List<SnapshotEditor.LayerInput> inputs = EditPlan.inputs(req.getLayers(), run, registry);
         List<SnapshotEditor.LayerEdited> edited = new ArrayList<>();
         for (SnapshotEditor.LayerInput in : inputs) {
             edited.add(SnapshotEditor.edit(in));
@@ -252,65 +284,5 @@ public final class EditRequests extends ConsumerLoop {
             }
         }
         throw new InvalidRecordException(RejectReason.STORE_FAILED, "snapshot " + snapshotId + " could not be written: " + last);
-    }
-
-    /** The layers to edit with their rho (rho <= 0: the calibrated one); every check that can refuse the request. */
-    private List<SnapshotEditor.LayerInput> inputs(EditRequest req, Registry.Run run) {
-        Map<String, LayerInfo> watched = new LinkedHashMap<>();
-        run.info().getLayers().forEach(l -> watched.put(l.getName(), l));
-        List<LayerRho> wanted = new ArrayList<>(req.getLayers());
-        if (wanted.isEmpty()) {
-            watched.keySet().forEach(name -> wanted.add(new LayerRho(name, 0.0)));
-        }
-        Set<String> seen = new LinkedHashSet<>();
-        List<SnapshotEditor.LayerInput> out = new ArrayList<>();
-        for (LayerRho lr : wanted) {
-            String name = lr.getLayer();
-            ContractChecks.requireId(name, "layer");
-            if (!seen.add(name)) {
-                throw new InvalidRecordException(RejectReason.INVALID_FIELD, "layer '" + name + "' is listed twice");
-            }
-            LayerInfo info = watched.get(name);
-            if (info == null) {
-                throw new InvalidRecordException(RejectReason.UNKNOWN_LAYER, "layer '" + name + "' is not watched by run '" + run.id() + "'");
-            }
-            double rho = lr.getRho();
-            if (Double.isNaN(rho) || rho > 1) {
-                throw new InvalidRecordException(RejectReason.INVALID_FIELD, "layer '" + name + "': rho " + rho + " is not in (0, 1] (or <= 0 for the calibrated rho)");
-            }
-            LayerState.EditView v = registry.existing(run.id(), name).map(LayerState::editView).orElseThrow(() ->
-                    new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no factors yet"));
-            if (rho <= 0) {
-                rho = v.calibratedRho();
-                if (!(rho > 0 && rho <= 1)) {
-                    throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no calibrated rho yet");
-                }
-            }
-            if (v.weight() == null) {
-                throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no weight snapshot yet");
-            }
-            WeightAssembler.Assembled w = v.weight();
-            if (w.dOut() != info.getDOut() || w.dIn() != info.getDIn() || w.weight().length != (long) info.getDOut() * info.getDIn()
-                    || (w.bias() != null && w.bias().length != info.getDOut())) {
-                // e.g. the run re-registered the layer with other sides after this weight arrived
-                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "layer '" + name + "': the latest weight (step "
-                        + w.step() + ") is " + w.dOut() + " x " + w.dIn() + " with " + w.weight().length + " values"
-                        + (w.bias() == null ? "" : " and a bias of " + w.bias().length) + ", the layer is registered as "
-                        + info.getDOut() + " x " + info.getDIn());
-            }
-            if (v.g() == null || v.a() == null) {
-                if (v.refreshPending()) {
-                    throw new BasesPending("layer '" + name + "' has factors (version " + v.factorVersion() + ") but no eigenbasis yet");
-                }
-                throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no eigenbasis yet");
-            }
-            if (v.g().size() != info.getDOut() || v.a().size() != info.getDIn()) {
-                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "layer '" + name + "': eigenbases are " + v.g().size() + " and "
-                        + v.a().size() + ", the layer is registered as " + info.getDOut() + " x " + info.getDIn());
-            }
-            out.add(new SnapshotEditor.LayerInput(name, info.getDOut(), info.getDIn(), v.weight().weight(), v.weight().bias(),
-                    v.weight().step(), v.g(), v.a(), rho, v.basesVersion()));
-        }
-        return out;
     }
 }

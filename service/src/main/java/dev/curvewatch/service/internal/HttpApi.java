@@ -410,6 +410,10 @@ public final class HttpApi {
             fail(ctx, 404, "unknown snapshot '" + id + "'");
             return;
         }
+        if (e.getStatus() != dev.curvewatch.avro.SnapshotStatus.WRITTEN) {
+            fail(ctx, 404, "snapshot '" + id + "' was not written: " + e.getReason());
+            return;
+        }
         var path = store.resolve(e.getUri()).orElse(null);
         if (path == null) {
             fail(ctx, 404, "snapshot '" + id + "' is not in this service's store");
@@ -507,6 +511,12 @@ public final class HttpApi {
         }
         String key = keyValue == null ? UUID.randomUUID().toString() : (String) keyValue;
         if (id(ctx, key, "idempotency_key") == null) {
+            return;
+        }
+        // the edit thread's own checks, now: a layer it would refuse is a 404/409 with the reason here, not a 202
+        Optional<EditPlan.Refusal> refused = EditPlan.refusal(layers, r, registry);
+        if (refused.isPresent()) {
+            fail(ctx, refused.get().status(), refused.get().message());
             return;
         }
         EditRequest req = EditRequest.newBuilder().setIdempotencyKey(key).setRunId(r.id()).setLayers(layers)

@@ -3,7 +3,6 @@ package dev.curvewatch.service.internal;
 import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.avro.LayerInfo;
-import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
@@ -44,7 +43,7 @@ import java.util.concurrent.TimeUnit;
  * It owns the factor chunks and the weight assembly, validates each factor manifest as it arrives
  * ({@link ManifestCheck}; a bad one is a dead letter and never reaches a layer), schedules
  * refreshes (one in flight per layer, at most one per {@code refresh.interval.ms}) onto the
- * refresh executor, calibrates from probe results and expires unanswered candidates. Nothing
+ * refresh executor, hands probe results to {@link ProbeResults} (calibration, declines, timeouts). Nothing
  * heavy runs here: checkpoint assembly (sha256, decoding d^2 values) and eigendecompositions run
  * on the executor ({@link Refresher}), never on this thread or the Vert.x event loop.
  *
@@ -64,12 +63,12 @@ public final class Ingest extends ConsumerLoop {
     private final ServiceMetrics metrics;
     private final ExecutorService refreshPool;
     private final Refresher refresher;
+    private final ProbeResults probeResults;
     private final AlertEvaluator alerts;
     private final FactorCheckpointReader factors;
     private final WeightAssembler weights = new WeightAssembler();
     private final AvroDeserializer<RunInfo> runDecoder = new AvroDeserializer<>(RunInfo.class);
     private final AvroDeserializer<WeightSnapshot> weightDecoder = new AvroDeserializer<>(WeightSnapshot.class);
-    private final AvroDeserializer<ProbeResult> probeDecoder = new AvroDeserializer<>(ProbeResult.class);
     private final AvroDeserializer<Alert> alertDecoder = new AvroDeserializer<>(Alert.class);
     private final AvroDeserializer<SnapshotEvent> snapshotDecoder = new AvroDeserializer<>(SnapshotEvent.class);
     private final AvroDeserializer<Signal> signalDecoder = new AvroDeserializer<>(Signal.class);
@@ -88,7 +87,11 @@ public final class Ingest extends ConsumerLoop {
         this.out = out;
         this.metrics = metrics;
         this.refreshPool = refreshPool;
-        this.refresher = new Refresher(new LayerRefresh(eigen, config.candidateMaxBytes(), config.candidatePartMaxBytes()), out, metrics);
+        CalibrationTerms terms = new CalibrationTerms(config.calibrationSearch(), config.calibrationTolerance(),
+                config.calibrationLossTolerance(), config.calibrationTrainCandidates(), config.calibrationPeakTokens());
+        this.probeResults = new ProbeResults(registry, out, metrics, terms, config.calibrationTimeoutMs());
+        this.refresher = new Refresher(new LayerRefresh(eigen, config.candidateMaxBytes(), config.candidatePartMaxBytes(), terms), out,
+                metrics);
         this.alerts = alerts;
         this.intervalNanos = TimeUnit.MILLISECONDS.toNanos(config.refreshIntervalMs());
         this.parked = new ParkedWeights(MAX_PARKED_PER_RUN, config.weightsParkedMaxBytes());
@@ -208,7 +211,7 @@ public final class Ingest extends ConsumerLoop {
             } else if (t.equals(topics.weights())) {
                 onWeight(r, System.currentTimeMillis());
             } else if (t.equals(topics.probeResults())) {
-                onProbeResult(r);
+                probeResults.accept(r);
             } else if (t.equals(topics.alerts())) {
                 onAlert(r);
             } else if (t.equals(topics.snapshots())) {
@@ -373,52 +376,6 @@ public final class Ingest extends ConsumerLoop {
         });
     }
 
-    // ---- probe results ---------------------------------------------------------------------
-
-    private void onProbeResult(ConsumerRecord<byte[], byte[]> r) {
-        if (r.value() == null) {
-            return;
-        }
-        ProbeResult pr = probeDecoder.decode(r.value());
-        ContractChecks.requireId(pr.getRunId(), "run_id");
-        ContractChecks.requireId(pr.getLayer(), "layer");
-        String key = r.key() == null ? null : new String(r.key(), StandardCharsets.UTF_8);
-        if (!pr.getRunId().equals(key)) {
-            throw new InvalidRecordException(RejectReason.KEY_MISMATCH, "probe result key '" + key + "' is not its run id '" + pr.getRunId() + "'");
-        }
-        PendingCandidate c = findCandidate(pr.getCandidateId());
-        if (c == null) {
-            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "candidate_id '" + pr.getCandidateId()
-                    + "' was not sent by this service, or was already answered, superseded or timed out");
-        }
-        Calibration.Outcome o = Calibration.calibrate(pr, c, config.calibrationTolerance(), config.calibrationLossTolerance());
-        LayerState layer = registry.existing(c.runId(), c.layer()).orElseThrow();
-        if (!layer.answered(c)) {
-            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "candidate " + c.id() + " (factor version "
-                    + c.factorVersion() + ") is older than the calibration already applied (version " + layer.calibratedVersion() + ")");
-        }
-        layer.calibrated(c, o, pr.getStep());
-        long now = System.currentTimeMillis();
-        out.scores(Calibration.scores(o, c, pr.getStep(), now));
-        out.signals(Calibration.signals(o, c, pr.getStep(), now), new AlertEvaluator.Context(layer.topExact(), o.rho()));
-        out.live("layer", c.runId(), Json.layer(layer));
-        metrics.inc("curvewatch_service_probe_results_total", "calibrated");
-        LOG.info("calibrated {}/{} v{}: rho {} ({} mode, {} evaluations), gap {}", c.runId(), c.layer(), c.factorVersion(), o.rho(),
-                o.mode(), o.trace().size(), o.gap());
-    }
-
-    private PendingCandidate findCandidate(String id) {
-        for (Registry.Run run : registry.allRuns()) {
-            for (LayerState l : run.layers().values()) {
-                PendingCandidate c = l.outstanding(id);
-                if (c != null) {
-                    return c;
-                }
-            }
-        }
-        return null;
-    }
-
     // ---- refreshes and timeouts --------------------------------------------------------------
 
     private void tick() {
@@ -429,14 +386,15 @@ public final class Ingest extends ConsumerLoop {
         }
         for (Registry.Run run : registry.allRuns()) {
             for (LayerState l : run.layers().values()) {
-                for (PendingCandidate c : l.expire(nowMs, config.calibrationTimeoutMs())) {
-                    metrics.inc("curvewatch_service_calibration_timeouts_total");
-                    LOG.warn("candidate {} of {} not answered within {} ms", c.id(), l.key(), config.calibrationTimeoutMs());
-                    out.signals(List.of(Calibration.signal(c, "calibration_timeouts", l.calibrationTimeouts(), Map.of(), nowMs)),
-                            new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
-                    out.live("layer", l.runId(), Json.layer(l));
-                }
-                if (l.due(nowNanos, intervalNanos)) {
+                probeResults.expire(l, nowMs);
+                LayerState.Bases owed = l.startOwedCandidate();
+                if (owed != null) {
+                    try {
+                        refreshPool.execute(() -> refresher.sendOwed(l, owed));
+                    } catch (RejectedExecutionException e) {
+                        l.notStarted("service is stopping");
+                    }
+                } else if (l.due(nowNanos, intervalNanos)) {
                     try {
                         startRefresh(l, nowNanos);
                     } catch (RuntimeException e) { // never the end of the loop; the next manifest or tick tries again

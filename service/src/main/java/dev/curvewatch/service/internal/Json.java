@@ -7,7 +7,9 @@ import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.avro.SnapshotStatus;
 import dev.curvewatch.curvature.SpectrumSummary;
+import dev.curvewatch.service.DeadLetterSummary;
 import dev.curvewatch.service.LayerStatus;
 import dev.curvewatch.service.SignalPoint;
 import io.vertx.core.json.JsonArray;
@@ -78,7 +80,9 @@ public final class Json {
                 .put("idempotency_key", e.getIdempotencyKey()).put("sha256", e.getSha256()).put("size_bytes", e.getSizeBytes())
                 .put("layers", layers).put("factor_versions", versions).put("created_ms", e.getCreatedMs())
                 .put("code_version", e.getCodeVersion()).put("uri", e.getUri())
-                .put("download", "/api/snapshots/" + e.getSnapshotId() + "/file");
+                .put("status", e.getStatus().name()).put("reason", e.getReason()).put("kind", e.getKind().name())
+                .put("restores", e.getRestores())
+                .put("download", e.getStatus() == SnapshotStatus.WRITTEN ? "/api/snapshots/" + e.getSnapshotId() + "/file" : null);
     }
 
     /** The run as listed by GET /api/runs. */
@@ -112,6 +116,7 @@ public final class Json {
             layers.add(layer(l));
         }
         o.put("layers", layers);
+        o.put("dead_letters", deadLetters(r.deadLetters()));
         RunInfo info = r.info();
         if (info != null) {
             JsonObject config = new JsonObject();
@@ -133,7 +138,23 @@ public final class Json {
                 .put("status", s.status()).put("last_failure", s.lastFailure()).put("last_refresh_ms", s.lastRefreshMs())
                 .put("refreshes", s.refreshes()).put("failed_refreshes", s.failedRefreshes())
                 .put("calibration_timeouts", s.calibrationTimeouts()).put("weight_step", s.weightStep())
+                .put("calibration_valid", s.calibrationValid() < 0 ? null : s.calibrationValid() == 1)
+                .put("calibration_problem", s.calibrationProblem()).put("warning", s.warning())
+                .put("candidates_sent", s.candidatesSent()).put("candidates_declined", s.candidatesDeclined())
+                .put("candidate_backoff", s.candidateBackoff()).put("candidate_paced", s.candidatePaced())
+                .put("dead_letters", deadLetters(s.deadLetters()))
                 .put("spectrum_g", b == null ? null : spectrum(b.spectrumG())).put("spectrum_a", b == null ? null : spectrum(b.spectrumA()));
+    }
+
+    /** {total, by_reason, by_topic, last_reason_code, last_reason, last_topic, last_component, last_ms}. */
+    static JsonObject deadLetters(DeadLetterSummary d) {
+        JsonObject byReason = new JsonObject();
+        new java.util.TreeMap<>(d.byReason()).forEach(byReason::put);
+        JsonObject byTopic = new JsonObject();
+        new java.util.TreeMap<>(d.byTopic()).forEach(byTopic::put);
+        return new JsonObject().put("total", d.total()).put("by_reason", byReason).put("by_topic", byTopic)
+                .put("last_reason_code", d.lastReasonCode()).put("last_reason", d.lastReason()).put("last_topic", d.lastTopic())
+                .put("last_component", d.lastComponent()).put("last_ms", d.lastMs() < 0 ? null : d.lastMs());
     }
 
     static JsonObject spectrum(SpectrumSummary s) {

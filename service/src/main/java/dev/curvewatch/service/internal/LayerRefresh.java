@@ -50,6 +50,7 @@ public final class LayerRefresh {
     }
 
     private final EigenbasisRefresh refresher;
+    private final CalibrationTerms terms;
     private final double[] rhos;
     private final long maxCandidateBytes;
     private final int maxPartBytes;
@@ -57,9 +58,11 @@ public final class LayerRefresh {
     /**
      * @param maxCandidateBytes a layer whose EditCandidate is larger gets no calibration ({@code candidate.max.bytes})
      * @param maxPartBytes      largest record a candidate part may take ({@code candidate.part.max.bytes})
+     * @param terms             what every candidate asks of the trainer (EditCandidate v3)
      */
-    public LayerRefresh(EigenbasisRefresh refresher, long maxCandidateBytes, int maxPartBytes) {
+    public LayerRefresh(EigenbasisRefresh refresher, long maxCandidateBytes, int maxPartBytes, CalibrationTerms terms) {
         this.refresher = refresher;
+        this.terms = terms;
         this.maxCandidateBytes = maxCandidateBytes;
         this.maxPartBytes = maxPartBytes;
         // the standard grid; calibration tolerances do not change the candidates
@@ -104,6 +107,18 @@ public final class LayerRefresh {
         Optional<CandidatePlan> plan = tooLarge ? Optional.empty() : Optional.of(plan(g, a));
         return new Outcome(in, null, g, a, og.skipped(), oa.skipped(), og.drift(), oa.drift(),
                 SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), seconds, tooLarge, plan);
+    }
+
+    /**
+     * The outcome of a refresh done before, from its bases (kept by the layer): what a candidate for
+     * them needs, without decomposing anything again.
+     */
+    public Outcome ofBases(String runId, String layer, long factorVersion, long step, Eigenbasis g, Eigenbasis a, SpectrumSummary spectrumG,
+                           SpectrumSummary spectrumA) {
+        Input in = new Input(runId, layer, factorVersion, step, 0, a.size(), g.size(), null, null);
+        boolean tooLarge = candidateBytes(g.size(), a.size()) > maxCandidateBytes;
+        return new Outcome(in, null, g, a, true, true, Double.NaN, Double.NaN, spectrumG, spectrumA, 0, tooLarge,
+                tooLarge ? Optional.empty() : Optional.of(plan(g, a)));
     }
 
     private static Outcome failed(Input in, String reason) {
@@ -198,8 +213,8 @@ public final class LayerRefresh {
         return EditCandidateParts.split(candidate(o, candidateId, nowMs), maxPartBytes);
     }
 
-    /** The whole EditCandidate of a successful refresh with a plan. */
-    public static EditCandidate candidate(Outcome o, String candidateId, long nowMs) {
+    /** The whole EditCandidate of a successful refresh with a plan, asking for this service's {@link CalibrationTerms}. */
+    public EditCandidate candidate(Outcome o, String candidateId, long nowMs) {
         CandidatePlan p = o.plan().orElseThrow(() -> new IllegalStateException("no candidate plan: layer too large or refresh failed"));
         Input in = o.input();
         List<Double> rhos = new ArrayList<>();
@@ -208,7 +223,7 @@ public final class LayerRefresh {
             rhos.add(p.rhos()[k]);
             tau.add(p.thresholds()[k]);
         }
-        return EditCandidate.newBuilder()
+        return terms.into(EditCandidate.newBuilder())
                 .setCandidateId(candidateId).setRunId(in.runId()).setLayer(in.layer()).setStep(in.step())
                 .setFactorVersion(in.factorVersion())
                 .setBasisG(floats(o.g().vectors(), in.dOut(), in.dOut()))

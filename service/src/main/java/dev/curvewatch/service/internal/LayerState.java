@@ -6,12 +6,9 @@ import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.curvature.Eigenbasis;
 import dev.curvewatch.curvature.SpectrumSummary;
 import dev.curvewatch.schemas.WeightAssembler;
+import dev.curvewatch.service.DeadLetterSummary;
 import dev.curvewatch.service.LayerStatus;
 
-import java.util.ArrayList;
-import java.util.Comparator;
-import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
 
 /**
@@ -24,9 +21,13 @@ public final class LayerState {
     public static final int MAX_OUTSTANDING = 4;
     public static final int TOP_SCORES = 200;
 
-    /** A consistent copy of what an edit needs. */
+    /**
+     * A consistent copy of what an edit needs.
+     *
+     * @param noRhoBecause why there is no calibrated rho (meaningful only while {@code calibratedRho} is NaN)
+     */
     public record EditView(int dIn, int dOut, WeightAssembler.Assembled weight, Eigenbasis g, Eigenbasis a, long basesVersion,
-                           double calibratedRho, long factorVersion, boolean refreshPending) {
+                           double calibratedRho, long factorVersion, boolean refreshPending, String noRhoBecause) {
     }
 
     /** A consistent copy of what a refresh needs and did. */
@@ -37,8 +38,22 @@ public final class LayerState {
     public record View(LayerStatus status, Bases bases) {
     }
 
+    /**
+     * How a layer paces itself: candidates ({@link CandidatePacer}) and refreshes, which need the
+     * factors to cover at least {@code refreshMinSteps} trainer steps more than the last refresh's.
+     */
+    public record Pacing(CandidatePacer.Settings candidates, long refreshMinSteps) {
+        /** Every new manifest may refresh, every refresh may send a candidate (while none is out). */
+        public static final Pacing NONE = new Pacing(CandidatePacer.Settings.NONE, 0);
+    }
+
+    /** Valid calibrations in a row at the same grid edge before the layer status warns. */
+    public static final int EDGE_WARNING_AFTER = CalibrationRecord.EDGE_WARNING_AFTER;
+
     private final String runId;
     private final String layer;
+    private final Pacing pacing;
+    private final CandidateFlow candidates;
     private int dIn;
     private int dOut;
     private boolean hasBias;
@@ -47,6 +62,7 @@ public final class LayerState {
     private FactorManifest manifest;
     private long manifestSeenNanos;
     private long refreshedVersion = -1;
+    private long refreshedStep = Long.MIN_VALUE;
     private long historyRefreshVersion = -1;
     private boolean inFlight;
     private boolean force;
@@ -58,25 +74,23 @@ public final class LayerState {
     private String status = "waiting for factors";
     private String lastFailure;
     private Bases bases;
+    private boolean tooLarge;
 
-    private final LinkedHashMap<String, PendingCandidate> outstanding = new LinkedHashMap<>();
-    private long candidatesSent;
-    private int calibrationTimeouts;
-    private long calibratedVersion = -1;
-    private double calibratedRho = Double.NaN;
-    private long keptPairs = -1;
-    private long historyKeptVersion = -1;
-    private long historyKept = -1;
+    private final CalibrationRecord calibration = new CalibrationRecord();
 
+    private final DeadLetterStats deadLetters = new DeadLetterStats();
     private WeightAssembler.Assembled weight;
-    private List<ExampleScore> topExact = List.of();
-    private List<ExampleScore> topLoss = List.of();
-    private long scoresStep = -1;
-    private double scoresRho = Double.NaN;
 
+    /** A layer without pacing ({@link Pacing#NONE}). */
     public LayerState(String runId, String layer) {
+        this(runId, layer, Pacing.NONE);
+    }
+
+    public LayerState(String runId, String layer, Pacing pacing) {
         this.runId = runId;
         this.layer = layer;
+        this.pacing = pacing;
+        this.candidates = new CandidateFlow(pacing.candidates());
     }
 
     public String runId() {
@@ -131,7 +145,10 @@ public final class LayerState {
         historyRefreshVersion = Math.max(historyRefreshVersion, version);
     }
 
-    /** A refresh should start now: a newer manifest (or a forced one), none in flight, the interval passed. */
+    /**
+     * A refresh should start now: a newer manifest (or a forced one), none in flight, the interval
+     * passed, and the factors {@link Pacing#refreshMinSteps} trainer steps ahead of the last refresh.
+     */
     public synchronized boolean due(long nowNanos, long intervalNanos) {
         if (manifest == null || inFlight) {
             return false;
@@ -140,7 +157,8 @@ public final class LayerState {
         if (force) {
             return true;
         }
-        return newer && nowNanos - lastStartNanos >= intervalNanos;
+        boolean stepsAhead = refreshedStep == Long.MIN_VALUE || manifest.getStepLast() - refreshedStep >= pacing.refreshMinSteps();
+        return newer && stepsAhead && nowNanos - lastStartNanos >= intervalNanos;
     }
 
     /**
@@ -185,8 +203,10 @@ public final class LayerState {
     public synchronized void refreshed(LayerRefresh.Outcome o, long nowMs) {
         refreshes++;
         refreshedVersion = Math.max(refreshedVersion, o.input().factorVersion());
+        refreshedStep = Math.max(refreshedStep, o.input().step());
         lastRefreshMs = nowMs;
         bases = new Bases(o.g(), o.a(), o.input().factorVersion(), o.input().step(), o.spectrumG(), o.spectrumA());
+        tooLarge = o.tooLarge();
         status = o.tooLarge() ? "refreshed v" + o.input().factorVersion() + "; calibration=too_large"
                 : "refreshed v" + o.input().factorVersion();
     }
@@ -195,6 +215,7 @@ public final class LayerState {
     public synchronized void failed(LayerRefresh.Input in, String reason, long nowMs) {
         failures++;
         refreshedVersion = Math.max(refreshedVersion, in.factorVersion());
+        refreshedStep = Math.max(refreshedStep, in.step());
         lastRefreshMs = nowMs;
         lastFailure = reason;
         status = "refresh failed at v" + in.factorVersion() + ": " + reason;
@@ -210,21 +231,37 @@ public final class LayerState {
 
     // ---- calibration -----------------------------------------------------------------------
 
+    /**
+     * After a successful refresh of factors up to {@code step} with basis drift {@code drift} (NaN
+     * on a first refresh): whether its candidate may go out ({@link CandidatePacer}); when not, the
+     * reason is kept for the status.
+     */
+    public synchronized CandidatePacer.Decision candidateDecision(long step, double drift) {
+        return candidates.decide(step, drift);
+    }
+
     /** A candidate was sent; the oldest outstanding ones beyond the bound are dropped (superseded). */
     public synchronized void sent(PendingCandidate c) {
-        outstanding.put(c.id(), c);
-        candidatesSent++;
-        while (outstanding.size() > MAX_OUTSTANDING) {
-            Iterator<String> it = outstanding.keySet().iterator();
-            it.next();
-            it.remove();
-        }
+        candidates.sent(c);
         status = "calibrating v" + c.factorVersion();
+    }
+
+    /**
+     * The newest bases, marked in flight, when a refresh owes them a candidate (it was deferred while
+     * the previous one was out, which has now ended) and nothing else runs; else null. The caller
+     * sends the candidate on a refresh thread and calls {@link #finished}.
+     */
+    public synchronized Bases startOwedCandidate() {
+        if (inFlight || bases == null || !candidates.takeOwed()) {
+            return null;
+        }
+        inFlight = true;
+        return bases;
     }
 
     /** Whether a candidate is out and neither answered nor timed out. */
     public synchronized boolean awaitingAnswer() {
-        return !outstanding.isEmpty();
+        return candidates.awaiting();
     }
 
     /**
@@ -232,47 +269,71 @@ public final class LayerState {
      * not count as a calibration timeout or hold back the next one).
      */
     public synchronized void candidateNotSent(String candidateId, String why) {
-        if (outstanding.remove(candidateId) != null) {
+        if (candidates.remove(candidateId)) {
             status = "candidate not sent: " + why;
         }
     }
 
     public synchronized PendingCandidate outstanding(String candidateId) {
-        return outstanding.get(candidateId);
+        return candidates.outstanding(candidateId);
     }
 
     /** The candidate was answered: it and every older outstanding candidate are done. */
     public synchronized boolean answered(PendingCandidate c) {
-        if (c.factorVersion() < calibratedVersion) {
+        if (c.factorVersion() < calibration.version) {
             return false;
         }
-        outstanding.values().removeIf(o -> o.factorVersion() <= c.factorVersion());
+        candidates.answered(c);
         return true;
     }
 
-    public synchronized long calibratedVersion() {
-        return calibratedVersion;
+    /**
+     * The trainer declined the candidate (e.g. its answer-time budget is spent): the calibration
+     * ends now, and the layer backs off ({@link CandidatePacer#declinedOrTimedOut}). False when the
+     * candidate is no longer out.
+     */
+    public synchronized boolean declined(PendingCandidate c, String why) {
+        if (!candidates.declined(c)) {
+            return false;
+        }
+        status = "candidate declined at v" + c.factorVersion() + ": " + why;
+        return true;
     }
 
-    /** @param measuredStep the step of the model the trainer measured (the ProbeResult's) */
+    /** An answer to this outstanding candidate was refused (a dead letter): no other answer will come, so it is no longer out. */
+    public synchronized void answerRejected(PendingCandidate c, String why) {
+        if (candidates.remove(c.id())) {
+            status = "answer to v" + c.factorVersion() + " refused: " + why;
+        }
+    }
+
+    public synchronized long calibratedVersion() {
+        return calibration.version;
+    }
+
+    /**
+     * The calibration of an answered candidate. A valid one becomes the layer's calibrated rho,
+     * kept pairs and scores; an invalid one changes none of them and says why in the status.
+     *
+     * @param measuredStep the step of the model the trainer measured (the ProbeResult's)
+     */
     public synchronized void calibrated(PendingCandidate c, Calibration.Outcome o, long measuredStep) {
-        calibratedVersion = c.factorVersion();
-        calibratedRho = o.rho();
-        keptPairs = o.keptPairs();
-        topExact = top(o.exact());
-        topLoss = top(o.loss());
-        scoresStep = measuredStep;
-        scoresRho = o.rho();
-        status = "calibrated v" + c.factorVersion() + ": rho " + o.rho();
+        status = calibration.apply(c, o, measuredStep);
+    }
+
+    /** Why the latest calibration is not usable (null: it is, or there is none). */
+    public synchronized String calibrationProblem() {
+        return calibration.problem;
+    }
+
+    /** A warning when the calibrated rho has sat at a grid edge for {@link #EDGE_WARNING_AFTER} valid calibrations in a row. */
+    public synchronized String warning() {
+        return calibration.warning();
     }
 
     /** The calibrated rho from the service's own history (restart). */
     public synchronized void calibratedFromHistory(long version, double rho) {
-        if (version >= calibratedVersion) {
-            calibratedVersion = version;
-            calibratedRho = rho;
-            keptPairs = version == historyKeptVersion ? historyKept : -1;
-        }
+        calibration.fromHistory(version, rho);
     }
 
     /**
@@ -280,60 +341,47 @@ public final class LayerState {
      * factor version, whichever of it and calibrated_rho is read first.
      */
     public synchronized void keptPairsFromHistory(long version, long kept) {
-        if (version >= historyKeptVersion) {
-            historyKeptVersion = version;
-            historyKept = kept;
-        }
-        if (version == calibratedVersion) {
-            keptPairs = kept;
-        }
+        calibration.keptPairsFromHistory(version, kept);
     }
 
     /** Removes candidates older than the timeout; returns them. */
     public synchronized List<PendingCandidate> expire(long nowMs, long timeoutMs) {
-        List<PendingCandidate> out = new ArrayList<>();
-        outstanding.values().removeIf(c -> {
-            if (nowMs - c.sentMs() > timeoutMs) {
-                out.add(c);
-                return true;
-            }
-            return false;
-        });
+        List<PendingCandidate> out = candidates.expire(nowMs, timeoutMs);
         if (!out.isEmpty()) {
-            calibrationTimeouts += out.size();
             status = "calibration timed out at v" + out.get(out.size() - 1).factorVersion();
         }
         return out;
     }
 
     public synchronized int calibrationTimeouts() {
-        return calibrationTimeouts;
+        return candidates.timeouts;
     }
 
     public synchronized double calibratedRho() {
-        return calibratedRho;
+        return calibration.rho;
     }
 
     public synchronized List<ExampleScore> topExact() {
-        return topExact;
+        return calibration.topExact;
     }
 
     public synchronized List<ExampleScore> topLoss() {
-        return topLoss;
+        return calibration.topLoss;
     }
 
     public synchronized long scoresStep() {
-        return scoresStep;
+        return calibration.scoresStep;
     }
 
     public synchronized double scoresRho() {
-        return scoresRho;
+        return calibration.scoresRho;
     }
 
-    private static List<ExampleScore> top(List<ExampleScore> all) {
-        List<ExampleScore> sorted = new ArrayList<>(all);
-        sorted.sort(Comparator.comparingDouble(ExampleScore::getScore).reversed());
-        return List.copyOf(sorted.subList(0, Math.min(TOP_SCORES, sorted.size())));
+    // ---- dead letters ----------------------------------------------------------------------
+
+    /** A dead letter of this layer (its captures, factors, weights, ...), read from topic dead-letters. */
+    public void deadLetter(String topic, String code, String reason, String component, long failedMs) {
+        deadLetters.add(topic, code, reason, component, failedMs);
     }
 
     // ---- weights and edits -----------------------------------------------------------------
@@ -344,8 +392,18 @@ public final class LayerState {
 
     public synchronized EditView editView() {
         return new EditView(dIn, dOut, weight, bases == null ? null : bases.g(), bases == null ? null : bases.a(),
-                bases == null ? -1 : bases.version(), calibratedRho, manifest == null ? -1 : manifest.getVersion(),
-                manifest != null && (inFlight || manifest.getVersion() > refreshedVersion));
+                bases == null ? -1 : bases.version(), calibration.rho, manifest == null ? -1 : manifest.getVersion(),
+                manifest != null && (inFlight || manifest.getVersion() > refreshedVersion), noRhoBecause());
+    }
+
+    private String noRhoBecause() {
+        if (tooLarge) {
+            return "its EditCandidate would exceed candidate.max.bytes, so it is never calibrated (calibration=too_large)";
+        }
+        if (calibration.problem != null) {
+            return calibration.problem;
+        }
+        return candidates.sent == 0 ? "no candidate sent yet (" + status + ")" : "no valid answer to its candidates yet (" + status + ")";
     }
 
     /** Status and bases together, under one lock. */
@@ -353,11 +411,21 @@ public final class LayerState {
         return new View(status(), bases);
     }
 
+    /**
+     * The status; a layer without factors whose records were dead-lettered says so rather than
+     * "waiting for factors" (issue 11: every capture of a layer was refused and nothing said why).
+     */
     public synchronized LayerStatus status() {
+        DeadLetterSummary dl = deadLetters.summary();
+        String shown = manifest == null && dl.total() > 0
+                ? "no factors: " + dl.total() + " dead letter(s), the latest from " + dl.lastTopic() + ": "
+                        + (dl.lastReason().startsWith(dl.lastReasonCode()) ? "" : dl.lastReasonCode() + ": ") + dl.lastReason()
+                : status;
         return new LayerStatus(runId, layer, dIn, dOut, hasBias, manifest == null ? -1 : manifest.getVersion(),
-                manifest == null ? 0 : manifest.getTokenCount(), refreshedVersion, bases == null ? -1 : bases.step(), calibratedRho,
-                calibratedVersion, keptPairs, status, lastFailure, lastRefreshMs, refreshes, failures, candidatesSent,
-                calibrationTimeouts, weight == null ? -1 : weight.step());
+                manifest == null ? 0 : manifest.getTokenCount(), refreshedVersion, bases == null ? -1 : bases.step(), calibration.rho,
+                calibration.version, calibration.keptPairs, shown, lastFailure, lastRefreshMs, refreshes, failures, candidates.sent,
+                candidates.timeouts, weight == null ? -1 : weight.step(), calibration.valid, calibration.problem, calibration.warning(),
+                candidates.declined, candidates.backoff(), candidates.paced, dl);
     }
 
 }

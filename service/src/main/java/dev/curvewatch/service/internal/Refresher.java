@@ -93,12 +93,14 @@ final class Refresher {
         metrics.inc("curvewatch_service_refreshes_total", "ok");
         metrics.inc("curvewatch_service_refresh_latency_seconds_total", latency);
         lastLatency = latency;
-        if (o.plan().isPresent() && l.awaitingAnswer()) {
-            // one candidate at a time per layer: a newer one would supersede the answer the trainer is
-            // computing now; the next refresh after that answer (or its timeout) sends the newest bases
-            metrics.inc("curvewatch_service_candidates_deferred_total");
-        } else if (o.plan().isPresent()) {
-            sendCandidate(l, o, m, now);
+        if (o.plan().isPresent()) {
+            boolean out = l.awaitingAnswer();
+            // paced in trainer steps and drift (CandidatePacer), one out at a time: a later refresh sends the newest bases
+            if (l.candidateDecision(m.getStepLast(), drift(o)).send()) {
+                sendCandidate(l, o, now);
+            } else {
+                metrics.inc("curvewatch_service_candidates_deferred_total", out ? "outstanding" : "paced");
+            }
         }
         out.live("layer", l.runId(), Json.layer(l));
         LOG.info("refreshed {} v{} ({} x {}): eigh {} s{}, factors ready -> signals {} s", l.key(), m.getVersion(), m.getDOut(),
@@ -106,12 +108,41 @@ final class Refresher {
                 String.format("%.3f", latency));
     }
 
-    private void sendCandidate(LayerState l, LayerRefresh.Outcome o, FactorManifest m, long now) {
-        String id = m.getLayer() + "-v" + m.getVersion() + "-" + UUID.randomUUID().toString().substring(0, 8);
+    /** The larger basis drift of the two factors; NaN on a first refresh. */
+    static double drift(LayerRefresh.Outcome o) {
+        if (Double.isNaN(o.driftG())) {
+            return o.driftA();
+        }
+        return Double.isNaN(o.driftA()) ? o.driftG() : Math.max(o.driftG(), o.driftA());
+    }
+
+    /**
+     * The candidate a refresh could not send while the layer's previous one was out, now that it is
+     * answered (or declined, or timed out): the newest bases, without a new refresh, so a layer whose
+     * trainer has stopped or paused still gets its latest bases calibrated. On a refresh thread; the
+     * layer was marked in flight by {@link LayerState#startOwedCandidate} and is freed last.
+     */
+    void sendOwed(LayerState l, LayerState.Bases b) {
+        try {
+            LayerRefresh.Outcome o = refresh.ofBases(l.runId(), l.layer(), b.version(), b.step(), b.g(), b.a(), b.spectrumG(), b.spectrumA());
+            if (o.plan().isPresent()) {
+                sendCandidate(l, o, System.currentTimeMillis());
+                out.live("layer", l.runId(), Json.layer(l));
+            }
+        } catch (RuntimeException | OutOfMemoryError e) {
+            LOG.error("could not send the owed candidate of {} v{}", l.key(), b.version(), e);
+        } finally {
+            l.finished();
+        }
+    }
+
+    private void sendCandidate(LayerState l, LayerRefresh.Outcome o, long now) {
+        LayerRefresh.Input in = o.input();
+        String id = in.layer() + "-v" + in.factorVersion() + "-" + UUID.randomUUID().toString().substring(0, 8);
         LayerRefresh.CandidatePlan p = o.plan().get();
         // outstanding before it is sent: an answer can only come after the send, never before this
-        l.sent(new PendingCandidate(id, m.getRunId(), m.getLayer(), m.getStepLast(), m.getVersion(), p.rhos(), p.thresholds(),
-                p.keptPairs(), (long) m.getDIn() * m.getDOut(), now));
+        l.sent(new PendingCandidate(id, in.runId(), in.layer(), in.step(), in.factorVersion(), p.rhos(), p.thresholds(),
+                p.keptPairs(), (long) in.dIn() * in.dOut(), now));
         List<EditCandidate> parts;
         try {
             parts = refresh.candidateParts(o, id, now);

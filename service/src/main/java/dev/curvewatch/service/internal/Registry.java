@@ -7,6 +7,8 @@ import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.ScoreKind;
 import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.avro.SnapshotStatus;
+import dev.curvewatch.service.DeadLetterSummary;
 import dev.curvewatch.service.LayerStatus;
 import dev.curvewatch.service.ServiceState;
 import dev.curvewatch.service.SignalPoint;
@@ -41,6 +43,8 @@ public final class Registry implements ServiceState {
         final String id;
         volatile RunInfo info;
         final Map<String, LayerState> layers = new ConcurrentSkipListMap<>();
+        /** Dead letters of the run whose key names no layer it holds (probe results, edit requests, ...). */
+        final DeadLetterStats deadLetters = new DeadLetterStats();
         volatile long lastActivityMs;
 
         Run(String id) {
@@ -58,6 +62,10 @@ public final class Registry implements ServiceState {
         public String id() {
             return id;
         }
+
+        public DeadLetterSummary deadLetters() {
+            return deadLetters.summary();
+        }
     }
 
     private final Map<String, Run> runs = new ConcurrentHashMap<>();
@@ -65,6 +73,7 @@ public final class Registry implements ServiceState {
     private final int alertHistory;
     private final int snapshotHistory;
     private final int maxRuns;
+    private final LayerState.Pacing pacing;
     private final ArrayDeque<Alert> rawAlerts = new ArrayDeque<>();
     private final LinkedHashMap<String, Alert> alerts = new LinkedHashMap<>(16, 0.75f, false);
     private final Map<String, ArrayDeque<SnapshotEvent>> snapshots = new LinkedHashMap<>();
@@ -76,7 +85,13 @@ public final class Registry implements ServiceState {
     private final Object runsLock = new Object();
     private final List<java.util.function.Consumer<String>> forgetListeners = new java.util.concurrent.CopyOnWriteArrayList<>();
 
+    /** A registry whose layers are not paced ({@link LayerState.Pacing#NONE}). */
     public Registry(SignalHistory history, int alertHistory, int snapshotHistory, int maxRuns) {
+        this(history, alertHistory, snapshotHistory, maxRuns, LayerState.Pacing.NONE);
+    }
+
+    public Registry(SignalHistory history, int alertHistory, int snapshotHistory, int maxRuns, LayerState.Pacing pacing) {
+        this.pacing = pacing;
         this.history = history;
         this.alertHistory = alertHistory;
         this.snapshotHistory = snapshotHistory;
@@ -104,7 +119,7 @@ public final class Registry implements ServiceState {
             r.info = info;
             r.lastActivityMs = nowMs;
             for (LayerInfo l : info.getLayers()) {
-                r.layers.computeIfAbsent(l.getName(), n -> new LayerState(info.getRunId(), n)).register(l);
+                r.layers.computeIfAbsent(l.getName(), n -> new LayerState(info.getRunId(), n, pacing)).register(l);
             }
             return evict(info.getRunId());
         }
@@ -118,7 +133,7 @@ public final class Registry implements ServiceState {
         synchronized (runsLock) {
             Run r = runs.computeIfAbsent(runId, Run::new);
             r.lastActivityMs = nowMs;
-            LayerState l = r.layers.computeIfAbsent(layer, n -> new LayerState(runId, n));
+            LayerState l = r.layers.computeIfAbsent(layer, n -> new LayerState(runId, n, pacing));
             evict(runId);
             return l;
         }
@@ -222,20 +237,23 @@ public final class Registry implements ServiceState {
     // ---- snapshots -------------------------------------------------------------------------
 
     /**
-     * A SnapshotEvent read back (or just published): returns false if it was already known. Its
-     * idempotency key counts as answered in any case; it is listed only while its run is held.
+     * A SnapshotEvent read back (or just published): returns false if it was already known. The
+     * idempotency key of a WRITTEN one counts as answered in any case (a FAILED one does not: the
+     * same request may be served once the layer is ready); it is listed only while its run is held.
      */
     public synchronized boolean snapshot(SnapshotEvent e) {
-        answeredKeys.add(e.getRunId() + "|" + e.getIdempotencyKey());
-        while (answeredKeys.size() > 100_000) {
-            answeredKeys.remove(answeredKeys.iterator().next());
+        if (e.getStatus() == SnapshotStatus.WRITTEN) {
+            answeredKeys.add(e.getRunId() + "|" + e.getIdempotencyKey());
+            while (answeredKeys.size() > 100_000) {
+                answeredKeys.remove(answeredKeys.iterator().next());
+            }
         }
         if (!runs.containsKey(e.getRunId())) {
             return false;
         }
         if (snapshotsById.containsKey(e.getSnapshotId())) {
             SnapshotEvent old = snapshotsById.get(e.getSnapshotId());
-            if (old.getSha256().equals(e.getSha256())) {
+            if (old.getSha256().equals(e.getSha256()) && old.getStatus() == e.getStatus() && old.getReason().equals(e.getReason())) {
                 return false;
             }
             snapshots.getOrDefault(e.getRunId(), new ArrayDeque<>()).removeIf(x -> x.getSnapshotId().equals(e.getSnapshotId()));
@@ -255,6 +273,25 @@ public final class Registry implements ServiceState {
 
     public synchronized Optional<SnapshotEvent> snapshotById(String id) {
         return Optional.ofNullable(snapshotsById.get(id));
+    }
+
+    /**
+     * A dead letter whose original key names this run (and layer): counted against the layer when
+     * the run holds it, else against the run. False when the run is not held (nothing is created
+     * for it: dead letters never add runs or layers).
+     */
+    public boolean deadLetter(String runId, String layer, String topic, String code, String reason, String component, long failedMs) {
+        Run r = runs.get(runId);
+        if (r == null) {
+            return false;
+        }
+        LayerState l = layer == null ? null : r.layers.get(layer);
+        if (l != null) {
+            l.deadLetter(topic, code, reason, component, failedMs);
+        } else {
+            r.deadLetters.add(topic, code, reason, component, failedMs);
+        }
+        return true;
     }
 
     public void countDeadLetter() {

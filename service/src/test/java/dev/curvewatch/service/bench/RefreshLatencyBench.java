@@ -73,6 +73,9 @@ public final class RefreshLatencyBench {
             Map<String, String> sc = new HashMap<>(Map.of("bootstrap", bs, "http.port", "0", "refresh.interval.ms", "0",
                     "snapshot.dir", dir.resolve("snapshots").toString(), "instance.id", "bench",
                     "refresh.threads", "1", "calibration.timeout.ms", "600000"));
+            // every round's refresh as before pacing: a candidate whenever none is out (rounds are a few steps apart)
+            sc.put("calibration.min.steps", "0");
+            sc.put("calibration.max.steps", "0");
             Properties pp = new Properties();
             pp.setProperty(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bs);
             pp.setProperty(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));

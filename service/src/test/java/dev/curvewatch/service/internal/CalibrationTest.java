@@ -217,8 +217,6 @@ class CalibrationTest {
                 .setExamples(r.getExamples().stream().filter(x -> !x.getProbe()).toList()).build()), "no probes");
         assertEquals(RejectReason.INVALID_FIELD, rejected(r -> ProbeResult.newBuilder(r)
                 .setExamples(r.getExamples().stream().filter(ExampleLosses::getProbe).toList()).build()), "no training examples");
-        assertEquals(RejectReason.INVALID_FIELD, rejected(r -> withExample(r, 0, x -> ExampleLosses.newBuilder(x)
-                .setCorrectEdited(List.of()).build())), "some probes with flags, some without");
         assertEquals(RejectReason.INVALID_FIELD, rejected(r -> ProbeResult.newBuilder(r).setStep(-1).build()));
     }
 

@@ -2,6 +2,8 @@ package dev.curvewatch.service.internal;
 
 import dev.curvewatch.avro.DeadLetter;
 import dev.curvewatch.avro.EditRequest;
+import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.avro.SnapshotStatus;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.RunInfo;
@@ -29,6 +31,7 @@ import java.util.concurrent.locks.LockSupport;
 import java.util.function.BooleanSupplier;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -80,6 +83,15 @@ class EditRequestsTest {
         Map<String, DeadLetter> out = new java.util.LinkedHashMap<>();
         producer.history().stream().filter(r -> r.topic().equals(CONFIG.topics().deadLetters())).map(r -> d.decode(r.value()))
                 .forEach(dl -> out.put(dl.getPartition() + "@" + dl.getOffset(), dl));
+        return out;
+    }
+
+    /** The SnapshotEvents published, by idempotency key (the latest of each). */
+    Map<String, SnapshotEvent> snapshotEvents() {
+        AvroDeserializer<SnapshotEvent> d = new AvroDeserializer<>(SnapshotEvent.class);
+        Map<String, SnapshotEvent> out = new java.util.LinkedHashMap<>();
+        producer.history().stream().filter(r -> r.topic().equals(CONFIG.topics().snapshots())).map(r -> d.decode(r.value()))
+                .forEach(e -> out.put(e.getIdempotencyKey(), e));
         return out;
     }
 
@@ -136,6 +148,17 @@ class EditRequestsTest {
                     dls.get(at + 1).getReason());
             assertEquals("MALFORMED", dls.get(at + 2).getReasonCode());
             assertTrue(dls.get(at + 2).getReason().contains("NullPointerException"), dls.get(at + 2).getReason());
+            // each also ends in a FAILED SnapshotEvent the caller can read, with the same reason, and answers nothing
+            Map<String, SnapshotEvent> failed = snapshotEvents();
+            for (String k : List.of("k-unknown", "k-stale", "k-odd")) {
+                SnapshotEvent e = failed.get(k);
+                assertEquals(SnapshotStatus.FAILED, e.getStatus(), k);
+                assertEquals("", e.getUri());
+                assertEquals(0, e.getSizeBytes());
+                assertFalse(registry.answered(e.getRunId(), k), "a FAILED event does not answer " + k);
+            }
+            assertEquals(dls.get(at + 1).getReason(), failed.get("k-stale").getReason());
+            assertTrue(failed.get("k-unknown").getReason().startsWith("UNKNOWN_RUN: "), failed.get("k-unknown").getReason());
             assertEquals(-1, committed(p0), "the waiting request is not committed");
             assertTrue(consumer.paused().contains(p0) || consumer.position(p0) == 0, "p0 rewound to the waiting request");
             assertNull(dls.get(p0.partition() + "@0"), "it waits (edit.wait.ms), no dead letter yet");
@@ -150,7 +173,7 @@ class EditRequestsTest {
             consumer.schedulePollTask(() -> consumer.addRecord(request(p0, 0, "run-w", "k-wait")));
             await("p0's request served", () -> committed(p0) == 1);
             assertTrue(registry.answered("run-w", "k-wait"));
-            assertTrue(producer.history().stream().anyMatch(r -> r.topic().equals(CONFIG.topics().snapshots())), "a SnapshotEvent");
+            assertEquals(SnapshotStatus.WRITTEN, snapshotEvents().get("k-wait").getStatus(), "a written SnapshotEvent");
         } finally {
             edits.requestStop();
             t.join(10_000);

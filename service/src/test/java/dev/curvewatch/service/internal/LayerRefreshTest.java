@@ -46,13 +46,15 @@ class LayerRefreshTest {
         return f;
     }
 
+    static final CalibrationTerms TERMS = new CalibrationTerms(dev.curvewatch.avro.CalibrationSearch.BISECT, 0.02, 0.05, List.of(3, 9), 8);
+
     static LayerRefresh refresher() {
         return refresher(1L << 30, CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024);
     }
 
     static LayerRefresh refresher(long maxCandidateBytes, int maxPartBytes) {
         return new LayerRefresh(new EigenbasisRefresh(SymmetricEigensolvers.best(), 0.01, Precision.FLOAT64), maxCandidateBytes,
-                maxPartBytes);
+                maxPartBytes, TERMS);
     }
 
     static LayerRefresh.Input input(long version, double[] a, double[] g) {
@@ -101,7 +103,7 @@ class LayerRefreshTest {
         assertEquals(10, s.get("refresh_seconds").getStep(), "signals at the manifest's last step");
         assertEquals(1, s.get("refresh_seconds").getFactorVersion());
 
-        EditCandidate c = LayerRefresh.candidate(o, "cand-1", 9);
+        EditCandidate c = refresher().candidate(o, "cand-1", 9);
         assertEquals(List.of(8, 8), c.getBasisG().getShape());
         assertEquals(List.of(12, 12), c.getBasisA().getShape());
         float[] ua = TensorCodec.toFloatArray(c.getBasisA(), "basis_a");
@@ -167,8 +169,8 @@ class LayerRefreshTest {
             assertTrue(record.length <= 4800, record.length + " bytes");
             back = assembler.accept(de.decode(record), 8, 12).orElse(back);
         }
-        assertEquals(LayerRefresh.candidate(o, "cand-1", 9), back, "the parts are the whole candidate");
-        assertEquals(List.of(LayerRefresh.candidate(o, "cand-1", 9)), refresher().candidateParts(o, "cand-1", 9),
+        assertEquals(refresher().candidate(o, "cand-1", 9), back, "the parts are the whole candidate");
+        assertEquals(List.of(refresher().candidate(o, "cand-1", 9)), refresher().candidateParts(o, "cand-1", 9),
                 "one record when it fits");
     }
 }

@@ -59,4 +59,66 @@ class LayerStateTest {
         assertEquals("waiting for factors", v.status().status());
         assertEquals(null, v.bases());
     }
+
+    static PendingCandidate candidate(String id, long version) {
+        return new PendingCandidate(id, "run-1", "fc", version, version, new double[]{0.9}, new double[]{0.1}, new long[]{3}, 6, 0);
+    }
+
+    @Test
+    void aDeclinedCandidateEndsItsCalibrationAtOnceAndBacksOff() {
+        LayerState l = new LayerState("run-1", "fc", new LayerState.Pacing(new CandidatePacer.Settings(20, 200, 0), 1));
+        PendingCandidate c = candidate("c1", 1);
+        l.sent(c);
+        assertTrue(l.declined(c, "answer-time budget spent (12% of training)"));
+        assertFalse(l.awaitingAnswer(), "no timeout to wait for");
+        assertEquals("candidate declined at v1: answer-time budget spent (12% of training)", l.status().status());
+        assertEquals(1, l.status().candidatesDeclined());
+        assertEquals(1, l.status().candidateBackoff());
+        assertFalse(l.declined(c, "again"), "only once");
+        assertFalse(l.candidateDecision(39, 1).send(), "backed off: 40 steps now");
+        assertTrue(l.candidateDecision(41, 1).send());
+    }
+
+    @Test
+    void anInvalidCalibrationKeepsTheLastValidRhoAndSaysWhy() {
+        LayerState l = new LayerState("run-1", "fc");
+        PendingCandidate c1 = CalibrationTest.candidate();
+        Calibration.Outcome good = Calibration.calibrate(CalibrationTest.result(3, 20, 30, true), c1, 0.01, 0.05);
+        assertTrue(good.valid());
+        l.sent(c1);
+        assertTrue(l.answered(c1));
+        l.calibrated(c1, good, 41);
+        assertEquals(good.rho(), l.status().calibratedRho());
+        assertEquals(1, l.status().calibrationValid());
+        Calibration.Outcome vacuous = Calibration.calibrate(
+                DegenerateCalibrationTest.result(null, false), DegenerateCalibrationTest.candidate(), 0.01, 0.05);
+        assertFalse(vacuous.valid());
+        l.calibrated(DegenerateCalibrationTest.candidate(), vacuous, 50);
+        assertEquals(good.rho(), l.status().calibratedRho(), "an edit at the calibrated rho uses the last valid one");
+        assertEquals(0, l.status().calibrationValid());
+        assertTrue(l.status().calibrationProblem().startsWith("calibration invalid at v3: constant probe loss"),
+                l.status().calibrationProblem());
+        assertEquals(l.status().calibrationProblem(), l.status().status());
+    }
+
+    @Test
+    void aRhoStuckAtTheGridsEdgeIsAWarning() {
+        LayerState l = new LayerState("run-1", "fc");
+        PendingCandidate c = CalibrationTest.candidate();
+        // every candidate within tolerance (one point lost of 95): the most aggressive rho
+        int[] edited = new int[CalibrationTest.RHOS.length];
+        java.util.Arrays.fill(edited, 94);
+        Calibration.Outcome edge = Calibration.calibrate(CalibrationTest.accuracyCurve(100, 10, 95, edited), c, 0.01, 1);
+        assertEquals(-1, edge.rhoAtEdge());
+        for (int i = 1; i <= LayerState.EDGE_WARNING_AFTER; i++) {
+            assertEquals(null, l.status().warning(), "not after " + (i - 1));
+            l.calibrated(c, edge, 40 + i);
+        }
+        assertTrue(l.status().warning().startsWith("rho at the grid's most aggressive end for 3 calibrations in a row"),
+                l.status().warning());
+        int[] inside = edited.clone();
+        inside[0] = 50;
+        l.calibrated(c, Calibration.calibrate(CalibrationTest.accuracyCurve(100, 10, 95, inside), c, 0.01, 1), 50);
+        assertEquals(null, l.status().warning(), "an interior rho ends the warning");
+    }
 }

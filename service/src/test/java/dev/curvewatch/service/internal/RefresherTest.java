@@ -219,4 +219,82 @@ class RefresherTest {
         assertEquals(1.0, metrics.counter("curvewatch_service_candidates_failed_total"));
         assertEquals(0.0, metrics.counter("curvewatch_service_candidates_total"));
     }
+
+    /** Version {@code version} of the checkpoint with its manifest's last step set to {@code step}. */
+    static FactorCheckpointReader.Parts at(long version, long step) {
+        FactorCheckpointReader.Parts p = reader(version).detach(RUN + "/fc").orElseThrow();
+        return new FactorCheckpointReader.Parts(FactorManifest.newBuilder(p.manifest()).setStepLast(step).build(), p.chunks());
+    }
+
+    @Test
+    void candidatesArePacedInTrainerStepsAndCarryTheTermsOfContractV2() {
+        MockProducer<String, byte[]> producer = new MockProducer<>(true, null, new StringSerializer(), new ByteArraySerializer());
+        Registry paced = new Registry(new SignalHistory(100), 10, 10, 10,
+                new LayerState.Pacing(new CandidatePacer.Settings(20, 200, 0), 1));
+        paced.register(RunInfo.newBuilder().setRunId(RUN).setModel("m").setSource("t").setCreatedMs(1)
+                .setLayers(List.of(LayerInfo.newBuilder().setName("fc").setDIn(D_IN).setDOut(D_OUT).build())).build(), 1);
+        LayerState l = paced.existing(RUN, "fc").orElseThrow();
+        Refresher refresher = new Refresher(LayerRefreshTest.refresher(), new Outputs(producer, TOPICS, paced,
+                new AlertEvaluator(List.of()), metrics, null, "service:test", 1 << 20), metrics);
+        AvroDeserializer<EditCandidate> d = new AvroDeserializer<>(EditCandidate.class);
+        java.util.function.Supplier<List<EditCandidate>> candidates = () -> producer.history().stream()
+                .filter(r -> r.topic().equals(TOPICS.editCandidates())).map(r -> d.decode(r.value())).toList();
+        long[] steps = {5, 10, 24, 25, 30, 46};
+        for (int v = 0; v < steps.length; v++) {
+            FactorCheckpointReader.Parts p = at(v + 1, steps[v]);
+            l.manifest(p.manifest(), System.nanoTime());
+            assertTrue(l.due(System.nanoTime(), 0), "refreshed at step " + steps[v]);
+            refresher.run(l, p, System.nanoTime(), l.start(System.nanoTime()));
+            List<EditCandidate> sent = candidates.get();
+            PendingCandidate out = sent.isEmpty() ? null : l.outstanding(sent.get(sent.size() - 1).getCandidateId());
+            if (out != null) {
+                assertTrue(l.answered(out)); // the trainer answers at once
+            }
+        }
+        List<Long> sentAt = candidates.get().stream().map(EditCandidate::getStep).toList();
+        assertEquals(List.of(5L, 25L, 46L), sentAt, "one candidate per 20 trainer steps, however often the layer refreshes");
+        assertEquals(3.0, metrics.counter("curvewatch_service_candidates_deferred_total", "paced"));
+        EditCandidate c = candidates.get().get(0);
+        assertEquals(dev.curvewatch.avro.CalibrationSearch.BISECT, c.getSearch());
+        assertEquals(0.02, c.getAccuracyTolerance());
+        assertEquals(0.05, c.getLossTolerance());
+        assertEquals(List.of(3, 9), c.getTrainCandidates());
+        assertEquals(8, c.getPeakTokens());
+        // the same step again: no refresh (refresh.min.steps = 1), unless forced
+        FactorCheckpointReader.Parts same = at(7, 46);
+        l.manifest(same.manifest(), System.nanoTime());
+        assertFalse(l.due(System.nanoTime(), 0), "a newer version without new trainer steps");
+        l.forceRefresh();
+        assertTrue(l.due(System.nanoTime(), 0));
+        refresher.run(l, same, System.nanoTime(), l.start(System.nanoTime()));
+        assertEquals("paced: 0 of 20 trainer steps since the last candidate", l.status().candidatePaced(), "the layer says why");
+        assertEquals(3, candidates.get().size());
+    }
+
+    @Test
+    void aCandidateDeferredWhileAnotherWasOutIsSentOnceThatOneIsAnswered() {
+        MockProducer<String, byte[]> producer = new MockProducer<>(true, null, new StringSerializer(), new ByteArraySerializer());
+        LayerState l = layer();
+        Refresher refresher = refresher(outputs(producer), metrics);
+        AvroDeserializer<EditCandidate> d = new AvroDeserializer<>(EditCandidate.class);
+        java.util.function.Supplier<List<Long>> sentVersions = () -> producer.history().stream()
+                .filter(r -> r.topic().equals(TOPICS.editCandidates())).map(r -> d.decode(r.value()).getFactorVersion()).toList();
+        for (long v = 1; v <= 2; v++) {
+            FactorCheckpointReader.Parts p = reader(v).detach(RUN + "/fc").orElseThrow();
+            l.manifest(p.manifest(), System.nanoTime());
+            refresher.run(l, p, System.nanoTime(), l.start(System.nanoTime()));
+        }
+        assertEquals(List.of(1L), sentVersions.get(), "v2's candidate waits: v1's is out");
+        assertEquals(null, l.startOwedCandidate(), "not while v1's is out");
+        PendingCandidate v1 = l.outstanding(d.decode(producer.history().stream().filter(r -> r.topic().equals(TOPICS.editCandidates()))
+                .findFirst().orElseThrow().value()).getCandidateId());
+        assertTrue(l.answered(v1));
+        LayerState.Bases owed = l.startOwedCandidate();
+        assertEquals(2, owed.version(), "the newest bases, no new manifest needed (a trainer that stopped still gets them calibrated)");
+        assertFalse(l.due(System.nanoTime(), 0), "in flight while it is sent");
+        refresher.sendOwed(l, owed);
+        assertEquals(List.of(1L, 2L), sentVersions.get());
+        assertTrue(l.awaitingAnswer());
+        assertEquals(null, l.startOwedCandidate(), "owed once");
+    }
 }

@@ -1,0 +1,109 @@
+package dev.curvewatch.service.internal;
+
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+
+/**
+ * A layer's EditCandidates on their way: the ones out (one is sent at a time; at most
+ * {@link LayerState#MAX_OUTSTANDING} kept), their pacing ({@link CandidatePacer}), whether a
+ * refresh still owes the trainer a candidate, and the counts the status shows. Not thread-safe:
+ * its {@link LayerState} guards it with its lock.
+ */
+final class CandidateFlow {
+    private final LinkedHashMap<String, PendingCandidate> outstanding = new LinkedHashMap<>();
+    private final CandidatePacer pacer;
+    long sent;
+    int timeouts;
+    int declined;
+    /** Why the latest refresh sent none, or null. */
+    String paced;
+    /** A refresh had a candidate to send but one was still out: send one for the newest bases once that one ends. */
+    private boolean owed;
+
+    CandidateFlow(CandidatePacer.Settings settings) {
+        this.pacer = new CandidatePacer(settings);
+    }
+
+    CandidatePacer.Decision decide(long step, double drift) {
+        CandidatePacer.Decision d = pacer.refreshed(step, drift);
+        if (!outstanding.isEmpty()) {
+            // one candidate at a time per layer: a newer one would supersede the answer the trainer is computing now
+            owed = d.send();
+            d = new CandidatePacer.Decision(false, "candidate " + outstanding.keySet().iterator().next() + " is still out");
+        } else {
+            owed = false;
+        }
+        paced = d.send() ? null : d.why();
+        return d;
+    }
+
+    void sent(PendingCandidate c) {
+        outstanding.put(c.id(), c);
+        sent++;
+        pacer.sent(c.step());
+        while (outstanding.size() > LayerState.MAX_OUTSTANDING) {
+            Iterator<String> it = outstanding.keySet().iterator();
+            it.next();
+            it.remove();
+        }
+    }
+
+    /** Whether a candidate is owed now (none out); clears the debt when it is. */
+    boolean takeOwed() {
+        boolean now = owed && outstanding.isEmpty();
+        owed = owed && !now;
+        return now;
+    }
+
+    boolean awaiting() {
+        return !outstanding.isEmpty();
+    }
+
+    PendingCandidate outstanding(String id) {
+        return outstanding.get(id);
+    }
+
+    /** Takes a candidate out of the outstanding ones; false when it was not out. */
+    boolean remove(String id) {
+        return outstanding.remove(id) != null;
+    }
+
+    /** The candidate was answered: it and every older outstanding candidate are done, and the back-off eases. */
+    void answered(PendingCandidate c) {
+        outstanding.values().removeIf(o -> o.factorVersion() <= c.factorVersion());
+        pacer.answered();
+    }
+
+    /** Declined by the trainer: no longer out, and the layer backs off. False when it was not out. */
+    boolean declined(PendingCandidate c) {
+        if (!remove(c.id())) {
+            return false;
+        }
+        declined++;
+        pacer.declinedOrTimedOut();
+        return true;
+    }
+
+    /** Removes candidates older than the timeout; returns them. */
+    List<PendingCandidate> expire(long nowMs, long timeoutMs) {
+        List<PendingCandidate> out = new ArrayList<>();
+        outstanding.values().removeIf(c -> {
+            if (nowMs - c.sentMs() > timeoutMs) {
+                out.add(c);
+                return true;
+            }
+            return false;
+        });
+        if (!out.isEmpty()) {
+            timeouts += out.size();
+            pacer.declinedOrTimedOut();
+        }
+        return out;
+    }
+
+    int backoff() {
+        return pacer.backoff();
+    }
+}
