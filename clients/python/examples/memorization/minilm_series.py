@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from . import scores
 from .kfac import Basis, Factors, edited_weight, swapped
-from .lm_series import QUANTILES, bisect
-from .lm_study import GRID
+from .calibrate import bisect
+from .lm_series import QUANTILES
+from .calibrate import FINE_GRID as GRID
 from .minilm_train import MiniLmConfig, features, make_model
 
 
@@ -91,17 +92,19 @@ def refresh(study, step, kind, tolerance, alarm_rho, layers):
             with swapped(model, {layer: weight(rho)}):
                 ed = {"recent": study.logits(model, "train", rows), "probe": study.logits(model, "probe")}
                 res = {"rho": rho, "outcome": outcome(study, study.logits(model, "train"), study.logits(model, "test"), labels)}
-            tr = (F.cross_entropy(ed["recent"], y_recent, reduction="none") - loss_now["recent"]).numpy()
-            pr = (F.cross_entropy(ed["probe"], y_probe, reduction="none") - loss_now["probe"]).numpy()
-            r = {"auroc": scores.auroc(tr[flipped_recent], tr[~flipped_recent]) if flipped_recent.any() else None,
-                 "auroc_loss": scores.auroc(-loss_now["recent"].numpy()[flipped_recent], -loss_now["recent"].numpy()[~flipped_recent])
-                 if flipped_recent.any() else None,
-                 "train_mean": float(tr.mean()), "probe_mean": float(pr.mean())}
-            for q in QUANTILES:
-                e = scores.exceedance(tr, pr, q)
-                r[f"q{q}"] = {k: e[k] for k in ("count", "n", "expected", "p_value", "threshold", "ratio")}
-                r[f"q{q}"]["flipped_over"] = int((tr[flipped_recent] > e["threshold"]).sum())
-            res["exact"] = r
+            ed_loss = {k: F.cross_entropy(ed[k], y, reduction="none") for k, y in (("recent", y_recent), ("probe", y_probe))}
+            for name, fn in (("exact", scores.token_increase), ("lr", scores.token_log_ratio)):
+                tr = fn(loss_now["recent"][:, None], ed_loss["recent"][:, None])[:, 0].numpy()
+                pr = fn(loss_now["probe"][:, None], ed_loss["probe"][:, None])[:, 0].numpy()
+                r = {"auroc": scores.auroc(tr[flipped_recent], tr[~flipped_recent]) if flipped_recent.any() else None,
+                     "auroc_loss": scores.auroc(-loss_now["recent"].numpy()[flipped_recent],
+                                                -loss_now["recent"].numpy()[~flipped_recent]) if flipped_recent.any() else None,
+                     "train_mean": float(tr.mean()), "probe_mean": float(pr.mean())}
+                for q in QUANTILES:
+                    e = scores.exceedance(tr, pr, q)
+                    r[f"q{q}"] = {k: e[k] for k in ("count", "n", "expected", "p_value", "threshold", "ratio")}
+                    r[f"q{q}"]["flipped_over"] = int((tr[flipped_recent] > e["threshold"]).sum())
+                res[name] = r
             entry["at"][label] = res
         out["layers"][layer] = entry
     return out
@@ -113,7 +116,7 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--kind", default="cumulative")
     p.add_argument("--tolerance", type=float, default=0.01)
-    p.add_argument("--alarm-rho", type=float, default=0.9)
+    p.add_argument("--alarm-rho", type=float, default=1.0, help="< 1: scores at this fixed rho too")
     p.add_argument("--layers", nargs="*")
     p.add_argument("--every", type=int, default=1)
     a = p.parse_args(argv)
@@ -125,7 +128,7 @@ def main(argv=None):
         results.append(r)
         print(step, r["epoch"], r["flipped_recent"], json.dumps(r["now"]), {
             l: (round(e["rho"], 5), {lab: (x["outcome"]["flipped_true"], x["outcome"]["flipped_memorized"],
-                                           x["outcome"]["test_acc"], x["exact"]["auroc"], x["exact"]["q0.99"]["p_value"])
+                                           x["outcome"]["test_acc"], x["exact"]["auroc"], x["lr"]["auroc"], x["lr"]["q1.0"]["count"], x["lr"]["q1.0"]["flipped_over"], round(x["lr"]["q1.0"]["p_value"], 6))
                                      for lab, x in e["at"].items()}) for l, e in r["layers"].items()}, flush=True)
         Path(a.out).write_text(json.dumps({"run": a.run, "kind": a.kind, "tolerance": a.tolerance,
                                            "alarm_rho": a.alarm_rho, "refreshes": results}, indent=1))
