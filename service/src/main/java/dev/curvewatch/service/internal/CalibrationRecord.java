@@ -23,6 +23,7 @@ final class CalibrationRecord {
     String problem;
     List<ExampleScore> topExact = List.of();
     List<ExampleScore> topLoss = List.of();
+    List<ExampleScore> topPeak = List.of();
     long scoresStep = -1;
     double scoresRho = Double.NaN;
     private long historyKeptVersion = -1;
@@ -49,6 +50,7 @@ final class CalibrationRecord {
         keptPairs = o.keptPairs();
         topExact = top(o.exact());
         topLoss = top(o.loss());
+        topPeak = top(o.peak());
         scoresStep = measuredStep;
         scoresRho = o.rho();
         return "calibrated v" + c.factorVersion() + ": rho " + o.rho() + " (" + o.mode().name().toLowerCase(java.util.Locale.ROOT)

@@ -369,6 +369,16 @@ public final class LayerState {
         return calibration.topLoss;
     }
 
+    /** Top PEAK scores (memorization score at the calibrated rho) of the latest valid calibration with an edit. */
+    public synchronized List<ExampleScore> topPeak() {
+        return calibration.topPeak;
+    }
+
+    /** The examples an alert names: by memorization score (PEAK) when the latest calibration had them, else EXACT. */
+    public synchronized List<ExampleScore> topForAlerts() {
+        return calibration.topPeak.isEmpty() ? calibration.topExact : calibration.topPeak;
+    }
+
     public synchronized long scoresStep() {
         return calibration.scoresStep;
     }

@@ -89,7 +89,7 @@ final class Refresher {
             return;
         }
         double latency = (System.nanoTime() - seenNanos) / 1e9;
-        out.signals(LayerRefresh.signals(o, latency, now), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
+        out.signals(LayerRefresh.signals(o, latency, now), new AlertEvaluator.Context(l.topForAlerts(), l.calibratedRho()));
         metrics.inc("curvewatch_service_refreshes_total", "ok");
         metrics.inc("curvewatch_service_refresh_latency_seconds_total", latency);
         lastLatency = latency;
@@ -177,7 +177,7 @@ final class Refresher {
         }
         if (!silent) {
             try {
-                out.signals(List.of(LayerRefresh.failureSignal(in, now)), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
+                out.signals(List.of(LayerRefresh.failureSignal(in, now)), new AlertEvaluator.Context(l.topForAlerts(), l.calibratedRho()));
                 out.live("layer", l.runId(), Json.layer(l));
             } catch (RuntimeException e) {
                 LOG.error("could not publish the failed refresh of {} v{}", l.key(), in.factorVersion(), e);
