@@ -14,7 +14,8 @@ import torch
 
 class Capture:
     """Forward hooks on the named Linear modules: the layer input a and, after backward, the
-    output-gradient g of every token position the `keep` mask marks (B x T bool), as float64."""
+    output-gradient g of every token position the `keep` mask marks (B x T bool), as float64 (every
+    row of a layer that sees one row per example, such as a head on pooled features)."""
 
     def __init__(self, model, names):
         modules = dict(model.named_modules())
@@ -42,6 +43,8 @@ class Capture:
         for name in self.names:
             a, s = self._inputs.pop(name), self._outputs.pop(name)
             rows = keep.reshape(-1)
+            if a.reshape(-1, a.shape[-1]).shape[0] != rows.numel():  # a per-example layer (a head on pooled features)
+                rows = torch.ones(a.reshape(-1, a.shape[-1]).shape[0], dtype=torch.bool)
             out[name] = (a.reshape(-1, a.shape[-1])[rows].double(), s.grad.reshape(-1, s.shape[-1])[rows].double())
         return out
 

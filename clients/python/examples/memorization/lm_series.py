@@ -46,8 +46,9 @@ def token_aurocs(study, ids, now, edited):
     return {k: scores.auroc(v[secret].numpy(), v[clean].numpy()) for k, v in per_token.items()}
 
 
-def refresh(study, step, kind, tolerance, alarm_rho, layers):
+def refresh(study, step, kind, tolerance, alarm_rho, layers, recent_n=None):
     model, factors, recent = study.load(step)
+    recent = recent[-recent_n:] if recent_n else recent
     ev = LmEval(model, study.c.seq_len)
     texts = study.texts(recent)
     canary = np.array([i[0] == "c" for i in recent])
@@ -109,12 +110,13 @@ def main(argv=None):
     p.add_argument("--layers", nargs="*")
     p.add_argument("--every", type=int, default=1, help="every n-th checkpoint")
     p.add_argument("--from-step", type=int, default=0)
+    p.add_argument("--recent", type=int, default=0, help="the n most recent distinct training examples (0: all kept)")
     a = p.parse_args(argv)
     study = Study(a.run, probes=a.probes)
     steps = sorted(int(f.stem.split("-")[1]) for f in Path(a.run).glob("ckpt-*.pt") if int(f.stem.split("-")[1]) >= a.from_step)[::a.every]
     results = []
     for step in steps:
-        results.append(refresh(study, step, a.kind, a.tolerance, a.alarm_rho, a.layers or study.c.layers))
+        results.append(refresh(study, step, a.kind, a.tolerance, a.alarm_rho, a.layers or study.c.layers, a.recent))
         r = results[-1]
         brief = {l[7:]: (round(e["rho"], 4), {lab: (x["lra8"]["auroc"], x["lra8"]["q1.0"]["count"], x["lra8"]["q1.0"]["canaries_over"],
                                                    round(x["lra8"]["q1.0"]["p_value"], 5)) for lab, x in e["at"].items()})

@@ -28,6 +28,11 @@ class MiniLmStudy:
         self.c = MiniLmConfig(**json.loads((self.run_dir / "config.json").read_text()))
         (self.train, self.probes, self.test), self.feats = features(self.c, log=lambda *_: None)
         self.index = {f"x{i}": i for i in range(len(self.train.texts))}
+        # the edit's outcome is measured on every flipped example and a fixed sample of 300 clean ones
+        clean = torch.nonzero(~self.train.flipped).flatten()
+        g = torch.Generator().manual_seed(0)
+        self.outcome_rows = torch.cat([torch.nonzero(self.train.flipped).flatten(),
+                                       clean[torch.randperm(len(clean), generator=g)[:300]]]).sort().values
 
     def load(self, step):
         ck = torch.load(self.run_dir / f"ckpt-{step:05d}.pt")
@@ -44,17 +49,19 @@ class MiniLmStudy:
                           for i in range(0, len(hidden), 256)])
 
 
-def outcome(study, logits_train, logits_test, labels_in_force):
-    pred = logits_train.argmax(-1)
-    fl = study.train.flipped
-    return {"flipped_memorized": float((pred[fl] == study.train.labels[fl]).float().mean()),
-            "flipped_true": float((pred[fl] == study.train.true_labels[fl]).float().mean()),
-            "clean_train_acc": float((pred[~fl] == study.train.true_labels[~fl]).float().mean()),
-            "train_acc_in_force": float((pred == labels_in_force).float().mean()),
-            "test_acc": float((logits_test.argmax(-1) == study.test.labels).float().mean())}
+def outcome(study, model, labels_in_force):
+    rows = study.outcome_rows
+    pred = study.logits(model, "train", rows).argmax(-1)
+    fl = study.train.flipped[rows]
+    true, given = study.train.true_labels[rows], study.train.labels[rows]
+    return {"flipped_memorized": float((pred[fl] == given[fl]).float().mean()),
+            "flipped_true": float((pred[fl] == true[fl]).float().mean()),
+            "clean_train_acc": float((pred[~fl] == true[~fl]).float().mean()),
+            "train_acc_in_force": float((pred == labels_in_force[rows]).float().mean()),
+            "test_acc": float((study.logits(model, "test").argmax(-1) == study.test.labels).float().mean())}
 
 
-def refresh(study, step, kind, tolerance, alarm_rho, layers):
+def refresh(study, step, kind, tolerance, alarm_rho, layers, with_outcome=True):
     model, factors, ck = study.load(step)
     noisy = ck["noisy"]
     labels = study.train.labels if noisy else study.train.true_labels
@@ -67,7 +74,7 @@ def refresh(study, step, kind, tolerance, alarm_rho, layers):
     acc_now = float((now["probe"].argmax(-1) == y_probe).float().mean())
     out = {"step": step, "epoch": ck["epoch"], "noisy": noisy, "flipped_recent": int(flipped_recent.sum()),
            "probe_acc": acc_now,
-           "now": outcome(study, study.logits(model, "train"), study.logits(model, "test"), labels), "layers": {}}
+           "now": outcome(study, model, labels) if with_outcome else None, "layers": {}}
     modules = dict(model.named_modules())
     for layer in layers:
         basis = Basis.of(*factors[layer].get(kind))
@@ -91,7 +98,7 @@ def refresh(study, step, kind, tolerance, alarm_rho, layers):
                 continue
             with swapped(model, {layer: weight(rho)}):
                 ed = {"recent": study.logits(model, "train", rows), "probe": study.logits(model, "probe")}
-                res = {"rho": rho, "outcome": outcome(study, study.logits(model, "train"), study.logits(model, "test"), labels)}
+                res = {"rho": rho, "outcome": outcome(study, model, labels) if with_outcome else None}
             ed_loss = {k: F.cross_entropy(ed[k], y, reduction="none") for k, y in (("recent", y_recent), ("probe", y_probe))}
             for name, fn in (("exact", scores.token_increase), ("lr", scores.token_log_ratio)):
                 tr = fn(loss_now["recent"][:, None], ed_loss["recent"][:, None])[:, 0].numpy()
@@ -119,16 +126,19 @@ def main(argv=None):
     p.add_argument("--alarm-rho", type=float, default=1.0, help="< 1: scores at this fixed rho too")
     p.add_argument("--layers", nargs="*")
     p.add_argument("--every", type=int, default=1)
+    p.add_argument("--from-step", type=int, default=0)
+    p.add_argument("--outcome-every", type=int, default=4, help="measure the edit's effect every n-th refresh (and the last)")
     a = p.parse_args(argv)
     study = MiniLmStudy(a.run)
-    steps = sorted(int(f.stem.split("-")[1]) for f in Path(a.run).glob("ckpt-*.pt"))[::a.every]
+    steps = sorted(int(f.stem.split("-")[1]) for f in Path(a.run).glob("ckpt-*.pt") if int(f.stem.split("-")[1]) >= a.from_step)[::a.every]
     results = []
     for step in steps:
-        r = refresh(study, step, a.kind, a.tolerance, a.alarm_rho, a.layers or study.c.watched())
+        r = refresh(study, step, a.kind, a.tolerance, a.alarm_rho, a.layers or study.c.watched(),
+                    with_outcome=(step == steps[-1] or a.outcome_every and len(results) % a.outcome_every == 0))
         results.append(r)
         print(step, r["epoch"], r["flipped_recent"], json.dumps(r["now"]), {
-            l: (round(e["rho"], 5), {lab: (x["outcome"]["flipped_true"], x["outcome"]["flipped_memorized"],
-                                           x["outcome"]["test_acc"], x["exact"]["auroc"], x["lr"]["auroc"], x["lr"]["q1.0"]["count"], x["lr"]["q1.0"]["flipped_over"], round(x["lr"]["q1.0"]["p_value"], 6))
+            l: (round(e["rho"], 5), {lab: (x["outcome"] and (x["outcome"]["flipped_true"], x["outcome"]["flipped_memorized"],
+                                           x["outcome"]["test_acc"]), x["exact"]["auroc"], x["lr"]["auroc"], x["lr"]["q1.0"]["count"], x["lr"]["q1.0"]["flipped_over"], round(x["lr"]["q1.0"]["p_value"], 6))
                                      for lab, x in e["at"].items()}) for l, e in r["layers"].items()}, flush=True)
         Path(a.out).write_text(json.dumps({"run": a.run, "kind": a.kind, "tolerance": a.tolerance,
                                            "alarm_rho": a.alarm_rho, "refreshes": results}, indent=1))

@@ -21,7 +21,7 @@ import torch
 from . import bert as bert_mod
 from . import minilm_data
 from .kfac import Capture, Factors, sampled_fisher_pass
-from .minilm_model import TopClassifier, frozen_prefix
+from .minilm_model import MlpClassifier, TopClassifier, frozen_prefix
 from .wordpiece import WordPiece
 
 
@@ -32,6 +32,7 @@ class MiniLmConfig:
     per_class: int = 500
     max_tokens: int = 32
     first_trainable: int = 5
+    train_attention: bool = True   # False: only the MLP of layer first_trainable (and the head) is trained
     noise: float = 0.1
     epochs: int = 24
     inject_at: int = 6            # epoch; < 0: clean control
@@ -52,30 +53,39 @@ def features(c, log=print):
     """(train, probes, test) LabelledSets and their cached prefix features {set: (hidden, mask)}."""
     train, probes, test = minilm_data.load(c.categories, c.per_class, noise=c.noise, seed=c.seed)
     onnx_path, tok_path = bert_mod.extract(c.cache)
-    key = hashlib.sha256(json.dumps([c.categories, c.per_class, c.max_tokens, c.first_trainable,
-                                     train.texts, probes.texts, test.texts]).encode()).hexdigest()[:16]
+    through = not getattr(c, "train_attention", True)
+    key = hashlib.sha256(json.dumps([c.categories, c.per_class, c.max_tokens, c.first_trainable, through,
+                                     sorted(train.texts), probes.texts, test.texts]).encode()).hexdigest()[:16]
     path = Path(c.cache) / f"features-{key}.pt"
     if path.is_file():
-        return (train, probes, test), torch.load(path)
+        cached = torch.load(path)
+        order = [cached["order"][t] for t in train.texts]  # cached in sorted text order: any seed's shuffle reuses it
+        cached["train"] = tuple(x[order] for x in cached["train"])
+        return (train, probes, test), cached
     tok = WordPiece.from_file(tok_path)
     tok.max_length = c.max_tokens
     model = bert_mod.Bert.from_onnx(onnx_path).eval()
     out, started = {}, time.time()
-    for name, s in (("train", train), ("probe", probes), ("test", test)):
+    by_text = sorted(train.texts)
+    for name, texts in (("train", by_text), ("probe", probes.texts), ("test", test.texts)):
         hidden, masks = [], []
-        for i in range(0, len(s.texts), 64):
-            b = tok.batch(s.texts[i:i + 64], length=c.max_tokens)
-            hidden.append(frozen_prefix(model, b, c.first_trainable))
+        for i in range(0, len(texts), 64):
+            b = tok.batch(texts[i:i + 64], length=c.max_tokens)
+            hidden.append(frozen_prefix(model, b, c.first_trainable, through))
             masks.append(b["attention_mask"])
         out[name] = (torch.cat(hidden), torch.cat(masks))
-        log(f"features {name}: {len(s.texts)} quotes {time.time() - started:.0f}s")
+        log(f"features {name}: {len(texts)} quotes {time.time() - started:.0f}s")
+    out["order"] = {t: i for i, t in enumerate(by_text)}
     torch.save(out, path)
+    order = [out["order"][t] for t in train.texts]
+    out["train"] = tuple(x[order] for x in out["train"])
     return (train, probes, test), out
 
 
 def make_model(c):
     onnx_path, _ = bert_mod.extract(c.cache)
-    return TopClassifier(bert_mod.Bert.from_onnx(onnx_path), c.first_trainable, len(c.categories), seed=c.seed)
+    cls = TopClassifier if getattr(c, "train_attention", True) else MlpClassifier
+    return cls(bert_mod.Bert.from_onnx(onnx_path), c.first_trainable, len(c.categories), seed=c.seed)
 
 
 def classifier_logits(batch):
