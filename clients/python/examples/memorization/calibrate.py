@@ -40,15 +40,17 @@ def calibrate_layer(cost, grid, budget):
     return bisect(len(grid), within), seen
 
 
-def calibrate_joint(layers, cost_single, cost_joint, grid, tolerance, rounds=4):
+def calibrate_joint(layers, cost_single, cost_joint, grid, tolerance, rounds=1):
     """Per-layer ρ for a joint edit of `layers` within `tolerance`, probes only.
 
     cost_single(layer, rho) -> probe cost of that layer alone; cost_joint({layer: rho}) -> probe
-    cost of the joint edit. Returns {"rhos": {layer: rho (1.0 = not edited)}, "cost": joint cost,
-    "rounds": [...]}."""
+    cost of the joint edit. Round 1 gives every layer tolerance / len(layers); each further round
+    rescales the shares by tolerance / joint cost (up when the layers' costs were sub-additive or
+    the grid left budget unused, down when they overshot). The most aggressive round within the
+    tolerance (largest joint cost) is returned: {"rhos": {layer: rho (1.0 = not edited)}, "cost":
+    joint cost, "rounds": [...]}; no round within: no edit."""
     budget = tolerance / len(layers)
-    history = []
-    rhos, joint = {}, 0.0
+    history, best = [], None
     for _ in range(rounds):
         rhos = {}
         for layer in layers:
@@ -57,8 +59,11 @@ def calibrate_joint(layers, cost_single, cost_joint, grid, tolerance, rounds=4):
         edited = {l: r for l, r in rhos.items() if r < 1.0}
         joint = cost_joint(edited) if edited else 0.0
         history.append({"budget": budget, "rhos": dict(rhos), "cost": joint})
-        if joint <= tolerance + 1e-12:
-            return {"rhos": rhos, "cost": joint, "rounds": history}
-        budget *= tolerance / joint * 0.95
-    # the last round still costs too much: no edit
-    return {"rhos": {l: 1.0 for l in layers}, "cost": 0.0, "rounds": history}
+        if joint <= tolerance + 1e-12 and (best is None or joint > best[1]):
+            best = (rhos, joint)
+        if joint <= 0:
+            break
+        budget *= min(4.0, tolerance / joint) * (0.98 if joint > tolerance else 1.0)
+    if best is None:
+        return {"rhos": {l: 1.0 for l in layers}, "cost": 0.0, "rounds": history}
+    return {"rhos": best[0], "cost": best[1], "rounds": history}

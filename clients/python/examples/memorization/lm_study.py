@@ -136,7 +136,7 @@ if __name__ == "__main__":
     main()
 
 
-def joint_edits(study, step, subsets, kind="cumulative", tolerance=float(np.log(1.05)), mode="loss", grid=None):
+def joint_edits(study, step, subsets, kind="cumulative", tolerance=float(np.log(1.05)), mode="loss", grid=None, rounds=1):
     """For each subset of layers: the probes-only joint calibration (calibrate.calibrate_joint) and
     what the edit does: probe cost, held-out perplexity, recitation."""
     from .calibrate import FINE_GRID, calibrate_joint
@@ -166,11 +166,11 @@ def joint_edits(study, step, subsets, kind="cumulative", tolerance=float(np.log(
            "recitation_now": float(np.mean(recitation(canary_now, study.canaries, study.c.seq_len))),
            "eval_ppl_now": float(np.exp(eval_now.mean_loss())), "subsets": []}
     for subset in subsets:
-        cal = calibrate_joint(subset, lambda l, r: cost_joint({l: r}), cost_joint, grid, tolerance)
+        cal = calibrate_joint(subset, lambda l, r: cost_joint({l: r}), cost_joint, grid, tolerance, rounds)
         edited = {l: r for l, r in cal["rhos"].items() if r < 1.0}
         with swapped(model, {l: weight(l, r) for l, r in edited.items()}):
             ev_ed, can_ed = ev.stats(study.evalset), ev.stats(study.canary_texts)
-        row = {"layers": subset, "rhos": cal["rhos"], "probe_cost": cal["cost"], "rounds": len(cal["rounds"]),
+        row = {"layers": subset, "rhos": cal["rhos"], "probe_cost": cal["cost"], "rounds": cal["rounds"],
                "eval_ppl_ratio": float(np.exp(ev_ed.mean_loss() - eval_now.mean_loss())),
                "recitation": float(np.mean(recitation(can_ed, study.canaries, study.c.seq_len)))}
         out["subsets"].append(row)
