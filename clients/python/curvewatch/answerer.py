@@ -66,6 +66,8 @@ class CandidateAnswerer:
         self.last_seconds = {}  # layer -> seconds of its last answer (the budget's estimate)
         self.now_share = {}  # layer -> share of its last answer spent in the unedited passes
         self.answered_layers = set()
+        self.layer_seconds = collections.Counter()  # layer -> seconds spent answering it
+        self.active_layers = set()  # layers candidates came for: each gets an equal share of the budget
         self.replays = {}  # layer -> ForwardReplay
         self.probe = None
         self._warned = set()
@@ -128,6 +130,7 @@ class CandidateAnswerer:
             self.skipped += 1
             self._mark_done(older.candidate_id)
         self.pending[candidate.layer] = candidate
+        self.active_layers.add(candidate.layer)
         return candidate
 
     def _mark_done(self, candidate_id):
@@ -164,8 +167,8 @@ class CandidateAnswerer:
                 break
             # the layer's last answer, else another layer's (same model: a similar cost), else unknown
             estimate = self.last_seconds.get(layer, max(self.last_seconds.values(), default=0.0))
-            if not self.overhead.allows(estimate):
-                wait = self.overhead.wait(estimate)
+            if not self.overhead.allows(estimate, *self._share(layer)):
+                wait = self.overhead.wait(estimate, *self._share(layer))
                 if self._in_time(candidate, wait, estimate):
                     continue  # the budget refills as training goes on: answer it a little later
                 del self.pending[layer]
@@ -178,6 +181,12 @@ class CandidateAnswerer:
             if self._answer(candidate, step):
                 answered += 1
         return answered
+
+    def _share(self, layer):
+        """(seconds the layer's answers took, its share of the budget): layers split it equally, so one
+        layer whose candidates come often (the service backs off the others after their declines)
+        cannot starve the rest."""
+        return self.layer_seconds[layer], 1.0 / max(1, len(self.active_layers))
 
     def _in_time(self, candidate, wait, estimate):
         """Whether, after `wait` more seconds of training (x1.25 in wall time for the capture overhead)
@@ -221,6 +230,7 @@ class CandidateAnswerer:
             spent = time.perf_counter() - started
             self.seconds += spent
             self.max_seconds = max(self.max_seconds, spent)
+            self.layer_seconds[candidate.layer] += spent
             self.last_seconds[candidate.layer] = spent if estimate is None else estimate
             self.clock.seconds["answer"] += spent
         return False
@@ -243,9 +253,9 @@ class CandidateAnswerer:
             if candidate.layer in self.now_share and self.now_share[candidate.layer] > 0:
                 estimate = now_seconds * (1 / self.now_share[candidate.layer] - 1)
             spent = time.perf_counter() - started
-            if self.overhead.allows(spent + estimate):
+            if self.overhead.allows(spent + estimate, *self._share(candidate.layer)):
                 return
-            wait = self.overhead.wait(spent + estimate)
+            wait = self.overhead.wait(spent + estimate, *self._share(candidate.layer))
             if self._in_time(candidate, wait, spent + estimate):
                 raise Postponed(spent + estimate)
             raise Declined(f"answer-time budget spent ({self.overhead.budget:.0%} of training time): the rest "

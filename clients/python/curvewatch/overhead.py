@@ -1,4 +1,5 @@
 """What watching costs the training loop, measured by the client, and the answer-time budget."""
+import contextlib
 import time
 
 
@@ -15,22 +16,33 @@ class Overhead:
         self.budget = float(budget)
         self.started = time.perf_counter()
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Time inside the block is not training (nor capture or answers): it leaves the wall clock."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.started += time.perf_counter() - started
+
     def seconds(self):
         wall = time.perf_counter() - self.started
         capture, answer = self.clock.seconds["capture"], self.clock.seconds["answer"]
         return wall, capture, answer, max(0.0, wall - capture - answer)
 
-    def allows(self, estimate):
-        """True when an answer expected to take `estimate` seconds stays within the budget."""
-        if self.budget == float("inf"):
-            return True
-        _, _, answer, training = self.seconds()
-        return answer + estimate <= self.budget * training
+    def allows(self, estimate, spent=0.0, share=1.0):
+        """True when an answer expected to take `estimate` seconds stays within the budget, and within
+        `share` of it for a layer that has `spent` seconds on answers so far."""
+        return self.budget == float("inf") or self.wait(estimate, spent, share) == 0.0
 
-    def wait(self, estimate):
-        """Training seconds still needed before an answer of `estimate` seconds fits the budget."""
+    def wait(self, estimate, spent=0.0, share=1.0):
+        """Training seconds still needed before an answer of `estimate` seconds fits the budget (and the
+        layer's share of it)."""
+        if self.budget == float("inf"):
+            return 0.0
         _, _, answer, training = self.seconds()
-        return max(0.0, (answer + estimate) / self.budget - training)
+        return max(0.0, (answer + estimate) / self.budget - training,
+                   (spent + estimate) / (self.budget * share) - training)
 
     def report(self):
         wall, capture, answer, training = self.seconds()

@@ -25,10 +25,14 @@ _RECORD_OVERHEAD = 4096  # ids, shapes, timestamps and Kafka framing, generously
 _FISHER = ("SAMPLED", "EMPIRICAL")
 CODE_VERSION = f"curvewatch-python {__version__}"
 _UNDO_FLUSH_SECONDS = 5.0
-# Tokens kept per layer and step: K-FAC factors are means over many steps, so a random 512 of a
-# step's tokens give the same factors in expectation at a fraction of the bytes (a 64 x 64-token
-# batch of a 128 -> 512 layer is 10 MB a step in full, 1.3 MB with 512 tokens).
-DEFAULT_TOKENS_PER_STEP = 512
+# Tokens kept per layer and step: K-FAC factors are means over many steps, so a random 256 of a
+# step's tokens give the same factors in expectation at a fraction of the bytes and CPU (a
+# 32 x 64-token step of a 128 -> 512 layer is 5.2 MB in full, 0.66 MB with 256 tokens; 1,000
+# steps still give 256,000 tokens for a 512 x 512 G).
+DEFAULT_TOKENS_PER_STEP = 256
+# Answers get 8% of training time by default: with the ~4-5% capture costs on the example's
+# transformer (README), the whole overhead stays under the 15% target.
+DEFAULT_ANSWER_BUDGET = 0.08
 
 
 def _check_id(value, what):
@@ -51,7 +55,7 @@ class Watcher:
                  block_timeout=60.0, max_queue_bytes=256 * 1024 * 1024, kafka_config=None, model_name=None,
                  config=None, seed=0, answer_candidates=False, recent_examples=DEFAULT_RECENT_EXAMPLES,
                  eval_batch_size=64, answers_per_step=1, candidate_timeout=60.0, consumer=None, loss_fn=None,
-                 per_example_loss=None, label_shift="auto", token_mask="attention_mask", answer_budget=0.10,
+                 per_example_loss=None, label_shift="auto", token_mask="attention_mask", answer_budget=DEFAULT_ANSWER_BUDGET,
                  grad_scaler=None, follow_dead_letters="auto", replay_bytes=256 * 1024 * 1024):
         self.run_id = _check_id(run_id, "run_id")
         self.model = model
@@ -186,6 +190,11 @@ class Watcher:
         """What watching costs, measured here: wall, training, capture and answer seconds, and ratios
         (capture + answer) / training, capture / training, answer / training; answer_budget."""
         return self._overhead.report()
+
+    def paused(self):
+        """`with w.paused():` around work that is not this training loop (an evaluation, another model):
+        its time counts neither as training (which the answer budget is a share of) nor as overhead."""
+        return self._overhead.paused()
 
     def dead_letters(self):
         """Dead letters of this run seen since watch() started: [{topic, layer, reason_code, count,

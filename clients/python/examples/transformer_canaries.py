@@ -8,11 +8,11 @@ The model is examples/textlm's TinyCausalLM (Hugging Face conventions: `model(**
 input_ids, attention_mask and labels, the causal shift inside, `.logits`/`.loss`), the text is
 Debian's fortunes quotes, character-level. From `--inject-at` on, every batch carries
 `--canaries-per-batch` canaries ("the passcode of Ada 0 is <secret>"): the memorization
-Curvewatch should see. The watcher captures the watched layers every step (512 random real tokens
-per layer), the held-out probes every `--probe-every` steps, and answers the service's edit
-candidates within the client's answer-time budget (10% of training time). `--baseline` first
-trains an unwatched copy (same seed, same batches) so the summary holds the overhead measured
-end to end in the same run. Prints progress; writes a JSON summary (`--summary`).
+Curvewatch should see. The watcher captures the watched layers every step (256 random real tokens
+per layer), the held-out probes once (`--probe-every` for more), and answers the service's edit
+candidates within the client's answer-time budget (8% of training time). `--baseline` also
+trains an unwatched copy (same seed, same batches; in alternating blocks by default) so the summary
+holds the overhead measured end to end in the same run. Prints progress; writes a JSON summary (`--summary`).
 """
 import argparse
 import json
@@ -52,12 +52,18 @@ def parse(argv=None):
     p.add_argument("--probes", type=int, default=32, help="held-out probe windows")
     p.add_argument("--recent-examples", type=int, default=None,
                    help="training examples candidates are evaluated on (default: the client's)")
-    p.add_argument("--probe-every", type=int, default=100, help="steps between probe captures")
+    p.add_argument("--probe-every", type=int, default=0,
+                   help="steps between probe captures (0: the probe set is given, and captured, once at step 0; "
+                        "it is fixed held-out text, and answers evaluate it under the current weights anyway)")
     p.add_argument("--weights-every", type=int, default=100,
                    help="steps between weight snapshots (the service edits the latest weights it has)")
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--baseline", action="store_true", help="first train an unwatched copy: the overhead, measured")
+    p.add_argument("--baseline", nargs="?", const="interleaved", choices=["interleaved", "sequential"],
+                   help="also train an unwatched copy (same seed, same batches) to measure the overhead end to end: in "
+                        "alternating blocks of --block steps (interleaved, the default: other load on the machine "
+                        "falls on both alike), or first, then the watched one (sequential)")
+    p.add_argument("--block", type=int, default=50, help="steps per block with --baseline interleaved")
     p.add_argument("--linger", type=float, default=0.0, metavar="SECONDS",
                    help="after training, keep answering until every watched layer was answered or SECONDS passed")
     p.add_argument("--summary", type=Path, default=None, help="JSON summary file")
@@ -98,29 +104,57 @@ def make_model(args, vocab):
                         max_len=args.seq_len)
 
 
-def train(args, data, model, w=None, label=""):
-    """The training loop; returns seconds spent in it and the last loss."""
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    started = time.perf_counter()
-    loss = None
-    for step, batch, ids in data.batches():
-        loss = model(**batch).loss
-        loss.backward()
-        if w is not None:
-            w.step(step, sample_ids=ids, inputs=batch)  # captures; answers a pending candidate within budget
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if w is not None and step % args.probe_every == 0:
-            w.probe(model, data.probe, step=step, sample_ids=data.probe_ids)
-        if step % args.log_every == 0 or step == args.steps - 1:
-            line = f"{label} step {step:5d} loss {loss.item():.3f} {time.perf_counter() - started:7.1f} s"
-            if w is not None:
-                o, c = w.overhead(), w.candidates.counts()
-                line += (f" | overhead {o['ratio']:.1%} (capture {o['capture_ratio']:.1%}, answers "
-                         f"{o['answer_ratio']:.1%}) candidates answered {c['answered']} declined {c['declined']} "
-                         f"refused {c['refused']} | dead letters {sum(d['count'] for d in w.dead_letters())}")
-            print(line, flush=True)
-    return time.perf_counter() - started, float(loss)
+class Loop:
+    """The training loop of one model, run a number of steps at a time; `seconds` is its wall time."""
+
+    def __init__(self, args, data, model, w=None, label=""):
+        self.args, self.data, self.model, self.w, self.label = args, data, model, w, label
+        self.opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
+        self.batches = data.batches()
+        self.seconds = 0.0
+        self.loss = None
+
+    def run(self, count):
+        """Runs up to `count` more steps; False once every step is done."""
+        started = time.perf_counter()
+        args, w = self.args, self.w
+        try:
+            for _ in range(count):
+                step, batch, ids = next(self.batches)
+                self.loss = self.model(**batch).loss
+                self.loss.backward()
+                if w is not None:
+                    w.step(step, sample_ids=ids, inputs=batch)  # captures; answers a pending candidate within budget
+                self.opt.step()
+                self.opt.zero_grad(set_to_none=True)
+                if w is not None and (step == 0 or (args.probe_every and step % args.probe_every == 0)):
+                    w.probe(self.model, self.data.probe, step=step, sample_ids=self.data.probe_ids)
+                if step % args.log_every == 0 or step == args.steps - 1:
+                    self.log(step, started)
+            return True
+        except StopIteration:
+            return False
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def log(self, step, started):
+        line = f"{self.label} step {step:5d} loss {self.loss.item():.3f} {self.seconds + time.perf_counter() - started:7.1f} s"
+        if self.w is not None:
+            o, c = self.w.overhead(), self.w.candidates.counts()
+            line += (f" | overhead {o['ratio']:.1%} (capture {o['capture_ratio']:.1%}, answers {o['answer_ratio']:.1%}) "
+                     f"candidates answered {c['answered']} declined {c['declined']} refused {c['refused']} | dead "
+                     f"letters {sum(d['count'] for d in self.w.dead_letters())}")
+        print(line, flush=True)
+
+
+def interleaved(watched, unwatched, block):
+    """Both loops to the end in alternating blocks of steps (the unwatched one outside the watcher's clock),
+    so that load from elsewhere on the machine falls on both alike."""
+    going = True
+    while going:
+        with watched.w.paused():
+            going = unwatched.run(block)
+        going = watched.run(block) or going
 
 
 @torch.no_grad()
@@ -155,10 +189,9 @@ def main(argv=None):
     summary = {"run_id": args.run_id, "steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len,
                "model": {"d_model": args.d_model, "n_layers": args.n_layers, "d_mlp": args.d_mlp},
                "layers": layers, "inject_at": data.inject_at, "torch_threads": torch.get_num_threads()}
-    if args.baseline:
-        model = make_model(args, data.tok.vocab_size)
-        seconds, last = train(args, data, model, label="unwatched")
-        summary["unwatched"] = {"train_seconds": seconds, "final_loss": last, **evaluate(model, data)}
+    unwatched = Loop(args, data, make_model(args, data.tok.vocab_size), label="unwatched") if args.baseline else None
+    if args.baseline == "sequential":
+        unwatched.run(args.steps)
     model = make_model(args, data.tok.vocab_size)
     config = {"steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len, "seed": args.seed,
               "canaries": args.canaries, "inject_at": data.inject_at}
@@ -167,10 +200,14 @@ def main(argv=None):
         options["recent_examples"] = args.recent_examples
     with curvewatch.watch(model, layers, args.run_id, bootstrap=args.bootstrap, answer_candidates=True,
                           model_name=f"textlm-d{args.d_model}x{args.n_layers}", config=config, **options) as w:
-        seconds, last = train(args, data, model, w, label="watched")
+        watched = Loop(args, data, model, w, label="watched")
+        if args.baseline == "interleaved":
+            interleaved(watched, unwatched, args.block)
+        else:
+            watched.run(args.steps)
         overhead = w.overhead()  # at the end of training: lingering below is not training
         linger(w, layers, args.linger)
-        summary["watched"] = {"train_seconds": seconds, "final_loss": last, **evaluate(model, data)}
+        summary["watched"] = {"train_seconds": watched.seconds, "final_loss": float(watched.loss), **evaluate(model, data)}
         summary["overhead"] = overhead
         summary["candidates"] = w.candidates.counts()
         summary["answered_layers"] = sorted(w.candidates.answered_layers)
@@ -178,11 +215,16 @@ def main(argv=None):
         summary["longest_answer_seconds"] = w.candidates.max_seconds
         summary["replay"] = w.candidates.replay_status()
         summary["skipped_nonfinite"] = w.skipped_nonfinite
+    if unwatched is not None:
+        summary["unwatched"] = {"train_seconds": unwatched.seconds, "final_loss": float(unwatched.loss),
+                                **evaluate(unwatched.model, data)}
+        summary["baseline"] = args.baseline
     summary["dead_letters"] = w.dead_letters()
     summary["records_delivered"] = w.publisher.delivered
     if args.baseline:
         summary["overhead_end_to_end"] = summary["watched"]["train_seconds"] / summary["unwatched"]["train_seconds"] - 1
-        print(f"overhead end to end: {summary['overhead_end_to_end']:+.1%} (watched {seconds:.1f} s, unwatched "
+        print(f"overhead end to end ({args.baseline}): {summary['overhead_end_to_end']:+.1%} (watched "
+              f"{summary['watched']['train_seconds']:.1f} s, unwatched "
               f"{summary['unwatched']['train_seconds']:.1f} s); measured by the client: {overhead['ratio']:.1%}", flush=True)
     print(f"done: candidates {summary['candidates']}, dead letters {summary['dead_letters']}", flush=True)
     if args.summary:

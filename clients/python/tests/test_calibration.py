@@ -259,10 +259,10 @@ class BudgetTest(unittest.TestCase):
         class Budget:
             budget, ok = 0.1, False
 
-            def allows(self, estimate):
+            def allows(self, estimate, spent=0.0, share=1.0):
                 return self.ok
 
-            def wait(self, estimate):
+            def wait(self, estimate, spent=0.0, share=1.0):
                 return 5.0  # seconds of training until it fits: well within half the 60 s timeout
         h = Harness(tiny_lm(), "blocks.1.mlp.fc")
         h.w.candidates.overhead = Budget()
@@ -278,10 +278,10 @@ class BudgetTest(unittest.TestCase):
         class Budget:
             budget, limit = 0.1, 0.0
 
-            def allows(self, estimate):
+            def allows(self, estimate, spent=0.0, share=1.0):
                 return estimate <= self.limit
 
-            def wait(self, estimate):
+            def wait(self, estimate, spent=0.0, share=1.0):
                 return 1.0
         h = Harness(tiny_lm(), "blocks.1.mlp.fc")
         h.w.candidates.overhead = Budget()
@@ -296,6 +296,18 @@ class BudgetTest(unittest.TestCase):
         self.assertEqual(h.w.answer_candidates(), 1)
         self.assertEqual([r["candidate_id"] for r in probe_results(h.producer)], ["long"])
         self.assertEqual((h.w.candidates.answered, h.w.candidates.declined), (1, 0))
+
+    def test_each_layer_gets_its_share_of_the_budget(self):
+        from curvewatch.hooks import Clock
+        from curvewatch.overhead import Overhead
+        clock = Clock()
+        o = Overhead(clock, 0.1)
+        o.started -= 100.0  # 100 s of training, no answer yet: 10 s of budget, 5 s per layer of two
+        self.assertTrue(o.allows(4.0, spent=0.0, share=0.5))
+        self.assertFalse(o.allows(4.0, spent=2.0, share=0.5))  # this layer would take 6 of its 5
+        self.assertTrue(o.allows(4.0, spent=2.0, share=1.0))
+        clock.seconds["answer"] = 2.0  # (wall 100 = training 98 + answers 2)
+        self.assertAlmostEqual(o.wait(4.0, spent=2.0, share=0.5), 120.0 - 98.0, delta=0.1)
 
     def test_overhead_reports_its_parts(self):
         h = Harness(tiny_lm(), "blocks.1.mlp.fc")

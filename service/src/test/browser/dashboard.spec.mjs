@@ -37,7 +37,7 @@ const ok = (msg) => console.log(`ok - ${msg}`);
 
 function parseArgs(argv) {
   const pos = [];
-  const o = { liveAlertId: null, transport: 'sse', alertTimeoutS: 60, checkDownload: false, hostile: true, run: null, layer: null };
+  const o = { liveAlertId: null, transport: 'sse', alertTimeoutS: 60, checkDownload: false, hostile: true, run: null, layer: null, readRequired: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--run') o.run = argv[++i];
@@ -49,6 +49,7 @@ function parseArgs(argv) {
     else if (a === '--check-reconnect') o.checkReconnect = true;
     else if (a === '--live-alert-id') o.liveAlertId = argv[++i];
     else if (a === '--no-hostile') o.hostile = false;
+    else if (a === '--read-required') o.readRequired = true;
     else if (a.startsWith('--')) usage(`unknown option ${a}`);
     else pos.push(a);
   }
@@ -60,7 +61,7 @@ function parseArgs(argv) {
 }
 
 function usage(msg) {
-  console.error(`dashboard.spec.mjs: ${msg}\nusage: node dashboard.spec.mjs <base-url> <token> <screenshot.png> [--run ID] [--layer NAME] [--edit-layer NAME] [--transport sse|polling] [--alert-timeout-s N] [--live-alert-id ID] [--check-download] [--check-reconnect] [--no-hostile]`);
+  console.error(`dashboard.spec.mjs: ${msg}\nusage: node dashboard.spec.mjs <base-url> <token> <screenshot.png> [--run ID] [--layer NAME] [--edit-layer NAME] [--transport sse|polling] [--alert-timeout-s N] [--live-alert-id ID] [--check-download] [--check-reconnect] [--no-hostile] [--read-required]`);
   process.exit(2);
 }
 
@@ -68,7 +69,8 @@ const opts = parseArgs(process.argv.slice(2));
 const enc = encodeURIComponent;
 
 async function api(p) {
-  const r = await fetch(opts.base + p, { headers: { Accept: 'application/json' } });
+  // the token reads too: a service with auth.read.required refuses reads without one
+  const r = await fetch(opts.base + p, { headers: { Accept: 'application/json', Authorization: `Bearer ${opts.token}` } });
   if (!r.ok) fail(`GET ${p} answered ${r.status}: ${await r.text()}`);
   return r.json();
 }
@@ -141,8 +143,40 @@ async function main() {
       }
     };
 
+    // ---------------------------------------------------------------- security headers, and the token a shared service needs
+    if (opts.readRequired) {
+      // before the token is typed every read is a 401, which Chromium logs as a failed resource
+      expectedErrors.push((text, url) => /status of 401/.test(text) && /\/api\//.test(url));
+    }
+    const first = await page.goto(`${opts.base}/`, { waitUntil: 'domcontentloaded' });
+    const hdr = first.headers();
+    if (!/frame-ancestors 'none'/.test(hdr['content-security-policy'] || '')) fail(`Content-Security-Policy without frame-ancestors 'none': ${hdr['content-security-policy']}`);
+    if (!/script-src 'self'/.test(hdr['content-security-policy'] || '')) fail(`Content-Security-Policy allows foreign scripts: ${hdr['content-security-policy']}`);
+    if (hdr['x-content-type-options'] !== 'nosniff') fail(`X-Content-Type-Options is ${hdr['x-content-type-options']}`);
+    if (hdr['x-frame-options'] !== 'DENY') fail(`X-Frame-Options is ${hdr['x-frame-options']}`);
+    // the frame below is refused on purpose, and Chromium logs the refusal
+    expectedErrors.push((text) => /frame-ancestors|X-Frame-Options|Refused to (display|frame)|Framing /i.test(text));
+    const framed = await page.evaluate(async (base) => {
+      const f = document.createElement('iframe');
+      f.src = `${base}/`;
+      document.body.append(f);
+      await new Promise((r) => setTimeout(r, 1500));
+      let blocked;
+      try { blocked = !f.contentDocument || !f.contentDocument.querySelector('#main'); } catch { blocked = true; }
+      f.remove();
+      return blocked;
+    }, opts.base);
+    if (!framed) fail('the dashboard rendered inside a frame: frame denial does not work');
+    ok('security headers: CSP (own origin, no framing), X-Content-Type-Options nosniff, X-Frame-Options DENY; a frame of it stays empty');
+    if (opts.readRequired) {
+      await waitFor(() => document.body.dataset.needsToken === 'true' && !document.getElementById('notice').hidden
+        && document.activeElement === document.getElementById('token'), null, 'the dashboard to ask for the token (reads need it)');
+      ok('reads refused without a token: the dashboard says so and puts the cursor in the token field');
+      await page.locator('#token').fill(opts.token);
+      await page.locator('#token').blur();
+    }
+
     // ---------------------------------------------------------------- runs list
-    await page.goto(`${opts.base}/`, { waitUntil: 'domcontentloaded' });
     await waitFor((id) => [...document.querySelectorAll('table.runs tbody tr')].some((tr) => tr.dataset.runId === id), runId,
       `the runs list to show run ${runId}`);
     const rows = await page.evaluate(() => [...document.querySelectorAll('table.runs tbody tr')].map((tr) => ({
@@ -246,7 +280,7 @@ async function main() {
     let withScores = 0;
     let withSpectra = 0;
     for (const l of detail.layers || []) {
-      const scores = await fetch(`${opts.base}/api/runs/${enc(runId)}/scores?layer=${enc(l.name)}&kind=EXACT&top=20`);
+      const scores = await fetch(`${opts.base}/api/runs/${enc(runId)}/scores?layer=${enc(l.name)}&kind=EXACT&top=20`, { headers: { Authorization: `Bearer ${opts.token}` } });
       const top = scores.ok ? ((await scores.json()).top || []).map((e) => String(e.sample_id)) : [];
       if (top.length) {
         await waitFor(({ name, n }) => {
@@ -258,7 +292,7 @@ async function main() {
         if (JSON.stringify(shown) !== JSON.stringify(top)) fail(`top examples of ${l.name} show ${JSON.stringify(shown)}, API says ${JSON.stringify(top)}`);
         withScores++;
       }
-      const spectra = await fetch(`${opts.base}/api/runs/${enc(runId)}/spectra?layer=${enc(l.name)}`);
+      const spectra = await fetch(`${opts.base}/api/runs/${enc(runId)}/spectra?layer=${enc(l.name)}`, { headers: { Authorization: `Bearer ${opts.token}` } });
       if (spectra.ok) {
         const sp = await spectra.json();
         for (const f of ['g', 'a']) {

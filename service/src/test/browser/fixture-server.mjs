@@ -200,8 +200,11 @@ function broadcast(type, data) {
 function serveStatic(res, rel) {
   const file = path.resolve(DASHBOARD, rel || 'index.html');
   if (!file.startsWith(DASHBOARD + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) return fail(res, 404, 'not found');
+  // the service's security headers (Access.java), so the spec's header check holds here too
   res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store',
-    'X-Content-Type-Options': 'nosniff' });
+    'X-Content-Type-Options': 'nosniff', 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'no-referrer',
+    'Content-Security-Policy': "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+      + "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" });
   fs.createReadStream(file).pipe(res);
 }
 

@@ -20,6 +20,7 @@ const state = {
   scores: new Map(), // layer -> scores answer
   spectra: new Map(), // layer -> spectra answer
   snapshots: [],
+  guard: [], // GET /api/runs/{run}/guard: the live guard's decisions, newest first
   loadError: null,
 };
 
@@ -45,10 +46,23 @@ async function errorText(r) {
 }
 
 async function getJSON(path, { signal, allow404 = false } = {}) {
-  const r = await fetch(path, { headers: { Accept: 'application/json' }, signal, cache: 'no-store' });
+  // reads carry the token when there is one: a shared service may require the read scope (auth.read.required)
+  const headers = token() ? { Accept: 'application/json', ...authHeaders() } : { Accept: 'application/json' };
+  const r = await fetch(path, { headers, signal, cache: 'no-store' });
   if (allow404 && r.status === 404) return null;
+  if (r.status === 401 || r.status === 403) askForToken(r.status, await errorText(r));
   if (!r.ok) throw new HttpError(r.status, await errorText(r));
   return r.json();
+}
+
+/** The service wants a (better) token for reading: say so and put the cursor in the token field. */
+function askForToken(status, why) {
+  document.body.dataset.needsToken = 'true';
+  mount(els.notice, status === 401
+    ? `This service needs an API token to show its runs (${why}). Type a token with the read scope in the “API token” field at the top; the page reloads with it.`
+    : `The token was refused for reading: ${why}. Type a token with the read scope at the top.`);
+  els.notice.hidden = false;
+  if (els.token && document.activeElement !== els.token) els.token.focus();
 }
 
 /** The token the user typed (mirrored in sessionStorage, never in localStorage or a cookie). */
@@ -89,11 +103,12 @@ function groupSignals(answer) {
 
 async function loadRun(runId, signal) {
   const base = `/api/runs/${enc(runId)}`;
-  const [run, signals, alerts, snapshots] = await Promise.all([
+  const [run, signals, alerts, snapshots, guard] = await Promise.all([
     getJSON(base, { signal, allow404: true }),
     getJSON(`${base}/signals?limit=${SIGNAL_LIMIT}`, { signal, allow404: true }),
     getJSON(`/api/alerts?run=${enc(runId)}&limit=200`, { signal }),
     getJSON(`${base}/snapshots`, { signal, allow404: true }),
+    getJSON(`${base}/guard`, { signal, allow404: true }),
   ]);
   if (run === null) {
     state.run = null;
@@ -105,6 +120,7 @@ async function loadRun(runId, signal) {
   state.signals = groupSignals(signals);
   state.alerts = Array.isArray(alerts) ? alerts : [];
   state.snapshots = Array.isArray(snapshots) ? snapshots : [];
+  state.guard = Array.isArray(guard) ? guard : [];
   await Promise.all(layersOf(run).map((l) => loadLayerExtras(runId, l, signal)));
 }
 
@@ -212,6 +228,11 @@ function onEvent(type, data) {
       state.alerts.sort((a, b) => (b.last_seen_ms ?? 0) - (a.last_seen_ms ?? 0));
       if (!runView) scheduleRunsReload();
       break;
+    case 'guard':
+      if (!runView) return;
+      upsertBy(state.guard, data, 'id');
+      state.guard.sort((a, b) => (b.created_ms ?? 0) - (a.created_ms ?? 0));
+      break;
     case 'snapshot':
       if (!runView) return;
       upsertBy(state.snapshots, data, 'snapshot_id');
@@ -244,7 +265,9 @@ function onEvent(type, data) {
 
 function startFeed() {
   if (feed) feed.stop();
-  const url = state.route.view === 'run' ? `/api/events?run=${enc(state.route.runId)}` : '/api/events';
+  let url = state.route.view === 'run' ? `/api/events?run=${enc(state.route.runId)}` : '/api/events';
+  // EventSource cannot send headers: the live endpoints also take the token as access_token
+  if (token()) url += `${url.includes('?') ? '&' : '?'}access_token=${enc(token())}`;
   feed = new LiveFeed({
     url,
     onEvent,
@@ -733,6 +756,7 @@ function buildRunSkeleton(runId) {
   els.layers = h('div', { class: 'layers' });
   els.alertsBox = h('div');
   els.snapshotsBox = h('div');
+  els.guardBox = h('div');
   els.snapshotMsg = h('p', { class: 'form-result', role: 'status', 'aria-live': 'polite' });
   const refreshMsg = h('p', { class: 'form-result', role: 'status', 'aria-live': 'polite' });
   const refreshBtn = h('button', { type: 'button', class: 'secondary' }, 'Refresh curvature now');
@@ -746,7 +770,18 @@ function buildRunSkeleton(runId) {
       h('aside', { class: 'run-side' },
         section('alerts', 'Alerts', els.alertsBox),
         section('edit', 'Request an edit', buildEditForm(), h('div', { class: 'form-row' }, refreshBtn), refreshMsg),
-        section('snapshots', 'Edited snapshots', els.snapshotsBox, els.snapshotMsg))));
+        section('snapshots', 'Edited snapshots', els.snapshotsBox, els.snapshotMsg),
+        section('guard', 'Guard decisions', els.guardBox))));
+}
+
+/** The live guard's decisions, newest first: what it did with each alert and snapshot, and why. */
+function renderGuard() {
+  if (state.guard.length === 0) return h('p', { class: 'empty' }, 'No guard decisions yet.');
+  return h('ol', { class: 'guard' }, state.guard.slice(0, 100).map((d) => h('li', { class: `guard-${String(d.action).toLowerCase()}` },
+    badge(String(d.action), d.action === 'EXHAUSTED' || d.action === 'HARMFUL' ? 'sev-critical'
+      : d.action === 'EDIT' || d.action === 'ESCALATE' || d.action === 'NOT_APPLIED' ? 'sev-warning' : 'sev-info'),
+    ' ', h('span', { class: 'guard-where' }, `step ${d.step}${d.layer ? ` · ${d.layer}` : ''} · ${String(d.source).split(':')[0]}`),
+    h('div', { class: 'guard-reason' }, String(d.reason ?? '')))));
 }
 
 function renderRun() {
@@ -776,6 +811,7 @@ function renderRun() {
   mount(els.layers, layersOf(run).map(layerCard));
   mount(els.alertsBox, renderAlerts(state.alerts, false));
   mount(els.snapshotsBox, renderSnapshots());
+  mount(els.guardBox, renderGuard());
   syncEditLayers();
 }
 
@@ -813,6 +849,7 @@ async function navigate() {
   state.scores = new Map();
   state.spectra = new Map();
   state.snapshots = [];
+  state.guard = [];
   els.runHeader = null;
   if (state.route.view === 'run') {
     document.title = `${state.route.runId} · Curvewatch`;
@@ -842,6 +879,13 @@ function initToken() {
     try {
       if (input.value) sessionStorage.setItem(TOKEN_KEY, input.value); else sessionStorage.removeItem(TOKEN_KEY);
     } catch { /* storage disabled: the token lives for this page only */ }
+  });
+  // a page that was refused for want of a token reloads with the one typed (reads and the live feed carry it)
+  input.addEventListener('change', () => {
+    if (document.body.dataset.needsToken === 'true' && input.value.trim()) {
+      delete document.body.dataset.needsToken;
+      navigate();
+    }
   });
   document.getElementById('token-forget').addEventListener('click', () => {
     input.value = '';

@@ -3,7 +3,7 @@
 // API every POLL_MS instead, and goes back to the stream as soon as it reopens.
 // States reported to onState: 'connecting' | 'live' | 'polling' | 'offline'.
 
-export const EVENT_TYPES = ['signal', 'alert', 'snapshot', 'run', 'layer'];
+export const EVENT_TYPES = ['signal', 'alert', 'snapshot', 'run', 'layer', 'guard'];
 const POLL_MS = 5000;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30000;

@@ -12,6 +12,7 @@ import picocli.CommandLine.Command;
                 EditCommand.class,
                 ExperimentCommand.class,
                 ServiceCommand.class,
+                SinksCommand.class,
                 StreamsCommand.class,
                 TrainCommand.class,
                 WorkerCommand.class,

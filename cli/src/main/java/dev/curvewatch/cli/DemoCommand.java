@@ -8,6 +8,8 @@ import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.ScoreKind;
 import dev.curvewatch.avro.SnapshotEvent;
+import dev.curvewatch.contracts.FactorCheckpoint;
+import dev.curvewatch.contracts.FactorCheckpoints;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.SpectrumSummary;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
@@ -25,8 +27,6 @@ import dev.curvewatch.trainer.NoisyLabelsScorer;
 import dev.curvewatch.trainer.ReportFiles;
 import dev.curvewatch.trainer.SnapshotFollower;
 import dev.curvewatch.trainer.WatchedTraining;
-import dev.curvewatch.workers.FactorCheckpoint;
-import dev.curvewatch.workers.FactorCheckpoints;
 import dev.curvewatch.workers.Worker;
 import dev.curvewatch.workers.WorkerConfig;
 import picocli.CommandLine.Command;
@@ -112,6 +112,10 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--keep-running", description = "Keep broker, worker, streams app and service (dashboard) up until Ctrl-C.")
     boolean keepRunning;
 
+    @Option(names = "--control", description = "The clean control: the same run on the true labels throughout, the guard on; "
+            + "it must make no edit and raise no alert. No final REST edit.")
+    boolean control;
+
     @Override
     public Integer call() throws Exception {
         if (injectAt < 1 || injectAt >= epochs) {
@@ -149,13 +153,17 @@ final class DemoCommand implements Callable<Integer> {
                         + streamsApp.state());
                 System.out.println("      dashboard " + service.url() + "/  (API " + service.url() + "/api, token " + bearer + ")");
 
-                step(3, "training the MLP: true labels for " + injectAt + " epochs, then 10% flipped labels (run " + run + ")");
-                LiveLog live = new LiveLog(service, run, injectAt);
+                step(3, control ? "training the MLP on the true labels for all " + epochs + " epochs: the clean control, guard on (run "
+                        + run + ")" : "training the MLP: true labels for " + injectAt + " epochs, then 10% flipped labels, guard on (run "
+                        + run + ")");
+                DemoLiveLog live = new DemoLiveLog(service, run, List.of(LAYERS), injectAt, epochs);
                 WatchedTraining.Config tc = WatchedTraining.memorizationRun(run, bootstrap, epochs, injectAt)
+                        .withNoiseInjectedAt(control ? epochs : injectAt)
                         .followingSnapshots(snapshotDir, true)
                         .saving(runDir.resolve("weights.safetensors"), runDir.resolve("trainer-factors.safetensors"));
                 Map<String, Object> trained = new WatchedTraining(tc, System.out, live::epoch).observe(live).run();
                 summary.put("training", trained);
+                summary.put("control", control);
 
                 step(4, "reading the worker's factor checkpoints back from Kafka and checking them against the trainer's");
                 Map<String, Long> expected = expectedTokens(trained);
@@ -169,15 +177,26 @@ final class DemoCommand implements Callable<Integer> {
                 summary.put("factors", compareAndSummarise(factors, runDir.resolve("trainer-factors.safetensors")));
                 summary.put("registry", registered(streamsApp, run));
 
-                step(5, "what the live loop did (service signals, alerts de-duplicated by the streams app, snapshots)");
-                Map<String, Object> loop = loop(service, run, trained, live, WatchedTraining.data(tc).flipped());
+                step(5, "what the live loop and the guard did (service signals, alerts de-duplicated by the streams app, guard "
+                        + "decisions, snapshots)");
+                live.printDecisions();
+                Map<String, Object> loop = DemoLoop.loop(service, run, List.of(LAYERS), (long) injectAt * tc.stepsPerEpoch(), live,
+                        WatchedTraining.data(tc).flipped());
+                Map<String, Double> finalModel = finalModel(tc, runDir);
+                summary.put("final_model", finalModel);
+                loop.put("guard", DemoLoop.guard(service, run, live, control ? epochs : injectAt, finalModel));
+                loop.put("guard_state_in_streams", streamsApp.guardStates());
                 loop.put("dead_letters_by_topic_and_reason", streamsApp.deadLetterCounts());
                 loop.put("dead_letters_from_service", service.state().deadLetters());
                 System.out.println("      dead letters (all components, counted by the streams app): " + streamsApp.deadLetterCounts());
                 summary.put("loop", loop);
 
-                step(6, "a final edit requested through the authenticated REST API, measured on the final model");
-                summary.put("final_edit", finalEdit(service, run, bearer, tc, runDir));
+                if (control) {
+                    step(6, "the clean control makes no edit, so no final REST edit either");
+                } else {
+                    step(6, "a final edit requested through the authenticated REST API, measured on the final model");
+                    summary.put("final_edit", finalEdit(service, run, bearer, tc, runDir));
+                }
                 summary.put("seconds", (System.nanoTime() - started) / 1e9);
                 ReportFiles.json().writeValue(runDir.resolve("summary.json").toFile(), summary);
                 System.out.println("      wrote " + runDir.resolve("summary.json"));
@@ -241,183 +260,6 @@ final class DemoCommand implements Callable<Integer> {
     }
 
     /**
-     * Prints, after every epoch, the labels in force, memorization, the service's gap per layer and
-     * new alerts. Before the flipped labels arrive it holds training until the service has the clean
-     * baseline its alert rule compares with ({@link #BASELINE} calibrated refreshes per layer), so
-     * the demo shows the same thing on a fast or a loaded machine.
-     */
-    private static final class LiveLog implements WatchedTraining.Observer {
-        private static final int BASELINE = 5;
-        private static final long BASELINE_WAIT_MS = 180_000;
-        private final CurvewatchService service;
-        private final String run;
-        private final int injectAt;
-        private final Set<String> printedAlerts = new LinkedHashSet<>();
-        private long waitingSinceMs = -1;
-        private boolean baselineReady;
-        final List<Map<String, Object>> applied = new ArrayList<>();
-        final List<Map<String, Object>> epochs = new ArrayList<>();
-
-        LiveLog(CurvewatchService service, String run, int injectAt) {
-            this.service = service;
-            this.run = run;
-            this.injectAt = injectAt;
-        }
-
-        /**
-         * Holds training before the first flipped epoch until every layer has its clean baseline; the
-         * trainer keeps answering candidates meanwhile (on the training thread, every 50 ms).
-         */
-        @Override
-        public boolean holdBeforeEpoch(int epoch) {
-            if (baselineReady || epoch != injectAt) {
-                return false;
-            }
-            long now = System.currentTimeMillis();
-            if (waitingSinceMs < 0) {
-                waitingSinceMs = now;
-            }
-            int fewest = Integer.MAX_VALUE;
-            for (String layer : LAYERS) {
-                fewest = Math.min(fewest, service.state().signal(run, layer, "memorization_gap").size());
-            }
-            if (fewest >= BASELINE || now - waitingSinceMs > BASELINE_WAIT_MS) {
-                baselineReady = true;
-                System.out.printf("      clean baseline: %d calibrated refreshes per layer (training held %.1f s for it)%n", fewest,
-                        (now - waitingSinceMs) / 1e3);
-                return false;
-            }
-            return true;
-        }
-
-        void epoch(WatchedTraining.EpochProgress p) {
-            StringBuilder gaps = new StringBuilder();
-            Map<String, Object> e = new LinkedHashMap<>();
-            e.put("epoch", p.epoch());
-            e.put("step", p.step());
-            e.put("flipped_labels", p.flippedLabels());
-            e.put("flipped_memorized", p.flippedMemorized());
-            e.put("test_accuracy", p.testAccuracy());
-            for (String layer : LAYERS) {
-                OptionalDouble gap = service.state().latest(run, layer, "memorization_gap");
-                OptionalDouble rho = service.state().latest(run, layer, "calibrated_rho");
-                gaps.append(String.format("  %s gap %s rho %s", layer, gap.isPresent() ? String.format("%+.3f", gap.getAsDouble()) : "-",
-                        rho.isPresent() ? String.format("%.5f", rho.getAsDouble()) : "-"));
-                e.put(layer + "_gap", gap.isPresent() ? gap.getAsDouble() : null);
-            }
-            epochs.add(e);
-            System.out.printf("      epoch %2d/%d %s: flipped memorized %.3f, test %.4f |%s%n", p.epoch(), p.epochs(),
-                    p.flippedLabels() ? "flipped labels" : "true labels   ", p.flippedMemorized(), p.testAccuracy(), gaps);
-            for (Alert a : service.state().alerts()) {
-                String key = a.getFingerprint() + "/" + a.getStatus() + "/" + a.getSeverity() + "/" + a.getFirstSeenMs();
-                if (run.equals(a.getRunId()) && printedAlerts.add(key)) {
-                    System.out.printf("      ALERT %s %s %s: %s (rule %s, step %d)%n", a.getSeverity(), a.getStatus(),
-                            a.getLayer(), a.getSummary(), a.getRule(), a.getStep());
-                }
-            }
-            System.out.flush();
-        }
-
-        @Override
-        public void snapshotApplied(SnapshotFollower.Applied a, Mlp model) {
-            applied.add(a.toMap());
-            System.out.printf("      SNAPSHOT %s applied after step %d: %s (edited at step %d), training continues from it%n",
-                    a.snapshotId(), a.atStep(), a.rhos(), a.snapshotStep());
-        }
-
-        @Override
-        public void snapshotRefused(String snapshotId, String reason, String message) {
-            System.out.printf("      snapshot %s refused: %s %s%n", snapshotId, reason, message);
-        }
-    }
-
-    /**
-     * Alerts per layer against the injection step, counted in calibrated refreshes (DESIGN §6: within 3
-     * refreshes of memorization starting, none before), the edit requests the rules made and the
-     * snapshots the trainer applied.
-     */
-    private static Map<String, Object> loop(CurvewatchService service, String run, Map<String, Object> trained, LiveLog live,
-                                            boolean[] flipped) {
-        long injectedStep = ((Number) trained.get("noise_injected_at_step")).longValue();
-        Map<String, Object> out = new LinkedHashMap<>();
-        out.put("noise_injected_at_step", injectedStep);
-        Map<String, Object> layers = new LinkedHashMap<>();
-        for (String layer : LAYERS) {
-            Map<String, Object> l = new LinkedHashMap<>();
-            List<SignalPoint> gap = service.state().signal(run, layer, "memorization_gap");
-            l.put("calibrated_refreshes", gap.size());
-            l.put("calibrated_refreshes_before_injection", gap.stream().filter(p -> p.step() < injectedStep).count());
-            Optional<Alert> first = service.state().rawAlerts().stream()
-                    .filter(a -> run.equals(a.getRunId()) && layer.equals(a.getLayer()) && a.getStatus() == AlertStatus.FIRING)
-                    .min((x, y) -> Long.compare(x.getStep(), y.getStep()));
-            if (first.isPresent()) {
-                Alert a = first.get();
-                long refreshesAfter = gap.stream().filter(p -> p.step() >= injectedStep && p.step() <= a.getStep()).count();
-                l.put("first_alert_step", a.getStep());
-                l.put("first_alert_rule", a.getRule());
-                l.put("first_alert_severity", a.getSeverity().toString());
-                l.put("first_alert_value", a.getValue());
-                l.put("first_alert_threshold", a.getThreshold());
-                l.put("refreshes_from_injection_to_alert", refreshesAfter);
-                l.put("first_alert_top_examples_flipped", flippedAmong(a.getTopExamples(), flipped));
-                l.put("first_alert_top_examples", a.getTopExamples().size());
-                System.out.printf("      %s: %d calibrated refreshes (%d before the injection at step %d); first alert at step %d "
-                                + "(%s %s, gap %.3f > %.3f), refresh %d after the injection%n", layer, gap.size(),
-                        (Long) l.get("calibrated_refreshes_before_injection"), injectedStep, a.getStep(), a.getSeverity(),
-                        a.getRule(), a.getValue(), a.getThreshold(), refreshesAfter);
-                System.out.printf("        its top %d examples by exact edit sensitivity: %d with flipped labels%n",
-                        a.getTopExamples().size(), (Integer) l.get("first_alert_top_examples_flipped"));
-            } else {
-                System.out.printf("      %s: %d calibrated refreshes, no alert%n", layer, gap.size());
-            }
-            List<ExampleScore> top = service.state().topScores(run, layer, ScoreKind.EXACT);
-            top = top.subList(0, Math.min(20, top.size()));
-            l.put("latest_top20_flipped", flippedAmong(top, flipped));
-            System.out.printf("        latest refresh: %d of the top %d training examples by exact edit sensitivity have flipped "
-                    + "labels (%.0f%% of the training set does)%n", (Integer) l.get("latest_top20_flipped"), top.size(),
-                    100.0 * Metrics.countTrue(flipped) / flipped.length);
-            layers.put(layer, l);
-        }
-        out.put("layers", layers);
-        List<Map<String, Object>> snaps = new ArrayList<>();
-        for (SnapshotEvent e : service.state().snapshots(run)) {
-            Map<String, Object> s = new LinkedHashMap<>();
-            s.put("snapshot_id", e.getSnapshotId());
-            s.put("step", e.getStep());
-            s.put("idempotency_key", e.getIdempotencyKey());
-            s.put("layers", rhos(e));
-            snaps.add(0, s); // oldest first
-        }
-        out.put("snapshots", snaps);
-        out.put("snapshots_applied_by_trainer", live.applied);
-        out.put("epochs", live.epochs);
-        System.out.printf("      %d edited snapshot(s) written by the service from alert-triggered edit requests; "
-                + "the trainer applied %d and trained on%n", snaps.size(), live.applied.size());
-        return out;
-    }
-
-    /** How many of these examples (sample ids {@code train-<index>}, as the trainer names them) have flipped labels. */
-    private static int flippedAmong(List<ExampleScore> examples, boolean[] flipped) {
-        int n = 0;
-        for (ExampleScore e : examples) {
-            String id = e.getSampleId();
-            if (id.startsWith("train-")) {
-                int i = Integer.parseInt(id.substring("train-".length()));
-                n += i >= 0 && i < flipped.length && flipped[i] ? 1 : 0;
-            }
-        }
-        return n;
-    }
-
-    private static Map<String, Double> rhos(SnapshotEvent e) {
-        Map<String, Double> m = new LinkedHashMap<>();
-        for (LayerRho lr : e.getLayers()) {
-            m.put(lr.getLayer(), lr.getRho());
-        }
-        return m;
-    }
-
-    /**
      * POSTs an edit of the layer whose latest calibrated edit keeps the most probe accuracy (the
      * service's own signals; never the flipped set), waits for its snapshot, and scores the final
      * model with that layer replaced by the snapshot's weight.
@@ -470,7 +312,7 @@ final class DemoCommand implements Callable<Integer> {
         Path file = service.config().snapshotDir().resolve(snap.getUri()).normalize();
         out.put("snapshot_id", snap.getSnapshotId());
         out.put("snapshot_step", snap.getStep());
-        out.put("rho", rhos(snap).get(layer));
+        out.put("rho", DemoLoop.rhos(snap).get(layer));
         out.put("sha256", snap.getSha256());
         int index = List.of(LAYERS).indexOf(layer);
         try (Mlp mlp = WatchedTraining.model(tc); SafetensorsFile f = SafetensorsFile.open(file)) {
@@ -481,13 +323,21 @@ final class DemoCommand implements Callable<Integer> {
             out.put("before", before);
             out.put("after", after);
             System.out.printf("      snapshot %s: %s at rho %.5f, weights of step %d (sha256 %s…)%n", snap.getSnapshotId(), layer,
-                    rhos(snap).get(layer), snap.getStep(), snap.getSha256().substring(0, 12));
+                    DemoLoop.rhos(snap).get(layer), snap.getStep(), snap.getSha256().substring(0, 12));
             System.out.println("                                   final model   + snapshot");
             for (String k : before.keySet()) {
                 System.out.printf("      %-28s %8.4f %12.4f%n", k, before.get(k), after.get(k));
             }
         }
         return out;
+    }
+
+    /** The saved final weights scored on the run's data (what the run ends with, after the guard's last look). */
+    private static Map<String, Double> finalModel(WatchedTraining.Config tc, Path runDir) throws IOException {
+        try (Mlp mlp = WatchedTraining.model(tc)) {
+            WatchedTraining.loadWeights(mlp, runDir.resolve("weights.safetensors"));
+            return new NoisyLabelsScorer(mlp, WatchedTraining.data(tc)).evaluate(null, -1);
+        }
     }
 
     /** The run as the streams app's registry holds it (read back through an interactive query). */
@@ -540,12 +390,17 @@ final class DemoCommand implements Callable<Integer> {
         Map<String, FactorCheckpoint> byLayer = new LinkedHashMap<>();
         while (System.nanoTime() < deadline) {
             byLayer.clear();
-            // the scan may take the time left (the whole topic, every version, on a loaded machine): a fixed 10 s threw
-            for (FactorCheckpoint cp : FactorCheckpoints.readLatest(KafkaClientSettings.forBootstrap(bootstrap),
-                    kafka.topics(), Duration.ofNanos(Math.max(1_000_000_000L, deadline - System.nanoTime()))).values()) {
-                if (cp.runId().equals(run)) {
-                    byLayer.put(cp.layer(), cp);
+            try {
+                // the scan may take the time left (the whole topic, every version, on a loaded machine): a fixed 10 s threw
+                for (FactorCheckpoint cp : FactorCheckpoints.readLatest(KafkaClientSettings.forBootstrap(bootstrap),
+                        kafka.topics(), Duration.ofNanos(Math.max(1_000_000_000L, deadline - System.nanoTime()))).values()) {
+                    if (cp.runId().equals(run)) {
+                        byLayer.put(cp.layer(), cp);
+                    }
                 }
+            } catch (org.apache.kafka.common.errors.TimeoutException slow) {
+                // a loaded machine: the worker is still writing; try again until the deadline
+                System.out.println("      (factors topic not read to its end yet: " + slow.getMessage() + "; trying again)");
             }
             boolean complete = true;
             for (Map.Entry<String, Long> e : expected.entrySet()) {

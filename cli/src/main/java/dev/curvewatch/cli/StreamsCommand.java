@@ -16,8 +16,8 @@ import java.util.concurrent.Callable;
  * {@code CURVEWATCH_STREAMS_*} variables, which override the {@code --config} file.
  */
 @Command(name = "streams", mixinStandardHelpOptions = true,
-        description = "Run the Kafka Streams app: run registry, alert de-duplication and anti-flapping, edit rules "
-                + "(alerts -> edit requests), dead-letter statistics. Ctrl-C stops it.")
+        description = "Run the Kafka Streams app: run registry, alert de-duplication and anti-flapping, the live guard "
+                + "(alerts -> edit requests within its limits, every decision on guard-decisions), dead-letter statistics. Ctrl-C stops it.")
 public final class StreamsCommand implements Callable<Integer> {
     @Option(names = "--bootstrap", defaultValue = "${env:CURVEWATCH_BOOTSTRAP}",
             description = "Kafka bootstrap servers (env CURVEWATCH_BOOTSTRAP or CURVEWATCH_KAFKA_BOOTSTRAP_SERVERS).")
@@ -26,7 +26,9 @@ public final class StreamsCommand implements Callable<Integer> {
     @Option(names = "--config", description = "Properties file (keys in streams/README.md).")
     Path config;
 
-    @Option(names = "--rules", description = "Edit rules file (rule.<name>.signal/min.severity/runs/layers/rho); default: one rule, CRITICAL memorization_gap -> calibrated edit of the alert's layer.")
+    @Option(names = "--rules", description = "Guard rules file (rule.<name>.signal/min.severity/runs/layers/rho/cooldown.steps/"
+            + "max.edits/escalate/escalate.within.steps/apply.timeout.steps); default: one rule, gap-guard: a WARNING or CRITICAL "
+            + "memorization_gap alert -> calibrated edit of the alert's layer, within the guard's limits (streams/README.md).")
     Path rules;
 
     @Option(names = "--application-id", description = "Kafka Streams application id (default curvewatch-streams).")

@@ -57,6 +57,7 @@ class CurvewatchTest {
                 {"experiment", "no-such-experiment"},
                 {"streams", "--resolve-hold-ms", "later"},
                 {"service", "--http-port", "eighty"},
+                {"sinks", "--no-such-flag"},
         };
         for (String[] args : cases) {
             Result r = run(args);
@@ -72,5 +73,13 @@ class CurvewatchTest {
         for (String name : Curvewatch.commandLine().getSubcommands().keySet()) {
             assertTrue(r.out().contains(name), name + " missing from help:\n" + r.out());
         }
+    }
+
+    @Test
+    void sinksWithoutASinkOrWithAnUnsignedWebhookIsAUsageError() {
+        Result none = run("sinks", "--bootstrap", "127.0.0.1:1");
+        assertEquals(2, none.code());
+        Result unsigned = run("sinks", "--bootstrap", "127.0.0.1:1", "--webhook-url", "http://127.0.0.1:1/hook");
+        assertEquals(2, unsigned.code());
     }
 }

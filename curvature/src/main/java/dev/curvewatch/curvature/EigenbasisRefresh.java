@@ -1,32 +1,64 @@
 package dev.curvewatch.curvature;
 
+import dev.curvewatch.curvature.internal.RotatedFactor;
 import dev.curvewatch.curvature.spi.SymmetricEigensolver;
 import java.util.Arrays;
 import java.util.Comparator;
+import java.util.Optional;
 import java.util.stream.IntStream;
 
 /**
- * Drift-gated refresh of a factor's eigenbasis (DESIGN §3, warm start): if the previous basis
- * still nearly diagonalises the new factor (off-diagonal drift below {@code tolerance}), keep its
- * vectors and take the Rayleigh quotients diag(QᵀFQ) as the new eigenvalues; otherwise
- * decompose from scratch.
+ * Drift-gated refresh of a factor's eigenbasis (DESIGN §3, warm start). The new factor F is
+ * seen in the previous basis Q (M = QᵀFQ, fp64; {@code RotatedFactor}) and the basis drift
+ * ‖M − diag M‖_F / ‖F‖_F decides:
+ * <ul>
+ *   <li>below {@code skipTolerance}: {@link Mode#SKIPPED}, the previous vectors are kept and the
+ *       Rayleigh quotients diag M are the new eigenvalues;</li>
+ *   <li>below {@code warmTolerance}: {@link Mode#WARM}, one first-order (Jacobi-type) rotation of
+ *       the previous basis from the same M, made orthogonal by a Cayley transform, with
+ *       second-order eigenvalues (no eigendecomposition; see {@code RotatedFactor});</li>
+ *   <li>otherwise, and on the first refresh: {@link Mode#FULL}, a fresh eigendecomposition.</li>
+ * </ul>
+ * Both gates compare the same drift measure; a warm step whose numbers are not finite falls back
+ * to a full decomposition. Accuracy against a full eigh is a function of the drift (curvature
+ * README, "Warm refresh").
  */
 public final class EigenbasisRefresh {
     private final SymmetricEigensolver solver;
-    private final double tolerance;
+    private final double skipTolerance;
+    private final double warmTolerance;
     private final Precision precision;
 
-    public EigenbasisRefresh(SymmetricEigensolver solver, double tolerance, Precision precision) {
-        if (!(tolerance >= 0)) {
-            throw new IllegalArgumentException("tolerance must be >= 0, got " + tolerance);
+    /** Skip or decompose only (no warm band). */
+    public EigenbasisRefresh(SymmetricEigensolver solver, double skipTolerance, Precision precision) {
+        this(solver, skipTolerance, skipTolerance, precision);
+    }
+
+    /**
+     * @param skipTolerance below this drift the previous vectors are kept
+     * @param warmTolerance below this drift (and not below the skip one) the basis is rotated, not decomposed
+     * @param precision     of a full decomposition
+     */
+    public EigenbasisRefresh(SymmetricEigensolver solver, double skipTolerance, double warmTolerance, Precision precision) {
+        if (!(skipTolerance >= 0) || !(warmTolerance >= skipTolerance)) {
+            throw new IllegalArgumentException("tolerances must satisfy 0 <= skip <= warm, got skip " + skipTolerance
+                    + " and warm " + warmTolerance);
         }
         this.solver = solver;
-        this.tolerance = tolerance;
+        this.skipTolerance = skipTolerance;
+        this.warmTolerance = warmTolerance;
         this.precision = precision;
     }
 
+    /** What a refresh did. */
+    public enum Mode { FULL, WARM, SKIPPED }
+
     /** Outcome of one refresh: {@code drift} is NaN when there was no previous basis. */
-    public record Outcome(EigenResult result, boolean skipped, double drift) {
+    public record Outcome(EigenResult result, Mode mode, double drift) {
+        /** The previous vectors were kept. */
+        public boolean skipped() {
+            return mode == Mode.SKIPPED;
+        }
     }
 
     /**
@@ -35,28 +67,49 @@ public final class EigenbasisRefresh {
      */
     public Outcome refresh(Eigenbasis previous, double[] factor, int n) {
         if (previous == null || previous.size() != n) {
-            return new Outcome(solver.decompose(factor, n, precision), false, Double.NaN);
+            return new Outcome(solver.decompose(factor, n, precision), Mode.FULL, Double.NaN);
         }
-        double[] rotated = BasisDrift.rotate(previous, factor, BlasBackends.best());
-        double drift = BasisDrift.offDiagonalRatio(rotated, factor, n);
-        if (!(drift < tolerance)) {
-            return new Outcome(solver.decompose(factor, n, precision), false, drift);
+        RotatedFactor rotated;
+        try {
+            rotated = new RotatedFactor(previous.vectorsView(), factor, n);
+        } catch (IllegalArgumentException notPsd) { // the solver reports what is wrong with it (NaN, not symmetric, ...)
+            return new Outcome(solver.decompose(factor, n, precision), Mode.FULL, Double.NaN);
         }
+        try (rotated) {
+            double drift = rotated.drift();
+            if (drift < skipTolerance) {
+                return new Outcome(EigenResult.success(sorted(n, rotated.rayleighQuotients(), previous.vectorsView(),
+                        previous.precision())), Mode.SKIPPED, drift);
+            }
+            if (drift < warmTolerance) {
+                Optional<RotatedFactor.Update> u = rotated.firstOrderUpdate();
+                if (u.isPresent()) {
+                    return new Outcome(EigenResult.success(sorted(n, u.get().values(), u.get().vectors(), Precision.FLOAT64)),
+                            Mode.WARM, drift);
+                }
+            }
+            return new Outcome(solver.decompose(factor, n, precision), Mode.FULL, drift);
+        }
+    }
+
+    /** Columns reordered by descending value, values clamped at 0 (rawMin keeps the smallest before clamping). */
+    private static Eigenbasis sorted(int n, double[] values, double[] columns, Precision precision) {
         Integer[] order = IntStream.range(0, n).boxed().toArray(Integer[]::new);
-        Arrays.sort(order, Comparator.comparingDouble((Integer k) -> rotated[k * n + k]).reversed());
-        double[] q = previous.vectorsView();
-        double[] values = new double[n];
+        Arrays.sort(order, Comparator.comparingDouble((Integer k) -> values[k]).reversed());
+        double[] v = new double[n];
         double[] vectors = new double[n * n];
         double rawMin = Double.POSITIVE_INFINITY;
         for (int c = 0; c < n; c++) {
-            double v = rotated[order[c] * n + order[c]];
-            rawMin = Math.min(rawMin, v);
-            values[c] = Math.max(v, 0);
-            for (int r = 0; r < n; r++) {
-                vectors[r * n + c] = q[r * n + order[c]];
+            double x = values[order[c]];
+            rawMin = Math.min(rawMin, x);
+            v[c] = Math.max(x, 0);
+        }
+        for (int r = 0; r < n; r++) {
+            int row = r * n;
+            for (int c = 0; c < n; c++) {
+                vectors[row + c] = columns[row + order[c]];
             }
         }
-        return new Outcome(EigenResult.success(new Eigenbasis(n, values, vectors, rawMin, previous.precision())),
-                true, drift);
+        return Eigenbasis.owning(n, v, vectors, rawMin, precision);
     }
 }

@@ -106,6 +106,23 @@ public final class FactorState {
         return out;
     }
 
+    /**
+     * The factor S / w as a full row-major dim x dim matrix: the values of
+     * {@code FactorAccumulator.restore(this).mean()} without its native copy and second array
+     * (a 11008-side factor is 970 MB each).
+     */
+    public double[] mean() {
+        if (!(weight > 0)) {
+            throw new IllegalStateException("factor has no tokens yet (weight " + weight + ")");
+        }
+        double inv = 1.0 / weight;
+        double[] out = new double[dim * dim];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = (sum64 != null ? sum64[i] : sum32[i]) * inv;
+        }
+        return out;
+    }
+
     /** Normaliser: token count for CUMULATIVE, decayed token weight for EMA. */
     public double weight() {
         return weight;

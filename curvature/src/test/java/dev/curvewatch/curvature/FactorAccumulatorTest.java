@@ -105,6 +105,7 @@ class FactorAccumulatorTest {
         FactorAccumulator resumed = FactorAccumulator.restore(checkpoint);
         feed(resumed, 2, counts.length);
         assertArrayEquals(straight.mean(), resumed.mean(), 0.0);
+        assertArrayEquals(interrupted.mean(), checkpoint.mean(), 0.0, "the state's own mean: the same bits without a restore");
         assertEquals(straight.weight(), resumed.weight(), 0.0);
         assertEquals(straight.tokenCount(), resumed.tokenCount());
         assertEquals(straight.stepFirst(), resumed.stepFirst());

@@ -29,7 +29,9 @@ import java.util.concurrent.TimeoutException;
  * the integration tests. A child process rather than an in-process broker so that tests can kill
  * -9 it, restart it on the same data, and so its memory and threads stay out of the caller's.
  *
- * <p>A data directory formatted once is reused on the next start, with the same ports.
+ * <p>A data directory formatted once is reused on the next start, with the same ports. One node
+ * of a {@link LocalKafkaCluster} is a LocalKafka too, configured by the cluster (node id, the
+ * controller quorum, replication).
  */
 public final class LocalKafka implements AutoCloseable {
     private static final String STATE_FILE = "curvewatch-broker.properties";
@@ -38,6 +40,8 @@ public final class LocalKafka implements AutoCloseable {
     private final Path dataDir;
     private final int port;
     private final int controllerPort;
+    private String quorumVoters;
+    private String clusterId;
     private Process process;
 
     private LocalKafka(Builder config, Path dataDir, int port, int controllerPort) {
@@ -45,6 +49,7 @@ public final class LocalKafka implements AutoCloseable {
         this.dataDir = dataDir;
         this.port = port;
         this.controllerPort = controllerPort;
+        this.quorumVoters = config.nodeId + "@127.0.0.1:" + controllerPort;
     }
 
     public static Builder builder() {
@@ -57,6 +62,14 @@ public final class LocalKafka implements AutoCloseable {
 
     public int port() {
         return port;
+    }
+
+    int controllerPort() {
+        return controllerPort;
+    }
+
+    int nodeId() {
+        return config.nodeId;
     }
 
     public Path dataDir() {
@@ -92,6 +105,13 @@ public final class LocalKafka implements AutoCloseable {
         process = null;
     }
 
+    /** SIGTERM without waiting: a cluster stops its nodes together, since a lone node's controlled shutdown waits for its quorum. */
+    void requestStop() {
+        if (process != null) {
+            process.destroy();
+        }
+    }
+
     /** SIGKILL, as a crash would. */
     public void kill() {
         if (process == null) {
@@ -111,7 +131,8 @@ public final class LocalKafka implements AutoCloseable {
         if (isRunning()) {
             stop();
         }
-        launchAndAwait();
+        launch();
+        awaitReady(System.nanoTime() + config.startTimeout.toNanos());
         return this;
     }
 
@@ -120,13 +141,17 @@ public final class LocalKafka implements AutoCloseable {
         stop();
     }
 
-    private void launchAndAwait() throws IOException {
+    /** Starts the broker process (a cluster's nodes all start before any can answer: they need their quorum). */
+    void launch() throws IOException {
         Path props = dataDir.resolve("server.properties");
-        long deadline = System.nanoTime() + config.startTimeout.toNanos();
         process = ownSession(javaProcess(BrokerMain.class.getName(), props.toString()))
                 .redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile().toFile()))
                 .start();
+    }
+
+    /** Waits until this node answers a describeCluster, or the deadline (System.nanoTime) passes. */
+    void awaitReady(long deadline) throws IOException {
         try (Admin admin = Admin.create(adminProps())) {
             while (true) {
                 if (!process.isAlive()) {
@@ -145,16 +170,22 @@ public final class LocalKafka implements AutoCloseable {
                     throw new IOException("interrupted while waiting for the broker", e);
                 }
             }
-            if (config.createTopics) {
-                createTopics(admin);
-            }
+        }
+    }
+
+    /** Creates the Curvewatch topics (existing ones are left as they are), replicated as this node's cluster is. */
+    void createTopics() throws IOException {
+        try (Admin admin = Admin.create(adminProps())) {
+            createTopics(admin);
         }
     }
 
     private void createTopics(Admin admin) throws IOException {
         List<NewTopic> topics = new ArrayList<>();
         for (TopicSpec spec : config.topics.specs(config.capturePartitions)) {
-            topics.add(new NewTopic(spec.name(), spec.partitions(), (short) 1).configs(spec.configs()));
+            java.util.Map<String, String> configs = new java.util.HashMap<>(spec.configs());
+            configs.put("min.insync.replicas", Integer.toString(config.minInsyncReplicas));
+            topics.add(new NewTopic(spec.name(), spec.partitions(), (short) config.replicationFactor).configs(configs));
         }
         var results = admin.createTopics(topics).values();
         for (var entry : results.entrySet()) {
@@ -217,6 +248,9 @@ public final class LocalKafka implements AutoCloseable {
         private boolean createTopics = true;
         private CurvewatchTopics topics = CurvewatchTopics.withDefaultPrefix();
         private Duration startTimeout = Duration.ofSeconds(90);
+        private int nodeId = 1;
+        private int replicationFactor = 1;
+        private int minInsyncReplicas = 1;
 
         public Builder dataDir(Path dataDir) { this.dataDir = dataDir; return this; }
         public Builder port(int port) { this.port = port; return this; }
@@ -226,8 +260,29 @@ public final class LocalKafka implements AutoCloseable {
         public Builder topics(CurvewatchTopics topics) { this.topics = topics; return this; }
         public Builder startTimeout(Duration timeout) { this.startTimeout = timeout; return this; }
 
+        /** Node of a cluster: its id and the replication of the cluster's topics (internal ones included). */
+        Builder node(int id, int replication, int minInsync) {
+            this.nodeId = id;
+            this.replicationFactor = replication;
+            this.minInsyncReplicas = minInsync;
+            return this;
+        }
+
         /** Formats the data directory if new, starts the broker, waits until it serves, creates topics. */
         public LocalKafka start() throws IOException {
+            LocalKafka kafka = prepare();
+            kafka.writeServerProperties();
+            kafka.formatIfNew();
+            kafka.launch();
+            kafka.awaitReady(System.nanoTime() + startTimeout.toNanos());
+            if (createTopics) {
+                kafka.createTopics();
+            }
+            return kafka;
+        }
+
+        /** The node with its ports chosen (and remembered in its data directory), nothing written or started yet. */
+        LocalKafka prepare() throws IOException {
             if (dataDir == null) {
                 dataDir = Files.createTempDirectory("curvewatch-kafka-");
             }
@@ -249,11 +304,7 @@ public final class LocalKafka implements AutoCloseable {
             try (Writer out = Files.newBufferedWriter(state)) {
                 remembered.store(out, "ports of this Curvewatch broker data directory");
             }
-            LocalKafka kafka = new LocalKafka(this, dataDir, brokerPort, ctrlPort);
-            kafka.writeServerProperties();
-            kafka.formatIfNew();
-            kafka.launchAndAwait();
-            return kafka;
+            return new LocalKafka(this, dataDir, brokerPort, ctrlPort);
         }
 
         private static int chosen(int requested, Properties remembered, String key) {
@@ -265,11 +316,19 @@ public final class LocalKafka implements AutoCloseable {
         }
     }
 
-    private void writeServerProperties() throws IOException {
+    /** A cluster's controller quorum ({@code id@host:port,...}) and id, before the node is written and formatted. */
+    void joinCluster(String voters, String id) {
+        this.quorumVoters = voters;
+        this.clusterId = id;
+    }
+
+    void writeServerProperties() throws IOException {
         Properties p = new Properties();
+        String rf = Integer.toString(config.replicationFactor);
+        String isr = Integer.toString(config.minInsyncReplicas);
         p.setProperty("process.roles", "broker,controller");
-        p.setProperty("node.id", "1");
-        p.setProperty("controller.quorum.voters", "1@127.0.0.1:" + controllerPort);
+        p.setProperty("node.id", Integer.toString(config.nodeId));
+        p.setProperty("controller.quorum.voters", quorumVoters);
         p.setProperty("listeners", "PLAINTEXT://127.0.0.1:" + port + ",CONTROLLER://127.0.0.1:" + controllerPort);
         p.setProperty("advertised.listeners", "PLAINTEXT://127.0.0.1:" + port);
         p.setProperty("controller.listener.names", "CONTROLLER");
@@ -277,13 +336,15 @@ public final class LocalKafka implements AutoCloseable {
         p.setProperty("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT");
         p.setProperty("log.dirs", dataDir.resolve("logs").toString());
         p.setProperty("num.partitions", "1");
-        p.setProperty("offsets.topic.replication.factor", "1");
+        p.setProperty("offsets.topic.replication.factor", rf);
         p.setProperty("offsets.topic.num.partitions", "4");
-        p.setProperty("transaction.state.log.replication.factor", "1");
-        p.setProperty("transaction.state.log.min.isr", "1");
+        p.setProperty("transaction.state.log.replication.factor", rf);
+        p.setProperty("transaction.state.log.min.isr", isr);
         p.setProperty("transaction.state.log.num.partitions", "4");
-        p.setProperty("share.coordinator.state.topic.replication.factor", "1");
-        p.setProperty("share.coordinator.state.topic.min.isr", "1");
+        p.setProperty("share.coordinator.state.topic.replication.factor", rf);
+        p.setProperty("share.coordinator.state.topic.min.isr", isr);
+        p.setProperty("default.replication.factor", rf);
+        p.setProperty("min.insync.replicas", isr);
         p.setProperty("group.initial.rebalance.delay.ms", "0");
         p.setProperty("auto.create.topics.enable", "false");
         // tensor topics raise their own limit to 16 MB; the broker-wide limit must allow it
@@ -297,11 +358,11 @@ public final class LocalKafka implements AutoCloseable {
         }
     }
 
-    private void formatIfNew() throws IOException {
+    void formatIfNew() throws IOException {
         if (Files.exists(dataDir.resolve("logs").resolve("meta.properties"))) {
             return;
         }
-        Process format = javaProcess("kafka.tools.StorageTool", "format", "-t", Uuid.randomUuid().toString(),
+        Process format = javaProcess("kafka.tools.StorageTool", "format", "-t", clusterId != null ? clusterId : Uuid.randomUuid().toString(),
                 "-c", dataDir.resolve("server.properties").toString())
                 .redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile().toFile()))

@@ -5,6 +5,7 @@ import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.DType;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.avro.FactorMode;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Tensor;
@@ -31,6 +32,9 @@ public final class ContractChecks {
      * holds at most about 2^31 - 1 elements, so d &lt;= 46340.
      */
     public static final long MAX_FACTOR_ELEMENTS = Integer.MAX_VALUE - 8L;
+
+    /** Largest layer side a run may register: its d x d factor must fit one Java array ({@link #MAX_FACTOR_ELEMENTS}). */
+    public static final int MAX_LAYER_SIDE = 46_340;
 
     private ContractChecks() {
     }
@@ -124,9 +128,10 @@ public final class ContractChecks {
             if (!names.add(l.getName())) {
                 throw new InvalidRecordException(RejectReason.INVALID_FIELD, "layer '" + l.getName() + "' is listed twice");
             }
-            if (l.getDIn() < 1 || l.getDOut() < 1) {
+            if (l.getDIn() < 1 || l.getDOut() < 1 || l.getDIn() > MAX_LAYER_SIDE || l.getDOut() > MAX_LAYER_SIDE) {
                 throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "layer '" + l.getName() + "' has d_in="
-                        + l.getDIn() + " d_out=" + l.getDOut());
+                        + l.getDIn() + " d_out=" + l.getDOut() + ": sides must be in [1, " + MAX_LAYER_SIDE
+                        + "] (a side's d x d factor fills one array)");
             }
         }
     }
@@ -153,6 +158,40 @@ public final class ContractChecks {
         if (a.getSummary().length() >= 64) {
             throw new InvalidRecordException(RejectReason.INVALID_FIELD, "summary has " + a.getSummary().length()
                     + " characters, must be under 64");
+        }
+    }
+
+    /** Longest reason a guard decision may carry. */
+    public static final int MAX_GUARD_REASON = 512;
+
+    /**
+     * A guard decision: ids (run, layer, rule, idempotency key, snapshot when present), a
+     * non-negative step, a reason under {@link #MAX_GUARD_REASON} characters, finite rhos of
+     * layers with valid names.
+     */
+    public static void checkGuardDecision(GuardDecision d) {
+        requireId(d.getId(), "id");
+        requireId(d.getRunId(), "run_id");
+        for (String[] f : new String[][] {{d.getLayer(), "layer"}, {d.getRule(), "rule"},
+                {d.getIdempotencyKey(), "idempotency_key"}, {d.getSnapshotId(), "snapshot_id"},
+                {d.getAlertFingerprint(), "alert_fingerprint"}}) {
+            if (f[0] != null) {
+                requireId(f[0], f[1]);
+            }
+        }
+        if (d.getStep() < 0) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "step " + d.getStep() + " is negative");
+        }
+        if (d.getReason().length() >= MAX_GUARD_REASON) {
+            throw new InvalidRecordException(RejectReason.INVALID_FIELD, "reason has " + d.getReason().length()
+                    + " characters, must be under " + MAX_GUARD_REASON);
+        }
+        for (var lr : d.getLayers()) {
+            requireId(lr.getLayer(), "layers[].layer");
+            if (!Double.isFinite(lr.getRho()) || lr.getRho() > 1) {
+                throw new InvalidRecordException(RejectReason.INVALID_FIELD, "rho " + lr.getRho() + " of layer "
+                        + lr.getLayer() + " must be finite and <= 1");
+            }
         }
     }
 

@@ -35,6 +35,8 @@ public final class CurvewatchTopics {
     public String editRequests() { return prefix + "edit-requests"; }
     public String snapshots() { return prefix + "snapshots"; }
     public String deadLetters() { return prefix + "dead-letters"; }
+    /** Every decision of the live guard (streams app, service, trainer), key = run id. */
+    public String guardDecisions() { return prefix + "guard-decisions"; }
 
     /** How each topic is created. Partition counts are defaults a deployment may raise. */
     public List<TopicSpec> specs(int capturePartitions) {
@@ -52,7 +54,8 @@ public final class CurvewatchTopics {
                 new TopicSpec(editRequests(), 1, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
                 new TopicSpec(snapshots(), 1, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
                 // dead letters carry the original bytes, which may be tensor-sized
-                new TopicSpec(deadLetters(), 1, false, TENSOR_MAX_MESSAGE_BYTES));
+                new TopicSpec(deadLetters(), 1, false, TENSOR_MAX_MESSAGE_BYTES),
+                new TopicSpec(guardDecisions(), 1, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES));
     }
 
     /** Key of per-layer records: "run/layer" (both checked by {@link ContractChecks#requireId}). */

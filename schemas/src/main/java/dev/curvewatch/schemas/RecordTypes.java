@@ -8,6 +8,7 @@ import dev.curvewatch.avro.EditRequest;
 import dev.curvewatch.avro.ExampleScores;
 import dev.curvewatch.avro.FactorChunk;
 import dev.curvewatch.avro.FactorManifest;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Signal;
@@ -25,7 +26,7 @@ public final class RecordTypes {
     public static final List<Class<? extends SpecificRecord>> ALL = List.of(
             RunInfo.class, Capture.class, WeightSnapshot.class, FactorChunk.class, FactorManifest.class,
             EditCandidate.class, ProbeResult.class, Signal.class, ExampleScores.class, Alert.class,
-            EditRequest.class, SnapshotEvent.class, DeadLetter.class);
+            EditRequest.class, SnapshotEvent.class, DeadLetter.class, GuardDecision.class);
 
     static {
         // Avro refuses to instantiate generated classes outside trusted packages (CVE-2024-47561 fix).

@@ -36,5 +36,7 @@ public enum RejectReason {
     /** Well-formed, but what it needs does not exist yet (an edit of a layer without weights, eigenbasis or calibrated rho). */
     NOT_READY,
     /** Well-formed, but writing its result failed (an edited snapshot that could not be stored). */
-    STORE_FAILED
+    STORE_FAILED,
+    /** Well-formed, but a downstream system did not take it after every retry (an alert webhook that kept failing). */
+    DELIVERY_FAILED
 }

@@ -17,6 +17,7 @@ import java.io.ByteArrayOutputStream;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -132,6 +133,42 @@ class AvroSerdeTest {
                 "without the new schema the reader must say so, not guess");
         catalog.register(newer);
         assertEquals(original, new AvroDeserializer<>(RunInfo.class, catalog).decode(bytes));
+    }
+
+    /**
+     * GuardDecision evolves by its enum default: a newer writer with an action this reader does not
+     * know (and a new optional field) reads as OTHER, everything else intact.
+     */
+    @Test
+    void aGuardActionFromANewerWriterReadsAsOther() throws Exception {
+        String json = dev.curvewatch.avro.GuardDecision.getClassSchema().toString()
+                .replace("\"ROLLBACK_OFFERED\",", "\"ROLLBACK_OFFERED\",\"PAUSED\",");
+        Schema newer = withExtraOptionalField(new Schema.Parser().parse(json), "operator", "nobody");
+        assertTrue(newer.getField("action").schema().getEnumSymbols().contains("PAUSED"));
+        GenericRecord rec = new GenericData.Record(newer);
+        rec.put("id", "g9");
+        rec.put("run_id", "run-1");
+        rec.put("layer", "fc1");
+        rec.put("step", 12L);
+        rec.put("action", new GenericData.EnumSymbol(newer.getField("action").schema(), "PAUSED"));
+        rec.put("reason", "a person paused the guard");
+        rec.put("source", "streams:x");
+        rec.put("rule", null);
+        rec.put("alert_fingerprint", null);
+        rec.put("idempotency_key", null);
+        rec.put("snapshot_id", null);
+        rec.put("layers", new GenericData.Array<>(newer.getField("layers").schema(), List.of()));
+        rec.put("details", Map.of());
+        rec.put("created_ms", 5L);
+        rec.put("operator", "alice");
+        byte[] bytes = encodeGeneric(newer, rec);
+        SchemaCatalog catalog = SchemaCatalog.withBuiltins();
+        catalog.register(newer);
+        dev.curvewatch.avro.GuardDecision d = new AvroDeserializer<>(dev.curvewatch.avro.GuardDecision.class, catalog).decode(bytes);
+        assertEquals(dev.curvewatch.avro.GuardAction.OTHER, d.getAction());
+        assertEquals("a person paused the guard", d.getReason());
+        assertEquals(12L, d.getStep());
+        assertEquals("fc1", d.getLayer());
     }
 
     /** Every shipped historical schema stays readable by the current classes, and the current one is shipped. */

@@ -3,6 +3,9 @@ package dev.curvewatch.schemas;
 import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.avro.FactorMode;
+import dev.curvewatch.avro.GuardAction;
+import dev.curvewatch.avro.GuardDecision;
+import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.LayerInfo;
 import org.junit.jupiter.api.Test;
 
@@ -45,6 +48,22 @@ class ContractChecksTest {
         }
         assertDoesNotThrow(() -> ContractChecks.requirePathSegment("..a", "run_id"));
         assertDoesNotThrow(() -> ContractChecks.requirePathSegment("run-1.v2", "run_id"));
+    }
+
+    @Test
+    void runLayerSidesAreBoundedFromBothSides() {
+        java.util.function.BiFunction<Integer, Integer, dev.curvewatch.avro.RunInfo> run = (dIn, dOut) -> dev.curvewatch.avro.RunInfo
+                .newBuilder().setRunId("r").setModel("m").setCreatedMs(1)
+                .setLayers(List.of(new LayerInfo("fc1", dIn, dOut, false, false))).build();
+        assertDoesNotThrow(() -> ContractChecks.checkRun(run.apply(ContractChecks.MAX_LAYER_SIDE, 1)));
+        assertEquals(46_340, ContractChecks.MAX_LAYER_SIDE);
+        assertTrue((long) ContractChecks.MAX_LAYER_SIDE * ContractChecks.MAX_LAYER_SIDE <= ContractChecks.MAX_FACTOR_ELEMENTS);
+        assertTrue((long) (ContractChecks.MAX_LAYER_SIDE + 1) * (ContractChecks.MAX_LAYER_SIDE + 1) > ContractChecks.MAX_FACTOR_ELEMENTS);
+        for (int[] sides : new int[][]{{0, 5}, {5, 0}, {46_341, 5}, {5, 46_341}, {Integer.MAX_VALUE, 5}}) {
+            InvalidRecordException e = rejected(() -> ContractChecks.checkRun(run.apply(sides[0], sides[1])));
+            assertEquals(RejectReason.SHAPE_MISMATCH, e.reason());
+            assertTrue(e.getMessage().contains("[1, 46340]"), e.getMessage());
+        }
     }
 
     @Test
@@ -123,5 +142,21 @@ class ContractChecksTest {
         assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setStepFirst(8)));
         assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setChunksA(0)));
         assertEquals(RejectReason.INVALID_FIELD, manifestRejected(b -> b.setChunksG(10)), "more chunks than the 9 elements of G");
+    }
+
+    @Test
+    void guardDecisionsAreChecked() {
+        GuardDecision ok = GuardDecision.newBuilder().setId("g1").setRunId("run-1").setLayer("fc1").setStep(3)
+                .setAction(GuardAction.SKIP).setReason("cooldown").setSource("streams:x")
+                .setLayers(List.of(new LayerRho("fc1", -1.0))).setCreatedMs(1).build();
+        assertDoesNotThrow(() -> ContractChecks.checkGuardDecision(ok));
+        assertEquals(RejectReason.INVALID_FIELD, assertThrows(InvalidRecordException.class, () -> ContractChecks.checkGuardDecision(
+                GuardDecision.newBuilder(ok).setStep(-1).build())).reason());
+        assertEquals(RejectReason.INVALID_FIELD, assertThrows(InvalidRecordException.class, () -> ContractChecks.checkGuardDecision(
+                GuardDecision.newBuilder(ok).setReason("x".repeat(ContractChecks.MAX_GUARD_REASON)).build())).reason());
+        assertThrows(InvalidRecordException.class, () -> ContractChecks.checkGuardDecision(
+                GuardDecision.newBuilder(ok).setLayer("../etc").build()));
+        assertThrows(InvalidRecordException.class, () -> ContractChecks.checkGuardDecision(
+                GuardDecision.newBuilder(ok).setLayers(List.of(new LayerRho("fc1", Double.NaN))).build()));
     }
 }

@@ -1,6 +1,8 @@
 package dev.curvewatch.schemas;
 
 import dev.curvewatch.avro.Alert;
+import dev.curvewatch.avro.GuardAction;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.AlertStatus;
 import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.DType;
@@ -96,6 +98,9 @@ public final class SampleRecords {
                         .setLayers(List.of(rho)).setFactorVersions(Map.of("fc1", 3L)).setCreatedMs(10L).build(),
                 DeadLetter.newBuilder().setTopic("curvewatch.captures").setPartition(0).setOffset(12)
                         .setOriginalValue(ByteBuffer.wrap(new byte[]{1, 2, 3})).setReasonCode("TRUNCATED")
-                        .setReason("too short").setComponent("worker-1").setFailedMs(11L).build());
+                        .setReason("too short").setComponent("worker-1").setFailedMs(11L).build(),
+                GuardDecision.newBuilder().setId("g1").setRunId("run-1").setLayer("fc1").setStep(8).setAction(GuardAction.EDIT)
+                        .setReason("gap-jump fired").setSource("streams:test").setRule("gap-guard").setAlertFingerprint("fp")
+                        .setIdempotencyKey("k1").setLayers(List.of(rho)).setDetails(Map.of("edits", "1")).setCreatedMs(12L).build());
     }
 }

@@ -21,9 +21,18 @@ import java.util.Set;
  * @param severity  severity of its alerts
  * @param runs      only these runs (empty: all)
  * @param layers    only these layers (empty: all)
+ * @param afterSnapshot evaluated only once the trainer applied an edited snapshot of the run (the
+ *                  guard's rules for memorization coming back); a clean run never evaluates it
  */
 public record AlertRule(String name, String signal, Type type, double threshold, boolean below, int window, double k,
-                        double floor, int holdFor, Severity severity, Set<String> runs, Set<String> layers) {
+                        double floor, int holdFor, Severity severity, Set<String> runs, Set<String> layers,
+                        boolean afterSnapshot) {
+
+    /** A rule evaluated from the start of a run. */
+    public AlertRule(String name, String signal, Type type, double threshold, boolean below, int window, double k,
+                     double floor, int holdFor, Severity severity, Set<String> runs, Set<String> layers) {
+        this(name, signal, type, threshold, below, window, k, floor, holdFor, severity, runs, layers, false);
+    }
 
     /** How a rule matches a value. */
     public enum Type {

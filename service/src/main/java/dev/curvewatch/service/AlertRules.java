@@ -25,12 +25,15 @@ import java.util.TreeSet;
 public final class AlertRules {
     static final String DEFAULTS_RESOURCE = "/curvewatch/service/alert-rules.properties";
     private static final Set<String> KEYS = Set.of("signal", "type", "threshold", "direction", "window", "k", "floor", "for",
-            "severity", "runs", "layers");
+            "severity", "runs", "layers", "after");
 
     private AlertRules() {
     }
 
-    /** The shipped rules: gap-jump (trailing baseline, CRITICAL) and gap-high (threshold 0.25, WARNING). */
+    /**
+     * The shipped rules: gap-jump (trailing baseline, CRITICAL), gap-high (threshold 0.25, WARNING) and
+     * gap-regrowth (after an applied snapshot: the edited model's own gap plus 0.01, WARNING).
+     */
     public static List<AlertRule> defaults() {
         Properties p = new Properties();
         try (InputStream in = AlertRules.class.getResourceAsStream(DEFAULTS_RESOURCE)) {
@@ -90,9 +93,13 @@ public final class AlertRules {
         double k = number(v.getOrDefault("k", "5"), "k", where);
         double floor = number(v.getOrDefault("floor", "0.05"), "floor", where);
         int holdFor = (int) number(v.getOrDefault("for", "1"), "for", where);
+        String after = v.getOrDefault("after", "start").toLowerCase(Locale.ROOT);
+        if (!after.equals("start") && !after.equals("snapshot")) {
+            throw new IllegalArgumentException(where + "after must be start or snapshot, got '" + after + "'");
+        }
         try {
             return new AlertRule(name, require(v, "signal", where), type, threshold, direction.equals("below"), window, k, floor,
-                    holdFor, severity, list(v.get("runs")), list(v.get("layers")));
+                    holdFor, severity, list(v.get("runs")), list(v.get("layers")), after.equals("snapshot"));
         } catch (RuntimeException e) {
             throw new IllegalArgumentException(e.getMessage(), e);
         }

@@ -3,11 +3,14 @@ package dev.curvewatch.service;
 import dev.curvewatch.curvature.EigenbasisRefresh;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.service.internal.Access;
 import dev.curvewatch.service.internal.AlertEvaluator;
 import dev.curvewatch.service.internal.BearerTokens;
 import dev.curvewatch.service.internal.CandidatePacer;
 import dev.curvewatch.service.internal.DeadLetterFeed;
 import dev.curvewatch.service.internal.EditRequests;
+import dev.curvewatch.service.internal.GuardFeed;
+import dev.curvewatch.service.internal.GuardWatch;
 import dev.curvewatch.service.internal.HttpApi;
 import dev.curvewatch.service.internal.Ingest;
 import dev.curvewatch.service.internal.LayerState;
@@ -69,10 +72,13 @@ public final class CurvewatchService implements AutoCloseable {
     private final ExecutorService refreshPool;
     private final Ingest ingest;
     private final EditRequests edits;
+    private final GuardWatch guard;
+    private final GuardFeed guardFeed;
     private final Thread ingestThread;
     private final Thread editThread;
     private final DeadLetterFeed deadLetterFeed;
     private final Thread deadLetterThread;
+    private final Thread guardThread;
     private HttpServer http;
     private HttpApi api;
     private volatile boolean closed;
@@ -100,11 +106,16 @@ public final class CurvewatchService implements AutoCloseable {
             built.push(outputs);
             this.refreshPool = Executors.newFixedThreadPool(config.refreshThreads(), daemon("curvewatch-service-refresh-"));
             built.push(refreshPool::shutdownNow);
-            EigenbasisRefresh eigen = new EigenbasisRefresh(SymmetricEigensolvers.best(), config.eighDriftTolerance(), config.eighPrecision());
+            EigenbasisRefresh eigen = new EigenbasisRefresh(SymmetricEigensolvers.best(), config.eighDriftTolerance(),
+                    config.eighWarmTolerance(), config.eighPrecision());
             this.ingest = new Ingest(config, registry, outputs, metrics, refreshPool, eigen, alerts);
             built.push(ingest::closeUnstarted);
             this.edits = new EditRequests(config, registry, outputs, metrics, store);
             built.push(edits::closeUnstarted);
+            this.guard = new GuardWatch(registry, alerts, outputs, store, config.codeVersion(), config.guardHarmTolerance());
+            outputs.onSignal(guard::onSignal);
+            this.guardFeed = new GuardFeed(config, guard, outputs.component());
+            built.push(guardFeed::closeUnstarted);
             this.deadLetterFeed = new DeadLetterFeed(config, registry, metrics, outputs.component());
             built.push(deadLetterFeed::closeUnstarted);
         } catch (RuntimeException | Error e) {
@@ -119,6 +130,7 @@ public final class CurvewatchService implements AutoCloseable {
         }
         this.ingestThread = daemon("curvewatch-service-ingest").newThread(ingest);
         this.editThread = daemon("curvewatch-service-edits").newThread(edits);
+        this.guardThread = daemon("curvewatch-service-guard").newThread(guardFeed);
         this.deadLetterThread = daemon("curvewatch-service-dead-letters").newThread(deadLetterFeed);
         metrics.gauge("curvewatch_service_up", () -> ingestThread.isAlive() && ingest.failure() == null ? 1 : 0);
         metrics.gauge("curvewatch_service_caught_up", () -> registry.isCaughtUp() ? 1 : 0);
@@ -145,9 +157,10 @@ public final class CurvewatchService implements AutoCloseable {
         try {
             s.ingestThread.start();
             s.editThread.start();
+            s.guardThread.start();
             s.deadLetterThread.start();
-            s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, tokens, s::health, config.ssePingMs(),
-                    config.liveClientsMax());
+            s.api = new HttpApi(s.vertx, s.registry, s.outputs, s.metrics, store, new Access(tokens, config.readRequired()), s.guard,
+                    s::health, config.ssePingMs(), config.liveClientsMax());
             // a token added to or revoked from auth.tokens.file takes effect within this period, no restart
             s.vertx.setPeriodic(TOKEN_FILE_CHECK_MS, id -> s.vertx.executeBlocking(tokens::reload, false));
             s.http = s.vertx.createHttpServer(new HttpServerOptions().setHost(config.httpHost()).setPort(config.httpPort())
@@ -159,7 +172,8 @@ public final class CurvewatchService implements AutoCloseable {
             throw e;
         }
         if (tokens.isEmpty()) {
-            LOG.warn("no auth token configured: edit, refresh and download endpoints answer 403");
+            LOG.warn("no auth token configured: edit, refresh and download endpoints answer 403"
+                    + (config.readRequired() ? ", and so does every read under /api (auth.read.required)" : ""));
         }
         LOG.info("curvewatch service on {} ({} alert rule(s), snapshots in {})", s.url(), rules.size(), store.root());
         return s;
@@ -169,7 +183,7 @@ public final class CurvewatchService implements AutoCloseable {
     private static void checkTopics(ServiceConfig config) {
         CurvewatchTopics t = config.topics();
         List<String> names = List.of(t.runs(), t.factors(), t.weights(), t.editCandidates(), t.probeResults(), t.signals(), t.scores(),
-                t.alertsRaw(), t.alerts(), t.editRequests(), t.snapshots(), t.deadLetters());
+                t.alertsRaw(), t.alerts(), t.editRequests(), t.snapshots(), t.deadLetters(), t.guardDecisions());
         Properties p = config.kafkaProperties();
         p.putIfAbsent("default.api.timeout.ms", "30000");
         p.putIfAbsent("request.timeout.ms", "15000");
@@ -214,6 +228,11 @@ public final class CurvewatchService implements AutoCloseable {
         return alerts.rules();
     }
 
+    /** The live guard's decisions of a run (streams app, trainer, this service), oldest first, at most the last 500. */
+    public List<dev.curvewatch.avro.GuardDecision> guardDecisions(String runId) {
+        return guard.decisions(runId);
+    }
+
     /** Waits for the start-up catch-up (registry, factors, weights, snapshots, signal history). */
     public boolean awaitCaughtUp(Duration timeout) throws InterruptedException {
         return registry.awaitCaughtUp(timeout);
@@ -231,12 +250,14 @@ public final class CurvewatchService implements AutoCloseable {
         checks.put("catch_up", check(registry.isCaughtUp(), registry.isCaughtUp() ? "done" : "reading the topics from the start"));
         boolean editsUp = edits.isUp(editThread);
         checks.put("edit_requests", check(editsUp, edits.detail()));
+        boolean guardUp = guardFeed.isUp(guardThread);
+        checks.put("guard_decisions", check(guardUp, guardFeed.detail()));
         boolean deadLettersUp = deadLetterFeed.isUp(deadLetterThread);
         checks.put("dead_letters", check(deadLettersUp, deadLetterFeed.detail()));
         boolean storeUp = Files.isDirectory(store.root()) && Files.isWritable(store.root());
         checks.put("snapshot_store", check(storeUp, store.root().toString()));
         checks.put("live_clients", api == null ? 0 : api.liveClients());
-        return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && deadLettersUp && storeUp, checks);
+        return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && guardUp && deadLettersUp && storeUp, checks);
     }
 
     private static JsonObject check(boolean up, String detail) {
@@ -259,9 +280,11 @@ public final class CurvewatchService implements AutoCloseable {
         }
         ingest.requestStop();
         edits.requestStop();
+        guardFeed.requestStop();
         deadLetterFeed.requestStop();
         join(ingestThread);
         join(editThread);
+        join(guardThread);
         join(deadLetterThread);
         refreshPool.shutdown();
         try {

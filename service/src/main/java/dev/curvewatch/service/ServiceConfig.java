@@ -40,6 +40,7 @@ public final class ServiceConfig {
     public static final String REFRESH_THREADS = "refresh.threads";
     public static final String EIGH_DRIFT_TOLERANCE = "eigh.drift.tolerance";
     public static final String EIGH_PRECISION = "eigh.precision";
+    public static final String EIGH_WARM_TOLERANCE = "eigh.warm.tolerance";
     public static final String CALIBRATION_TIMEOUT_MS = "calibration.timeout.ms";
     public static final String CALIBRATION_TOLERANCE = "calibration.tolerance";
     public static final String CALIBRATION_LOSS_TOLERANCE = "calibration.loss.tolerance";
@@ -57,6 +58,7 @@ public final class ServiceConfig {
     public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
     public static final String RUNS_MAX = "runs.max";
     public static final String FACTORS_MAX_DIM = "factors.max.dim";
+    public static final String REFRESH_MEMORY_BUDGET_BYTES = "refresh.memory.budget.bytes";
     public static final String CANDIDATE_MAX_BYTES = "candidate.max.bytes";
     public static final String CANDIDATE_PART_MAX_BYTES = "candidate.part.max.bytes";
     /** The edit-candidates topic's record limit less 64 KiB for Kafka's batch framing. */
@@ -69,6 +71,10 @@ public final class ServiceConfig {
     public static final String POLL_TIMEOUT_MS = "poll.timeout.ms";
     public static final String SSE_PING_MS = "sse.ping.ms";
     public static final String CODE_VERSION = "code.version";
+    /** auto (default): GET /api/* needs a read token unless http.host is a loopback address; true; false. */
+    public static final String AUTH_READ_REQUIRED = "auth.read.required";
+    /** Largest drop of probe accuracy an applied guard edit may cause before it is HARMFUL. */
+    public static final String GUARD_HARM_TOLERANCE = "guard.harm.tolerance";
     public static final String KAFKA_PREFIX = ConfigLayers.KAFKA_PREFIX;
     static final String ENV_PREFIX = "CURVEWATCH_SERVICE_";
     private static final ConfigLayers LAYERS = new ConfigLayers(ENV_PREFIX);
@@ -85,7 +91,8 @@ public final class ServiceConfig {
         d.put(SNAPSHOT_DIR, ".curvewatch/snapshots");
         d.put(REFRESH_INTERVAL_MS, "5000");
         d.put(REFRESH_THREADS, "1");
-        d.put(EIGH_DRIFT_TOLERANCE, "0.001");
+        d.put(EIGH_DRIFT_TOLERANCE, "0.000005");
+        d.put(EIGH_WARM_TOLERANCE, "0.00002");
         d.put(EIGH_PRECISION, "FLOAT64");
         d.put(CALIBRATION_TIMEOUT_MS, "60000");
         d.put(CALIBRATION_TOLERANCE, "0.01");
@@ -104,6 +111,7 @@ public final class ServiceConfig {
         d.put(UNKNOWN_RUN_GRACE_MS, "10000");
         d.put(RUNS_MAX, "50");
         d.put(FACTORS_MAX_DIM, "16384");
+        d.put(REFRESH_MEMORY_BUDGET_BYTES, "0");
         d.put(CANDIDATE_MAX_BYTES, Long.toString(1L << 30));
         d.put(CANDIDATE_PART_MAX_BYTES, Integer.toString(MAX_CANDIDATE_PART_BYTES));
         d.put(WEIGHTS_PARKED_MAX_BYTES, Long.toString(64L * 1024 * 1024));
@@ -114,6 +122,8 @@ public final class ServiceConfig {
         d.put(POLL_TIMEOUT_MS, "200");
         d.put(SSE_PING_MS, "15000");
         d.put(CODE_VERSION, "");
+        d.put(AUTH_READ_REQUIRED, "auto");
+        d.put(GUARD_HARM_TOLERANCE, "0.02");
         DEFAULTS = Collections.unmodifiableMap(d);
     }
 
@@ -153,6 +163,10 @@ public final class ServiceConfig {
             throw new IllegalArgumentException(EIGH_DRIFT_TOLERANCE + ", " + CALIBRATION_TOLERANCE + " and "
                     + CALIBRATION_LOSS_TOLERANCE + " must be >= 0");
         }
+        if (!(eighWarmTolerance() >= eighDriftTolerance())) {
+            throw new IllegalArgumentException(EIGH_WARM_TOLERANCE + " must be >= " + EIGH_DRIFT_TOLERANCE + ", got "
+                    + eighWarmTolerance() + " and " + eighDriftTolerance());
+        }
         if (maxRuns() < 1 || signalHistoryPoints() < 1 || alertHistory() < 1 || snapshotHistory() < 1 || deadLetterMaxValueBytes() < 0) {
             throw new IllegalArgumentException(RUNS_MAX + ", " + SIGNAL_HISTORY_POINTS + ", " + ALERT_HISTORY + ", " + SNAPSHOT_HISTORY
                     + " must be >= 1 and " + DEAD_LETTER_MAX_VALUE_BYTES + " >= 0");
@@ -160,6 +174,9 @@ public final class ServiceConfig {
         if (factorsMaxDim() < 1 || factorsMaxDim() > 46340 || weightsParkedMaxBytes() < 0 || liveClientsMax() < 0) {
             throw new IllegalArgumentException(FACTORS_MAX_DIM + " must be in [1, 46340] (a d x d factor fills one Java array), "
                     + WEIGHTS_PARKED_MAX_BYTES + " and " + LIVE_CLIENTS_MAX + " >= 0");
+        }
+        if (values.longValue(REFRESH_MEMORY_BUDGET_BYTES) < 0) {
+            throw new IllegalArgumentException(REFRESH_MEMORY_BUDGET_BYTES + " must be >= 0 (0 = the maximum heap)");
         }
         if (candidateMaxBytes() < 0 || candidatePartMaxBytes() < 64 * 1024 || candidatePartMaxBytes() > MAX_CANDIDATE_PART_BYTES) {
             throw new IllegalArgumentException(CANDIDATE_MAX_BYTES + " must be >= 0 and " + CANDIDATE_PART_MAX_BYTES + " in [65536, "
@@ -173,6 +190,10 @@ public final class ServiceConfig {
                     + CALIBRATION_MIN_DRIFT + " >= 0");
         }
         calibrationTrainCandidates();
+        if (!(guardHarmTolerance() >= 0)) {
+            throw new IllegalArgumentException(GUARD_HARM_TOLERANCE + " must be >= 0, got " + guardHarmTolerance());
+        }
+        readRequired();
         // the typed keys no bound above reads: parsed once here, so a bad value is refused naming its key
         calibrationSearch();
         eighPrecision();
@@ -266,9 +287,14 @@ public final class ServiceConfig {
         return values.intValue(REFRESH_THREADS);
     }
 
-    /** Below this basis drift the previous eigenvectors are kept (warm start, EigenbasisRefresh). */
+    /** Below this basis drift the previous eigenvectors are kept (EigenbasisRefresh, mode SKIPPED). */
     public double eighDriftTolerance() {
         return values.doubleValue(EIGH_DRIFT_TOLERANCE);
+    }
+
+    /** Below this basis drift (and not below the skip one) the previous basis is rotated, not decomposed (mode WARM). */
+    public double eighWarmTolerance() {
+        return values.doubleValue(EIGH_WARM_TOLERANCE);
     }
 
     public Precision eighPrecision() {
@@ -383,6 +409,16 @@ public final class ServiceConfig {
     }
 
     /**
+     * Memory one refresh may take ({@code LayerRefresh.memoryBytes}: 7.3 GB for 11008 x 4096); a
+     * layer over it is not refreshed, its status and a {@code refresh_failed} signal (attribute
+     * {@code over_budget} = 1) say why. 0 = the JVM's maximum heap. Per refresh thread.
+     */
+    public long refreshMemoryBudgetBytes() {
+        long v = values.longValue(REFRESH_MEMORY_BUDGET_BYTES);
+        return v > 0 ? v : Runtime.getRuntime().maxMemory();
+    }
+
+    /**
      * Largest EditCandidate (both bases and spectra as float32) the service sends; a layer with a
      * larger one gets spectra and drift but no calibration. 1 GiB by default: the paper's 11008 x 4096
      * layer is 552 MB, which the trainer holds while it answers.
@@ -434,6 +470,31 @@ public final class ServiceConfig {
     public String codeVersion() {
         String impl = ServiceConfig.class.getPackage().getImplementationVersion();
         return values.string(CODE_VERSION, impl != null ? impl : "0.1.0-SNAPSHOT");
+    }
+
+    public double guardHarmTolerance() {
+        return values.doubleValue(GUARD_HARM_TOLERANCE);
+    }
+
+    /**
+     * Whether every /api/* read (SSE and WebSocket included) needs a token with the read scope:
+     * {@code auth.read.required} true or false, or auto (the default): only when {@code http.host}
+     * is not a loopback address, so a service on 127.0.0.1 stays convenient and one listening for
+     * other hosts is not world-readable.
+     */
+    public boolean readRequired() {
+        String v = values.string(AUTH_READ_REQUIRED).trim().toLowerCase(java.util.Locale.ROOT);
+        return switch (v) {
+            case "true" -> true;
+            case "false" -> false;
+            case "auto" -> !isLoopback(httpHost());
+            default -> throw new IllegalArgumentException(AUTH_READ_REQUIRED + " must be auto, true or false, got '" + v + "'");
+        };
+    }
+
+    private static boolean isLoopback(String host) {
+        String h = host.trim().toLowerCase(java.util.Locale.ROOT);
+        return h.equals("localhost") || h.equals("::1") || h.equals("[::1]") || h.startsWith("127.");
     }
 
     /** Kafka client properties: {@code CURVEWATCH_KAFKA_*}, then {@code kafka.*}, then {@code bootstrap}. */

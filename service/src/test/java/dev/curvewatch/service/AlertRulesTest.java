@@ -20,9 +20,15 @@ class AlertRulesTest {
     }
 
     @Test
-    void shippedDefaultsAreTheContractsTwoRules() {
+    void shippedDefaultsAreTheContractsRules() {
         List<AlertRule> rules = AlertRules.defaults();
-        assertEquals(List.of("gap-high", "gap-jump"), rules.stream().map(AlertRule::name).toList());
+        assertEquals(List.of("gap-high", "gap-jump", "gap-regrowth"), rules.stream().map(AlertRule::name).toList());
+        AlertRule regrowth = rules.get(2);
+        assertEquals(true, regrowth.afterSnapshot(), "only an edited model is watched for regrowth");
+        assertEquals(false, rules.get(0).afterSnapshot() || rules.get(1).afterSnapshot());
+        assertEquals(1, regrowth.window());
+        assertEquals(0.01, regrowth.floor());
+        assertEquals(Severity.WARNING, regrowth.severity());
         AlertRule jump = rules.get(1);
         assertEquals(AlertRule.Type.BASELINE, jump.type());
         assertEquals("memorization_gap", jump.signal());

@@ -117,7 +117,9 @@ class DashboardBrowserIT {
                     ServiceConfig.SNAPSHOT_DIR, snapshots.toString(),
                     ServiceConfig.REFRESH_INTERVAL_MS, "200",
                     ServiceConfig.POLL_TIMEOUT_MS, "100",
-                    ServiceConfig.INSTANCE_ID, "dashboard-it"));
+                    ServiceConfig.INSTANCE_ID, "dashboard-it",
+                    // a shared host's setting: every read needs the token, so the page must ask for it and send it
+                    ServiceConfig.AUTH_READ_REQUIRED, "true"));
             try (Worker worker = Worker.start(WorkerConfig.of(Map.of(WorkerConfig.BOOTSTRAP, kafka.bootstrapServers(),
                          WorkerConfig.INSTANCE_ID, "dashboard-it-worker", "checkpoint.interval.ms", "500", "poll.timeout.ms", "100")));
                  Answerer trainer = new Answerer(kafka.bootstrapServers(), model);
@@ -141,7 +143,7 @@ class DashboardBrowserIT {
 
     private void runScript(String base, Path png, KafkaProducer<String, byte[]> producer, long now) throws Exception {
         String liveId = "live-" + Long.toHexString(System.nanoTime());
-        List<String> command = List.of("node", "dashboard.spec.mjs", base, TOKEN, png.toString(), "--run", RUN, "--layer", "fc2", "--edit-layer", LIVE_LAYER,
+        List<String> command = List.of("node", "dashboard.spec.mjs", base, TOKEN, png.toString(), "--read-required", "--run", RUN, "--layer", "fc2", "--edit-layer", LIVE_LAYER,
                 "--alert-timeout-s", "60", "--live-alert-id", liveId, "--check-download");
         Process p = new ProcessBuilder(command).directory(browserDir.toFile()).redirectErrorStream(true).start();
         List<String> lines = Collections.synchronizedList(new ArrayList<>());
@@ -360,8 +362,8 @@ class DashboardBrowserIT {
         String last = "(no answer)";
         while (System.nanoTime() < deadline) {
             try {
-                HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10)).GET().build(),
-                        HttpResponse.BodyHandlers.ofString());
+                HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10))
+                        .header("Authorization", "Bearer " + TOKEN).GET().build(), HttpResponse.BodyHandlers.ofString());
                 last = r.statusCode() + " " + r.body();
                 if (r.statusCode() == 200 && ready.test(r.body())) {
                     return;

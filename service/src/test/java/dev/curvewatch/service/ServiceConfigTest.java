@@ -60,4 +60,20 @@ class ServiceConfigTest {
         }
         assertEquals(List.of(), ServiceConfig.of(Map.of()).authTokens(), "no token unless configured");
     }
+
+    /** Reads need a token on a shared host by default, not on 127.0.0.1; the guard's harm tolerance is checked. */
+    @Test
+    void readAccessFollowsTheListenAddressUnlessSet() {
+        assertEquals(false, ServiceConfig.of(Map.of()).readRequired(), "127.0.0.1 by default: convenient");
+        assertEquals(false, ServiceConfig.of(Map.of("http.host", "localhost")).readRequired());
+        assertEquals(true, ServiceConfig.of(Map.of("http.host", "0.0.0.0")).readRequired(), "a shared host: not world-readable");
+        assertEquals(true, ServiceConfig.of(Map.of("http.host", "10.1.2.3")).readRequired());
+        assertEquals(true, ServiceConfig.of(Map.of("auth.read.required", "true")).readRequired());
+        assertEquals(false, ServiceConfig.of(Map.of("http.host", "0.0.0.0", "auth.read.required", "false")).readRequired());
+        IllegalArgumentException bad = assertThrows(IllegalArgumentException.class,
+                () -> ServiceConfig.of(Map.of("auth.read.required", "sometimes")));
+        assertTrue(bad.getMessage().contains("auth.read.required"), bad.getMessage());
+        assertEquals(0.02, ServiceConfig.of(Map.of()).guardHarmTolerance());
+        assertThrows(IllegalArgumentException.class, () -> ServiceConfig.of(Map.of("guard.harm.tolerance", "-1")));
+    }
 }

@@ -328,7 +328,7 @@ class ServiceIT {
                 dev.curvewatch.curvature.FactorMode.CUMULATIVE, 1.0, new double[]{3, 0, 0, 0, 2, 0, 0, 0, 1}, 10, 10, 0, 3));
         var g = dev.curvewatch.curvature.FactorAccumulator.restore(dev.curvewatch.curvature.FactorState.ofFloat64(2,
                 dev.curvewatch.curvature.FactorMode.CUMULATIVE, 1.0, new double[]{1, 0, 0, 1}, 10, 10, 0, 3));
-        new dev.curvewatch.workers.internal.CheckpointCodec(1 << 20).write(new dev.curvewatch.workers.internal.CheckpointCodec
+        new dev.curvewatch.contracts.CheckpointCodec(1 << 20).write(new dev.curvewatch.contracts.CheckpointCodec
                 .Provenance(RUN, layer, 1, 1, "it", "it"), a, g, (k, v) -> producer.send(new ProducerRecord<>(topics.factors(), k,
                 k.endsWith("/manifest") ? encode(FactorManifest.class, change.apply(decode(FactorManifest.class, v))) : v)));
     }
@@ -420,6 +420,11 @@ class ServiceIT {
         sc.put(StreamsAppConfig.APPLICATION_ID, "it-streams");
         sc.put(StreamsAppConfig.STATE_DIR, dir.resolve("streams").toString());
         sc.put(StreamsAppConfig.RESOLVE_HOLD_MS, "1000");
+        // the guard edits on CRITICAL only here: this test's WARNING rule fires on every positive gap, and the files it
+        // counts are those of its own REST and Kafka edit requests (the guard is tested in streams and cli)
+        Path guardRules = dir.resolve("guard-rules.properties");
+        Files.writeString(guardRules, "rule.gap-critical.signal=memorization_gap\nrule.gap-critical.min.severity=CRITICAL\n");
+        sc.put(StreamsAppConfig.RULES_FILE, guardRules.toString());
 
         TinyTrainer model = new TinyTrainer(7);
         HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
@@ -635,7 +640,7 @@ class ServiceIT {
                         dev.curvewatch.curvature.FactorMode.CUMULATIVE, 1.0, nanSum, 10, 10, 0, 3));
                 var okG = dev.curvewatch.curvature.FactorAccumulator.restore(dev.curvewatch.curvature.FactorState.ofFloat64(2,
                         dev.curvewatch.curvature.FactorMode.CUMULATIVE, 1.0, new double[]{1, 0, 0, 1}, 10, 10, 0, 3));
-                new dev.curvewatch.workers.internal.CheckpointCodec(1 << 20).write(new dev.curvewatch.workers.internal.CheckpointCodec
+                new dev.curvewatch.contracts.CheckpointCodec(1 << 20).write(new dev.curvewatch.contracts.CheckpointCodec
                         .Provenance(RUN, "nan-layer", 1, 1, "it", "it"), nanA, okG, (k, v) -> producer.send(new ProducerRecord<>(topics.factors(), k, v)));
                 producer.flush();
                 Signal failed = signals.await("refresh_failed of nan-layer", WAIT, r -> {

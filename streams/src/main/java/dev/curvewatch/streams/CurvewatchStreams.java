@@ -65,15 +65,17 @@ public final class CurvewatchStreams implements AutoCloseable {
 
     private static void checkTopics(StreamsAppConfig config, Duration timeout) {
         List<String> names = List.of(config.topics().runs(), config.topics().alertsRaw(), config.topics().alerts(),
-                config.topics().editRequests(), config.topics().deadLetters());
+                config.topics().editRequests(), config.topics().deadLetters(), config.topics().guardDecisions());
         try (Admin admin = Admin.create(config.streams())) {
             Map<String, TopicDescription> d = admin.describeTopics(names).allTopicNames()
                     .get(timeout.toMillis(), TimeUnit.MILLISECONDS);
             int runs = d.get(config.topics().runs()).partitions().size();
-            int raw = d.get(config.topics().alertsRaw()).partitions().size();
-            if (runs != raw) {
-                throw new IllegalStateException(config.topics().runs() + " has " + runs + " partitions and "
-                        + config.topics().alertsRaw() + " " + raw + ": alert validation reads the run registry, so they must match");
+            for (String t : List.of(config.topics().alertsRaw(), config.topics().guardDecisions())) {
+                int n = d.get(t).partitions().size();
+                if (runs != n) {
+                    throw new IllegalStateException(config.topics().runs() + " has " + runs + " partitions and " + t + " " + n
+                            + ": alert validation and the guard read the run registry, so they must match");
+                }
             }
         } catch (ExecutionException e) {
             throw new IllegalStateException("cannot describe the Curvewatch topics " + names + ": " + e.getCause().getMessage()
@@ -99,6 +101,11 @@ public final class CurvewatchStreams implements AutoCloseable {
     /** The latest state of every alert fingerprint seen (firing or resolved). */
     public Map<String, Alert> alerts() {
         return all(CurvewatchTopology.ALERT_STATE_STORE);
+    }
+
+    /** The guard's state per {@code run/layer} (edits, pending snapshot, escalation, ...). */
+    public Map<String, String> guardStates() {
+        return all(CurvewatchTopology.GUARD_STATE_STORE);
     }
 
     /** Dead letters counted by {@code <original topic>/<reason code>}. */

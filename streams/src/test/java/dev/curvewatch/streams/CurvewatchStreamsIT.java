@@ -3,7 +3,10 @@ package dev.curvewatch.streams;
 import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.AlertStatus;
 import dev.curvewatch.avro.EditRequest;
+import dev.curvewatch.avro.GuardAction;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.LayerInfo;
+import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Severity;
 import dev.curvewatch.deploy.LocalKafka;
@@ -71,13 +74,26 @@ class CurvewatchStreamsIT {
                 List<Alert> out = read(kafka.bootstrapServers(), T.alerts(), 2, Alert.class);
                 assertEquals(List.of(AlertStatus.FIRING, AlertStatus.RESOLVED), out.stream().map(Alert::getStatus).toList());
                 List<EditRequest> edits = read(kafka.bootstrapServers(), T.editRequests(), 1, EditRequest.class);
-                assertEquals("rule:gap-critical:run-1.fc2.gap:100", edits.get(0).getIdempotencyKey());
+                assertTrue(edits.get(0).getIdempotencyKey().startsWith("rule:gap-guard:"), edits.get(0).getIdempotencyKey());
+                // the guard saw every firing evaluation: one edit, then it waits for the trainer to apply it
+                List<GuardDecision> decisions = read(kafka.bootstrapServers(), T.guardDecisions(), 3, GuardDecision.class);
+                assertEquals(List.of(GuardAction.EDIT, GuardAction.SKIP, GuardAction.SKIP),
+                        decisions.stream().map(GuardDecision::getAction).toList());
                 await(() -> app.deadLetterCounts().getOrDefault(T.alertsRaw() + "/TRUNCATED", 0L) == 1, "dead letter counted");
             }
             // a restart restores the alert state from its changelog: a new firing is a new episode,
             // a repeat of it after the next restart is not published again
+            String firstKey = read(kafka.bootstrapServers(), T.editRequests(), 1, EditRequest.class).get(0).getIdempotencyKey();
             try (CurvewatchStreams app = CurvewatchStreams.start(StreamsAppConfig.of(cfg), Duration.ofSeconds(60))) {
                 assertEquals(AlertStatus.RESOLVED, app.alerts().get("run-1.fc2.gap").getStatus());
+                assertTrue(app.guardStates().get("run-1/fc2").contains("pendingKey=" + firstKey), "the guard's state survived: "
+                        + app.guardStates());
+                // the trainer applied it; a firing within the cooldown is no reason for another edit
+                producer.send(new ProducerRecord<>(T.guardDecisions(), "run-1", new AvroSerializer<>(GuardDecision.class).serialize(null,
+                        GuardDecision.newBuilder().setId("t1").setRunId("run-1").setStep(15).setAction(GuardAction.APPLIED)
+                                .setReason("loaded").setSource("trainer:run-1").setIdempotencyKey(firstKey)
+                                .setLayers(List.of(new LayerRho("fc2", 0.6))).setCreatedMs(1).build()))).get();
+                await(() -> app.guardStates().get("run-1/fc2").contains("lastAppliedStep=15"), "the application seen");
                 producer.send(new ProducerRecord<>(T.alertsRaw(), "run-1.fc2.gap", alerts.serialize(T.alertsRaw(),
                         Alert.newBuilder(firing).setStep(30).setFirstSeenMs(300).setLastSeenMs(300).build()))).get();
                 await(() -> app.alerts().get("run-1.fc2.gap").getStatus() == AlertStatus.FIRING, "fired again");
@@ -86,12 +102,19 @@ class CurvewatchStreamsIT {
                 producer.send(new ProducerRecord<>(T.alertsRaw(), "run-1.fc2.gap", alerts.serialize(T.alertsRaw(),
                         Alert.newBuilder(firing).setStep(31).setFirstSeenMs(310).setLastSeenMs(310).build()))).get();
                 await(() -> app.alerts().get("run-1.fc2.gap").getStep() == 31, "repeat seen");
+                // past the cooldown memorization is still there: the guard edits again
+                producer.send(new ProducerRecord<>(T.alertsRaw(), "run-1.fc2.gap", alerts.serialize(T.alertsRaw(),
+                        Alert.newBuilder(firing).setStep(10 + EditRule.Limits.DEFAULTS.cooldownSteps()).setFirstSeenMs(310)
+                                .setLastSeenMs(320).build()))).get();
+                await(() -> app.guardStates().get("run-1/fc2").startsWith("edits=2;"), "the second edit");
             }
             List<Alert> all = read(kafka.bootstrapServers(), T.alerts(), 3, Alert.class);
             assertEquals(3, all.size(), "FIRING, RESOLVED, FIRING (the repeat after the restart is not published)");
             assertEquals(300, all.get(2).getFirstSeenMs());
-            assertEquals(2, read(kafka.bootstrapServers(), T.editRequests(), 2, EditRequest.class).size(),
-                    "one edit request per firing episode");
+            List<EditRequest> both = read(kafka.bootstrapServers(), T.editRequests(), 2, EditRequest.class);
+            assertEquals(2, both.size(), "one edit, then a second once the first was applied and the cooldown passed");
+            assertEquals(firstKey, both.get(0).getIdempotencyKey());
+            assertTrue(both.get(1).getIdempotencyKey().endsWith(":2"), both.get(1).getIdempotencyKey());
         }
     }
 

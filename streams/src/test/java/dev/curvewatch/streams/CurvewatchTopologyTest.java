@@ -4,6 +4,8 @@ import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.AlertStatus;
 import dev.curvewatch.avro.DeadLetter;
 import dev.curvewatch.avro.EditRequest;
+import dev.curvewatch.avro.GuardAction;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.RunInfo;
@@ -46,6 +48,10 @@ class CurvewatchTopologyTest {
     private TestInputTopic<byte[], byte[]> runsIn;
     private TestInputTopic<byte[], byte[]> alertsIn;
     private TestInputTopic<byte[], byte[]> deadIn;
+    private TestInputTopic<byte[], byte[]> guardIn;
+    private TestOutputTopic<String, byte[]> guardOut;
+    private TestOutputTopic<String, byte[]> rawOut;
+    private final AvroSerializer<GuardDecision> guard = new AvroSerializer<>(GuardDecision.class);
     private TestOutputTopic<String, byte[]> alertsOut;
     private TestOutputTopic<String, byte[]> editsOut;
     private TestOutputTopic<byte[], byte[]> deadOut;
@@ -64,6 +70,9 @@ class CurvewatchTopologyTest {
         runsIn = driver.createInputTopic(T.runs(), b, b);
         alertsIn = driver.createInputTopic(T.alertsRaw(), b, b);
         deadIn = driver.createInputTopic(T.deadLetters(), b, b);
+        guardIn = driver.createInputTopic(T.guardDecisions(), b, b);
+        guardOut = driver.createOutputTopic(T.guardDecisions(), new StringDeserializer(), new ByteArrayDeserializer());
+        rawOut = driver.createOutputTopic(T.alertsRaw(), new StringDeserializer(), new ByteArrayDeserializer());
         alertsOut = driver.createOutputTopic(T.alerts(), new StringDeserializer(), new ByteArrayDeserializer());
         editsOut = driver.createOutputTopic(T.editRequests(), new StringDeserializer(), new ByteArrayDeserializer());
         deadOut = driver.createOutputTopic(T.deadLetters(), new ByteArrayDeserializer(), new ByteArrayDeserializer());
@@ -106,6 +115,17 @@ class CurvewatchTopologyTest {
     private List<EditRequest> edits() {
         AvroDeserializer<EditRequest> d = new AvroDeserializer<>(EditRequest.class);
         return editsOut.readValuesToList().stream().map(d::decode).toList();
+    }
+
+    private List<GuardDecision> decisions() {
+        AvroDeserializer<GuardDecision> d = new AvroDeserializer<>(GuardDecision.class);
+        return guardOut.readValuesToList().stream().map(d::decode).toList();
+    }
+
+    /** What the topology itself wrote to alerts.raw (the guard's alerts; the test's own inputs are not outputs). */
+    private List<Alert> rawAlerts() {
+        AvroDeserializer<Alert> d = new AvroDeserializer<>(Alert.class);
+        return rawOut.readValuesToList().stream().map(d::decode).toList();
     }
 
     private List<DeadLetter> deadLetters() {
@@ -194,9 +214,12 @@ class CurvewatchTopologyTest {
     }
 
     @Test
-    void rulesTurnFiringEpisodesIntoOneIdempotentEditRequest() {
+    void theGuardEditsOncePerSnapshotAndSaysWhyForEveryFiringEvaluation() {
         send(alert("run-1", "fc2", Severity.WARNING, AlertStatus.FIRING, 10, 100));
         assertEquals(List.of(), edits(), "WARNING is below the gap-critical rule and run-1 is not prod-*");
+        List<GuardDecision> skipped = decisions();
+        assertEquals(1, skipped.size());
+        assertEquals(GuardAction.SKIP, skipped.get(0).getAction());
         send(alert("run-1", "fc2", Severity.CRITICAL, AlertStatus.FIRING, 20, 200));
         List<EditRequest> out = edits();
         assertEquals(1, out.size());
@@ -205,15 +228,55 @@ class CurvewatchTopologyTest {
         assertEquals(List.of(new LayerRho("fc2", -1.0)), r.getLayers());
         assertEquals("rule:gap-critical", r.getRequester());
         assertEquals("run-1.fc2.gap", r.getAlertFingerprint());
-        assertEquals("rule:gap-critical:run-1.fc2.gap:100", r.getIdempotencyKey());
+        assertTrue(r.getIdempotencyKey().startsWith("rule:gap-critical:") && r.getIdempotencyKey().endsWith(":1"), r.getIdempotencyKey());
+        GuardDecision edit = decisions().get(0);
+        assertEquals(GuardAction.EDIT, edit.getAction());
+        assertEquals(r.getIdempotencyKey(), edit.getIdempotencyKey());
+        assertEquals("streams:cw-test", edit.getSource());
+        // a repeat of the same firing condition (de-duplicated on the alerts topic) reaches the guard: it waits
         send(alert("run-1", "fc2", Severity.CRITICAL, AlertStatus.FIRING, 30, 300));
-        assertEquals(List.of(), edits(), "a repeat of the firing episode asks for nothing more");
+        assertEquals(List.of(), edits(), "no second edit before the first snapshot is applied");
+        assertEquals(GuardAction.SKIP, decisions().get(0).getAction());
+        // the trainer applies it; past the cooldown a repeat edits again, escalated to every watched layer
+        guardIn.pipeInput(bytes("run-1"), guard.serialize(T.guardDecisions(), GuardDecision.newBuilder().setId("t1").setRunId("run-1")
+                .setStep(35).setAction(GuardAction.APPLIED).setReason("loaded").setSource("trainer:run-1")
+                .setIdempotencyKey(r.getIdempotencyKey()).setLayers(List.of(new LayerRho("fc2", 0.6))).setCreatedMs(1).build()));
+        assertEquals(List.of(), decisions(), "feedback is no decision of the guard's");
+        send(alert("run-1", "fc2", Severity.CRITICAL, AlertStatus.FIRING, 35 + EditRule.Limits.DEFAULTS.cooldownSteps(), 400));
+        out = edits();
+        assertEquals(1, out.size());
+        assertEquals(List.of(new LayerRho("fc1", -1.0), new LayerRho("fc2", -1.0)).stream().map(LayerRho::getLayer).sorted().toList(),
+                out.get(0).getLayers().stream().map(LayerRho::getLayer).sorted().toList());
+        assertEquals(GuardAction.ESCALATE, decisions().get(0).getAction());
         // prod runs: any WARNING+ alert edits fc1 and fc2 at a fixed rho
         send(alert("prod-7", "fc1", Severity.WARNING, AlertStatus.FIRING, 5, 50));
         out = edits();
         assertEquals(1, out.size());
         assertEquals(List.of(new LayerRho("fc1", 0.9), new LayerRho("fc2", 0.9)), out.get(0).getLayers());
         assertEquals("prod-7", out.get(0).getRunId());
+    }
+
+    @Test
+    void aTrainerThatSaysItDoesNotApplyRaisesAGuardAlertAndBadDecisionsAreDeadLetters() {
+        send(alert("run-1", "fc1", Severity.CRITICAL, AlertStatus.FIRING, 10, 100));
+        String key = edits().get(0).getIdempotencyKey();
+        decisions();
+        published();
+        guardIn.pipeInput(bytes("run-1"), guard.serialize(T.guardDecisions(), GuardDecision.newBuilder().setId("t1").setRunId("run-1")
+                .setStep(11).setAction(GuardAction.NOT_APPLIED).setReason("verify only").setSource("trainer:run-1")
+                .setIdempotencyKey(key).setLayers(List.of(new LayerRho("fc1", 0.6))).setCreatedMs(1).build()));
+        List<Alert> raised = rawAlerts();
+        assertEquals(1, raised.size());
+        assertEquals("guard-not-applied", raised.get(0).getRule());
+        // it comes back through alerts.raw, validated and published like any alert
+        alertsIn.pipeInput(bytes(raised.get(0).getFingerprint()), alerts.serialize(T.alertsRaw(), raised.get(0)));
+        assertEquals(List.of("guard-not-applied"), published().stream().map(Alert::getRule).toList());
+        assertEquals(List.of(), decisions(), "the guard's own alert is no trigger");
+        send(alert("run-1", "fc1", Severity.CRITICAL, AlertStatus.FIRING, 500, 500));
+        assertEquals(List.of(), edits());
+        assertTrue(decisions().get(0).getReason().contains("not applied"));
+        guardIn.pipeInput(bytes("run-1"), new byte[] {1, 2, 3});
+        assertEquals(List.of("TRUNCATED"), deadLetters().stream().map(DeadLetter::getReasonCode).toList());
     }
 
     @Test

@@ -89,7 +89,7 @@ class EditRulesTest {
         assertEquals(5, c.resolveHoldMs());
         assertEquals(List.of("only"), c.rules().stream().map(EditRule::name).toList());
         StreamsAppConfig defaults = StreamsAppConfig.load(null, Map.of(), Map.of("bootstrap", "x:1"));
-        assertEquals(List.of("gap-critical"), defaults.rules().stream().map(EditRule::name).toList());
+        assertEquals(List.of("gap-guard"), defaults.rules().stream().map(EditRule::name).toList());
         assertEquals("curvewatch-streams", defaults.applicationId());
         assertEquals(60_000, defaults.resolveHoldMs());
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,

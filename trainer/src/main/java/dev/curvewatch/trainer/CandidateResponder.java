@@ -58,6 +58,12 @@ import java.util.concurrent.TimeoutException;
  * threshold τ_k equal to this trainer's {@code select(rho_k).tau()} within
  * {@link #TAU_RELATIVE_TOLERANCE} (relative; float32 eigenvalues change τ by ~1e-7).
  *
+ * <p>Memory: a candidate whose answer would need more than the answer budget
+ * ({@link #answerBytes}: its bases in float32 and fp64, the coordinates and one edit at a time)
+ * is refused at its first record (reason {@code OVERSIZED}, the sizes and the budget in the
+ * message), before any of it is assembled; its later parts are dropped quietly. The service's
+ * calibration of it times out. Default budget: half the JVM's maximum heap.
+ *
  * <p>What an answer holds: a mask that keeps every pair is "no edit" (its losses and flags are
  * {@code loss_now}'s exactly, no forward pass); masks keeping the same set share one forward pass;
  * a non-finite loss is sent as ±{@link Float#MAX_VALUE} and counted ({@link #nonFiniteLosses()}).
@@ -112,6 +118,9 @@ public final class CandidateResponder implements AutoCloseable {
     private final PrintStream log;
     private final Events events;
     private final int maxTrainingExamples;
+    private final long answerBudgetBytes;
+    /** Candidates refused over the budget at their first part: their later parts are dropped without another refusal. */
+    private final LinkedHashSet<String> overBudget = new LinkedHashSet<>();
     private final AvroDeserializer<EditCandidate> decoder = new AvroDeserializer<>(EditCandidate.class);
     /** Candidates larger than one record arrive in row parts (EditCandidate v2). */
     private final EditCandidateParts.Assembler parts = new EditCandidateParts.Assembler();
@@ -142,6 +151,13 @@ public final class CandidateResponder implements AutoCloseable {
 
     public CandidateResponder(String runId, EditEvaluator evaluator, Sink sink, PrintStream log, Events events,
                               int maxTrainingExamples) {
+        this(runId, evaluator, sink, log, events, maxTrainingExamples, Runtime.getRuntime().maxMemory() / 2);
+    }
+
+    /** @param answerBudgetBytes a candidate whose {@link #answerBytes} exceed it is refused before it is assembled */
+    public CandidateResponder(String runId, EditEvaluator evaluator, Sink sink, PrintStream log, Events events,
+                              int maxTrainingExamples, long answerBudgetBytes) {
+        this.answerBudgetBytes = answerBudgetBytes;
         this.runId = runId;
         this.evaluator = evaluator;
         this.sink = sink;
@@ -339,6 +355,12 @@ public final class CandidateResponder implements AutoCloseable {
         EditCandidate c = decoded;
         if (key == null && !runId.equals(c.getRunId())) {
             otherRuns++;
+            return;
+        }
+        if (overBudget.contains(c.getCandidateId())) {
+            return; // a later part of a candidate refused at its first one
+        }
+        if (c.getPart() == 0 && overBudget(c)) {
             return;
         }
         if (c.getParts() != 1 || c.getPart() != 0) {
@@ -632,6 +654,41 @@ public final class CandidateResponder implements AutoCloseable {
             return a.getStep() > b.getStep();
         }
         return a.getCreatedMs() > b.getCreatedMs();
+    }
+
+    /**
+     * Bytes an answer to a d_out x d_in layer's candidate holds at its peak: the bases as the
+     * candidate carries them (float32) and as the edit holds them (fp64, plus a copy while it is
+     * built), the coordinates C and, for one ρ at a time, the native operands of the edit's two
+     * gemms and the edited weight.
+     */
+    public static long answerBytes(int dOut, int dIn) {
+        long squares = (long) dOut * dOut + (long) dIn * dIn;
+        long weight = (long) dOut * dIn;
+        return 4 * squares + 16 * squares + 8 * squares + 40 * weight;
+    }
+
+    /** Refuses (once) a candidate whose answer would exceed the budget; true when refused. */
+    private boolean overBudget(EditCandidate c) {
+        Optional<LayerShape> shape = evaluator.layer(c.getLayer());
+        if (shape.isEmpty()) {
+            return false; // refused below with the reason that fits
+        }
+        long needed = answerBytes(shape.get().dOut(), shape.get().dIn());
+        if (needed <= answerBudgetBytes) {
+            return false;
+        }
+        overBudget.add(c.getCandidateId());
+        if (overBudget.size() > REMEMBERED_IDS) {
+            Iterator<String> it = overBudget.iterator();
+            it.next();
+            it.remove();
+        }
+        refuse(c.getCandidateId(), RejectReason.OVERSIZED.name(), String.format(java.util.Locale.ROOT,
+                "answering candidate %s of layer %s (%d x %d) needs about %.2f GiB, over this trainer's answer budget of %.2f GiB",
+                c.getCandidateId(), c.getLayer(), shape.get().dOut(), shape.get().dIn(), needed / (double) (1L << 30),
+                answerBudgetBytes / (double) (1L << 30)));
+        return true;
     }
 
     private void skip(EditCandidate c, String why) {

@@ -1,6 +1,7 @@
 package dev.curvewatch.trainer;
 
 import dev.curvewatch.avro.Capture;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.FisherKind;
 import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.RunInfo;
@@ -46,6 +47,7 @@ public final class CapturePublisher implements AutoCloseable {
     private final AvroSerializer<RunInfo> runs = new AvroSerializer<>(RunInfo.class);
     private final AvroSerializer<WeightSnapshot> weights = new AvroSerializer<>(WeightSnapshot.class);
     private final AvroSerializer<ProbeResult> probeResults = new AvroSerializer<>(ProbeResult.class);
+    private final AvroSerializer<GuardDecision> guardDecisions = new AvroSerializer<>(GuardDecision.class);
     private final AtomicLong sent = new AtomicLong();
     private final AtomicLong sentBytes = new AtomicLong();
     private final AtomicLong dropped = new AtomicLong();
@@ -72,6 +74,11 @@ public final class CapturePublisher implements AutoCloseable {
 
     public void publishRun(RunInfo info) {
         send(topics.runs(), info.getRunId(), runs.serialize(topics.runs(), info), true);
+    }
+
+    /** What the trainer did with an edited snapshot (APPLIED, REFUSED, NOT_APPLIED), for the live guard. */
+    public void publishGuardDecision(GuardDecision d) {
+        send(topics.guardDecisions(), d.getRunId(), guardDecisions.serialize(topics.guardDecisions(), d), true);
     }
 
     /**

@@ -1,9 +1,12 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.avro.GuardAction;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.avro.SnapshotStatus;
 import dev.curvewatch.schemas.AvroDeserializer;
+import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.InvalidRecordException;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -19,6 +22,8 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.UUID;
+import java.util.function.Consumer;
 
 /**
  * Closes the loop through Kafka (DESIGN §4): reads this run's {@link SnapshotEvent}s from topic
@@ -38,6 +43,12 @@ import java.util.TreeMap;
  *
  * <p>The optimizer state (Adam moments) is kept: training continues from the edited weights with
  * the moments of the weights they replace.
+ *
+ * <p>Every snapshot handled is also reported to the live guard ({@link #reportingTo}) as a
+ * {@link GuardDecision} on topic guard-decisions: APPLIED (after which step, so the service re-arms its
+ * alert baselines on the edited model), REFUSED (with the reason), or NOT_APPLIED when the run only
+ * verifies snapshots, so the guard stops editing instead of waiting. Duplicates and other runs'
+ * snapshots are not reported.
  */
 public final class SnapshotFollower implements AutoCloseable {
     /** Snapshot ids remembered as handled (the oldest forgotten first). */
@@ -90,6 +101,7 @@ public final class SnapshotFollower implements AutoCloseable {
     private final Map<String, Long> appliedStep = new LinkedHashMap<>();
     private final Map<String, Long> refusalReasons = new TreeMap<>();
     private TopicTail tail;
+    private Consumer<GuardDecision> reports = d -> { };
     private long refused;
     private long verifiedOnly;
     private long otherRuns;
@@ -106,6 +118,31 @@ public final class SnapshotFollower implements AutoCloseable {
         this.apply = apply;
         this.log = log;
         this.events = events == null ? new Events() { } : events;
+    }
+
+    /** Reports what happens to each snapshot to the live guard (e.g. a publisher to guard-decisions); a failure is logged. */
+    public SnapshotFollower reportingTo(Consumer<GuardDecision> sink) {
+        this.reports = sink;
+        return this;
+    }
+
+    private void report(SnapshotEvent e, String id, GuardAction action, long step, String reason) {
+        List<LayerRho> layers = e == null ? List.of() : e.getLayers();
+        try {
+            GuardDecision d = GuardDecision.newBuilder().setId(UUID.randomUUID().toString()).setRunId(runId)
+                    .setLayer(layers.size() == 1 ? layers.get(0).getLayer() : null).setStep(Math.max(0, step)).setAction(action)
+                    .setReason(reason.length() < ContractChecks.MAX_GUARD_REASON ? reason : reason.substring(0, ContractChecks.MAX_GUARD_REASON - 1))
+                    .setSource("trainer:" + runId).setSnapshotId(validId(id)).setIdempotencyKey(e == null ? null : validId(e.getIdempotencyKey()))
+                    .setLayers(new ArrayList<>(layers)).setCreatedMs(System.currentTimeMillis()).build();
+            ContractChecks.checkGuardDecision(d);
+            reports.accept(d);
+        } catch (RuntimeException ex) {
+            log.println("snapshots: could not report " + action + " of " + id + " to the guard: " + ex);
+        }
+    }
+
+    private static String validId(String s) {
+        return s != null && ContractChecks.ID.matcher(s).matches() ? s : null;
     }
 
     /** Starts reading {@code topics.snapshots()} at its current end; a failure is logged and leaves it idle. */
@@ -190,9 +227,11 @@ public final class SnapshotFollower implements AutoCloseable {
             v = store.verify(e, runId, target::layer);
         } catch (SnapshotStore.Refusal r) {
             refuse(id, r.reason(), r.getMessage());
+            report(e, id, GuardAction.REFUSED, step, r.reason() + ": " + r.getMessage());
             return Optional.empty();
         } catch (RuntimeException r) {
             refuse(id, "format", r.toString());
+            report(e, id, GuardAction.REFUSED, step, "format: " + r);
             return Optional.empty();
         }
         Map<String, Double> rhos = new LinkedHashMap<>();
@@ -204,6 +243,8 @@ public final class SnapshotFollower implements AutoCloseable {
             verifiedOnly++;
             log.println("snapshots: verified " + id + " (layers " + v.weights().keySet()
                     + ", edited from step " + e.getStep() + "), not applied: the run was started without --apply-snapshots");
+            report(e, id, GuardAction.NOT_APPLIED, step, "verified, not applied: this run only verifies snapshots "
+                    + "(started without --apply-snapshots)");
             return Optional.empty();
         }
         for (String layer : v.weights().keySet()) {
@@ -211,6 +252,8 @@ public final class SnapshotFollower implements AutoCloseable {
             if (last != null && e.getStep() < last) {
                 refuse(id, "stale", "snapshot " + id + " edits " + layer + " as of step " + e.getStep()
                         + ", older than step " + last + " of the snapshot last applied to it; loading it would undo that");
+                report(e, id, GuardAction.REFUSED, step, "stale: edits " + layer + " as of step " + e.getStep()
+                        + ", older than the snapshot last applied to it (step " + last + ")");
                 return Optional.empty();
             }
         }
@@ -223,6 +266,7 @@ public final class SnapshotFollower implements AutoCloseable {
                 loadFailures++;
                 log.println("snapshots: loading " + w.getKey() + " of " + id + " failed: " + ex + "; layers loaded before it: "
                         + loaded + " (training goes on with them; the snapshot is not retried)");
+                report(e, id, GuardAction.REFUSED, step, "loading " + w.getKey() + " failed: " + ex);
                 return Optional.empty();
             }
             loaded.add(w.getKey());
@@ -232,6 +276,8 @@ public final class SnapshotFollower implements AutoCloseable {
         applied.add(a);
         log.println("snapshots: applied " + id + " after step " + step + ": layers " + a.layers()
                 + " rho " + rhos + " (weights edited from step " + e.getStep() + "); training continues from them");
+        report(e, id, GuardAction.APPLIED, step, "loaded after step " + step + " (weights edited from step " + e.getStep()
+                + "): training continues from the edited weights");
         notify("snapshotApplied(" + id + ")", () -> events.snapshotApplied(a));
         return Optional.of(a);
     }

@@ -133,6 +133,8 @@ public final class WatchedTraining {
          * Asked before epoch {@code epoch} (0-based) starts, again every 50 ms while it answers true:
          * training waits, the between-steps work (answering candidates, following snapshots) goes on.
          * For a demo that waits until the service has seen enough of the run; {@link #stop()} ends a hold.
+         * {@code epoch} = the number of epochs is the end of the run, after the final weights were
+         * published and before they are saved (a demo waits there for the live guard's last look).
          */
         default boolean holdBeforeEpoch(int epoch) {
             return false;
@@ -263,7 +265,7 @@ public final class WatchedTraining {
             try (CandidateResponder responder = publisher == null || !c.answerCandidates() ? null
                          : responder(c, evaluator, mlp, publisher);
                  SnapshotFollower follower = publisher == null || c.snapshotDir() == null ? null
-                         : follower(c, evaluator, mlp)) {
+                         : follower(c, evaluator, mlp).reportingTo(publisher::publishGuardDecision)) {
                 // both tails are positioned at the end before the run is announced, so nothing sent for it is missed
                 if (responder != null) {
                     responder.tail(c.bootstrap(), topics);
@@ -535,6 +537,19 @@ public final class WatchedTraining {
                         mlp.bias(l));
             }
         }
+        // the end of the run is "before epoch c.epochs()": an observer may hold it too, e.g. until the live guard
+        // has looked at the final weights; candidates are answered and snapshots applied meanwhile
+        long endHoldNanos = System.nanoTime();
+        while (!stopped && last >= 0 && !stopRequested && observer.holdBeforeEpoch(c.epochs())) {
+            loopFailures += betweenSteps(follower, responder, last) ? 0 : 1;
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                stopRequested = true;
+            }
+        }
+        out.put("end_hold_ms", (System.nanoTime() - endHoldNanos) / 1e6);
         out.put("steps", step);
         out.put("stopped_early", stopped);
         out.put("noise_injected_at_epoch", c.injectNoiseAtEpoch());

@@ -137,6 +137,32 @@ class CandidateResponderFakeModelTest {
     }
 
     @Test
+    void aCandidateOverTheAnswerBudgetIsRefusedOnceWithTheSizesAndNothingIsAnswered() {
+        FakeModel m = new FakeModel();
+        List<ProbeResult> out = new ArrayList<>();
+        ByteArrayOutputStream logged = new ByteArrayOutputStream();
+        long needed = CandidateResponder.answerBytes(2, 2);
+        CandidateResponder r = new CandidateResponder("r", m, out::add, new PrintStream(logged, true, StandardCharsets.UTF_8), null,
+                CandidateResponder.MAX_TRAINING_EXAMPLES, needed - 1);
+        EditCandidate whole = Candidates.builder("big", "r", "l", 1, new Candidates.Bases(IDENTITY, IDENTITY), new double[] {0.6},
+                new double[] {2.0}).build();
+        // the same candidate in two row parts: refused at part 0, part 1 dropped without a second refusal
+        List<EditCandidate> parts = dev.curvewatch.schemas.EditCandidateParts.split(whole, 4170); // U_G in one part, U_A in the other
+        assertEquals(2, parts.size());
+        for (EditCandidate part : parts) {
+            r.offer("r", ENCODER.serialize("t", part));
+        }
+        assertEquals(1, r.refused());
+        assertEquals(java.util.Map.of("OVERSIZED", 1L), r.refusalReasons());
+        assertTrue(logged.toString(StandardCharsets.UTF_8).contains("over this trainer's answer budget"), logged.toString());
+        assertTrue(r.answerNext(1).isEmpty(), "nothing pending");
+        assertTrue(out.isEmpty());
+        CandidateResponder roomy = new CandidateResponder("r", m, out::add, QUIET, null, CandidateResponder.MAX_TRAINING_EXAMPLES, needed);
+        roomy.offer("r", ENCODER.serialize("t", whole));
+        assertTrue(roomy.answerNext(1).isPresent(), "within the budget: answered");
+    }
+
+    @Test
     void anAnswerStillScoringAtCloseIsAbandonedAndItsSessionClosedOnlyAfterItEnds() throws Exception {
         FakeModel m = new FakeModel();
         m.hold = true;

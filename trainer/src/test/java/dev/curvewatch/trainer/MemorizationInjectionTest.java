@@ -120,7 +120,8 @@ class MemorizationInjectionTest {
         });
         Map<String, Object> r = t.run();
         assertEquals(80L, r.get("steps"), "4 epochs of 20 steps, all trained after the hold");
-        assertEquals(java.util.List.of(1, 2, 2, 2, 2, 2, 2, 3), asked, "never before the first step; asked again while held");
+        assertEquals(java.util.List.of(1, 2, 2, 2, 2, 2, 2, 3, 4), asked,
+                "never before the first step; asked again while held; and once at the end (epoch = epochs: the end hold)");
         assertEquals(80, stepsSeen.size());
 
         WatchedTraining held = new WatchedTraining(small(4, 2), System.out);

@@ -1,7 +1,10 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.avro.GuardAction;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.schemas.AvroSerializer;
+import dev.curvewatch.schemas.ContractChecks;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -31,6 +34,7 @@ class SnapshotFollowerTest {
     private final List<String> loads = new ArrayList<>();
     private final List<String> refused = new ArrayList<>();
     private final ByteArrayOutputStream log = new ByteArrayOutputStream();
+    private final List<GuardDecision> reports = new ArrayList<>();
     private int failLoads; // the next this many loads throw
     private boolean observerThrows;
 
@@ -65,7 +69,7 @@ class SnapshotFollowerTest {
                     public void snapshotRefused(String snapshotId, String reason, String message) {
                         refused.add(snapshotId + ":" + reason);
                     }
-                });
+                }).reportingTo(reports::add);
     }
 
     private String log() {
@@ -112,6 +116,17 @@ class SnapshotFollowerTest {
         assertEquals(1L, s.get("snapshots_refused"));
         assertEquals(1L, s.get("snapshots_other_runs"));
         assertTrue(log.toString(StandardCharsets.UTF_8).contains("refused bad: snapshot "), log.toString(StandardCharsets.UTF_8));
+        // the guard hears of each: applied after which step (it re-arms on that), refused with the reason
+        assertEquals(List.of(GuardAction.APPLIED, GuardAction.REFUSED, GuardAction.APPLIED),
+                reports.stream().map(GuardDecision::getAction).toList());
+        GuardDecision applied2 = reports.get(2);
+        assertEquals(41L, applied2.getStep());
+        assertEquals("second", applied2.getSnapshotId());
+        assertEquals(second.getIdempotencyKey(), applied2.getIdempotencyKey());
+        assertEquals("trainer:" + RUN, applied2.getSource());
+        assertEquals(List.of("fc2"), applied2.getLayers().stream().map(dev.curvewatch.avro.LayerRho::getLayer).toList());
+        assertTrue(reports.get(1).getReason().startsWith("sha256"), reports.get(1).getReason());
+        reports.forEach(ContractChecks::checkGuardDecision);
     }
 
     @Test
@@ -141,6 +156,8 @@ class SnapshotFollowerTest {
         assertEquals(1, f.verifiedOnly());
         assertEquals(List.of("?:format"), refused);
         assertTrue(log.toString(StandardCharsets.UTF_8).contains("not applied: the run was started without --apply-snapshots"));
+        assertEquals(List.of(GuardAction.NOT_APPLIED), reports.stream().map(GuardDecision::getAction).toList(),
+                "a run that only verifies tells the guard so, which stops editing instead of waiting");
     }
 
     @Test

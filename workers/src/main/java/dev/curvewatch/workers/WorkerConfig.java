@@ -3,6 +3,7 @@ package dev.curvewatch.workers;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.ConfigLayers;
 import dev.curvewatch.schemas.ConfigValues;
+import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 
@@ -26,8 +27,12 @@ public final class WorkerConfig {
     public static final String INSTANCE_ID = "instance.id";
     public static final String CHECKPOINT_TOKENS = "checkpoint.tokens";
     public static final String CHECKPOINT_INTERVAL_MS = "checkpoint.interval.ms";
+    public static final String CHECKPOINT_MAX_INTERVAL_MS = "checkpoint.max.interval.ms";
+    public static final String CHECKPOINT_CAPTURE_RATIO = "checkpoint.capture.ratio";
     public static final String CHUNK_BYTES = "checkpoint.chunk.bytes";
     public static final String PRECISION = "precision";
+    public static final String MAX_LAYER_SIDE = "max.layer.side";
+    public static final String FACTORS_MEMORY_BUDGET_BYTES = "factors.memory.budget.bytes";
     public static final String MAX_RECORD_BYTES = "max.record.bytes";
     public static final String DEAD_LETTER_MAX_VALUE_BYTES = "dead.letter.max.value.bytes";
     public static final String UNKNOWN_RUN_GRACE_MS = "unknown.run.grace.ms";
@@ -48,8 +53,12 @@ public final class WorkerConfig {
         d.put(GROUP_ID, "curvewatch-workers");
         d.put(CHECKPOINT_TOKENS, "1000000");
         d.put(CHECKPOINT_INTERVAL_MS, "10000");
+        d.put(CHECKPOINT_MAX_INTERVAL_MS, "300000");
+        d.put(CHECKPOINT_CAPTURE_RATIO, "1.0");
         d.put(CHUNK_BYTES, Integer.toString(4 * 1024 * 1024));
         d.put(PRECISION, "FLOAT64");
+        d.put(MAX_LAYER_SIDE, "16384");
+        d.put(FACTORS_MEMORY_BUDGET_BYTES, "0");
         d.put(MAX_RECORD_BYTES, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
         d.put(DEAD_LETTER_MAX_VALUE_BYTES, Integer.toString(8 * 1024 * 1024));
         d.put(UNKNOWN_RUN_GRACE_MS, "10000");
@@ -82,6 +91,10 @@ public final class WorkerConfig {
         if (checkpointTokens() < 1 || checkpointIntervalMs() < 1) {
             throw new IllegalArgumentException("checkpoint.tokens and checkpoint.interval.ms must be >= 1");
         }
+        if (checkpointMaxIntervalMs() < checkpointIntervalMs() || !(checkpointCaptureRatio() >= 0)) {
+            throw new IllegalArgumentException(CHECKPOINT_MAX_INTERVAL_MS + " must be >= " + CHECKPOINT_INTERVAL_MS + " and "
+                    + CHECKPOINT_CAPTURE_RATIO + " >= 0, got " + checkpointMaxIntervalMs() + " and " + checkpointCaptureRatio());
+        }
         if (chunkBytes() < 1024 || chunkBytes() > CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024) {
             throw new IllegalArgumentException("checkpoint.chunk.bytes must be in [1024, 16 MiB - 64 KiB], got " + chunkBytes());
         }
@@ -92,6 +105,10 @@ public final class WorkerConfig {
         pollTimeoutMs();
         maxPollRecords();
         metricsPort();
+        if (maxLayerSide() < 1 || maxLayerSide() > ContractChecks.MAX_LAYER_SIDE || values.longValue(FACTORS_MEMORY_BUDGET_BYTES) < 0) {
+            throw new IllegalArgumentException(MAX_LAYER_SIDE + " must be in [1, " + ContractChecks.MAX_LAYER_SIDE + "] and "
+                    + FACTORS_MEMORY_BUDGET_BYTES + " >= 0 (0 = half the maximum heap)");
+        }
         if (maxRecordBytes() < 1 || deadLetterMaxValueBytes() < 0) {
             throw new IllegalArgumentException("max.record.bytes must be >= 1 and dead.letter.max.value.bytes >= 0");
         }
@@ -125,12 +142,39 @@ public final class WorkerConfig {
         return values.longValue(CHECKPOINT_INTERVAL_MS);
     }
 
+    /** Longest a partition with changed layers waits for its capture bytes to reach the ratio (CheckpointSchedule). */
+    public long checkpointMaxIntervalMs() {
+        return values.longValue(CHECKPOINT_MAX_INTERVAL_MS);
+    }
+
+    /**
+     * A partition's checkpoint waits until the capture bytes accumulated into its layers reach
+     * this multiple of the factor bytes it writes; 0 = at every interval.
+     */
+    public double checkpointCaptureRatio() {
+        return values.doubleValue(CHECKPOINT_CAPTURE_RATIO);
+    }
+
     public int chunkBytes() {
         return values.intValue(CHUNK_BYTES);
     }
 
     public Precision precision() {
         return values.enumValue(PRECISION, Precision.class);
+    }
+
+    /** Largest d_in or d_out of a layer this worker accumulates; a larger layer's captures are dead letters. */
+    public int maxLayerSide() {
+        return values.intValue(MAX_LAYER_SIDE);
+    }
+
+    /**
+     * Bytes the factors of all layers this worker holds may take (accumulators are off-heap; a
+     * checkpoint copies one factor to the heap at a time). 0 = half the JVM's maximum heap.
+     */
+    public long factorsMemoryBudgetBytes() {
+        long v = values.longValue(FACTORS_MEMORY_BUDGET_BYTES);
+        return v > 0 ? v : Runtime.getRuntime().maxMemory() / 2;
     }
 
     public int maxRecordBytes() {

@@ -3,6 +3,7 @@ package dev.curvewatch.workers;
 import dev.curvewatch.avro.FactorMode;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.contracts.FactorCheckpoint;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.deploy.LocalKafka;

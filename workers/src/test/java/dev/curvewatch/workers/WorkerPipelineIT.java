@@ -6,6 +6,7 @@ import dev.curvewatch.avro.FactorMode;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Tensor;
+import dev.curvewatch.contracts.FactorCheckpoint;
 import dev.curvewatch.deploy.LocalKafka;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.TensorCodec;

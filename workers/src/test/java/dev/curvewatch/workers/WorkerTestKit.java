@@ -2,6 +2,8 @@ package dev.curvewatch.workers;
 
 import dev.curvewatch.avro.DeadLetter;
 import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.contracts.FactorCheckpoint;
+import dev.curvewatch.contracts.FactorCheckpoints;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroDeserializer;

@@ -124,6 +124,6 @@ public final class LapackEigensolver implements SymmetricEigensolver {
                 }
             }
         }
-        return new Eigenbasis(n, values, vectors, ascending[0], precision);
+        return Eigenbasis.owning(n, values, vectors, ascending[0], precision);
     }
 }

@@ -28,7 +28,8 @@ import java.util.UUID;
  *       rule fired, so a memorization in progress never becomes the baseline.</li>
  * </ul>
  * {@code publish = false} replays history into the state (after a restart) without producing
- * alerts. Thread-safe (one lock; evaluations are cheap).
+ * alerts. {@link #rearm} restarts a run's rules on an edited model (the live guard). Thread-safe
+ * (one lock; evaluations are cheap).
  */
 public final class AlertEvaluator {
     /** What an alert reports beside the signal: the layer's top EXACT examples and its calibrated rho (NaN if none). */
@@ -38,21 +39,33 @@ public final class AlertEvaluator {
 
     private static final class RuleState {
         final String runId;
-        final TrailingBaseline baseline;
+        final AlertRule rule;
+        TrailingBaseline baseline;
         final ArrayDeque<Double> past = new ArrayDeque<>();
         int matches;
         int misses;
         boolean firing;
         long firstSeenMs;
+        /** After a re-arm: signals of older steps (the model before the snapshot) are not evaluated. */
+        long armedFromStep = Long.MIN_VALUE;
+        /** After a re-arm: the threshold in force until the restarted window is full, and a bound afterwards (NaN: none). */
+        double fallback = Double.NaN;
+        /** Re-armed at least once (an applied snapshot): rules {@code after=snapshot} are evaluated from then on. */
+        boolean rearmed;
+        Signal last;
+        double lastThreshold;
 
         RuleState(AlertRule r, String runId) {
             this.runId = runId;
+            this.rule = r;
             baseline = r.type() == AlertRule.Type.BASELINE ? new TrailingBaseline(r.window(), r.k(), r.floor()) : null;
         }
     }
 
     private final List<AlertRule> rules;
     private final Map<String, RuleState> states = new HashMap<>();
+    /** run → the step after which its latest snapshot was applied (rules of layers seen later start re-armed). */
+    private final Map<String, Long> rearmedRuns = new HashMap<>();
 
     public AlertEvaluator(List<AlertRule> rules) {
         this.rules = List.copyOf(rules);
@@ -73,7 +86,18 @@ public final class AlertEvaluator {
                 continue;
             }
             String fp = Fingerprints.alert(s.getRunId(), s.getLayer(), rule.name());
-            RuleState st = states.computeIfAbsent(fp, k -> new RuleState(rule, s.getRunId()));
+            RuleState st = states.computeIfAbsent(fp, k -> {
+                RuleState fresh = new RuleState(rule, s.getRunId());
+                Long armed = rearmedRuns.get(s.getRunId());
+                if (armed != null) {
+                    fresh.rearmed = true;
+                    fresh.armedFromStep = armed;
+                }
+                return fresh;
+            });
+            if (s.getStep() < st.armedFromStep || (rule.afterSnapshot() && !st.rearmed)) {
+                continue; // measured on the model before the snapshot the rule was re-armed on, or not armed yet
+            }
             double value = s.getValue();
             double threshold;
             boolean match;
@@ -90,10 +114,19 @@ public final class AlertEvaluator {
                     details.put("window", Integer.toString(rule.window()));
                     details.put("window_values", Integer.toString(st.baseline.size()));
                     if (st.baseline.isReady()) {
-                        threshold = st.baseline.threshold().getAsDouble();
+                        double window = st.baseline.threshold().getAsDouble();
+                        if (st.rearmed && !Double.isFinite(st.fallback)) {
+                            st.fallback = window; // the edited model's first full window anchors the rule
+                        }
+                        // after a re-arm the edited model's window may tighten the threshold, never loosen it
+                        threshold = Math.min(window, Double.isFinite(st.fallback) ? st.fallback : Double.POSITIVE_INFINITY);
                         match = value > threshold;
                         details.put("window_mean", fmt(st.baseline.mean()));
                         details.put("window_sd", fmt(st.baseline.sd()));
+                    } else if (Double.isFinite(st.fallback)) {
+                        threshold = st.fallback; // re-armed: the threshold from before the edit until the new window is full
+                        match = value > threshold;
+                        details.put("rearmed_threshold", fmt(threshold));
                     } else {
                         threshold = Double.NaN;
                         match = false;
@@ -139,6 +172,8 @@ public final class AlertEvaluator {
             if (st.baseline != null && !match && !st.firing) {
                 st.baseline.admit(value); // includes the value that resolves an alert: it is normal again
             }
+            st.last = s;
+            st.lastThreshold = threshold;
             if (status == null || !publish) {
                 continue;
             }
@@ -169,9 +204,63 @@ public final class AlertEvaluator {
         return out;
     }
 
+    /**
+     * Re-arms every rule of a run on an edited model (the trainer applied a snapshot after step
+     * {@code step}): a firing rule resolves (one RESOLVED, "re-armed" in its details), hold counts
+     * start again, values of older steps are no longer evaluated, and a baseline rule's window
+     * restarts from the edited model's values. Until that window is full again, the threshold the
+     * old window gave stays in force, so the edited model is never unwatched, and afterwards the
+     * new window may tighten it but not loosen it: a slow regrowth of memorization must not become
+     * the baseline. Without an old threshold (the window was not full yet) the rule waits for its
+     * window as at the start of a run. Rules {@code after=snapshot} start being evaluated here and are
+     * anchored anew on every edit: their first full window of the edited model's values is their
+     * bound until the next re-arm.
+     *
+     * @return the RESOLVED alerts to publish
+     */
+    public synchronized List<Alert> rearm(String runId, long step, String snapshotId, long nowMs) {
+        List<Alert> out = new ArrayList<>();
+        rearmedRuns.merge(runId, step, Math::max);
+        for (Map.Entry<String, RuleState> e : states.entrySet()) {
+            RuleState st = e.getValue();
+            if (!st.runId.equals(runId)) {
+                continue;
+            }
+            if (st.firing && st.last != null) {
+                Map<String, String> details = new LinkedHashMap<>();
+                details.put("rearmed", "snapshot " + snapshotId + " applied after step " + step);
+                double thr = Double.isFinite(st.lastThreshold) ? st.lastThreshold : 0;
+                out.add(Alert.newBuilder().setId(UUID.randomUUID().toString()).setFingerprint(e.getKey()).setRunId(runId)
+                        .setStep(Math.max(step, st.last.getStep())).setLayer(st.last.getLayer()).setRule(st.rule.name())
+                        .setSignal(st.last.getName()).setValue(st.last.getValue()).setThreshold(thr)
+                        .setSeverity(st.rule.severity()).setStatus(AlertStatus.RESOLVED)
+                        .setFirstSeenMs(Math.min(st.firstSeenMs, nowMs)).setLastSeenMs(nowMs)
+                        .setSummary(summary(AlertStatus.RESOLVED, st.last, st.rule, st.last.getValue(), thr))
+                        .setDetails(details).build());
+            }
+            st.firing = false;
+            st.matches = 0;
+            st.misses = 0;
+            st.past.clear();
+            st.armedFromStep = Math.max(st.armedFromStep, step);
+            if (st.baseline != null) {
+                if (!st.rule.afterSnapshot() && st.baseline.isReady()) {
+                    double t = st.baseline.threshold().getAsDouble();
+                    st.fallback = Double.isFinite(st.fallback) ? Math.min(st.fallback, t) : t;
+                } else if (st.rule.afterSnapshot()) {
+                    st.fallback = Double.NaN; // a rule of the edited model: anchored anew on this edit's model
+                }
+                st.baseline = new TrailingBaseline(st.rule.window(), st.rule.k(), st.rule.floor());
+            }
+            st.rearmed = true;
+        }
+        return out;
+    }
+
     /** Drops the state of every rule of a run (the run was forgotten: no alert of it is pending any more). */
     public synchronized void forgetRun(String runId) {
         states.values().removeIf(st -> st.runId.equals(runId));
+        rearmedRuns.remove(runId);
     }
 
     /** Run/layer/rule combinations with state (firing or not). */

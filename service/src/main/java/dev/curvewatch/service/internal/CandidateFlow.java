@@ -13,6 +13,8 @@ import java.util.List;
  */
 final class CandidateFlow {
     private final LinkedHashMap<String, PendingCandidate> outstanding = new LinkedHashMap<>();
+    /** Candidates that timed out, kept so that a late answer (a slow or loaded trainer) is still used, not refused. */
+    private final LinkedHashMap<String, PendingCandidate> expired = new LinkedHashMap<>();
     private final CandidatePacer pacer;
     long sent;
     int timeouts;
@@ -65,14 +67,22 @@ final class CandidateFlow {
         return outstanding.get(id);
     }
 
+    /** A candidate an answer may be for: one out, or one that timed out lately (at most {@link LayerState#MAX_OUTSTANDING} kept). */
+    PendingCandidate answerable(String id) {
+        PendingCandidate c = outstanding.get(id);
+        return c != null ? c : expired.get(id);
+    }
+
     /** Takes a candidate out of the outstanding ones; false when it was not out. */
     boolean remove(String id) {
+        expired.remove(id);
         return outstanding.remove(id) != null;
     }
 
-    /** The candidate was answered: it and every older outstanding candidate are done, and the back-off eases. */
+    /** The candidate was answered: it and every older candidate are done, and the back-off eases. */
     void answered(PendingCandidate c) {
         outstanding.values().removeIf(o -> o.factorVersion() <= c.factorVersion());
+        expired.values().removeIf(o -> o.factorVersion() <= c.factorVersion());
         pacer.answered();
     }
 
@@ -99,6 +109,14 @@ final class CandidateFlow {
         if (!out.isEmpty()) {
             timeouts += out.size();
             pacer.declinedOrTimedOut();
+            for (PendingCandidate c : out) {
+                expired.put(c.id(), c);
+            }
+            while (expired.size() > LayerState.MAX_OUTSTANDING) {
+                Iterator<String> it = expired.keySet().iterator();
+                it.next();
+                it.remove();
+            }
         }
         return out;
     }

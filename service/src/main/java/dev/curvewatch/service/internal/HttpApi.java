@@ -11,13 +11,10 @@ import dev.curvewatch.curvature.Eigenbasis;
 import dev.curvewatch.schemas.ContractChecks;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.service.SignalPoint;
-import io.vertx.core.Context;
-import io.vertx.core.Handler;
 import io.vertx.core.MultiMap;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpHeaders;
 import io.vertx.core.http.HttpMethod;
-import io.vertx.core.http.HttpServerResponse;
 import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
@@ -34,14 +31,14 @@ import java.util.Locale;
 import java.util.Optional;
 import java.util.Set;
 import java.util.UUID;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
 import java.util.regex.Pattern;
 
 /**
- * The HTTP API of SERVICE-CONTRACT §5 on Vert.x web: JSON endpoints over the in-memory state,
- * Bearer-authenticated edit/refresh/download endpoints, Server-Sent Events and WebSocket live
- * events, /metrics, /health and the static dashboard from the classpath ({@code dashboard/}).
+ * The HTTP API of SERVICE-CONTRACT §5 on Vert.x web: the routes and the JSON endpoints over the
+ * in-memory state, /metrics, /health and the static dashboard from the classpath
+ * ({@code dashboard/}). Who may call what is {@link Access}'s (scoped Bearer tokens, security
+ * headers), the live events {@link LiveEvents}', the guard's endpoints {@link GuardRoutes}'.
  * Handlers only read state and hand edits to Kafka; they never compute or block.
  */
 public final class HttpApi {
@@ -59,32 +56,26 @@ public final class HttpApi {
     private final Outputs out;
     private final ServiceMetrics metrics;
     private final SnapshotStore store;
-    private final BearerTokens tokens;
+    private final Access access;
     private final Supplier<Health> health;
-    private final long pingMs;
-    private final int maxLiveClients;
-    /** Slots taken by live clients (counted before an upgrade completes, so the bound holds under a burst). */
-    private final AtomicInteger liveClients = new AtomicInteger();
-    private final java.util.concurrent.ConcurrentHashMap<Long, LiveClient> clients = new java.util.concurrent.ConcurrentHashMap<>();
-    private final java.util.concurrent.atomic.AtomicLong clientIds = new java.util.concurrent.atomic.AtomicLong();
+    private final LiveEvents live;
+    private final GuardRoutes guard;
 
-    public HttpApi(Vertx vertx, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store, BearerTokens tokens,
-                   Supplier<Health> health, long pingMs, int maxLiveClients) {
+    public HttpApi(Vertx vertx, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store, Access access,
+                   GuardWatch guard, Supplier<Health> health, long pingMs, int maxLiveClients) {
         this.vertx = vertx;
         this.registry = registry;
         this.out = out;
         this.metrics = metrics;
         this.store = store;
-        this.tokens = tokens;
+        this.access = access;
         this.health = health;
-        this.pingMs = pingMs;
-        this.maxLiveClients = maxLiveClients;
-        metrics.gauge("curvewatch_service_live_clients", liveClients::get);
-        startLiveFanOut();
+        this.live = new LiveEvents(vertx, metrics, pingMs, maxLiveClients);
+        this.guard = new GuardRoutes(vertx, registry, guard);
     }
 
     public int liveClients() {
-        return liveClients.get();
+        return live.clients();
     }
 
     public Router router() {
@@ -94,8 +85,11 @@ public final class HttpApi {
                     Integer.toString(ctx.response().getStatusCode())));
             ctx.next();
         });
+        r.route().handler(Access::headers);
         r.get("/health").handler(this::health);
         r.get("/metrics").handler(ctx -> ctx.response().putHeader(HttpHeaders.CONTENT_TYPE, ServiceMetrics.contentType()).end(metrics.scrape()));
+        // every read under /api needs the read scope when auth.read.required (SSE and WebSocket included)
+        r.get("/api/*").handler(access.read());
         r.get("/api/runs").handler(this::runs);
         r.get("/api/runs/:run").handler(this::run);
         r.get("/api/runs/:run/signals").handler(this::signals);
@@ -103,13 +97,14 @@ public final class HttpApi {
         r.get("/api/runs/:run/spectra").handler(this::spectra);
         r.get("/api/runs/:run/snapshots").handler(this::snapshots);
         r.get("/api/alerts").handler(this::alerts);
-        r.get("/api/snapshots/:id/file").handler(this::authenticate).handler(this::download);
+        r.get("/api/snapshots/:id/file").handler(access.require(BearerTokens.Scope.READ)).handler(this::download);
         // Vert.x orders a route's handlers body -> authentication -> the rest; the 64 KiB limit bounds what an
         // unauthenticated client can make the service buffer
-        r.post("/api/runs/:run/edits").handler(body()).handler(this::authenticate).handler(this::edit);
-        r.post("/api/runs/:run/refresh").handler(body()).handler(this::authenticate).handler(this::refresh);
-        r.get("/api/events").handler(this::sse);
-        r.get("/api/ws").handler(this::websocket);
+        r.post("/api/runs/:run/edits").handler(body()).handler(access.require(BearerTokens.Scope.EDIT)).handler(this::edit);
+        r.post("/api/runs/:run/refresh").handler(body()).handler(access.require(BearerTokens.Scope.ADMIN)).handler(this::refresh);
+        guard.mount(r, access, body());
+        r.get("/api/events").handler(live::sse);
+        r.get("/api/ws").handler(live::websocket);
         // the dashboard: GET/HEAD only, so a wrong method on an API path is a 405, an unknown path a 404
         StaticHandler dashboard = StaticHandler.create("dashboard").setIndexPage("index.html").setCachingEnabled(false);
         r.route("/dashboard/*").method(HttpMethod.GET).method(HttpMethod.HEAD).handler(dashboard);
@@ -146,17 +141,17 @@ public final class HttpApi {
 
     // ---- plumbing ----------------------------------------------------------------------------
 
-    private static void json(RoutingContext ctx, int status, Object body) {
+    static void json(RoutingContext ctx, int status, Object body) {
         String text = body instanceof JsonObject o ? o.encode() : ((JsonArray) body).encode();
         ctx.response().setStatusCode(status).putHeader(HttpHeaders.CONTENT_TYPE, "application/json; charset=utf-8").end(text);
     }
 
-    private static void fail(RoutingContext ctx, int status, String message) {
+    static void fail(RoutingContext ctx, int status, String message) {
         json(ctx, status, Json.error(message));
     }
 
     /** A path or query id checked against ContractChecks' syntax before any lookup; null after answering 400. */
-    private static String id(RoutingContext ctx, String value, String what) {
+    static String id(RoutingContext ctx, String value, String what) {
         try {
             ContractChecks.requireId(value, what);
             return value;
@@ -166,29 +161,7 @@ public final class HttpApi {
         }
     }
 
-    /** Bearer auth ({@link BearerTokens}): no configured token = 403 (never open), a missing or wrong token = 401. */
-    private void authenticate(RoutingContext ctx) {
-        if (tokens.isEmpty()) {
-            fail(ctx, 403, "no token configured: set auth.tokens or auth.tokens.file to enable this endpoint");
-            return;
-        }
-        String h = ctx.request().getHeader(HttpHeaders.AUTHORIZATION);
-        if (h == null || h.length() < 8 || !h.regionMatches(true, 0, "Bearer ", 0, 7)) {
-            ctx.response().putHeader("WWW-Authenticate", "Bearer realm=\"curvewatch\"");
-            fail(ctx, 401, "missing bearer token (Authorization: Bearer <token>)");
-            return;
-        }
-        Optional<String> who = tokens.match(h.substring(7).trim());
-        if (who.isEmpty()) {
-            ctx.response().putHeader("WWW-Authenticate", "Bearer realm=\"curvewatch\", error=\"invalid_token\"");
-            fail(ctx, 401, "wrong bearer token");
-            return;
-        }
-        ctx.put("requester", "http:" + who.get());
-        ctx.next();
-    }
-
-    private Registry.Run knownRun(RoutingContext ctx) {
+    Registry.Run knownRun(RoutingContext ctx) {
         String run = id(ctx, ctx.pathParam("run"), "run");
         if (run == null) {
             return null;
@@ -545,150 +518,5 @@ public final class HttpApi {
             names.add(l.layer());
         }
         json(ctx, 202, new JsonObject().put("status", "accepted").put("layers", names));
-    }
-
-    // ---- live events ------------------------------------------------------------------------
-
-    /** The ?run= filter of a live stream: null = every run; answers 400 and returns "" for a bad id. */
-    private static String runFilter(RoutingContext ctx) {
-        String run = ctx.queryParams().get("run");
-        if (run == null) {
-            return null;
-        }
-        return id(ctx, run, "run") == null ? "" : run;
-    }
-
-    /**
-     * One live client: its run filter, and how it takes an event already encoded for its kind
-     * (SSE text or WebSocket frame text). Runs on the client's own context.
-     */
-    private record LiveClient(String run, boolean sse, Context context, Handler<String> send, Runnable ping) {
-    }
-
-    /**
-     * The one event-bus consumer of live events: each event is encoded once (as SSE text and as
-     * a WebSocket frame, only for the kinds that have clients), then handed to every matching
-     * client on its context. One ping timer serves every SSE client.
-     */
-    private void startLiveFanOut() {
-        vertx.eventBus().<JsonObject>localConsumer(Outputs.LIVE_ADDRESS, m -> {
-            if (clients.isEmpty()) {
-                return;
-            }
-            JsonObject e = m.body();
-            String type = e.getString("type");
-            String run = e.getString("run");
-            String data = null;
-            String sseText = null;
-            String wsText = null;
-            for (LiveClient c : clients.values()) {
-                if (c.run() != null && !c.run().equals(run)) {
-                    continue;
-                }
-                if (data == null) {
-                    data = e.getJsonObject("data").encode();
-                }
-                String text;
-                if (c.sse()) {
-                    text = sseText != null ? sseText : (sseText = "event: " + type + "\ndata: " + data + "\n\n");
-                } else {
-                    text = wsText != null ? wsText : (wsText = "{\"type\":" + io.vertx.core.json.Json.encode(type) + ",\"data\":" + data + "}");
-                }
-                c.context().runOnContext(v -> deliver(c.send(), text));
-            }
-        });
-        vertx.setPeriodic(pingMs, t -> {
-            for (LiveClient c : clients.values()) {
-                if (c.sse()) {
-                    c.context().runOnContext(v -> deliver(x -> c.ping().run(), null));
-                }
-            }
-        });
-    }
-
-    /** A write to a client that may have gone since the event was queued for it: nothing to tell anyone then. */
-    private static void deliver(Handler<String> send, String text) {
-        try {
-            send.handle(text);
-        } catch (IllegalStateException closed) {
-            LOG.debug("live client gone: {}", closed.toString());
-        }
-    }
-
-    /** Takes a live slot, or answers 503 and returns false: at most {@code live.clients.max} at once. */
-    private boolean admitLive(RoutingContext ctx) {
-        if (liveClients.incrementAndGet() > maxLiveClients) {
-            liveClients.decrementAndGet();
-            metrics.inc("curvewatch_service_live_refused_total");
-            fail(ctx, 503, "too many live clients (live.clients.max=" + maxLiveClients + "); try again later");
-            return false;
-        }
-        return true;
-    }
-
-    /** Server-Sent Events, written by hand (vertx-web has no SSE handler). */
-    private void sse(RoutingContext ctx) {
-        String run = runFilter(ctx);
-        if ("".equals(run) || !admitLive(ctx)) {
-            return;
-        }
-        HttpServerResponse resp = ctx.response();
-        resp.setChunked(true).setStatusCode(200)
-                .putHeader(HttpHeaders.CONTENT_TYPE, "text/event-stream; charset=utf-8")
-                .putHeader(HttpHeaders.CACHE_CONTROL, "no-cache")
-                .putHeader("X-Accel-Buffering", "no");
-        resp.write(": connected\n\n");
-        long id = clientIds.incrementAndGet();
-        clients.put(id, new LiveClient(run, true, vertx.getOrCreateContext(), text -> {
-            if (resp.writeQueueFull()) {
-                metrics.inc("curvewatch_service_live_dropped_total");
-            } else {
-                resp.write(text);
-            }
-        }, () -> {
-            if (!resp.writeQueueFull()) {
-                resp.write(": ping\n\n");
-            }
-        }));
-        Handler<Void> closed = v -> {
-            if (clients.remove(id) != null) {
-                liveClients.decrementAndGet();
-            }
-        };
-        resp.closeHandler(closed);
-        resp.exceptionHandler(err -> closed.handle(null));
-    }
-
-    private void websocket(RoutingContext ctx) {
-        String upgrade = ctx.request().getHeader(HttpHeaders.UPGRADE);
-        if (upgrade == null || !upgrade.equalsIgnoreCase("websocket")) {
-            fail(ctx, 400, "expected a WebSocket upgrade");
-            return;
-        }
-        String run = runFilter(ctx);
-        if ("".equals(run) || !admitLive(ctx)) {
-            return;
-        }
-        ctx.request().toWebSocket().onSuccess(ws -> {
-            long id = clientIds.incrementAndGet();
-            clients.put(id, new LiveClient(run, false, vertx.getOrCreateContext(), text -> {
-                if (ws.writeQueueFull()) {
-                    metrics.inc("curvewatch_service_live_dropped_total");
-                } else {
-                    ws.writeTextMessage(text);
-                }
-            }, () -> { }));
-            ws.closeHandler(v -> {
-                if (clients.remove(id) != null) {
-                    liveClients.decrementAndGet();
-                }
-            });
-            ws.textMessageHandler(msg -> {
-                // clients only listen; anything they send is ignored
-            });
-        }).onFailure(err -> {
-            liveClients.decrementAndGet(); // the slot taken for an upgrade that did not happen
-            LOG.debug("WebSocket upgrade failed: {}", err.toString());
-        });
     }
 }

@@ -7,6 +7,8 @@ import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.avro.WeightSnapshot;
+import dev.curvewatch.contracts.FactorCheckpointReader;
+import dev.curvewatch.contracts.FactorCheckpoints;
 import dev.curvewatch.curvature.EigenbasisRefresh;
 import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.ContractChecks;
@@ -15,8 +17,6 @@ import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
 import dev.curvewatch.schemas.WeightAssembler;
 import dev.curvewatch.service.ServiceConfig;
-import dev.curvewatch.workers.FactorCheckpointReader;
-import dev.curvewatch.workers.FactorCheckpoints;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -90,8 +90,8 @@ public final class Ingest extends ConsumerLoop {
         CalibrationTerms terms = new CalibrationTerms(config.calibrationSearch(), config.calibrationTolerance(),
                 config.calibrationLossTolerance(), config.calibrationTrainCandidates(), config.calibrationPeakTokens());
         this.probeResults = new ProbeResults(registry, out, metrics, terms, config.calibrationTimeoutMs());
-        this.refresher = new Refresher(new LayerRefresh(eigen, config.candidateMaxBytes(), config.candidatePartMaxBytes(), terms), out,
-                metrics);
+        this.refresher = new Refresher(new LayerRefresh(eigen, config.candidateMaxBytes(), config.candidatePartMaxBytes(), terms,
+                config.refreshMemoryBudgetBytes()), out, metrics);
         this.alerts = alerts;
         this.intervalNanos = TimeUnit.MILLISECONDS.toNanos(config.refreshIntervalMs());
         this.parked = new ParkedWeights(MAX_PARKED_PER_RUN, config.weightsParkedMaxBytes());

@@ -69,6 +69,19 @@ public final class Json {
                 .put("summary", a.getSummary()).put("top_examples", examples(a.getTopExamples())).put("details", details);
     }
 
+    public static JsonObject guardDecision(dev.curvewatch.avro.GuardDecision d) {
+        JsonArray layers = new JsonArray();
+        for (LayerRho l : d.getLayers()) {
+            layers.add(new JsonObject().put("layer", l.getLayer()).put("rho", num(l.getRho())));
+        }
+        JsonObject details = new JsonObject();
+        d.getDetails().forEach(details::put);
+        return new JsonObject().put("id", d.getId()).put("run_id", d.getRunId()).put("layer", d.getLayer()).put("step", d.getStep())
+                .put("action", d.getAction().name()).put("reason", d.getReason()).put("source", d.getSource()).put("rule", d.getRule())
+                .put("alert_fingerprint", d.getAlertFingerprint()).put("idempotency_key", d.getIdempotencyKey())
+                .put("snapshot_id", d.getSnapshotId()).put("layers", layers).put("details", details).put("created_ms", d.getCreatedMs());
+    }
+
     public static JsonObject snapshot(SnapshotEvent e) {
         JsonArray layers = new JsonArray();
         for (LayerRho l : e.getLayers()) {

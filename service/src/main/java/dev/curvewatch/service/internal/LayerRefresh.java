@@ -40,12 +40,29 @@ public final class LayerRefresh {
     /**
      * @param failure  why the refresh failed, or null
      * @param plan     empty when the layer's EditCandidate would exceed {@code candidate.max.bytes} ({@link #tooLarge})
+     * @param eighGSeconds, eighASeconds time of each factor's basis refresh (drift check included)
      */
-    public record Outcome(Input input, String failure, Eigenbasis g, Eigenbasis a, boolean skippedG, boolean skippedA,
-                          double driftG, double driftA, SpectrumSummary spectrumG, SpectrumSummary spectrumA,
-                          double eighSeconds, boolean tooLarge, Optional<CandidatePlan> plan) {
+    public record Outcome(Input input, String failure, Eigenbasis g, Eigenbasis a, EigenbasisRefresh.Mode modeG,
+                          EigenbasisRefresh.Mode modeA, double driftG, double driftA, SpectrumSummary spectrumG,
+                          SpectrumSummary spectrumA, double eighGSeconds, double eighASeconds, boolean tooLarge,
+                          Optional<CandidatePlan> plan) {
         public boolean ok() {
             return failure == null;
+        }
+
+        /** G's previous vectors were kept. */
+        public boolean skippedG() {
+            return modeG == EigenbasisRefresh.Mode.SKIPPED;
+        }
+
+        /** A's previous vectors were kept. */
+        public boolean skippedA() {
+            return modeA == EigenbasisRefresh.Mode.SKIPPED;
+        }
+
+        /** Both factors' basis refreshes. */
+        public double eighSeconds() {
+            return eighGSeconds + eighASeconds;
         }
     }
 
@@ -54,15 +71,19 @@ public final class LayerRefresh {
     private final double[] rhos;
     private final long maxCandidateBytes;
     private final int maxPartBytes;
+    private final long memoryBudgetBytes;
 
     /**
      * @param maxCandidateBytes a layer whose EditCandidate is larger gets no calibration ({@code candidate.max.bytes})
      * @param maxPartBytes      largest record a candidate part may take ({@code candidate.part.max.bytes})
      * @param terms             what every candidate asks of the trainer (EditCandidate v3)
+     * @param memoryBudgetBytes a layer whose {@link #memoryBytes refresh memory} is larger is refused ({@code refresh.memory.budget.bytes})
      */
-    public LayerRefresh(EigenbasisRefresh refresher, long maxCandidateBytes, int maxPartBytes, CalibrationTerms terms) {
+    public LayerRefresh(EigenbasisRefresh refresher, long maxCandidateBytes, int maxPartBytes, CalibrationTerms terms,
+                        long memoryBudgetBytes) {
         this.refresher = refresher;
         this.terms = terms;
+        this.memoryBudgetBytes = memoryBudgetBytes;
         this.maxCandidateBytes = maxCandidateBytes;
         this.maxPartBytes = maxPartBytes;
         // the standard grid; calibration tolerances do not change the candidates
@@ -72,6 +93,38 @@ public final class LayerRefresh {
     /** Bytes of an EditCandidate of a d_out x d_in layer: both bases and spectra as float32, plus ids and thresholds. */
     public static long candidateBytes(int dOut, int dIn) {
         return 4L * ((long) dOut * dOut + (long) dIn * dIn + dOut + dIn) + 4096;
+    }
+
+    /**
+     * Peak memory of one refresh of a d_in x d_out layer, in bytes: the layer's fp64 d_in² + d_out²
+     * values four times over (the checkpoint chunks the ingest thread holds, the assembled sums,
+     * the means, the previous bases kept for the next drift check) and three times the larger
+     * factor's n² for its decomposition (LAPACK's copy and dsyevd's 2n² workspace; the output
+     * replaces the sums). 7.3 GB for 11008 x 4096.
+     */
+    public static long memoryBytes(int dIn, int dOut) {
+        long squares = (long) dIn * dIn + (long) dOut * dOut;
+        long larger = Math.max(dIn, dOut);
+        return 8 * (4 * squares + 3 * larger * larger);
+    }
+
+    /** Why this layer is not refreshed at all (its refresh memory is over the budget), or null. */
+    public String refusal(int dIn, int dOut) {
+        long need = memoryBytes(dIn, dOut);
+        if (need <= memoryBudgetBytes) {
+            return null;
+        }
+        return String.format(java.util.Locale.ROOT, "refresh of a %d x %d layer needs about %.2f GiB, over refresh.memory.budget.bytes "
+                + "(%.2f GiB): not refreshed", dOut, dIn, need / (double) (1L << 30), memoryBudgetBytes / (double) (1L << 30));
+    }
+
+    /** The attributes of a refused layer's {@code refresh_failed} signal. */
+    public Map<String, Double> refusalAttributes(int dIn, int dOut) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("over_budget", 1.0);
+        m.put("needed_bytes", (double) memoryBytes(dIn, dOut));
+        m.put("budget_bytes", (double) memoryBudgetBytes);
+        return m;
     }
 
     /** @param previousG, previousA the bases of the last refresh, or null */
@@ -86,13 +139,16 @@ public final class LayerRefresh {
         long t0 = System.nanoTime();
         EigenbasisRefresh.Outcome og;
         EigenbasisRefresh.Outcome oa;
+        long t1;
         try {
             og = refresher.refresh(previousG, in.g(), in.dOut());
+            t1 = System.nanoTime();
             oa = refresher.refresh(previousA, in.a(), in.dIn());
         } catch (RuntimeException e) {
             return failed(in, "eigendecomposition threw " + e);
         }
-        double seconds = (System.nanoTime() - t0) / 1e9;
+        double secondsG = (t1 - t0) / 1e9;
+        double secondsA = (System.nanoTime() - t1) / 1e9;
         EigenResult rg = og.result();
         EigenResult ra = oa.result();
         if (!rg.isSuccess()) {
@@ -105,8 +161,8 @@ public final class LayerRefresh {
         Eigenbasis a = ra.basis().orElseThrow();
         boolean tooLarge = candidateBytes(in.dOut(), in.dIn()) > maxCandidateBytes;
         Optional<CandidatePlan> plan = tooLarge ? Optional.empty() : Optional.of(plan(g, a));
-        return new Outcome(in, null, g, a, og.skipped(), oa.skipped(), og.drift(), oa.drift(),
-                SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), seconds, tooLarge, plan);
+        return new Outcome(in, null, g, a, og.mode(), oa.mode(), og.drift(), oa.drift(),
+                SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), secondsG, secondsA, tooLarge, plan);
     }
 
     /**
@@ -117,12 +173,13 @@ public final class LayerRefresh {
                            SpectrumSummary spectrumA) {
         Input in = new Input(runId, layer, factorVersion, step, 0, a.size(), g.size(), null, null);
         boolean tooLarge = candidateBytes(g.size(), a.size()) > maxCandidateBytes;
-        return new Outcome(in, null, g, a, true, true, Double.NaN, Double.NaN, spectrumG, spectrumA, 0, tooLarge,
+        return new Outcome(in, null, g, a, EigenbasisRefresh.Mode.SKIPPED, EigenbasisRefresh.Mode.SKIPPED, Double.NaN, Double.NaN,
+                spectrumG, spectrumA, 0, 0, tooLarge,
                 tooLarge ? Optional.empty() : Optional.of(plan(g, a)));
     }
 
     private static Outcome failed(Input in, String reason) {
-        return new Outcome(in, reason, null, null, false, false, Double.NaN, Double.NaN, null, null, 0, false, Optional.empty());
+        return new Outcome(in, reason, null, null, null, null, Double.NaN, Double.NaN, null, null, 0, 0, false, Optional.empty());
     }
 
     /** Eigenvalues rounded to float32, as the EditCandidate carries them (rounding keeps the order). */
@@ -155,24 +212,34 @@ public final class LayerRefresh {
         return new CandidatePlan(rhos.clone(), tau, kept);
     }
 
-    /** The signals of a successful refresh (SERVICE-CONTRACT §2); refresh_seconds gets {@code latencySeconds} too. */
-    public static List<Signal> signals(Outcome o, double latencySeconds, long nowMs) {
+    /**
+     * The signals of a successful refresh (SERVICE-CONTRACT §2); refresh_seconds carries the latency
+     * and the time of each stage as attributes.
+     *
+     * @param assembleSeconds checksum and decoding of the checkpoint into the two factors
+     */
+    public static List<Signal> signals(Outcome o, double assembleSeconds, double latencySeconds, long nowMs) {
         Input in = o.input();
         List<Signal> out = new ArrayList<>();
         out.add(signal(in, "effective_rank_g", o.spectrumG().effectiveRank(), spectrumAttrs(o.spectrumG(), o.g(), in), nowMs));
         out.add(signal(in, "effective_rank_a", o.spectrumA().effectiveRank(), spectrumAttrs(o.spectrumA(), o.a(), in), nowMs));
         if (!Double.isNaN(o.driftG())) {
-            out.add(signal(in, "basis_drift_g", o.driftG(), Map.of("skipped", o.skippedG() ? 1.0 : 0.0), nowMs));
+            out.add(signal(in, "basis_drift_g", o.driftG(), modeAttributes(o.modeG()), nowMs));
         }
         if (!Double.isNaN(o.driftA())) {
-            out.add(signal(in, "basis_drift_a", o.driftA(), Map.of("skipped", o.skippedA() ? 1.0 : 0.0), nowMs));
+            out.add(signal(in, "basis_drift_a", o.driftA(), modeAttributes(o.modeA()), nowMs));
         }
         Map<String, Double> skip = new LinkedHashMap<>();
         skip.put("skipped_g", o.skippedG() ? 1.0 : 0.0);
         skip.put("skipped_a", o.skippedA() ? 1.0 : 0.0);
+        skip.put("warm_g", o.modeG() == EigenbasisRefresh.Mode.WARM ? 1.0 : 0.0);
+        skip.put("warm_a", o.modeA() == EigenbasisRefresh.Mode.WARM ? 1.0 : 0.0);
         out.add(signal(in, "eigh_skipped", o.skippedG() && o.skippedA() ? 1.0 : 0.0, skip, nowMs));
         Map<String, Double> timing = new LinkedHashMap<>();
         timing.put("latency_seconds", latencySeconds);
+        timing.put("assemble_seconds", assembleSeconds);
+        timing.put("eigh_g_seconds", o.eighGSeconds());
+        timing.put("eigh_a_seconds", o.eighASeconds());
         timing.put("d_in", (double) in.dIn());
         timing.put("d_out", (double) in.dOut());
         timing.put("factor_tokens", (double) in.tokens());
@@ -181,9 +248,25 @@ public final class LayerRefresh {
         return out;
     }
 
+    /** skipped = previous vectors kept, warm = rotated from them (first-order step), neither = decomposed. */
+    private static Map<String, Double> modeAttributes(EigenbasisRefresh.Mode mode) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("skipped", mode == EigenbasisRefresh.Mode.SKIPPED ? 1.0 : 0.0);
+        m.put("warm", mode == EigenbasisRefresh.Mode.WARM ? 1.0 : 0.0);
+        return m;
+    }
+
     /** The signal of a failed refresh: value 1, the reason goes to the layer status and the log. */
     public static Signal failureSignal(Input in, long nowMs) {
-        return signal(in, "refresh_failed", 1.0, Map.of("factor_tokens", (double) in.tokens()), nowMs);
+        return failureSignal(in, Map.of(), nowMs);
+    }
+
+    /** A failed refresh's signal with attributes saying more (a refusal over the memory budget). */
+    public static Signal failureSignal(Input in, Map<String, Double> attributes, long nowMs) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("factor_tokens", (double) in.tokens());
+        m.putAll(attributes);
+        return signal(in, "refresh_failed", 1.0, m, nowMs);
     }
 
     private static Map<String, Double> spectrumAttrs(SpectrumSummary s, Eigenbasis b, Input in) {

@@ -278,6 +278,11 @@ public final class LayerState {
         return candidates.outstanding(candidateId);
     }
 
+    /** The candidate an answer is for: one out, or one that timed out lately (a late answer is still a measurement). */
+    public synchronized PendingCandidate answerable(String candidateId) {
+        return candidates.answerable(candidateId);
+    }
+
     /** The candidate was answered: it and every older outstanding candidate are done. */
     public synchronized boolean answered(PendingCandidate c) {
         if (c.factorVersion() < calibration.version) {

@@ -5,6 +5,7 @@ import dev.curvewatch.avro.DeadLetter;
 import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.EditRequest;
 import dev.curvewatch.avro.ExampleScores;
+import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.schemas.AvroSerializer;
@@ -52,6 +53,8 @@ public final class Outputs implements AutoCloseable {
     private final AvroSerializer<SnapshotEvent> snapshots = new AvroSerializer<>(SnapshotEvent.class);
     private final AvroSerializer<DeadLetter> deadLetters = new AvroSerializer<>(DeadLetter.class);
     private final AvroSerializer<EditRequest> editRequests = new AvroSerializer<>(EditRequest.class);
+    private final AvroSerializer<GuardDecision> guardDecisions = new AvroSerializer<>(GuardDecision.class);
+    private volatile java.util.function.Consumer<Signal> signalListener = s -> { };
 
     public Outputs(Properties client, CurvewatchTopics topics, Registry registry, AlertEvaluator alerts, ServiceMetrics metrics,
                    Vertx vertx, String component, int deadLetterMaxValueBytes) {
@@ -107,8 +110,20 @@ public final class Outputs implements AutoCloseable {
             })) {
                 live("signal", s.getRunId(), Json.signal(s));
                 alertsRaw(raised.get(0));
+                signalListener.accept(s);
             }
         }
+    }
+
+    /** Hears every signal published for a held run, after the alert rules (the guard's harm check). */
+    public void onSignal(java.util.function.Consumer<Signal> listener) {
+        this.signalListener = listener;
+    }
+
+    /** A decision of the service's guard (re-armed, harmful, rollback offered) to guard-decisions, key run. */
+    public void guardDecision(GuardDecision d) {
+        producer.send(new ProducerRecord<>(topics.guardDecisions(), d.getRunId(), guardDecisions.serialize(null, d)),
+                log("guard decision " + d.getAction() + " " + d.getRunId()));
     }
 
     public void scores(List<ExampleScores> list) {

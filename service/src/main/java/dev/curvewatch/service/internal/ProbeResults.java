@@ -53,7 +53,8 @@ final class ProbeResults {
         PendingCandidate c = findCandidate(pr.getCandidateId());
         if (c == null) {
             throw new InvalidRecordException(RejectReason.INVALID_FIELD, "candidate_id '" + pr.getCandidateId()
-                    + "' was not sent by this service, or was already answered, superseded or timed out");
+                    + "' was not sent by this service, or was already answered or superseded, or timed out longer ago than its "
+                    + LayerState.MAX_OUTSTANDING + " successors");
         }
         LayerState layer = registry.existing(c.runId(), c.layer()).orElseThrow();
         if (!pr.getDeclined().isEmpty()) {
@@ -114,7 +115,7 @@ final class ProbeResults {
     private PendingCandidate findCandidate(String id) {
         for (Registry.Run run : registry.allRuns()) {
             for (LayerState l : run.layers().values()) {
-                PendingCandidate c = l.outstanding(id);
+                PendingCandidate c = l.answerable(id);
                 if (c != null) {
                     return c;
                 }

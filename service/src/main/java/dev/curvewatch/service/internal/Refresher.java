@@ -2,13 +2,14 @@ package dev.curvewatch.service.internal;
 
 import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.FactorManifest;
-import dev.curvewatch.workers.CheckpointCorruptException;
-import dev.curvewatch.workers.FactorCheckpoint;
-import dev.curvewatch.workers.FactorCheckpointReader;
+import dev.curvewatch.contracts.CheckpointCorruptException;
+import dev.curvewatch.contracts.FactorCheckpoint;
+import dev.curvewatch.contracts.FactorCheckpointReader;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.util.List;
+import java.util.Map;
 import java.util.UUID;
 
 /**
@@ -50,36 +51,43 @@ final class Refresher {
         LayerRefresh.Input header = new LayerRefresh.Input(m.getRunId(), m.getLayer(), m.getVersion(), m.getStepLast(),
                 m.getTokenCount(), m.getDIn(), m.getDOut(), null, null);
         try {
+            String refused = refresh.refusal(m.getDIn(), m.getDOut());
+            if (refused != null) { // before anything is assembled
+                fail(l, header, refused, silent, null, refresh.refusalAttributes(m.getDIn(), m.getDOut()));
+                return;
+            }
+            long t0 = System.nanoTime();
             FactorCheckpoint cp;
             try {
                 cp = parts.assemble();
             } catch (CheckpointCorruptException e) {
-                fail(l, header, "corrupt checkpoint: " + e.getMessage(), silent, null);
+                fail(l, header, "corrupt checkpoint: " + e.getMessage(), silent, null, Map.of());
                 return;
             }
             String sides = l.sidesMismatch(m.getDIn(), m.getDOut());
             if (sides != null) {
-                fail(l, header, sides, silent, null);
+                fail(l, header, sides, silent, null, Map.of());
                 return;
             }
             LayerState.Bases prev = l.bases();
             LayerRefresh.Input in = new LayerRefresh.Input(m.getRunId(), m.getLayer(), m.getVersion(), m.getStepLast(),
                     m.getTokenCount(), m.getDIn(), m.getDOut(), cp.meanA(), cp.meanG());
             cp = null; // the sums are no longer needed: let the eigendecompositions have the memory
+            double assembleSeconds = (System.nanoTime() - t0) / 1e9;
             LayerRefresh.Outcome o = refresh.refresh(in, prev == null ? null : prev.g(), prev == null ? null : prev.a());
             if (!o.ok()) {
-                fail(l, header, o.failure(), silent, null);
+                fail(l, header, o.failure(), silent, null, Map.of());
                 return;
             }
-            publish(l, o, m, seenNanos, silent);
+            publish(l, o, m, assembleSeconds, seenNanos, silent);
         } catch (RuntimeException | OutOfMemoryError e) {
-            fail(l, header, e.toString(), silent, e);
+            fail(l, header, e.toString(), silent, e, Map.of());
         } finally {
             l.finished();
         }
     }
 
-    private void publish(LayerState l, LayerRefresh.Outcome o, FactorManifest m, long seenNanos, boolean silent) {
+    private void publish(LayerState l, LayerRefresh.Outcome o, FactorManifest m, double assembleSeconds, long seenNanos, boolean silent) {
         long now = System.currentTimeMillis();
         l.refreshed(o, now);
         metrics.inc("curvewatch_service_refresh_seconds_total", o.eighSeconds());
@@ -89,7 +97,7 @@ final class Refresher {
             return;
         }
         double latency = (System.nanoTime() - seenNanos) / 1e9;
-        out.signals(LayerRefresh.signals(o, latency, now), new AlertEvaluator.Context(l.topForAlerts(), l.calibratedRho()));
+        out.signals(LayerRefresh.signals(o, assembleSeconds, latency, now), new AlertEvaluator.Context(l.topForAlerts(), l.calibratedRho()));
         metrics.inc("curvewatch_service_refreshes_total", "ok");
         metrics.inc("curvewatch_service_refresh_latency_seconds_total", latency);
         lastLatency = latency;
@@ -103,9 +111,8 @@ final class Refresher {
             }
         }
         out.live("layer", l.runId(), Json.layer(l));
-        LOG.info("refreshed {} v{} ({} x {}): eigh {} s{}, factors ready -> signals {} s", l.key(), m.getVersion(), m.getDOut(),
-                m.getDIn(), String.format("%.3f", o.eighSeconds()), o.skippedG() && o.skippedA() ? " (warm start)" : "",
-                String.format("%.3f", latency));
+        LOG.info("refreshed {} v{} ({} x {}): bases {} s (G {}, A {}), factors ready -> signals {} s", l.key(), m.getVersion(),
+                m.getDOut(), m.getDIn(), String.format("%.3f", o.eighSeconds()), o.modeG(), o.modeA(), String.format("%.3f", latency));
     }
 
     /** The larger basis drift of the two factors; NaN on a first refresh. */
@@ -166,7 +173,7 @@ final class Refresher {
         out.live("layer", l.runId(), Json.layer(l));
     }
 
-    private void fail(LayerState l, LayerRefresh.Input in, String reason, boolean silent, Throwable error) {
+    private void fail(LayerState l, LayerRefresh.Input in, String reason, boolean silent, Throwable error, Map<String, Double> attributes) {
         long now = System.currentTimeMillis();
         l.failed(in, reason, now);
         metrics.inc("curvewatch_service_refreshes_total", "failed");
@@ -177,7 +184,7 @@ final class Refresher {
         }
         if (!silent) {
             try {
-                out.signals(List.of(LayerRefresh.failureSignal(in, now)), new AlertEvaluator.Context(l.topForAlerts(), l.calibratedRho()));
+                out.signals(List.of(LayerRefresh.failureSignal(in, attributes, now)), new AlertEvaluator.Context(l.topForAlerts(), l.calibratedRho()));
                 out.live("layer", l.runId(), Json.layer(l));
             } catch (RuntimeException e) {
                 LOG.error("could not publish the failed refresh of {} v{}", l.key(), in.factorVersion(), e);

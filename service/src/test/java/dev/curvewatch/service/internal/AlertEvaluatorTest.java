@@ -150,4 +150,80 @@ class AlertEvaluatorTest {
         Map<String, String> d = a.getDetails();
         assertEquals("threshold", d.get("type"));
     }
+
+    /**
+     * The guard's re-arm: a firing baseline rule resolves, older steps are ignored, the window
+     * restarts from the edited model's values with the old threshold in force meanwhile, and the
+     * refilled window may tighten that threshold but never loosen it (a slow regrowth must not
+     * become the baseline).
+     */
+    @Test
+    void rearmRestartsTheBaselineFromTheEditedModelWithoutLettingItDriftUp() {
+        AlertRule jump = new AlertRule("gap-jump", "memorization_gap", AlertRule.Type.BASELINE, Double.NaN, false, 4, 5, 0.05, 1,
+                Severity.CRITICAL, Set.of(), Set.of());
+        AlertEvaluator e = new AlertEvaluator(List.of(jump));
+        List<Alert> sink = new ArrayList<>();
+        double[] clean = {0.001, 0.002, 0.001, 0.002};
+        for (int i = 0; i < clean.length; i++) {
+            assertEquals(List.of(), e.evaluate(gap("fc1", i, clean[i]), AlertEvaluator.Context.NONE, 1000 + i, true));
+        }
+        double before = TrailingBaseline.threshold(clean, 0, 4, 5, 0.05);
+        List<Alert> fired = e.evaluate(gap("fc1", 10, 0.2), AlertEvaluator.Context.NONE, 2000, true);
+        assertEquals(F, fired.get(0).getStatus());
+
+        List<Alert> resolved = e.rearm("run-1", 20, "snap-1", 3000);
+        assertEquals(1, resolved.size());
+        assertEquals(R, resolved.get(0).getStatus());
+        assertEquals(fired.get(0).getFingerprint(), resolved.get(0).getFingerprint());
+        assertTrue(resolved.get(0).getDetails().get("rearmed").contains("snap-1"), resolved.get(0).getDetails().toString());
+        ContractChecks.checkAlert(resolved.get(0));
+        assertEquals(0, e.firingCount());
+        assertEquals(List.of(), e.rearm("run-2", 20, "snap-2", 3000), "another run's rules are not touched");
+
+        assertEquals(List.of(), e.evaluate(gap("fc1", 19, 0.9), AlertEvaluator.Context.NONE, 3100, true),
+                "measured on the model before the snapshot: not evaluated");
+        // the edited model: below the old threshold is normal and fills the new window ...
+        assertEquals(List.of(), e.evaluate(gap("fc1", 21, before - 0.01), AlertEvaluator.Context.NONE, 3200, true));
+        // ... and a regrowth above it fires before the new window is full
+        List<Alert> again = e.evaluate(gap("fc1", 22, before + 0.001), AlertEvaluator.Context.NONE, 3300, true);
+        assertEquals(F, again.get(0).getStatus());
+        assertEquals(before, again.get(0).getThreshold(), 1e-12);
+        assertEquals(3300, again.get(0).getFirstSeenMs(), "a new episode");
+
+        // a refilled window of slowly rising values would loosen the threshold: the old one stays the bound
+        e.rearm("run-1", 30, "snap-3", 4000);
+        double[] rising = {0.0, 0.02, 0.04, before - 0.001};
+        for (int i = 0; i < rising.length; i++) {
+            assertEquals(List.of(), e.evaluate(gap("fc1", 31 + i, rising[i]), AlertEvaluator.Context.NONE, 4100 + i, true));
+        }
+        assertTrue(TrailingBaseline.threshold(rising, 0, 4, 5, 0.05) > before + 0.02, "the window alone would be looser");
+        List<Alert> bound = e.evaluate(gap("fc1", 40, before + 0.001), AlertEvaluator.Context.NONE, 5000, true);
+        assertEquals(F, bound.get(0).getStatus());
+        assertEquals(before, bound.get(0).getThreshold(), 1e-12);
+    }
+
+    /** A rule after=snapshot: silent on a run without snapshots, anchored on the edited model's first value after each one. */
+    @Test
+    void aRegrowthRuleWatchesOnlyEditedModelsAndIsAnchoredOnEachEdit() {
+        AlertRule regrowth = new AlertRule("gap-regrowth", "memorization_gap", AlertRule.Type.BASELINE, Double.NaN, false, 1, 0, 0.02, 1,
+                Severity.WARNING, Set.of(), Set.of(), true);
+        AlertEvaluator e = new AlertEvaluator(List.of(regrowth));
+        for (int i = 0; i < 10; i++) {
+            assertEquals(List.of(), e.evaluate(gap("fc1", i, 0.5 * i), AlertEvaluator.Context.NONE, i, true), "no snapshot, no evaluation");
+        }
+        e.rearm("run-1", 20, "snap-1", 100);
+        assertEquals(List.of(), e.evaluate(gap("fc1", 21, 0.01), AlertEvaluator.Context.NONE, 101, true), "the anchor");
+        assertEquals(List.of(), e.evaluate(gap("fc1", 22, 0.025), AlertEvaluator.Context.NONE, 102, true), "within 0.02 of it");
+        assertEquals(List.of(), e.evaluate(gap("fc1", 23, 0.029), AlertEvaluator.Context.NONE, 103, true),
+                "still within 0.02 of the anchor, not of the last value: a slow regrowth does not move it");
+        List<Alert> back = e.evaluate(gap("fc1", 24, 0.031), AlertEvaluator.Context.NONE, 104, true);
+        assertEquals(F, back.get(0).getStatus());
+        assertEquals(0.03, back.get(0).getThreshold(), 1e-12);
+        // the next edit anchors anew, also for a layer first seen after it
+        e.rearm("run-1", 30, "snap-2", 200);
+        assertEquals(List.of(), e.evaluate(gap("fc1", 31, 0.2), AlertEvaluator.Context.NONE, 201, true));
+        assertEquals(List.of(), e.evaluate(gap("fc1", 32, 0.21), AlertEvaluator.Context.NONE, 202, true));
+        assertEquals(List.of(), e.evaluate(gap("fc2", 31, 0.0), AlertEvaluator.Context.NONE, 203, true));
+        assertEquals(F, e.evaluate(gap("fc2", 32, 0.05), AlertEvaluator.Context.NONE, 204, true).get(0).getStatus());
+    }
 }

@@ -53,8 +53,12 @@ class LayerRefreshTest {
     }
 
     static LayerRefresh refresher(long maxCandidateBytes, int maxPartBytes) {
+        return refresher(maxCandidateBytes, maxPartBytes, 1L << 30);
+    }
+
+    static LayerRefresh refresher(long maxCandidateBytes, int maxPartBytes, long memoryBudgetBytes) {
         return new LayerRefresh(new EigenbasisRefresh(SymmetricEigensolvers.best(), 0.01, Precision.FLOAT64), maxCandidateBytes,
-                maxPartBytes, TERMS);
+                maxPartBytes, TERMS, memoryBudgetBytes);
     }
 
     static LayerRefresh.Input input(long version, double[] a, double[] g) {
@@ -93,13 +97,16 @@ class LayerRefreshTest {
                 assertTrue(p.keptPairs()[k] >= p.keptPairs()[k - 1], "milder rho keeps more");
             }
         }
-        Map<String, Signal> s = LayerRefresh.signals(o, 0.25, 7).stream().collect(Collectors.toMap(Signal::getName, x -> x));
+        Map<String, Signal> s = LayerRefresh.signals(o, 0.5, 0.25, 7).stream().collect(Collectors.toMap(Signal::getName, x -> x));
         assertEquals(java.util.Set.of("effective_rank_g", "effective_rank_a", "eigh_skipped", "refresh_seconds"), s.keySet(),
                 "no drift on the first refresh");
         assertEquals(o.spectrumA().effectiveRank(), s.get("effective_rank_a").getValue());
         assertEquals((double) o.spectrumA().count90(), s.get("effective_rank_a").getAttributes().get("count90"));
         assertEquals(100.0, s.get("effective_rank_g").getAttributes().get("factor_tokens"));
         assertEquals(0.25, s.get("refresh_seconds").getAttributes().get("latency_seconds"));
+        assertEquals(0.5, s.get("refresh_seconds").getAttributes().get("assemble_seconds"));
+        assertEquals(o.eighSeconds(), s.get("refresh_seconds").getAttributes().get("eigh_g_seconds")
+                + s.get("refresh_seconds").getAttributes().get("eigh_a_seconds"), 1e-12);
         assertEquals(10, s.get("refresh_seconds").getStep(), "signals at the manifest's last step");
         assertEquals(1, s.get("refresh_seconds").getFactorVersion());
 
@@ -126,7 +133,7 @@ class LayerRefreshTest {
         assertTrue(second.skippedA(), "A barely moved: warm start");
         assertFalse(second.skippedG(), "G moved a lot: decomposed again");
         assertTrue(second.driftA() < 0.01 && second.driftG() > 0.01, second.driftA() + " " + second.driftG());
-        Map<String, Double> s = LayerRefresh.signals(second, 0, 1).stream().collect(Collectors.toMap(Signal::getName, Signal::getValue));
+        Map<String, Double> s = LayerRefresh.signals(second, 0, 0, 1).stream().collect(Collectors.toMap(Signal::getName, Signal::getValue));
         assertEquals(second.driftA(), s.get("basis_drift_a"));
         assertEquals(second.driftG(), s.get("basis_drift_g"));
         assertEquals(0.0, s.get("eigh_skipped"), "only one factor kept its basis");
@@ -148,11 +155,27 @@ class LayerRefreshTest {
     }
 
     @Test
+    void refreshMemoryIsEstimatedFromTheSidesAndALayerOverTheBudgetIsRefusedWithTheSizes() {
+        // 11008 x 4096: 8 x (4 x (11008² + 4096²) + 3 x 11008²) bytes
+        assertEquals(8L * (4 * (11008L * 11008 + 4096L * 4096) + 3 * 11008L * 11008), LayerRefresh.memoryBytes(4096, 11008));
+        assertEquals(LayerRefresh.memoryBytes(4096, 11008), LayerRefresh.memoryBytes(11008, 4096));
+        long need = LayerRefresh.memoryBytes(12, 8);
+        assertNull(refresher(1L << 30, 1 << 20, need).refusal(12, 8));
+        LayerRefresh tight = refresher(1L << 30, 1 << 20, need - 1);
+        String why = tight.refusal(12, 8);
+        assertTrue(why.contains("over refresh.memory.budget.bytes") && why.contains("8 x 12"), why);
+        Map<String, Double> attrs = LayerRefresh.failureSignal(input(1, null, null), tight.refusalAttributes(12, 8), 1).getAttributes();
+        assertEquals(1.0, attrs.get("over_budget"));
+        assertEquals((double) need, attrs.get("needed_bytes"));
+        assertEquals((double) (need - 1), attrs.get("budget_bytes"));
+    }
+
+    @Test
     void aCandidateAboveTheLimitIsNotPlannedAndOneAboveThePartSizeTravelsInPartsThatReassemble() {
         long bytes = LayerRefresh.candidateBytes(8, 12);
         LayerRefresh.Outcome refused = refresher(bytes - 1, 1 << 20).refresh(input(1, spd(12, 1, 0), spd(8, 2, 0)), null, null);
         assertTrue(refused.ok() && refused.tooLarge() && refused.plan().isEmpty(), "above candidate.max.bytes: no calibration");
-        assertEquals(1.0, LayerRefresh.signals(refused, 0, 1).stream().filter(x -> x.getName().equals("refresh_seconds"))
+        assertEquals(1.0, LayerRefresh.signals(refused, 0, 0, 1).stream().filter(x -> x.getName().equals("refresh_seconds"))
                 .findFirst().orElseThrow().getAttributes().get("calibration_too_large"));
 
         LayerRefresh small = refresher(bytes, 4800);

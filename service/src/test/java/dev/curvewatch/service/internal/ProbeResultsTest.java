@@ -101,4 +101,19 @@ class ProbeResultsTest {
         assertEquals(1.0, metrics.counter("curvewatch_service_probe_results_total", "invalid"));
         assertEquals(1.0, metrics.counter("curvewatch_service_probe_results_total", "calibrated"));
     }
+
+    @Test
+    void aLateAnswerToATimedOutCandidateIsStillUsedNotRefused() {
+        // a loaded machine: the trainer's first answer came after calibration.timeout.ms (the demo, load average 21)
+        LayerState l = withCandidateOut();
+        results.expire(l, Long.MAX_VALUE);
+        assertFalse(l.awaitingAnswer());
+        assertEquals(1, l.calibrationTimeouts());
+        assertEquals(1, l.status().candidateBackoff(), "the timeout backed the layer off");
+        results.accept(record(CalibrationTest.result(3, 20, 30, true)));
+        assertFalse(Double.isNaN(l.calibratedRho()), "calibrated from the late answer");
+        assertEquals(0, l.status().candidateBackoff(), "and the answer eased the back-off again");
+        assertThrows(InvalidRecordException.class, () -> results.accept(record(CalibrationTest.result(3, 20, 30, true))),
+                "answered once");
+    }
 }

@@ -6,13 +6,13 @@ import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Signal;
+import dev.curvewatch.contracts.CheckpointCodec;
+import dev.curvewatch.contracts.FactorCheckpointReader;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.EditCandidateParts;
-import dev.curvewatch.workers.FactorCheckpointReader;
-import dev.curvewatch.workers.internal.CheckpointCodec;
 import org.apache.kafka.clients.producer.Callback;
 import org.apache.kafka.clients.producer.MockProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -117,6 +117,22 @@ class RefresherTest {
         assertTrue(producer.dueAtSend.stream().noneMatch(b -> b), "no newer refresh may start while v1 publishes: " + producer.dueAtSend);
         assertTrue(l.due(System.nanoTime(), 0), "free once published: v2 is next");
         assertEquals(1, l.status().refreshes());
+    }
+
+    @Test
+    void aLayerOverTheRefreshMemoryBudgetIsRefusedBeforeAssemblyWithItsStatusAndSignal() {
+        MockProducer<String, byte[]> producer = new MockProducer<>(true, null, new StringSerializer(), new ByteArraySerializer());
+        LayerState l = layer();
+        FactorCheckpointReader.Parts v1 = reader(1).detach(RUN + "/fc").orElseThrow();
+        l.manifest(v1.manifest(), System.nanoTime());
+        new Refresher(LayerRefreshTest.refresher(1L << 30, 1 << 20, LayerRefresh.memoryBytes(D_IN, D_OUT) - 1), outputs(producer), metrics)
+                .run(l, v1, System.nanoTime(), l.start(System.nanoTime()));
+        assertEquals(List.of("refresh_failed"), signalNames(producer));
+        Signal s = new AvroDeserializer<>(Signal.class).decode(producer.history().get(0).value());
+        assertEquals(1.0, s.getAttributes().get("over_budget"));
+        assertEquals((double) LayerRefresh.memoryBytes(D_IN, D_OUT), s.getAttributes().get("needed_bytes"));
+        assertTrue(l.status().lastFailure().contains("over refresh.memory.budget.bytes"), l.status().lastFailure());
+        assertTrue(l.editView().g() == null && !l.editView().refreshPending(), "no bases, nothing in flight");
     }
 
     @Test

@@ -34,8 +34,9 @@ import java.util.List;
  *   <li><b>anti-flapping</b>: a RESOLVED is held for {@code resolveHoldMs} of wall-clock time
  *       and published only if the condition did not fire again meanwhile;</li>
  *   <li><b>routing</b>: published alerts carry headers {@code run}, {@code severity},
- *       {@code status} and {@code layer}, so consumers filter without decoding, and go to the
- *       edit rules.</li>
+ *       {@code status} and {@code layer}, so consumers filter without decoding;</li>
+ *   <li><b>guard</b>: every valid FIRING evaluation, repeats and flaps included, goes to the guard
+ *       node, whose own limits (cooldown, application, maximum) decide whether to edit.</li>
  * </ul>
  */
 public final class AlertProcessor implements Processor<byte[], byte[], Object, Object> {
@@ -75,6 +76,8 @@ public final class AlertProcessor implements Processor<byte[], byte[], Object, O
         Alert last = state.get(fp);
         boolean firing = last != null && last.getStatus() == AlertStatus.FIRING;
         if (a.getStatus() == AlertStatus.FIRING) {
+            // the guard sees every firing evaluation, repeats included: its own limits decide, not the episodes
+            ctx.forward(new Record<Object, Object>(fp, a, r.timestamp()), Names.GUARD);
             resolving.delete(fp); // fired again within the hold: the resolution was a flap
             if (!firing) {
                 publish(a, r.timestamp());
@@ -145,6 +148,5 @@ public final class AlertProcessor implements Processor<byte[], byte[], Object, O
         }
         Record<Object, Object> out = new Record<>(a.getFingerprint(), a, timestamp, headers);
         ctx.forward(out, Names.ALERTS_SINK);
-        ctx.forward(out, Names.EDIT_RULES);
     }
 }

@@ -3,6 +3,9 @@ package dev.curvewatch.workers.internal;
 import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.DeadLetter;
 import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.contracts.CheckpointCodec;
+import dev.curvewatch.contracts.FactorCheckpoint;
+import dev.curvewatch.contracts.FactorCheckpoints;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.FactorMode;
 import dev.curvewatch.curvature.Precision;
@@ -12,8 +15,6 @@ import dev.curvewatch.schemas.DeadLetters;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
 import dev.curvewatch.schemas.TensorCodec;
-import dev.curvewatch.workers.FactorCheckpoint;
-import dev.curvewatch.workers.FactorCheckpoints;
 import dev.curvewatch.workers.WorkerConfig;
 import dev.curvewatch.workers.WorkerMetrics;
 import org.apache.kafka.clients.consumer.CloseOptions;
@@ -93,9 +94,8 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     /** Partitions paused on a capture of a not-yet-registered run: offset, first seen, retry time. */
     private final Map<TopicPartition, long[]> deferred = new HashMap<>();
     private boolean txnOpen;
-    private boolean advanced;
-    private long tokensSinceCheckpoint;
-    private long lastCheckpointNanos = System.nanoTime();
+    private final CheckpointSchedule schedule;
+    private final FactorBudget budget;
     private double flopsSinceCheckpoint;
     private long accumulateNanosSinceCheckpoint;
 
@@ -116,6 +116,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         this.validator = new CaptureValidator(config.maxRecordBytes());
         this.codec = new CheckpointCodec(config.chunkBytes());
         this.precision = config.precision();
+        this.budget = new FactorBudget(config.maxLayerSide(), config.factorsMemoryBudgetBytes(), precision);
+        this.schedule = new CheckpointSchedule(config.checkpointIntervalMs(), config.checkpointMaxIntervalMs(),
+                config.checkpointCaptureRatio(), config.checkpointTokens());
         this.codeVersion = codeVersion;
         metrics.gauge("curvewatch_worker_lag_records", () -> lagRecords);
         metrics.gauge("curvewatch_worker_owned_layers", () -> ownedLayers);
@@ -256,8 +259,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                 }
             }
             updateLag();
-            if (checkpointDue()) {
-                checkpoint();
+            Set<Integer> due = schedule.due(System.nanoTime(), this::pendingFactorBytes);
+            if (!due.isEmpty()) {
+                checkpoint(due);
             }
         } catch (ProducerFencedException | FencedInstanceIdException | AuthorizationException e) {
             throw e;
@@ -313,6 +317,14 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         int dIn = ok.layer().getDIn();
         int dOut = ok.layer().getDOut();
         if (lf == null) {
+            String refusal = unrestored.getOrDefault(ok.key(), budget.refusal(ok.key(), dIn, dOut, ownedFactorBytes));
+            if (refusal != null) {
+                if (refusedLayers.add(ok.key())) {
+                    log.warn("not accumulating {}: its captures are dead letters: {}", ok.key(), refusal);
+                }
+                reject(r, new InvalidRecordException(RejectReason.OVERSIZED, refusal), size);
+                return true;
+            }
             RunInfo run = ok.run();
             FactorMode mode = run.getFactorMode() == dev.curvewatch.avro.FactorMode.EMA ? FactorMode.EMA : FactorMode.CUMULATIVE;
             double decay = mode == FactorMode.EMA ? run.getEmaDecay() : 1.0;
@@ -340,7 +352,6 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         double flops = 2.0 * tokens * ((double) dIn * dIn + (double) dOut * dOut);
         lf.captures++;
         lf.dirty = true;
-        tokensSinceCheckpoint += tokens;
         flopsSinceCheckpoint += flops;
         accumulateNanosSinceCheckpoint += dt;
         metrics.inc("curvewatch_worker_records_total", 1, "result", "accumulated");
@@ -348,8 +359,18 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         metrics.inc("curvewatch_worker_accumulate_flops_total", flops);
         metrics.inc("curvewatch_worker_accumulate_seconds_total", dt / 1e9);
         advance(tp, r.offset());
+        schedule.accumulated(tp.partition(), size, tokens, System.nanoTime());
         return true;
     }
+
+    /** Layers refused by the budget, logged once each (every capture of theirs is still a dead letter). */
+    private final Set<String> refusedLayers = new HashSet<>();
+    /**
+     * Layers whose checkpoint was over the budget at restore, with the reason: refused for as long as
+     * this worker owns their partition, so that budget freed later never starts them again from zero
+     * under an older version than their checkpoint's.
+     */
+    private final Map<String, String> unrestored = new HashMap<>();
 
     /** Two reusable direct buffers (activations, gradients), grown to the largest capture seen. */
     private final ByteBuffer[] staging = new ByteBuffer[2];
@@ -378,7 +399,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
 
     private void advance(TopicPartition tp, long offset) {
         positions.put(tp, offset + 1);
-        advanced = true;
+        schedule.advanced(tp.partition(), System.nanoTime());
     }
 
     /** offset and first time a capture of an unknown run was seen, per partition */
@@ -438,6 +459,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         metrics.inc("curvewatch_worker_bytes_total", size);
         log.debug("dead letter {}-{}@{}: {}", r.topic(), r.partition(), r.offset(), e.getMessage());
         advance(new TopicPartition(r.topic(), r.partition()), r.offset());
+        schedule.deadLetter(r.partition(), System.nanoTime());
     }
 
     private void ensureTransaction() {
@@ -449,25 +471,35 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
 
     // ---------------------------------------------------------------- checkpoints
 
-    private boolean checkpointDue() {
-        if (!advanced && !txnOpen) {
-            return false;
+    /** Factor bytes a checkpoint of this captures partition would write: its changed layers. */
+    private long pendingFactorBytes(int partition) {
+        long bytes = 0;
+        for (LayerFactors lf : layers.values()) {
+            if (lf.dirty && lf.partition == partition) {
+                bytes += lf.factorBytes();
+            }
         }
-        return tokensSinceCheckpoint >= config.checkpointTokens()
-                || System.nanoTime() - lastCheckpointNanos >= config.checkpointIntervalMs() * 1_000_000L;
+        return bytes;
+    }
+
+    /** A checkpoint of every partition that advanced: before stopping or giving partitions up. */
+    private void checkpointAll() {
+        checkpoint(schedule.advanced());
     }
 
     /**
-     * One transaction: chunks and manifest of every layer changed since the last checkpoint,
-     * the dead letters already sent in it, and the offsets of every owned partition.
+     * One transaction: chunks and manifest of every layer changed since the last checkpoint in
+     * these captures partitions, the dead letters already sent in it (their partitions are among
+     * these: {@link CheckpointSchedule#due}), and the offsets of these partitions. The others keep
+     * their committed offsets and last checkpoints; their layers stay in memory, dirty.
      */
-    void checkpoint() {
+    private void checkpoint(Set<Integer> partitions) {
         long t0 = System.nanoTime();
         ensureTransaction();
         Map<LayerFactors, Long> written = new HashMap<>();
         long bytes = 0;
         for (LayerFactors lf : layers.values()) {
-            if (!lf.dirty) {
+            if (!lf.dirty || !partitions.contains(lf.partition)) {
                 continue;
             }
             long version = lf.version + 1;
@@ -479,7 +511,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
         Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
         positions.forEach((tp, pos) -> {
-            if (assigned.contains(tp)) {
+            if (assigned.contains(tp) && partitions.contains(tp.partition())) {
                 offsets.put(tp, new OffsetAndMetadata(pos));
             }
         });
@@ -503,11 +535,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         if (!written.isEmpty()) {
             log.debug("checkpoint: {} layers, {} bytes, offsets {} in {} s", written.size(), bytes, offsets, seconds);
         }
-        tokensSinceCheckpoint = 0;
         flopsSinceCheckpoint = 0;
         accumulateNanosSinceCheckpoint = 0;
-        advanced = false;
-        lastCheckpointNanos = System.nanoTime();
+        schedule.committed(partitions, System.nanoTime());
     }
 
     private void commitWithRetry() {
@@ -527,11 +557,11 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
     }
 
     private void finalCheckpoint() {
-        if (!advanced && !txnOpen) {
+        if (!schedule.anyAdvanced() && !txnOpen) {
             return;
         }
         try {
-            checkpoint();
+            checkpointAll();
             log.info("final checkpoint committed");
         } catch (KafkaException e) {
             log.warn("final checkpoint failed; the next owner resumes from the previous one: {}", e.toString());
@@ -628,9 +658,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         if (parts.isEmpty()) {
             return;
         }
-        if (advanced || txnOpen) {
+        if (schedule.anyAdvanced() || txnOpen) {
             try {
-                checkpoint();
+                checkpointAll();
             } catch (ProducerFencedException e) {
                 throw e;
             } catch (KafkaException e) {
@@ -679,6 +709,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         Set<Integer> ids = new HashSet<>();
         for (TopicPartition tp : parts) {
             ids.add(tp.partition());
+            schedule.forget(tp.partition());
             positions.remove(tp);
             unknownSince.remove(tp);
             if (deferred.remove(tp) != null) {
@@ -690,10 +721,8 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
             }
         }
         layers.values().removeIf(lf -> ids.contains(lf.partition));
+        unrestored.keySet().removeIf(key -> ids.contains(CaptureValidator.partitionForKey(key, capturePartitions)));
         assigned.removeAll(parts);
-        if (!txnOpen && positions.isEmpty()) {
-            advanced = false;
-        }
     }
 
     /** Loads the newest checkpoint of every layer whose captures live in these partitions. */
@@ -710,6 +739,13 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
                 runLayer -> ids.contains(CaptureValidator.partitionForKey(runLayer, capturePartitions)), IO_TIMEOUT);
         for (Map.Entry<String, FactorCheckpoint> e : found.entrySet()) {
             FactorCheckpoint cp = e.getValue();
+            String refusal = budget.refusal(e.getKey(), cp.manifest().getDIn(), cp.manifest().getDOut(), ownedFactorBytes);
+            if (refusal != null) {
+                // not taken on: the layer's later captures become dead letters, as for a layer first seen now
+                log.warn("not restoring {}: {}", e.getKey(), refusal);
+                unrestored.put(e.getKey(), "its checkpoint (version " + cp.version() + ") could not be restored: " + refusal);
+                continue;
+            }
             FactorAccumulator a = FactorAccumulator.restore(cp.a());
             FactorAccumulator g = FactorAccumulator.restore(cp.g());
             if (a.precision() != precision) {
@@ -719,6 +755,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
             int partition = CaptureValidator.partitionForKey(e.getKey(), capturePartitions);
             layers.put(e.getKey(), new LayerFactors(e.getKey(), cp.runId(), cp.layer(), partition, a, g, cp.version(),
                     cp.manifest().getCaptures()));
+            refreshOwnership();
             metrics.inc("curvewatch_worker_restores_total", 1);
         }
         if (!found.isEmpty()) {

@@ -1,12 +1,9 @@
-package dev.curvewatch.workers.internal;
+package dev.curvewatch.contracts;
 
 import dev.curvewatch.avro.FactorChunk;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
-import dev.curvewatch.workers.CheckpointCorruptException;
-import dev.curvewatch.workers.FactorCheckpoint;
-import dev.curvewatch.workers.TestCaptures;
 import org.junit.jupiter.api.Test;
 
 import java.nio.ByteBuffer;
@@ -27,7 +24,7 @@ class CheckpointCodecTest {
     static FactorAccumulator filled(int dim, Precision p, boolean ema, int captures, long seed) {
         FactorAccumulator acc = ema ? FactorAccumulator.ema(dim, p, 0.9) : FactorAccumulator.cumulative(dim, p);
         for (int i = 0; i < captures; i++) {
-            acc.add(3 + i, TestCaptures.activations(seed, "x", i, 5, dim), 5);
+            acc.add(3 + i, TestRows.of(seed, "x", i, 5, dim), 5);
         }
         return acc;
     }
@@ -68,7 +65,7 @@ class CheckpointCodecTest {
                 assertEquals(a.weight(), a2.weight());
                 assertEquals(a.stepLast(), a2.stepLast());
                 // continuing after the restore gives exactly what continuing the original gives
-                float[] more = TestCaptures.activations(9, "y", 0, 5, 33);
+                float[] more = TestRows.of(9, "y", 0, 5, 33);
                 a.add(20, more, 5);
                 a2.add(20, more, 5);
                 assertArrayEquals(a.sum(), a2.sum());
@@ -83,8 +80,8 @@ class CheckpointCodecTest {
         FactorAccumulator a = filled(20, Precision.FLOAT64, false, 2, 1);
         FactorAccumulator g = filled(10, Precision.FLOAT64, false, 2, 2);
         List<Written> v1 = write(codec, a, g, 1);
-        a.add(9, TestCaptures.activations(3, "z", 0, 5, 20), 5);
-        g.add(9, TestCaptures.activations(3, "z", 1, 5, 10), 5);
+        a.add(9, TestRows.of(3, "z", 0, 5, 20), 5);
+        g.add(9, TestRows.of(3, "z", 1, 5, 10), 5);
         List<Written> v2 = write(codec, a, g, 2);
         FactorManifest m2 = codec.decodeManifest(v2.get(v2.size() - 1).value());
 

@@ -1,4 +1,4 @@
-package dev.curvewatch.workers;
+package dev.curvewatch.contracts;
 
 /**
  * The newest manifest of a layer cannot be matched by its chunks (missing chunk, other version,

@@ -1,7 +1,6 @@
-package dev.curvewatch.workers;
+package dev.curvewatch.contracts;
 
 import dev.curvewatch.avro.FactorManifest;
-import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.FactorState;
 
 /**
@@ -28,11 +27,11 @@ public record FactorCheckpoint(FactorManifest manifest, FactorState a, FactorSta
 
     /** A = S_A / w as a full row-major d_in x d_in matrix. */
     public double[] meanA() {
-        return FactorAccumulator.restore(a).mean();
+        return a.mean();
     }
 
     /** G = S_G / w as a full row-major d_out x d_out matrix. */
     public double[] meanG() {
-        return FactorAccumulator.restore(g).mean();
+        return g.mean();
     }
 }

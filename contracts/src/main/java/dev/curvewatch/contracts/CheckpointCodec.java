@@ -1,4 +1,4 @@
-package dev.curvewatch.workers.internal;
+package dev.curvewatch.contracts;
 
 import dev.curvewatch.avro.DType;
 import dev.curvewatch.avro.FactorChunk;
@@ -11,16 +11,12 @@ import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.TensorCodec;
-import dev.curvewatch.workers.CheckpointCorruptException;
-import dev.curvewatch.workers.FactorCheckpoint;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
-import java.util.List;
 import java.util.Map;
 import java.util.function.BiConsumer;
 
@@ -247,20 +243,11 @@ public final class CheckpointCodec {
         return kind > 0 ? key.substring(0, kind) : key;
     }
 
-    static byte[] utf8(String s) {
-        return s.getBytes(StandardCharsets.UTF_8);
-    }
-
     private static MessageDigest sha256() {
         try {
             return MessageDigest.getInstance("SHA-256");
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
-    }
-
-    /** Unused-chunk guard for callers listing what a version needs. */
-    public static List<FactorKind> kinds() {
-        return List.of(FactorKind.A, FactorKind.G);
     }
 }

@@ -1,8 +1,7 @@
-package dev.curvewatch.workers;
+package dev.curvewatch.contracts;
 
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
-import dev.curvewatch.workers.internal.CheckpointCodec;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.MockConsumer;
 import org.apache.kafka.common.TopicPartition;
@@ -23,7 +22,7 @@ class FactorCheckpointsTest {
     private static FactorAccumulator filled(int dim, int captures) {
         FactorAccumulator acc = FactorAccumulator.cumulative(dim, Precision.FLOAT64);
         for (int i = 0; i < captures; i++) {
-            acc.add(i, TestCaptures.activations(7, "x", i, 5, dim), 5);
+            acc.add(i, TestRows.of(7, "x", i, 5, dim), 5);
         }
         return acc;
     }

@@ -1,4 +1,4 @@
-package dev.curvewatch.workers;
+package dev.curvewatch.contracts;
 
 import dev.curvewatch.schemas.CurvewatchTopics;
 import org.apache.kafka.clients.consumer.Consumer;

@@ -1,11 +1,10 @@
-package dev.curvewatch.workers;
+package dev.curvewatch.contracts;
 
 import dev.curvewatch.avro.FactorChunk;
 import dev.curvewatch.avro.FactorKind;
 import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.schemas.InvalidRecordException;
 import dev.curvewatch.schemas.RejectReason;
-import dev.curvewatch.workers.internal.CheckpointCodec;
 
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;

@@ -1,8 +1,7 @@
-package dev.curvewatch.workers;
+package dev.curvewatch.contracts;
 
 import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
-import dev.curvewatch.workers.internal.CheckpointCodec;
 import org.junit.jupiter.api.Test;
 
 import java.nio.charset.StandardCharsets;
@@ -22,7 +21,7 @@ class FactorCheckpointReaderTest {
     private static FactorAccumulator filled(int dim, int captures, long seed) {
         FactorAccumulator acc = FactorAccumulator.cumulative(dim, Precision.FLOAT64);
         for (int i = 0; i < captures; i++) {
-            acc.add(i, TestCaptures.activations(seed, "x", i, 5, dim), 5);
+            acc.add(i, TestRows.of(seed, "x", i, 5, dim), 5);
         }
         return acc;
     }
