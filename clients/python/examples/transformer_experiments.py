@@ -3,7 +3,10 @@
     /usr/bin/python3 clients/python/examples/transformer_experiments.py canaries --seeds 1 2 3 --out results/
     /usr/bin/python3 clients/python/examples/transformer_experiments.py noisy-labels --seeds 1 2 3 --out results/
     ... --size ci                         # the reduced size CI asserts
-    ... --live --bootstrap HOST:PORT --service http://HOST:PORT --token TOKEN   # through the live pipeline
+    ... --live                            # through a live pipeline this command starts (./curvewatch broker,
+                                          # worker, streams, service; logs under <out>/pipeline)
+    ... --live --bootstrap HOST:PORT --service http://HOST:PORT --token TOKEN   # through a running one, whose
+                                          # service has memorization/pipeline/service.properties
 
 canaries: a causal transformer LM (examples/textlm) on Debian's fortunes quotes, canaries injected
 mid-run. noisy-labels: all-MiniLM-L6-v2 (its ONNX weights from the Maven Central jar in the local
@@ -13,6 +16,7 @@ length and writes <out>/<experiment>-<size>-seed<N>.json, .md and PNG figures; s
 write <out>/<experiment>-<size>-seeds.md. The exit status is 1 when a target is missed.
 """
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -41,7 +45,7 @@ def parse(argv=None):
     p.add_argument("--bootstrap", help="--live: Kafka bootstrap servers of the pipeline")
     p.add_argument("--service", help="--live: the service's base URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--token", default=None, help="--live: bearer token for the edit request")
-    p.add_argument("--run-prefix", default="science", help="--live: run ids are <prefix>-<experiment>-<seed>-injected|clean")
+    p.add_argument("--run-prefix", default="science", help="--live: run ids are <prefix>-<experiment>-<size>-<seed>-injected|clean")
     return p.parse_args(argv)
 
 
@@ -53,27 +57,33 @@ def main(argv=None):
     command = "/usr/bin/python3 clients/python/examples/transformer_experiments.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     results, missed = [], False
-    for seed in args.seeds:
-        started = time.time()
-        if args.live:
-            from memorization import live
-            if not (args.bootstrap and args.service):
-                raise SystemExit("--live needs --bootstrap and --service")
-            result = live.experiment(args.experiment, args.size, seed, args.bootstrap, args.service, args.token,
-                                     f"{args.run_prefix}-{args.experiment}-{args.size}-{seed}")
-        else:
-            result = module.experiment(args.size, seed)
-        result.update({"command": command, "seconds": round(time.time() - started, 1), "mode": "live" if args.live else "offline",
-                       "alarm_threshold": ALARM_THRESHOLD, "alarm_hold": ALARM_HOLD})
-        name = f"{'transformer-canaries' if args.experiment == 'canaries' else 'minilm-noisy-labels'}-{args.size}" + \
-               ("-live" if args.live else "")
-        paths = report.write(result, args.out / f"{name}-seed{seed}.json")
-        results.append(result)
-        failed = [k for k, t in result["targets"].items() if not t["pass"]]
-        missed |= bool(failed)
-        print(f"seed {seed}: {len(result['targets']) - len(failed)}/{len(result['targets'])} targets met"
-              + (f"; missed: {', '.join(failed)}" if failed else "") + f" ({result['seconds']:.0f} s); wrote {paths[0]}",
-              flush=True)
+    name = f"{'transformer-canaries' if args.experiment == 'canaries' else 'minilm-noisy-labels'}-{args.size}" + \
+        ("-live" if args.live else "")
+    with contextlib.ExitStack() as stack:
+        if args.live and not args.bootstrap:
+            from memorization.pipeline import Pipeline
+            p = stack.enter_context(Pipeline(args.out / "pipeline"))
+            args.bootstrap, args.service, args.token = p.bootstrap, p.url, p.token
+        elif args.live and not args.service:
+            raise SystemExit("--live --bootstrap needs --service (and --token)")
+        for seed in args.seeds:
+            started = time.time()
+            if args.live:
+                from memorization import live
+                result = live.experiment(args.experiment, args.size, seed, args.bootstrap, args.service, args.token,
+                                         f"{args.run_prefix}-{args.experiment}-{args.size}-{seed}")
+            else:
+                result = module.experiment(args.size, seed)
+            result.update({"command": command, "seconds": round(time.time() - started, 1),
+                           "mode": "live" if args.live else "offline", "alarm_threshold": ALARM_THRESHOLD,
+                           "alarm_hold": ALARM_HOLD})
+            paths = report.write(result, args.out / f"{name}-seed{seed}.json")
+            results.append(result)
+            failed = [k for k, t in result["targets"].items() if not t["pass"]]
+            missed |= bool(failed)
+            print(f"seed {seed}: {len(result['targets']) - len(failed)}/{len(result['targets'])} targets met"
+                  + (f"; missed: {', '.join(failed)}" if failed else "") + f" ({result['seconds']:.0f} s); wrote {paths[0]}",
+                  flush=True)
     if len(results) > 1:
         (args.out / f"{name}-seeds.md").write_text(f"Command: `{command}`\n\n" + report.seeds_table(results) + "\n")
     return 1 if missed else 0

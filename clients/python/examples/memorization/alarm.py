@@ -66,3 +66,24 @@ def first_alert(series, threshold=ALARM_THRESHOLD, hold=ALARM_HOLD):
             if runs[layer] >= hold:
                 return step
     return None
+
+
+def alert_timing(refreshes, injection_step, alerts, n=3):
+    """When the first alert came relative to the injection.
+
+    refreshes: [{step, layers: {layer: entry or None}}] (a layer's refreshes are the steps it has an
+    entry at); alerts: [{step, layer}] of the FIRING alerts (layer None: any layer's refreshes count).
+    Returns {first, before_injection, within, refreshes_after}: the first alert at or after the
+    injection step, whether any alert came before it, and whether the first one came no later than
+    the n-th refresh (of its layer) after the injection."""
+    before = [a for a in alerts if injection_step is None or a["step"] < injection_step]
+    after = sorted((a for a in alerts if injection_step is not None and a["step"] >= injection_step), key=lambda a: a["step"])
+    first = after[0] if after else None
+
+    def steps_of(layer):
+        return [r["step"] for r in refreshes if r["step"] >= injection_step and
+                (layer is None or r["layers"].get(layer) is not None)][:n]
+    window = steps_of(first["layer"]) if first else steps_of(None)
+    return {"first": first["step"] if first else None, "layer": first["layer"] if first else None,
+            "before_injection": [a["step"] for a in before], "within": bool(first) and bool(window) and first["step"] <= window[-1],
+            "refreshes_after": window}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import scores
-from .alarm import ALARM_HOLD, ALARM_THRESHOLD, first_alert, layer_alarm
+from .alarm import ALARM_HOLD, ALARM_THRESHOLD, alert_timing, first_alert, layer_alarm
 from .calibrate import FINE_GRID, calibrate_joint
 from .kfac import Basis, Capture, Factors, edited_weight, sampled_fisher_pass, swapped
 from .lm_eval import LmEval, recitation, secret_positions
@@ -252,7 +252,7 @@ def run_one(c, log=print):
     refreshes = []
     run = train(c, log, on_refresh=lambda r, step: refreshes.append(refresh(r, step)))
     series = [(r["step"], {l: (e["surprise"] if e else None) for l, e in r["layers"].items()}) for r in refreshes]
-    return {"config": asdict(c), "refreshes": refreshes,
+    return {"config": asdict(c), "refreshes": refreshes, "injection_step": c.inject_at if c.inject_at >= 0 else None,
             "first_alert": first_alert(series, ALARM_THRESHOLD, ALARM_HOLD),
             "final": final_edit(run)}
 
@@ -265,18 +265,33 @@ def experiment(size="full", seed=1, log=print, **overrides):
             "targets": targets(injected, clean)}
 
 
+def alerts_of(result):
+    """The FIRING alerts of a result: the live pipeline's (any rule, with their layer), else the
+    offline engine's first alert (any layer)."""
+    if "alerts" in result:
+        return [a for a in result["alerts"] if a["status"] == "FIRING"]
+    return [] if result["first_alert"] is None else [{"step": result["first_alert"], "layer": None}]
+
+
+def alarm_targets(injected, clean):
+    timing = alert_timing(injected["refreshes"], injected["injection_step"], alerts_of(injected))
+    control = alerts_of(clean)
+    return {
+        "alert_within_3_refreshes": {"value": timing["first"], "pass": timing["within"],
+                                     "refreshes_after_injection": timing["refreshes_after"], "layer": timing["layer"],
+                                     "injection_step": injected["injection_step"]},
+        "no_alert_before_injection": {"value": timing["before_injection"], "pass": not timing["before_injection"]},
+        "no_alert_in_clean_control": {"value": sorted({a["step"] for a in control}), "pass": not control},
+    }
+
+
 def targets(injected, clean):
-    c = injected["config"]
-    inject = c["inject_at"]
-    refreshes_after = [r["step"] for r in injected["refreshes"] if r["step"] > inject]
-    alert = injected["first_alert"]
-    within = alert is not None and alert > inject and alert in refreshes_after[:3]
     f = injected["final"]
+    if "error" in f:
+        return {**alarm_targets(injected, clean), "edit": {"value": f["error"], "pass": False}}
     d = f["detection"]
-    t = {
-        "alert_within_3_refreshes": {"value": alert, "pass": within,
-                                     "refreshes_after_injection": refreshes_after[:3]},
-        "no_alert_in_clean_control": {"value": clean["first_alert"], "pass": clean["first_alert"] is None},
+    return {
+        **alarm_targets(injected, clean),
         "recitation_before_at_least_0.9": {"value": f["recitation_before"], "pass": f["recitation_before"] >= 0.9},
         "recitation_after_at_most_0.1": {"value": f["recitation_after"], "pass": f["recitation_after"] <= 0.1},
         "perplexity_at_most_plus_5pct": {"value": f["perplexity_ratio"], "pass": f["perplexity_ratio"] <= 1.05},
@@ -288,7 +303,6 @@ def targets(injected, clean):
         "auroc_token_above_loss": {"value": [d["auroc_token"]["log_ratio_confidence"], d["auroc_token"]["loss"]],
                                    "pass": d["auroc_token"]["log_ratio_confidence"] > d["auroc_token"]["loss"]},
     }
-    return t
 
 
 if __name__ == "__main__":

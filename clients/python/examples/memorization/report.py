@@ -40,7 +40,7 @@ def write(result, path):
 def signal_plot(result, out):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4))
-    inject = result["injected"]["config"]["inject_at"]
+    inject = result["injected"]["injection_step"]
     threshold = result.get("alarm_threshold", 3.0)
     for run, style in (("injected", "-"), ("clean", "--")):
         layers = sorted({l for r in result[run]["refreshes"] for l in r["layers"]})
@@ -49,7 +49,8 @@ def signal_plot(result, out):
             ys = [(r["layers"].get(layer) or {}).get("surprise", 0.0) for r in result[run]["refreshes"]]
             ax.plot(xs, ys, style, marker="o", ms=3, label=f"{run}: {layer}")
     ax.axhline(threshold, color="red", lw=0.8, label=f"alert threshold ({threshold:g})")
-    ax.axvline(inject, color="gray", lw=1, ls=":", label=f"injection (step {inject})")
+    if inject is not None:
+        ax.axvline(inject, color="gray", lw=1, ls=":", label=f"injection (step {inject})")
     alert = result["injected"]["first_alert"]
     if alert is not None:
         ax.axvline(alert, color="red", lw=1, ls=":", label=f"first alert (step {alert})")
@@ -64,7 +65,7 @@ def signal_plot(result, out):
 
 def roc_plot(result, out):
     plt = _plt()
-    d = result["injected"]["final"]["detection"]
+    d = result["injected"]["final"].get("detection") or {"roc": {}}
     panels = [(k, v) for k, v in (("per example", ("example_score", "example_loss")),
                                   ("per token (secret characters)", ("token_score", "token_loss"))) if v[0] in d["roc"]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
@@ -84,7 +85,7 @@ def roc_plot(result, out):
 
 def edit_plot(result, out):
     plt = _plt()
-    bars = result["injected"]["final"]["before_after"]
+    bars = result["injected"]["final"].get("before_after", {})
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = list(bars)
     xs = range(len(names))
@@ -118,13 +119,23 @@ def markdown(result, pngs):
                 mem = e.get("canaries_over", e.get("flipped_over", ""))
                 lines.append(f"| {name} | {r['step']} | {layer} | {e['rho']:.4f} | {e['count']} | {mem} | {e['expected']:.2f} | "
                              f"{e['surprise']:.2f} |")
+    for name, run in (("injected", inj), ("clean", clean)):
+        if run.get("alerts"):
+            lines += ["", f"Alerts of the {name} run: " + "; ".join(
+                f"step {a['step']} {a['rule']} {a['layer']} {a['status']}" for a in run["alerts"])]
     f = inj["final"]
+    if "error" in f:
+        return "\n".join(lines + ["", f"The edit: {f['error']}", ""])
     lines += ["", "## The calibrated edit", "", f"Per-layer ρ (probes only): {_fmt(list(f['rhos'].items()))}", "",
               "| | before | after |", "|---|---|---|"]
     for k, (b, a) in f["before_after"].items():
         lines.append(f"| {k} | {b:.4g} | {a:.4g} |")
     lines += ["", f"![edit]({pngs['edit']})", "", "## Detection (injected run, at the end)", ""]
-    d = f["detection"]
+    d = f.get("detection") or {}
+    if f.get("service_detection"):
+        lines.append("- the service's own PEAK scores at its latest calibration, AUROC per layer: " + ", ".join(
+            f"{l} {v['auroc']:.3f} ({v['positives']} of {v['examples']}, step {v['step']})"
+            for l, v in f["service_detection"].items() if v))
     for k, v in d.items():
         if k not in ("roc", "example_scores"):
             lines.append(f"- {k}: {_fmt(v) if not isinstance(v, dict) else json.dumps(v, default=float)}")
