@@ -12,7 +12,7 @@ import warnings
 
 from . import _avro
 from .calibration import Declined, Evaluation, Postponed, answer_record
-from .candidate_parts import CandidateParts
+from .candidate_parts import CandidateParts, HeldBases
 from .candidates import CandidateError, parse_candidate
 from .examples import DEFAULT_RECENT_EXAMPLES, ProbeSet, RecentExamples
 from .hooks import dims
@@ -73,6 +73,7 @@ class CandidateAnswerer:
         self._warned = set()
         self._in = _avro.codec("EditCandidate")
         self._parts = CandidateParts()
+        self._held = HeldBases()  # bases a v4 candidate may name instead of sending
         self._out = _avro.codec("ProbeResult")
 
     def counts(self):
@@ -117,10 +118,12 @@ class CandidateAnswerer:
             if record is None:
                 return None  # more parts to come
         try:
+            record = self._held.resolve(record)
             candidate = parse_candidate(record, self.layers)
         except CandidateError as e:
             self._refuse(what, str(e))
             return None
+        self._held.remember(record)
         if candidate.candidate_id in self._done or any(c.candidate_id == candidate.candidate_id
                                                        for c in self.pending.values()):
             self.skipped += 1  # sent twice: answered (or superseded) once is enough

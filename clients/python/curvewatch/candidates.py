@@ -32,8 +32,8 @@ class Candidate:
     layer: str
     step: int
     factor_version: int
-    basis_g: torch.Tensor   # d_out x d_out, eigenvectors in columns
-    basis_a: torch.Tensor   # d_in x d_in
+    basis_g: torch.Tensor   # d_out x k, eigenvectors in columns (v4: the leading k <= d_out)
+    basis_a: torch.Tensor   # d_in x k
     eigenvalues_g: torch.Tensor
     eigenvalues_a: torch.Tensor
     rhos: list
@@ -73,8 +73,8 @@ def _check_spectrum(values, name):
 
 
 def _check_orthonormal(u, name):
-    """A cheap check, O(n²): Uᵀ(U x) = x for four random x (exact for an orthogonal U)."""
-    x = torch.randn(u.shape[0], 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    """A cheap check, O(n k): Uᵀ(U x) = x for four random x (exact for orthonormal columns)."""
+    x = torch.randn(u.shape[1], 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     err = torch.linalg.norm(u.t() @ (u @ x) - x) / torch.linalg.norm(x)
     if not err < ORTHONORMAL_TOLERANCE:
         raise CandidateError(f"{name} is not orthonormal (‖UᵀUx − x‖/‖x‖ = {float(err):.2e})")
@@ -106,14 +106,29 @@ def parse_candidate(record, layers):
     if peak < 0:
         raise CandidateError(f"peak_tokens {peak} < 0")
     c = Candidate(record["candidate_id"], layer, int(record["step"]), int(record["factor_version"]),
-                  _tensor(record, "basis_g", (d_out, d_out)), _tensor(record, "basis_a", (d_in, d_in)),
+                  _tensor(record, "basis_g", (d_out, _columns(record, "basis_g", d_out))),
+                  _tensor(record, "basis_a", (d_in, _columns(record, "basis_a", d_in))),
                   _tensor(record, "eigenvalues_g", (d_out,)), _tensor(record, "eigenvalues_a", (d_in,)), rhos, taus,
                   search, tolerances[0], tolerances[1], train, peak)
     _check_spectrum(c.eigenvalues_g, "eigenvalues_g")
     _check_spectrum(c.eigenvalues_a, "eigenvalues_a")
     _check_orthonormal(c.basis_g, "basis_g")
     _check_orthonormal(c.basis_a, "basis_a")
+    # v4: the columns not sent must hold no kept pair (each row's kept set is a prefix: λ, μ descending)
+    k_g, k_a, mildest = c.basis_g.shape[1], c.basis_a.shape[1], min(taus)
+    if (k_g < d_out and float(c.eigenvalues_g[k_g] * c.eigenvalues_a[0]) >= mildest) or \
+            (k_a < d_in and float(c.eigenvalues_g[0] * c.eigenvalues_a[k_a]) >= mildest):
+        raise CandidateError(f"the masks keep pairs beyond the {k_g} x {k_a} leading basis columns sent")
     return c
+
+
+def _columns(record, name, side):
+    """Columns a basis carries: v4 sends its leading k of the layer's side, 1 <= k <= side."""
+    shape = list(record[name]["shape"])
+    k = shape[1] if len(shape) == 2 else -1
+    if not 1 <= k <= side:
+        raise CandidateError(f"{name}: shape {shape}, the layer needs {side} x k with 1 <= k <= {side}")
+    return k
 
 
 def coordinates(weight, basis_g, basis_a):
@@ -122,9 +137,10 @@ def coordinates(weight, basis_g, basis_a):
 
 
 def edit(weight, basis_g, basis_a, keep, coords=None):
-    """W' = U_G (C ∘ keep) U_Aᵀ with C = U_Gᵀ W U_A (pass coords to reuse them), all float64."""
+    """W' = U_G (C ∘ keep) U_Aᵀ with C = U_Gᵀ W U_A (pass coords to reuse them), all float64; with v4's
+    leading columns only, the keep mask's leading block (it keeps nothing beyond them)."""
     c = coordinates(weight, basis_g, basis_a) if coords is None else coords
-    return basis_g @ (c * keep) @ basis_a.t()
+    return basis_g @ (c * keep[:c.shape[0], :c.shape[1]]) @ basis_a.t()
 
 
 @contextlib.contextmanager

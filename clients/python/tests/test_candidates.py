@@ -220,6 +220,35 @@ class AnsweringTest(unittest.TestCase):
         self.assertEqual(h.w.candidates.counts()["parts_received"], 3)
         self.assertEqual(h.w.candidates.refused, 0)
 
+    def test_v4_leading_columns_and_named_bases_are_answered_as_the_whole_candidate(self):
+        h = Harness(seed=2)
+        h.train()
+        record, reference = h.candidate_for("fc2", rhos=(0.5, 0.9))
+        ug, ua, lam, mu, taus = reference
+        k_g, k_a = int((lam * mu[0] >= min(taus)).sum()), int((lam[0] * mu >= min(taus)).sum())
+        self.assertTrue(k_g < len(lam) or k_a < len(mu), "the masks leave columns out")
+        lead = dict(record, candidate_id="c-lead", basis_g=tensor(ug[:, :k_g]), basis_a=tensor(ua[:, :k_a]))
+        named = dict(record, candidate_id="c-named", basis_g=tensor(np.zeros((0, k_g))), basis_g_of="c-lead",
+                     basis_g_order=list(range(k_g)), basis_a=tensor(np.zeros((0, k_a))), basis_a_of="c-lead",
+                     basis_a_order=list(range(k_a)))
+        for sent in (lead, named):
+            with self.subTest(candidate=sent["candidate_id"]):
+                h.producer.messages.clear()
+                h.send(sent)
+                self.assertEqual(h.w.answer_candidates(), 1)
+                [result] = probe_results(h.producer)
+                self.check_against_numpy(h, result, sent, reference, "fc2")
+        cases = [(dict(named, candidate_id="c-stranger", basis_g_of="c-fc2"), "does not hold"),
+                 (dict(lead, candidate_id="c-short", basis_g=tensor(ug[:, :k_g - 1]), basis_a=tensor(ua[:, :k_a - 1])),
+                  "beyond the")]
+        for sent, reason in cases:
+            with self.subTest(reason=reason):
+                before = h.w.candidates.refused
+                h.send(sent)
+                with self.assertWarnsRegex(RuntimeWarning, reason):
+                    h.w.answer_candidates()
+                self.assertEqual(h.w.candidates.refused, before + 1)
+
     def test_lost_foreign_and_misplaced_parts_are_refused_and_the_next_candidate_is_answered(self):
         h = Harness(seed=4)
         h.train()

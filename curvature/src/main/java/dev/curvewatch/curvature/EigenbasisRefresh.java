@@ -53,8 +53,17 @@ public final class EigenbasisRefresh {
     /** What a refresh did. */
     public enum Mode { FULL, WARM, SKIPPED }
 
-    /** Outcome of one refresh: {@code drift} is NaN when there was no previous basis. */
-    public record Outcome(EigenResult result, Mode mode, double drift) {
+    /**
+     * Outcome of one refresh: {@code drift} is NaN when there was no previous basis.
+     *
+     * @param kept SKIPPED only (else null): column c of the new basis is column {@code kept[c]} of
+     *             the previous one, the same vector (re-sorted by the new Rayleigh quotients)
+     */
+    public record Outcome(EigenResult result, Mode mode, double drift, int[] kept) {
+        public Outcome(EigenResult result, Mode mode, double drift) {
+            this(result, mode, drift, null);
+        }
+
         /** The previous vectors were kept. */
         public boolean skipped() {
             return mode == Mode.SKIPPED;
@@ -78,8 +87,9 @@ public final class EigenbasisRefresh {
         try (rotated) {
             double drift = rotated.drift();
             if (drift < skipTolerance) {
-                return new Outcome(EigenResult.success(sorted(n, rotated.rayleighQuotients(), previous.vectorsView(),
-                        previous.precision())), Mode.SKIPPED, drift);
+                double[] quotients = rotated.rayleighQuotients();
+                return new Outcome(EigenResult.success(sorted(n, quotients, previous.vectorsView(), previous.precision())),
+                        Mode.SKIPPED, drift, descending(quotients));
             }
             if (drift < warmTolerance) {
                 Optional<RotatedFactor.Update> u = rotated.firstOrderUpdate();
@@ -92,10 +102,16 @@ public final class EigenbasisRefresh {
         }
     }
 
+    /** Indices of {@code values} by descending value (a stable sort: ties keep their order). */
+    private static int[] descending(double[] values) {
+        Integer[] order = IntStream.range(0, values.length).boxed().toArray(Integer[]::new);
+        Arrays.sort(order, Comparator.comparingDouble((Integer k) -> values[k]).reversed());
+        return Arrays.stream(order).mapToInt(Integer::intValue).toArray();
+    }
+
     /** Columns reordered by descending value, values clamped at 0 (rawMin keeps the smallest before clamping). */
     private static Eigenbasis sorted(int n, double[] values, double[] columns, Precision precision) {
-        Integer[] order = IntStream.range(0, n).boxed().toArray(Integer[]::new);
-        Arrays.sort(order, Comparator.comparingDouble((Integer k) -> values[k]).reversed());
+        int[] order = descending(values);
         double[] v = new double[n];
         double[] vectors = new double[n * n];
         double rawMin = Double.POSITIVE_INFINITY;

@@ -219,6 +219,27 @@ class WarmRefreshTest {
         assertEquals(EigenbasisRefresh.Mode.FULL, refreshWith(drift * 0.5, drift * 0.99, prev, l).mode());
     }
 
+    /** A skipped refresh says which previous column each new one is: the same vector, bit for bit (what a v4 candidate's basis order relies on). */
+    @Test
+    void aSkippedRefreshNamesThePreviousColumnOfEachOfItsColumns() {
+        Layer l = new Layer(200_000, 2_000, 5);
+        Eigenbasis prev = exact(l.g0, D_OUT);
+        EigenbasisRefresh.Outcome o = refreshWith(1, 2, prev, l);
+        assertEquals(EigenbasisRefresh.Mode.SKIPPED, o.mode());
+        Eigenbasis next = o.result().orThrow();
+        int[] kept = o.kept();
+        assertEquals(D_OUT, kept.length);
+        assertEquals(D_OUT, java.util.Arrays.stream(kept).distinct().count(), "a permutation");
+        double[] p = prev.vectors();
+        double[] v = next.vectors();
+        for (int r = 0; r < D_OUT; r++) {
+            for (int c = 0; c < D_OUT; c++) {
+                assertEquals(p[r * D_OUT + kept[c]], v[r * D_OUT + c], 0.0);
+            }
+        }
+        assertEquals(null, refreshWith(0, 0, prev, l).kept(), "a full eigh keeps nothing");
+    }
+
     private static EigenbasisRefresh.Outcome refreshWith(double skip, double warm, Eigenbasis prev, Layer l) {
         return new EigenbasisRefresh(SymmetricEigensolvers.best(), skip, warm, Precision.FLOAT64).refresh(prev, l.g1, D_OUT);
     }

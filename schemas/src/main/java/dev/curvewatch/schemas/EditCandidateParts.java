@@ -15,7 +15,9 @@ import java.util.Optional;
  * EditCandidates larger than one record (EditCandidate v2): {@link #split} cuts a whole candidate
  * into row parts (the service's side), {@link Assembler} puts them back together (the trainer's).
  * Parts hold consecutive rows of U_G, then of U_A; part 0 alone carries the spectra, rhos and
- * thresholds. A v1 record, or a candidate that fits, is one part.
+ * thresholds. A v1 record, or a candidate that fits, is one part. v4: a basis may have fewer
+ * columns than rows (its leading k), or no rows at all when the candidate names an earlier
+ * candidate's basis instead ({@code basis_g_of}); resolving that name is the trainer's business.
  */
 public final class EditCandidateParts {
     /** Room left in every part for ids, the other scalar fields and Avro framing. */
@@ -33,13 +35,15 @@ public final class EditCandidateParts {
     public static List<EditCandidate> split(EditCandidate whole, int maxPartBytes) {
         Tensor ug = whole.getBasisG();
         Tensor ua = whole.getBasisA();
-        int dOut = ug.getShape().get(0);
+        int dOut = ug.getShape().get(0); // rows; 0 when the basis is named (v4 basis_g_of), not sent
         int dIn = ua.getShape().get(0);
-        long gRow = (long) TensorCodec.elementSize(ug.getDtype()) * dOut;
-        long aRow = (long) TensorCodec.elementSize(ua.getDtype()) * dIn;
+        long gRow = (long) TensorCodec.elementSize(ug.getDtype()) * ug.getShape().get(1); // v4: k <= d columns
+        long aRow = (long) TensorCodec.elementSize(ua.getDtype()) * ua.getShape().get(1);
         long header = OVERHEAD_BYTES + whole.getEigenvaluesG().getData().remaining() + whole.getEigenvaluesA().getData().remaining()
                 + 8L * (whole.getRhos().size() + whole.getThresholds().size()) + 4L * whole.getCandidateId().length()
-                + 4L * whole.getRunId().length() + 4L * whole.getLayer().length();
+                + 4L * whole.getRunId().length() + 4L * whole.getLayer().length()
+                + 5L * (whole.getBasisGOrder().size() + whole.getBasisAOrder().size()) + 4L * (length(whole.getBasisGOf())
+                + length(whole.getBasisAOf()));
         if (header + gRow * dOut + aRow * dIn <= maxPartBytes) {
             return List.of(whole);
         }
@@ -70,17 +74,22 @@ public final class EditCandidateParts {
             int[] r = ranges.get(k);
             EditCandidate.Builder b = EditCandidate.newBuilder(whole).setPart(k).setParts(ranges.size())
                     .setGRowOffset(r[0]).setARowOffset(r[2])
-                    .setBasisG(rows(ug, r[0], r[1], dOut)).setBasisA(rows(ua, r[2], r[3], dIn));
+                    .setBasisG(rows(ug, r[0], r[1])).setBasisA(rows(ua, r[2], r[3]));
             if (k > 0) {
                 b.setEigenvaluesG(empty(whole.getEigenvaluesG().getDtype())).setEigenvaluesA(empty(whole.getEigenvaluesA().getDtype()))
-                        .setRhos(List.of()).setThresholds(List.of());
+                        .setRhos(List.of()).setThresholds(List.of()).setBasisGOrder(List.of()).setBasisAOrder(List.of());
             }
             parts.add(b.build());
         }
         return parts;
     }
 
-    private static Tensor rows(Tensor t, int from, int to, int cols) {
+    private static int length(CharSequence s) {
+        return s == null ? 0 : s.length();
+    }
+
+    private static Tensor rows(Tensor t, int from, int to) {
+        int cols = t.getShape().get(1);
         int width = TensorCodec.elementSize(t.getDtype()) * cols;
         ByteBuffer data = t.getData();
         ByteBuffer slice = data.slice(data.position() + from * width, (to - from) * width);
@@ -101,20 +110,44 @@ public final class EditCandidateParts {
     public static final class Assembler {
         private static final class InProgress {
             final EditCandidate first;
-            final int dOut;
-            final int dIn;
-            final ByteBuffer g;
-            final ByteBuffer a;
+            final Layout g;
+            final Layout a;
+            final ByteBuffer gBytes;
+            final ByteBuffer aBytes;
             int nextPart;
             int gRows;
             int aRows;
 
             InProgress(EditCandidate first, int dOut, int dIn) {
                 this.first = first;
-                this.dOut = dOut;
-                this.dIn = dIn;
-                this.g = ByteBuffer.allocate(bytes(first.getBasisG().getDtype(), dOut));
-                this.a = ByteBuffer.allocate(bytes(first.getBasisA().getDtype(), dIn));
+                this.g = Layout.of(first.getBasisG(), first.getBasisGOf(), dOut, "basis_g");
+                this.a = Layout.of(first.getBasisA(), first.getBasisAOf(), dIn, "basis_a");
+                this.gBytes = ByteBuffer.allocate(g.bytes(first.getBasisG().getDtype()));
+                this.aBytes = ByteBuffer.allocate(a.bytes(first.getBasisA().getDtype()));
+            }
+        }
+
+        /**
+         * What a candidate's parts must hold of one basis: {@code rows} (the layer's side, or 0 when
+         * the basis is named, v4) of {@code columns} (the side, or the leading k of it, v4).
+         */
+        private record Layout(int rows, int columns) {
+            static Layout of(Tensor part0, CharSequence namedBy, int side, String field) {
+                List<Integer> shape = part0.getShape();
+                if (shape.size() != 2 || shape.get(1) < 0 || shape.get(1) > side) {
+                    throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " has shape " + shape
+                            + ", expected rows x k with k <= the layer's " + side);
+                }
+                return new Layout(namedBy == null ? side : 0, shape.get(1));
+            }
+
+            int bytes(DType dtype) {
+                long n = (long) TensorCodec.elementSize(dtype) * rows * columns;
+                if (n > Integer.MAX_VALUE - 8) {
+                    throw new InvalidRecordException(RejectReason.OVERSIZED, "a " + rows + " x " + columns + " " + dtype
+                            + " basis does not fit one buffer");
+                }
+                return (int) n;
             }
         }
 
@@ -153,15 +186,15 @@ public final class EditCandidateParts {
                 throw new InvalidRecordException(RejectReason.INVALID_FIELD, "edit candidate " + part.getCandidateId() + " of "
                         + key + ": part " + k + " of " + n + " arrived while expecting " + expected
                         + (p == null ? "" : "; the unfinished candidate is discarded"));
-            } else if (!part.getRhos().isEmpty() || !part.getThresholds().isEmpty()
-                    || part.getEigenvaluesG().getShape().get(0) != 0 || part.getEigenvaluesA().getShape().get(0) != 0) {
+            } else if (!part.getRhos().isEmpty() || !part.getThresholds().isEmpty() || !part.getBasisGOrder().isEmpty()
+                    || !part.getBasisAOrder().isEmpty() || part.getEigenvaluesG().getShape().get(0) != 0 || part.getEigenvaluesA().getShape().get(0) != 0) {
                 discardIfAny(key);
                 throw new InvalidRecordException(RejectReason.INVALID_FIELD, "edit candidate " + part.getCandidateId()
                         + " part " + k + " carries spectra, rhos or thresholds: only part 0 does");
             }
             try {
-                p.gRows = append(p.g, part.getBasisG(), p.first.getBasisG().getDtype(), part.getGRowOffset(), p.gRows, dOut, "basis_g");
-                p.aRows = append(p.a, part.getBasisA(), p.first.getBasisA().getDtype(), part.getARowOffset(), p.aRows, dIn, "basis_a");
+                p.gRows = append(p.gBytes, part.getBasisG(), p.first.getBasisG().getDtype(), part.getGRowOffset(), p.gRows, p.g, "basis_g");
+                p.aRows = append(p.aBytes, part.getBasisA(), p.first.getBasisA().getDtype(), part.getARowOffset(), p.aRows, p.a, "basis_a");
             } catch (InvalidRecordException e) {
                 discardIfAny(key);
                 throw new InvalidRecordException(e.reason(), "edit candidate " + part.getCandidateId() + " part " + k + " of "
@@ -172,35 +205,27 @@ public final class EditCandidateParts {
                 return Optional.empty();
             }
             inProgress.remove(key);
-            if (p.gRows != dOut || p.aRows != dIn) {
+            if (p.gRows != p.g.rows() || p.aRows != p.a.rows()) {
                 discarded++;
                 throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, "edit candidate " + part.getCandidateId() + ": "
                         + n + " parts hold " + p.gRows + " rows of U_G and " + p.aRows + " of U_A, the layer needs "
-                        + dOut + " and " + dIn);
+                        + p.g.rows() + " and " + p.a.rows());
             }
             return Optional.of(EditCandidate.newBuilder(p.first).setPart(0).setParts(1).setGRowOffset(0).setARowOffset(0)
-                    .setBasisG(TensorCodec.ofBytes(p.first.getBasisG().getDtype(), p.g.flip(), dOut, dOut))
-                    .setBasisA(TensorCodec.ofBytes(p.first.getBasisA().getDtype(), p.a.flip(), dIn, dIn))
+                    .setBasisG(TensorCodec.ofBytes(p.first.getBasisG().getDtype(), p.gBytes.flip(), p.g.rows(), p.g.columns()))
+                    .setBasisA(TensorCodec.ofBytes(p.first.getBasisA().getDtype(), p.aBytes.flip(), p.a.rows(), p.a.columns()))
                     .build());
         }
 
-        private static int bytes(DType dtype, int side) {
-            long n = (long) TensorCodec.elementSize(dtype) * side * side;
-            if (n > Integer.MAX_VALUE - 8) {
-                throw new InvalidRecordException(RejectReason.OVERSIZED, "a " + side + " x " + side + " " + dtype
-                        + " basis does not fit one buffer");
-            }
-            return (int) n;
-        }
-
         /** Appends a part's rows at {@code expectedOffset}; returns the rows held after it. */
-        private static int append(ByteBuffer into, Tensor rows, DType dtype, int offset, int expectedOffset, int side, String field) {
+        private static int append(ByteBuffer into, Tensor rows, DType dtype, int offset, int expectedOffset, Layout layout, String field) {
             if (rows.getDtype() != dtype) {
                 throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " is " + rows.getDtype() + ", part 0's is " + dtype);
             }
             List<Integer> shape = rows.getShape();
-            if (shape.size() != 2 || shape.get(1) != side || shape.get(0) < 0) {
-                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " has shape " + shape + ", expected rows x " + side);
+            if (shape.size() != 2 || shape.get(1) != layout.columns() || shape.get(0) < 0) {
+                throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " has shape " + shape + ", expected rows x "
+                        + layout.columns());
             }
             TensorCodec.requireConsistent(rows, field);
             if (offset != expectedOffset) {
@@ -208,9 +233,9 @@ public final class EditCandidateParts {
                         + expectedOffset);
             }
             int count = shape.get(0);
-            if ((long) expectedOffset + count > side) {
+            if ((long) expectedOffset + count > layout.rows()) {
                 throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " rows " + offset + ".." + (offset + count)
-                        + " run past the layer's " + side);
+                        + " run past the " + layout.rows() + " the candidate sends");
             }
             into.put(rows.getData().duplicate());
             return expectedOffset + count;

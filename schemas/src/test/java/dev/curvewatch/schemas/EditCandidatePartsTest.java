@@ -154,13 +154,70 @@ class EditCandidatePartsTest {
 
     @Test
     void aVersion1RecordReadsAsOneWholePart() throws Exception {
-        Schema v1;
-        try (InputStream in = SchemaCatalog.class.getResourceAsStream("/curvewatch/avro/history/EditCandidate.v1.avsc")) {
-            v1 = new Schema.Parser().parse(in);
-        }
         EditCandidate c = whole("c1");
-        GenericRecord old = new GenericData.Record(v1);
-        for (Schema.Field f : v1.getFields()) {
+        EditCandidate read = deserializer.decode(encodedWith("EditCandidate.v1.avsc", c));
+        assertEquals(0, read.getPart());
+        assertEquals(1, read.getParts());
+        assertEquals(c, read);
+    }
+
+    /** A v3 record (square bases, no names) reads as a v4 candidate that sends both whole bases. */
+    @Test
+    void aVersion3RecordReadsWithBothBasesSent() throws Exception {
+        EditCandidate c = EditCandidate.newBuilder(whole("c3")).setSearch(dev.curvewatch.avro.CalibrationSearch.BISECT)
+                .setTrainCandidates(List.of(1)).setPeakTokens(8).build();
+        EditCandidate read = deserializer.decode(encodedWith("EditCandidate.v3.avsc", c));
+        assertEquals(c, read);
+        assertEquals(null, read.getBasisGOf());
+        assertEquals(null, read.getBasisAOf());
+        assertTrue(read.getBasisGOrder().isEmpty() && read.getBasisAOrder().isEmpty());
+        assertEquals(List.of(D_OUT, D_OUT), read.getBasisG().getShape());
+    }
+
+    /**
+     * v4: U_G sent as its leading 5 columns, U_A named (an earlier candidate's, reordered), split
+     * into row parts and reassembled to the same candidate; a part of another width is refused.
+     */
+    @Test
+    void leadingColumnsAndNamedBasesSplitAndReassemble() {
+        int k = 5;
+        float[] lead = new float[D_OUT * k];
+        for (int r = 0; r < D_OUT; r++) {
+            System.arraycopy(ug, r * D_OUT, lead, r * k, k);
+        }
+        EditCandidate c = EditCandidate.newBuilder(whole("c4")).setBasisG(TensorCodec.ofFloats(lead, D_OUT, k))
+                .setBasisA(TensorCodec.ofFloats(new float[0], 0, 4)).setBasisAOf("c2").setBasisAOrder(List.of(3, 1, 0, 2)).build();
+        int limit = EditCandidateParts.OVERHEAD_BYTES + 4 * (D_OUT + D_IN) + 260; // a few rows of 5 columns per part
+        List<EditCandidate> parts = wire(c, limit);
+        assertTrue(parts.size() >= 3, parts.size() + " parts");
+        assertTrue(parts.get(1).getBasisAOrder().isEmpty(), "orders ride with part 0 only");
+        EditCandidateParts.Assembler assembler = new EditCandidateParts.Assembler();
+        EditCandidate back = null;
+        for (EditCandidate part : parts) {
+            back = assembler.accept(part, D_OUT, D_IN).orElse(null);
+        }
+        assertEquals(c, back);
+        assertEquals(List.of(D_OUT, k), back.getBasisG().getShape());
+        assertEquals(List.of(0, 4), back.getBasisA().getShape());
+
+        List<EditCandidate> again = wire(c, limit);
+        assertTrue(assembler.accept(again.get(0), D_OUT, D_IN).isEmpty());
+        EditCandidate wide = EditCandidate.newBuilder(again.get(1)).setBasisG(TensorCodec.ofFloats(new float[5 * 6], 5, 6)).build();
+        InvalidRecordException e = assertThrows(InvalidRecordException.class, () -> assembler.accept(wide, D_OUT, D_IN));
+        assertTrue(e.getMessage().contains("expected rows x 5"), e.getMessage());
+        EditCandidate tooWide = EditCandidate.newBuilder(again.get(0)).setBasisG(TensorCodec.ofFloats(new float[0], 0, D_OUT + 1)).build();
+        e = assertThrows(InvalidRecordException.class, () -> assembler.accept(tooWide, D_OUT, D_IN));
+        assertTrue(e.getMessage().contains("k <= the layer's 24"), e.getMessage());
+    }
+
+    /** {@code c} written with a historical schema, as an old writer would. */
+    private static byte[] encodedWith(String historyFile, EditCandidate c) throws Exception {
+        Schema old;
+        try (InputStream in = SchemaCatalog.class.getResourceAsStream("/curvewatch/avro/history/" + historyFile)) {
+            old = new Schema.Parser().parse(in);
+        }
+        GenericRecord rec = new GenericData.Record(old);
+        for (Schema.Field f : old.getFields()) {
             Object value = c.get(f.name());
             if (value instanceof dev.curvewatch.avro.Tensor t) {
                 GenericRecord tensor = new GenericData.Record(f.schema());
@@ -168,13 +225,11 @@ class EditCandidatePartsTest {
                 tensor.put("shape", t.getShape());
                 tensor.put("data", t.getData().duplicate());
                 value = tensor;
+            } else if (value instanceof Enum<?> e) {
+                value = new GenericData.EnumSymbol(f.schema(), e.name());
             }
-            old.put(f.name(), value);
+            rec.put(f.name(), value);
         }
-        byte[] bytes = new BinaryMessageEncoder<GenericRecord>(GenericData.get(), v1).encode(old).array();
-        EditCandidate read = deserializer.decode(bytes);
-        assertEquals(0, read.getPart());
-        assertEquals(1, read.getParts());
-        assertEquals(c, read);
+        return new BinaryMessageEncoder<GenericRecord>(GenericData.get(), old).encode(rec).array();
     }
 }

@@ -61,6 +61,8 @@ public final class ServiceConfig {
     public static final String REFRESH_MEMORY_BUDGET_BYTES = "refresh.memory.budget.bytes";
     public static final String CANDIDATE_MAX_BYTES = "candidate.max.bytes";
     public static final String CANDIDATE_PART_MAX_BYTES = "candidate.part.max.bytes";
+    /** EditCandidate v4: only the basis columns the masks use, and bases the trainer holds named instead of sent. */
+    public static final String CANDIDATE_COMPACT = "candidate.compact";
     /** The edit-candidates topic's record limit less 64 KiB for Kafka's batch framing. */
     private static final int MAX_CANDIDATE_PART_BYTES = CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024;
     public static final String WEIGHTS_PARKED_MAX_BYTES = "weights.parked.max.bytes";
@@ -114,6 +116,7 @@ public final class ServiceConfig {
         d.put(REFRESH_MEMORY_BUDGET_BYTES, "0");
         d.put(CANDIDATE_MAX_BYTES, Long.toString(1L << 30));
         d.put(CANDIDATE_PART_MAX_BYTES, Integer.toString(MAX_CANDIDATE_PART_BYTES));
+        d.put(CANDIDATE_COMPACT, "true");
         d.put(WEIGHTS_PARKED_MAX_BYTES, Long.toString(64L * 1024 * 1024));
         d.put(LIVE_CLIENTS_MAX, "64");
         d.put(EDIT_GROUP_ID, "curvewatch-service");
@@ -425,6 +428,15 @@ public final class ServiceConfig {
      */
     public long candidateMaxBytes() {
         return values.longValue(CANDIDATE_MAX_BYTES);
+    }
+
+    /**
+     * Whether candidates are compact (EditCandidate v4): a basis travels as its leading columns that
+     * the masks use, and a basis the trainer already holds (unchanged since a candidate it answered)
+     * is named instead of sent. False for trainers older than v4, which need both bases whole.
+     */
+    public boolean candidateCompact() {
+        return values.booleanValue(CANDIDATE_COMPACT);
     }
 
     /** Largest record of one candidate part (a candidate above it travels in row parts). */

@@ -108,6 +108,7 @@ class ServiceAuthIT {
             producer.send(new ProducerRecord<>(topics.runs(), RUN, new AvroSerializer<>(RunInfo.class).serialize(null, run))).get();
             try (CurvewatchService service = CurvewatchService.start(ServiceConfig.of(config(kafka, dir, "true")))) {
                 String base = service.url();
+                assertTrue(service.awaitCaughtUp(Duration.ofMinutes(2)), "caught up"); // /health is 503 until then
                 await(() -> service.state().runIds().contains(RUN), "the run registered");
                 List<String> reads = List.of("/api/runs", "/api/runs/" + RUN, "/api/runs/" + RUN + "/signals",
                         "/api/runs/" + RUN + "/scores?layer=fc1", "/api/runs/" + RUN + "/spectra?layer=fc1",

@@ -52,7 +52,8 @@ import java.util.concurrent.TimeoutException;
  * The answer's step is the step at which the model was frozen.
  *
  * <p>Checks before answering: key and run id are this run's, the layer is watched, tensor shapes
- * (U_G d_out², U_A d_in², λ d_out, μ d_in), lengths and dtype (FLOAT32 or FLOAT64), finite values,
+ * (U_G d_out², U_A d_in², λ d_out, μ d_in; v4: U_G d_out x k with its leading k columns, no pair of any
+ * mask kept beyond them, and a basis named by an earlier candidate's id taken from {@link CandidateBases}), lengths and dtype (FLOAT32 or FLOAT64), finite values,
  * spectra descending and ≥ 0, bases orthonormal ({@link #ORTHONORMAL_TOLERANCE}, a cheap O(n²)
  * test of every column's norm and of two column pairings), ρ in (0, 1], and each candidate
  * threshold τ_k equal to this trainer's {@code select(rho_k).tau()} within
@@ -124,6 +125,8 @@ public final class CandidateResponder implements AutoCloseable {
     private final AvroDeserializer<EditCandidate> decoder = new AvroDeserializer<>(EditCandidate.class);
     /** Candidates larger than one record arrive in row parts (EditCandidate v2). */
     private final EditCandidateParts.Assembler parts = new EditCandidateParts.Assembler();
+    /** Bases later candidates may name instead of sending (EditCandidate v4). */
+    private final CandidateBases bases = new CandidateBases();
     // layer -> its newest pending candidate, in the order the layers became pending
     private final LinkedHashMap<String, Prepared> pending = new LinkedHashMap<>();
     private final LinkedHashSet<String> seenIds = new LinkedHashSet<>();
@@ -388,7 +391,9 @@ public final class CandidateResponder implements AutoCloseable {
         remember(id);
         Prepared p;
         try {
+            c = bases.resolve(c);
             p = prepare(c, runId, evaluator);
+            bases.remember(c);
         } catch (InvalidRecordException e) {
             refuse(id, e.reason().name(), e.getMessage());
             return;
@@ -467,12 +472,14 @@ public final class CandidateResponder implements AutoCloseable {
                         + tau + " >= 0 (index " + k + ")");
             }
         }
-        double[] ug = matrix(c.getBasisG(), "basis_g", layer.dOut());
-        double[] ua = matrix(c.getBasisA(), "basis_a", layer.dIn());
+        int kg = columns(c.getBasisG(), "basis_g", layer.dOut());
+        int ka = columns(c.getBasisA(), "basis_a", layer.dIn());
+        double[] ug = leadingColumns(c.getBasisG(), "basis_g", layer.dOut(), kg);
+        double[] ua = leadingColumns(c.getBasisA(), "basis_a", layer.dIn(), ka);
         double[] lambda = spectrum(c.getEigenvaluesG(), "eigenvalues_g", layer.dOut());
         double[] mu = spectrum(c.getEigenvaluesA(), "eigenvalues_a", layer.dIn());
-        requireOrthonormal(ug, layer.dOut(), "basis_g");
-        requireOrthonormal(ua, layer.dIn(), "basis_a");
+        requireOrthonormal(ug, layer.dOut(), kg, "basis_g");
+        requireOrthonormal(ua, layer.dIn(), ka, "basis_a");
         Eigenbasis g = new Eigenbasis(layer.dOut(), lambda, ug, lambda[lambda.length - 1], precision(c.getBasisG()));
         Eigenbasis a = new Eigenbasis(layer.dIn(), mu, ua, mu[mu.length - 1], precision(c.getBasisA()));
         CurvatureEdit edit = new CurvatureEdit(g, a);
@@ -486,6 +493,11 @@ public final class CandidateResponder implements AutoCloseable {
                         "threshold %.9g for rho %s differs from this trainer's select(rho).tau() = %.9g (relative "
                                 + "tolerance %.0e): the masks would not be the service's", theirs, rhos.get(k), m.tau(),
                         TAU_RELATIVE_TOLERANCE));
+            }
+            // v4: columns not sent are zero here, so a pair kept beyond them would silently drop out of W'
+            if ((kg < layer.dOut() && m.rowCount(kg) > 0) || (m.rows() > 0 && m.rowCount(0) > ka)) {
+                throw new Refusal("COLUMNS_MISSING", String.format(java.util.Locale.ROOT, "rho %s keeps pairs beyond the %d x %d "
+                        + "leading basis columns sent", rhos.get(k), kg, ka));
             }
             masks.add(m);
         }
@@ -572,11 +584,30 @@ public final class CandidateResponder implements AutoCloseable {
         return loss < 0 ? -Float.MAX_VALUE : Float.MAX_VALUE;
     }
 
-    private static double[] matrix(Tensor t, String field, int n) {
-        requireShape(t, field, n, n);
-        double[] v = TensorCodec.toDoubleArray(t, field);
+    /** Columns a basis carries: its leading k of the layer's n (v4), 1 <= k <= n. */
+    private static int columns(Tensor t, String field, int n) {
+        List<Integer> shape = t.getShape();
+        int k = shape.size() == 2 ? shape.get(1) : -1;
+        if (k < 1 || k > n) {
+            throw new InvalidRecordException(RejectReason.SHAPE_MISMATCH, field + " has shape " + shape
+                    + ", the watched layer needs " + n + " x k, 1 <= k <= " + n);
+        }
+        return k;
+    }
+
+    /** The n x k basis as a row-major n x n one, the columns not sent zero (no kept pair uses them). */
+    private static double[] leadingColumns(Tensor t, String field, int n, int k) {
+        requireShape(t, field, n, k);
         TensorCodec.requireFinite(t, field);
-        return v;
+        double[] v = TensorCodec.toDoubleArray(t, field);
+        if (k == n) {
+            return v;
+        }
+        double[] square = new double[n * n];
+        for (int r = 0; r < n; r++) {
+            System.arraycopy(v, r * k, square, r * n, k);
+        }
+        return square;
     }
 
     private static double[] spectrum(Tensor t, String field, int n) {
@@ -614,27 +645,32 @@ public final class CandidateResponder implements AutoCloseable {
      * are scaled, repeated next to each other or not orthogonal at all is caught without forming UᵀU.
      */
     static void requireOrthonormal(double[] v, int n, String field) {
-        double[] norms = new double[n];
-        double[] next = new double[n];
-        double[] half = new double[n];
-        int shift = Math.max(1, n / 2);
+        requireOrthonormal(v, n, n, field);
+    }
+
+    /** As above, over the leading k columns of a row-major n x n matrix. */
+    static void requireOrthonormal(double[] v, int n, int k, String field) {
+        double[] norms = new double[k];
+        double[] next = new double[k];
+        double[] half = new double[k];
+        int shift = Math.max(1, k / 2);
         for (int i = 0; i < n; i++) {
             int row = i * n;
-            for (int j = 0; j < n; j++) {
+            for (int j = 0; j < k; j++) {
                 double x = v[row + j];
                 norms[j] += x * x;
-                next[j] += x * v[row + (j + 1) % n];
-                half[j] += x * v[row + (j + shift) % n];
+                next[j] += x * v[row + (j + 1) % k];
+                half[j] += x * v[row + (j + shift) % k];
             }
         }
-        for (int j = 0; j < n; j++) {
+        for (int j = 0; j < k; j++) {
             if (Math.abs(Math.sqrt(norms[j]) - 1) > ORTHONORMAL_TOLERANCE) {
                 throw new Refusal("NOT_ORTHONORMAL", field + " is not orthonormal: column " + j + " has norm "
                         + Math.sqrt(norms[j]));
             }
-            if (n > 1 && (Math.abs(next[j]) > ORTHONORMAL_TOLERANCE || Math.abs(half[j]) > ORTHONORMAL_TOLERANCE)) {
+            if (k > 1 && (Math.abs(next[j]) > ORTHONORMAL_TOLERANCE || Math.abs(half[j]) > ORTHONORMAL_TOLERANCE)) {
                 double worst = Math.abs(next[j]) > Math.abs(half[j]) ? next[j] : half[j];
-                int other = Math.abs(next[j]) > Math.abs(half[j]) ? (j + 1) % n : (j + shift) % n;
+                int other = Math.abs(next[j]) > Math.abs(half[j]) ? (j + 1) % k : (j + shift) % k;
                 throw new Refusal("NOT_ORTHONORMAL", field + " is not orthonormal: columns " + j + " and "
                         + other + " have inner product " + worst);
             }

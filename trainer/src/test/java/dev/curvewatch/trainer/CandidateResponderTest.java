@@ -242,6 +242,67 @@ class CandidateResponderTest {
         assertEquals(1, responder.answered());
     }
 
+    /**
+     * EditCandidate v4: a candidate with only the leading basis columns its masks use, then one
+     * naming those bases instead of sending them, are answered exactly as the whole candidate;
+     * a basis this trainer does not hold, or a mask keeping pairs beyond the columns, is refused.
+     */
+    @Test
+    void compactCandidatesAreAnsweredAsWholeOnesAndUnknownBasesAreRefused() {
+        double[] rhos = {0.6, 0.9};
+        double[] taus = Candidates.thresholds(fc2, rhos);
+        double tauMin = Math.min(taus[0], taus[1]);
+        int kg = leading(fc2.lambda(), fc2.mu()[0], tauMin);
+        int ka = leading(fc2.mu(), fc2.lambda()[0], tauMin);
+        assertTrue(kg < 16 || ka < 16, "the masks leave columns out: " + kg + ", " + ka);
+        EditCandidate whole = Candidates.builder("whole", RUN, "fc2", 1, fc2, rhos).build();
+        offer(whole);
+        ProbeResult byWhole = responder.answerNext(1).orElseThrow();
+        offer(Candidates.builder("lead", RUN, "fc2", 2, fc2, rhos).setBasisG(leading(whole.getBasisG(), kg))
+                .setBasisA(leading(whole.getBasisA(), ka)).build());
+        ProbeResult byLead = responder.answerNext(1).orElseThrow();
+        offer(Candidates.builder("named", RUN, "fc2", 3, fc2, rhos)
+                .setBasisG(TensorCodec.ofFloats(new float[0], 0, kg)).setBasisGOf("lead").setBasisGOrder(identity(kg))
+                .setBasisA(TensorCodec.ofFloats(new float[0], 0, ka)).setBasisAOf("lead").setBasisAOrder(identity(ka)).build());
+        ProbeResult byName = responder.answerNext(1).orElseThrow();
+        assertEquals(byWhole.getExamples(), byLead.getExamples(), "the same losses from the leading columns");
+        assertEquals(byWhole.getExamples(), byName.getExamples(), "the same losses from the named bases");
+
+        offer(Candidates.builder("stranger", RUN, "fc2", 4, fc2, rhos)
+                .setBasisG(TensorCodec.ofFloats(new float[0], 0, kg)).setBasisGOf("whole").setBasisGOrder(identity(kg)).build());
+        assertTrue(refusals.get("stranger").startsWith("BASES_NOT_HELD | ") && refusals.get("stranger").contains("holds lead's"),
+                refusals.toString());
+        offer(Candidates.builder("short", RUN, "fc2", 5, fc2, rhos).setBasisG(leading(whole.getBasisG(), kg - 1)).build());
+        assertTrue(refusals.get("short").startsWith("COLUMNS_MISSING | "), refusals.toString());
+        assertEquals(3, responder.answered());
+    }
+
+    private static int leading(double[] values, double top, double tauMin) {
+        int k = 0;
+        while (k < values.length && values[k] * top >= tauMin) {
+            k++;
+        }
+        return k;
+    }
+
+    private static Tensor leading(Tensor square, int k) {
+        int n = square.getShape().get(0);
+        float[] v = TensorCodec.toFloatArray(square, "basis");
+        float[] out = new float[n * k];
+        for (int r = 0; r < n; r++) {
+            System.arraycopy(v, r * n, out, r * k, k);
+        }
+        return TensorCodec.ofFloats(out, n, k);
+    }
+
+    private static List<Integer> identity(int k) {
+        List<Integer> out = new ArrayList<>();
+        for (int c = 0; c < k; c++) {
+            out.add(c);
+        }
+        return out;
+    }
+
     @Test
     void candidatesOfOtherRunsAreIgnored() {
         double[] rhos = {0.9};

@@ -16,6 +16,8 @@ final class CandidateFlow {
     /** Candidates that timed out, kept so that a late answer (a slow or loaded trainer) is still used, not refused. */
     private final LinkedHashMap<String, PendingCandidate> expired = new LinkedHashMap<>();
     private final CandidatePacer pacer;
+    /** Which bases the trainer holds (EditCandidate v4): heard about on answers and declines, dropped on any doubt. */
+    final BasisReferences references = new BasisReferences();
     long sent;
     int timeouts;
     int declined;
@@ -73,14 +75,16 @@ final class CandidateFlow {
         return c != null ? c : expired.get(id);
     }
 
-    /** Takes a candidate out of the outstanding ones; false when it was not out. */
+    /** Takes a candidate out of the outstanding ones (it will get no usable answer); false when it was not out. */
     boolean remove(String id) {
+        references.lost(id);
         expired.remove(id);
         return outstanding.remove(id) != null;
     }
 
     /** The candidate was answered: it and every older candidate are done, and the back-off eases. */
     void answered(PendingCandidate c) {
+        references.heard(c.id());
         outstanding.values().removeIf(o -> o.factorVersion() <= c.factorVersion());
         expired.values().removeIf(o -> o.factorVersion() <= c.factorVersion());
         pacer.answered();
@@ -88,7 +92,9 @@ final class CandidateFlow {
 
     /** Declined by the trainer: no longer out, and the layer backs off. False when it was not out. */
     boolean declined(PendingCandidate c) {
-        if (!remove(c.id())) {
+        references.heard(c.id()); // a trainer declines only a candidate whose bases it validated
+        expired.remove(c.id());
+        if (outstanding.remove(c.id()) == null) {
             return false;
         }
         declined++;
@@ -110,6 +116,7 @@ final class CandidateFlow {
             timeouts += out.size();
             pacer.declinedOrTimedOut();
             for (PendingCandidate c : out) {
+                references.lost(c.id());
                 expired.put(c.id(), c);
             }
             while (expired.size() > LayerState.MAX_OUTSTANDING) {

@@ -91,7 +91,7 @@ public final class Ingest extends ConsumerLoop {
                 config.calibrationLossTolerance(), config.calibrationTrainCandidates(), config.calibrationPeakTokens());
         this.probeResults = new ProbeResults(registry, out, metrics, terms, config.calibrationTimeoutMs());
         this.refresher = new Refresher(new LayerRefresh(eigen, config.candidateMaxBytes(), config.candidatePartMaxBytes(), terms,
-                config.refreshMemoryBudgetBytes()), out, metrics);
+                config.refreshMemoryBudgetBytes()), out, metrics, config.candidateCompact());
         this.alerts = alerts;
         this.intervalNanos = TimeUnit.MILLISECONDS.toNanos(config.refreshIntervalMs());
         this.parked = new ParkedWeights(MAX_PARKED_PER_RUN, config.weightsParkedMaxBytes());

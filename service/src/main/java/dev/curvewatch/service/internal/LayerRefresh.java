@@ -16,6 +16,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -41,11 +42,12 @@ public final class LayerRefresh {
      * @param failure  why the refresh failed, or null
      * @param plan     empty when the layer's EditCandidate would exceed {@code candidate.max.bytes} ({@link #tooLarge})
      * @param eighGSeconds, eighASeconds time of each factor's basis refresh (drift check included)
+     * @param keptG, keptA   a skipped factor's map of new columns to the previous basis's ({@code EigenbasisRefresh.Outcome.kept}), else null
      */
     public record Outcome(Input input, String failure, Eigenbasis g, Eigenbasis a, EigenbasisRefresh.Mode modeG,
                           EigenbasisRefresh.Mode modeA, double driftG, double driftA, SpectrumSummary spectrumG,
                           SpectrumSummary spectrumA, double eighGSeconds, double eighASeconds, boolean tooLarge,
-                          Optional<CandidatePlan> plan) {
+                          Optional<CandidatePlan> plan, int[] keptG, int[] keptA) {
         public boolean ok() {
             return failure == null;
         }
@@ -162,7 +164,7 @@ public final class LayerRefresh {
         boolean tooLarge = candidateBytes(in.dOut(), in.dIn()) > maxCandidateBytes;
         Optional<CandidatePlan> plan = tooLarge ? Optional.empty() : Optional.of(plan(g, a));
         return new Outcome(in, null, g, a, og.mode(), oa.mode(), og.drift(), oa.drift(),
-                SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), secondsG, secondsA, tooLarge, plan);
+                SpectrumSummary.of(g.values()), SpectrumSummary.of(a.values()), secondsG, secondsA, tooLarge, plan, og.kept(), oa.kept());
     }
 
     /**
@@ -175,11 +177,12 @@ public final class LayerRefresh {
         boolean tooLarge = candidateBytes(g.size(), a.size()) > maxCandidateBytes;
         return new Outcome(in, null, g, a, EigenbasisRefresh.Mode.SKIPPED, EigenbasisRefresh.Mode.SKIPPED, Double.NaN, Double.NaN,
                 spectrumG, spectrumA, 0, 0, tooLarge,
-                tooLarge ? Optional.empty() : Optional.of(plan(g, a)));
+                tooLarge ? Optional.empty() : Optional.of(plan(g, a)), null, null);
     }
 
     private static Outcome failed(Input in, String reason) {
-        return new Outcome(in, reason, null, null, null, null, Double.NaN, Double.NaN, null, null, 0, 0, false, Optional.empty());
+        return new Outcome(in, reason, null, null, null, null, Double.NaN, Double.NaN, null, null, 0, 0, false, Optional.empty(),
+                null, null);
     }
 
     /** Eigenvalues rounded to float32, as the EditCandidate carries them (rounding keeps the order). */
@@ -292,12 +295,33 @@ public final class LayerRefresh {
      * The EditCandidate of a successful refresh with a plan, as the records to send: one, or row
      * parts of at most {@code candidate.part.max.bytes} ({@link EditCandidateParts}) sharing its buffers.
      */
-    public List<EditCandidate> candidateParts(Outcome o, String candidateId, long nowMs) {
-        return EditCandidateParts.split(candidate(o, candidateId, nowMs), maxPartBytes);
+    public List<EditCandidate> candidateParts(Outcome o, String candidateId, long nowMs, BasisReferences.Shipment ship) {
+        return EditCandidateParts.split(candidate(o, candidateId, nowMs, ship), maxPartBytes);
+    }
+
+    /**
+     * Leading columns of U_G and U_A the candidate's masks use, {d_out-side, d_in-side}: every
+     * eigenvector with a pair kept at the mildest threshold (λ_i μ_0 ≥ τ_min on the float32
+     * spectra; a margin of 3 TAU_RELATIVE_TOLERANCE of the trainer's own threshold, so a trainer
+     * that rounds differently keeps no pair outside them). At least one each.
+     */
+    public static int[] neededColumns(Outcome o) {
+        double tauMin = Arrays.stream(o.plan().orElseThrow().thresholds()).min().orElse(0) * (1 - 3e-4);
+        double[] lambda = asSent(o.g());
+        double[] mu = asSent(o.a());
+        return new int[]{leading(lambda, mu[0], tauMin), leading(mu, lambda[0], tauMin)};
+    }
+
+    private static int leading(double[] values, double top, double tauMin) {
+        int k = 0;
+        while (k < values.length && values[k] * top >= tauMin) {
+            k++;
+        }
+        return Math.max(1, k);
     }
 
     /** The whole EditCandidate of a successful refresh with a plan, asking for this service's {@link CalibrationTerms}. */
-    public EditCandidate candidate(Outcome o, String candidateId, long nowMs) {
+    public EditCandidate candidate(Outcome o, String candidateId, long nowMs, BasisReferences.Shipment ship) {
         CandidatePlan p = o.plan().orElseThrow(() -> new IllegalStateException("no candidate plan: layer too large or refresh failed"));
         Input in = o.input();
         List<Double> rhos = new ArrayList<>();
@@ -309,12 +333,34 @@ public final class LayerRefresh {
         return terms.into(EditCandidate.newBuilder())
                 .setCandidateId(candidateId).setRunId(in.runId()).setLayer(in.layer()).setStep(in.step())
                 .setFactorVersion(in.factorVersion())
-                .setBasisG(floats(o.g().vectors(), in.dOut(), in.dOut()))
-                .setBasisA(floats(o.a().vectors(), in.dIn(), in.dIn()))
+                .setBasisG(basis(o.g(), ship.g())).setBasisGOf(ship.g().of()).setBasisGOrder(order(ship.g()))
+                .setBasisA(basis(o.a(), ship.a())).setBasisAOf(ship.a().of()).setBasisAOrder(order(ship.a()))
                 .setEigenvaluesG(floats(o.g().values(), in.dOut()))
                 .setEigenvaluesA(floats(o.a().values(), in.dIn()))
                 .setRhos(rhos).setThresholds(tau).setCreatedMs(nowMs)
                 .build();
+    }
+
+    /** The basis as it travels: its leading columns as float32 rows, or no rows when it is named. */
+    private static dev.curvewatch.avro.Tensor basis(Eigenbasis b, BasisReferences.Way way) {
+        int n = b.size();
+        int k = way.columns();
+        if (!way.sent()) {
+            return floats(new double[0], 0, k);
+        }
+        double[] v = b.vectors();
+        if (k == n) {
+            return floats(v, n, n);
+        }
+        double[] lead = new double[n * k];
+        for (int r = 0; r < n; r++) {
+            System.arraycopy(v, r * n, lead, r * k, k);
+        }
+        return floats(lead, n, k);
+    }
+
+    private static List<Integer> order(BasisReferences.Way way) {
+        return way.sent() ? List.of() : Arrays.stream(way.order()).boxed().toList();
     }
 
     private static dev.curvewatch.avro.Tensor floats(double[] v, int... shape) {

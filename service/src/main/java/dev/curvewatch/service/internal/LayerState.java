@@ -207,6 +207,7 @@ public final class LayerState {
         refreshedStep = Math.max(refreshedStep, o.input().step());
         lastRefreshMs = nowMs;
         bases = new Bases(o.g(), o.a(), o.input().factorVersion(), o.input().step(), o.spectrumG(), o.spectrumA());
+        candidates.references.refreshed(o.keptG(), o.keptA());
         tooLarge = o.tooLarge();
         status = o.tooLarge() ? "refreshed v" + o.input().factorVersion() + "; calibration=too_large"
                 : "refreshed v" + o.input().factorVersion();
@@ -241,10 +242,14 @@ public final class LayerState {
         return candidates.decide(step, drift);
     }
 
-    /** A candidate was sent; the oldest outstanding ones beyond the bound are dropped (superseded). */
-    public synchronized void sent(PendingCandidate c) {
+    /**
+     * A candidate is sent; the oldest outstanding ones beyond the bound are dropped (superseded).
+     * Returns how its bases travel, given the leading columns each needs ({@link BasisReferences}).
+     */
+    public synchronized BasisReferences.Shipment sent(PendingCandidate c, int[] neededColumns, boolean compact) {
         candidates.sent(c);
         status = "calibrating v" + c.factorVersion();
+        return candidates.references.ship(c.id(), neededColumns[0], neededColumns[1], dOut, dIn, compact);
     }
 
     /**

@@ -28,9 +28,12 @@ final class Refresher {
     private final LayerRefresh refresh;
     private final Outputs out;
     private final ServiceMetrics metrics;
+    private final boolean compact;
     private volatile double lastLatency = Double.NaN;
 
-    Refresher(LayerRefresh refresh, Outputs out, ServiceMetrics metrics) {
+    /** @param compact EditCandidate v4 bases ({@code candidate.compact}) */
+    Refresher(LayerRefresh refresh, Outputs out, ServiceMetrics metrics, boolean compact) {
+        this.compact = compact;
         this.refresh = refresh;
         this.out = out;
         this.metrics = metrics;
@@ -148,11 +151,11 @@ final class Refresher {
         String id = in.layer() + "-v" + in.factorVersion() + "-" + UUID.randomUUID().toString().substring(0, 8);
         LayerRefresh.CandidatePlan p = o.plan().get();
         // outstanding before it is sent: an answer can only come after the send, never before this
-        l.sent(new PendingCandidate(id, in.runId(), in.layer(), in.step(), in.factorVersion(), p.rhos(), p.thresholds(),
-                p.keptPairs(), (long) in.dIn() * in.dOut(), now));
+        BasisReferences.Shipment ship = l.sent(new PendingCandidate(id, in.runId(), in.layer(), in.step(), in.factorVersion(),
+                p.rhos(), p.thresholds(), p.keptPairs(), (long) in.dIn() * in.dOut(), now), LayerRefresh.neededColumns(o), compact);
         List<EditCandidate> parts;
         try {
-            parts = refresh.candidateParts(o, id, now);
+            parts = refresh.candidateParts(o, id, now, ship);
         } catch (RuntimeException e) {
             candidateNotSent(l, id, e);
             return;

@@ -48,6 +48,11 @@ class LayerRefreshTest {
 
     static final CalibrationTerms TERMS = new CalibrationTerms(dev.curvewatch.avro.CalibrationSearch.BISECT, 0.02, 0.05, List.of(3, 9), 8);
 
+    /** Both bases whole, as before EditCandidate v4. */
+    static BasisReferences.Shipment whole(LayerRefresh.Outcome o) {
+        return BasisReferences.Shipment.whole(o.g().size(), o.a().size());
+    }
+
     static LayerRefresh refresher() {
         return refresher(1L << 30, CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES - 64 * 1024);
     }
@@ -63,6 +68,97 @@ class LayerRefreshTest {
 
     static LayerRefresh.Input input(long version, double[] a, double[] g) {
         return new LayerRefresh.Input("run-1", "fc", version, 10 * version, 100 * version, 12, 8, a, g);
+    }
+
+    /** A PSD n x n factor of rank {@code rank}. */
+    static double[] lowRank(int n, int rank, long seed) {
+        Random r = new Random(seed);
+        double[] x = new double[rank * n];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = r.nextGaussian();
+        }
+        double[] f = new double[n * n];
+        for (int k = 0; k < rank; k++) {
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < n; j++) {
+                    f[i * n + j] += x[k * n + i] * x[k * n + j];
+                }
+            }
+        }
+        return f;
+    }
+
+    /**
+     * EditCandidate v4: a rank-3 G needs only its 3 leading eigenvectors; every pair any candidate
+     * mask keeps lies within the needed columns, the candidate carries just those columns, and the
+     * edit W' = U_G (C o M) U_A^T from them equals the one from whole bases at every rho.
+     */
+    @Test
+    void aCandidateCarriesOnlyTheLeadingColumnsItsMasksUse() {
+        LayerRefresh.Outcome o = refresher().refresh(input(1, spd(12, 1, 0), lowRank(8, 3, 2)), null, null);
+        int[] need = LayerRefresh.neededColumns(o);
+        assertEquals(3, need[0], "G has rank 3");
+        double[] lambda = LayerRefresh.asSent(o.g());
+        double[] mu = LayerRefresh.asSent(o.a());
+        LayerRefresh.CandidatePlan p = o.plan().orElseThrow();
+        for (int k = 0; k < p.rhos().length; k++) {
+            KeepMassMask m = KeepMassSelector.select(lambda, mu, p.rhos()[k]);
+            for (int i = 0; i < 8; i++) {
+                for (int j = 0; j < 12; j++) {
+                    assertTrue(!m.contains(i, j) || (i < need[0] && j < need[1]), "rho " + p.rhos()[k] + " keeps (" + i + "," + j + ")");
+                }
+            }
+        }
+        BasisReferences.Shipment lead = new BasisReferences.Shipment(new BasisReferences.Way(null, null, need[0]),
+                new BasisReferences.Way(null, null, need[1]));
+        EditCandidate c = refresher().candidate(o, "cand-1", 9, lead);
+        assertEquals(List.of(8, 3), c.getBasisG().getShape());
+        assertEquals(List.of(12, need[1]), c.getBasisA().getShape());
+        float[] ug = TensorCodec.toFloatArray(c.getBasisG(), "basis_g");
+        double[] full = o.g().vectors();
+        for (int r = 0; r < 8; r++) {
+            for (int col = 0; col < 3; col++) {
+                assertEquals((float) full[r * 8 + col], ug[r * 3 + col]);
+            }
+        }
+        double[] w = spd(8 * 12, 5, 0); // any 8 x 12 weight: the first 96 values
+        EditCandidate whole = refresher().candidate(o, "cand-1", 9, whole(o));
+        for (int k = 0; k < p.rhos().length; k++) {
+            KeepMassMask m = KeepMassSelector.select(lambda, mu, p.rhos()[k]);
+            double[] byWhole = edit(w, whole, m);
+            double[] byLead = edit(w, c, m);
+            for (int i = 0; i < byWhole.length; i++) {
+                assertEquals(byWhole[i], byLead[i], 1e-12 * (1 + Math.abs(byWhole[i])), "rho " + p.rhos()[k]);
+            }
+        }
+    }
+
+    /** W' = U_G (C o M) U_A^T with C = U_G^T W U_A over the columns the candidate carries (8 x 12 weight). */
+    private static double[] edit(double[] w, EditCandidate c, KeepMassMask m) {
+        float[] ug = TensorCodec.toFloatArray(c.getBasisG(), "g");
+        float[] ua = TensorCodec.toFloatArray(c.getBasisA(), "a");
+        int kg = c.getBasisG().getShape().get(1);
+        int ka = c.getBasisA().getShape().get(1);
+        double[] out = new double[8 * 12];
+        for (int i = 0; i < kg; i++) {
+            for (int j = 0; j < ka; j++) {
+                if (!m.contains(i, j)) {
+                    continue;
+                }
+                double cij = 0;
+                for (int r = 0; r < 8; r++) {
+                    for (int s = 0; s < 12; s++) {
+                        cij += ug[r * kg + i] * w[r * 12 + s] * ua[s * ka + j];
+                    }
+                }
+                for (int r = 0; r < 8; r++) {
+                    for (int s = 0; s < 12; s++) {
+                        out[r * 12 + s] += ug[r * kg + i] * cij * ua[s * ka + j];
+                    }
+                }
+            }
+        }
+        return out;
     }
 
     @Test
@@ -110,7 +206,7 @@ class LayerRefreshTest {
         assertEquals(10, s.get("refresh_seconds").getStep(), "signals at the manifest's last step");
         assertEquals(1, s.get("refresh_seconds").getFactorVersion());
 
-        EditCandidate c = refresher().candidate(o, "cand-1", 9);
+        EditCandidate c = refresher().candidate(o, "cand-1", 9, whole(o));
         assertEquals(List.of(8, 8), c.getBasisG().getShape());
         assertEquals(List.of(12, 12), c.getBasisA().getShape());
         float[] ua = TensorCodec.toFloatArray(c.getBasisA(), "basis_a");
@@ -181,7 +277,7 @@ class LayerRefreshTest {
         LayerRefresh small = refresher(bytes, 4800);
         LayerRefresh.Outcome o = small.refresh(input(1, spd(12, 1, 0), spd(8, 2, 0)), null, null);
         assertFalse(o.tooLarge());
-        List<EditCandidate> parts = small.candidateParts(o, "cand-1", 9);
+        List<EditCandidate> parts = small.candidateParts(o, "cand-1", 9, whole(o));
         assertTrue(parts.size() > 2, parts.size() + " parts");
         AvroSerializer<EditCandidate> ser = new AvroSerializer<>(EditCandidate.class);
         AvroDeserializer<EditCandidate> de = new AvroDeserializer<>(EditCandidate.class);
@@ -192,8 +288,8 @@ class LayerRefreshTest {
             assertTrue(record.length <= 4800, record.length + " bytes");
             back = assembler.accept(de.decode(record), 8, 12).orElse(back);
         }
-        assertEquals(refresher().candidate(o, "cand-1", 9), back, "the parts are the whole candidate");
-        assertEquals(List.of(refresher().candidate(o, "cand-1", 9)), refresher().candidateParts(o, "cand-1", 9),
+        assertEquals(refresher().candidate(o, "cand-1", 9, whole(o)), back, "the parts are the whole candidate");
+        assertEquals(List.of(refresher().candidate(o, "cand-1", 9, whole(o))), refresher().candidateParts(o, "cand-1", 9, whole(o)),
                 "one record when it fits");
     }
 }

@@ -43,7 +43,7 @@ class LayerStateTest {
     @Test
     void aCandidateNotSentIsNotOutstanding() {
         LayerState l = new LayerState("run-1", "fc");
-        l.sent(new PendingCandidate("c1", "run-1", "fc", 1, 1, new double[]{0.9}, new double[]{0.1}, new long[]{3}, 6, 0));
+        l.sent(new PendingCandidate("c1", "run-1", "fc", 1, 1, new double[]{0.9}, new double[]{0.1}, new long[]{3}, 6, 0), new int[]{1, 1}, false);
         assertTrue(l.awaitingAnswer());
         l.candidateNotSent("c1", "RecordTooLargeException");
         assertFalse(l.awaitingAnswer());
@@ -68,7 +68,7 @@ class LayerStateTest {
     void aDeclinedCandidateEndsItsCalibrationAtOnceAndBacksOff() {
         LayerState l = new LayerState("run-1", "fc", new LayerState.Pacing(new CandidatePacer.Settings(20, 200, 0), 1));
         PendingCandidate c = candidate("c1", 1);
-        l.sent(c);
+        l.sent(c, new int[]{1, 1}, false);
         assertTrue(l.declined(c, "answer-time budget spent (12% of training)"));
         assertFalse(l.awaitingAnswer(), "no timeout to wait for");
         assertEquals("candidate declined at v1: answer-time budget spent (12% of training)", l.status().status());
@@ -85,7 +85,7 @@ class LayerStateTest {
         PendingCandidate c1 = CalibrationTest.candidate();
         Calibration.Outcome good = Calibration.calibrate(CalibrationTest.result(3, 20, 30, true), c1, 0.01, 0.05);
         assertTrue(good.valid());
-        l.sent(c1);
+        l.sent(c1, new int[]{1, 1}, false);
         assertTrue(l.answered(c1));
         l.calibrated(c1, good, 41);
         assertEquals(good.rho(), l.status().calibratedRho());

@@ -40,7 +40,7 @@ class ProbeResultsTest {
         registry.register(RunInfo.newBuilder().setRunId("run-1").setModel("m").setSource("t").setCreatedMs(1)
                 .setLayers(List.of(LayerInfo.newBuilder().setName("fc2").setDIn(32).setDOut(64).build())).build(), 1);
         LayerState l = registry.existing("run-1", "fc2").orElseThrow();
-        l.sent(CalibrationTest.candidate());
+        l.sent(CalibrationTest.candidate(), new int[]{1, 1}, false);
         return l;
     }
 
@@ -89,7 +89,7 @@ class ProbeResultsTest {
         assertEquals(1.0, signals().get(0).getAttributes().get("reason"), "1: constant loss");
         assertTrue(producer.history().stream().noneMatch(r -> r.topic().equals(TOPICS.scores())), "no scores from it");
         assertTrue(Double.isNaN(l.calibratedRho()));
-        l.sent(CalibrationTest.candidate());
+        l.sent(CalibrationTest.candidate(), new int[]{1, 1}, false);
         results.accept(record(CalibrationTest.result(3, 20, 30, true)));
         Map<String, Double> byName = new java.util.HashMap<>();
         signals().forEach(s -> byName.put(s.getName().toString(), s.getValue()));

@@ -92,7 +92,7 @@ class RefresherTest {
     }
 
     static Refresher refresher(Outputs out, ServiceMetrics metrics) {
-        return new Refresher(LayerRefreshTest.refresher(), out, metrics);
+        return new Refresher(LayerRefreshTest.refresher(), out, metrics, false);
     }
 
     static List<String> signalNames(MockProducer<String, byte[]> p) {
@@ -125,7 +125,7 @@ class RefresherTest {
         LayerState l = layer();
         FactorCheckpointReader.Parts v1 = reader(1).detach(RUN + "/fc").orElseThrow();
         l.manifest(v1.manifest(), System.nanoTime());
-        new Refresher(LayerRefreshTest.refresher(1L << 30, 1 << 20, LayerRefresh.memoryBytes(D_IN, D_OUT) - 1), outputs(producer), metrics)
+        new Refresher(LayerRefreshTest.refresher(1L << 30, 1 << 20, LayerRefresh.memoryBytes(D_IN, D_OUT) - 1), outputs(producer), metrics, false)
                 .run(l, v1, System.nanoTime(), l.start(System.nanoTime()));
         assertEquals(List.of("refresh_failed"), signalNames(producer));
         Signal s = new AvroDeserializer<>(Signal.class).decode(producer.history().get(0).value());
@@ -210,7 +210,7 @@ class RefresherTest {
         FactorCheckpointReader.Parts v1 = reader(1).detach(RUN + "/fc").orElseThrow();
         l.manifest(v1.manifest(), System.nanoTime());
         // a tiny part size splits even an 8 -> 4 layer's candidate
-        new Refresher(LayerRefreshTest.refresher(1 << 20, 4096 + 560), outputs(producer), metrics)
+        new Refresher(LayerRefreshTest.refresher(1 << 20, 4096 + 560), outputs(producer), metrics, false)
                 .run(l, v1, System.nanoTime(), l.start(System.nanoTime()));
         List<ProducerRecord<String, byte[]>> sent = producer.history();
         AvroDeserializer<EditCandidate> d = new AvroDeserializer<>(EditCandidate.class);
@@ -251,7 +251,7 @@ class RefresherTest {
                 .setLayers(List.of(LayerInfo.newBuilder().setName("fc").setDIn(D_IN).setDOut(D_OUT).build())).build(), 1);
         LayerState l = paced.existing(RUN, "fc").orElseThrow();
         Refresher refresher = new Refresher(LayerRefreshTest.refresher(), new Outputs(producer, TOPICS, paced,
-                new AlertEvaluator(List.of()), metrics, null, "service:test", 1 << 20), metrics);
+                new AlertEvaluator(List.of()), metrics, null, "service:test", 1 << 20), metrics, false);
         AvroDeserializer<EditCandidate> d = new AvroDeserializer<>(EditCandidate.class);
         java.util.function.Supplier<List<EditCandidate>> candidates = () -> producer.history().stream()
                 .filter(r -> r.topic().equals(TOPICS.editCandidates())).map(r -> d.decode(r.value())).toList();
