@@ -3,6 +3,7 @@
     /usr/bin/python3 clients/python/examples/transformer_experiments.py canaries --seeds 1 2 3 --out results/
     /usr/bin/python3 clients/python/examples/transformer_experiments.py noisy-labels --seeds 1 2 3 --out results/
     ... --size ci                         # the reduced size CI asserts
+    ... --set steps=240 canaries=12       # any field of the experiment's config (JSON values; lists as JSON)
     ... --live                            # through a live pipeline this command starts (./curvewatch broker,
                                           # worker, streams, service; logs under <out>/pipeline)
     ... --live --bootstrap HOST:PORT --service http://HOST:PORT --token TOKEN   # through a running one, whose
@@ -45,8 +46,24 @@ def parse(argv=None):
     p.add_argument("--bootstrap", help="--live: Kafka bootstrap servers of the pipeline")
     p.add_argument("--service", help="--live: the service's base URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--token", default=None, help="--live: bearer token for the edit request")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override fields of the size's config, e.g. steps=240 'edit_layers=[\"blocks.1.mlp.fc\"]'")
     p.add_argument("--run-prefix", default="science", help="--live: run ids are <prefix>-<experiment>-<size>-<seed>-injected|clean")
     return p.parse_args(argv)
+
+
+def overrides_of(pairs):
+    """{field: value} of KEY=VALUE pairs, the value read as JSON when it is JSON (else a string)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def main(argv=None):
@@ -56,6 +73,7 @@ def main(argv=None):
     module = EXPERIMENTS[args.experiment]
     command = "/usr/bin/python3 clients/python/examples/transformer_experiments.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    overrides = overrides_of(args.set)
     results, missed = [], False
     name = f"{'transformer-canaries' if args.experiment == 'canaries' else 'minilm-noisy-labels'}-{args.size}" + \
         ("-live" if args.live else "")
@@ -71,9 +89,9 @@ def main(argv=None):
             if args.live:
                 from memorization import live
                 result = live.experiment(args.experiment, args.size, seed, args.bootstrap, args.service, args.token,
-                                         f"{args.run_prefix}-{args.experiment}-{args.size}-{seed}")
+                                         f"{args.run_prefix}-{args.experiment}-{args.size}-{seed}", **overrides)
             else:
-                result = module.experiment(args.size, seed)
+                result = module.experiment(args.size, seed, **overrides)
             result.update({"command": command, "seconds": round(time.time() - started, 1),
                            "mode": "live" if args.live else "offline", "alarm_threshold": ALARM_THRESHOLD,
                            "alarm_hold": ALARM_HOLD})

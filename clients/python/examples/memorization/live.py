@@ -30,6 +30,7 @@ from .lm_eval import recitation
 from .lm_train import Batches
 
 ALARM_SIGNAL = "memorization_outliers"
+CANDIDATE_TIMEOUT_S = 180  # = calibration.timeout.ms of pipeline/service.properties
 
 
 def _get(url):
@@ -149,6 +150,7 @@ def _watch(model, layers, run_id, bootstrap, recent, seed, config):
     # answer_budget inf: the experiments measure what the method can do; the answer time is reported (overhead)
     return curvewatch.watch(model, layers=layers, run_id=run_id, bootstrap=bootstrap, answer_candidates=True,
                             recent_examples=recent, seed=seed, answer_budget=float("inf"),
+                            candidate_timeout=CANDIDATE_TIMEOUT_S,
                             config={k: json.dumps(v) for k, v in config.items()})
 
 
