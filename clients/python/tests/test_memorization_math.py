@@ -129,3 +129,23 @@ class ScoresTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ExperimentReportTest(unittest.TestCase):
+    def test_alert_timing_counts_the_alerted_layers_refreshes_from_the_injection(self):
+        from memorization.alarm import alert_timing
+        refreshes = [{"step": s, "layers": {"a": {}, "b": ({} if s % 2 else None)}} for s in (60, 119, 121, 181, 240, 301)]
+        # layer a's refreshes from step 120: 121, 181, 240 (the 3rd), then 301
+        self.assertTrue(alert_timing(refreshes, 120, [{"step": 240, "layer": "a"}])["within"])
+        self.assertFalse(alert_timing(refreshes, 120, [{"step": 301, "layer": "a"}])["within"])
+        # layer b is refreshed at odd steps only: 121, 181, 301, so 301 is its 3rd
+        self.assertTrue(alert_timing(refreshes, 120, [{"step": 301, "layer": "b"}])["within"])
+        early = alert_timing(refreshes, 120, [{"step": 60, "layer": "a"}, {"step": 181, "layer": "a"}])
+        self.assertEqual(([60], 181, True), (early["before_injection"], early["first"], early["within"]))
+        self.assertEqual((None, False), (alert_timing(refreshes, 120, [])["first"], alert_timing(refreshes, 120, [])["within"]))
+
+    def test_report_json_is_standard_json(self):
+        import json
+        from memorization.report import finite
+        out = finite({"budget": float("inf"), "xs": [np.float32(1.5), np.int64(3), float("nan")], "a": np.array([1.0, np.inf])})
+        self.assertEqual({"budget": None, "xs": [1.5, 3, None], "a": [1.0, None]}, json.loads(json.dumps(out, allow_nan=False)))

@@ -3,7 +3,10 @@ figures (the alarm over steps with the injection marked, ROC curves, before/afte
 trainer's experiment reports. matplotlib is Debian's python3-matplotlib (headless Agg backend).
 """
 import json
+import math
 from pathlib import Path
+
+import numpy as np
 
 
 def _plt():
@@ -21,12 +24,28 @@ def _fmt(v):
     return str(v)
 
 
+def finite(x):
+    """x with numpy scalars as Python numbers and every non-finite float as None: standard JSON
+    (an unlimited answer budget is inf; Java's and most other JSON readers refuse Infinity)."""
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return finite(x.tolist())
+    if isinstance(x, (np.integer, np.bool_)):
+        return x.item()
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
 def write(result, path):
     """Writes result (a dict) to path (.json), the markdown report (.md) and the PNG figures
     (<stem>-signal.png, -roc.png, -edit.png); returns the paths written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, default=float))
+    path.write_text(json.dumps(finite(result), indent=1, allow_nan=False))
     stem = path.with_suffix("")
     pngs = {"signal": Path(f"{stem}-signal.png"), "roc": Path(f"{stem}-roc.png"), "edit": Path(f"{stem}-edit.png")}
     signal_plot(result, pngs["signal"])
