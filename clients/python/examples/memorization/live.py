@@ -2,8 +2,8 @@
 offline engines (canaries.py, noisy_labels.py), watched by `curvewatch.watch` against a running
 broker, worker, streams app and service. The trainer answers the service's edit candidates on its
 probes and recent training examples as they come; the service calibrates every watched layer,
-publishes the run-level alarm (`memorization_outliers`) and raises alerts (the shipped
-`memorization-outliers` rule). At the end the experiment asks the service for ONE edit of the edit
+publishes the run-level alarm (`memorization_outliers`) and raises alerts (the
+`memorization-outliers` rule of `pipeline/alert-rules.properties`). At the end the experiment asks the service for ONE edit of the edit
 layers at their calibrated ρ (the service shares the tolerance between them by their probe costs,
 `JointEdit`), downloads the snapshot, checks its sha256 and measures it.
 

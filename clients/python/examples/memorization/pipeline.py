@@ -1,6 +1,6 @@
 """A throwaway Curvewatch pipeline for the live experiments: `./curvewatch broker`, `worker`,
 `streams` and `service` as child processes on free ports under one data directory, the service
-with `pipeline/service.properties` and an edit token. Stopped (SIGTERM, then kill) on exit.
+with `pipeline/service.properties`, `pipeline/alert-rules.properties` and an edit token. Stopped (SIGTERM, then kill) on exit.
 
     with Pipeline(Path("/tmp/cw-exp")) as p:
         p.bootstrap, p.url, p.token
@@ -16,6 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[4]
 SERVICE_PROPERTIES = Path(__file__).resolve().parent / "pipeline" / "service.properties"
+ALERT_RULES = Path(__file__).resolve().parent / "pipeline" / "alert-rules.properties"
 
 
 class Pipeline:
@@ -53,7 +54,7 @@ class Pipeline:
             self._start("streams", "--bootstrap", self.bootstrap, "--set", f"state.dir={self.dir / 'streams'}")
             self.url = self._start("service", "--bootstrap", self.bootstrap, "--http-port", "0", "--config",
                                    str(SERVICE_PROPERTIES), "--snapshot-dir", str(self.dir / "snapshots"),
-                                   "--set", f"auth.tokens={self.token}", ready=r"curvewatch service: (http://\S+)")
+                                   "--set", f"auth.tokens={self.token}", "--set", f"alerts.rules.file={ALERT_RULES}", ready=r"curvewatch service: (http://\S+)")
             self._await_health(180)
             self.log(f"pipeline: broker {self.bootstrap}, service {self.url} (logs in {self.dir})")
             return self

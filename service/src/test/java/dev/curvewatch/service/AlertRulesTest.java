@@ -22,7 +22,7 @@ class AlertRulesTest {
     @Test
     void shippedDefaultsAreTheContractsRules() {
         List<AlertRule> rules = AlertRules.defaults();
-        assertEquals(List.of("gap-high", "gap-jump", "gap-regrowth", "memorization-outliers"), rules.stream().map(AlertRule::name).toList());
+        assertEquals(List.of("gap-high", "gap-jump", "gap-regrowth"), rules.stream().map(AlertRule::name).toList());
         AlertRule regrowth = rules.get(2);
         assertEquals(true, regrowth.afterSnapshot(), "only an edited model is watched for regrowth");
         assertEquals(false, rules.get(0).afterSnapshot() || rules.get(1).afterSnapshot());
@@ -41,12 +41,6 @@ class AlertRulesTest {
         assertEquals(0.25, high.threshold());
         assertEquals(Severity.WARNING, high.severity());
         assertEquals(1, high.holdFor());
-        AlertRule outliers = rules.get(3);
-        assertEquals("memorization_outliers", outliers.signal());
-        assertEquals(AlertRule.Type.THRESHOLD, outliers.type());
-        assertEquals(3.0, outliers.threshold(), "p <= 1e-3");
-        assertEquals(false, outliers.below() || outliers.afterSnapshot());
-        assertEquals(Severity.CRITICAL, outliers.severity());
     }
 
     @Test
