@@ -13,6 +13,7 @@ integration test and `pipeline.py` both read it); everything else is the shipped
 """
 import json
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict
 
@@ -42,8 +43,19 @@ def _post(url, body, token):
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json",
                                           **({"Authorization": f"Bearer {token}"} if token else {})})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return r.status, json.loads(r.read() or b"{}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:  # a 4xx carries the service's reason: the caller reports it
+        body = e.read()
+        try:
+            return e.code, json.loads(body or b"{}")
+        except ValueError:
+            return e.code, {"error": body.decode(errors="replace")}
+
+
+class EditRefused(RuntimeError):
+    """The service answered the edit request with a 4xx (e.g. 409: no calibrated ρ leaves room in the tolerance)."""
 
 
 class Service:
@@ -84,7 +96,7 @@ class Service:
                              {"layers": [{"layer": l} for l in layers], "idempotency_key": key,
                               "reason": "issue 12 experiment: the calibrated joint edit"}, self.token)
         if status != 202:
-            raise RuntimeError(f"edit request answered {status}: {body}")
+            raise EditRefused(f"the edit request of {layers} answered {status}: {body}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for s in _get(f"{self.url}/api/runs/{run_id}/snapshots"):
@@ -198,7 +210,10 @@ def run_canaries(c, bootstrap, svc, run_id, log=print):
 def _final_canaries(run, svc, run_id, canary_ids):
     c = run.c
     service_detection = {l: service_auroc(svc, run_id, l, canary_ids) for l in c.layers}
-    snap = svc.edit(run_id, c.edit_layers, f"{run_id}-final")
+    try:
+        snap = svc.edit(run_id, c.edit_layers, f"{run_id}-final")
+    except EditRefused as e:
+        return {"error": str(e), "service_detection": service_detection}
     weights = svc.weights(snap, run.model)
     ids = list(run.recent)
     texts = run.texts(ids)
@@ -276,7 +291,10 @@ def run_noisy(c, bootstrap, svc, run_id, log=print):
 
 def _final_noisy(run, svc, run_id, layers, flipped_ids):
     service_detection = {l: service_auroc(svc, run_id, l, flipped_ids) for l in layers}
-    snap = svc.edit(run_id, layers, f"{run_id}-final")
+    try:
+        snap = svc.edit(run_id, layers, f"{run_id}-final")
+    except EditRefused as e:
+        return {"error": str(e), "service_detection": service_detection}
     weights = svc.weights(snap, run.model)
     before = run.outcome()
     probe_before = run.probe_accuracy()

@@ -49,8 +49,11 @@ def write(result, path):
     stem = path.with_suffix("")
     pngs = {"signal": Path(f"{stem}-signal.png"), "roc": Path(f"{stem}-roc.png"), "edit": Path(f"{stem}-edit.png")}
     signal_plot(result, pngs["signal"])
-    roc_plot(result, pngs["roc"])
-    edit_plot(result, pngs["edit"])
+    if "error" in result["injected"]["final"]:  # no edit: nothing to draw a ROC or a before/after of
+        del pngs["roc"], pngs["edit"]
+    else:
+        roc_plot(result, pngs["roc"])
+        edit_plot(result, pngs["edit"])
     md = path.with_suffix(".md")
     md.write_text(markdown(result, {k: p.name for k, p in pngs.items()}))
     return [path, md, *pngs.values()]
@@ -166,13 +169,13 @@ def seeds_table(results):
     """A markdown table of several seeds' results (for the README)."""
     if not results:
         return ""
-    keys = list(results[0]["targets"])
+    keys = list(dict.fromkeys(k for r in results for k in r["targets"]))  # a seed whose edit failed has fewer
     lines = ["| seed | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in results:
         cells = []
         for k in keys:
-            t = r["targets"][k]
-            cells.append(f"{_fmt(t['value'])}{'' if t['pass'] else ' ✗'}")
+            t = r["targets"].get(k)
+            cells.append("–" if t is None else f"{_fmt(t['value'])}{'' if t['pass'] else ' ✗'}")
         lines.append(f"| {r['seed']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
