@@ -67,9 +67,9 @@ def signal_plot(result, out):
     for run, style in (("injected", "-"), ("clean", "--")):
         layers = sorted({l for r in result[run]["refreshes"] for l in r["layers"]})
         for layer in layers:
-            xs = [r["step"] for r in result[run]["refreshes"]]
-            ys = [(r["layers"].get(layer) or {}).get("surprise", 0.0) for r in result[run]["refreshes"]]
-            ax.plot(xs, ys, style, marker="o", ms=3, label=f"{run}: {layer}")
+            # the layer's own refreshes only (live, each layer is calibrated at its own steps)
+            points = [(r["step"], r["layers"][layer]["surprise"]) for r in result[run]["refreshes"] if r["layers"].get(layer)]
+            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", ms=3, label=f"{run}: {layer}")
     ax.axhline(threshold, color="red", lw=0.8, label=f"alert threshold ({threshold:g})")
     if inject is not None:
         ax.axvline(inject, color="gray", lw=1, ls=":", label=f"injection (step {inject})")
