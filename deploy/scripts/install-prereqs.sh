@@ -7,6 +7,7 @@
 #   libopenblas0-pthread, liblapack3 : native BLAS/LAPACK for dev.ludovic.netlib (optional backend)
 #   fortunes     : real English text (quotes under /usr/share/games/fortunes) for the transformer examples
 #   python3-onnx : reads all-MiniLM-L6-v2's ONNX weights (Maven Central jar) for the pretrained-transformer experiment
+#   python3-matplotlib : the transformer experiments' report figures (clients/python/examples/memorization)
 #   chromium, fonts-liberation : the headless browser of the dashboard test (DashboardBrowserIT),
 #                   driven by playwright-core from service/src/test/browser (npm ci below)
 #   prometheus-alertmanager : the real Alertmanager the alert sinks are tested against (AlertSinksIT);
@@ -14,7 +15,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 packages=(python3-numpy python3-scipy python3-torch python3-confluent-kafka python3-avro python3-venv
-          fortunes python3-onnx libopenblas0-pthread liblapack3 chromium fonts-liberation prometheus-alertmanager)
+          fortunes python3-onnx python3-matplotlib libopenblas0-pthread liblapack3 chromium fonts-liberation prometheus-alertmanager)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

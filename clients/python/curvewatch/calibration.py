@@ -32,9 +32,16 @@ def weighted(values, tokens):
     return float((values * tokens.to(values.dtype)).sum()) / total if total > 0 else 0.0
 
 
+PEAK_FLOOR = 1e-3  # nats: c of the peak statistic (SERVICE-CONTRACT §1)
+
+
 def peaks(now, edited, k):
-    """Per example: mean of its k largest per-token loss increases (all its tokens when fewer)."""
-    increase = (edited.token_losses.double() - now.token_losses.double()).masked_fill(~now.valid, -math.inf)
+    """Per example: mean of its k largest per-token log loss ratios log((ℓ_edited + c) / (ℓ_now + c)),
+    c = PEAK_FLOOR (all its tokens when fewer). A memorized token's loss is near 0 and the edit
+    multiplies it while adding little in absolute terms; the ratio sees that (issue 12's study:
+    per-example canary AUROC 1.0 against 0.05-0.81 for the absolute increase at calibrated edits)."""
+    ratio = (torch.log(edited.token_losses.double() + PEAK_FLOOR) - torch.log(now.token_losses.double() + PEAK_FLOOR))
+    increase = ratio.masked_fill(~now.valid, -math.inf)
     top = torch.sort(increase, dim=1, descending=True).values[:, :k]
     counts = now.valid.sum(dim=1).clamp(max=k)
     ranks = torch.arange(top.shape[1]).expand_as(top)
@@ -43,11 +50,13 @@ def peaks(now, edited, k):
 
 
 class Mode:
-    """How the probe score is read: ACCURACY when every probe has accuracy and the weighted
-    accuracy now is > 0 (higher is better), else LOSS (lower is better); the contract's rule."""
+    """How the probe score is read: ACCURACY when every probe has accuracy, exactly one target (a
+    classifier) and the weighted accuracy now is > 0 (higher is better), else LOSS (lower is
+    better: for a sequence model the token-weighted loss is log perplexity); the contract's rule."""
 
     def __init__(self, now, accuracy_tolerance, loss_tolerance):
-        self.accuracy = now.accuracy is not None and weighted(now.accuracy, now.tokens) > 0
+        self.accuracy = (now.accuracy is not None and bool((now.tokens == 1).all())
+                         and weighted(now.accuracy, now.tokens) > 0)
         self.tolerance = accuracy_tolerance if self.accuracy else loss_tolerance
         self.baseline = self.score(now)
 

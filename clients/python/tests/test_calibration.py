@@ -126,7 +126,8 @@ class PerTokenAnswerTest(unittest.TestCase):
                 loss_k, _, acc_k, per_token_k = edited[k][i]
                 self.assertAlmostEqual(e["loss_edited"][k], loss_k, places=4)
                 self.assertAlmostEqual(e["accuracy_edited"][k], acc_k, places=6)
-                peak = float(np.sort(per_token_k - per_token)[::-1][:3].mean())
+                ratio = np.log(np.asarray(per_token_k) + 1e-3) - np.log(np.asarray(per_token) + 1e-3)
+                peak = float(np.sort(ratio)[::-1][:3].mean())
                 self.assertAlmostEqual(e["peak_edited"][k], peak, places=4)
                 moved += abs(loss_k - loss) > 1e-3
         self.assertGreater(moved, 0, "some edit moved a loss: the comparison is not vacuous")
@@ -137,7 +138,8 @@ class PerTokenAnswerTest(unittest.TestCase):
         texts = PROBES + TRAIN
         now, edited = reference_stats(h.model, texts), reference_stats(h.edited_model(taus[0]), texts)
         for i, e in enumerate(result["examples"]):
-            self.assertAlmostEqual(e["peak_edited"][0], float(np.mean(edited[i][3] - now[i][3])), places=4)
+            ratio = np.log(np.asarray(edited[i][3]) + 1e-3) - np.log(np.asarray(now[i][3]) + 1e-3)
+            self.assertAlmostEqual(e["peak_edited"][0], float(np.mean(ratio)), places=4)
 
     def test_an_example_without_targets_is_left_out(self):
         h = Harness(trained_lm(), "blocks.1.mlp.fc")
@@ -196,6 +198,11 @@ class BisectTest(unittest.TestCase):
         self.assertTrue(loss_mode.within(synthetic(2.55, accuracy=False)))
         self.assertFalse(loss_mode.within(synthetic(2.5501, accuracy=False)))
         self.assertTrue(Mode(synthetic(0.95), 0.01, 0.05).within(synthetic(0.94)))  # exactly the tolerance qualifies
+
+    def test_a_sequence_model_is_calibrated_on_loss_even_with_accuracy(self):
+        seq = synthetic(0.4)
+        seq.tokens[:] = 37  # one example of 37 targets: per-token accuracy is measured, but it is an LM
+        self.assertFalse(Mode(seq, 0.01, 0.05).accuracy)
 
     def test_bisect_answer_equals_the_full_curve_where_it_was_evaluated(self):
         model = trained_lm()

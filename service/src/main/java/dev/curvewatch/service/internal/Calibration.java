@@ -6,6 +6,7 @@ import dev.curvewatch.avro.ExampleScores;
 import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.ScoreKind;
 import dev.curvewatch.avro.Signal;
+import dev.curvewatch.curvature.OutlierExcess;
 import dev.curvewatch.curvature.RhoCalibration;
 import dev.curvewatch.curvature.RhoCalibrator;
 import dev.curvewatch.schemas.InvalidRecordException;
@@ -27,8 +28,9 @@ import java.util.Set;
  * Kafka, no state.
  *
  * <p>The rule: probe scores are token-weighted (accuracy = Σ accuracy·tokens / Σ tokens, loss
- * likewise). ACCURACY mode when every probe has an accuracy and the probe accuracy now is &gt; 0,
- * else LOSS (an all-zero accuracy cannot drop). rho* is the most aggressive evaluated candidate
+ * likewise). ACCURACY mode when every probe has an accuracy and exactly one target (a
+ * classifier) and the probe accuracy now is &gt; 0, else LOSS (a sequence model's token-weighted
+ * loss is its log perplexity; an all-zero accuracy cannot drop). rho* is the most aggressive evaluated candidate
  * such that it and every milder evaluated candidate stay within the tolerance
  * ({@link RhoCalibrator#calibrateEvaluated}); none: rho = 1, no edit. A BISECT answer must agree
  * with that rule on its monotone points; a non-monotone one is decided by the rule and flagged.
@@ -78,13 +80,16 @@ public final class Calibration {
      * @param loss         per training example loss_now (the baseline score)
      * @param peakGap      mean peak statistic at the calibrated rho, training minus probes; NaN when not sent
      * @param fixedGaps    the gap at each requested training candidate (index -> gap)
+     * @param peak         per training example its memorization score at the calibrated rho ({@link #memorizationScore}); empty without an edit
+     * @param outliers     the run-level alarm at the calibrated rho ({@link OutlierExcess}: training scores above every probe's); null without an edit
      */
     public record Outcome(Mode mode, Set<Flag> flags, CalibrationSearch search, int chosenByTrainer, int index, double rho,
                           double baseline, double edited, double tolerance, int rhoAtEdge,
                           double trainSensitivity, double probeSensitivity, double gap, long keptPairs,
                           int trainExamples, int probeExamples, int unmeasuredTrain, int unmeasuredProbes,
                           double probeLossNow, double probeLossEdited, double peakGap, Map<Integer, Double> fixedGaps,
-                          List<RhoCalibration.Evaluation> trace, List<ExampleScore> exact, List<ExampleScore> loss) {
+                          List<RhoCalibration.Evaluation> trace, List<ExampleScore> exact, List<ExampleScore> loss,
+                          List<ExampleScore> peak, OutlierExcess.Result outliers, boolean outliersFromPeaks) {
         public Outcome {
             flags = flags.isEmpty() ? Set.of() : Set.copyOf(EnumSet.copyOf(flags));
         }
@@ -126,7 +131,7 @@ public final class Calibration {
         int[] evaluated = a.probeIndices();
         ProbeScores s = ProbeScores.of(a.probes(), evaluated);
         Set<Flag> flags = EnumSet.noneOf(Flag.class);
-        Mode contractMode = s.accuracyMeasured() && s.accuracyNow() > 0 ? Mode.ACCURACY : Mode.LOSS;
+        Mode contractMode = s.accuracyMeasured() && s.singleTarget() && s.accuracyNow() > 0 ? Mode.ACCURACY : Mode.LOSS;
         if (s.accuracyMeasured() && s.accuracyNow() <= 0) {
             flags.add(Flag.ACCURACY_ZERO);
         }
@@ -183,10 +188,40 @@ public final class Calibration {
             }
         }
         int edge = index == 0 ? -1 : index < 0 ? 1 : 0;
+        boolean fromPeaks = hasPeaks(a);
+        List<ExampleScore> peak = new ArrayList<>();
+        OutlierExcess.Result outliers = null;
+        if (gapIndex >= 0) {
+            double[] train = new double[a.train().size()];
+            for (int i = 0; i < train.length; i++) {
+                ProbeAnswer.Example x = a.train().get(i);
+                train[i] = memorizationScore(x, gapIndex, fromPeaks);
+                peak.add(new ExampleScore(x.sampleId(), train[i]));
+            }
+            double[] probes = a.probes().stream().mapToDouble(x -> memorizationScore(x, gapIndex, fromPeaks)).toArray();
+            outliers = OutlierExcess.of(train, probes, 1);
+        }
         return new Outcome(mode, flags, a.search(), a.chosen(), index, index < 0 ? 1.0 : c.rho(index), baseline, edited, tolerance, edge,
                 trainSens, probeSens, trainSens - probeSens, gapIndex < 0 ? c.totalPairs() : c.keptPairs(gapIndex),
                 a.train().size(), a.probes().size(), a.unmeasuredTrain(), a.unmeasuredProbes(), s.now(Mode.LOSS), lossEdited,
-                peakGap(a, gapIndex), fixed, cal.trace(), exact, loss);
+                peakGap(a, gapIndex), fixed, cal.trace(), exact, loss, peak, outliers, fromPeaks);
+    }
+
+    /** The loss floor c of the peak statistic's log ratio (SERVICE-CONTRACT §1), in nats. */
+    public static final double PEAK_FLOOR = 1e-3;
+
+    private static boolean hasPeaks(ProbeAnswer a) {
+        return a.train().stream().allMatch(x -> x.peak() != null) && a.probes().stream().allMatch(x -> x.peak() != null);
+    }
+
+    /**
+     * An example's memorization score under candidate k: its peak statistic when the trainer sent
+     * peaks (the mean of its k largest per-token log loss ratios), else the log ratio of its mean
+     * loss, log((loss_k + c) / (loss_now + c)) (the same thing for a one-target example).
+     */
+    static double memorizationScore(ProbeAnswer.Example x, int k, boolean fromPeaks) {
+        int at = x.at(k);
+        return fromPeaks ? x.peak()[at] : Math.log((x.loss()[at] + PEAK_FLOOR) / (x.lossNow() + PEAK_FLOOR));
     }
 
     /** The service's grid is RhoCalibrator.standard; a candidate with other rhos cannot be calibrated by it. */
@@ -293,8 +328,29 @@ public final class Calibration {
             out.add(signal(c, step, "peak_gap", o.peakGap(), Map.of("rho", o.rho()), nowMs));
         }
         o.fixedGaps().forEach((k, gap) -> out.add(signal(c, step, "memorization_gap_k" + k, gap, Map.of("rho", c.rho(k)), nowMs)));
+        if (o.outliers() != null) {
+            out.add(outlierSignal(o, c, step, nowMs));
+        }
         out.add(signal(c, step, "kept_pairs", (double) o.keptPairs(), Map.of("total_pairs", (double) c.totalPairs()), nowMs));
         return out;
+    }
+
+    /**
+     * {@code memorization_outliers}: −log10 of the p-value that as many training examples as
+     * observed score above every probe by chance ({@link OutlierExcess}, the alarm of issue 12).
+     */
+    private static Signal outlierSignal(Outcome o, PendingCandidate c, long step, long nowMs) {
+        OutlierExcess.Result r = o.outliers();
+        Map<String, Double> attrs = new LinkedHashMap<>();
+        attrs.put("count", (double) r.count());
+        attrs.put("expected", r.expected());
+        attrs.put("p_value", r.pValue());
+        attrs.put("threshold", r.threshold());
+        attrs.put("train_examples", (double) r.n());
+        attrs.put("probe_examples", (double) r.m());
+        attrs.put("rho", o.rho());
+        attrs.put("from_peaks", o.outliersFromPeaks() ? 1.0 : 0.0);
+        return signal(c, step, "memorization_outliers", r.surprise(), attrs, nowMs);
     }
 
     private static Map<String, Double> validityAttributes(Outcome o) {
@@ -313,16 +369,21 @@ public final class Calibration {
         return m;
     }
 
-    /** EXACT and LOSS scores of the training examples, at the measured step (as {@link #signals}); none when invalid. */
+    /** EXACT, LOSS and (with an edit) PEAK scores of the training examples, at the measured step (as {@link #signals}); none when invalid. */
     public static List<ExampleScores> scores(Outcome o, PendingCandidate c, long step, long nowMs) {
         if (!o.valid()) {
             return List.of();
         }
-        return List.of(
+        List<ExampleScores> out = new ArrayList<>(List.of(
                 ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(step).setKind(ScoreKind.EXACT)
                         .setRho(o.rho()).setScores(o.exact()).setTimestampMs(nowMs).build(),
                 ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(step).setKind(ScoreKind.LOSS)
-                        .setRho(o.rho()).setScores(o.loss()).setTimestampMs(nowMs).build());
+                        .setRho(o.rho()).setScores(o.loss()).setTimestampMs(nowMs).build()));
+        if (!o.peak().isEmpty()) {
+            out.add(ExampleScores.newBuilder().setRunId(c.runId()).setLayer(c.layer()).setStep(step).setKind(ScoreKind.PEAK)
+                    .setRho(o.rho()).setScores(o.peak()).setTimestampMs(nowMs).build());
+        }
+        return out;
     }
 
     static Signal signal(PendingCandidate c, String name, double value, Map<String, Double> attrs, long nowMs) {

@@ -23,8 +23,11 @@ final class CalibrationRecord {
     String problem;
     List<ExampleScore> topExact = List.of();
     List<ExampleScore> topLoss = List.of();
+    List<ExampleScore> topPeak = List.of();
     long scoresStep = -1;
     double scoresRho = Double.NaN;
+    /** Probe costs at the latest valid calibration's evaluated candidates (a joint edit shares the tolerance by them); null: none yet. */
+    JointEdit.Curve curve;
     private long historyKeptVersion = -1;
     private long historyKept = -1;
     private int edge;
@@ -49,8 +52,10 @@ final class CalibrationRecord {
         keptPairs = o.keptPairs();
         topExact = top(o.exact());
         topLoss = top(o.loss());
+        topPeak = top(o.peak());
         scoresStep = measuredStep;
         scoresRho = o.rho();
+        curve = JointEdit.Curve.of(o.trace(), o.baseline(), o.tolerance(), o.mode() == Calibration.Mode.ACCURACY);
         return "calibrated v" + c.factorVersion() + ": rho " + o.rho() + " (" + o.mode().name().toLowerCase(java.util.Locale.ROOT)
                 + (o.flags().contains(Calibration.Flag.ACCURACY_SATURATED) ? ", accuracy saturated" : "")
                 + (o.flags().contains(Calibration.Flag.NON_MONOTONE) ? ", non-monotone" : "") + ")";
@@ -72,6 +77,7 @@ final class CalibrationRecord {
         if (v >= version) {
             version = v;
             rho = r;
+            curve = null; // not in the history: a joint edit waits for the next calibration
             keptPairs = v == historyKeptVersion ? historyKept : -1;
         }
     }

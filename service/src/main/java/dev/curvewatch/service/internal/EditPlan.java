@@ -17,8 +17,8 @@ import java.util.Set;
 
 /**
  * What an edit request needs from the service's state, and every check that can refuse it: the
- * layers it names (none: every watched layer), each with its rho (&lt;= 0: the calibrated one), its
- * latest weight and eigenbases. The edit thread ({@link EditRequests}) and the REST endpoint use
+ * layers it names (none: every watched layer), each with its rho (&lt;= 0: the calibrated one; two
+ * or more such layers share one tolerance, {@link JointEdit}), its latest weight and eigenbases. The edit thread ({@link EditRequests}) and the REST endpoint use
  * the same checks, so a request the edit thread would refuse is refused at the REST call, with its
  * reason (issue 11: a 202 followed by only a dead letter told the caller nothing).
  */
@@ -51,20 +51,63 @@ final class EditPlan {
             watched.keySet().forEach(name -> wanted.add(new LayerRho(name, 0.0)));
         }
         Set<String> seen = new LinkedHashSet<>();
-        List<SnapshotEditor.LayerInput> out = new ArrayList<>();
         for (LayerRho lr : wanted) {
             String name = lr.getLayer();
             ContractChecks.requireId(name, "layer");
             if (!seen.add(name)) {
                 throw new InvalidRecordException(RejectReason.INVALID_FIELD, "layer '" + name + "' is listed twice");
             }
-            LayerInfo info = watched.get(name);
-            if (info == null) {
+            if (!watched.containsKey(name)) {
                 throw new InvalidRecordException(RejectReason.UNKNOWN_LAYER, "layer '" + name + "' is not watched by run '" + run.id() + "'");
             }
-            out.add(input(name, lr.getRho(), info, run, registry));
+        }
+        Map<String, Double> joint = jointRhos(wanted, run, registry);
+        List<SnapshotEditor.LayerInput> out = new ArrayList<>();
+        for (LayerRho lr : wanted) {
+            Double shared = joint.get(lr.getLayer());
+            if (shared != null && shared >= 1) {
+                continue; // the joint choice leaves this layer as it is
+            }
+            out.add(input(lr.getLayer(), shared != null ? shared : lr.getRho(), watched.get(lr.getLayer()), run, registry));
+        }
+        if (out.isEmpty()) {
+            throw new InvalidRecordException(RejectReason.NOT_READY, "no layer of the joint edit of " + joint.keySet()
+                    + " keeps the probes within the tolerance at any share of it: nothing to edit");
         }
         return out;
+    }
+
+    /**
+     * Two or more layers at their calibrated rho (rho &lt;= 0) share one tolerance ({@link JointEdit}):
+     * their rhos, 1.0 for a layer left as it is. Empty for fewer than two such layers (one is
+     * edited at its own calibrated rho).
+     */
+    private static Map<String, Double> jointRhos(List<LayerRho> wanted, Registry.Run run, Registry registry) {
+        Map<String, JointEdit.Curve> curves = new LinkedHashMap<>();
+        for (LayerRho lr : wanted) {
+            if (!(lr.getRho() <= 0)) {
+                continue;
+            }
+            String name = lr.getLayer();
+            LayerState.EditView v = registry.existing(run.id(), name).map(LayerState::editView).orElseThrow(() ->
+                    new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no factors yet"));
+            if (!(v.calibratedRho() > 0 && v.calibratedRho() <= 1)) {
+                throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no calibrated rho: " + v.noRhoBecause()
+                        + "; give an explicit rho to edit it anyway");
+            }
+            curves.put(name, v.probeCosts());
+        }
+        if (curves.size() < 2) {
+            return Map.of();
+        }
+        for (Map.Entry<String, JointEdit.Curve> e : curves.entrySet()) {
+            if (e.getValue() == null) {
+                throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + e.getKey() + "': its calibrated rho comes from "
+                        + "the service's history, without the probe costs a joint edit of " + curves.keySet() + " shares the tolerance "
+                        + "by; they come with its next calibration (or give explicit rhos)");
+            }
+        }
+        return JointEdit.choose(curves).rhos();
     }
 
     private static SnapshotEditor.LayerInput input(String name, double requestedRho, LayerInfo info, Registry.Run run, Registry registry) {

@@ -286,14 +286,14 @@ public final class HttpApi {
         try {
             kind = ScoreKind.valueOf(kindText);
         } catch (IllegalArgumentException e) {
-            fail(ctx, 400, "kind must be EXACT or LOSS");
+            fail(ctx, 400, "kind must be EXACT, LOSS or PEAK");
             return;
         }
         Long top = longParam(ctx, "top", 20, 1, LayerState.TOP_SCORES);
         if (top == null) {
             return;
         }
-        List<ExampleScore> all = kind == ScoreKind.EXACT ? l.topExact() : l.topLoss();
+        List<ExampleScore> all = kind == ScoreKind.EXACT ? l.topExact() : kind == ScoreKind.PEAK ? l.topPeak() : l.topLoss();
         List<ExampleScore> some = all.subList(0, (int) Math.min(top, all.size()));
         json(ctx, 200, new JsonObject().put("run_id", r.id()).put("layer", l.layer()).put("kind", kind.name())
                 .put("step", l.scoresStep()).put("rho", Json.num(l.scoresRho())).put("top", Json.examples(some)));

@@ -25,9 +25,10 @@ public final class LayerState {
      * A consistent copy of what an edit needs.
      *
      * @param noRhoBecause why there is no calibrated rho (meaningful only while {@code calibratedRho} is NaN)
+     * @param probeCosts   the probe costs of the calibration that gave {@code calibratedRho}; null when unknown (none yet, or from the history)
      */
     public record EditView(int dIn, int dOut, WeightAssembler.Assembled weight, Eigenbasis g, Eigenbasis a, long basesVersion,
-                           double calibratedRho, long factorVersion, boolean refreshPending, String noRhoBecause) {
+                           double calibratedRho, long factorVersion, boolean refreshPending, String noRhoBecause, JointEdit.Curve probeCosts) {
     }
 
     /** A consistent copy of what a refresh needs and did. */
@@ -379,6 +380,16 @@ public final class LayerState {
         return calibration.topLoss;
     }
 
+    /** Top PEAK scores (memorization score at the calibrated rho) of the latest valid calibration with an edit. */
+    public synchronized List<ExampleScore> topPeak() {
+        return calibration.topPeak;
+    }
+
+    /** The examples an alert names: by memorization score (PEAK) when the latest calibration had them, else EXACT. */
+    public synchronized List<ExampleScore> topForAlerts() {
+        return calibration.topPeak.isEmpty() ? calibration.topExact : calibration.topPeak;
+    }
+
     public synchronized long scoresStep() {
         return calibration.scoresStep;
     }
@@ -403,7 +414,7 @@ public final class LayerState {
     public synchronized EditView editView() {
         return new EditView(dIn, dOut, weight, bases == null ? null : bases.g(), bases == null ? null : bases.a(),
                 bases == null ? -1 : bases.version(), calibration.rho, manifest == null ? -1 : manifest.getVersion(),
-                manifest != null && (inFlight || manifest.getVersion() > refreshedVersion), noRhoBecause());
+                manifest != null && (inFlight || manifest.getVersion() > refreshedVersion), noRhoBecause(), calibration.curve);
     }
 
     private String noRhoBecause() {

@@ -77,7 +77,7 @@ final class ProbeResults {
         layer.calibrated(c, o, pr.getStep());
         long now = System.currentTimeMillis();
         out.scores(Calibration.scores(o, c, pr.getStep(), now));
-        out.signals(Calibration.signals(o, c, pr.getStep(), now), new AlertEvaluator.Context(layer.topExact(), layer.calibratedRho()));
+        out.signals(Calibration.signals(o, c, pr.getStep(), now), new AlertEvaluator.Context(layer.topForAlerts(), layer.calibratedRho()));
         out.live("layer", c.runId(), Json.layer(layer));
         metrics.inc("curvewatch_service_probe_results_total", o.valid() ? "calibrated" : "invalid");
         if (o.valid()) {
@@ -97,7 +97,7 @@ final class ProbeResults {
         metrics.inc("curvewatch_service_candidates_declined_total");
         LOG.info("candidate {} of {}/{} declined by the trainer: {}", c.id(), c.runId(), c.layer(), why);
         out.signals(List.of(Calibration.signal(c, "candidates_declined", layer.status().candidatesDeclined(), Map.of(),
-                System.currentTimeMillis())), new AlertEvaluator.Context(layer.topExact(), layer.calibratedRho()));
+                System.currentTimeMillis())), new AlertEvaluator.Context(layer.topForAlerts(), layer.calibratedRho()));
         out.live("layer", c.runId(), Json.layer(layer));
     }
 
@@ -107,7 +107,7 @@ final class ProbeResults {
             metrics.inc("curvewatch_service_calibration_timeouts_total");
             LOG.warn("candidate {} of {} not answered within {} ms", c.id(), l.key(), timeoutMs);
             out.signals(List.of(Calibration.signal(c, "calibration_timeouts", l.calibrationTimeouts(), Map.of(), nowMs)),
-                    new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
+                    new AlertEvaluator.Context(l.topForAlerts(), l.calibratedRho()));
             out.live("layer", l.runId(), Json.layer(l));
         }
     }

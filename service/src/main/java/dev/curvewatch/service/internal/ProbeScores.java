@@ -7,11 +7,12 @@ import java.util.List;
  * loss = Σ loss·tokens / Σ tokens (log perplexity for an LM), now and under each evaluated
  * candidate. Accuracy only when every probe has one.
  */
-record ProbeScores(boolean accuracyMeasured, double accuracyNow, double[] accuracy, double lossNow, double[] loss) {
+record ProbeScores(boolean accuracyMeasured, boolean singleTarget, double accuracyNow, double[] accuracy, double lossNow, double[] loss) {
 
     /** @param evaluated the candidate indices every probe was evaluated at */
     static ProbeScores of(List<ProbeAnswer.Example> probes, int[] evaluated) {
         boolean measured = probes.stream().allMatch(ProbeAnswer.Example::hasAccuracy);
+        boolean single = probes.stream().allMatch(x -> x.tokens() == 1);
         double tokens = 0;
         double accNow = 0;
         double lossNow = 0;
@@ -35,7 +36,7 @@ record ProbeScores(boolean accuracyMeasured, double accuracyNow, double[] accura
             loss[j] /= tokens;
             acc[j] = measured ? acc[j] / tokens : Double.NaN;
         }
-        return new ProbeScores(measured, measured ? accNow / tokens : Double.NaN, acc, lossNow / tokens, loss);
+        return new ProbeScores(measured, single, measured ? accNow / tokens : Double.NaN, acc, lossNow / tokens, loss);
     }
 
     double now(Calibration.Mode mode) {

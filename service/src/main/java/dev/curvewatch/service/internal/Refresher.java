@@ -100,7 +100,7 @@ final class Refresher {
             return;
         }
         double latency = (System.nanoTime() - seenNanos) / 1e9;
-        out.signals(LayerRefresh.signals(o, assembleSeconds, latency, now), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
+        out.signals(LayerRefresh.signals(o, assembleSeconds, latency, now), new AlertEvaluator.Context(l.topForAlerts(), l.calibratedRho()));
         metrics.inc("curvewatch_service_refreshes_total", "ok");
         metrics.inc("curvewatch_service_refresh_latency_seconds_total", latency);
         lastLatency = latency;
@@ -187,7 +187,7 @@ final class Refresher {
         }
         if (!silent) {
             try {
-                out.signals(List.of(LayerRefresh.failureSignal(in, attributes, now)), new AlertEvaluator.Context(l.topExact(), l.calibratedRho()));
+                out.signals(List.of(LayerRefresh.failureSignal(in, attributes, now)), new AlertEvaluator.Context(l.topForAlerts(), l.calibratedRho()));
                 out.live("layer", l.runId(), Json.layer(l));
             } catch (RuntimeException e) {
                 LOG.error("could not publish the failed refresh of {} v{}", l.key(), in.factorVersion(), e);

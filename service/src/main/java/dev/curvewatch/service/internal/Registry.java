@@ -343,7 +343,7 @@ public final class Registry implements ServiceState {
     @Override
     public List<ExampleScore> topScores(String runId, String layer, ScoreKind kind) {
         return existing(runId, layer).map(l -> kind == ScoreKind.LOSS ? l.topLoss() : kind == ScoreKind.EXACT ? l.topExact()
-                : List.<ExampleScore>of()).orElse(List.of());
+                : kind == ScoreKind.PEAK ? l.topPeak() : List.<ExampleScore>of()).orElse(List.of());
     }
 
     @Override

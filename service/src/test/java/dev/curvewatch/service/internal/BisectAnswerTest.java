@@ -72,14 +72,14 @@ class BisectAnswerTest {
     }
 
     /**
-     * 30 probes (tokens 1..30) whose per-token accuracy is 0.8 now and drops 0.05 per candidate
+     * 30 one-target probes (a classifier's: ACCURACY mode) whose accuracy is 0.8 now and drops 0.05 per candidate
      * more aggressive than index 9 (tolerance 0.01: index 9 is the rule's answer), evaluated on
      * the bisection's path; 20 training examples at {@code chosen} and {@code extra}.
      */
     static ProbeResult bisect(int chosen, int[] probeAt, int[] trainAt) {
         List<ExampleLosses> ex = new ArrayList<>();
         for (int e = 0; e < 30; e++) {
-            ex.add(example("p" + e, true, e + 1, probeAt, 0.8, k -> k >= 9 ? 0.8 : 0.8 - 0.05 * (9 - k), k -> 0.01 * (N - k)));
+            ex.add(example("p" + e, true, 1, probeAt, 0.8, k -> k >= 9 ? 0.8 : 0.8 - 0.05 * (9 - k), k -> 0.01 * (N - k)));
         }
         for (int e = 0; e < 20; e++) {
             ex.add(example("t" + e, false, 5, trainAt, 1, k -> 1, k -> 0.1 * (N - k)));
@@ -123,8 +123,9 @@ class BisectAnswerTest {
     }
 
     @Test
-    void accuracyAndLossAreTokenWeighted() {
-        // two probes: 1 token fully right, 3 tokens a third right: the mean of shares is 0.667, per token 0.5
+    void aSequenceModelIsCalibratedOnTokenWeightedLoss() {
+        // two probes: 1 token fully right, 3 tokens a third right: accuracy is measured, but a probe has more
+        // than one target (a sequence model): LOSS mode, the loss weighted by tokens (log perplexity)
         List<ExampleLosses> ex = new ArrayList<>();
         int[] all = new int[N];
         java.util.Arrays.setAll(all, k -> k);
@@ -134,10 +135,12 @@ class BisectAnswerTest {
                 .setLossEdited(java.util.Collections.nCopies(N, 3.1f)).build());
         ex.add(example("t0", false, 4, all, 1, k -> 1, k -> 0.5));
         Calibration.Outcome o = calibrate(result(ex, CalibrationSearch.ALL, -1), List.of());
-        assertEquals(Calibration.Mode.ACCURACY, o.mode());
-        assertEquals(0.5, o.baseline(), 1e-7, "(1*1 + 3*(1/3)) / 4");
-        assertEquals((1 * 1 + 3 * 3) / 4.0, o.probeLossNow(), 1e-6, "loss weighted by tokens too");
-        assertEquals((1 * 1 + 3 * 3.1) / 4.0, o.probeLossEdited(), 1e-6);
+        assertEquals(Calibration.Mode.LOSS, o.mode());
+        assertEquals((1 * 1 + 3 * 3) / 4.0, o.baseline(), 1e-6, "the baseline is the token-weighted loss");
+        assertEquals((1 * 1 + 3 * 3) / 4.0, o.probeLossNow(), 1e-6, "loss weighted by tokens");
+        // every candidate raises it by (3 * 0.1) / 4 = 0.075 nats > ln 1.05 (unweighted it would be 0.05, also beyond): no edit
+        assertEquals(-1, o.index());
+        assertEquals(o.probeLossNow(), o.probeLossEdited(), 1e-12);
     }
 
     @Test

@@ -4,6 +4,7 @@ import dev.curvewatch.avro.ExampleLosses;
 import dev.curvewatch.avro.ExampleScore;
 import dev.curvewatch.avro.ExampleScores;
 import dev.curvewatch.avro.ProbeResult;
+import dev.curvewatch.avro.ScoreKind;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.curvature.RhoCalibrator;
 import dev.curvewatch.schemas.InvalidRecordException;
@@ -158,8 +159,26 @@ class CalibrationTest {
         assertEquals(40.0, signals.stream().filter(s -> s.getName().equals("memorization_gap")).findFirst().orElseThrow()
                 .getAttributes().get("factor_step"), "the factors' step stays an attribute");
         List<ExampleScores> scores = Calibration.scores(o, c, 47, 5);
-        assertEquals(2, scores.size());
+        assertEquals(List.of(ScoreKind.EXACT, ScoreKind.LOSS, ScoreKind.PEAK), scores.stream().map(ExampleScores::getKind).toList());
         scores.forEach(x -> assertEquals(47, x.getStep()));
+        // without peak statistics (a v1 answer) the memorization score is the log ratio of the example's loss
+        Map<String, Double> peak = o.peak().stream().collect(Collectors.toMap(ExampleScore::getSampleId, ExampleScore::getScore));
+        List<Double> train = new ArrayList<>();
+        List<Double> probes = new ArrayList<>();
+        for (ExampleLosses x : r.getExamples()) {
+            double ratio = Math.log((x.getLossEdited().get(k) + 1e-3) / (x.getLossNow() + 1e-3));
+            (x.getProbe() ? probes : train).add(ratio);
+            if (!x.getProbe()) {
+                assertEquals(ratio, peak.get(x.getSampleId()), 1e-9);
+            }
+        }
+        dev.curvewatch.curvature.OutlierExcess.Result expected = dev.curvewatch.curvature.OutlierExcess.of(
+                train.stream().mapToDouble(Double::doubleValue).toArray(), probes.stream().mapToDouble(Double::doubleValue).toArray(), 1);
+        Signal outliers = signals.stream().filter(x -> x.getName().equals("memorization_outliers")).findFirst().orElseThrow();
+        assertEquals(expected.surprise(), outliers.getValue(), 1e-12);
+        assertEquals(expected.count(), outliers.getAttributes().get("count"));
+        assertEquals(30.0, outliers.getAttributes().get("train_examples"));
+        assertEquals(0.0, outliers.getAttributes().get("from_peaks"));
     }
 
     @Test

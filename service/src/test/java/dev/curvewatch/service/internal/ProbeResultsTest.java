@@ -96,7 +96,8 @@ class ProbeResultsTest {
         assertEquals(1.0, byName.get("calibration_valid"));
         assertEquals(l.calibratedRho(), byName.get("calibrated_rho"));
         assertTrue(byName.containsKey("memorization_gap"));
-        assertEquals(2, producer.history().stream().filter(r -> r.topic().equals(TOPICS.scores())).count(), "EXACT and LOSS");
+        assertEquals(3, producer.history().stream().filter(r -> r.topic().equals(TOPICS.scores())).count(), "EXACT, LOSS and PEAK");
+        assertTrue(byName.containsKey("memorization_outliers"));
         assertEquals(1.0, metrics.counter("curvewatch_service_probe_results_total", "invalid"));
         assertEquals(1.0, metrics.counter("curvewatch_service_probe_results_total", "calibrated"));
     }
