@@ -94,9 +94,14 @@ class Service:
 
     def edit(self, run_id, layers, key, timeout=180):
         """One edit of `layers` at their calibrated ρ; the snapshot once written."""
-        status, body = _post(f"{self.url}/api/runs/{run_id}/edits",
-                             {"layers": [{"layer": l} for l in layers], "idempotency_key": key,
-                              "reason": "issue 12 experiment: the calibrated joint edit"}, self.token)
+        deadline = time.monotonic() + timeout
+        while True:  # the final weights published at the end may not have reached the service yet: NOT_READY
+            status, body = _post(f"{self.url}/api/runs/{run_id}/edits",
+                                 {"layers": [{"layer": l} for l in layers], "idempotency_key": key,
+                                  "reason": "issue 12 experiment: the calibrated joint edit"}, self.token)
+            if status != 409 or "NOT_READY" not in str(body) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         if status != 202:
             raise EditRefused(f"the edit request of {layers} answered {status}: {body}")
         deadline = time.monotonic() + timeout
