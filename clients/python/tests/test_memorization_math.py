@@ -149,3 +149,21 @@ class ExperimentReportTest(unittest.TestCase):
         from memorization.report import finite
         out = finite({"budget": float("inf"), "xs": [np.float32(1.5), np.int64(3), float("nan")], "a": np.array([1.0, np.inf])})
         self.assertEqual({"budget": None, "xs": [1.5, 3, None], "a": [1.0, None]}, json.loads(json.dumps(out, allow_nan=False)))
+
+
+class LiveAlertsTest(unittest.TestCase):
+    def test_a_resolved_outliers_alert_is_read_off_the_alarm_series(self):
+        from memorization import live
+        refreshes = [{"step": 18, "layers": {"a": {"surprise": 0.6}}}, {"step": 102, "layers": {"a": {"surprise": 5.1}, "b": None}},
+                     {"step": 146, "layers": {"a": {"surprise": 1.3}}}]
+        listed = [{"step": 146, "rule": "memorization-outliers", "layer": "a", "status": "RESOLVED"},
+                  {"step": 90, "rule": "gap-jump", "layer": "b", "status": "RESOLVED"}]
+        self.assertEqual([(90, "gap-jump", "b"), (102, "memorization-outliers", "a")],
+                         [(a["step"], a["rule"], a["layer"]) for a in live.firings(listed, refreshes)])
+        self.assertEqual([], live.firings([], refreshes[:1]))
+
+    def test_the_alarm_threshold_is_the_experiments_rule(self):
+        from memorization.alarm import ALARM_THRESHOLD
+        rules = Path(__file__).resolve().parents[1] / "examples" / "memorization" / "pipeline" / "alert-rules.properties"
+        line = [x for x in rules.read_text().splitlines() if x.startswith("alert.memorization-outliers.threshold=")]
+        self.assertEqual([ALARM_THRESHOLD], [float(x.split("=")[1]) for x in line])

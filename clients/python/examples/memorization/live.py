@@ -26,11 +26,13 @@ from textlm import fortunes
 from . import canaries as canaries_mod
 from . import noisy_labels as noisy_mod
 from . import scores
+from .alarm import ALARM_THRESHOLD
 from .kfac import swapped
 from .lm_eval import recitation
 from .lm_train import Batches
 
 ALARM_SIGNAL = "memorization_outliers"
+OUTLIERS_RULE = "memorization-outliers"
 CANDIDATE_TIMEOUT_S = 180  # = calibration.timeout.ms of pipeline/service.properties
 
 
@@ -92,9 +94,14 @@ class Service:
 
     def edit(self, run_id, layers, key, timeout=180):
         """One edit of `layers` at their calibrated ρ; the snapshot once written."""
-        status, body = _post(f"{self.url}/api/runs/{run_id}/edits",
-                             {"layers": [{"layer": l} for l in layers], "idempotency_key": key,
-                              "reason": "issue 12 experiment: the calibrated joint edit"}, self.token)
+        deadline = time.monotonic() + timeout
+        while True:  # the final weights published at the end may not have reached the service yet: NOT_READY
+            status, body = _post(f"{self.url}/api/runs/{run_id}/edits",
+                                 {"layers": [{"layer": l} for l in layers], "idempotency_key": key,
+                                  "reason": "issue 12 experiment: the calibrated joint edit"}, self.token)
+            if status != 409 or "NOT_READY" not in str(body) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         if status != 202:
             raise EditRefused(f"the edit request of {layers} answered {status}: {body}")
         deadline = time.monotonic() + timeout
@@ -138,6 +145,17 @@ def alerts_of(svc, run_id):
     return sorted(({"step": a.get("step"), "rule": a.get("rule"), "layer": a.get("layer"), "status": a.get("status"),
                     "severity": a.get("severity"), "value": a.get("value")} for a in svc.alerts(run_id)),
                   key=lambda a: (a["step"] if a["step"] is not None else -1))
+
+
+def firings(listed, refreshes, threshold=ALARM_THRESHOLD):
+    """Every alert as FIRING at the step it fired. The service lists an alert once, in its latest
+    state, so a RESOLVED one no longer says when it fired: the memorization-outliers rule's firings
+    (a threshold rule, for=1: every refresh above the threshold) are read off the alarm series;
+    another rule's alert counts at its listed step (a RESOLVED one fired at or before it)."""
+    out = [{"step": r["step"], "rule": OUTLIERS_RULE, "layer": layer, "status": "FIRING", "value": e["surprise"]}
+           for r in refreshes for layer, e in r["layers"].items() if e and e["surprise"] > threshold]
+    out += [{**a, "status": "FIRING"} for a in listed if a["rule"] != OUTLIERS_RULE]
+    return sorted(out, key=lambda a: (a["step"] if a["step"] is not None else -1))
 
 
 def first_alert(alerts):
@@ -201,9 +219,11 @@ def run_canaries(c, bootstrap, svc, run_id, log=print):
         canary_ids = {i for i in run.recent if i[0] == "c"}
         final = _final_canaries(run, svc, run_id, canary_ids) if calibrated else \
             {"error": "not every edit layer was calibrated near the end"}
-    alerts = alerts_of(svc, run_id)
-    return {"config": asdict(c), "run_id": run_id, "injection_step": c.inject_at if c.inject_at >= 0 else None, "refreshes": series(svc, run_id, c.layers),
-            "alerts": alerts, "first_alert": first_alert(alerts), "final": final, "overhead": overhead,
+    listed, refreshes = alerts_of(svc, run_id), series(svc, run_id, c.layers)
+    alerts = firings(listed, refreshes)
+    return {"config": asdict(c), "run_id": run_id, "injection_step": c.inject_at if c.inject_at >= 0 else None,
+            "refreshes": refreshes, "alerts": alerts, "alerts_listed": listed, "first_alert": first_alert(alerts),
+            "final": final, "overhead": overhead,
             "seconds": round(time.time() - started, 1)}
 
 
@@ -282,10 +302,11 @@ def run_noisy(c, bootstrap, svc, run_id, log=print):
         flipped_ids = {f"t{i}" for i in run.recent if run.noisy and bool(run.train.flipped[i])}
         final = _final_noisy(run, svc, run_id, layers, flipped_ids) if calibrated else \
             {"error": "not every edit layer was calibrated near the end"}
-    alerts = alerts_of(svc, run_id)
+    listed, refreshes = alerts_of(svc, run_id), series(svc, run_id, layers)
+    alerts = firings(listed, refreshes)
     injection_step = epoch_steps[c.inject_at] if 0 <= c.inject_at < len(epoch_steps) else None
     return {"config": asdict(c), "run_id": run_id, "injection_step": injection_step, "epoch_steps": epoch_steps,
-            "refreshes": series(svc, run_id, layers), "alerts": alerts, "first_alert": first_alert(alerts), "final": final,
+            "refreshes": refreshes, "alerts": alerts, "alerts_listed": listed, "first_alert": first_alert(alerts), "final": final,
             "overhead": overhead, "seconds": round(time.time() - started, 1)}
 
 
@@ -310,6 +331,19 @@ def _final_noisy(run, svc, run_id, layers, flipped_ids):
             "before_after": {k.replace("_", " "): (before[k], after[k]) for k in before},
             "service_detection": service_detection,
             "detection": noisy_mod.detection(run, train_scores, probe_scores, loss_now)}
+
+
+def rescore(result):
+    """A result written before firings() existed (its "alerts" are the listed ones): every run's
+    firings from its alarm series and listed alerts, and the targets again."""
+    for name in ("injected", "clean"):
+        run = result[name]
+        run["alerts_listed"] = run.get("alerts_listed", run["alerts"])
+        run["alerts"] = firings(run["alerts_listed"], run["refreshes"])
+        run["first_alert"] = first_alert(run["alerts"])
+    module = canaries_mod if result["experiment"] == "transformer-canaries" else noisy_mod
+    result["targets"] = module.targets(result["injected"], result["clean"])
+    return result
 
 
 def experiment(name, size, seed, bootstrap, service, token, run_prefix, log=print, **overrides):
