@@ -16,6 +16,7 @@ import dev.curvewatch.service.internal.Ingest;
 import dev.curvewatch.service.internal.LayerState;
 import dev.curvewatch.service.internal.Outputs;
 import dev.curvewatch.service.internal.Registry;
+import dev.curvewatch.service.internal.RunOwnership;
 import dev.curvewatch.service.internal.ServiceMetrics;
 import dev.curvewatch.service.internal.SignalHistory;
 import dev.curvewatch.service.internal.SnapshotStore;
@@ -110,7 +111,9 @@ public final class CurvewatchService implements AutoCloseable {
                     config.eighWarmTolerance(), config.eighPrecision());
             this.ingest = new Ingest(config, registry, outputs, metrics, refreshPool, eigen, alerts);
             built.push(ingest::closeUnstarted);
-            this.edits = new EditRequests(config, registry, outputs, metrics, store);
+            RunOwnership ownership = RunOwnership.byAssignment();
+            registry.ownership(ownership);
+            this.edits = new EditRequests(config, registry, outputs, metrics, store, ownership, ingest::snapshotsReadUpTo);
             built.push(edits::closeUnstarted);
             this.guard = new GuardWatch(registry, alerts, outputs, store, config.codeVersion(), config.guardHarmTolerance());
             outputs.onSignal(guard::onSignal);
@@ -183,7 +186,7 @@ public final class CurvewatchService implements AutoCloseable {
     private static void checkTopics(ServiceConfig config) {
         CurvewatchTopics t = config.topics();
         List<String> names = List.of(t.runs(), t.factors(), t.weights(), t.editCandidates(), t.probeResults(), t.signals(), t.scores(),
-                t.alertsRaw(), t.alerts(), t.editRequests(), t.snapshots(), t.deadLetters(), t.guardDecisions());
+                t.alertsRaw(), t.alerts(), t.editRequests(), t.snapshots(), t.deadLetters(), t.guardDecisions(), t.serviceState());
         Properties p = config.kafkaProperties();
         p.putIfAbsent("default.api.timeout.ms", "30000");
         p.putIfAbsent("request.timeout.ms", "15000");

@@ -7,6 +7,7 @@ import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.avro.WeightSnapshot;
+import dev.curvewatch.contracts.CheckpointCodec;
 import dev.curvewatch.contracts.FactorCheckpointReader;
 import dev.curvewatch.contracts.FactorCheckpoints;
 import dev.curvewatch.curvature.EigenbasisRefresh;
@@ -75,6 +76,14 @@ public final class Ingest extends ConsumerLoop {
     private final ParkedWeights parked;
     private final long intervalNanos;
 
+    private final FactorRewind rewind = new FactorRewind();
+    private final Handover handover = new Handover();
+    /** Runs owned at the last ownership change (plus those registered since): what a change gains or loses. */
+    private final java.util.Set<String> owned = new java.util.HashSet<>();
+    private long ownershipGeneration = -1;
+    /** How far this thread has read each partition of the snapshots topic (the edit thread's fence after a takeover). */
+    private final Map<TopicPartition, Long> snapshotsRead = new java.util.concurrent.ConcurrentHashMap<>();
+
     private Map<TopicPartition, Long> catchUpEnd = Map.of();
     private boolean runsDone;
 
@@ -97,7 +106,8 @@ public final class Ingest extends ConsumerLoop {
         this.parked = new ParkedWeights(MAX_PARKED_PER_RUN, config.weightsParkedMaxBytes());
         this.factors = new FactorCheckpointReader(key -> {
             int slash = key.indexOf('/');
-            return slash > 0 && registry.tracksRoomFor(key.substring(0, slash));
+            // chunks of owned runs only: a takeover reads the latest checkpoint again (FactorRewind)
+            return slash > 0 && registry.tracksRoomFor(key.substring(0, slash)) && registry.owns(key.substring(0, slash));
         }, m -> ManifestCheck.check(m, registeredLayer(m.getRunId(), m.getLayer()), config.factorsMaxDim()));
         // a run forgotten for runs.max takes its factor chunks and half-assembled weights along (ingest thread)
         registry.onForget(this::forgetRun);
@@ -128,6 +138,9 @@ public final class Ingest extends ConsumerLoop {
         LOG.info("forgetting run {}: more than the configured number of runs", runId);
         factors.forgetRun(runId);
         weights.forgetRun(runId);
+        rewind.forgetRun(runId);
+        handover.forgetRun(runId);
+        owned.remove(runId);
     }
 
     @Override
@@ -139,10 +152,16 @@ public final class Ingest extends ConsumerLoop {
             for (ConsumerRecord<byte[], byte[]> r : records) {
                 dispatch(r);
             }
+            for (TopicPartition tp : consumer.assignment()) {
+                if (tp.topic().equals(topics.snapshots())) {
+                    snapshotsRead.put(tp, consumer.position(tp));
+                }
+            }
             if (!registry.isCaughtUp()) {
                 advanceCatchUp();
             }
             if (registry.isCaughtUp()) {
+                ownershipChanges();
                 tick();
             }
         }
@@ -151,8 +170,8 @@ public final class Ingest extends ConsumerLoop {
     private void assign() {
         List<TopicPartition> all = new ArrayList<>();
         List<TopicPartition> probes = new ArrayList<>();
-        for (String t : List.of(topics.runs(), topics.factors(), topics.weights(), topics.alerts(), topics.snapshots(),
-                topics.signals(), topics.probeResults())) {
+        for (String t : List.of(topics.runs(), topics.serviceState(), topics.factors(), topics.weights(), topics.alerts(),
+                topics.snapshots(), topics.signals(), topics.probeResults())) {
             List<PartitionInfo> infos = consumer.partitionsFor(t, Duration.ofSeconds(60));
             if (infos == null || infos.isEmpty()) {
                 throw new IllegalStateException("topic " + t + " does not exist (create the topics with `curvewatch broker` or LocalKafka)");
@@ -169,11 +188,53 @@ public final class Ingest extends ConsumerLoop {
         List<TopicPartition> fromStart = new ArrayList<>(all);
         fromStart.removeAll(probes);
         consumer.seekToBeginning(fromStart);
-        consumer.seekToEnd(probes); // results for candidates of an earlier instance have nobody to answer
+        // answers of the last calibration.timeout.ms: read while nothing is owned yet, they are kept per layer (Handover) and
+        // used when this instance takes the run over with the candidate they answer (service-state); older ones are not
+        long since = System.currentTimeMillis() - config.calibrationTimeoutMs();
+        Map<TopicPartition, Long> at = new HashMap<>();
+        probes.forEach(tp -> at.put(tp, since));
+        consumer.offsetsForTimes(at, Duration.ofSeconds(60)).forEach((tp, o) -> {
+            if (o == null) {
+                consumer.seekToEnd(List.of(tp));
+            } else {
+                consumer.seek(tp, o.offset());
+            }
+        });
         catchUpEnd = new HashMap<>(consumer.endOffsets(fromStart, Duration.ofSeconds(60)));
-        List<TopicPartition> notRuns = all.stream().filter(tp -> !tp.topic().equals(topics.runs())).toList();
+        // runs and service-state first: weights find their layers, and the weights topic is read from the latest weights on
+        List<TopicPartition> notRuns = all.stream().filter(tp -> !firstPhase(tp)).toList();
         consumer.pause(notRuns);
         LOG.info("service ingest: catching up on {} partitions", catchUpEnd.size());
+    }
+
+    private boolean firstPhase(TopicPartition tp) {
+        return tp.topic().equals(topics.runs()) || tp.topic().equals(topics.serviceState());
+    }
+
+    /**
+     * Start-up reads each weights partition from the earliest start of the latest complete weight
+     * of the layers that go there (service-state records), not from its beginning; from the
+     * beginning when one of those layers has no record (an older deployment, a layer never owned).
+     */
+    private void seekWeights() {
+        List<TopicPartition> parts = consumer.assignment().stream().filter(tp -> tp.topic().equals(topics.weights())).toList();
+        Map<Integer, List<String>> byPartition = new HashMap<>();
+        parts.forEach(tp -> byPartition.put(tp.partition(), new ArrayList<>()));
+        for (Registry.Run run : registry.allRuns()) {
+            if (run.info() == null) {
+                continue;
+            }
+            for (LayerInfo l : run.info().getLayers()) {
+                String key = CurvewatchTopics.runLayerKey(run.id(), l.getName());
+                byPartition.get(RunOwnership.partitionOf(key, parts.size())).add(key);
+            }
+        }
+        handover.weightSeeks(byPartition).forEach((p, offset) -> {
+            if (offset >= 0) {
+                consumer.seek(new TopicPartition(topics.weights(), p), offset);
+                LOG.info("service ingest: weights partition {} read from offset {} (latest weights, service-state)", p, offset);
+            }
+        });
     }
 
     private boolean reached(TopicPartition tp) {
@@ -183,8 +244,9 @@ public final class Ingest extends ConsumerLoop {
 
     private void advanceCatchUp() {
         if (!runsDone) {
-            if (catchUpEnd.keySet().stream().filter(tp -> tp.topic().equals(topics.runs())).allMatch(this::reached)) {
+            if (catchUpEnd.keySet().stream().filter(this::firstPhase).allMatch(this::reached)) {
                 runsDone = true;
+                seekWeights();
                 consumer.resume(consumer.paused());
             }
             return;
@@ -192,10 +254,7 @@ public final class Ingest extends ConsumerLoop {
         if (!catchUpEnd.keySet().stream().allMatch(this::reached)) {
             return;
         }
-        // own signals were only needed for the history; from now on the service writes them itself
-        List<TopicPartition> keep = new ArrayList<>(consumer.assignment());
-        keep.removeIf(tp -> tp.topic().equals(topics.signals()));
-        consumer.assign(keep);
+        // signals stay assigned: the other instances' signals fill the history and the alert state (this one's are skipped)
         registry.caughtUp();
         LOG.info("service ingest: caught up ({} runs, {} factor layers, {} MiB of factor chunks)", registry.runIds().size(),
                 factors.layers().size(), factors.bytesHeld() >> 20);
@@ -211,13 +270,17 @@ public final class Ingest extends ConsumerLoop {
             } else if (t.equals(topics.weights())) {
                 onWeight(r, System.currentTimeMillis());
             } else if (t.equals(topics.probeResults())) {
-                probeResults.accept(r);
+                onAnswer(r);
+            } else if (t.equals(topics.serviceState())) {
+                handover.onState(r);
             } else if (t.equals(topics.alerts())) {
                 onAlert(r);
             } else if (t.equals(topics.snapshots())) {
                 onSnapshot(r);
             } else if (t.equals(topics.signals())) {
-                onHistorySignal(r);
+                if (!registry.isCaughtUp() || !out.ours(r.headers())) {
+                    onHistorySignal(r);
+                }
             }
             metrics.inc("curvewatch_service_records_total", kind(t));
         } catch (InvalidRecordException e) {
@@ -261,6 +324,9 @@ public final class Ingest extends ConsumerLoop {
         RunInfo info = runDecoder.decode(r.value());
         ContractChecks.checkRun(info);
         registry.register(info, System.currentTimeMillis()); // forgets runs beyond runs.max (forgetRun)
+        if (registry.isCaughtUp() && ownershipGeneration >= 0 && registry.owns(info.getRunId())) {
+            owned.add(info.getRunId()); // a new run: nothing to take over
+        }
         if (registry.isCaughtUp()) {
             out.live("run", info.getRunId(), Json.runInfo(info));
         }
@@ -279,6 +345,18 @@ public final class Ingest extends ConsumerLoop {
     // ---- factors ---------------------------------------------------------------------------
 
     private void onFactor(ConsumerRecord<byte[], byte[]> r) {
+        if (r.key() != null) {
+            String k = new String(r.key(), StandardCharsets.UTF_8);
+            String runLayer = CheckpointCodec.runLayerOf(k);
+            if (rewind.replaying(r.partition(), r.offset())) {
+                int slash = runLayer.indexOf('/');
+                if (slash <= 0 || !rewind.replayed(r.partition(), runLayer.substring(0, slash))) {
+                    return; // read before the rewind, and not of a run taken over
+                }
+            } else {
+                rewind.seen(r.partition(), r.offset(), runLayer, CheckpointCodec.manifestKey(runLayer).equals(k));
+            }
+        }
         // a manifest that fails ManifestCheck throws here: a dead letter (reject), the layer keeps its previous one
         factors.accept(r.key(), r.value()).ifPresent(runLayer -> {
             FactorManifest m = factors.manifest(runLayer).orElseThrow();
@@ -313,7 +391,9 @@ public final class Ingest extends ConsumerLoop {
         LayerInfo layer = run.info().getLayers().stream().filter(l -> l.getName().equals(w.getLayer())).findFirst()
                 .orElseThrow(() -> new InvalidRecordException(RejectReason.UNKNOWN_LAYER, "layer '" + w.getLayer()
                         + "' is not watched by run '" + w.getRunId() + "'"));
-        weights.accept(w, layer).ifPresent(a -> registry.layerState(a.runId(), a.layer(), System.currentTimeMillis()).weight(a));
+        var assembled = weights.accept(w, layer);
+        handover.weightPart(expected, w.getPart(), r.partition(), r.offset(), assembled.isPresent());
+        assembled.ifPresent(a -> registry.layerState(a.runId(), a.layer(), System.currentTimeMillis()).weight(a));
     }
 
     private void deadLetter(ConsumerRecord<byte[], byte[]> r, InvalidRecordException why) {
@@ -370,10 +450,89 @@ public final class Ingest extends ConsumerLoop {
                 }
             }
         }
-        registry.ifHeld(s.getRunId(), () -> {
+        boolean held = registry.ifHeld(s.getRunId(), () -> {
             registry.history().add(s);
             alerts.evaluate(s, AlertEvaluator.Context.NONE, s.getTimestampMs(), false);
         });
+        if (held && registry.isCaughtUp()) { // another instance's signal
+            out.live("signal", s.getRunId(), Json.signal(s));
+        }
+    }
+
+    // ---- several instances -------------------------------------------------------------------
+
+    /** A trainer's answer: calibrated by the run's owner; another instance keeps the newest per layer for a takeover. */
+    private void onAnswer(ConsumerRecord<byte[], byte[]> r) {
+        String run = r.key() == null ? null : new String(r.key(), StandardCharsets.UTF_8);
+        if (run == null || registry.owns(run)) {
+            probeResults.accept(r);
+        } else {
+            handover.answerForOther(r);
+        }
+    }
+
+    /**
+     * The runs this instance owns changed (group assignment of edit-requests, {@link RunOwnership}):
+     * a run lost drops its factor chunks; a run gained gets the candidate its previous owner had out
+     * (service-state), the answers to it read meanwhile, and its latest factor checkpoint read again.
+     */
+    private void ownershipChanges() {
+        long generation = registry.ownershipGeneration();
+        if (generation == ownershipGeneration) {
+            return;
+        }
+        ownershipGeneration = generation;
+        java.util.Set<String> now = new java.util.HashSet<>();
+        registry.runIds().stream().filter(registry::owns).forEach(now::add);
+        java.util.Set<String> gained = new java.util.HashSet<>(now);
+        gained.removeAll(owned);
+        for (String run : owned) {
+            if (!now.contains(run)) {
+                factors.forgetRun(run);
+                handover.lost(run);
+                LOG.info("service ingest: run {} is now owned by another instance", run);
+            }
+        }
+        owned.clear();
+        owned.addAll(now);
+        if (gained.isEmpty()) {
+            return;
+        }
+        for (String run : gained) {
+            registry.run(run).ifPresent(rs -> rs.layers().values().forEach(l -> {
+                PendingCandidate c = handover.outstandingOf(run, l.layer());
+                // one that timed out already is not brought back (its previous owner, or this one before a restart, gave up on it)
+                if (c != null && l.answerable(c.id()) == null && System.currentTimeMillis() - c.sentMs() <= config.calibrationTimeoutMs()) {
+                    l.restoreOutstanding(c);
+                }
+            }));
+            for (ConsumerRecord<byte[], byte[]> answer : handover.takeAnswers(run)) {
+                try {
+                    probeResults.accept(answer);
+                } catch (InvalidRecordException e) { // answered (or refused) by the previous owner already
+                    LOG.info("service ingest: answer {} p{}@{} of run {} not used after the takeover: {}", answer.topic(),
+                            answer.partition(), answer.offset(), run, e.getMessage());
+                }
+            }
+        }
+        java.util.function.Predicate<String> ofGained = runLayer -> {
+            int slash = runLayer.indexOf('/');
+            return slash > 0 && gained.contains(runLayer.substring(0, slash));
+        };
+        rewind.seeks(ofGained).forEach((p, offset) -> {
+            TopicPartition tp = new TopicPartition(topics.factors(), p);
+            long position = consumer.position(tp, Duration.ofSeconds(30));
+            if (offset < position) {
+                rewind.replay(p, position, gained);
+                consumer.seek(tp, offset);
+            }
+        });
+        LOG.info("service ingest: owns {} run(s) now, took over {}", owned.size(), gained);
+    }
+
+    /** How far this instance has read a partition of the snapshots topic (-1: not yet). */
+    public long snapshotsReadUpTo(TopicPartition tp) {
+        return snapshotsRead.getOrDefault(tp, -1L);
     }
 
     // ---- refreshes and timeouts --------------------------------------------------------------
@@ -385,7 +544,11 @@ public final class Ingest extends ConsumerLoop {
             deadLetter(x.record(), x.why());
         }
         for (Registry.Run run : registry.allRuns()) {
+            if (!owned.contains(run.id())) {
+                continue; // another instance refreshes and calibrates it (or this one has not taken it over yet)
+            }
             for (LayerState l : run.layers().values()) {
+                handover.toWrite(l, nowMs).ifPresent(out::serviceState);
                 probeResults.expire(l, nowMs);
                 LayerState.Bases owed = l.startOwedCandidate();
                 if (owed != null) {

@@ -1,0 +1,81 @@
+package dev.curvewatch.service.internal;
+
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Set;
+import java.util.function.Predicate;
+
+/**
+ * Where on the factors topic each layer's latest complete checkpoint starts, so that an instance
+ * that gains a run (at start-up, or from a killed instance) reads that checkpoint again instead of
+ * waiting for the next one: it holds chunks of owned runs only. A checkpoint of a layer is its
+ * chunks followed by its manifest (all in one worker transaction, every chunk rewritten per
+ * version), so it starts at the first record of its key after the previous manifest.
+ *
+ * <p>A rewind seeks a partition back and replays it up to where it was: within that window only
+ * the gained runs' records are taken again, the others were already handled. Pure; the ingest
+ * thread's.
+ */
+final class FactorRewind {
+    private record Start(int partition, long latest, long current) {
+    }
+
+    private final Map<String, Start> starts = new HashMap<>();
+    private final Map<Integer, Long> replayUntil = new HashMap<>();
+    private final Map<Integer, Set<String>> replayRuns = new HashMap<>();
+
+    /** A record of the factors topic read for the first time (not during a replay). */
+    void seen(int partition, long offset, String runLayer, boolean manifest) {
+        Start s = starts.get(runLayer);
+        long current = s == null || s.current < 0 || s.partition != partition ? offset : s.current;
+        long latest = s == null || s.partition != partition ? -1 : s.latest;
+        starts.put(runLayer, manifest ? new Start(partition, current, -1) : new Start(partition, latest, current));
+    }
+
+    /**
+     * Seeks for a gain: per partition, the earliest start of a latest complete checkpoint among
+     * the gained layers; empty when none of them has one.
+     */
+    Map<Integer, Long> seeks(Predicate<String> gainedRunLayer) {
+        Map<Integer, Long> out = new HashMap<>();
+        starts.forEach((runLayer, s) -> {
+            if (s.latest >= 0 && gainedRunLayer.test(runLayer)) {
+                out.merge(s.partition, s.latest, Math::min);
+            }
+        });
+        return out;
+    }
+
+    /** A partition was sought back: up to {@code until} (exclusive) only the records of {@code runs} are taken again. */
+    void replay(int partition, long until, Set<String> runs) {
+        replayUntil.merge(partition, until, Math::max);
+        replayRuns.computeIfAbsent(partition, p -> new HashSet<>()).addAll(runs);
+    }
+
+    /** Whether a record is inside a replay window (then it was seen before). */
+    boolean replaying(int partition, long offset) {
+        Long until = replayUntil.get(partition);
+        if (until == null) {
+            return false;
+        }
+        if (offset >= until) {
+            replayUntil.remove(partition);
+            replayRuns.remove(partition);
+            return false;
+        }
+        return true;
+    }
+
+    /** Inside a replay window: whether a record of this run is taken again. */
+    boolean replayed(int partition, String runId) {
+        Set<String> runs = replayRuns.get(partition);
+        return runs != null && runs.contains(runId);
+    }
+
+    /** A run forgotten for runs.max. */
+    void forgetRun(String runId) {
+        String prefix = runId + "/";
+        starts.keySet().removeIf(k -> k.startsWith(prefix));
+    }
+}
