@@ -75,6 +75,7 @@ public final class PaperLayerBench {
         try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).capturePartitions(4).start()) {
             run(kafka, dir, a, dOut, dIn, tokens, rate, wantCalibrated, out);
         } finally {
+            keepLogs(dir);
             deleteTree(dir); // the factors topic of a paper-sized layer is gigabytes
         }
         out.add("load average at end: " + loadAverage());
@@ -244,6 +245,17 @@ public final class PaperLayerBench {
             }
         }
         return out;
+    }
+
+    /** The children's logs outlive the run's directory (a component that died says why there). */
+    private static void keepLogs(Path dir) throws IOException {
+        Path kept = Path.of("integration-tests", "target", "paper-layer-logs");
+        Files.createDirectories(kept);
+        for (String name : List.of("worker.log", "service.log")) {
+            if (Files.exists(dir.resolve(name))) {
+                Files.copy(dir.resolve(name), kept.resolve(name), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            }
+        }
     }
 
     private static int freePort() throws IOException {
