@@ -73,6 +73,7 @@ public final class CurvewatchService implements AutoCloseable {
     private final ExecutorService refreshPool;
     private final Ingest ingest;
     private final EditRequests edits;
+    private final RunOwnership ownership;
     private final GuardWatch guard;
     private final GuardFeed guardFeed;
     private final Thread ingestThread;
@@ -111,7 +112,7 @@ public final class CurvewatchService implements AutoCloseable {
                     config.eighWarmTolerance(), config.eighPrecision());
             this.ingest = new Ingest(config, registry, outputs, metrics, refreshPool, eigen, alerts);
             built.push(ingest::closeUnstarted);
-            RunOwnership ownership = RunOwnership.byAssignment();
+            this.ownership = RunOwnership.byAssignment();
             registry.ownership(ownership);
             this.edits = new EditRequests(config, registry, outputs, metrics, store, ownership, ingest::snapshotsReadUpTo);
             built.push(edits::closeUnstarted);
@@ -138,6 +139,7 @@ public final class CurvewatchService implements AutoCloseable {
         metrics.gauge("curvewatch_service_up", () -> ingestThread.isAlive() && ingest.failure() == null ? 1 : 0);
         metrics.gauge("curvewatch_service_caught_up", () -> registry.isCaughtUp() ? 1 : 0);
         metrics.gauge("curvewatch_service_runs", () -> registry.runIds().size());
+        metrics.gauge("curvewatch_service_owned_runs", () -> registry.runIds().stream().filter(registry::owns).count());
         metrics.gauge("curvewatch_service_layers", () -> registry.allRuns().stream().mapToInt(r -> r.layers().size()).sum());
         metrics.gauge("curvewatch_service_factor_bytes", ingest::factorBytes);
         metrics.gauge("curvewatch_service_parked_weight_bytes", ingest::parkedBytes);
@@ -260,6 +262,8 @@ public final class CurvewatchService implements AutoCloseable {
         boolean storeUp = Files.isDirectory(store.root()) && Files.isWritable(store.root());
         checks.put("snapshot_store", check(storeUp, store.root().toString()));
         checks.put("live_clients", api == null ? 0 : api.liveClients());
+        // several instances: the edit-requests partitions (the runs) this one owns now
+        checks.put("owned_partitions", new io.vertx.core.json.JsonArray(new java.util.ArrayList<>(new java.util.TreeSet<>(ownership.owned()))));
         return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && guardUp && deadLettersUp && storeUp, checks);
     }
 

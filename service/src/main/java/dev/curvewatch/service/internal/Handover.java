@@ -64,25 +64,29 @@ final class Handover {
     }
 
     /**
-     * Where a start-up reads a weights partition from: the earliest latest-weight start among the
-     * layers that go to it, or -1 (from the beginning) when one of them has no record yet.
+     * Where a start-up reads each weights partition from: the earliest latest-weight start among
+     * the layers whose weights go there, or -1 (from the beginning) when one of them has no record
+     * yet, or a record on another partition (then that one is read from its beginning too).
      *
-     * @param layersByPartition per weights partition, the run/layer keys of the registered layers that go there
+     * @param layersByPartition per weights partition, the run/layer keys of the registered layers whose key goes there
      */
     Map<Integer, Long> weightSeeks(Map<Integer, List<String>> layersByPartition) {
         Map<Integer, Long> out = new HashMap<>();
+        layersByPartition.keySet().forEach(p -> out.put(p, Long.MAX_VALUE));
         layersByPartition.forEach((p, keys) -> {
-            long min = Long.MAX_VALUE;
             for (String k : keys) {
                 ServiceLayerState s = latest.get(k);
                 if (s == null || s.getWeightsOffset() < 0 || s.getWeightsPartition() != p) {
-                    min = -1;
-                    break;
+                    out.put(p, -1L);
+                    if (s != null && out.containsKey(s.getWeightsPartition())) {
+                        out.put(s.getWeightsPartition(), -1L);
+                    }
+                } else if (out.get(p) >= 0) {
+                    out.put(p, Math.min(out.get(p), s.getWeightsOffset()));
                 }
-                min = Math.min(min, s.getWeightsOffset());
             }
-            out.put(p, keys.isEmpty() ? -1 : min);
         });
+        out.replaceAll((p, o) -> o == Long.MAX_VALUE ? -1 : o); // no registered layer there: as before, from the beginning
         return out;
     }
 
