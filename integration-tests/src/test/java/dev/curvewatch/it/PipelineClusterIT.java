@@ -22,8 +22,9 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
  * those of version 6. Compared with the same feed on one broker: the last factor checkpoint of every
  * run (version, tokens, sha256 of the chunk bytes: nothing lost, bit-identical), the signals (each
  * published once), alerts and snapshots equal; the pipeline goes on after the restart (versions 6-7).
+ * The default CI run has {@code WorkerClusterIT} (workers: a broker killed under the worker alone).
  */
-@Tag("integration")
+@Tag("long") // 6 min at load average 35-40 here: in the long-its profile (mvn -pl integration-tests verify -Plong-its)
 class PipelineClusterIT {
     @Test
     void aBrokerKilledMidRunLosesNothingAndThePipelineGoesOn() throws Exception {
