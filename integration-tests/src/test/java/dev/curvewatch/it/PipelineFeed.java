@@ -72,7 +72,8 @@ final class PipelineFeed {
     static final long STEPS_PER_VERSION = 200; // calibration.max.steps: every refresh sends a candidate
     static final List<String> COMPARED = List.of("effective_rank_g", "effective_rank_a", "calibrated_rho",
             "memorization_gap", "calibration_valid", "kept_pairs");
-    static final Duration VERSION_WAIT = Duration.ofSeconds(90);
+    /** Generous: at a load average of 50 here a service JVM took 88 s to listen. */
+    static final Duration VERSION_WAIT = Duration.ofSeconds(180);
 
     private PipelineFeed() {
     }
@@ -136,9 +137,9 @@ final class PipelineFeed {
                                 dir.resolve("snapshots").toString(), "--set", "instance.id=it-service-" + i)));
             }
             for (int i = 0; i < instances; i++) {
-                services.get(i).awaitHttpOk("http://127.0.0.1:" + ports.get(i) + "/health", Duration.ofMinutes(2));
+                services.get(i).awaitHttpOk("http://127.0.0.1:" + ports.get(i) + "/health", Duration.ofMinutes(5));
             }
-            worker.awaitHttpOk("http://127.0.0.1:" + workerPort + "/health", Duration.ofMinutes(2));
+            worker.awaitHttpOk("http://127.0.0.1:" + workerPort + "/health", Duration.ofMinutes(5));
             Watch watch = new Watch(consumer, producer, topics);
             Map<String, SyntheticCaptures> captures = new HashMap<>();
             for (int r = 0; r < runs.size(); r++) {

@@ -25,12 +25,21 @@ final class FactorRewind {
     private final Map<Integer, Long> replayUntil = new HashMap<>();
     private final Map<Integer, Set<String>> replayRuns = new HashMap<>();
 
-    /** A record of the factors topic read for the first time (not during a replay). */
+    /**
+     * A record of the factors topic read for the first time (not during a replay). A manifest with
+     * no chunk of its key since the previous one (a refused or repeated manifest) starts nothing:
+     * the latest checkpoint stays where it was.
+     */
     void seen(int partition, long offset, String runLayer, boolean manifest) {
         Start s = starts.get(runLayer);
-        long current = s == null || s.current < 0 || s.partition != partition ? offset : s.current;
-        long latest = s == null || s.partition != partition ? -1 : s.latest;
-        starts.put(runLayer, manifest ? new Start(partition, current, -1) : new Start(partition, latest, current));
+        if (s == null || s.partition != partition) {
+            s = new Start(partition, -1, -1);
+        }
+        if (manifest) {
+            starts.put(runLayer, s.current >= 0 ? new Start(partition, s.current, -1) : s);
+        } else if (s.current < 0) {
+            starts.put(runLayer, new Start(partition, s.latest, offset));
+        }
     }
 
     /**
@@ -65,6 +74,12 @@ final class FactorRewind {
             return false;
         }
         return true;
+    }
+
+    /** Whether a record lies inside a replay window (read once already), without closing the window. */
+    boolean inWindow(int partition, long offset) {
+        Long until = replayUntil.get(partition);
+        return until != null && offset < until;
     }
 
     /** Inside a replay window: whether a record of this run is taken again. */

@@ -7,7 +7,6 @@ import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.avro.WeightSnapshot;
-import dev.curvewatch.contracts.CheckpointCodec;
 import dev.curvewatch.contracts.FactorCheckpointReader;
 import dev.curvewatch.contracts.FactorCheckpoints;
 import dev.curvewatch.curvature.EigenbasisRefresh;
@@ -39,8 +38,10 @@ import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The service's feed thread: one assign-mode, read_committed consumer over runs, factors,
- * weights, probe-results, alerts, snapshots and (during start-up only) the service's own signals.
+ * The service's feed thread: one assign-mode, read_committed consumer over runs, service-state,
+ * factors, weights, probe-results, alerts, snapshots and signals (its own history at start-up, the
+ * other instances' signals after it). With several instances it acts only on the runs it owns
+ * ({@link Takeover}: factor chunks, refreshes, candidates, calibrations, timeouts).
  * It owns the factor chunks and the weight assembly, validates each factor manifest as it arrives
  * ({@link ManifestCheck}; a bad one is a dead letter and never reaches a layer), schedules
  * refreshes (one in flight per layer, at most one per {@code refresh.interval.ms}) onto the
@@ -48,8 +49,8 @@ import java.util.concurrent.TimeUnit;
  * heavy runs here: checkpoint assembly (sha256, decoding d^2 values) and eigendecompositions run
  * on the executor ({@link Refresher}), never on this thread or the Vert.x event loop.
  *
- * <p>Start-up: the runs topic is read to its end first (so weights find their layers), then the
- * other topics to the end offsets seen at start; only then are refreshes scheduled, and layers
+ * <p>Start-up: the runs and service-state topics are read to their end first (so weights find their
+ * layers, and are read from the latest weights on), then the other topics to the end offsets seen at start; only then are refreshes scheduled, and layers
  * whose newest factors the history shows as already published are recomputed silently (bases for
  * edits, no duplicate signals).
  */
@@ -76,11 +77,7 @@ public final class Ingest extends ConsumerLoop {
     private final ParkedWeights parked;
     private final long intervalNanos;
 
-    private final FactorRewind rewind = new FactorRewind();
-    private final Handover handover = new Handover();
-    /** Runs owned at the last ownership change (plus those registered since): what a change gains or loses. */
-    private final java.util.Set<String> owned = new java.util.HashSet<>();
-    private long ownershipGeneration = -1;
+    private final Takeover takeover;
     /** How far this thread has read each partition of the snapshots topic (the edit thread's fence after a takeover). */
     private final Map<TopicPartition, Long> snapshotsRead = new java.util.concurrent.ConcurrentHashMap<>();
 
@@ -109,6 +106,7 @@ public final class Ingest extends ConsumerLoop {
             // chunks of owned runs only: a takeover reads the latest checkpoint again (FactorRewind)
             return slash > 0 && registry.tracksRoomFor(key.substring(0, slash)) && registry.owns(key.substring(0, slash));
         }, m -> ManifestCheck.check(m, registeredLayer(m.getRunId(), m.getLayer()), config.factorsMaxDim()));
+        this.takeover = new Takeover(config, registry, out, probeResults, factors, this::registeredLayer);
         // a run forgotten for runs.max takes its factor chunks and half-assembled weights along (ingest thread)
         registry.onForget(this::forgetRun);
     }
@@ -138,9 +136,7 @@ public final class Ingest extends ConsumerLoop {
         LOG.info("forgetting run {}: more than the configured number of runs", runId);
         factors.forgetRun(runId);
         weights.forgetRun(runId);
-        rewind.forgetRun(runId);
-        handover.forgetRun(runId);
-        owned.remove(runId);
+        takeover.forgetRun(runId);
     }
 
     @Override
@@ -161,7 +157,7 @@ public final class Ingest extends ConsumerLoop {
                 advanceCatchUp();
             }
             if (registry.isCaughtUp()) {
-                ownershipChanges();
+                takeover.ownershipChanges(consumer);
                 tick();
             }
         }
@@ -188,18 +184,7 @@ public final class Ingest extends ConsumerLoop {
         List<TopicPartition> fromStart = new ArrayList<>(all);
         fromStart.removeAll(probes);
         consumer.seekToBeginning(fromStart);
-        // answers of the last calibration.timeout.ms: read while nothing is owned yet, they are kept per layer (Handover) and
-        // used when this instance takes the run over with the candidate they answer (service-state); older ones are not
-        long since = System.currentTimeMillis() - config.calibrationTimeoutMs();
-        Map<TopicPartition, Long> at = new HashMap<>();
-        probes.forEach(tp -> at.put(tp, since));
-        consumer.offsetsForTimes(at, Duration.ofSeconds(60)).forEach((tp, o) -> {
-            if (o == null) {
-                consumer.seekToEnd(List.of(tp));
-            } else {
-                consumer.seek(tp, o.offset());
-            }
-        });
+        takeover.seekAnswers(consumer, probes);
         catchUpEnd = new HashMap<>(consumer.endOffsets(fromStart, Duration.ofSeconds(60)));
         // runs and service-state first: weights find their layers, and the weights topic is read from the latest weights on
         List<TopicPartition> notRuns = all.stream().filter(tp -> !firstPhase(tp)).toList();
@@ -211,32 +196,6 @@ public final class Ingest extends ConsumerLoop {
         return tp.topic().equals(topics.runs()) || tp.topic().equals(topics.serviceState());
     }
 
-    /**
-     * Start-up reads each weights partition from the earliest start of the latest complete weight
-     * of the layers that go there (service-state records), not from its beginning; from the
-     * beginning when one of those layers has no record (an older deployment, a layer never owned).
-     */
-    private void seekWeights() {
-        List<TopicPartition> parts = consumer.assignment().stream().filter(tp -> tp.topic().equals(topics.weights())).toList();
-        Map<Integer, List<String>> byPartition = new HashMap<>();
-        parts.forEach(tp -> byPartition.put(tp.partition(), new ArrayList<>()));
-        for (Registry.Run run : registry.allRuns()) {
-            if (run.info() == null) {
-                continue;
-            }
-            for (LayerInfo l : run.info().getLayers()) {
-                String key = CurvewatchTopics.runLayerKey(run.id(), l.getName());
-                byPartition.get(RunOwnership.partitionOf(key, parts.size())).add(key);
-            }
-        }
-        handover.weightSeeks(byPartition).forEach((p, offset) -> {
-            if (offset >= 0) {
-                consumer.seek(new TopicPartition(topics.weights(), p), offset);
-                LOG.info("service ingest: weights partition {} read from offset {} (latest weights, service-state)", p, offset);
-            }
-        });
-    }
-
     private boolean reached(TopicPartition tp) {
         Long end = catchUpEnd.get(tp);
         return end == null || consumer.position(tp, Duration.ofSeconds(30)) >= end;
@@ -246,7 +205,7 @@ public final class Ingest extends ConsumerLoop {
         if (!runsDone) {
             if (catchUpEnd.keySet().stream().filter(this::firstPhase).allMatch(this::reached)) {
                 runsDone = true;
-                seekWeights();
+                takeover.seekWeights(consumer, topics.weights());
                 consumer.resume(consumer.paused());
             }
             return;
@@ -270,9 +229,9 @@ public final class Ingest extends ConsumerLoop {
             } else if (t.equals(topics.weights())) {
                 onWeight(r, System.currentTimeMillis());
             } else if (t.equals(topics.probeResults())) {
-                onAnswer(r);
+                takeover.answer(r);
             } else if (t.equals(topics.serviceState())) {
-                handover.onState(r);
+                takeover.onState(r);
             } else if (t.equals(topics.alerts())) {
                 onAlert(r);
             } else if (t.equals(topics.snapshots())) {
@@ -300,7 +259,7 @@ public final class Ingest extends ConsumerLoop {
         String t = r.topic();
         metrics.inc("curvewatch_service_records_total", kind(t));
         boolean ours = t.equals(topics.weights()) || t.equals(topics.probeResults()) || t.equals(topics.factors());
-        if (ours && registry.isCaughtUp()) {
+        if (ours && registry.isCaughtUp() && !takeover.replayed(r)) {
             out.deadLetter(t, r.partition(), r.offset(), r.key(), r.value(), e);
             if (t.equals(topics.probeResults())) {
                 metrics.inc("curvewatch_service_probe_results_total", "dead_letter");
@@ -324,9 +283,7 @@ public final class Ingest extends ConsumerLoop {
         RunInfo info = runDecoder.decode(r.value());
         ContractChecks.checkRun(info);
         registry.register(info, System.currentTimeMillis()); // forgets runs beyond runs.max (forgetRun)
-        if (registry.isCaughtUp() && ownershipGeneration >= 0 && registry.owns(info.getRunId())) {
-            owned.add(info.getRunId()); // a new run: nothing to take over
-        }
+        takeover.registered(info.getRunId());
         if (registry.isCaughtUp()) {
             out.live("run", info.getRunId(), Json.runInfo(info));
         }
@@ -345,17 +302,8 @@ public final class Ingest extends ConsumerLoop {
     // ---- factors ---------------------------------------------------------------------------
 
     private void onFactor(ConsumerRecord<byte[], byte[]> r) {
-        if (r.key() != null) {
-            String k = new String(r.key(), StandardCharsets.UTF_8);
-            String runLayer = CheckpointCodec.runLayerOf(k);
-            if (rewind.replaying(r.partition(), r.offset())) {
-                int slash = runLayer.indexOf('/');
-                if (slash <= 0 || !rewind.replayed(r.partition(), runLayer.substring(0, slash))) {
-                    return; // read before the rewind, and not of a run taken over
-                }
-            } else {
-                rewind.seen(r.partition(), r.offset(), runLayer, CheckpointCodec.manifestKey(runLayer).equals(k));
-            }
+        if (!takeover.factorRecord(r)) {
+            return; // replayed for another run, or the manifest of a layer whose chunks this instance does not hold
         }
         // a manifest that fails ManifestCheck throws here: a dead letter (reject), the layer keeps its previous one
         factors.accept(r.key(), r.value()).ifPresent(runLayer -> {
@@ -392,7 +340,7 @@ public final class Ingest extends ConsumerLoop {
                 .orElseThrow(() -> new InvalidRecordException(RejectReason.UNKNOWN_LAYER, "layer '" + w.getLayer()
                         + "' is not watched by run '" + w.getRunId() + "'"));
         var assembled = weights.accept(w, layer);
-        handover.weightPart(expected, w.getPart(), r.partition(), r.offset(), assembled.isPresent());
+        takeover.weightPart(expected, w.getPart(), r.partition(), r.offset(), assembled.isPresent());
         assembled.ifPresent(a -> registry.layerState(a.runId(), a.layer(), System.currentTimeMillis()).weight(a));
     }
 
@@ -459,77 +407,6 @@ public final class Ingest extends ConsumerLoop {
         }
     }
 
-    // ---- several instances -------------------------------------------------------------------
-
-    /** A trainer's answer: calibrated by the run's owner; another instance keeps the newest per layer for a takeover. */
-    private void onAnswer(ConsumerRecord<byte[], byte[]> r) {
-        String run = r.key() == null ? null : new String(r.key(), StandardCharsets.UTF_8);
-        if (run == null || registry.owns(run)) {
-            probeResults.accept(r);
-        } else {
-            handover.answerForOther(r);
-        }
-    }
-
-    /**
-     * The runs this instance owns changed (group assignment of edit-requests, {@link RunOwnership}):
-     * a run lost drops its factor chunks; a run gained gets the candidate its previous owner had out
-     * (service-state), the answers to it read meanwhile, and its latest factor checkpoint read again.
-     */
-    private void ownershipChanges() {
-        long generation = registry.ownershipGeneration();
-        if (generation == ownershipGeneration) {
-            return;
-        }
-        ownershipGeneration = generation;
-        java.util.Set<String> now = new java.util.HashSet<>();
-        registry.runIds().stream().filter(registry::owns).forEach(now::add);
-        java.util.Set<String> gained = new java.util.HashSet<>(now);
-        gained.removeAll(owned);
-        for (String run : owned) {
-            if (!now.contains(run)) {
-                factors.forgetRun(run);
-                handover.lost(run);
-                LOG.info("service ingest: run {} is now owned by another instance", run);
-            }
-        }
-        owned.clear();
-        owned.addAll(now);
-        if (gained.isEmpty()) {
-            return;
-        }
-        for (String run : gained) {
-            registry.run(run).ifPresent(rs -> rs.layers().values().forEach(l -> {
-                PendingCandidate c = handover.outstandingOf(run, l.layer());
-                // one that timed out already is not brought back (its previous owner, or this one before a restart, gave up on it)
-                if (c != null && l.answerable(c.id()) == null && System.currentTimeMillis() - c.sentMs() <= config.calibrationTimeoutMs()) {
-                    l.restoreOutstanding(c);
-                }
-            }));
-            for (ConsumerRecord<byte[], byte[]> answer : handover.takeAnswers(run)) {
-                try {
-                    probeResults.accept(answer);
-                } catch (InvalidRecordException e) { // answered (or refused) by the previous owner already
-                    LOG.info("service ingest: answer {} p{}@{} of run {} not used after the takeover: {}", answer.topic(),
-                            answer.partition(), answer.offset(), run, e.getMessage());
-                }
-            }
-        }
-        java.util.function.Predicate<String> ofGained = runLayer -> {
-            int slash = runLayer.indexOf('/');
-            return slash > 0 && gained.contains(runLayer.substring(0, slash));
-        };
-        rewind.seeks(ofGained).forEach((p, offset) -> {
-            TopicPartition tp = new TopicPartition(topics.factors(), p);
-            long position = consumer.position(tp, Duration.ofSeconds(30));
-            if (offset < position) {
-                rewind.replay(p, position, gained);
-                consumer.seek(tp, offset);
-            }
-        });
-        LOG.info("service ingest: owns {} run(s) now, took over {}", owned.size(), gained);
-    }
-
     /** How far this instance has read a partition of the snapshots topic (-1: not yet). */
     public long snapshotsReadUpTo(TopicPartition tp) {
         return snapshotsRead.getOrDefault(tp, -1L);
@@ -544,11 +421,11 @@ public final class Ingest extends ConsumerLoop {
             deadLetter(x.record(), x.why());
         }
         for (Registry.Run run : registry.allRuns()) {
-            if (!owned.contains(run.id())) {
+            if (!takeover.acts(run.id())) {
                 continue; // another instance refreshes and calibrates it (or this one has not taken it over yet)
             }
             for (LayerState l : run.layers().values()) {
-                handover.toWrite(l, nowMs).ifPresent(out::serviceState);
+                takeover.tick(l, nowMs);
                 probeResults.expire(l, nowMs);
                 LayerState.Bases owed = l.startOwedCandidate();
                 if (owed != null) {

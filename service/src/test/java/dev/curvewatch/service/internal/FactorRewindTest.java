@@ -32,6 +32,21 @@ class FactorRewindTest {
     }
 
     @Test
+    void aManifestWithoutChunksLeavesTheLatestCheckpointWhereItWas() {
+        FactorRewind r = new FactorRewind();
+        r.seen(0, 0, "a/l", false);
+        r.seen(0, 1, "a/l", true);
+        r.seen(0, 2, "a/l", false);
+        r.seen(0, 3, "a/l", true);
+        r.seen(0, 4, "a/l", true); // a refused manifest (no chunks of its own)
+        assertEquals(Map.of(0, 2L), r.seeks(k -> true));
+        r.replay(0, 5, Set.of("a"));
+        assertTrue(r.inWindow(0, 4));
+        assertTrue(r.inWindow(0, 4), "asking does not close the window");
+        assertFalse(r.inWindow(0, 5));
+    }
+
+    @Test
     void aReplayTakesOnlyTheGainedRunsUpToWhereThePartitionWas() {
         FactorRewind r = new FactorRewind();
         r.replay(0, 10, Set.of("a"));
