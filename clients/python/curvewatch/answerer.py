@@ -165,19 +165,23 @@ class CandidateAnswerer:
                 self._warn(f"edit candidate {c.candidate_id!r} for layer {layer!r} expired unanswered after "
                            f"{self.candidate_timeout:.0f} s" + (f" ({'; '.join(missing)})" if missing else ""))
         answered = 0
-        for layer, candidate in list(self.pending.items()):
+        held = False  # the budget is held for a layer not answered yet that waits for it
+        # layers not answered yet first (each needs one answer to be calibrated at all), then the oldest
+        for layer, candidate in sorted(self.pending.items(), key=lambda item: item[0] in self.answered_layers):
             if not ready or (max_answers is not None and answered >= max_answers):
                 break
             # the layer's last answer, else another layer's (same model: a similar cost), else unknown
             estimate = self.last_seconds.get(layer, max(self.last_seconds.values(), default=0.0))
-            if not self.overhead.allows(estimate, *self._share(layer)):
+            if held or not self.overhead.allows(estimate, *self._share(layer)):
                 wait = self.overhead.wait(estimate, *self._share(layer))
                 if self._in_time(candidate, wait, estimate):
+                    held = held or layer not in self.answered_layers
                     continue  # the budget refills as training goes on: answer it a little later
                 del self.pending[layer]
                 self._mark_done(candidate.candidate_id)
                 self._decline(candidate, step, f"answer-time budget spent ({self.overhead.budget:.0%} of training "
-                                                f"time; about {wait:.0f} s more training needed)")
+                                                f"time; about {wait:.0f} s more training needed"
+                                                + (", the rest held for a layer not answered yet)" if held else ")"))
                 continue
             del self.pending[layer]
             self._mark_done(candidate.candidate_id)
@@ -188,7 +192,12 @@ class CandidateAnswerer:
     def _share(self, layer):
         """(seconds the layer's answers took, its share of the budget): layers split it equally, so one
         layer whose candidates come often (the service backs off the others after their declines)
-        cannot starve the rest."""
+        cannot starve the rest. A layer not answered yet may take the whole unspent budget, and the
+        others wait while it waits for it: with equal shares from the start, the layer with the
+        costliest answers (the lowest: replay saves least there) was declined whenever its candidates
+        came, backed off by the service each time, and never calibrated in a 1200-step run."""
+        if layer not in self.answered_layers:
+            return 0.0, 1.0
         return self.layer_seconds[layer], 1.0 / max(1, len(self.active_layers))
 
     def _in_time(self, candidate, wait, estimate):

@@ -65,12 +65,12 @@ def reference_stats(model, texts):
 
 
 class Harness:
-    def __init__(self, model, layer, **options):
+    def __init__(self, model, layer, watched=None, **options):
         options.setdefault("answer_budget", float("inf"))
         self.model, self.layer = model, layer
         self.producer, self.consumer = RecordingProducer(), FakeConsumer()
-        self.w = Watcher(model, [layer], RUN, publisher=Publisher({}, producer=self.producer), answer_candidates=True,
-                         consumer=self.consumer, **options)
+        self.w = Watcher(model, watched or [layer], RUN, publisher=Publisher({}, producer=self.producer),
+                         answer_candidates=True, consumer=self.consumer, **options)
         self.w.probe(model, fortunes.batch(PROBES, TOK, 24), step=0, sample_ids=[f"p{i}" for i in range(len(PROBES))],
                      capture=False)
         self.w.step(0, sample_ids=[f"t{i}" for i in range(len(TRAIN))], inputs=fortunes.batch(TRAIN, TOK, 24))
@@ -79,9 +79,10 @@ class Harness:
         self.lam, self.ug = spectrum(d_out, self.rng)
         self.mu, self.ua = spectrum(d_in, self.rng)
 
-    def send(self, cid, rhos, **fields):
+    def send(self, cid, rhos, layer=None, **fields):
+        """A candidate for `layer` (default: the harness's); another layer's spectra are this one's."""
         taus = [keep_mass_tau(self.lam, self.mu, r) for r in rhos]
-        record = candidate(cid, self.layer, self.ug, self.ua, self.lam, self.mu, rhos, taus, run=RUN)
+        record = candidate(cid, layer or self.layer, self.ug, self.ua, self.lam, self.mu, rhos, taus, run=RUN)
         record.update(fields)
         self.consumer.push(RUN, encoded(record))
         return taus
@@ -301,6 +302,34 @@ class BudgetTest(unittest.TestCase):
         self.assertTrue(o.allows(4.0, spent=2.0, share=1.0))
         clock.seconds["answer"] = 2.0  # (wall 100 = training 98 + answers 2)
         self.assertAlmostEqual(o.wait(4.0, spent=2.0, share=0.5), 120.0 - 98.0, delta=0.1)
+
+    def test_a_layer_not_answered_yet_takes_the_whole_budget_and_the_others_wait_for_it(self):
+        class Budget:
+            """Only answers that may use the whole budget (share 1) fit, while `pool`; every answer once `open`."""
+            budget, pool, open = 0.1, False, False
+
+            def allows(self, estimate, spent=0.0, share=1.0):
+                return self.open or share == 1.0 and self.pool
+
+            def wait(self, estimate, spent=0.0, share=1.0):
+                return 1.0
+        first, later = "blocks.1.mlp.fc", "blocks.0.mlp.fc"
+        h = Harness(tiny_lm(), first, watched=[first, later])
+        h.answer("answered-before", (0.5,))
+        h.w.candidates.overhead = Budget()  # the unanswered layer waits for the whole budget, and holds it
+        h.send("answered-layer", (0.5,))
+        h.send("new-layer", (0.5,), layer=later)
+        self.assertEqual(h.w.answer_candidates(), 0)
+        self.assertEqual(set(h.w.candidates.pending), {first, later})
+        h.w.candidates.overhead.pool = True  # the whole budget fits one answer: the unanswered layer's
+        self.assertEqual(h.w.answer_candidates(), 1)
+        self.assertEqual(probe_results(h.producer)[-1]["candidate_id"], "new-layer")
+        self.assertEqual(set(h.w.candidates.pending), {first})  # its equal share does not fit yet
+        h.w.candidates.overhead.open = True
+        self.assertEqual(h.w.answer_candidates(), 1)
+        self.assertEqual([r["candidate_id"] for r in probe_results(h.producer)],
+                         ["answered-before", "new-layer", "answered-layer"])
+        self.assertEqual(h.w.candidates.declined, 0)
 
     def test_overhead_reports_its_parts(self):
         h = Harness(tiny_lm(), "blocks.1.mlp.fc")

@@ -24,6 +24,9 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -36,9 +39,13 @@ import static org.junit.jupiter.api.Assertions.fail;
  * pipeline with the SHIPPED DEFAULTS: a broker with 4 capture partitions, a worker, the streams app
  * and the service, each with its default settings (only ports, directories and the token set).
  * Every watched layer (an MLP layer and MultiheadAttention's out_proj) gets factors, with no dead
- * letter anywhere; every calibration of every layer is valid (not degenerate); the client's answers
- * stay within its answer-time budget. The package installs offline into a throwaway venv, and its
- * command line reads the run's status and alerts and downloads an edited snapshot from the service.
+ * letter anywhere; every layer has a valid (non-degenerate) calibration, every invalid one says why,
+ * and a calibrated rho is not pinned at a grid edge unless the service warns about it; watching does
+ * not change training: the watched model ends at the loss of an unwatched copy trained alongside
+ * (same seed, same batches: {@code --baseline}). The package installs offline into a throwaway venv,
+ * and its command line reads the run's status and alerts and downloads an edited snapshot from the
+ * service. No assertion on time (the overhead is measured in clients/python/README.md, "What watching
+ * costs"; the client's budget logic is unit-tested in test_calibration.BudgetTest).
  */
 @Tag("integration")
 class TransformerExampleIT {
@@ -47,9 +54,19 @@ class TransformerExampleIT {
     static final String TOKEN = "it-token";
     static final Path REPO = Path.of(System.getProperty("user.dir")).getParent();
     static final HttpClient HTTP = HttpClient.newHttpClient();
+    /**
+     * Watched and unwatched losses may differ by this much (absolute, nats). The hooks only read
+     * activations (out_proj's through MultiheadAttention's own F.linear call), the watcher draws its
+     * token samples from its own generator, and an answer puts back the very weight tensor it edited:
+     * the two runs do the same arithmetic and end bit-identical here; the margin only allows for a
+     * CPU kernel that reduces in another order between calls.
+     */
+    static final double LOSS_TOLERANCE = 1e-4;
+    /** SERVICE-CONTRACT §1: valid calibrations in a row at the same grid edge before the layer's status warns. */
+    static final int EDGE_WARNING_AFTER = 3;
 
     @Test
-    void transformerExampleGetsFactorsAndValidCalibrationsWithinBudget(@TempDir Path dir) throws Exception {
+    void transformerExampleGetsFactorsValidCalibrationsAndTrainsAsUnwatched(@TempDir Path dir) throws Exception {
         try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).start();
              Worker worker = Worker.start(WorkerConfig.of(Map.of(WorkerConfig.BOOTSTRAP, kafka.bootstrapServers(),
                      WorkerConfig.INSTANCE_ID, "textlm-it-worker")));
@@ -61,18 +78,26 @@ class TransformerExampleIT {
                      ServiceConfig.AUTH_TOKENS, TOKEN, ServiceConfig.SNAPSHOT_DIR, dir.resolve("snapshots").toString())))) {
             assertEquals(4, PythonClientIT.partitions(kafka, kafka.topics().captures()), "the shipped default");
             assertTrue(service.awaitCaughtUp(Duration.ofSeconds(60)));
-            Path venv = installPackage(dir);
+            // the offline install runs while the example trains (it needs neither)
+            CompletableFuture<Path> install = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return installPackage(dir);
+                } catch (Exception e) {
+                    throw new CompletionException(e);
+                }
+            });
 
             Path summaryFile = dir.resolve("summary.json");
             Process py = new ProcessBuilder("/usr/bin/python3", REPO.resolve("clients/python/examples/transformer_canaries.py").toString(),
-                    "--bootstrap", kafka.bootstrapServers(), "--run-id", RUN, "--steps", "300", "--batch-size", "16",
+                    "--bootstrap", kafka.bootstrapServers(), "--run-id", RUN, "--steps", "160", "--batch-size", "16",
                     "--d-model", "64", "--d-mlp", "256", "--windows", "3000", "--probes", "16", "--recent-examples", "64",
                     "--canaries", "8",
-                    "--log-every", "60", "--probe-every", "60", "--layers", String.join(",", LAYERS), "--linger", "45",
+                    "--log-every", "40", "--probe-every", "40", "--layers", String.join(",", LAYERS), "--linger", "45",
+                    "--baseline", "--block", "10",
                     "--summary", summaryFile.toString()).redirectErrorStream(true).start();
             try {
                 PythonClientIT.ProcessLines lines = new PythonClientIT.ProcessLines(py);
-                assertTrue(py.waitFor(240, TimeUnit.SECONDS), "the example did not finish:\n" + lines.log());
+                assertTrue(py.waitFor(600, TimeUnit.SECONDS), "the example did not finish:\n" + lines.log());
                 String log = lines.awaitEnd(Duration.ofSeconds(10));
                 System.out.println(log);
                 assertEquals(0, py.exitValue(), "the example failed:\n" + log);
@@ -88,7 +113,10 @@ class TransformerExampleIT {
             assertEquals(0, summary.get("candidates").get("refused").asInt() + summary.get("candidates").get("failed").asInt(),
                     summary.get("candidates").toString());
 
-            // every watched layer has factors and at least one calibration, and every calibration is valid
+            // every watched layer has factors and a valid calibration, whose probe metric is not degenerate; an invalid
+            // one says why; a rho at a grid edge is said on the point (rho_at_edge), and the layer warns once it sat
+            // there for EDGE_WARNING_AFTER valid calibrations in a row (SERVICE-CONTRACT §1; the example's
+            // run ends before the next answer, so the points read here are all there are)
             JsonNode run = get(service.url() + "/api/runs/" + RUN);
             assertEquals(0, run.at("/dead_letters/total").asLong(), "the service's run-level dead letters: " + run);
             for (String layer : LAYERS) {
@@ -96,19 +124,45 @@ class TransformerExampleIT {
                 assertTrue(l.get("factor_version").asLong() >= 1 && l.get("factor_tokens").asLong() > 0, "factors of " + l);
                 assertEquals(0, l.at("/dead_letters/total").asLong(), "the service's dead letters of " + l);
                 List<JsonNode> validity = awaitPoints(service, layer, "calibration_valid");
+                validity.sort(java.util.Comparator.comparingLong(p -> p.get("timestamp_ms").asLong()));
+                int valid = 0, edge = 0, edgeRun = 0;
                 for (JsonNode p : validity) {
-                    assertEquals(1.0, p.get("value").asDouble(), layer + ": a degenerate calibration " + p);
+                    JsonNode at = p.get("attributes");
+                    if (p.get("value").asDouble() != 1.0) {
+                        assertTrue(at.get("reason").asDouble() > 0, layer + ": invalid without a reason " + p);
+                        continue;
+                    }
+                    valid++;
+                    if (at.get("accuracy_mode").asDouble() == 1.0) {
+                        double accuracy = at.get("baseline").asDouble();
+                        assertTrue(accuracy > 0 && accuracy < 1, layer + ": a degenerate probe accuracy " + p);
+                    }
+                    int e = (int) at.get("rho_at_edge").asDouble();
+                    edgeRun = e != 0 && e == edge ? edgeRun + 1 : e != 0 ? 1 : 0;
+                    edge = e;
                 }
+                assertTrue(valid >= 1, layer + ": no valid calibration in " + validity);
+                assertEquals(edgeRun >= EDGE_WARNING_AFTER, !l.get("warning").isNull(),
+                        layer + ": " + edgeRun + " valid calibrations in a row at grid edge " + edge + ", warning " + l.get("warning"));
                 assertTrue(points(service, layer, "calibrated_rho").size() >= 1, layer + ": no calibrated rho");
             }
 
-            // the answers stayed within the client's budget (measured by the client at the end of training);
-            // the budget is checked before each answer, so it can be passed by at most one answer's misestimate
-            JsonNode o = summary.get("overhead");
-            double allowed = o.get("answer_budget").asDouble() * o.get("training_seconds").asDouble()
-                    + summary.get("longest_answer_seconds").asDouble();
-            assertTrue(o.get("answer_seconds").asDouble() <= allowed, "answers " + o + " beyond the budget: " + allowed + " s");
+            // watching does not change training: the same final and held-out losses as the unwatched copy
+            JsonNode watched = summary.get("watched"), unwatched = summary.get("unwatched");
+            for (String loss : List.of("final_loss", "held_out_loss")) {
+                assertEquals(unwatched.get(loss).asDouble(), watched.get(loss).asDouble(), LOSS_TOLERANCE,
+                        loss + ": watched " + watched + " against unwatched " + unwatched);
+            }
 
+            Path venv;
+            try {
+                venv = install.get(300, TimeUnit.SECONDS);
+            } catch (ExecutionException e) {
+                if (e.getCause() instanceof Error error) {
+                    throw error;  // an assertion of installPackage
+                }
+                throw (Exception) e.getCause();
+            }
             checkCommandLine(venv, service, dir);
         }
     }
