@@ -18,9 +18,10 @@ import java.util.function.Predicate;
  * thread's.
  */
 final class FactorRewind {
-    private record Start(int partition, long latest, long current) {
+    private record Start(int partition, String runLayer, long latest, long current) {
     }
 
+    /** By partition and run/layer: a layer's records normally share a partition, but a stray one elsewhere must not hide them. */
     private final Map<String, Start> starts = new HashMap<>();
     private final Map<Integer, Long> replayUntil = new HashMap<>();
     private final Map<Integer, Set<String>> replayRuns = new HashMap<>();
@@ -31,14 +32,12 @@ final class FactorRewind {
      * the latest checkpoint stays where it was.
      */
     void seen(int partition, long offset, String runLayer, boolean manifest) {
-        Start s = starts.get(runLayer);
-        if (s == null || s.partition != partition) {
-            s = new Start(partition, -1, -1);
-        }
+        String key = partition + "|" + runLayer;
+        Start s = starts.getOrDefault(key, new Start(partition, runLayer, -1, -1));
         if (manifest) {
-            starts.put(runLayer, s.current >= 0 ? new Start(partition, s.current, -1) : s);
+            starts.put(key, s.current >= 0 ? new Start(partition, runLayer, s.current, -1) : s);
         } else if (s.current < 0) {
-            starts.put(runLayer, new Start(partition, s.latest, offset));
+            starts.put(key, new Start(partition, runLayer, s.latest, offset));
         }
     }
 
@@ -48,8 +47,8 @@ final class FactorRewind {
      */
     Map<Integer, Long> seeks(Predicate<String> gainedRunLayer) {
         Map<Integer, Long> out = new HashMap<>();
-        starts.forEach((runLayer, s) -> {
-            if (s.latest >= 0 && gainedRunLayer.test(runLayer)) {
+        starts.values().forEach(s -> {
+            if (s.latest >= 0 && gainedRunLayer.test(s.runLayer)) {
                 out.merge(s.partition, s.latest, Math::min);
             }
         });
@@ -91,6 +90,6 @@ final class FactorRewind {
     /** A run forgotten for runs.max. */
     void forgetRun(String runId) {
         String prefix = runId + "/";
-        starts.keySet().removeIf(k -> k.startsWith(prefix));
+        starts.values().removeIf(s -> s.runLayer.startsWith(prefix));
     }
 }

@@ -237,6 +237,8 @@ final class Takeover {
             if (offset < position) {
                 rewind.replay(p, position, gained);
                 consumer.seek(tp, offset);
+                LOG.info("service ingest: factors partition {} read again from offset {} to {} (latest checkpoints of runs taken over)",
+                        p, offset, position);
             }
         });
         LOG.info("service ingest: owns {} run(s) now, took over {}", owned.size(), gained);

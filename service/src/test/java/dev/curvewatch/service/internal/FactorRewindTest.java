@@ -40,6 +40,8 @@ class FactorRewindTest {
         r.seen(0, 3, "a/l", true);
         r.seen(0, 4, "a/l", true); // a refused manifest (no chunks of its own)
         assertEquals(Map.of(0, 2L), r.seeks(k -> true));
+        r.seen(1, 7, "a/l", true); // a stray manifest of the same layer on another partition hides nothing
+        assertEquals(Map.of(0, 2L), r.seeks(k -> true));
         r.replay(0, 5, Set.of("a"));
         assertTrue(r.inWindow(0, 4));
         assertTrue(r.inWindow(0, 4), "asking does not close the window");
