@@ -37,6 +37,8 @@ public final class CurvewatchTopics {
     public String deadLetters() { return prefix + "dead-letters"; }
     /** Every decision of the live guard (streams app, service, trainer), key = run id. */
     public String guardDecisions() { return prefix + "guard-decisions"; }
+    /** Per layer, what a service instance keeps so that another can take its runs over (compacted, key = run/layer). */
+    public String serviceState() { return prefix + "service-state"; }
 
     /** How each topic is created. Partition counts are defaults a deployment may raise. */
     public List<TopicSpec> specs(int capturePartitions) {
@@ -51,11 +53,13 @@ public final class CurvewatchTopics {
                 new TopicSpec(scores(), capturePartitions, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
                 new TopicSpec(alertsRaw(), 1, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
                 new TopicSpec(alerts(), 1, true, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
-                new TopicSpec(editRequests(), 1, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
+                // key = run: the service instances share the runs by this topic's partitions (consumer-group assignment)
+                new TopicSpec(editRequests(), capturePartitions, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
                 new TopicSpec(snapshots(), 1, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
                 // dead letters carry the original bytes, which may be tensor-sized
                 new TopicSpec(deadLetters(), 1, false, TENSOR_MAX_MESSAGE_BYTES),
-                new TopicSpec(guardDecisions(), 1, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES));
+                new TopicSpec(guardDecisions(), 1, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
+                new TopicSpec(serviceState(), capturePartitions, true, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES));
     }
 
     /** Key of per-layer records: "run/layer" (both checked by {@link ContractChecks#requireId}). */

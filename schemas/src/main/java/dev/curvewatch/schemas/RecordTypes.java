@@ -11,6 +11,7 @@ import dev.curvewatch.avro.FactorManifest;
 import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.RunInfo;
+import dev.curvewatch.avro.ServiceLayerState;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.avro.WeightSnapshot;
@@ -26,7 +27,7 @@ public final class RecordTypes {
     public static final List<Class<? extends SpecificRecord>> ALL = List.of(
             RunInfo.class, Capture.class, WeightSnapshot.class, FactorChunk.class, FactorManifest.class,
             EditCandidate.class, ProbeResult.class, Signal.class, ExampleScores.class, Alert.class,
-            EditRequest.class, SnapshotEvent.class, DeadLetter.class, GuardDecision.class);
+            EditRequest.class, SnapshotEvent.class, DeadLetter.class, GuardDecision.class, ServiceLayerState.class);
 
     static {
         // Avro refuses to instantiate generated classes outside trusted packages (CVE-2024-47561 fix).

@@ -101,6 +101,10 @@ public final class SampleRecords {
                         .setReason("too short").setComponent("worker-1").setFailedMs(11L).build(),
                 GuardDecision.newBuilder().setId("g1").setRunId("run-1").setLayer("fc1").setStep(8).setAction(GuardAction.EDIT)
                         .setReason("gap-jump fired").setSource("streams:test").setRule("gap-guard").setAlertFingerprint("fp")
-                        .setIdempotencyKey("k1").setLayers(List.of(rho)).setDetails(Map.of("edits", "1")).setCreatedMs(12L).build());
+                        .setIdempotencyKey("k1").setLayers(List.of(rho)).setDetails(Map.of("edits", "1")).setCreatedMs(12L).build(),
+                dev.curvewatch.avro.ServiceLayerState.newBuilder().setRunId("run-1").setLayer("fc1").setWeightsPartition(2)
+                        .setWeightsOffset(40).setCandidate(dev.curvewatch.avro.OutstandingCandidate.newBuilder().setCandidateId("c1")
+                                .setStep(8).setFactorVersion(3).setRhos(List.of(0.6)).setThresholds(List.of(0.1)).setKeptPairs(List.of(5L))
+                                .setTotalPairs(12).setSentMs(13L).build()).setUpdatedMs(14L).build());
     }
 }

@@ -16,6 +16,7 @@ import dev.curvewatch.service.internal.Ingest;
 import dev.curvewatch.service.internal.LayerState;
 import dev.curvewatch.service.internal.Outputs;
 import dev.curvewatch.service.internal.Registry;
+import dev.curvewatch.service.internal.RunOwnership;
 import dev.curvewatch.service.internal.ServiceMetrics;
 import dev.curvewatch.service.internal.SignalHistory;
 import dev.curvewatch.service.internal.SnapshotStore;
@@ -72,6 +73,7 @@ public final class CurvewatchService implements AutoCloseable {
     private final ExecutorService refreshPool;
     private final Ingest ingest;
     private final EditRequests edits;
+    private final RunOwnership ownership;
     private final GuardWatch guard;
     private final GuardFeed guardFeed;
     private final Thread ingestThread;
@@ -110,7 +112,9 @@ public final class CurvewatchService implements AutoCloseable {
                     config.eighWarmTolerance(), config.eighPrecision());
             this.ingest = new Ingest(config, registry, outputs, metrics, refreshPool, eigen, alerts);
             built.push(ingest::closeUnstarted);
-            this.edits = new EditRequests(config, registry, outputs, metrics, store);
+            this.ownership = RunOwnership.byAssignment();
+            registry.ownership(ownership);
+            this.edits = new EditRequests(config, registry, outputs, metrics, store, ownership, ingest::snapshotsReadUpTo);
             built.push(edits::closeUnstarted);
             this.guard = new GuardWatch(registry, alerts, outputs, store, config.codeVersion(), config.guardHarmTolerance());
             outputs.onSignal(guard::onSignal);
@@ -135,6 +139,7 @@ public final class CurvewatchService implements AutoCloseable {
         metrics.gauge("curvewatch_service_up", () -> ingestThread.isAlive() && ingest.failure() == null ? 1 : 0);
         metrics.gauge("curvewatch_service_caught_up", () -> registry.isCaughtUp() ? 1 : 0);
         metrics.gauge("curvewatch_service_runs", () -> registry.runIds().size());
+        metrics.gauge("curvewatch_service_owned_runs", () -> registry.runIds().stream().filter(registry::owns).count());
         metrics.gauge("curvewatch_service_layers", () -> registry.allRuns().stream().mapToInt(r -> r.layers().size()).sum());
         metrics.gauge("curvewatch_service_factor_bytes", ingest::factorBytes);
         metrics.gauge("curvewatch_service_parked_weight_bytes", ingest::parkedBytes);
@@ -183,7 +188,7 @@ public final class CurvewatchService implements AutoCloseable {
     private static void checkTopics(ServiceConfig config) {
         CurvewatchTopics t = config.topics();
         List<String> names = List.of(t.runs(), t.factors(), t.weights(), t.editCandidates(), t.probeResults(), t.signals(), t.scores(),
-                t.alertsRaw(), t.alerts(), t.editRequests(), t.snapshots(), t.deadLetters(), t.guardDecisions());
+                t.alertsRaw(), t.alerts(), t.editRequests(), t.snapshots(), t.deadLetters(), t.guardDecisions(), t.serviceState());
         Properties p = config.kafkaProperties();
         p.putIfAbsent("default.api.timeout.ms", "30000");
         p.putIfAbsent("request.timeout.ms", "15000");
@@ -257,6 +262,8 @@ public final class CurvewatchService implements AutoCloseable {
         boolean storeUp = Files.isDirectory(store.root()) && Files.isWritable(store.root());
         checks.put("snapshot_store", check(storeUp, store.root().toString()));
         checks.put("live_clients", api == null ? 0 : api.liveClients());
+        // several instances: the edit-requests partitions (the runs) this one owns now
+        checks.put("owned_partitions", new io.vertx.core.json.JsonArray(new java.util.ArrayList<>(new java.util.TreeSet<>(ownership.owned()))));
         return new HttpApi.Health(ingestUp && registry.isCaughtUp() && editsUp && guardUp && deadLettersUp && storeUp, checks);
     }
 

@@ -173,11 +173,42 @@ final class TinyTrainer {
         return k;
     }
 
+    /** The square bases of the candidates answered, by candidate id: what a v4 candidate may name instead of sending. */
+    private final java.util.Map<String, float[][]> held = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /**
+     * A basis as a square d x d array: sent as its leading k columns (EditCandidate v4; the columns
+     * after k have no kept pair at any threshold, so zeros there give the same edit), or named, the
+     * columns of an earlier candidate's basis in the order given.
+     */
+    private float[] square(dev.curvewatch.avro.Tensor sent, String of, List<Integer> order, int which, int d) {
+        float[] out = new float[d * d];
+        if (of != null) {
+            float[][] earlier = held.get(of);
+            if (earlier == null) {
+                throw new IllegalStateException("candidate names the bases of " + of + ", which this trainer does not hold");
+            }
+            for (int i = 0; i < d; i++) {
+                for (int c = 0; c < order.size(); c++) {
+                    out[i * d + c] = earlier[which][i * d + order.get(c)];
+                }
+            }
+            return out;
+        }
+        float[] v = TensorCodec.toFloatArray(sent, which == 0 ? "basis_g" : "basis_a");
+        int k = sent.getShape().get(1);
+        for (int i = 0; i < d; i++) {
+            System.arraycopy(v, i * k, out, i * d, k);
+        }
+        return out;
+    }
+
     Expected answer(EditCandidate c, double tolerance) {
-        float[] ug = TensorCodec.toFloatArray(c.getBasisG(), "basis_g");
-        float[] ua = TensorCodec.toFloatArray(c.getBasisA(), "basis_a");
         float[] lambda = TensorCodec.toFloatArray(c.getEigenvaluesG(), "eigenvalues_g");
         float[] mu = TensorCodec.toFloatArray(c.getEigenvaluesA(), "eigenvalues_a");
+        float[] ug = square(c.getBasisG(), c.getBasisGOf(), c.getBasisGOrder(), 0, lambda.length);
+        float[] ua = square(c.getBasisA(), c.getBasisAOf(), c.getBasisAOrder(), 1, mu.length);
+        held.put(c.getCandidateId(), new float[][] {ug, ua});
         int n = c.getRhos().size();
         double[][] edited = new double[n][];
         for (int k = 0; k < n; k++) {

@@ -17,7 +17,7 @@ import java.util.concurrent.TimeUnit;
  * its peak resident memory (heap, native BLAS/LAPACK buffers and all) is read from
  * {@code /proc/<pid>/status} (VmHWM) before it stops.
  */
-final class ChildJvm implements AutoCloseable {
+public final class ChildJvm implements AutoCloseable {
     private static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
 
     private final String name;
@@ -30,7 +30,7 @@ final class ChildJvm implements AutoCloseable {
         this.log = log;
     }
 
-    static ChildJvm start(String name, String xmx, Path dir, String mainClass, List<String> args) throws IOException {
+    public static ChildJvm start(String name, String xmx, Path dir, String mainClass, List<String> args) throws IOException {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-Xmx" + xmx, "-XX:+UseG1GC", "-Dorg.apache.avro.SERIALIZABLE_PACKAGES=dev.curvewatch.avro",
                 "-Dorg.slf4j.simpleLogger.log.org.apache.kafka=warn",
@@ -41,16 +41,16 @@ final class ChildJvm implements AutoCloseable {
         return new ChildJvm(name, p, log);
     }
 
-    long pid() {
+    public long pid() {
         return process.pid();
     }
 
-    Path log() {
+    public Path log() {
         return log;
     }
 
     /** Waits until {@code url} answers 200. */
-    void awaitHttpOk(String url, Duration timeout) throws IOException, InterruptedException {
+    public void awaitHttpOk(String url, Duration timeout) throws IOException, InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();
         while (System.nanoTime() < deadline) {
             if (!process.isAlive()) {
@@ -69,21 +69,21 @@ final class ChildJvm implements AutoCloseable {
         throw new IOException(name + " not ready at " + url + " within " + timeout + "; see " + log);
     }
 
-    static String get(String url) throws IOException, InterruptedException {
+    public static String get(String url) throws IOException, InterruptedException {
         return HTTP.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10)).build(),
                 HttpResponse.BodyHandlers.ofString()).body();
     }
 
-    boolean isAlive() {
+    public boolean isAlive() {
         return process.isAlive();
     }
 
     /** Peak resident set size (VmHWM) in MiB, or -1 when the process is gone. */
-    long peakRssMib() {
+    public long peakRssMib() {
         return statusKib("VmHWM:") / 1024;
     }
 
-    long rssMib() {
+    public long rssMib() {
         return statusKib("VmRSS:") / 1024;
     }
 
@@ -98,6 +98,11 @@ final class ChildJvm implements AutoCloseable {
             return -1024;
         }
         return -1024;
+    }
+
+    /** SIGKILL (kill -9): no shutdown hook, no graceful leave of a consumer group; waits until it is gone. */
+    public void kill() throws InterruptedException {
+        process.destroyForcibly().waitFor(30, TimeUnit.SECONDS);
     }
 
     /** SIGTERM (a graceful stop), then SIGKILL after 60 s. */

@@ -75,6 +75,7 @@ public final class PaperLayerBench {
         try (LocalKafka kafka = LocalKafka.builder().dataDir(dir.resolve("kafka")).capturePartitions(4).start()) {
             run(kafka, dir, a, dOut, dIn, tokens, rate, wantCalibrated, out);
         } finally {
+            keepLogs(dir);
             deleteTree(dir); // the factors topic of a paper-sized layer is gigabytes
         }
         out.add("load average at end: " + loadAverage());
@@ -174,24 +175,25 @@ public final class PaperLayerBench {
                                long m0At, Map<String, Double> m1, long m1At) {
         out.add("");
         out.add("| factor version | tokens | assemble s | basis G s | basis A s | refresh G, A | drift G, A | candidate built+sent s | "
-                + "candidate MB (parts) | reassembled by the answerer s | answered s | ready → signals s | ready → calibrated s |");
-        out.add("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+                + "candidate MB (parts) | basis columns G, A | reassembled by the answerer s | answered s | ready → signals s | ready → calibrated s |");
+        out.add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         Map<Long, SyntheticAnswerer.Seen> byVersion = new LinkedHashMap<>();
         answerer.seen().values().forEach(s -> byVersion.put(s.factorVersion, s));
         for (RefreshTimeline.Refresh r : timeline.refreshes()) {
             if (r.refresh == null) {
-                out.add("| " + r.version + " | " + (r.failed != null ? "refresh failed" : "no refresh signal") + " | | | | | | | | | | | |");
+                out.add("| " + r.version + " | " + (r.failed != null ? "refresh failed" : "no refresh signal") + " | | | | | | | | | | | | |");
                 continue;
             }
             double ready = r.readyMs();
             double sigAt = r.refresh.getTimestampMs();
             SyntheticAnswerer.Seen s = byVersion.get(r.version);
-            out.add(String.format(Locale.ROOT, "| %d | %.0f | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %.1f | %s |",
+            out.add(String.format(Locale.ROOT, "| %d | %.0f | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s | %.1f | %s |",
                     r.version, r.attr("factor_tokens"), r.attr("assemble_seconds"), r.attr("eigh_g_seconds"), r.attr("eigh_a_seconds"),
                     r.skipped == null ? "-" : mode(r.skipped.getAttributes(), "g") + ", " + mode(r.skipped.getAttributes(), "a"),
                     r.driftG == null ? "-" : String.format(Locale.ROOT, "%.2g, %.2g", r.driftG, r.driftA),
                     s == null ? "-" : String.format(Locale.ROOT, "%.1f", (s.lastPartMs - sigAt) / 1000.0),
                     s == null ? "-" : String.format(Locale.ROOT, "%.0f (%d)", s.bytes / 1e6, s.parts),
+                    s == null ? "-" : s.basisG + ", " + s.basisA,
                     s == null || s.assembledMs == 0 ? "-" : String.format(Locale.ROOT, "%.1f", (s.assembledMs - s.lastPartMs) / 1000.0),
                     s == null || s.answeredMs == 0 ? "-" : String.format(Locale.ROOT, "%.1f", (s.answeredMs - s.assembledMs) / 1000.0),
                     (sigAt - ready) / 1000.0,
@@ -243,6 +245,17 @@ public final class PaperLayerBench {
             }
         }
         return out;
+    }
+
+    /** The children's logs outlive the run's directory (a component that died says why there). */
+    private static void keepLogs(Path dir) throws IOException {
+        Path kept = Path.of("integration-tests", "target", "paper-layer-logs");
+        Files.createDirectories(kept);
+        for (String name : List.of("worker.log", "service.log")) {
+            if (Files.exists(dir.resolve(name))) {
+                Files.copy(dir.resolve(name), kept.resolve(name), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            }
+        }
     }
 
     private static int freePort() throws IOException {

@@ -45,6 +45,9 @@ final class SyntheticAnswerer implements AutoCloseable {
         volatile long lastPartMs;
         volatile long bytes;
         volatile int parts;
+        /** How part 0 carried U_G and U_A (EditCandidate v4): "k columns" or "named k". */
+        volatile String basisG;
+        volatile String basisA;
         volatile long assembledMs;
         volatile long answeredMs;
     }
@@ -110,6 +113,8 @@ final class SyntheticAnswerer implements AutoCloseable {
                     if (s.parts == 0) {
                         s.firstPartMs = r.timestamp();
                         s.factorVersion = part.getFactorVersion();
+                        s.basisG = (part.getBasisGOf() == null ? "" : "named ") + part.getBasisG().getShape().get(1);
+                        s.basisA = (part.getBasisAOf() == null ? "" : "named ") + part.getBasisA().getShape().get(1);
                     }
                     s.lastPartMs = r.timestamp();
                     s.parts++;

@@ -12,7 +12,7 @@ import java.util.SplittableRandom;
  * eigenvalues whose eigenvectors are not coordinate axes). Both factors converge as tokens
  * accumulate, so consecutive refreshes drift little, as in a fine-tune.
  */
-final class SyntheticCaptures {
+public final class SyntheticCaptures {
     static final int RANK = 4;
 
     private final int dIn;
@@ -24,7 +24,7 @@ final class SyntheticCaptures {
     private final float[] basisOut;
     private final SplittableRandom random;
 
-    SyntheticCaptures(int dIn, int dOut, int tokens, long seed) {
+    public SyntheticCaptures(int dIn, int dOut, int tokens, long seed) {
         this.dIn = dIn;
         this.dOut = dOut;
         this.tokens = tokens;
@@ -71,7 +71,7 @@ final class SyntheticCaptures {
         return out;
     }
 
-    Capture next(String runId, String layer, long step) {
+    public Capture next(String runId, String layer, long step) {
         return Capture.newBuilder().setRunId(runId).setLayer(layer).setStep(step)
                 .setActivations(TensorCodec.ofFloats(rows(dIn, scaleIn, basisIn), tokens, dIn))
                 .setGradients(TensorCodec.ofFloats(rows(dOut, scaleOut, basisOut), tokens, dOut))

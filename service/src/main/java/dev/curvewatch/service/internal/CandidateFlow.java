@@ -61,6 +61,27 @@ final class CandidateFlow {
         return now;
     }
 
+    /** The candidate sent last and still out, or null. */
+    PendingCandidate newest() {
+        PendingCandidate last = null;
+        for (PendingCandidate c : outstanding.values()) {
+            last = c;
+        }
+        return last;
+    }
+
+    /**
+     * A candidate another instance sent for this layer and had out when this one took the run
+     * over: its answer is calibrated here. Not counted as sent by this instance; paced from its step.
+     */
+    void restored(PendingCandidate c) {
+        if (outstanding.containsKey(c.id())) {
+            return;
+        }
+        outstanding.put(c.id(), c);
+        pacer.sent(c.step());
+    }
+
     boolean awaiting() {
         return !outstanding.isEmpty();
     }

@@ -138,7 +138,7 @@ final class EditPlan {
                     + info.getDOut() + " x " + info.getDIn());
         }
         if (v.g() == null || v.a() == null) {
-            if (v.refreshPending()) {
+            if (v.refreshPending() || !registry.owns(run.id())) { // another instance owns the run: its edit thread decides
                 throw new BasesPending("layer '" + name + "' has factors (version " + v.factorVersion() + ") but no eigenbasis yet");
             }
             throw new InvalidRecordException(RejectReason.NOT_READY, "layer '" + name + "' has no eigenbasis yet");

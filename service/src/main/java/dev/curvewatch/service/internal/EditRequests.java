@@ -58,14 +58,30 @@ public final class EditRequests extends ConsumerLoop {
     private final SnapshotStore store;
     private final AvroDeserializer<EditRequest> decoder = new AvroDeserializer<>(EditRequest.class);
 
-    public EditRequests(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store) {
-        this(config, registry, out, metrics, store, consumer(config, out.component()));
+    private final RunOwnership ownership;
+    private final java.util.function.ToLongFunction<TopicPartition> snapshotsRead;
+
+    /**
+     * @param ownership     told the partitions this instance is assigned (the runs it owns)
+     * @param snapshotsRead how far the ingest thread has read a partition of the snapshots topic
+     */
+    public EditRequests(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store,
+                        RunOwnership ownership, java.util.function.ToLongFunction<TopicPartition> snapshotsRead) {
+        this(config, registry, out, metrics, store, consumer(config, out.component()), ownership, snapshotsRead);
     }
 
     /** Over any consumer (tests use Kafka's MockConsumer). */
     EditRequests(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store,
                  Consumer<byte[], byte[]> consumer) {
+        this(config, registry, out, metrics, store, consumer, RunOwnership.everything(), tp -> Long.MAX_VALUE);
+    }
+
+    private EditRequests(ServiceConfig config, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store,
+                         Consumer<byte[], byte[]> consumer, RunOwnership ownership,
+                         java.util.function.ToLongFunction<TopicPartition> snapshotsRead) {
         super("edit-request", consumer);
+        this.ownership = ownership;
+        this.snapshotsRead = snapshotsRead;
         this.config = config;
         this.registry = registry;
         this.out = out;
@@ -82,6 +98,13 @@ public final class EditRequests extends ConsumerLoop {
         p.putIfAbsent(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.setProperty(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "8");
         p.setProperty(ConsumerConfig.CLIENT_ID_CONFIG, component + "-edits");
+        // the group's assignment is which instance owns which runs (RunOwnership): a killed instance's runs move
+        // after session.timeout.ms (Kafka's default, 45 s, is longer than a takeover may take), and a rebalance
+        // moves only the partitions that change owner
+        p.putIfAbsent(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
+        p.putIfAbsent(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "2000");
+        p.putIfAbsent(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
+                org.apache.kafka.clients.consumer.CooperativeStickyAssignor.class.getName());
         return new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer());
     }
 
@@ -90,7 +113,27 @@ public final class EditRequests extends ConsumerLoop {
         while (!stopping() && !registry.awaitCaughtUp(Duration.ofMillis(200))) {
             polled();
         }
-        consumer.subscribe(List.of(config.topics().editRequests()));
+        String topic = config.topics().editRequests();
+        ownership.partitions(consumer.partitionsFor(topic, Duration.ofSeconds(60)).size());
+        consumer.subscribe(List.of(topic), new org.apache.kafka.clients.consumer.ConsumerRebalanceListener() {
+            @Override
+            public void onPartitionsAssigned(java.util.Collection<TopicPartition> assigned) {
+                if (!assigned.isEmpty()) {
+                    awaitSnapshotsRead();
+                }
+                ownership.onPartitionsAssigned(assigned);
+            }
+
+            @Override
+            public void onPartitionsRevoked(java.util.Collection<TopicPartition> revoked) {
+                ownership.onPartitionsRevoked(revoked);
+            }
+
+            @Override
+            public void onPartitionsLost(java.util.Collection<TopicPartition> lost) {
+                ownership.onPartitionsLost(lost);
+            }
+        });
         while (!stopping()) {
             resumeDue();
             ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
@@ -102,6 +145,29 @@ public final class EditRequests extends ConsumerLoop {
                     }
                     consumer.commitSync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)));
                 }
+            }
+        }
+    }
+
+    /**
+     * Before serving the requests of runs taken over: the ingest thread has read every SnapshotEvent
+     * published so far (the previous owner's answers included), so a request it answered but did not
+     * commit is recognised as answered, not served twice. Bounded: after {@code edit.wait.ms} it goes
+     * on (the snapshot id derives from run and key, so a second answer rewrites the same file).
+     */
+    private void awaitSnapshotsRead() {
+        List<TopicPartition> parts = consumer.partitionsFor(config.topics().snapshots(), Duration.ofSeconds(30)).stream()
+                .map(pi -> new TopicPartition(pi.topic(), pi.partition())).toList();
+        Map<TopicPartition, Long> ends = consumer.endOffsets(parts, Duration.ofSeconds(30));
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(config.editWaitMs());
+        while (!stopping() && System.nanoTime() < deadline
+                && !ends.entrySet().stream().allMatch(e -> snapshotsRead.applyAsLong(e.getKey()) >= e.getValue())) {
+            polled();
+            try {
+                Thread.sleep(20); // the ingest thread's progress; no event to wait on
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
             }
         }
     }

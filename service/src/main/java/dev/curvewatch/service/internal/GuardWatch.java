@@ -95,7 +95,11 @@ public final class GuardWatch {
         }
         out.live("guard", d.getRunId(), Json.guardDecision(d));
         if (d.getAction() == GuardAction.APPLIED) {
-            rearm(d);
+            if (registry.owns(d.getRunId())) {
+                rearm(d);
+            } else { // the owner publishes; this instance's alert state follows, for a takeover
+                alerts.rearm(d.getRunId(), d.getStep(), String.valueOf(d.getSnapshotId()), System.currentTimeMillis());
+            }
         }
     }
 

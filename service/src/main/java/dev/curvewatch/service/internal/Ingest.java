@@ -38,8 +38,10 @@ import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The service's feed thread: one assign-mode, read_committed consumer over runs, factors,
- * weights, probe-results, alerts, snapshots and (during start-up only) the service's own signals.
+ * The service's feed thread: one assign-mode, read_committed consumer over runs, service-state,
+ * factors, weights, probe-results, alerts, snapshots and signals (its own history at start-up, the
+ * other instances' signals after it). With several instances it acts only on the runs it owns
+ * ({@link Takeover}: factor chunks, refreshes, candidates, calibrations, timeouts).
  * It owns the factor chunks and the weight assembly, validates each factor manifest as it arrives
  * ({@link ManifestCheck}; a bad one is a dead letter and never reaches a layer), schedules
  * refreshes (one in flight per layer, at most one per {@code refresh.interval.ms}) onto the
@@ -47,8 +49,8 @@ import java.util.concurrent.TimeUnit;
  * heavy runs here: checkpoint assembly (sha256, decoding d^2 values) and eigendecompositions run
  * on the executor ({@link Refresher}), never on this thread or the Vert.x event loop.
  *
- * <p>Start-up: the runs topic is read to its end first (so weights find their layers), then the
- * other topics to the end offsets seen at start; only then are refreshes scheduled, and layers
+ * <p>Start-up: the runs and service-state topics are read to their end first (so weights find their
+ * layers, and are read from the latest weights on), then the other topics to the end offsets seen at start; only then are refreshes scheduled, and layers
  * whose newest factors the history shows as already published are recomputed silently (bases for
  * edits, no duplicate signals).
  */
@@ -75,6 +77,10 @@ public final class Ingest extends ConsumerLoop {
     private final ParkedWeights parked;
     private final long intervalNanos;
 
+    private final Takeover takeover;
+    /** How far this thread has read each partition of the snapshots topic (the edit thread's fence after a takeover). */
+    private final Map<TopicPartition, Long> snapshotsRead = new java.util.concurrent.ConcurrentHashMap<>();
+
     private Map<TopicPartition, Long> catchUpEnd = Map.of();
     private boolean runsDone;
 
@@ -97,8 +103,10 @@ public final class Ingest extends ConsumerLoop {
         this.parked = new ParkedWeights(MAX_PARKED_PER_RUN, config.weightsParkedMaxBytes());
         this.factors = new FactorCheckpointReader(key -> {
             int slash = key.indexOf('/');
-            return slash > 0 && registry.tracksRoomFor(key.substring(0, slash));
+            // chunks of owned runs only: a takeover reads the latest checkpoint again (FactorRewind)
+            return slash > 0 && registry.tracksRoomFor(key.substring(0, slash)) && registry.owns(key.substring(0, slash));
         }, m -> ManifestCheck.check(m, registeredLayer(m.getRunId(), m.getLayer()), config.factorsMaxDim()));
+        this.takeover = new Takeover(config, registry, out, probeResults, factors, this::registeredLayer);
         // a run forgotten for runs.max takes its factor chunks and half-assembled weights along (ingest thread)
         registry.onForget(this::forgetRun);
     }
@@ -128,6 +136,7 @@ public final class Ingest extends ConsumerLoop {
         LOG.info("forgetting run {}: more than the configured number of runs", runId);
         factors.forgetRun(runId);
         weights.forgetRun(runId);
+        takeover.forgetRun(runId);
     }
 
     @Override
@@ -139,10 +148,16 @@ public final class Ingest extends ConsumerLoop {
             for (ConsumerRecord<byte[], byte[]> r : records) {
                 dispatch(r);
             }
+            for (TopicPartition tp : consumer.assignment()) {
+                if (tp.topic().equals(topics.snapshots())) {
+                    snapshotsRead.put(tp, consumer.position(tp));
+                }
+            }
             if (!registry.isCaughtUp()) {
                 advanceCatchUp();
             }
             if (registry.isCaughtUp()) {
+                takeover.ownershipChanges(consumer);
                 tick();
             }
         }
@@ -151,8 +166,8 @@ public final class Ingest extends ConsumerLoop {
     private void assign() {
         List<TopicPartition> all = new ArrayList<>();
         List<TopicPartition> probes = new ArrayList<>();
-        for (String t : List.of(topics.runs(), topics.factors(), topics.weights(), topics.alerts(), topics.snapshots(),
-                topics.signals(), topics.probeResults())) {
+        for (String t : List.of(topics.runs(), topics.serviceState(), topics.factors(), topics.weights(), topics.alerts(),
+                topics.snapshots(), topics.signals(), topics.probeResults())) {
             List<PartitionInfo> infos = consumer.partitionsFor(t, Duration.ofSeconds(60));
             if (infos == null || infos.isEmpty()) {
                 throw new IllegalStateException("topic " + t + " does not exist (create the topics with `curvewatch broker` or LocalKafka)");
@@ -169,11 +184,16 @@ public final class Ingest extends ConsumerLoop {
         List<TopicPartition> fromStart = new ArrayList<>(all);
         fromStart.removeAll(probes);
         consumer.seekToBeginning(fromStart);
-        consumer.seekToEnd(probes); // results for candidates of an earlier instance have nobody to answer
+        takeover.seekAnswers(consumer, probes);
         catchUpEnd = new HashMap<>(consumer.endOffsets(fromStart, Duration.ofSeconds(60)));
-        List<TopicPartition> notRuns = all.stream().filter(tp -> !tp.topic().equals(topics.runs())).toList();
+        // runs and service-state first: weights find their layers, and the weights topic is read from the latest weights on
+        List<TopicPartition> notRuns = all.stream().filter(tp -> !firstPhase(tp)).toList();
         consumer.pause(notRuns);
         LOG.info("service ingest: catching up on {} partitions", catchUpEnd.size());
+    }
+
+    private boolean firstPhase(TopicPartition tp) {
+        return tp.topic().equals(topics.runs()) || tp.topic().equals(topics.serviceState());
     }
 
     private boolean reached(TopicPartition tp) {
@@ -183,8 +203,9 @@ public final class Ingest extends ConsumerLoop {
 
     private void advanceCatchUp() {
         if (!runsDone) {
-            if (catchUpEnd.keySet().stream().filter(tp -> tp.topic().equals(topics.runs())).allMatch(this::reached)) {
+            if (catchUpEnd.keySet().stream().filter(this::firstPhase).allMatch(this::reached)) {
                 runsDone = true;
+                takeover.seekWeights(consumer, topics.weights());
                 consumer.resume(consumer.paused());
             }
             return;
@@ -192,10 +213,7 @@ public final class Ingest extends ConsumerLoop {
         if (!catchUpEnd.keySet().stream().allMatch(this::reached)) {
             return;
         }
-        // own signals were only needed for the history; from now on the service writes them itself
-        List<TopicPartition> keep = new ArrayList<>(consumer.assignment());
-        keep.removeIf(tp -> tp.topic().equals(topics.signals()));
-        consumer.assign(keep);
+        // signals stay assigned: the other instances' signals fill the history and the alert state (this one's are skipped)
         registry.caughtUp();
         LOG.info("service ingest: caught up ({} runs, {} factor layers, {} MiB of factor chunks)", registry.runIds().size(),
                 factors.layers().size(), factors.bytesHeld() >> 20);
@@ -211,13 +229,17 @@ public final class Ingest extends ConsumerLoop {
             } else if (t.equals(topics.weights())) {
                 onWeight(r, System.currentTimeMillis());
             } else if (t.equals(topics.probeResults())) {
-                probeResults.accept(r);
+                takeover.answer(r);
+            } else if (t.equals(topics.serviceState())) {
+                takeover.onState(r);
             } else if (t.equals(topics.alerts())) {
                 onAlert(r);
             } else if (t.equals(topics.snapshots())) {
                 onSnapshot(r);
             } else if (t.equals(topics.signals())) {
-                onHistorySignal(r);
+                if (!registry.isCaughtUp() || !out.ours(r.headers())) {
+                    onHistorySignal(r);
+                }
             }
             metrics.inc("curvewatch_service_records_total", kind(t));
         } catch (InvalidRecordException e) {
@@ -237,7 +259,7 @@ public final class Ingest extends ConsumerLoop {
         String t = r.topic();
         metrics.inc("curvewatch_service_records_total", kind(t));
         boolean ours = t.equals(topics.weights()) || t.equals(topics.probeResults()) || t.equals(topics.factors());
-        if (ours && registry.isCaughtUp()) {
+        if (ours && registry.isCaughtUp() && !takeover.replayed(r)) {
             out.deadLetter(t, r.partition(), r.offset(), r.key(), r.value(), e);
             if (t.equals(topics.probeResults())) {
                 metrics.inc("curvewatch_service_probe_results_total", "dead_letter");
@@ -261,6 +283,7 @@ public final class Ingest extends ConsumerLoop {
         RunInfo info = runDecoder.decode(r.value());
         ContractChecks.checkRun(info);
         registry.register(info, System.currentTimeMillis()); // forgets runs beyond runs.max (forgetRun)
+        takeover.registered(info.getRunId());
         if (registry.isCaughtUp()) {
             out.live("run", info.getRunId(), Json.runInfo(info));
         }
@@ -279,6 +302,9 @@ public final class Ingest extends ConsumerLoop {
     // ---- factors ---------------------------------------------------------------------------
 
     private void onFactor(ConsumerRecord<byte[], byte[]> r) {
+        if (!takeover.factorRecord(r)) {
+            return; // replayed for another run, or the manifest of a layer whose chunks this instance does not hold
+        }
         // a manifest that fails ManifestCheck throws here: a dead letter (reject), the layer keeps its previous one
         factors.accept(r.key(), r.value()).ifPresent(runLayer -> {
             FactorManifest m = factors.manifest(runLayer).orElseThrow();
@@ -313,7 +339,9 @@ public final class Ingest extends ConsumerLoop {
         LayerInfo layer = run.info().getLayers().stream().filter(l -> l.getName().equals(w.getLayer())).findFirst()
                 .orElseThrow(() -> new InvalidRecordException(RejectReason.UNKNOWN_LAYER, "layer '" + w.getLayer()
                         + "' is not watched by run '" + w.getRunId() + "'"));
-        weights.accept(w, layer).ifPresent(a -> registry.layerState(a.runId(), a.layer(), System.currentTimeMillis()).weight(a));
+        var assembled = weights.accept(w, layer);
+        takeover.weightPart(expected, w.getPart(), r.partition(), r.offset(), assembled.isPresent());
+        assembled.ifPresent(a -> registry.layerState(a.runId(), a.layer(), System.currentTimeMillis()).weight(a));
     }
 
     private void deadLetter(ConsumerRecord<byte[], byte[]> r, InvalidRecordException why) {
@@ -370,10 +398,18 @@ public final class Ingest extends ConsumerLoop {
                 }
             }
         }
-        registry.ifHeld(s.getRunId(), () -> {
+        boolean held = registry.ifHeld(s.getRunId(), () -> {
             registry.history().add(s);
             alerts.evaluate(s, AlertEvaluator.Context.NONE, s.getTimestampMs(), false);
         });
+        if (held && registry.isCaughtUp()) { // another instance's signal
+            out.live("signal", s.getRunId(), Json.signal(s));
+        }
+    }
+
+    /** How far this instance has read a partition of the snapshots topic (-1: not yet). */
+    public long snapshotsReadUpTo(TopicPartition tp) {
+        return snapshotsRead.getOrDefault(tp, -1L);
     }
 
     // ---- refreshes and timeouts --------------------------------------------------------------
@@ -385,7 +421,11 @@ public final class Ingest extends ConsumerLoop {
             deadLetter(x.record(), x.why());
         }
         for (Registry.Run run : registry.allRuns()) {
+            if (!takeover.acts(run.id())) {
+                continue; // another instance refreshes and calibrates it (or this one has not taken it over yet)
+            }
             for (LayerState l : run.layers().values()) {
+                takeover.tick(l, nowMs);
                 probeResults.expire(l, nowMs);
                 LayerState.Bases owed = l.startOwedCandidate();
                 if (owed != null) {

@@ -266,6 +266,16 @@ public final class LayerState {
     }
 
     /** Whether a candidate is out and neither answered nor timed out. */
+    /** The candidate sent last and still out, or null (what a taker of the run needs, {@link Handover}). */
+    public synchronized PendingCandidate newestOutstanding() {
+        return candidates.newest();
+    }
+
+    /** A candidate the run's previous owner had out (a takeover): its answer is calibrated here. */
+    public synchronized void restoreOutstanding(PendingCandidate c) {
+        candidates.restored(c);
+    }
+
     public synchronized boolean awaitingAnswer() {
         return candidates.awaiting();
     }

@@ -6,6 +6,7 @@ import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.EditRequest;
 import dev.curvewatch.avro.ExampleScores;
 import dev.curvewatch.avro.GuardDecision;
+import dev.curvewatch.avro.ServiceLayerState;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.schemas.AvroSerializer;
@@ -54,7 +55,14 @@ public final class Outputs implements AutoCloseable {
     private final AvroSerializer<DeadLetter> deadLetters = new AvroSerializer<>(DeadLetter.class);
     private final AvroSerializer<EditRequest> editRequests = new AvroSerializer<>(EditRequest.class);
     private final AvroSerializer<GuardDecision> guardDecisions = new AvroSerializer<>(GuardDecision.class);
+    private final AvroSerializer<ServiceLayerState> serviceStates = new AvroSerializer<>(ServiceLayerState.class);
     private volatile java.util.function.Consumer<Signal> signalListener = s -> { };
+    /**
+     * Header naming the service process that published a signal: an instance reads the other
+     * instances' signals back (history, alert state for a takeover) and skips its own.
+     */
+    public static final String ORIGIN_HEADER = "curvewatch-origin";
+    private final byte[] origin;
 
     public Outputs(Properties client, CurvewatchTopics topics, Registry registry, AlertEvaluator alerts, ServiceMetrics metrics,
                    Vertx vertx, String component, int deadLetterMaxValueBytes) {
@@ -72,6 +80,13 @@ public final class Outputs implements AutoCloseable {
         this.vertx = vertx;
         this.component = component;
         this.deadLetterMaxValueBytes = deadLetterMaxValueBytes;
+        this.origin = (component + "#" + java.util.UUID.randomUUID()).getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    }
+
+    /** Whether a record was published by this process (its {@link #ORIGIN_HEADER}). */
+    public boolean ours(org.apache.kafka.common.header.Headers headers) {
+        org.apache.kafka.common.header.Header h = headers.lastHeader(ORIGIN_HEADER);
+        return h != null && java.util.Arrays.equals(h.value(), origin);
     }
 
     private static KafkaProducer<String, byte[]> producer(Properties client, String component) {
@@ -101,7 +116,9 @@ public final class Outputs implements AutoCloseable {
         long now = System.currentTimeMillis();
         for (Signal s : list) {
             String key = s.getLayer() == null ? s.getRunId() : CurvewatchTopics.runLayerKey(s.getRunId(), s.getLayer());
-            producer.send(new ProducerRecord<>(topics.signals(), key, signals.serialize(null, s)), log("signal " + key + " " + s.getName()));
+            ProducerRecord<String, byte[]> rec = new ProducerRecord<>(topics.signals(), key, signals.serialize(null, s));
+            rec.headers().add(ORIGIN_HEADER, origin);
+            producer.send(rec, log("signal " + key + " " + s.getName()));
             metrics.inc("curvewatch_service_signals_total");
             List<List<Alert>> raised = new java.util.ArrayList<>(1);
             if (registry.ifHeld(s.getRunId(), () -> {
@@ -118,6 +135,12 @@ public final class Outputs implements AutoCloseable {
     /** Hears every signal published for a held run, after the alert rules (the guard's harm check). */
     public void onSignal(java.util.function.Consumer<Signal> listener) {
         this.signalListener = listener;
+    }
+
+    /** What a taker of an owned layer needs ({@link Handover}), to service-state, key run/layer. */
+    public void serviceState(ServiceLayerState st) {
+        String key = CurvewatchTopics.runLayerKey(st.getRunId(), st.getLayer());
+        producer.send(new ProducerRecord<>(topics.serviceState(), key, serviceStates.serialize(null, st)), log("service state " + key));
     }
 
     /** A decision of the service's guard (re-armed, harmful, rollback offered) to guard-decisions, key run. */

@@ -69,6 +69,7 @@ public final class Registry implements ServiceState {
     }
 
     private final Map<String, Run> runs = new ConcurrentHashMap<>();
+    private volatile RunOwnership ownership = RunOwnership.everything();
     private final SignalHistory history;
     private final int alertHistory;
     private final int snapshotHistory;
@@ -96,6 +97,21 @@ public final class Registry implements ServiceState {
         this.alertHistory = alertHistory;
         this.snapshotHistory = snapshotHistory;
         this.maxRuns = maxRuns;
+    }
+
+    /** Which runs this instance owns ({@link RunOwnership}); every run until the service sets the group's. */
+    public void ownership(RunOwnership o) {
+        this.ownership = o;
+    }
+
+    /** Grows whenever the runs this instance owns may have changed. */
+    public long ownershipGeneration() {
+        return ownership.generation();
+    }
+
+    /** Whether this instance owns the run: refreshes it, calibrates it, publishes its signals and alerts, serves its edits. */
+    public boolean owns(String runId) {
+        return ownership.owns(runId);
     }
 
     public SignalHistory history() {

@@ -35,6 +35,7 @@ public final class ServiceMetrics {
             .declareCounter("curvewatch_service_records_total", "Records read, by topic kind.", "topic")
             .declareGauge("curvewatch_service_refresh_latency_last_seconds", "Factors manifest read -> signals sent, of the latest refresh.")
             .declareGauge("curvewatch_service_runs", "Runs held in memory.")
+            .declareGauge("curvewatch_service_owned_runs", "Runs this instance owns (refreshes, calibrates, alerts on, edits): its share of the edit-requests partitions.")
             .declareGauge("curvewatch_service_layers", "Layers held in memory.")
             .declareGauge("curvewatch_service_factor_bytes", "Factor chunk bytes held (one copy per layer).")
             .declareGauge("curvewatch_service_parked_weight_bytes", "Weight record bytes of unregistered runs held back (bounded by weights.parked.max.bytes).")

@@ -130,6 +130,15 @@ class CaptureValidatorTest {
         byte[] k = key("run-7/model.layers.3.mlp.up_proj");
         assertEquals(org.apache.kafka.common.utils.Utils.toPositive(org.apache.kafka.common.utils.Utils.murmur2(k)) % 12,
                 CaptureValidator.partitionForKey(k, 12));
+        // and the producer's own partitioner on many keys and partition counts (integration-tests' PartitioningGoldenTest
+        // holds that one to the golden partitions the Python client is checked against)
+        for (int i = 0; i < 500; i++) {
+            byte[] any = key("run-" + i + "/blocks." + (i % 7) + ".mlp.fc");
+            for (int n : new int[] {1, 4, 12, 20}) {
+                assertEquals(org.apache.kafka.clients.producer.internals.BuiltInPartitioner.partitionForKey(any, n),
+                        CaptureValidator.partitionForKey(any, n));
+            }
+        }
         new AvroSerializer<>(Capture.class);
     }
 }
