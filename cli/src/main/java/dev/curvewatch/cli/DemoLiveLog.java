@@ -4,9 +4,9 @@ import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.GuardAction;
 import dev.curvewatch.avro.GuardDecision;
 import dev.curvewatch.service.CurvewatchService;
-import dev.curvewatch.trainer.Mlp;
+import dev.curvewatch.trainer.experiments.Mlp;
 import dev.curvewatch.trainer.SnapshotFollower;
-import dev.curvewatch.trainer.WatchedTraining;
+import dev.curvewatch.trainer.experiments.WatchedTraining;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;

@@ -10,7 +10,7 @@ import dev.curvewatch.avro.ScoreKind;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.service.CurvewatchService;
 import dev.curvewatch.service.SignalPoint;
-import dev.curvewatch.trainer.Metrics;
+import dev.curvewatch.trainer.experiments.Metrics;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;

@@ -1,5 +1,8 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.trainer.experiments.CanariesExperiment;
+import dev.curvewatch.trainer.experiments.NoisyLabelsEvaluator;
+
 import java.util.List;
 import java.util.Optional;
 

@@ -1,5 +1,10 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.trainer.experiments.Metrics;
+import dev.curvewatch.trainer.experiments.Mlp;
+import dev.curvewatch.trainer.experiments.NoisyLabelData;
+import dev.curvewatch.trainer.experiments.NoisyLabelsEvaluator;
+
 import dev.curvewatch.avro.ExampleLosses;
 import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.curvature.CurvatureEdit;

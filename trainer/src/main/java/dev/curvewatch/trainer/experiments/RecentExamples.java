@@ -1,4 +1,4 @@
-package dev.curvewatch.trainer;
+package dev.curvewatch.trainer.experiments;
 
 import java.util.Arrays;
 

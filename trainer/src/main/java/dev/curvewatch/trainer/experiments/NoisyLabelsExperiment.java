@@ -1,4 +1,6 @@
-package dev.curvewatch.trainer;
+package dev.curvewatch.trainer.experiments;
+
+import dev.curvewatch.trainer.LayerCapture;
 
 import dev.curvewatch.curvature.CurvatureEdit;
 import dev.curvewatch.curvature.Eigenbasis;

@@ -1,4 +1,12 @@
-package dev.curvewatch.trainer;
+package dev.curvewatch.trainer.experiments;
+
+import dev.curvewatch.trainer.CandidateResponder;
+import dev.curvewatch.trainer.CapturePublisher;
+import dev.curvewatch.trainer.EditEvaluator;
+import dev.curvewatch.trainer.LayerCapture;
+import dev.curvewatch.trainer.LayerShape;
+import dev.curvewatch.trainer.SnapshotFollower;
+import dev.curvewatch.trainer.SnapshotStore;
 
 import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.FisherKind;

@@ -1,4 +1,7 @@
-package dev.curvewatch.trainer;
+package dev.curvewatch.trainer.experiments;
+
+import dev.curvewatch.trainer.CapturePublisher;
+import dev.curvewatch.trainer.LayerCapture;
 
 import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.FisherKind;

@@ -1,4 +1,4 @@
-package dev.curvewatch.trainer;
+package dev.curvewatch.trainer.experiments;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;

@@ -1,4 +1,4 @@
-package dev.curvewatch.trainer;
+package dev.curvewatch.trainer.experiments;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;

@@ -1,4 +1,7 @@
-package dev.curvewatch.trainer;
+package dev.curvewatch.trainer.experiments;
+
+import dev.curvewatch.trainer.EditEvaluator;
+import dev.curvewatch.trainer.LayerShape;
 
 import java.util.ArrayList;
 import java.util.Collections;

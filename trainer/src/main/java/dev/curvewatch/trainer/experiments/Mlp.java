@@ -1,4 +1,6 @@
-package dev.curvewatch.trainer;
+package dev.curvewatch.trainer.experiments;
+
+import dev.curvewatch.trainer.LayerCapture;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;

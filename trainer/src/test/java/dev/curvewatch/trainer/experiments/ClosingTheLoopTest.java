@@ -1,4 +1,6 @@
-package dev.curvewatch.trainer;
+package dev.curvewatch.trainer.experiments;
+
+import dev.curvewatch.trainer.CapturePublisher;
 
 import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.curvature.edit.LayerEdit;
