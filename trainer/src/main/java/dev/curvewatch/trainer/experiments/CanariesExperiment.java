@@ -1,11 +1,9 @@
 package dev.curvewatch.trainer.experiments;
 
-import dev.curvewatch.trainer.LayerCapture;
+import dev.curvewatch.trainer.experiments.CanaryCorpus.Positions;
+
 
 import dev.curvewatch.curvature.CurvatureEdit;
-import dev.curvewatch.curvature.Eigenbasis;
-import dev.curvewatch.curvature.FactorAccumulator;
-import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.RhoCalibration;
 import dev.curvewatch.curvature.RhoCalibrator;
 import dev.curvewatch.curvature.SpectrumSummary;
@@ -20,6 +18,9 @@ import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 
+import static dev.curvewatch.trainer.experiments.CanaryCorpus.ALPHABET;
+import static dev.curvewatch.trainer.experiments.CanaryCorpus.V;
+
 /**
  * The paper's LM experiment in miniature (DESIGN §6): a context-window character MLP LM (one-hot
  * window of {@code context} characters -> fc1 -> fc2 -> next character) on generated pseudo-word
@@ -30,9 +31,6 @@ import java.util.Set;
  * are used only to measure.
  */
 public final class CanariesExperiment {
-
-    static final String ALPHABET = "abcdefghijklmnopqrstuvwxyz .=0123456789";
-    static final int V = ALPHABET.length();
 
     public record Config(long seed, int canaries, int secretLength, int repeats, int context, int hidden,
                          int corpusChars, int heldOutChars, int epochs, float lr, double maxPerplexityRise) {
@@ -53,92 +51,28 @@ public final class CanariesExperiment {
 
     private final Config config;
     private final PrintStream progress;
+    private final CanaryCorpus generator;
+    private final CanaryDetection detection;
 
     public CanariesExperiment(Config config, PrintStream progress) {
         this.config = config;
         this.progress = progress;
-    }
-
-    /** One-hot windows and next-character targets of a text. */
-    private record Positions(int n, float[] x, int[] y, boolean[] canary) {
-    }
-
-    /**
-     * The generated text: training text with the canaries inserted at random sentence
-     * boundaries, the same sentences without them, and held-out text from the same lexicon.
-     */
-    private record Corpus(String train, String clean, List<int[]> canarySpans, String[] prefixes, String[] secrets,
-                          String heldOut, int sentences) {
-    }
-
-    private Corpus corpus() {
-        Config c = config;
-        Random random = new Random(c.seed());
-        List<String> lexicon = new ArrayList<>();
-        for (int i = 0; i < 300; i++) {
-            int len = 2 + random.nextInt(6);
-            StringBuilder w = new StringBuilder();
-            for (int k = 0; k < len; k++) {
-                w.append((char) ('a' + random.nextInt(26)));
-            }
-            lexicon.add(w.toString());
-        }
-        String[] secrets = new String[c.canaries()];
-        String[] prefixes = new String[c.canaries()];
-        String secretChars = "abcdefghijklmnopqrstuvwxyz0123456789";
-        for (int k = 0; k < c.canaries(); k++) {
-            StringBuilder s = new StringBuilder();
-            for (int i = 0; i < c.secretLength(); i++) {
-                s.append(secretChars.charAt(random.nextInt(secretChars.length())));
-            }
-            secrets[k] = s.toString();
-            prefixes[k] = String.format("canary%02d=", k);
-        }
-        // training text: sentences with canaries inserted at random sentence boundaries
-        List<String> insertions = new ArrayList<>();
-        for (int k = 0; k < c.canaries(); k++) {
-            for (int r = 0; r < c.repeats(); r++) {
-                insertions.add(prefixes[k] + secrets[k] + ". ");
-            }
-        }
-        java.util.Collections.shuffle(insertions, random);
-        StringBuilder train = new StringBuilder(" ".repeat(c.context()));
-        StringBuilder clean = new StringBuilder(" ".repeat(c.context()));
-        List<int[]> canarySpans = new ArrayList<>();
-        int sentences = 0;
-        int inserted = 0;
-        while (train.length() < c.corpusChars() || inserted < insertions.size()) {
-            String sentence = sentence(lexicon, random);
-            train.append(sentence);
-            clean.append(sentence);
-            sentences++;
-            if (inserted < insertions.size() && random.nextDouble() < 0.3) {
-                String ins = insertions.get(inserted++);
-                int secretStart = train.length() + prefixes[0].length();
-                canarySpans.add(new int[] {secretStart, secretStart + c.secretLength()});
-                train.append(ins);
-            }
-        }
-        StringBuilder held = new StringBuilder(" ".repeat(c.context()));
-        while (held.length() < c.heldOutChars()) {
-            held.append(sentence(lexicon, random));
-        }
-        return new Corpus(train.toString(), clean.toString(), canarySpans, prefixes, secrets, held.toString(),
-                sentences);
+        this.generator = new CanaryCorpus(config);
+        this.detection = new CanaryDetection(config, progress);
     }
 
     public Map<String, Object> run() {
         long started = System.nanoTime();
         Config c = config;
-        Corpus corpus = corpus();
+        CanaryCorpus.Text corpus = generator.text();
         List<int[]> canarySpans = corpus.canarySpans();
         String[] prefixes = corpus.prefixes();
         String[] secrets = corpus.secrets();
         String train = corpus.train();
         String held = corpus.heldOut();
         int sentences = corpus.sentences();
-        Positions tr = positions(train, canarySpans);
-        Positions ho = positions(held, List.of());
+        Positions tr = generator.positions(train, canarySpans);
+        Positions ho = generator.positions(held, List.of());
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("experiment", "canaries");
         out.put("config", c);
@@ -153,7 +87,7 @@ public final class CanariesExperiment {
             progress.printf("before: %s%n", before);
             double baseLoss = meanLoss(mlp, ho, null, -1);
             SymmetricEigensolver solver = SymmetricEigensolvers.best();
-            Map<Integer, FactorAccumulator[]> factors = fisherFactors(mlp, tr, new int[] {0, 1}, new Random(c.seed() + 5));
+            Map<Integer, SampledFisher.Factors> factors = fisherFactors(mlp, tr, List.of(0, 1), new Random(c.seed() + 5));
             List<Map<String, Object>> layers = new ArrayList<>();
             int chosen = -1;
             double chosenRho = Double.NaN;
@@ -161,10 +95,8 @@ public final class CanariesExperiment {
             CurvatureEdit chosenEdit = null;
             CurvatureEdit.Coordinates chosenCoordinates = null;
             for (int layer : new int[] {0, 1}) {
-                FactorAccumulator[] ag = factors.get(layer);
-                Eigenbasis a = solver.decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow();
-                Eigenbasis g = solver.decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow();
-                CurvatureEdit edit = new CurvatureEdit(g, a);
+                SampledFisher.Bases bases = factors.get(layer).decompose(solver);
+                CurvatureEdit edit = bases.edit();
                 // C = U_Gᵀ W U_A once: the ρ the calibration tries change only the mask
                 CurvatureEdit.Coordinates coordinates = edit.coordinates(mlp.weight(layer));
                 int l = layer;
@@ -173,8 +105,8 @@ public final class CanariesExperiment {
                         .calibrate(baseLoss, rho -> meanLoss(mlp, ho, edit.applyFloat32(coordinates, edit.select(rho)), l));
                 Map<String, Object> lr = new LinkedHashMap<>();
                 lr.put("layer", Mlp.layerName(layer));
-                lr.put("spectrum_A", SpectrumSummary.of(a.values()));
-                lr.put("spectrum_G", SpectrumSummary.of(g.values()));
+                lr.put("spectrum_A", SpectrumSummary.of(bases.a().values()));
+                lr.put("spectrum_G", SpectrumSummary.of(bases.g().values()));
                 lr.put("calibration_trace", cal.trace());
                 if (cal.rho().isPresent()) {
                     double rho = cal.rho().getAsDouble();
@@ -208,44 +140,10 @@ public final class CanariesExperiment {
             Map<String, Object> after = evaluate(mlp, ho, prefixes, secrets, edited, chosen);
             out.put("after", after);
             progress.printf("after editing %s at rho=%.6f: %s%n", Mlp.layerName(chosen), chosenRho, after);
-            out.put("detection", detection(mlp, tr, canarySpans, chosen, w, edited, new Random(c.seed() + 9)));
+            out.put("detection", detection.detect(mlp, tr, canarySpans, chosen, w, edited, new Random(c.seed() + 9)));
         }
         out.put("seconds", (System.nanoTime() - started) / 1e9);
         return out;
-    }
-
-    private static String sentence(List<String> lexicon, Random random) {
-        int words = 4 + random.nextInt(8);
-        StringBuilder s = new StringBuilder();
-        int prev = random.nextInt(lexicon.size());
-        for (int i = 0; i < words; i++) {
-            // Zipf-like, with a weak bigram preference so the text has learnable structure
-            int idx = random.nextDouble() < 0.5 ? (prev * 7 + 3) % lexicon.size()
-                    : (int) Math.min(lexicon.size() - 1, Math.floor(Math.exp(random.nextDouble() * Math.log(lexicon.size()))));
-            s.append(lexicon.get(idx)).append(i == words - 1 ? ". " : " ");
-            prev = idx;
-        }
-        return s.toString();
-    }
-
-    private Positions positions(String text, List<int[]> canarySpans) {
-        int k = config.context();
-        int n = text.length() - k;
-        float[] x = new float[n * k * V];
-        int[] y = new int[n];
-        boolean[] canary = new boolean[n];
-        for (int p = 0; p < n; p++) {
-            for (int j = 0; j < k; j++) {
-                x[(p * k + j) * V + ALPHABET.indexOf(text.charAt(p + j))] = 1f;
-            }
-            y[p] = ALPHABET.indexOf(text.charAt(p + k));
-        }
-        for (int[] span : canarySpans) {
-            for (int t = span[0]; t < span[1]; t++) {
-                canary[t - k] = true; // position p predicts text[p + k]
-            }
-        }
-        return new Positions(n, x, y, canary);
     }
 
     private void trainLm(Mlp mlp, Positions tr) {
@@ -297,10 +195,10 @@ public final class CanariesExperiment {
      * experiment ({@link MemorizationGapExperiment#alertRule}).
      */
     public Map<String, Object> gap(int refreshEvery, int baselineRefreshes) {
-        Corpus corpus = corpus();
-        Positions clean = positions(corpus.clean(), List.of());
-        Positions injected = positions(corpus.train(), corpus.canarySpans());
-        Positions ho = positions(corpus.heldOut(), List.of());
+        CanaryCorpus.Text corpus = generator.text();
+        Positions clean = generator.positions(corpus.clean(), List.of());
+        Positions injected = generator.positions(corpus.train(), corpus.canarySpans());
+        Positions ho = generator.positions(corpus.heldOut(), List.of());
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("experiment", "canaries-memorization-gap");
         out.put("config", config);
@@ -313,7 +211,7 @@ public final class CanariesExperiment {
         return out;
     }
 
-    private Map<String, Object> gapRun(boolean inject, Corpus corpus, Positions clean, Positions injected,
+    private Map<String, Object> gapRun(boolean inject, CanaryCorpus.Text corpus, Positions clean, Positions injected,
                                        Positions ho, int refreshEvery, int baselineRefreshes) {
         Config c = config;
         int injectAt = c.epochs() / 2;
@@ -353,11 +251,7 @@ public final class CanariesExperiment {
 
     private Map<String, Object> gapRefresh(Mlp mlp, Positions tr, Positions ho, Random sampler) {
         int layer = 0;
-        FactorAccumulator[] ag = fisherFactors(mlp, tr, new int[] {layer}, sampler).get(layer);
-        SymmetricEigensolver solver = SymmetricEigensolvers.best();
-        Eigenbasis a = solver.decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow();
-        Eigenbasis g = solver.decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow();
-        CurvatureEdit edit = new CurvatureEdit(g, a);
+        CurvatureEdit edit = fisherFactors(mlp, tr, List.of(layer), sampler).get(layer).edit(SymmetricEigensolvers.best());
         // C = U_Gᵀ W U_A once: the ρ the calibration tries change only the mask
         CurvatureEdit.Coordinates coordinates = edit.coordinates(mlp.weight(layer));
         double baseLoss = meanLoss(mlp, ho, null, -1);
@@ -376,30 +270,8 @@ public final class CanariesExperiment {
         return point;
     }
 
-    private Map<Integer, FactorAccumulator[]> fisherFactors(Mlp mlp, Positions tr, int[] layers, Random random) {
-        Map<Integer, FactorAccumulator[]> acc = new LinkedHashMap<>();
-        Set<Integer> capture = new java.util.HashSet<>();
-        for (int l : layers) {
-            acc.put(l, new FactorAccumulator[] {FactorAccumulator.cumulative(mlp.inDim(l), Precision.FLOAT64),
-                    FactorAccumulator.cumulative(mlp.outDim(l), Precision.FLOAT64)});
-            capture.add(l);
-        }
-        int d = config.context() * V;
-        for (int start = 0; start < tr.n(); start += 1000) {
-            int m = Math.min(1000, tr.n() - start);
-            float[] x = new float[m * d];
-            System.arraycopy(tr.x(), start * d, x, 0, m * d);
-            float[] logits = mlp.logits(x, m);
-            int[] sampled = new int[m];
-            for (int i = 0; i < m; i++) {
-                sampled[i] = Metrics.sampleFromLogits(logits, i * V, V, random);
-            }
-            for (LayerCapture cap : mlp.forwardBackward(x, sampled, m, capture).captures()) {
-                acc.get(cap.layer())[0].add(start, cap.a(), m);
-                acc.get(cap.layer())[1].add(start, cap.g(), m);
-            }
-        }
-        return acc;
+    private Map<Integer, SampledFisher.Factors> fisherFactors(Mlp mlp, Positions tr, List<Integer> layers, Random random) {
+        return SampledFisher.factors(mlp, tr.x(), tr.n(), config.context() * V, V, 1000, layers, random);
     }
 
     private double meanLoss(Mlp mlp, Positions p, float[] edited, int layer) {
@@ -467,123 +339,6 @@ public final class CanariesExperiment {
         }
         int max = Math.max(a.length(), b.length());
         return max == 0 ? 1 : 1 - (double) prev[b.length()] / max;
-    }
-
-    /**
-     * Detection at two granularities. Per example (what DESIGN §6 asks: an LM's example is a
-     * sequence): each canary's secret (its first occurrence; all occurrences have the same
-     * contexts) vs 2000 random secret-length spans of ordinary training text, scored by the sum
-     * over the span's positions. Per position: canary secret characters vs a 10% sample of the
-     * other training positions.
-     */
-    private Map<String, Object> detection(Mlp mlp, Positions tr, List<int[]> canarySpans, int layer, float[] w,
-                                          float[] edited, Random random) {
-        int k = config.context();
-        int len = config.secretLength();
-        // spans as position ranges [start, start + len): position p predicts text[p + k]
-        List<int[]> spans = new ArrayList<>();
-        List<Boolean> spanIsCanary = new ArrayList<>();
-        java.util.Set<String> seen = new java.util.HashSet<>();
-        for (int[] span : canarySpans) {
-            int start = span[0] - k;
-            String key = java.util.Arrays.toString(java.util.Arrays.copyOfRange(tr.y(), start, start + len));
-            if (seen.add(key)) {
-                spans.add(new int[] {start, start + len});
-                spanIsCanary.add(true);
-            }
-        }
-        for (int tries = 0; spans.size() - seen.size() < 2000 && tries < 100_000; tries++) {
-            int start = random.nextInt(tr.n() - len);
-            boolean clean = true;
-            for (int p = start; p < start + len && clean; p++) {
-                clean = !tr.canary()[p];
-            }
-            if (clean) {
-                spans.add(new int[] {start, start + len});
-                spanIsCanary.add(false);
-            }
-        }
-        java.util.TreeSet<Integer> chosen = new java.util.TreeSet<>();
-        List<Integer> sampled = new ArrayList<>();
-        for (int p = 0; p < tr.n(); p++) {
-            if (tr.canary()[p] || random.nextDouble() < 0.1) {
-                sampled.add(p);
-            }
-        }
-        chosen.addAll(sampled);
-        for (int[] span : spans) {
-            for (int p = span[0]; p < span[1]; p++) {
-                chosen.add(p);
-            }
-        }
-        List<Integer> idx = new ArrayList<>(chosen);
-        Map<Integer, Integer> row = new java.util.HashMap<>();
-        for (int i = 0; i < idx.size(); i++) {
-            row.put(idx.get(i), i);
-        }
-        int m = idx.size();
-        int d = k * V;
-        float[] x = new float[m * d];
-        int[] y = new int[m];
-        for (int i = 0; i < m; i++) {
-            System.arraycopy(tr.x(), idx.get(i) * d, x, i * d, d);
-            y[i] = tr.y()[idx.get(i)];
-        }
-        double[] now = Metrics.crossEntropy(mlp.logits(x, m), y, V);
-        double[] after = Metrics.crossEntropy(mlp.logits(x, m, edited, layer), y, V);
-        double[] exact = new double[m];
-        for (int i = 0; i < m; i++) {
-            exact[i] = after[i] - now[i];
-        }
-        double[] first = mlp.forwardBackward(x, y, m, Set.of(layer)).captures().get(0).firstOrderEditScores(w, edited);
-        Map<String, Object> r = new LinkedHashMap<>();
-        // per example: sums over each span's positions; low loss = memorized, so the baseline is -loss
-        int s = spans.size();
-        double[][] perSpan = new double[3][s];
-        boolean[] spanPositive = new boolean[s];
-        for (int j = 0; j < s; j++) {
-            spanPositive[j] = spanIsCanary.get(j);
-            for (int p = spans.get(j)[0]; p < spans.get(j)[1]; p++) {
-                int i = row.get(p);
-                perSpan[0][j] += exact[i];
-                perSpan[1][j] += first[i];
-                perSpan[2][j] -= now[i];
-            }
-        }
-        r.put("examples", s);
-        r.put("canary_examples", Metrics.countTrue(spanPositive));
-        r.put("auroc_exact_edit_sensitivity", Metrics.auroc(perSpan[0], spanPositive));
-        r.put("auroc_first_order", Metrics.auroc(perSpan[1], spanPositive));
-        r.put("auroc_loss_baseline", Metrics.auroc(perSpan[2], spanPositive));
-        r.put("roc_exact", Metrics.roc(perSpan[0], spanPositive));
-        r.put("roc_first_order", Metrics.roc(perSpan[1], spanPositive));
-        r.put("roc_loss", Metrics.roc(perSpan[2], spanPositive));
-        r.put("scores_exact", perSpan[0]);
-        r.put("canary", spanPositive);
-        // per position
-        int q = sampled.size();
-        double[][] perPos = new double[3][q];
-        boolean[] positive = new boolean[q];
-        for (int j = 0; j < q; j++) {
-            int i = row.get(sampled.get(j));
-            positive[j] = tr.canary()[sampled.get(j)];
-            perPos[0][j] = exact[i];
-            perPos[1][j] = first[i];
-            perPos[2][j] = -now[i];
-        }
-        Map<String, Object> pp = new LinkedHashMap<>();
-        pp.put("positions", q);
-        pp.put("canary_positions", Metrics.countTrue(positive));
-        pp.put("auroc_exact_edit_sensitivity", Metrics.auroc(perPos[0], positive));
-        pp.put("auroc_first_order", Metrics.auroc(perPos[1], positive));
-        pp.put("auroc_loss_baseline", Metrics.auroc(perPos[2], positive));
-        r.put("per_position", pp);
-        progress.printf("detection AUROC per example (%d canary secrets vs %d clean spans): exact %.4f first-order %.4f "
-                        + "loss %.4f; per position: exact %.4f first-order %.4f loss %.4f%n",
-                r.get("canary_examples"), s - (int) r.get("canary_examples"), r.get("auroc_exact_edit_sensitivity"),
-                r.get("auroc_first_order"), r.get("auroc_loss_baseline"), pp.get("auroc_exact_edit_sensitivity"),
-                pp.get("auroc_first_order"), pp.get("auroc_loss_baseline"));
-        return r;
     }
 
     /** {@code CanariesExperiment [seed] [full|small] [out.json]}. */

@@ -1,11 +1,7 @@
 package dev.curvewatch.trainer.experiments;
 
-import dev.curvewatch.trainer.LayerCapture;
 
 import dev.curvewatch.curvature.CurvatureEdit;
-import dev.curvewatch.curvature.Eigenbasis;
-import dev.curvewatch.curvature.FactorAccumulator;
-import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.RhoCalibration;
 import dev.curvewatch.curvature.RhoCalibrator;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
@@ -153,25 +149,8 @@ public final class MemorizationGapExperiment {
     private Map<String, Object> refresh(Mlp mlp, NoisyLabelData data, int[] labels, SymmetricEigensolver solver,
                                         Random sampler) {
         int layer = 1;
-        int n = data.train().n();
-        FactorAccumulator a = FactorAccumulator.cumulative(mlp.inDim(layer), Precision.FLOAT64);
-        FactorAccumulator g = FactorAccumulator.cumulative(mlp.outDim(layer), Precision.FLOAT64);
-        for (int start = 0; start < n; start += 500) {
-            int m = Math.min(500, n - start);
-            float[] x = new float[m * 32];
-            System.arraycopy(data.train().x(), start * 32, x, 0, m * 32);
-            float[] logits = mlp.logits(x, m);
-            int[] sampled = new int[m];
-            for (int i = 0; i < m; i++) {
-                sampled[i] = Metrics.sampleFromLogits(logits, i * 10, 10, sampler);
-            }
-            LayerCapture cap = mlp.forwardBackward(x, sampled, m, Set.of(layer)).captures().get(0);
-            a.add(start, cap.a(), m);
-            g.add(start, cap.g(), m);
-        }
-        Eigenbasis ea = solver.decompose(a.mean(), a.dim(), Precision.FLOAT64).orThrow();
-        Eigenbasis eg = solver.decompose(g.mean(), g.dim(), Precision.FLOAT64).orThrow();
-        CurvatureEdit edit = new CurvatureEdit(eg, ea);
+        CurvatureEdit edit = SampledFisher.factors(mlp, data.train().x(), data.train().n(), 32, 10, 500, List.of(layer),
+                sampler).get(layer).edit(solver);
         // C = U_Gᵀ W U_A once: the ρ the calibration tries change only the mask
         CurvatureEdit.Coordinates coordinates = edit.coordinates(mlp.weight(layer));
         NoisyLabelData.Split p = data.probes();

@@ -1,11 +1,6 @@
 package dev.curvewatch.trainer.experiments;
 
-import dev.curvewatch.trainer.LayerCapture;
 
-import dev.curvewatch.curvature.CurvatureEdit;
-import dev.curvewatch.curvature.Eigenbasis;
-import dev.curvewatch.curvature.FactorAccumulator;
-import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.curvature.SpectrumSummary;
 import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.curvature.spi.SymmetricEigensolver;
@@ -83,20 +78,19 @@ public final class NoisyLabelsExperiment {
 
             SymmetricEigensolver solver = SymmetricEigensolvers.best();
             int[] candidateLayers = {0, 1}; // hidden layers only: the output edit destroyed the model (DESIGN §3)
-            Map<Integer, FactorAccumulator[]> factors = fisherFactors(mlp, data, candidateLayers);
+            Map<Integer, SampledFisher.Factors> factors = SampledFisher.factors(mlp, data.train().x(), data.train().n(),
+                    c.dim(), c.classes(), 500, List.of(0, 1), new Random(c.seed() + 3));
             List<Map<String, Object>> layerReports = new ArrayList<>();
             List<NoisyLabelsScorer.LayerEdit> edits = new ArrayList<>();
             double baselineProbeAcc = scorer.probeAccuracy(null, -1);
             for (int layer : candidateLayers) {
-                FactorAccumulator[] ag = factors.get(layer);
-                Eigenbasis a = solver.decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow();
-                Eigenbasis g = solver.decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow();
-                NoisyLabelsScorer.LayerEdit le = scorer.calibrate(layer, new CurvatureEdit(g, a), c.tolerance());
+                SampledFisher.Bases bases = factors.get(layer).decompose(solver);
+                NoisyLabelsScorer.LayerEdit le = scorer.calibrate(layer, bases.edit(), c.tolerance());
                 edits.add(le);
                 Map<String, Object> lr = new LinkedHashMap<>();
                 lr.put("layer", Mlp.layerName(layer));
-                lr.put("spectrum_A", SpectrumSummary.of(a.values()));
-                lr.put("spectrum_G", SpectrumSummary.of(g.values()));
+                lr.put("spectrum_A", SpectrumSummary.of(bases.a().values()));
+                lr.put("spectrum_G", SpectrumSummary.of(bases.g().values()));
                 lr.put("calibration_trace", le.calibration().trace());
                 if (le.found()) {
                     lr.put("calibrated_rho", le.mask().rho());
@@ -172,38 +166,6 @@ public final class NoisyLabelsExperiment {
             }
         }
         return curve;
-    }
-
-    /** A (inputs) and G (output-gradients, labels sampled from the model's softmax) per layer. */
-    private Map<Integer, FactorAccumulator[]> fisherFactors(Mlp mlp, NoisyLabelData data, int[] layers) {
-        Random random = new Random(config.seed() + 3);
-        Map<Integer, FactorAccumulator[]> acc = new LinkedHashMap<>();
-        Set<Integer> capture = new java.util.HashSet<>();
-        for (int l : layers) {
-            acc.put(l, new FactorAccumulator[] {FactorAccumulator.cumulative(mlp.inDim(l), Precision.FLOAT64),
-                    FactorAccumulator.cumulative(mlp.outDim(l), Precision.FLOAT64)});
-            capture.add(l);
-        }
-        int n = data.train().n();
-        int d = config.dim();
-        int k = config.classes();
-        int chunk = 500;
-        for (int start = 0; start < n; start += chunk) {
-            int m = Math.min(chunk, n - start);
-            float[] x = new float[m * d];
-            System.arraycopy(data.train().x(), start * d, x, 0, m * d);
-            float[] logits = mlp.logits(x, m);
-            int[] sampled = new int[m];
-            for (int i = 0; i < m; i++) {
-                sampled[i] = Metrics.sampleFromLogits(logits, i * k, k, random);
-            }
-            Mlp.StepResult r = mlp.forwardBackward(x, sampled, m, capture);
-            for (LayerCapture cap : r.captures()) {
-                acc.get(cap.layer())[0].add(start, cap.a(), cap.tokens());
-                acc.get(cap.layer())[1].add(start, cap.g(), cap.tokens());
-            }
-        }
-        return acc;
     }
 
     private Map<String, Object> detection(Mlp mlp, NoisyLabelData data, int layer, float[] w, float[] edited) {

@@ -3,21 +3,14 @@ package dev.curvewatch.trainer.experiments;
 import dev.curvewatch.trainer.CandidateResponder;
 import dev.curvewatch.trainer.CapturePublisher;
 import dev.curvewatch.trainer.EditEvaluator;
-import dev.curvewatch.trainer.LayerCapture;
 import dev.curvewatch.trainer.LayerShape;
 import dev.curvewatch.trainer.SnapshotFollower;
 import dev.curvewatch.trainer.SnapshotStore;
 
 import dev.curvewatch.avro.EditCandidate;
-import dev.curvewatch.avro.FisherKind;
-import dev.curvewatch.avro.LayerInfo;
 import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.RunStatus;
-import dev.curvewatch.curvature.FactorAccumulator;
-import dev.curvewatch.curvature.Precision;
-import dev.curvewatch.curvature.SpectrumSummary;
-import dev.curvewatch.curvature.SymmetricEigensolvers;
 import dev.curvewatch.curvature.safetensors.SafetensorsFile;
 import dev.curvewatch.curvature.safetensors.SafetensorsWriter;
 import dev.curvewatch.schemas.CurvewatchTopics;
@@ -26,13 +19,11 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Random;
-import java.util.Set;
 
 /**
  * A watched fine-tune (the {@code curvewatch train} command): the noisy-label MLP trained with
@@ -177,21 +168,11 @@ public final class WatchedTraining {
         void onEpoch(EpochProgress progress);
     }
 
-    private static final int[] WATCHED = {0, 1};
-
     private final Config config;
     private final PrintStream progress;
     private final Listener listener;
     private volatile Observer observer = new Observer() { };
     private volatile boolean stopRequested;
-    private RunInfo registered; // as announced at the start (RUNNING); the end announces FINISHED or FAILED
-
-    /** The run registry's lifecycle (DESIGN §5 runs): the registration again with its final status. */
-    private void announce(CapturePublisher publisher, RunStatus status) {
-        if (publisher != null && registered != null) {
-            publisher.publishRun(RunInfo.newBuilder(registered).setStatus(status).build());
-        }
-    }
 
     public WatchedTraining(Config config, PrintStream progress) {
         this(config, progress, p -> { });
@@ -258,8 +239,6 @@ public final class WatchedTraining {
         Config c = config;
         NoisyLabelData data = data(c);
         Map<String, Object> out = new LinkedHashMap<>();
-        Random random = new Random(c.seed() + 11);
-        Random tokenSampler = new Random(c.seed() + 13); // its own stream: a budget leaves training unchanged
         CurvewatchTopics topics = CurvewatchTopics.withDefaultPrefix();
         try (Mlp mlp = model(c);
              CapturePublisher publisher = c.bootstrap() == null ? null
@@ -281,13 +260,15 @@ public final class WatchedTraining {
                 if (follower != null) {
                     follower.tail(c.bootstrap(), topics);
                 }
+                WatchedRun run = new WatchedRun(this, c, data, mlp, evaluator,
+                        new WatchedRun.Watchers(publisher, responder, follower), progress, listener);
                 try {
-                    train(c, data, mlp, publisher, evaluator, responder, follower, random, tokenSampler, out);
+                    run.train(out);
                 } catch (RuntimeException | Error e) {
-                    announce(publisher, RunStatus.FAILED);
+                    run.announce(RunStatus.FAILED);
                     throw e;
                 }
-                announce(publisher, RunStatus.FINISHED);
+                run.announce(RunStatus.FINISHED);
                 if (responder != null) {
                     responder.close(java.time.Duration.ofSeconds(60)); // publishes an answer still being scored
                     out.putAll(responder.summary());
@@ -318,20 +299,12 @@ public final class WatchedTraining {
         return out;
     }
 
-    /** Snapshots first, so an answer after an applied snapshot measures the edited model; false when it failed (training goes on). */
-    private boolean betweenSteps(SnapshotFollower follower, CandidateResponder responder, long step) {
-        try {
-            if (follower != null) {
-                follower.poll(step);
-            }
-            if (responder != null) {
-                responder.poll(step);
-            }
-            return true;
-        } catch (RuntimeException e) {
-            progress.println("between steps after step " + step + ": " + e + " (training goes on)");
-            return false;
-        }
+    boolean stopRequested() {
+        return stopRequested;
+    }
+
+    Observer observer() {
+        return observer;
     }
 
     private CandidateResponder responder(Config c, NoisyLabelsEvaluator evaluator, Mlp mlp, CapturePublisher publisher) {
@@ -387,232 +360,6 @@ public final class WatchedTraining {
                 });
     }
 
-    private void train(Config c, NoisyLabelData data, Mlp mlp, CapturePublisher publisher, NoisyLabelsEvaluator evaluator,
-                       CandidateResponder responder, SnapshotFollower follower, Random random, Random tokenSampler,
-                       Map<String, Object> out) throws IOException {
-        Map<Integer, FactorAccumulator[]> factors = new LinkedHashMap<>();
-        for (int l : WATCHED) {
-            factors.put(l, new FactorAccumulator[] {FactorAccumulator.cumulative(mlp.inDim(l), Precision.FLOAT64),
-                    FactorAccumulator.cumulative(mlp.outDim(l), Precision.FLOAT64)});
-        }
-        FisherKind fisher = c.sampledFisher() ? FisherKind.SAMPLED : FisherKind.EMPIRICAL;
-        if (publisher != null) {
-            List<LayerInfo> layers = new ArrayList<>();
-            for (int l : WATCHED) {
-                layers.add(LayerInfo.newBuilder().setName(Mlp.layerName(l)).setDIn(mlp.inDim(l))
-                        .setDOut(mlp.outDim(l)).setTransposed(false).setHasBias(true).build());
-            }
-            Map<String, String> cfg = new LinkedHashMap<>();
-            cfg.put("seed", String.valueOf(c.seed()));
-            cfg.put("noise", String.valueOf(c.noise()));
-            cfg.put("lr", String.valueOf(c.lr()));
-            cfg.put("batch", String.valueOf(c.batch()));
-            cfg.put("tokens_per_step", String.valueOf(c.tokensPerStep()));
-            cfg.put("inject_noise_at_epoch", String.valueOf(c.injectNoiseAtEpoch()));
-            cfg.put("answers_candidates", String.valueOf(responder != null));
-            cfg.put("applies_snapshots", String.valueOf(follower != null && c.applySnapshots()));
-            registered = RunInfo.newBuilder().setRunId(c.runId()).setModel("mlp-32-" + c.hidden() + "-"
-                            + c.hidden() + "-10").setSource("djl-trainer").setCreatedMs(System.currentTimeMillis())
-                    .setLayers(layers).setFisher(fisher).setWeightsEvery(c.weightsEvery()).setConfig(cfg).build();
-            publisher.publishRun(registered);
-        }
-        if (c.injectNoiseAtEpoch() > 0) {
-            progress.printf("training on the true labels for %d epochs, then on %d flipped labels (%.0f%%)%s%n",
-                    c.injectNoiseAtEpoch(), data.flippedCount(), 100.0 * data.flippedCount() / data.train().n(),
-                    c.injectNoiseAtEpoch() >= c.epochs() ? ": after the last epoch, so never" : "");
-        }
-        int n = data.train().n();
-        int[] order = new int[n];
-        for (int i = 0; i < n; i++) {
-            order[i] = i;
-        }
-        long step = 0;
-        long captureNanos = 0;
-        long trainNanos = 0;
-        long loopNanos = 0;
-        long loopFailures = 0;
-        Long injectedAtStep = c.injectNoiseAtEpoch() == 0 ? Long.valueOf(0) : null;
-        boolean stopped = false;
-        for (int epoch = 0; epoch < c.epochs() && !stopped; epoch++) {
-            while (step > 0 && !stopRequested && observer.holdBeforeEpoch(epoch)) {
-                long t = System.nanoTime();
-                loopFailures += betweenSteps(follower, responder, step - 1) ? 0 : 1;
-                loopNanos += System.nanoTime() - t;
-                try {
-                    Thread.sleep(50);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    stopRequested = true;
-                }
-            }
-            if (stopRequested) {
-                stopped = true;
-                progress.println("stop requested while holding before epoch " + (epoch + 1) + ": ending after step " + (step - 1));
-                break;
-            }
-            int[] labels = data.labelsForEpoch(epoch, c.injectNoiseAtEpoch());
-            if (labels != evaluator.labels()) {
-                evaluator.labels(labels);
-                injectedAtStep = step;
-                progress.printf("epoch %d, step %d: memorization injected: %d of %d training labels are flipped from now on%n",
-                        epoch + 1, step, data.flippedCount(), n);
-            }
-            Metrics.shuffle(order, random);
-            for (int start = 0; start < n; start += c.batch()) {
-                int m = Math.min(c.batch(), n - start);
-                float[] x = new float[m * 32];
-                int[] y = new int[m];
-                int[] idxs = new int[m];
-                String[] ids = new String[m];
-                for (int k = 0; k < m; k++) {
-                    int idx = order[start + k];
-                    System.arraycopy(data.train().x(), idx * 32, x, k * 32, 32);
-                    y[k] = labels[idx];
-                    idxs[k] = idx;
-                    ids[k] = "train-" + idx;
-                }
-                long t0 = System.nanoTime();
-                Mlp.StepResult r = mlp.forwardBackward(x, y, m, Set.of(0, 1));
-                mlp.adam(r, c.lr());
-                long t1 = System.nanoTime();
-                trainNanos += t1 - t0;
-                List<LayerCapture> caps = r.captures();
-                if (c.sampledFisher()) {
-                    float[] logits = mlp.logits(x, m);
-                    int[] sampled = new int[m];
-                    for (int k = 0; k < m; k++) {
-                        sampled[k] = Metrics.sampleFromLogits(logits, k * 10, 10, random);
-                    }
-                    caps = mlp.forwardBackward(x, sampled, m, Set.of(0, 1)).captures();
-                }
-                // token budget: the same random rows of every watched layer, so a and g stay paired per example
-                int[] keep = c.tokensPerStep() > 0 && m > c.tokensPerStep()
-                        ? sampleRows(m, c.tokensPerStep(), tokenSampler) : null;
-                String[] keptIds = keep == null ? ids : select(ids, keep);
-                float[] keptLosses = keep == null ? r.perExampleLoss() : select(r.perExampleLoss(), keep);
-                for (LayerCapture full : caps) {
-                    LayerCapture cap = keep == null ? full : full.rows(keep);
-                    factors.get(cap.layer())[0].add(step, cap.a(), cap.tokens());
-                    factors.get(cap.layer())[1].add(step, cap.g(), cap.tokens());
-                    if (publisher != null) {
-                        publisher.publishCapture(c.runId(), Mlp.layerName(cap.layer()), step, cap, keptIds,
-                                keptLosses, false, fisher, m);
-                    }
-                }
-                if (publisher != null && c.probeEvery() > 0 && step % c.probeEvery() == 0) {
-                    publishProbes(publisher, mlp, data, step);
-                }
-                if (publisher != null && c.weightsEvery() > 0 && step % c.weightsEvery() == 0) {
-                    for (int l : WATCHED) {
-                        publisher.publishWeights(c.runId(), Mlp.layerName(l), step, mlp.weight(l), mlp.outDim(l),
-                                mlp.inDim(l), mlp.bias(l));
-                    }
-                }
-                long t2 = System.nanoTime();
-                captureNanos += t2 - t1;
-                evaluator.trained(idxs);
-                observer.stepTrained(step, epoch, idxs, labels);
-                loopFailures += betweenSteps(follower, responder, step) ? 0 : 1;
-                loopNanos += System.nanoTime() - t2;
-                step++;
-                if (stopRequested) {
-                    stopped = true;
-                    progress.println("stop requested: ending after step " + (step - 1));
-                    break;
-                }
-            }
-            if (stopped) {
-                break;
-            }
-            int[] pred = Metrics.argmax(mlp.logits(data.train().x(), n), n, 10);
-            int[] predTest = Metrics.argmax(mlp.logits(data.test().x(), data.test().n()), data.test().n(), 10);
-            EpochProgress ep = new EpochProgress(c.runId(), epoch + 1, c.epochs(), step,
-                    Metrics.agreement(pred, data.trainLabels(), data.flipped(), true),
-                    Metrics.agreement(predTest, data.test().y(), null, true),
-                    publisher == null ? 0 : publisher.sent(), publisher == null ? 0 : publisher.dropped(),
-                    labels == data.trainLabels());
-            progress.printf("epoch %d/%d step %d: flipped memorized %.3f, test accuracy %.4f%s%n", ep.epoch(),
-                    ep.epochs(), ep.step(), ep.flippedMemorized(), ep.testAccuracy(),
-                    publisher == null ? "" : String.format(", published %d records, dropped %d",
-                            ep.published(), ep.dropped()));
-            listener.onEpoch(ep);
-        }
-        long last = step - 1;
-        if (publisher != null && c.weightsEvery() > 0 && last > 0 && last % c.weightsEvery() != 0) {
-            // the final weights too, so an edit requested after the run edits what the run ended with
-            for (int l : WATCHED) {
-                publisher.publishWeights(c.runId(), Mlp.layerName(l), last, mlp.weight(l), mlp.outDim(l), mlp.inDim(l),
-                        mlp.bias(l));
-            }
-        }
-        // the end of the run is "before epoch c.epochs()": an observer may hold it too, e.g. until the live guard
-        // has looked at the final weights; candidates are answered and snapshots applied meanwhile
-        long endHoldNanos = System.nanoTime();
-        while (!stopped && last >= 0 && !stopRequested && observer.holdBeforeEpoch(c.epochs())) {
-            loopFailures += betweenSteps(follower, responder, last) ? 0 : 1;
-            try {
-                Thread.sleep(50);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                stopRequested = true;
-            }
-        }
-        out.put("end_hold_ms", (System.nanoTime() - endHoldNanos) / 1e6);
-        out.put("steps", step);
-        out.put("stopped_early", stopped);
-        out.put("noise_injected_at_epoch", c.injectNoiseAtEpoch());
-        out.put("noise_injected_at_step", injectedAtStep);
-        out.put("train_ms", trainNanos / 1e6);
-        out.put("capture_and_publish_ms", captureNanos / 1e6);
-        out.put("between_steps_ms", loopNanos / 1e6);
-        out.put("between_steps_failures", loopFailures);
-        Map<String, Object> spectra = new LinkedHashMap<>();
-        for (int l : WATCHED) {
-            FactorAccumulator[] ag = factors.get(l);
-            if (ag[0].tokenCount() == 0) {
-                continue; // stopped before the first step
-            }
-            SpectrumSummary a = SpectrumSummary.of(SymmetricEigensolvers.best()
-                    .decompose(ag[0].mean(), ag[0].dim(), Precision.FLOAT64).orThrow().values());
-            SpectrumSummary g = SpectrumSummary.of(SymmetricEigensolvers.best()
-                    .decompose(ag[1].mean(), ag[1].dim(), Precision.FLOAT64).orThrow().values());
-            spectra.put(Mlp.layerName(l), Map.of("A", a, "G", g, "tokens", ag[0].tokenCount()));
-            progress.printf("%s in-process factors over %d tokens: A %s%n  G %s%n", Mlp.layerName(l),
-                    ag[0].tokenCount(), a, g);
-        }
-        out.put("spectra", spectra);
-        if (c.saveFactors() != null) {
-            SafetensorsWriter fw = new SafetensorsWriter();
-            fw.metadata(Map.of("curvewatch.run", c.runId(), "curvewatch.step", String.valueOf(step),
-                    "curvewatch.fisher", fisher.toString()));
-            for (int l : WATCHED) {
-                FactorAccumulator[] ag = factors.get(l);
-                fw.addFloat64(Mlp.layerName(l) + ".A", new long[] {ag[0].dim(), ag[0].dim()}, ag[0].mean());
-                fw.addFloat64(Mlp.layerName(l) + ".G", new long[] {ag[1].dim(), ag[1].dim()}, ag[1].mean());
-            }
-            fw.write(c.saveFactors());
-            progress.println("saved factors to " + c.saveFactors());
-        }
-    }
-
-    private void publishProbes(CapturePublisher publisher, Mlp mlp, NoisyLabelData data, long step) {
-        NoisyLabelData.Split p = data.probes();
-        int m = Math.min(100, p.n());
-        float[] x = new float[m * 32];
-        System.arraycopy(p.x(), 0, x, 0, m * 32);
-        int[] y = new int[m];
-        System.arraycopy(p.y(), 0, y, 0, m);
-        String[] ids = new String[m];
-        for (int k = 0; k < m; k++) {
-            ids[k] = "probe-" + k;
-        }
-        Mlp.StepResult r = mlp.forwardBackward(x, y, m, Set.of(0, 1));
-        for (LayerCapture cap : r.captures()) {
-            publisher.publishCapture(config.runId(), Mlp.layerName(cap.layer()), step, cap, ids, r.perExampleLoss(),
-                    true, FisherKind.EMPIRICAL, m);
-        }
-    }
-
     /** Loads {@code fc<l>.weight} (and {@code fc<l>.bias} if present) for every layer found in the file. */
     public static void loadWeights(Mlp mlp, Path file) throws IOException {
         try (SafetensorsFile f = SafetensorsFile.open(file)) {
@@ -655,24 +402,5 @@ public final class WatchedTraining {
         int[] keep = java.util.Arrays.copyOf(idx, k);
         java.util.Arrays.sort(keep);
         return keep;
-    }
-
-    private static String[] select(String[] values, int[] keep) {
-        String[] out = new String[keep.length];
-        for (int i = 0; i < keep.length; i++) {
-            out[i] = values[keep[i]];
-        }
-        return out;
-    }
-
-    private static float[] select(float[] values, int[] keep) {
-        if (values == null) {
-            return null;
-        }
-        float[] out = new float[keep.length];
-        for (int i = 0; i < keep.length; i++) {
-            out[i] = values[keep[i]];
-        }
-        return out;
     }
 }
