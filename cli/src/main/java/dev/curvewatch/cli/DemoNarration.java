@@ -18,116 +18,28 @@ import java.util.Set;
 
 /**
  * The demo's narration: after every epoch, the labels in force, memorization, the service's gap
- * per layer, and every new alert and guard decision. Before epoch {@code holdAt} (the injection, or
- * the same epoch in the clean control) it holds training until the service has the clean baseline
- * its alert rule compares with ({@link #BASELINE} calibrated refreshes per layer), so the demo
- * shows the same thing on a fast or a loaded machine.
+ * per layer, and every new alert and guard decision; every snapshot the trainer applied or refused.
+ * Keeps what it printed for the summary ({@link #applied}, {@link #epochs}). Training thread only.
  */
-final class DemoLiveLog implements WatchedTraining.Observer {
-    private static final int BASELINE = 5;
-    private static final long BASELINE_WAIT_MS = 180_000;
-    private static final long END_WAIT_MS = 180_000;
-    private static final long END_SETTLE_MS = 3_000;
+final class DemoNarration {
     private final CurvewatchService service;
     private final String run;
     private final List<String> layers;
-    private final int holdAt;
-    private final int totalEpochs;
     private long lastStep = -1;
-    private long endSinceMs = -1;
-    private long settledSinceMs = -1;
     private final Set<String> printedAlerts = new LinkedHashSet<>();
     private final Set<String> printedDecisions = new LinkedHashSet<>();
-    private long waitingSinceMs = -1;
-    private boolean baselineReady;
     final List<Map<String, Object>> applied = new ArrayList<>();
     final List<Map<String, Object>> epochs = new ArrayList<>();
 
-    DemoLiveLog(CurvewatchService service, String run, List<String> layers, int holdAt, int totalEpochs) {
+    DemoNarration(CurvewatchService service, String run, List<String> layers) {
         this.service = service;
         this.run = run;
         this.layers = List.copyOf(layers);
-        this.holdAt = holdAt;
-        this.totalEpochs = totalEpochs;
     }
 
-    /**
-     * Holds training before epoch {@code holdAt} until every layer has its clean baseline; the
-     * trainer keeps answering candidates meanwhile (on the training thread, every 50 ms).
-     */
-    @Override
-    public boolean holdBeforeEpoch(int epoch) {
-        if (epoch == totalEpochs) {
-            return holdAtTheEnd();
-        }
-        if (baselineReady || epoch != holdAt) {
-            return false;
-        }
-        long now = System.currentTimeMillis();
-        if (waitingSinceMs < 0) {
-            waitingSinceMs = now;
-        }
-        int fewest = Integer.MAX_VALUE;
-        for (String layer : layers) {
-            fewest = Math.min(fewest, service.state().signal(run, layer, "memorization_gap").size());
-        }
-        if (fewest >= BASELINE || now - waitingSinceMs > BASELINE_WAIT_MS) {
-            baselineReady = true;
-            System.out.printf("      clean baseline: %d calibrated refreshes per layer (training held %.1f s for it)%n", fewest,
-                    (now - waitingSinceMs) / 1e3);
-            return false;
-        }
-        return true;
-    }
-
-    /**
-     * Holds the end of the run (final weights published, not yet saved) until the guard has looked at
-     * them: every layer calibrated on the final weights (or on the snapshot applied last), no edit
-     * waiting to be applied, and both true for {@link #END_SETTLE_MS} (an alert on the last
-     * calibration reaches the guard a moment later). What the demo then scores is the model the run
-     * ends with, under the guard.
-     */
-    private boolean holdAtTheEnd() {
-        long now = System.currentTimeMillis();
-        if (endSinceMs < 0) {
-            endSinceMs = now;
-        }
-        long since = lastStep;
-        Set<String> requested = new LinkedHashSet<>();
-        Set<String> answered = new LinkedHashSet<>();
-        for (GuardDecision d : service.guardDecisions(run)) {
-            if (d.getIdempotencyKey() == null) {
-                continue;
-            }
-            switch (d.getAction()) {
-                case EDIT, ESCALATE -> requested.add(d.getIdempotencyKey());
-                case APPLIED -> {
-                    answered.add(d.getIdempotencyKey());
-                    since = Math.max(since, d.getStep());
-                }
-                case REFUSED, NOT_APPLIED -> answered.add(d.getIdempotencyKey());
-                default -> { }
-            }
-        }
-        boolean settled = answered.containsAll(requested);
-        for (String layer : layers) {
-            long s = since;
-            settled &= service.state().signal(run, layer, "memorization_gap").stream().anyMatch(p -> p.step() >= s);
-        }
-        if (!settled) {
-            settledSinceMs = -1;
-        } else if (settledSinceMs < 0) {
-            settledSinceMs = now;
-        }
-        boolean done = settled && now - settledSinceMs >= END_SETTLE_MS;
-        if (done || now - endSinceMs > END_WAIT_MS) {
-            printDecisions();
-            System.out.printf("      end of the run: held %.1f s until the guard had looked at the final weights%s%n",
-                    (now - endSinceMs) / 1e3, done ? "" : " (gave up waiting)");
-            return false;
-        }
-        printDecisions();
-        return true;
+    /** The last step trained when the last epoch ended (-1 before the first). */
+    long lastStep() {
+        return lastStep;
     }
 
     void epoch(WatchedTraining.EpochProgress p) {
@@ -173,15 +85,13 @@ final class DemoLiveLog implements WatchedTraining.Observer {
         }
     }
 
-    @Override
-    public void snapshotApplied(SnapshotFollower.Applied a, Mlp model) {
+    void snapshotApplied(SnapshotFollower.Applied a, Mlp model) {
         applied.add(a.toMap());
         System.out.printf("      SNAPSHOT %s applied after step %d: %s (edited at step %d), training continues from it%n",
                 a.snapshotId(), a.atStep(), a.rhos(), a.snapshotStep());
     }
 
-    @Override
-    public void snapshotRefused(String snapshotId, String reason, String message) {
+    void snapshotRefused(String snapshotId, String reason, String message) {
         System.out.printf("      snapshot %s refused: %s %s%n", snapshotId, reason, message);
     }
 }

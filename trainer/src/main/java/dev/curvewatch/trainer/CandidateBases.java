@@ -30,7 +30,7 @@ final class CandidateBases {
      * The candidate with any named basis filled in (d x k, column c = the named candidate's column
      * order[c]); the candidate itself when it sends both.
      *
-     * @throws CandidateResponder.Refusal BASES_NOT_HELD; InvalidRecordException for an order out of range
+     * @throws CandidateValidator.Refusal BASES_NOT_HELD; InvalidRecordException for an order out of range
      */
     EditCandidate resolve(EditCandidate c) {
         if (c.getBasisGOf() == null && c.getBasisAOf() == null) {
@@ -65,7 +65,7 @@ final class CandidateBases {
     private static Tensor named(Map<String, Held> held, EditCandidate c, String of, List<Integer> order, String field) {
         Held h = held.get(c.getLayer());
         if (h == null || !h.candidateId().equals(of)) {
-            throw new CandidateResponder.Refusal("BASES_NOT_HELD", field + " names candidate " + of + " of layer " + c.getLayer()
+            throw new CandidateValidator.Refusal("BASES_NOT_HELD", field + " names candidate " + of + " of layer " + c.getLayer()
                     + ", whose basis this trainer does not hold" + (h == null ? "" : " (it holds " + h.candidateId() + "'s)"));
         }
         List<Integer> shape = h.basis().getShape();
