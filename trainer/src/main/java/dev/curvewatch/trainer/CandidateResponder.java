@@ -14,9 +14,6 @@ import java.time.Duration;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
@@ -42,9 +39,7 @@ import java.util.concurrent.TimeoutException;
  * {@link CandidateBases} fills in bases named instead of sent (v4), {@link CandidateValidator} checks
  * a candidate and builds its edit and masks, {@link PendingCandidates} keeps the newest per layer,
  * {@link CandidateScorer} scores an answer, {@link ResponderCounters} counts; this class runs them
- * between steps and owns the worker thread. (It is ~460 lines, over the ~400 of the style guide:
- * what is left is that hand-off to the worker thread, which must stay in one place to keep "each
- * answer handled once", and the public API: {@link Sink}, {@link Events} and the counters' accessors.)
+ * between steps, handing each answer to the {@link AnswerWorker}'s thread and publishing it when scored.
  *
  * <p>Memory: a candidate whose answer would need more than the answer budget
  * ({@link #answerBytes}: its bases in float32 and fp64, the coordinates and one edit at a time)
@@ -98,8 +93,7 @@ public final class CandidateResponder implements AutoCloseable {
     private final CandidateBases bases = new CandidateBases();
     private final PendingCandidates pending = new PendingCandidates();
     private TopicTail tail;
-    private ExecutorService worker;
-    private InFlight inFlight;
+    private final AnswerWorker worker = new AnswerWorker();
     private long pendingAtClose = -1; // pending + in flight when close began; -1 while open
 
     public CandidateResponder(String runId, EditEvaluator evaluator, Sink sink, PrintStream log, Events events) {
@@ -141,11 +135,6 @@ public final class CandidateResponder implements AutoCloseable {
         }
     }
 
-    /** An answer being scored on the worker thread. */
-    private record InFlight(Prepared candidate, EditEvaluator.Session session, long step,
-                            Future<CandidateScorer.Answer> result, long startNanos) {
-    }
-
     /**
      * Between steps (after step {@code step}), never waiting: takes whatever candidates have
      * arrived, publishes the answer that has finished since the last call (returned), and starts
@@ -163,12 +152,11 @@ public final class CandidateResponder implements AutoCloseable {
             }
         }
         Optional<ProbeResult> done = Optional.empty();
-        if (inFlight != null && inFlight.result().isDone()) {
-            InFlight f = inFlight;
-            inFlight = null; // taken out first: whatever finishing it does, this answer is handled once
-            done = finish(f, Duration.ZERO);
+        AnswerWorker.InFlight finished = worker.takeIfDone(); // taken out first: this answer is handled once
+        if (finished != null) {
+            done = finish(finished, Duration.ZERO);
         }
-        if (inFlight == null && !pending.isEmpty()) {
+        if (!worker.busy() && !pending.isEmpty()) {
             Prepared p = pending.next();
             EditEvaluator.Session session;
             try {
@@ -178,43 +166,26 @@ public final class CandidateResponder implements AutoCloseable {
                 log.println("candidates: freezing the model for " + p.candidate().getCandidateId() + " failed: " + e);
                 return done;
             }
-            if (worker == null) {
-                worker = Executors.newSingleThreadExecutor(r -> {
-                    Thread t = new Thread(r, "curvewatch-candidate-answers");
-                    t.setDaemon(true);
-                    return t;
-                });
-            }
-            inFlight = new InFlight(p, session, step, worker.submit(() -> CandidateScorer.measure(p, session, runId, step)), System.nanoTime());
+            worker.start(p, session, runId, step);
         }
         return done;
     }
 
     /** Whether an answer is being scored now. */
     public boolean answering() {
-        return inFlight != null;
+        return worker.busy();
     }
 
     /** Waits until the answer in progress (if any) is scored; the next {@link #poll} publishes it. For tests. */
     boolean awaitScored(Duration timeout) throws InterruptedException {
-        if (inFlight == null) {
-            return true;
-        }
-        try {
-            inFlight.result().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
-            return true;
-        } catch (ExecutionException e) {
-            return true; // done, with a failure the next poll reports
-        } catch (TimeoutException e) {
-            return false;
-        }
+        return worker.awaitScored(timeout);
     }
 
     /**
      * Publishes a finished (or, waiting up to {@code wait}, finishing) answer; closes its session.
      * Never throws: a failing sink or observer is counted by {@link #publish}.
      */
-    private Optional<ProbeResult> finish(InFlight f, Duration wait) {
+    private Optional<ProbeResult> finish(AnswerWorker.InFlight f, Duration wait) {
         String id = f.candidate().candidate().getCandidateId();
         try {
             CandidateScorer.Answer answer = f.result().get(wait.toMillis(), TimeUnit.MILLISECONDS);
@@ -232,12 +203,7 @@ public final class CandidateResponder implements AutoCloseable {
             Thread.currentThread().interrupt();
             counters.failed++;
         } finally {
-            if (f.result().isDone()) {
-                f.session().close();
-            } else {
-                // still scoring: freeing its native memory now could crash it; close it after it ends
-                worker.submit(f.session()::close);
-            }
+            worker.release(f);
         }
         return Optional.empty();
     }
@@ -423,7 +389,7 @@ public final class CandidateResponder implements AutoCloseable {
     }
 
     private long pendingNow() {
-        return (long) pending.size() + (inFlight == null ? 0 : 1);
+        return (long) pending.size() + (worker.busy() ? 1 : 0);
     }
 
     /**
@@ -435,17 +401,13 @@ public final class CandidateResponder implements AutoCloseable {
         if (pendingAtClose < 0) {
             pendingAtClose = pendingNow();
         }
-        InFlight f = inFlight;
-        inFlight = null; // out before finishing it, as in poll
+        AnswerWorker.InFlight f = worker.take(); // out before finishing it, as in poll
         try {
             if (f != null) {
                 finish(f, wait);
             }
         } finally {
-            if (worker != null) {
-                worker.shutdown(); // queued session closes still run; the thread is a daemon
-                worker = null;
-            }
+            worker.shutdown();
             if (tail != null) {
                 tail.close();
                 tail = null;
