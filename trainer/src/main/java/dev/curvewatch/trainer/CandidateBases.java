@@ -19,7 +19,7 @@ import java.util.Map;
  * is refused with {@code BASES_NOT_HELD}, and the service, hearing nothing, sends the bases again.
  * Memory: one candidate's bases per layer, the buffers the candidate arrived in (no copy).
  */
-final class CandidateBases {
+public final class CandidateBases {
     private record Held(String candidateId, Tensor basis) {
     }
 
@@ -32,7 +32,7 @@ final class CandidateBases {
      *
      * @throws CandidateValidator.Refusal BASES_NOT_HELD; InvalidRecordException for an order out of range
      */
-    EditCandidate resolve(EditCandidate c) {
+    public EditCandidate resolve(EditCandidate c) {
         if (c.getBasisGOf() == null && c.getBasisAOf() == null) {
             return c;
         }
@@ -47,7 +47,7 @@ final class CandidateBases {
     }
 
     /** Keeps the bases a validated candidate sent, for later candidates of its layer to name. */
-    void remember(EditCandidate c) {
+    public void remember(EditCandidate c) {
         String layer = c.getLayer();
         if (c.getBasisGOf() == null) {
             g.put(layer, new Held(c.getCandidateId(), c.getBasisG()));

@@ -11,6 +11,7 @@ import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 import dev.curvewatch.schemas.TensorCodec;
+import dev.curvewatch.trainer.CandidateBases;
 import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -37,7 +38,8 @@ import java.util.function.Predicate;
  * A trainer for tests of the service, the workers and the dashboard, shipped for reuse (as Kafka
  * Streams ships its TopologyTestDriver): it publishes what a trainer publishes for the layers a test
  * names (RunInfo, Capture, WeightSnapshot, keyed as SERVICE-CONTRACT says) to a real broker, and
- * answers the service's EditCandidates with whatever model the test gives it, on a thread of its own.
+ * answers the service's EditCandidates with whatever model the test gives it, on a thread of its own
+ * (a v4 candidate that names an earlier candidate's basis reaches the model with that basis filled in).
  * It holds no model and does no math: a test's model decides the answers, so its expectations stay
  * independent of both the service and the trainer. Every send waits for the broker's acknowledgement.
  *
@@ -174,6 +176,8 @@ public final class TrainerSimulator implements AutoCloseable {
     private final class Answering extends Thread {
         private final Predicate<EditCandidate> which;
         private final Function<EditCandidate, ProbeResult> answer;
+        /** v4 candidates may name an earlier candidate's basis instead of sending it: the model gets whole ones. */
+        private final CandidateBases bases = new CandidateBases();
         volatile boolean stop;
         volatile Throwable failure;
 
@@ -198,10 +202,18 @@ public final class TrainerSimulator implements AutoCloseable {
                 while (!stop) {
                     for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
                         EditCandidate candidate = candidates.decode(r.value());
-                        if (runId.equals(candidate.getRunId()) && which.test(candidate)) {
-                            send(topics.probeResults(), runId, ProbeResult.class, answer.apply(candidate));
-                            answered.add(candidate);
+                        if (!runId.equals(candidate.getRunId()) || !which.test(candidate)) {
+                            continue;
                         }
+                        EditCandidate whole;
+                        try {
+                            whole = bases.resolve(candidate);
+                        } catch (RuntimeException notHeld) {
+                            continue; // as a real trainer: no answer, and the service sends the bases again
+                        }
+                        bases.remember(whole);
+                        send(topics.probeResults(), runId, ProbeResult.class, answer.apply(whole));
+                        answered.add(whole);
                     }
                 }
             } catch (Throwable t) {
