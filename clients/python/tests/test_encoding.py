@@ -31,11 +31,22 @@ class CanonicalFormTest(unittest.TestCase):
                          '{"name":"b","type":["null",{"name":"n.s.E","type":"enum","symbols":["X"]}]}]}')
 
     def test_repeated_named_types_become_references(self):
-        schema = {"type": "record", "name": "R", "fields": [
-            {"name": "a", "type": {"type": "fixed", "name": "F", "size": 4}}, {"name": "b", "type": "F"}]}
+        schema = {"type": "record", "name": "R", "namespace": "n", "fields": [
+            {"name": "a", "type": {"type": "record", "name": "T", "fields": [{"name": "x", "type": "int"}]}},
+            {"name": "b", "type": "T"}]}
         self.assertEqual(_avro.canonical_form(schema),
-                         '{"name":"R","type":"record","fields":[{"name":"a","type":{"name":"F","type":"fixed","size":4}},'
-                         '{"name":"b","type":"F"}]}')
+                         '{"name":"n.R","type":"record","fields":[{"name":"a","type":{"name":"n.T","type":"record",'
+                         '"fields":[{"name":"x","type":"int"}]}},{"name":"b","type":"n.T"}]}')
+
+    def test_primitives_with_properties_are_their_bare_name(self):
+        # the Java-generated schemas write every string so; avro 1.11 alone would keep {"type":"string"}
+        schema = {"type": "record", "name": "R", "fields": [
+            {"name": "s", "type": {"type": "string", "avro.java.string": "String"}},
+            {"name": "u", "type": ["null", {"type": "string", "avro.java.string": "String"}]},
+            {"name": "m", "type": {"type": "map", "values": {"type": "long", "p": 1}, "avro.java.string": "String"}}]}
+        self.assertEqual(_avro.canonical_form(schema),
+                         '{"name":"R","type":"record","fields":[{"name":"s","type":"string"},'
+                         '{"name":"u","type":["null","string"]},{"name":"m","type":{"type":"map","values":"long"}}]}')
 
     def test_table_crc_equals_bitwise_definition(self):
         for text in ["", '"int"', '{"name":"R","type":"record","fields":[]}', "é∑ unicode"]:

@@ -13,6 +13,7 @@ import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.sinks.internal.Signature;
+import dev.curvewatch.testkit.Await;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -44,7 +45,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.function.BooleanSupplier;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -72,12 +72,8 @@ class AlertSinksIT {
         }
     }
 
-    private static void await(BooleanSupplier c, String what) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (!c.getAsBoolean()) {
-            assertTrue(System.nanoTime() < deadline, "timed out waiting for " + what);
-            Thread.sleep(100);
-        }
+    private static void await(Await.Condition c, String what) {
+        Await.until(c, WAIT, what);
     }
 
     private static Alert alert(String fp, String layer, AlertStatus status, long firstMs, long lastMs) {
@@ -229,8 +225,8 @@ class AlertSinksIT {
         return new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer());
     }
 
-    /** Every dead letter on the topic, polled until one arrives or the wait ends. */
-    private static List<DeadLetter> deadLetters(String bootstrap, CurvewatchTopics topics) throws InterruptedException {
+    /** Every dead letter on the topic, polled until one arrives (fails if none does within the wait). */
+    private static List<DeadLetter> deadLetters(String bootstrap, CurvewatchTopics topics) {
         Properties p = new Properties();
         p.setProperty(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.setProperty(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
@@ -239,12 +235,12 @@ class AlertSinksIT {
         AvroDeserializer<DeadLetter> d = new AvroDeserializer<>(DeadLetter.class);
         try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
             c.subscribe(List.of(topics.deadLetters()));
-            long deadline = System.nanoTime() + WAIT.toNanos();
-            while (out.isEmpty() && System.nanoTime() < deadline) {
+            Await.until(() -> {
                 for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(500))) {
                     out.add(d.decode(r.value()));
                 }
-            }
+                return out.size();
+            }, n -> n > 0, WAIT, "a dead letter on " + topics.deadLetters());
             // anything else that arrived with it
             for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(1000))) {
                 out.add(d.decode(r.value()));

@@ -14,6 +14,7 @@ import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
+import dev.curvewatch.testkit.Await;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -124,19 +125,15 @@ class CurvewatchStreamsIT {
         return new KafkaProducer<>(p, new StringSerializer(), new ByteArraySerializer());
     }
 
-    private static void await(BooleanSupplier condition, String what) throws InterruptedException {
-        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
-        while (System.nanoTime() < deadline) {
+    /** Waits up to 60 s; an exception counts as "not yet" (stores are unavailable while the app rebalances or restores) and is shown if the wait ends. */
+    private static void await(BooleanSupplier condition, String what) {
+        Await.until(() -> {
             try {
-                if (condition.getAsBoolean()) {
-                    return;
-                }
+                return condition.getAsBoolean() ? "met" : "not met";
             } catch (RuntimeException notYet) {
-                // stores are unavailable while the app rebalances or restores
+                return notYet.toString();
             }
-            Thread.sleep(100);
-        }
-        throw new AssertionError("timed out waiting for: " + what);
+        }, "met"::equals, Duration.ofSeconds(60), what);
     }
 
     /** Every record of a topic (read_committed: the app writes transactionally), waiting for at least {@code min}. */
@@ -150,20 +147,16 @@ class CurvewatchStreamsIT {
         List<T> out = new ArrayList<>();
         try (KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(p, new StringDeserializer(), new ByteArrayDeserializer())) {
             c.subscribe(List.of(topic));
-            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
-            while (System.nanoTime() < deadline) {
+            Await.until(() -> {
                 for (ConsumerRecord<String, byte[]> r : c.poll(Duration.ofMillis(300))) {
                     out.add(d.decode(r.value()));
                 }
-                if (out.size() >= min) {
-                    for (ConsumerRecord<String, byte[]> r : c.poll(Duration.ofMillis(1500))) {
-                        out.add(d.decode(r.value())); // anything unexpected beyond min
-                    }
-                    break;
-                }
+                return out.size();
+            }, n -> n >= min, Duration.ofSeconds(60), min + " records on " + topic);
+            for (ConsumerRecord<String, byte[]> r : c.poll(Duration.ofMillis(1500))) {
+                out.add(d.decode(r.value())); // anything unexpected beyond min
             }
         }
-        assertTrue(out.size() >= min, "only " + out.size() + " of " + min + " records on " + topic);
         return out;
     }
 }

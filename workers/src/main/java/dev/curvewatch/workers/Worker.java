@@ -102,11 +102,8 @@ public final class Worker implements AutoCloseable {
         String phase = loop.phase();
         long age = loop.lastPollMillis() == 0 ? -1 : System.currentTimeMillis() - loop.lastPollMillis();
         boolean up = failure == null && ("running".equals(phase) || "restoring".equals(phase)) && age >= 0 && age < 60_000;
-        String json = String.format("{\"status\":\"%s\",\"phase\":\"%s\",\"instance\":\"%s\",\"partitions\":%d,\"layers\":%d,"
-                        + "\"lag_records\":%.0f,\"last_poll_age_ms\":%d%s}",
-                up ? "UP" : "DOWN", phase, config.instanceId(), loop.ownedPartitions(), loop.ownedLayers(), loop.lagRecords(), age,
-                failure == null ? "" : ",\"error\":\"" + failure.toString().replace("\\", "\\\\").replace("\"", "'") + "\"");
-        return new MetricsServer.Health(up, json);
+        return new MetricsServer.Health(up, phase, config.instanceId(), loop.ownedPartitions(), loop.ownedLayers(),
+                loop.lagRecords(), age, failure);
     }
 
     /** Graceful stop: final checkpoint, leave the group, close clients. Waits up to 60 s. */

@@ -24,6 +24,7 @@ public final class WorkerMetrics {
             .declareCounter("curvewatch_worker_checkpoint_bytes_total", "Factor chunk bytes written.")
             .declareCounter("curvewatch_worker_checkpoint_failures_total", "Checkpoints that failed and were rolled back to the last committed one.")
             .declareCounter("curvewatch_worker_restores_total", "Layers restored from a factor manifest.")
+            .declareCounter("curvewatch_worker_unknown_run_deferrals_total", "Captures whose run was not yet registered, each counted once when its partition was first paused on it.")
             .declareCounter("curvewatch_worker_rebalances_total", "Partition assignment changes, by kind (assigned, revoked, lost).", "kind")
             .declareGauge("curvewatch_worker_checkpoint_last_seconds", "Duration of the last checkpoint.")
             .declareGauge("curvewatch_worker_accumulate_gflops", "Factor update throughput since the previous checkpoint, GFLOP/s.")
@@ -31,6 +32,7 @@ public final class WorkerMetrics {
             .declareGauge("curvewatch_worker_owned_partitions", "Capture partitions assigned to this worker.")
             .declareGauge("curvewatch_worker_owned_layers", "Run/layer accumulators held in memory.")
             .declareGauge("curvewatch_worker_factor_bytes", "Bytes of factor sums held in memory.")
+            .declareGauge("curvewatch_worker_deferred_partitions", "Capture partitions paused on a capture of a run not yet registered.")
             .declareGauge("curvewatch_worker_up", "1 while the poll loop runs.");
 
     /** Adds to a counter; {@code labels} are name/value pairs in the family's label order. */

@@ -4,6 +4,7 @@ import dev.curvewatch.avro.FactorMode;
 import dev.curvewatch.contracts.FactorCheckpoint;
 import dev.curvewatch.deploy.LocalKafkaCluster;
 import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.testkit.Await;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -69,12 +70,8 @@ class WorkerClusterIT {
     }
 
     /** Waits (up to 120 s) until the producer has reached a capture; returns the capture reached. */
-    private static long waitUntil(java.util.function.BooleanSupplier reached, AtomicInteger sent) throws InterruptedException {
-        long deadline = System.nanoTime() + Duration.ofSeconds(120).toNanos();
-        while (!reached.getAsBoolean()) {
-            assertTrue(System.nanoTime() < deadline, "the producer stalled at capture " + sent.get());
-            Thread.sleep(20); // polling the producer thread's progress; the event (a capture sent) is checked above
-        }
+    private static long waitUntil(java.util.function.BooleanSupplier reached, AtomicInteger sent) {
+        Await.until(reached::getAsBoolean, Duration.ofSeconds(120), "the producer to reach the capture", () -> "stalled at capture " + sent.get());
         return sent.get();
     }
 }

@@ -8,6 +8,7 @@ import dev.curvewatch.curvature.FactorAccumulator;
 import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.deploy.LocalKafka;
 import dev.curvewatch.schemas.CurvewatchTopics;
+import dev.curvewatch.testkit.Await;
 import dev.curvewatch.workers.internal.CaptureValidator;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -34,7 +35,9 @@ import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Future;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.IntConsumer;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -246,11 +249,10 @@ class WorkerFailuresIT {
                 await(produce(producer, topics, List.of(s), 0, 40, 20, i -> { }), 120);
                 w2 = Worker.start(WorkerConfig.of(WorkerTestKit.workerConfig(bs, topics, "reb-w2")));
                 CompletableFuture<Void> second = produce(producer, topics, List.of(s), 40, 80, 20, i -> { });
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-                while (!(w1.ownedPartitions() > 0 && w2.ownedPartitions() > 0 && w1.ownedPartitions() + w2.ownedPartitions() == 4)) {
-                    assertTrue(System.nanoTime() < deadline, "partitions not shared: " + w1.ownedPartitions() + " + " + w2.ownedPartitions());
-                    Thread.sleep(100);
-                }
+                Worker second2 = w2;
+                Await.until(() -> w1.ownedPartitions() > 0 && second2.ownedPartitions() > 0
+                                && w1.ownedPartitions() + second2.ownedPartitions() == 4, Duration.ofSeconds(60),
+                        "the 4 partitions shared by both workers", () -> w1.ownedPartitions() + " + " + second2.ownedPartitions());
                 System.out.printf("shared: w1 %d, w2 %d partitions%n", w1.ownedPartitions(), w2.ownedPartitions());
                 await(second, 120);
                 w1.close(); // leaves the group: w2 takes over w1's layers from its last checkpoint
@@ -276,9 +278,34 @@ class WorkerFailuresIT {
     /** Short client blocking so that checkpoints during the outage fail and take the rollback path. */
     static Map<String, String> brokerRestartConfig(String bs, CurvewatchTopics topics) {
         Map<String, String> c = WorkerTestKit.workerConfig(bs, topics, "brk-w0");
+        // a checkpoint every 3 s (not the test kit's 400 ms, nor on token counts): a wide window to kill the broker
+        // while the worker holds uncommitted captures
+        c.put("checkpoint.interval.ms", "3000");
+        c.put("checkpoint.tokens", "1000000");
         c.put("kafka.max.block.ms", "2000");
         c.put("kafka.request.timeout.ms", "3000");
         return c;
+    }
+
+    private static long accumulated(Worker w) {
+        return (long) w.metrics().counter("curvewatch_worker_records_total", "result", "accumulated");
+    }
+
+    private static String committedQuietly(String bs, String group, String topic) {
+        try {
+            return Long.toString(WorkerTestKit.committedRecords(bs, group, topic));
+        } catch (Exception e) {
+            return "unreadable (" + e + ")";
+        }
+    }
+
+    private static boolean acquireQuietly(Semaphore permits) {
+        try {
+            return permits.tryAcquire(120, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
     }
 
     @Test
@@ -292,11 +319,51 @@ class WorkerFailuresIT {
              Worker w = Worker.start(WorkerConfig.of(brokerRestartConfig(bs, topics)))) {
             WorkerTestKit.register(producer, topics, s.info());
             await(produce(producer, topics, List.of(s), 0, 60, 20, i -> { }), 120);
-            CompletableFuture<Void> rest = produce(producer, topics, List.of(s), 60, 160, 20, i -> { });
-            Thread.sleep(800);
+            // the producer sends captures 60..110 freely, then one more per permit the test gives: the broker is killed at a
+            // checked point mid-stream, and the captures after it are sent into the outage, to reach the worker after the restart
+            AtomicInteger sent = new AtomicInteger(59);
+            Semaphore permits = new Semaphore(0);
+            CompletableFuture<Void> rest = produce(producer, topics, List.of(s), 60, 160, 20, i -> {
+                sent.set(i);
+                if (i >= 110 && !acquireQuietly(permits)) {
+                    throw new IllegalStateException("no permit to send capture " + (i + 1) + " within 120 s");
+                }
+            });
+            int layers = s.layers.size();
+            long firstPart = 60L * layers;
+            String group = w.config().groupId();
+            double[] checkpointsAtCheck = {0};
+            // the kill comes when the worker has taken in all that was sent (past the first part) and holds some of it
+            // uncommitted, so that its next checkpoint falls in the outage; while all it took in is committed, one more
+            // capture is let through
+            Await.until(() -> {
+                long accumulated = accumulated(w);
+                if (sent.get() < 110 || accumulated < (sent.get() + 1L) * layers) {
+                    return false;
+                }
+                checkpointsAtCheck[0] = w.metrics().counter("curvewatch_worker_checkpoints_total");
+                if (WorkerTestKit.committedRecords(bs, group, topics.captures()) < accumulated) {
+                    return true;
+                }
+                if (permits.availablePermits() == 0 && sent.get() < 150) {
+                    permits.release();
+                }
+                return false;
+            }, Duration.ofSeconds(120), "the worker holding uncommitted captures of the second part, the producer held",
+                    () -> "sent up to " + sent.get() + ", accumulated " + accumulated(w) + " records, committed "
+                            + committedQuietly(bs, group, topics.captures()));
             long t0 = System.nanoTime();
             kafka.kill();
-            Thread.sleep(2000);
+            long atKill = accumulated(w);
+            int sentAtKill = sent.get();
+            permits.release(1000);
+            assertTrue(atKill > firstPart && sentAtKill < 159, "killed mid-stream: " + atKill + " records in, producer at "
+                    + sentAtKill);
+            // the outage lasts until the worker's next checkpoint has failed in it and been rolled back; unless a checkpoint
+            // committed between the check and the kill, leaving nothing to write (then it ends at once)
+            Await.until(() -> w.metrics().counter("curvewatch_worker_checkpoint_failures_total") >= 1
+                            || w.metrics().counter("curvewatch_worker_checkpoints_total") > checkpointsAtCheck[0],
+                    Duration.ofSeconds(60), "a checkpoint failed in the outage and rolled back", () -> "phase " + w.phase());
             kafka.restart();
             System.out.printf("broker killed and restarted in %.1f s%n", (System.nanoTime() - t0) / 1e9);
             await(rest, 300);

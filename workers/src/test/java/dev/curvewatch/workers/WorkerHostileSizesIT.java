@@ -55,12 +55,7 @@ class WorkerHostileSizesIT {
                         Duration.ofSeconds(60));
                 assertEquals(8, got.get("run-h/small").tokenCount());
                 assertTrue(!got.containsKey("run-h/mid2") && !got.containsKey("run-h/huge"), "no factors of refused layers: " + got.keySet());
-                List<DeadLetter> dls = WorkerTestKit.deadLetters(bs, topics);
-                long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
-                while (dls.size() < 2 && System.nanoTime() < deadline) {
-                    Thread.sleep(200); // polling the dead-letters topic, not placing an event
-                    dls = WorkerTestKit.deadLetters(bs, topics);
-                }
+                List<DeadLetter> dls = WorkerTestKit.awaitDeadLetters(bs, topics, 2, Duration.ofSeconds(30));
                 assertEquals(2, dls.size(), "one dead letter per capture of a refused layer: " + dls);
                 DeadLetter side = dls.stream().filter(d -> d.getReason().contains("run-h/huge")).findFirst().orElseThrow();
                 assertEquals("OVERSIZED", side.getReasonCode());

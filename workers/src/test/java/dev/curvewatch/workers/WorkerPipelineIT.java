@@ -10,6 +10,7 @@ import dev.curvewatch.contracts.FactorCheckpoint;
 import dev.curvewatch.deploy.LocalKafka;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.TensorCodec;
+import dev.curvewatch.testkit.Await;
 import dev.curvewatch.workers.internal.CaptureValidator;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -78,6 +79,8 @@ class WorkerPipelineIT {
 
         Map<String, String> cfg = WorkerTestKit.workerConfig(bs, topics, "pipe-w0");
         cfg.put("max.record.bytes", Integer.toString(256 * 1024));
+        // not the default 10 s: the UNKNOWN_RUN bad capture holds its partition for the whole grace period;
+        // run-late is registered as soon as the worker reports its deferral, well within 3 s
         cfg.put("unknown.run.grace.ms", "3000");
         cfg.put("metrics.port", "0");
         cfg.put("metrics.host", "127.0.0.1");
@@ -100,7 +103,13 @@ class WorkerPipelineIT {
                         .add(i, TestCaptures.activations(seed, "late1", i, 4, 8), TestCaptures.gradients(seed, "late1", i, 4, 8), 4);
             }
             producer.flush();
-            Thread.sleep(1000);
+            // the worker has paused run-late's partition at its first capture: only then is its run registered
+            Await.until(() -> worker.metrics().counter("curvewatch_worker_unknown_run_deferrals_total") >= 1, Duration.ofSeconds(60),
+                    "the worker to defer run-late's first capture", () -> "deferrals " + worker.metrics().counter(
+                            "curvewatch_worker_unknown_run_deferrals_total") + ", dead letters " + worker.metrics().counter(
+                            "curvewatch_worker_records_total", "result", "dead_letter"));
+            assertEquals(0, worker.metrics().counter("curvewatch_worker_records_total", "result", "accumulated"),
+                    "nothing of run-late accumulated before its run is known");
             WorkerTestKit.register(producer, topics, runLate);
 
             Random rnd = new Random(seed);
@@ -176,12 +185,7 @@ class WorkerPipelineIT {
             assertEquals(last, ema.manifest().getStepLast());
 
             // dead letters: each bad record once, with its reason, partition, offset and original bytes
-            long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
-            List<DeadLetter> dls = WorkerTestKit.deadLetters(bs, topics);
-            while (dls.size() < bad.size() && System.nanoTime() < deadline) {
-                Thread.sleep(300);
-                dls = WorkerTestKit.deadLetters(bs, topics);
-            }
+            List<DeadLetter> dls = WorkerTestKit.awaitDeadLetters(bs, topics, bad.size(), Duration.ofSeconds(30));
             assertEquals(bad.size(), dls.size(), "one dead letter per bad capture: " + dls);
             for (Map.Entry<String, RecordMetadata> e : bad.entrySet()) {
                 String reason = e.getKey().substring(0, e.getKey().indexOf('#'));

@@ -9,6 +9,7 @@ import dev.curvewatch.curvature.Precision;
 import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.TopicSpec;
+import dev.curvewatch.testkit.Await;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -27,11 +28,11 @@ import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
 
 /** Broker-side helpers of the worker integration tests. */
@@ -89,31 +90,38 @@ final class WorkerTestKit {
 
     /** Polls the factors topic until every listed run/layer's manifest has the expected token count. */
     static Map<String, FactorCheckpoint> awaitTokens(String bootstrap, CurvewatchTopics topics, Map<String, Long> expected,
-                                                    Duration timeout) throws InterruptedException {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        Map<String, FactorCheckpoint> latest = Map.of();
-        while (System.nanoTime() < deadline) {
+                                                    Duration timeout) {
+        return Await.until(() -> {
             try {
-                latest = FactorCheckpoints.readLatest(client(bootstrap), topics, Duration.ofSeconds(30));
-                boolean all = true;
-                for (Map.Entry<String, Long> e : expected.entrySet()) {
-                    FactorCheckpoint cp = latest.get(e.getKey());
-                    if (cp == null || cp.tokenCount() < e.getValue()) {
-                        all = false;
-                        break;
-                    }
-                }
-                if (all) {
-                    return latest;
-                }
+                return new Latest(FactorCheckpoints.readLatest(client(bootstrap), topics, Duration.ofSeconds(30)), null);
             } catch (org.apache.kafka.common.KafkaException e) {
-                // broker restarting
+                return new Latest(Map.of(), e); // broker restarting
             }
-            Thread.sleep(300);
+        }, latest -> latest.reached(expected), timeout, "factors of " + expected + " tokens").checkpoints();
+    }
+
+    /** The newest checkpoint per run/layer read from the factors topic, or why it could not be read. */
+    private record Latest(Map<String, FactorCheckpoint> checkpoints, Exception failure) {
+        boolean reached(Map<String, Long> expected) {
+            return expected.entrySet().stream().allMatch(e -> checkpoints.containsKey(e.getKey())
+                    && checkpoints.get(e.getKey()).tokenCount() >= e.getValue());
         }
-        Map<String, Long> got = new HashMap<>();
-        latest.forEach((k, v) -> got.put(k, v.tokenCount()));
-        throw new AssertionError("factors did not reach " + expected + " tokens within " + timeout + "; latest " + got);
+
+        @Override
+        public String toString() {
+            Map<String, Long> tokens = new TreeMap<>();
+            checkpoints.forEach((k, v) -> tokens.put(k, v.tokenCount()));
+            return failure != null ? "not readable: " + failure : "tokens " + tokens;
+        }
+    }
+
+    /** Records of a topic committed by the consumer group (the sum of its committed offsets on that topic). */
+    static long committedRecords(String bootstrap, String groupId, String topic) throws Exception {
+        try (Admin admin = Admin.create(client(bootstrap))) {
+            return admin.listConsumerGroupOffsets(groupId).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS)
+                    .entrySet().stream().filter(e -> e.getKey().topic().equals(topic) && e.getValue() != null)
+                    .mapToLong(e -> e.getValue().offset()).sum();
+        }
     }
 
     static List<ConsumerRecord<byte[], byte[]>> readAll(String bootstrap, String topic) {
@@ -125,12 +133,18 @@ final class WorkerTestKit {
             c.seekToBeginning(parts);
             Map<TopicPartition, Long> end = c.endOffsets(parts);
             List<ConsumerRecord<byte[], byte[]>> out = new ArrayList<>();
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while (parts.stream().anyMatch(tp -> c.position(tp) < end.get(tp)) && System.nanoTime() < deadline) {
+            Await.until(() -> {
                 c.poll(Duration.ofMillis(200)).forEach(out::add);
-            }
+                return parts.stream().allMatch(tp -> c.position(tp) >= end.get(tp));
+            }, Duration.ofSeconds(60), topic + " read to its end offsets " + end, () -> out.size() + " records read");
             return out;
         }
+    }
+
+    /** The dead letters, read until there are at least {@code atLeast}. */
+    static List<DeadLetter> awaitDeadLetters(String bootstrap, CurvewatchTopics topics, int atLeast, Duration timeout) {
+        return Await.until(() -> deadLetters(bootstrap, topics), dls -> dls.size() >= atLeast, timeout,
+                atLeast + " dead letters on " + topics.deadLetters());
     }
 
     static List<DeadLetter> deadLetters(String bootstrap, CurvewatchTopics topics) {

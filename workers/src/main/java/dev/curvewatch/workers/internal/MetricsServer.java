@@ -2,6 +2,8 @@ package dev.curvewatch.workers.internal;
 
 import dev.curvewatch.workers.WorkerMetrics;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 
@@ -9,13 +11,40 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.concurrent.Executors;
 import java.util.function.Supplier;
 
 /** GET /metrics (Prometheus text) and GET /health (200 UP or 503 with a JSON body) on the JDK's HTTP server. */
 public final class MetricsServer implements AutoCloseable {
-    /** Health answer: HTTP status and JSON body. */
-    public record Health(boolean up, String json) {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /**
+     * Health answer: 200 when {@code up}, else 503; the body is its JSON ({@link #json()}).
+     * {@code lastPollAgeMs} is -1 before the first poll; {@code failure} is the fatal error or null.
+     */
+    public record Health(boolean up, String phase, String instance, int partitions, int layers, double lagRecords,
+                         long lastPollAgeMs, Throwable failure) {
+        /** The body, written by Jackson: any error text (newlines, quotes) stays valid JSON. */
+        public String json() {
+            Map<String, Object> body = new LinkedHashMap<>();
+            body.put("status", up ? "UP" : "DOWN");
+            body.put("phase", phase);
+            body.put("instance", instance);
+            body.put("partitions", partitions);
+            body.put("layers", layers);
+            body.put("lag_records", Math.round(lagRecords));
+            body.put("last_poll_age_ms", lastPollAgeMs);
+            if (failure != null) {
+                body.put("error", failure.toString());
+            }
+            try {
+                return JSON.writeValueAsString(body);
+            } catch (JsonProcessingException e) {
+                throw new IllegalStateException("strings and numbers always serialize", e);
+            }
+        }
     }
 
     private final HttpServer server;

@@ -12,6 +12,7 @@ import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.TensorCodec;
 import dev.curvewatch.schemas.TopicSpec;
+import dev.curvewatch.testkit.Await;
 import dev.curvewatch.workers.Worker;
 import dev.curvewatch.workers.WorkerConfig;
 import org.apache.kafka.clients.admin.Admin;
@@ -29,6 +30,7 @@ import java.nio.FloatBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -230,10 +232,7 @@ public final class WorkerIngestBench {
         try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(pp, new StringSerializer(), new ByteArraySerializer())) {
             producer.send(new ProducerRecord<>(topics.runs(), "bench", new AvroSerializer<>(RunInfo.class).serialize(null, run))).get();
             Worker worker = Worker.start(workerConfig(bs, topics, precision));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while (worker.ownedPartitions() < 4 && System.nanoTime() < deadline) {
-                Thread.sleep(50);
-            }
+            Await.until(() -> worker.ownedPartitions() == 4, Duration.ofSeconds(60), "the worker owns the 4 partitions", worker::ownedPartitions);
             double[] lagAt = new double[4];
             double[] maxLag = {0};
             long t0 = System.nanoTime();
@@ -298,10 +297,7 @@ public final class WorkerIngestBench {
             producer.flush();
         }
         Worker worker = Worker.start(workerConfig(bs, topics, precision));
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        while (worker.ownedPartitions() < 4 && System.nanoTime() < deadline) {
-            Thread.sleep(5);
-        }
+        Await.until(() -> worker.ownedPartitions() == 4, Duration.ofSeconds(60), "the worker owns the 4 partitions", worker::ownedPartitions);
         long t0 = System.nanoTime();
         while (worker.metrics().counter("curvewatch_worker_records_total", "result", "accumulated") < records) {
             if (worker.failure() != null) {
