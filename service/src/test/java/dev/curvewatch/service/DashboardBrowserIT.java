@@ -18,6 +18,7 @@ import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 import dev.curvewatch.schemas.TensorCodec;
+import dev.curvewatch.testkit.Await;
 import dev.curvewatch.trainer.testing.TrainerSimulator;
 import dev.curvewatch.workers.Worker;
 import dev.curvewatch.workers.WorkerConfig;
@@ -291,24 +292,17 @@ class DashboardBrowserIT {
 
     // ------------------------------------------------------------------ HTTP helpers
 
-    private void awaitApi(String url, Predicate<String> ready, String what) throws Exception {
-        long deadline = System.nanoTime() + Duration.ofSeconds(90).toNanos();
-        String last = "(no answer)";
-        while (System.nanoTime() < deadline) {
+    private void awaitApi(String url, Predicate<String> ready, String what) {
+        // an I/O failure while the service starts is a state to wait past, not the end of the wait
+        Await.until(() -> {
             try {
                 HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10))
                         .header("Authorization", "Bearer " + TOKEN).GET().build(), HttpResponse.BodyHandlers.ofString());
-                last = r.statusCode() + " " + r.body();
-                if (r.statusCode() == 200 && ready.test(r.body())) {
-                    return;
-                }
+                return r.statusCode() + " " + r.body();
             } catch (IOException e) {
-                last = e.toString();
+                return e.toString();
             }
-            Thread.sleep(250);
-        }
-        throw new AssertionError("the service never served " + what + " at " + url + "; last answer: "
-                + (last.length() > 2000 ? last.substring(0, 2000) + "..." : last));
+        }, last -> last.startsWith("200 ") && ready.test(last.substring(4)), Duration.ofSeconds(90), what + " at " + url);
     }
 
     private static int count(String haystack, String needle) {

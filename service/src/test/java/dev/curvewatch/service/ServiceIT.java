@@ -25,6 +25,7 @@ import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.TensorCodec;
 import dev.curvewatch.streams.CurvewatchStreams;
 import dev.curvewatch.streams.StreamsAppConfig;
+import dev.curvewatch.testkit.Await;
 import dev.curvewatch.trainer.testing.TrainerSimulator;
 import dev.curvewatch.workers.Worker;
 import dev.curvewatch.workers.WorkerConfig;
@@ -625,20 +626,11 @@ class ServiceIT {
                     404, "a failed snapshot has no file");
             // a capture the worker cannot decode is a dead letter of its run/layer, and the run's layer says so
             producer.send(new ProducerRecord<>(topics.captures(), RUN + "/" + LAYER, new byte[]{7, 7, 7, 7})).get();
-            long layerDeadLetters = 0;
-            long dlDeadline = System.nanoTime() + WAIT.toNanos();
-            while (layerDeadLetters == 0) {
-                assertTrue(System.nanoTime() < dlDeadline, "the capture's dead letter reaches the layer within " + WAIT);
-                JsonObject fcNow = named(new JsonObject(call(http, "GET", base + "/api/runs/" + RUN, null, null, null).body())
-                        .getJsonArray("layers"), LAYER);
-                layerDeadLetters = fcNow.getJsonObject("dead_letters").getLong("total");
-                if (layerDeadLetters > 0) {
-                    assertEquals("captures", fcNow.getJsonObject("dead_letters").getString("last_topic"), fcNow.encode());
-                    assertTrue(fcNow.getJsonObject("dead_letters").getString("last_component").startsWith("worker:"), fcNow.encode());
-                } else {
-                    Thread.sleep(100);
-                }
-            }
+            JsonObject fcNow = Await.until(() -> named(new JsonObject(call(http, "GET", base + "/api/runs/" + RUN, null, null, null)
+                    .body()).getJsonArray("layers"), LAYER), o -> o.getJsonObject("dead_letters").getLong("total") > 0, WAIT,
+                    "the capture's dead letter on its layer");
+            assertEquals("captures", fcNow.getJsonObject("dead_letters").getString("last_topic"), fcNow.encode());
+            assertTrue(fcNow.getJsonObject("dead_letters").getString("last_component").startsWith("worker:"), fcNow.encode());
             assertEquals(topics.probeResults(), dls.get("never-sent").getTopic());
             assertEquals(topics.editRequests(), dls.get("bad-layer").getTopic());
         }
@@ -840,11 +832,8 @@ class ServiceIT {
             assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", "rotating-1", null, null), 404, "file token");
             Files.writeString(tokenFile, "rotating-2\n");
             Files.setLastModifiedTime(tokenFile, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis() + 5000));
-            long rotateDeadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
-            while (call(http, "GET", base + "/api/snapshots/snap-none/file", "rotating-2", null, null).statusCode() != 404
-                    && System.nanoTime() < rotateDeadline) {
-                Thread.sleep(100);
-            }
+            Await.until(() -> call(http, "GET", base + "/api/snapshots/snap-none/file", "rotating-2", null, null).statusCode(),
+                    status -> status == 404, Duration.ofSeconds(20), "the rotated-in token accepted");
             assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", "rotating-2", null, null), 404, "rotated-in token");
             assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", "rotating-1", null, null), 401, "revoked token");
             assertError(call(http, "GET", base + "/api/snapshots/snap-none/file", TOKEN, null, null), 404, "auth.tokens stay");
@@ -961,11 +950,8 @@ class ServiceIT {
                 assertEquals(2, files.count(), "two files for two keys (a FAILED request writes none)");
             }
             // the edit thread lists its event right after the broker acknowledged it, which the tail may see first
-            long listedDeadline = System.nanoTime() + WAIT.toNanos();
-            while (service.state().snapshots(RUN).stream().noneMatch(x -> x.getIdempotencyKey().equals("k-2"))) {
-                assertTrue(System.nanoTime() < listedDeadline, "k-2 listed within " + WAIT);
-                Thread.sleep(20);
-            }
+            Await.until(() -> service.state().snapshots(RUN).stream().anyMatch(x -> x.getIdempotencyKey().equals("k-2")), WAIT,
+                    "k-2 listed");
             assertEquals(List.of("k-2", "k-1"), service.state().snapshots(RUN).stream()
                     .filter(x -> x.getStatus() == dev.curvewatch.avro.SnapshotStatus.WRITTEN).map(SnapshotEvent::getIdempotencyKey).toList());
             assertEquals(3, service.state().snapshots(RUN).size(), "and the FAILED bad-layer request");
