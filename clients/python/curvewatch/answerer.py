@@ -16,10 +16,9 @@ from .candidate_parts import CandidateParts, HeldBases
 from .candidates import CandidateError, parse_candidate
 from .examples import DEFAULT_RECENT_EXAMPLES, ProbeSet, RecentExamples
 from .hooks import dims
+from .limits import PROBE_RESULT_MAX_BYTES
 from .replay import ForwardReplay
 
-# probe-results is created with max.message.bytes 1 MiB (TopicSpec.DEFAULT_MAX_MESSAGE_BYTES); Kafka framing
-PROBE_RESULT_MAX_BYTES = 1024 * 1024 - 4096
 
 
 class CandidateAnswerer:

@@ -14,15 +14,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-# probe-results is created with max.message.bytes 1 MiB (TopicSpec.DEFAULT_MAX_MESSAGE_BYTES); Kafka framing
-PROBE_RESULT_MAX_BYTES = 1024 * 1024 - 4096
+from .limits import MAX_CANDIDATE_ID_CHARS, MAX_RHOS, ORTHONORMAL_TOLERANCE, TAU_RELATIVE_TOLERANCE
+
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-ORTHONORMAL_TOLERANCE = 1e-3  # ‖Uᵀ U x − x‖ / ‖x‖; float32 rounding of a true basis gives ~1e-5 at n = 1448
 _DTYPES = {"FLOAT32": "<f4", "FLOAT64": "<f8"}
 
 
 class CandidateError(ValueError):
-    """A candidate that cannot be answered as sent (refused, counted, warned about)."""
+    """A candidate that cannot be answered as sent (refused, counted, warned about).
+
+    reason: the refusal reason of docs/SPEC-SHARED-RULES.md (the Java trainer's names), e.g.
+    SHAPE_MISMATCH, NOT_ORTHONORMAL, THRESHOLD_MISMATCH; INVALID_FIELD when not given.
+    """
+
+    def __init__(self, message, reason="INVALID_FIELD"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -47,23 +54,24 @@ class Candidate:
 
 
 def _tensor(record, name, shape):
+    """The tensor as float64, checked in the spec's order: shape, dtype, byte length, finite values."""
     t = record[name]
-    if t["dtype"] not in _DTYPES:
-        raise CandidateError(f"{name}: dtype {t['dtype']} (FLOAT32 or FLOAT64 expected)")
     if list(t["shape"]) != list(shape):
-        raise CandidateError(f"{name}: shape {list(t['shape'])}, the layer needs {list(shape)}")
+        raise CandidateError(f"{name}: shape {list(t['shape'])}, the layer needs {list(shape)}", "SHAPE_MISMATCH")
+    if t["dtype"] not in _DTYPES:
+        raise CandidateError(f"{name}: dtype {t['dtype']} (FLOAT32 or FLOAT64 expected)", "SHAPE_MISMATCH")
     width = 4 if t["dtype"] == "FLOAT32" else 8
     if len(t["data"]) != math.prod(shape) * width:
-        raise CandidateError(f"{name}: {len(t['data'])} bytes for shape {list(shape)} {t['dtype']}")
+        raise CandidateError(f"{name}: {len(t['data'])} bytes for shape {list(shape)} {t['dtype']}", "TENSOR_LENGTH")
     values = torch.from_numpy(np.frombuffer(t["data"], dtype=_DTYPES[t["dtype"]]).astype(np.float64)).reshape(shape)
     if not torch.isfinite(values).all():
-        raise CandidateError(f"{name} holds NaN or infinite values")
+        raise CandidateError(f"{name} holds NaN or infinite values", "NON_FINITE")
     return values
 
 
 def width(dtype):
     if dtype not in _DTYPES:
-        raise CandidateError(f"dtype {dtype} (FLOAT32 or FLOAT64 expected)")
+        raise CandidateError(f"dtype {dtype} (FLOAT32 or FLOAT64 expected)", "SHAPE_MISMATCH")
     return 4 if dtype == "FLOAT32" else 8
 
 
@@ -73,53 +81,124 @@ def _check_spectrum(values, name):
 
 
 def _check_orthonormal(u, name):
-    """A cheap check, O(n k): Uᵀ(U x) = x for four random x (exact for orthonormal columns)."""
-    x = torch.randn(u.shape[1], 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    err = torch.linalg.norm(u.t() @ (u @ x) - x) / torch.linalg.norm(x)
-    if not err < ORTHONORMAL_TOLERANCE:
-        raise CandidateError(f"{name} is not orthonormal (‖UᵀUx − x‖/‖x‖ = {float(err):.2e})")
+    """The spec's O(n k) test: every column's norm, and the products of columns j, j+1 and j, j+k/2
+    (indices mod k), each within ORTHONORMAL_TOLERANCE (Java: CandidateValidator.requireOrthonormal)."""
+    k = u.shape[1]
+    shift = max(1, k // 2)
+    norms = torch.sqrt((u * u).sum(0))
+    bad = torch.nonzero((norms - 1).abs() > ORTHONORMAL_TOLERANCE).flatten()
+    if len(bad):
+        j = int(bad[0])
+        raise CandidateError(f"{name} is not orthonormal: column {j} has norm {float(norms[j])}", "NOT_ORTHONORMAL")
+    if k > 1:
+        for step in (1, shift):
+            dots = (u * torch.roll(u, -step, dims=1)).sum(0)
+            bad = torch.nonzero(dots.abs() > ORTHONORMAL_TOLERANCE).flatten()
+            if len(bad):
+                j = int(bad[0])
+                raise CandidateError(f"{name} is not orthonormal: columns {j} and {(j + step) % k} have inner "
+                                     f"product {float(dots[j])}", "NOT_ORTHONORMAL")
 
 
-def parse_candidate(record, layers):
-    """Validates a decoded EditCandidate against the watched layers ({name: (d_in, d_out)})."""
+def keep_mass_tau(lam, mu, rho):
+    """select(ρ).tau() of the spec (Java KeepMassSelector, to the bit): the largest Π = λ_i μ_j with
+    Σ_{Π' ≥ Π} Π' ≥ ρ (Σλ)(Σμ), found by bisection over the bit patterns of doubles; ρ = 1 gives 0.
+
+    Sums run in Java's order (np.cumsum is sequential), so the target and each mass round the same.
+    O(64 · d_out · log d_in), no d_out x d_in product is formed.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    mu = np.asarray(mu, dtype=np.float64)
+    prefix = np.concatenate(([0.0], np.cumsum(mu)))
+    target = rho * (np.cumsum(lam)[-1] * prefix[-1])
+    if rho >= 1:
+        return 0.0
+
+    def mass_at_least(tau):
+        lo, hi = np.zeros(len(lam), dtype=np.int64), np.full(len(lam), len(mu), dtype=np.int64)
+        while (lo < hi).any():  # per row: the count of leading j with λ_i μ_j >= τ (products as computed)
+            mid = (lo + hi) // 2
+            open_ = lo < hi
+            keep = open_ & (lam * mu[np.minimum(mid, len(mu) - 1)] >= tau)
+            lo = np.where(keep, mid + 1, lo)
+            hi = np.where(open_ & ~keep, mid, hi)
+        return np.cumsum(lam * prefix[lo])[-1]
+
+    bits = np.array([0, 0], dtype=np.int64)  # lo, hi as the bit patterns of non-negative doubles
+    bits[1] = np.array([lam[0] * mu[0]], dtype=np.float64).view(np.int64)[0] + 1
+    while bits[1] - bits[0] > 1:
+        mid = bits[0] + (bits[1] - bits[0]) // 2
+        if mass_at_least(np.array([mid], dtype=np.int64).view(np.float64)[0]) >= target:
+            bits[0] = mid
+        else:
+            bits[1] = mid
+    return float(np.array([bits[0]], dtype=np.int64).view(np.float64)[0])
+
+
+def _tau_agrees(ours, theirs, top_pair):
+    return abs(ours - theirs) <= TAU_RELATIVE_TOLERANCE * max(abs(ours), abs(theirs)) + 1e-12 * top_pair
+
+
+def _finite(values, what):
+    if not all(math.isfinite(v) for v in values):
+        raise CandidateError(f"{what} must be finite: {values}", "NON_FINITE")
+
+
+def parse_candidate(record, layers, run_id=None):
+    """Validates a decoded EditCandidate against the watched layers ({name: (d_in, d_out)}) and, when
+    given, this run's id: the rules and order of docs/SPEC-SHARED-RULES.md (Candidate validation),
+    the golden vectors of spec/candidates.json. Raises CandidateError with the spec's reason."""
+    cid = record["candidate_id"]
+    if not cid or len(cid) > MAX_CANDIDATE_ID_CHARS:
+        raise CandidateError(f"candidate_id must be 1-{MAX_CANDIDATE_ID_CHARS} characters")
+    if run_id is not None and record["run_id"] != run_id:
+        raise CandidateError(f"run_id {record['run_id']!r} is not this run's {run_id!r}", "KEY_MISMATCH")
     layer = record["layer"]
     if layer not in layers:
-        raise CandidateError(f"unknown layer {layer!r} (watched: {sorted(layers)})")
-    if not record["candidate_id"]:
-        raise CandidateError("empty candidate_id")
+        raise CandidateError(f"unknown layer {layer!r} (watched: {sorted(layers)})", "UNKNOWN_LAYER")
     d_in, d_out = layers[layer]
     rhos, taus = [float(r) for r in record["rhos"]], [float(t) for t in record["thresholds"]]
-    if not rhos or len(rhos) != len(taus):
-        raise CandidateError(f"{len(rhos)} rhos and {len(taus)} thresholds (one threshold per rho, at least one)")
-    if not all(0 < r <= 1 for r in rhos) or not all(t >= 0 and math.isfinite(t) for t in taus):
-        raise CandidateError(f"rhos must be in (0, 1] and thresholds finite and >= 0: {rhos}, {taus}")
+    if not rhos or len(rhos) > MAX_RHOS or len(rhos) != len(taus):
+        raise CandidateError(f"{len(rhos)} rhos and {len(taus)} thresholds: need the same number, 1 to {MAX_RHOS}")
+    for r, t in zip(rhos, taus):
+        _finite([r, t], "rhos and thresholds")
+        if not 0 < r <= 1 or t < 0:
+            raise CandidateError(f"rho {r} must be in (0, 1] and threshold {t} >= 0")
     search = str(record.get("search", "ALL"))
     if search not in ("ALL", "BISECT"):
         raise CandidateError(f"search {search!r}: ALL or BISECT")
     tolerances = float(record.get("accuracy_tolerance", 0.01)), float(record.get("loss_tolerance", math.log(1.05)))
-    if not all(math.isfinite(t) and t >= 0 for t in tolerances):
-        raise CandidateError(f"tolerances must be finite and >= 0: {tolerances}")
+    _finite(tolerances, "tolerances")
+    if not all(t >= 0 for t in tolerances):
+        raise CandidateError(f"tolerances must be >= 0: {tolerances}")
     train = sorted({int(k) for k in record.get("train_candidates", [])})
     if any(not 0 <= k < len(rhos) for k in train):
         raise CandidateError(f"train_candidates {train} outside 0..{len(rhos) - 1}")
     peak = int(record.get("peak_tokens", 0))
     if peak < 0:
         raise CandidateError(f"peak_tokens {peak} < 0")
-    c = Candidate(record["candidate_id"], layer, int(record["step"]), int(record["factor_version"]),
-                  _tensor(record, "basis_g", (d_out, _columns(record, "basis_g", d_out))),
-                  _tensor(record, "basis_a", (d_in, _columns(record, "basis_a", d_in))),
-                  _tensor(record, "eigenvalues_g", (d_out,)), _tensor(record, "eigenvalues_a", (d_in,)), rhos, taus,
-                  search, tolerances[0], tolerances[1], train, peak)
-    _check_spectrum(c.eigenvalues_g, "eigenvalues_g")
-    _check_spectrum(c.eigenvalues_a, "eigenvalues_a")
-    _check_orthonormal(c.basis_g, "basis_g")
-    _check_orthonormal(c.basis_a, "basis_a")
-    # v4: the columns not sent must hold no kept pair (each row's kept set is a prefix: λ, μ descending)
-    k_g, k_a, mildest = c.basis_g.shape[1], c.basis_a.shape[1], min(taus)
-    if (k_g < d_out and float(c.eigenvalues_g[k_g] * c.eigenvalues_a[0]) >= mildest) or \
-            (k_a < d_in and float(c.eigenvalues_g[0] * c.eigenvalues_a[k_a]) >= mildest):
-        raise CandidateError(f"the masks keep pairs beyond the {k_g} x {k_a} leading basis columns sent")
-    return c
+    k_g, k_a = _columns(record, "basis_g", d_out), _columns(record, "basis_a", d_in)
+    basis_g, basis_a = _tensor(record, "basis_g", (d_out, k_g)), _tensor(record, "basis_a", (d_in, k_a))
+    lam = _tensor(record, "eigenvalues_g", (d_out,))
+    _check_spectrum(lam, "eigenvalues_g")
+    mu = _tensor(record, "eigenvalues_a", (d_in,))
+    _check_spectrum(mu, "eigenvalues_a")
+    _check_orthonormal(basis_g, "basis_g")
+    _check_orthonormal(basis_a, "basis_a")
+    lam_np, mu_np = lam.numpy(), mu.numpy()
+    top = float(lam_np[0] * mu_np[0])
+    for r, t in zip(rhos, taus):
+        ours = keep_mass_tau(lam_np, mu_np, r)
+        if not _tau_agrees(ours, t, top):
+            raise CandidateError(f"threshold {t:.9g} for rho {r} differs from select(rho).tau() = {ours:.9g} "
+                                 f"(relative tolerance {TAU_RELATIVE_TOLERANCE:.0e})", "THRESHOLD_MISMATCH")
+        # v4: the columns not sent must hold no kept pair (each row's kept set is a prefix: λ, μ descending)
+        if (k_g < d_out and float(lam_np[k_g] * mu_np[0]) >= ours) or \
+                (k_a < d_in and float(lam_np[0] * mu_np[k_a]) >= ours):
+            raise CandidateError(f"rho {r} keeps pairs beyond the {k_g} x {k_a} leading basis columns sent",
+                                 "COLUMNS_MISSING")
+    return Candidate(cid, layer, int(record["step"]), int(record["factor_version"]), basis_g, basis_a, lam, mu,
+                     rhos, taus, search, tolerances[0], tolerances[1], train, peak)
 
 
 def _columns(record, name, side):
@@ -127,7 +206,8 @@ def _columns(record, name, side):
     shape = list(record[name]["shape"])
     k = shape[1] if len(shape) == 2 else -1
     if not 1 <= k <= side:
-        raise CandidateError(f"{name}: shape {shape}, the layer needs {side} x k with 1 <= k <= {side}")
+        raise CandidateError(f"{name}: shape {shape}, the layer needs {side} x k with 1 <= k <= {side}",
+                             "SHAPE_MISMATCH")
     return k
 
 

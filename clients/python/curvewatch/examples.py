@@ -5,7 +5,7 @@ import torch
 
 from . import batches
 
-MAX_RECENT_EXAMPLES = 512  # the contract's "sample of up to 512 recent training examples"
+from .limits import MAX_TRAINING_EXAMPLES as MAX_RECENT_EXAMPLES
 # Default: 128 recent examples. Under BISECT the training examples are evaluated at the candidate
 # found and the train_candidates only, so their count sets most of an answer's cost; 128 examples
 # of a 64-token LM are ~8,000 targets, enough for the memorization gap's mean (its standard error

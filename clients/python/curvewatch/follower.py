@@ -1,8 +1,7 @@
 """The watcher's one consumer: edit candidates and dead letters of its run, assigned at the topics' ends."""
 import warnings
 
-# the tensor topics' max.message.bytes (CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES on the Java side)
-TOPIC_MAX_RECORD_BYTES = 16 * 1024 * 1024
+from .limits import TENSOR_TOPIC_MAX_MESSAGE_BYTES as TOPIC_MAX_RECORD_BYTES
 
 
 def consumer_config(run_id, conf):

@@ -1,10 +1,14 @@
 """Following edited snapshots: load the file a SnapshotEvent points at, safely.
 
 The service writes `<snapshot.dir>/<run>/<snapshot_id>.safetensors` and publishes a SnapshotEvent
-whose uri is that path relative to the snapshot store (or a file: URI), with its sha256 and size
-(SERVICE-CONTRACT §4). `load_snapshot` resolves the uri under the store's root, refuses anything
-that leaves the root (.., absolute paths elsewhere, symbolic links pointing out, other URI
-schemes), reads the file once, checks size and sha256 of the bytes it read, and parses those.
+whose uri is exactly `<run_id>/<snapshot_id>.safetensors` (the grammar of docs/SPEC-SHARED-RULES.md,
+Snapshot URIs: `parse_uri`, the same as Java's SnapshotUris; golden vectors in
+spec/snapshot-uris.json), with its sha256 and size (SERVICE-CONTRACT §4). `load_snapshot` takes an
+event's uri only in that grammar and only naming the event's own run and snapshot, resolves it
+under the store's root, refuses anything that leaves the root (symbolic links pointing out), reads
+the file once, checks size and sha256 of the bytes it read, and parses those. A path the caller
+passes by hand (not a record's uri) may also be absolute or a file: URI, as long as it lies in the
+store: that is the caller's own input, not the service's.
 An edit request the service could not serve ends in a FAILED SnapshotEvent (v2) with the reason
 and no file: load_snapshot raises SnapshotError with that reason and never looks for a file.
 A ROLLBACK event (v2) holds the weights before the edit it names (`restores`) and loads like any.
@@ -18,6 +22,7 @@ import urllib.parse
 
 from . import _avro
 from .hooks import is_transposed
+from .limits import ID_PATTERN
 from .safetensors import loads
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -27,24 +32,52 @@ class SnapshotError(ValueError):
     """A snapshot that cannot be loaded: outside the store, wrong size or digest, or not fitting the model."""
 
 
+SUFFIX = ".safetensors"
+
+
+def parse_uri(uri):
+    """(run_id, snapshot_id) of a SnapshotEvent uri: exactly `<run_id>/<snapshot_id>.safetensors`, both ids
+    of ID_PATTERN and neither `.` nor `..`; anything else (absolute paths, schemes, backslashes, %, empty or
+    dot segments, deeper directories) raises SnapshotError."""
+    text = uri if isinstance(uri, str) else None
+    if not text or len(text) > 2 * 128 + 1 + len(SUFFIX):
+        raise SnapshotError(f"snapshot uri must be <run_id>/<snapshot_id>{SUFFIX}, got {uri!r}")
+    run_id, slash, rest = text.partition("/")
+    if not slash or "/" in rest or not rest.endswith(SUFFIX) or len(rest) == len(SUFFIX):
+        raise SnapshotError(f"snapshot uri {text[:120]!r} is not <run_id>/<snapshot_id>{SUFFIX}")
+    snapshot_id = rest[:-len(SUFFIX)]
+    for name, value in (("run_id", run_id), ("snapshot_id", snapshot_id)):
+        if not ID_PATTERN.fullmatch(value) or value in (".", ".."):
+            raise SnapshotError(f"snapshot uri {text[:120]!r}: {name} {value[:130]!r} cannot name a file")
+    return run_id, snapshot_id
+
+
 def resolve(uri, root):
-    """The real path of `uri` (relative to root, or a file: URI / absolute path inside it)."""
-    uri = os.fspath(uri)
-    if "\x00" in uri or not uri:
-        raise SnapshotError(f"invalid snapshot uri {uri!r}")
-    if uri.startswith("file:"):
-        parsed = urllib.parse.urlparse(uri)
+    """The real path of an event's `uri` (the grammar of parse_uri) under root; it must stay inside root."""
+    run_id, snapshot_id = parse_uri(uri)
+    return _inside(os.path.join(os.path.realpath(root), run_id, snapshot_id + SUFFIX), root, uri)
+
+
+def _resolve_local(path, root):
+    """The real path of a path the caller passed by hand: relative to root, absolute, or a file: URI, inside root."""
+    path = os.fspath(path)
+    if "\x00" in path or not path:
+        raise SnapshotError(f"invalid snapshot path {path!r}")
+    if path.startswith("file:"):
+        parsed = urllib.parse.urlparse(path)
         if parsed.netloc not in ("", "localhost"):
-            raise SnapshotError(f"snapshot uri {uri!r} names a remote host")
+            raise SnapshotError(f"snapshot path {path!r} names a remote host")
         path = urllib.parse.unquote(parsed.path)
-    elif _SCHEME.match(uri):
-        raise SnapshotError(f"snapshot uri {uri!r}: only paths in the snapshot store and file: URIs are supported")
-    else:
-        path = uri
+    elif _SCHEME.match(path):
+        raise SnapshotError(f"snapshot path {path!r}: only paths in the snapshot store and file: URIs are supported")
+    return _inside(path if os.path.isabs(path) else os.path.join(os.path.realpath(root), path), root, path)
+
+
+def _inside(path, root, named):
     base = os.path.realpath(root)
-    real = os.path.realpath(path if os.path.isabs(path) else os.path.join(base, path))
+    real = os.path.realpath(path)
     if real == base or os.path.commonpath([real, base]) != base:
-        raise SnapshotError(f"snapshot uri {uri!r} resolves to {real}, outside the snapshot store {base}")
+        raise SnapshotError(f"snapshot {named!r} resolves to {real}, outside the snapshot store {base}")
     return real
 
 
@@ -67,8 +100,9 @@ def load_snapshot(event_or_path, root, *, model=None, sha256=None, size_bytes=No
     """The state dict of an edited snapshot, for `model.load_state_dict(state, strict=False)`.
 
     event_or_path: a SnapshotEvent (the decoded dict, or the record's bytes as read from the
-    snapshots topic), whose uri, sha256 and size_bytes are used (a FAILED event raises SnapshotError
-    with its reason); or a path relative to root (then
+    snapshots topic), whose uri (exactly <run_id>/<snapshot_id>.safetensors of the event), sha256 and
+    size_bytes are used (a FAILED event raises SnapshotError with its reason); or a path the caller
+    chose (relative to root, absolute or a file: URI, inside root; then
     sha256 and size_bytes are checked when given). root: the snapshot store's directory.
     model: when given, every tensor must name one of its parameters or buffers, with its shape;
     Conv1D-style weights (stored d_out x d_in in snapshots) are transposed back to
@@ -81,9 +115,12 @@ def load_snapshot(event_or_path, root, *, model=None, sha256=None, size_bytes=No
             raise SnapshotError(f"edit request {event_or_path.get('idempotency_key')!r} of run "
                                 f"{event_or_path.get('run_id')!r} failed: {event_or_path.get('reason') or 'no reason given'}")
         uri, sha256, size_bytes = event_or_path["uri"], event_or_path["sha256"], event_or_path["size_bytes"]
+        if parse_uri(uri) != (event_or_path.get("run_id"), event_or_path.get("snapshot_id")):
+            raise SnapshotError(f"snapshot uri {uri!r} is not the event's own "
+                                f"{event_or_path.get('run_id')}/{event_or_path.get('snapshot_id')}{SUFFIX}")
+        path = resolve(uri, root)
     else:
-        uri = event_or_path
-    path = resolve(uri, root)
+        path = _resolve_local(event_or_path, root)
     data = _read(path, None if size_bytes is None else int(size_bytes))
     if sha256 is not None:
         digest = hashlib.sha256(data).hexdigest()

@@ -1,7 +1,6 @@
 """`curvewatch.watch(model, ...)`: publish a PyTorch fine-tune's captures to Curvewatch."""
 import contextlib
 import math
-import re
 import time
 import warnings
 
@@ -13,15 +12,16 @@ from .batches import Measure
 from .deadletters import DeadLetters
 from .examples import DEFAULT_RECENT_EXAMPLES
 from .follower import TOPIC_MAX_RECORD_BYTES, Follower, consumer_config, follow
+from .limits import ID_PATTERN, RECORD_OVERHEAD_BYTES
 from .hooks import Clock, ForwardContext, LayerCapture, attention_owner, dims, token_rows
 from .overhead import Overhead
 from .publisher import Publisher
 from .records import CaptureRecords, WeightRecords, now_ms
 from .version import __version__
 
-_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_ID = ID_PATTERN
 DEFAULT_PREFIX = "curvewatch."
-_RECORD_OVERHEAD = 4096  # ids, shapes, timestamps and Kafka framing, generously
+_RECORD_OVERHEAD = RECORD_OVERHEAD_BYTES
 _FISHER = ("SAMPLED", "EMPIRICAL")
 CODE_VERSION = f"curvewatch-python {__version__}"
 _UNDO_FLUSH_SECONDS = 5.0

@@ -357,9 +357,10 @@ class AnsweringTest(unittest.TestCase):
         cases += [(encoded(variant(layer="out")), "unknown layer")]  # a layer of the model, but not watched
         cases += [(encoded(variant(basis_g=tensor(ug * 1.01))), "not orthonormal")]
         cases += [(encoded(variant(basis_g=tensor(np.random.default_rng(0).standard_normal((5, 5))))), "not orthonormal")]
-        cases += [(encoded(variant(thresholds=[0.1])), "one threshold per rho")]
-        cases += [(encoded(variant(rhos=[0.0, 0.9, 0.99])), r"rhos must be in \(0, 1\]")]
-        cases += [(encoded(variant(thresholds=[-1.0, 0.0, 0.0])), "thresholds finite")]
+        cases += [(encoded(variant(thresholds=[0.1])), "need the same number")]
+        cases += [(encoded(variant(rhos=[0.0, 0.9, 0.99])), r"rho 0.0 must be in \(0, 1\]")]
+        cases += [(encoded(variant(thresholds=[-1.0, 0.0, 0.0])), "threshold -1.0 >= 0")]
+        cases += [(encoded(variant(thresholds=[t * 1.01 for t in good["thresholds"]])), "differs from select")]
         cases += [(encoded(variant(eigenvalues_g=tensor(lam[::-1]))), "descending")]
         cases += [(encoded(variant(eigenvalues_a=dict(good["eigenvalues_a"], data=b"\0" * 8))), "bytes for shape")]
         cases += [(encoded(variant(basis_a=dict(good["basis_a"], dtype="FLOAT16"))), "dtype FLOAT16")]

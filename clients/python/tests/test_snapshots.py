@@ -60,22 +60,39 @@ class LoadSnapshotTest(unittest.TestCase):
         self.assertTrue(torch.equal(load_snapshot(event(str(self.path.relative_to(self.root)), self.data),
                                                   self.root)["fc2.weight"], self.edited_fc2))
 
-    def test_file_uris_and_absolute_paths_inside_the_store_are_accepted(self):
+    def test_an_events_uri_is_the_grammar_only_and_a_path_by_hand_may_be_absolute_or_a_file_uri(self):
+        # docs/SPEC-SHARED-RULES.md: a record's uri is exactly <run_id>/<snapshot_id>.safetensors (Java SnapshotUris);
+        # a path the caller passes by hand is the caller's own input and may name the file in the store any way
         for uri in (self.path.as_uri(), str(self.path), "run-1/./snap-1.safetensors"):
             with self.subTest(uri=uri):
-                self.assertIn("fc2.bias", load_snapshot(event(uri, self.data), self.root))
+                with self.assertRaisesRegex(SnapshotError, "run_id>/<snapshot_id>|cannot name a file"):
+                    load_snapshot(event(uri, self.data), self.root)
+                self.assertIn("fc2.bias", load_snapshot(uri, self.root))
+        with self.assertRaisesRegex(SnapshotError, "not the event's own"):
+            load_snapshot(event("run-1/snap-1.safetensors", self.data, snapshot_id="snap-2"), self.root)
 
     def test_paths_leaving_the_store_are_refused(self):
         outside = self.base / "outside.safetensors"
         save_file({"fc2.weight": torch.zeros(5, 5)}, outside)
         (self.root / "run-1" / "link.safetensors").symlink_to(outside)
-        (self.root / "run-1" / "dirlink").symlink_to(self.base, target_is_directory=True)
+        (self.root / "dirlink").symlink_to(self.base / "elsewhere", target_is_directory=True)
+        (self.base / "elsewhere").mkdir()
+        (self.base / "elsewhere" / "snap-1.safetensors").write_bytes(self.data)
+        # events in the grammar whose file lies outside through a link
+        for uri, sid, run in (("run-1/link.safetensors", "link", "run-1"), ("dirlink/snap-1.safetensors", "snap-1",
+                                                                            "dirlink")):
+            with self.subTest(uri=uri):
+                with self.assertRaisesRegex(SnapshotError, "outside the snapshot store"):
+                    load_snapshot(event(uri, self.data, snapshot_id=sid, run_id=run), self.root)
+        # outside the grammar, as an event's uri and as a path by hand
         for uri in ("../outside.safetensors", "run-1/../../outside.safetensors", str(outside), outside.as_uri(),
-                    "run-1/link.safetensors", "run-1/dirlink/outside.safetensors", "file://evil.example/x",
-                    "https://example.com/x.safetensors", "s3://bucket/x", "", ".", "run-1/\0x"):
+                    "file://evil.example/x", "https://example.com/x.safetensors", "s3://bucket/x", "", ".",
+                    "run-1/\0x"):
             with self.subTest(uri=uri):
                 with self.assertRaises(SnapshotError):
                     load_snapshot(event(uri, self.data), self.root)
+                with self.assertRaises(SnapshotError):
+                    load_snapshot(uri, self.root)
 
     def test_size_and_sha256_are_checked_on_the_bytes_read(self):
         uri = "run-1/snap-1.safetensors"

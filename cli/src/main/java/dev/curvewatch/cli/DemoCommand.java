@@ -1,42 +1,24 @@
 package dev.curvewatch.cli;
 
-import dev.curvewatch.avro.Alert;
-import dev.curvewatch.avro.AlertStatus;
-import dev.curvewatch.avro.ExampleScore;
 import dev.curvewatch.avro.LayerInfo;
-import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.RunInfo;
-import dev.curvewatch.avro.ScoreKind;
-import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.contracts.FactorCheckpoint;
-import dev.curvewatch.contracts.FactorCheckpoints;
-import dev.curvewatch.curvature.Precision;
-import dev.curvewatch.curvature.SpectrumSummary;
-import dev.curvewatch.curvature.SymmetricEigensolvers;
-import dev.curvewatch.curvature.safetensors.SafetensorsFile;
 import dev.curvewatch.deploy.LocalKafka;
-import dev.curvewatch.schemas.KafkaClientSettings;
 import dev.curvewatch.service.CurvewatchService;
 import dev.curvewatch.service.ServiceConfig;
-import dev.curvewatch.service.SignalPoint;
 import dev.curvewatch.streams.CurvewatchStreams;
 import dev.curvewatch.streams.StreamsAppConfig;
-import dev.curvewatch.trainer.Metrics;
-import dev.curvewatch.trainer.Mlp;
-import dev.curvewatch.trainer.NoisyLabelsScorer;
-import dev.curvewatch.trainer.ReportFiles;
+import dev.curvewatch.trainer.experiments.Mlp;
+import dev.curvewatch.trainer.experiments.NoisyLabelsScorer;
+import dev.curvewatch.trainer.experiments.ReportFiles;
 import dev.curvewatch.trainer.SnapshotFollower;
-import dev.curvewatch.trainer.WatchedTraining;
+import dev.curvewatch.trainer.experiments.WatchedTraining;
 import dev.curvewatch.workers.Worker;
 import dev.curvewatch.workers.WorkerConfig;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.SecureRandom;
@@ -44,12 +26,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
-import java.util.OptionalDouble;
-import java.util.Set;
 import java.util.concurrent.Callable;
 
 /**
@@ -156,25 +134,27 @@ final class DemoCommand implements Callable<Integer> {
                 step(3, control ? "training the MLP on the true labels for all " + epochs + " epochs: the clean control, guard on (run "
                         + run + ")" : "training the MLP: true labels for " + injectAt + " epochs, then 10% flipped labels, guard on (run "
                         + run + ")");
-                DemoLiveLog live = new DemoLiveLog(service, run, List.of(LAYERS), injectAt, epochs);
+                DemoNarration live = new DemoNarration(service, run, List.of(LAYERS));
+                DemoTrainingHold hold = new DemoTrainingHold(service, run, List.of(LAYERS), injectAt, epochs, live);
                 WatchedTraining.Config tc = WatchedTraining.memorizationRun(run, bootstrap, epochs, injectAt)
                         .withNoiseInjectedAt(control ? epochs : injectAt)
                         .followingSnapshots(snapshotDir, true)
                         .saving(runDir.resolve("weights.safetensors"), runDir.resolve("trainer-factors.safetensors"));
-                Map<String, Object> trained = new WatchedTraining(tc, System.out, live::epoch).observe(live).run();
+                Map<String, Object> trained = new WatchedTraining(tc, System.out, live::epoch).observe(observer(live, hold)).run();
                 summary.put("training", trained);
                 summary.put("control", control);
 
                 step(4, "reading the worker's factor checkpoints back from Kafka and checking them against the trainer's");
-                Map<String, Long> expected = expectedTokens(trained);
-                Map<String, FactorCheckpoint> factors = awaitFactors(bootstrap, kafka, run, expected);
+                DemoFactorCheck check = new DemoFactorCheck(List.of(LAYERS), factorTimeoutS);
+                Map<String, Long> expected = check.expectedTokens(trained);
+                Map<String, FactorCheckpoint> factors = check.awaitFactors(bootstrap, kafka, run, expected);
                 if (factors == null) {
                     System.err.println("curvewatch demo: the worker's checkpoints did not cover the " + expected
                             + " published tokens within " + factorTimeoutS + " s; worker phase " + worker.phase()
                             + (worker.failure() == null ? "" : ", failure: " + worker.failure()));
                     return 1;
                 }
-                summary.put("factors", compareAndSummarise(factors, runDir.resolve("trainer-factors.safetensors")));
+                summary.put("factors", check.compareAndSummarise(factors, runDir.resolve("trainer-factors.safetensors")));
                 summary.put("registry", registered(streamsApp, run));
 
                 step(5, "what the live loop and the guard did (service signals, alerts de-duplicated by the streams app, guard "
@@ -195,7 +175,7 @@ final class DemoCommand implements Callable<Integer> {
                     step(6, "the clean control makes no edit, so no final REST edit either");
                 } else {
                     step(6, "a final edit requested through the authenticated REST API, measured on the final model");
-                    summary.put("final_edit", finalEdit(service, run, bearer, tc, runDir));
+                    summary.put("final_edit", new DemoFinalEdit(List.of(LAYERS)).request(service, run, bearer, tc, runDir));
                 }
                 summary.put("seconds", (System.nanoTime() - started) / 1e9);
                 ReportFiles.json().writeValue(runDir.resolve("summary.json").toFile(), summary);
@@ -215,6 +195,26 @@ final class DemoCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /** What the demo does between steps: holds training when {@code hold} says so, narrates the snapshots. */
+    private static WatchedTraining.Observer observer(DemoNarration live, DemoTrainingHold hold) {
+        return new WatchedTraining.Observer() {
+            @Override
+            public boolean holdBeforeEpoch(int epoch) {
+                return hold.holdBeforeEpoch(epoch);
+            }
+
+            @Override
+            public void snapshotApplied(SnapshotFollower.Applied a, Mlp model) {
+                live.snapshotApplied(a, model);
+            }
+
+            @Override
+            public void snapshotRefused(String snapshotId, String reason, String message) {
+                live.snapshotRefused(snapshotId, reason, message);
+            }
+        };
     }
 
     private static void step(int n, String what) {
@@ -259,79 +259,6 @@ final class DemoCommand implements Callable<Integer> {
         return c;
     }
 
-    /**
-     * POSTs an edit of the layer whose latest calibrated edit keeps the most probe accuracy (the
-     * service's own signals; never the flipped set), waits for its snapshot, and scores the final
-     * model with that layer replaced by the snapshot's weight.
-     */
-    private Map<String, Object> finalEdit(CurvewatchService service, String run, String bearer, WatchedTraining.Config tc,
-                                          Path runDir) throws IOException, InterruptedException {
-        Map<String, Object> out = new LinkedHashMap<>();
-        String layer = null;
-        double bestAcc = Double.NEGATIVE_INFINITY;
-        for (String l : LAYERS) {
-            OptionalDouble acc = service.state().latest(run, l, "probe_accuracy_edited");
-            OptionalDouble rho = service.state().latest(run, l, "calibrated_rho");
-            if (acc.isPresent() && rho.isPresent() && rho.getAsDouble() < 1 && acc.getAsDouble() > bestAcc) {
-                bestAcc = acc.getAsDouble();
-                layer = l;
-            }
-        }
-        if (layer == null) {
-            System.out.println("      no layer has a calibrated edit (rho < 1): nothing to request");
-            return out;
-        }
-        String key = "demo-final-" + run;
-        String body = "{\"layers\":[{\"layer\":\"" + layer + "\"}],\"reason\":\"demo: final edit\",\"idempotency_key\":\"" + key + "\"}";
-        HttpClient http = HttpClient.newHttpClient();
-        HttpRequest.Builder post = HttpRequest.newBuilder(URI.create(service.url() + "/api/runs/" + run + "/edits"))
-                .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body));
-        int unauthenticated = http.send(post.build(), HttpResponse.BodyHandlers.discarding()).statusCode();
-        HttpResponse<String> accepted = http.send(post.header("Authorization", "Bearer " + bearer).build(),
-                HttpResponse.BodyHandlers.ofString());
-        System.out.printf("      POST /api/runs/%s/edits {%s, calibrated rho}: without the token %d, with it %d %s%n", run, layer,
-                unauthenticated, accepted.statusCode(), accepted.body());
-        out.put("layer", layer);
-        out.put("status_without_token", unauthenticated);
-        out.put("status_with_token", accepted.statusCode());
-        if (accepted.statusCode() != 202) {
-            return out;
-        }
-        SnapshotEvent snap = null;
-        long deadline = System.nanoTime() + Duration.ofSeconds(90).toNanos();
-        while (snap == null && System.nanoTime() < deadline) {
-            snap = service.state().snapshots(run).stream().filter(e -> key.equals(e.getIdempotencyKey())).findFirst().orElse(null);
-            if (snap == null) {
-                Thread.sleep(200);
-            }
-        }
-        if (snap == null) {
-            System.out.println("      no snapshot for " + key + " within 90 s");
-            return out;
-        }
-        Path file = service.config().snapshotDir().resolve(snap.getUri()).normalize();
-        out.put("snapshot_id", snap.getSnapshotId());
-        out.put("snapshot_step", snap.getStep());
-        out.put("rho", DemoLoop.rhos(snap).get(layer));
-        out.put("sha256", snap.getSha256());
-        int index = List.of(LAYERS).indexOf(layer);
-        try (Mlp mlp = WatchedTraining.model(tc); SafetensorsFile f = SafetensorsFile.open(file)) {
-            WatchedTraining.loadWeights(mlp, runDir.resolve("weights.safetensors"));
-            NoisyLabelsScorer scorer = new NoisyLabelsScorer(mlp, WatchedTraining.data(tc));
-            Map<String, Double> before = scorer.evaluate(null, -1);
-            Map<String, Double> after = scorer.evaluate(f.readFloat32(layer + ".weight"), index);
-            out.put("before", before);
-            out.put("after", after);
-            System.out.printf("      snapshot %s: %s at rho %.5f, weights of step %d (sha256 %s…)%n", snap.getSnapshotId(), layer,
-                    DemoLoop.rhos(snap).get(layer), snap.getStep(), snap.getSha256().substring(0, 12));
-            System.out.println("                                   final model   + snapshot");
-            for (String k : before.keySet()) {
-                System.out.printf("      %-28s %8.4f %12.4f%n", k, before.get(k), after.get(k));
-            }
-        }
-        return out;
-    }
-
     /** The saved final weights scored on the run's data (what the run ends with, after the guard's last look). */
     private static Map<String, Double> finalModel(WatchedTraining.Config tc, Path runDir) throws IOException {
         try (Mlp mlp = WatchedTraining.model(tc)) {
@@ -373,91 +300,4 @@ final class DemoCommand implements Callable<Integer> {
         return out;
     }
 
-    @SuppressWarnings("unchecked")
-    private static Map<String, Long> expectedTokens(Map<String, Object> trained) {
-        Map<String, Object> spectra = (Map<String, Object>) trained.get("spectra");
-        Map<String, Long> tokens = new LinkedHashMap<>();
-        for (String layer : LAYERS) {
-            tokens.put(layer, ((Number) ((Map<String, Object>) spectra.get(layer)).get("tokens")).longValue());
-        }
-        return tokens;
-    }
-
-    /** Polls the factors topic until each layer's latest manifest covers the published tokens; null on timeout. */
-    private Map<String, FactorCheckpoint> awaitFactors(String bootstrap, LocalKafka kafka, String run,
-                                                       Map<String, Long> expected) throws InterruptedException {
-        long deadline = System.nanoTime() + Duration.ofSeconds(factorTimeoutS).toNanos();
-        Map<String, FactorCheckpoint> byLayer = new LinkedHashMap<>();
-        while (System.nanoTime() < deadline) {
-            byLayer.clear();
-            try {
-                // the scan may take the time left (the whole topic, every version, on a loaded machine): a fixed 10 s threw
-                for (FactorCheckpoint cp : FactorCheckpoints.readLatest(KafkaClientSettings.forBootstrap(bootstrap),
-                        kafka.topics(), Duration.ofNanos(Math.max(1_000_000_000L, deadline - System.nanoTime()))).values()) {
-                    if (cp.runId().equals(run)) {
-                        byLayer.put(cp.layer(), cp);
-                    }
-                }
-            } catch (org.apache.kafka.common.errors.TimeoutException slow) {
-                // a loaded machine: the worker is still writing; try again until the deadline
-                System.out.println("      (factors topic not read to its end yet: " + slow.getMessage() + "; trying again)");
-            }
-            boolean complete = true;
-            for (Map.Entry<String, Long> e : expected.entrySet()) {
-                FactorCheckpoint cp = byLayer.get(e.getKey());
-                complete &= cp != null && cp.tokenCount() == e.getValue();
-            }
-            if (complete) {
-                return byLayer;
-            }
-            Thread.sleep(1000);
-        }
-        return null;
-    }
-
-    /** Worker factors vs the trainer's in-process ones (same captures, so equal up to rounding), plus spectra. */
-    private static Map<String, Object> compareAndSummarise(Map<String, FactorCheckpoint> factors, Path trainerFactors)
-            throws IOException {
-        Map<String, Object> out = new LinkedHashMap<>();
-        try (SafetensorsFile f = SafetensorsFile.open(trainerFactors)) {
-            for (String layer : LAYERS) {
-                FactorCheckpoint cp = factors.get(layer);
-                double[] a = cp.meanA();
-                double[] g = cp.meanG();
-                double errA = relativeError(a, f.readAsDoubles(layer + ".A"));
-                double errG = relativeError(g, f.readAsDoubles(layer + ".G"));
-                SpectrumSummary sa = SpectrumSummary.of(SymmetricEigensolvers.best()
-                        .decompose(a, (int) Math.round(Math.sqrt(a.length)), Precision.FLOAT64).orThrow().values());
-                SpectrumSummary sg = SpectrumSummary.of(SymmetricEigensolvers.best()
-                        .decompose(g, (int) Math.round(Math.sqrt(g.length)), Precision.FLOAT64).orThrow().values());
-                System.out.printf("      %s: checkpoint v%d, %d tokens; vs trainer's in-process factors: "
-                        + "rel. error A %.2e, G %.2e%n", layer, cp.version(), cp.tokenCount(), errA, errG);
-                System.out.printf("        A: %s%n        G: %s%n", sa, sg);
-                Map<String, Object> l = new LinkedHashMap<>();
-                l.put("version", cp.version());
-                l.put("tokens", cp.tokenCount());
-                l.put("relative_error_A_vs_trainer", errA);
-                l.put("relative_error_G_vs_trainer", errG);
-                l.put("spectrum_A", sa);
-                l.put("spectrum_G", sg);
-                out.put(layer, l);
-            }
-        }
-        return out;
-    }
-
-    /** ‖x − y‖_F / ‖y‖_F. */
-    static double relativeError(double[] x, double[] y) {
-        if (x.length != y.length) {
-            return Double.POSITIVE_INFINITY;
-        }
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < x.length; i++) {
-            double d = x[i] - y[i];
-            num += d * d;
-            den += y[i] * y[i];
-        }
-        return Math.sqrt(num / den);
-    }
 }

@@ -10,7 +10,7 @@ import dev.curvewatch.avro.ScoreKind;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.service.CurvewatchService;
 import dev.curvewatch.service.SignalPoint;
-import dev.curvewatch.trainer.Metrics;
+import dev.curvewatch.trainer.experiments.Metrics;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -30,7 +30,7 @@ final class DemoLoop {
      * snapshots the trainer applied.
      */
     static Map<String, Object> loop(CurvewatchService service, String run, List<String> watched, long injectedStep,
-                                    DemoLiveLog live, boolean[] flipped) {
+                                    DemoNarration live, boolean[] flipped) {
         Map<String, Object> out = new LinkedHashMap<>();
         Map<String, Object> layers = new LinkedHashMap<>();
         for (String layer : watched) {
@@ -118,7 +118,7 @@ final class DemoLoop {
      *
      * @param cleanEpochs epochs trained on the true labels first (the demo's injection epoch, or all in the control)
      */
-    static Map<String, Object> guard(CurvewatchService service, String run, DemoLiveLog live, int cleanEpochs,
+    static Map<String, Object> guard(CurvewatchService service, String run, DemoNarration live, int cleanEpochs,
                                      Map<String, Double> finalModel) {
         Map<String, Object> out = new LinkedHashMap<>();
         List<GuardDecision> decisions = service.guardDecisions(run);

@@ -1,11 +1,11 @@
 package dev.curvewatch.cli;
 
-import dev.curvewatch.trainer.CanariesExperiment;
-import dev.curvewatch.trainer.CanariesReport;
-import dev.curvewatch.trainer.GapReport;
-import dev.curvewatch.trainer.MemorizationGapExperiment;
-import dev.curvewatch.trainer.NoisyLabelsExperiment;
-import dev.curvewatch.trainer.NoisyLabelsReport;
+import dev.curvewatch.trainer.experiments.CanariesExperiment;
+import dev.curvewatch.trainer.experiments.CanariesReport;
+import dev.curvewatch.trainer.experiments.GapReport;
+import dev.curvewatch.trainer.experiments.MemorizationGapExperiment;
+import dev.curvewatch.trainer.experiments.NoisyLabelsExperiment;
+import dev.curvewatch.trainer.experiments.NoisyLabelsReport;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Map;

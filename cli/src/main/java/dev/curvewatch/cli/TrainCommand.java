@@ -1,8 +1,8 @@
 package dev.curvewatch.cli;
 
 import dev.curvewatch.trainer.CapturePublisher;
-import dev.curvewatch.trainer.ReportFiles;
-import dev.curvewatch.trainer.WatchedTraining;
+import dev.curvewatch.trainer.experiments.ReportFiles;
+import dev.curvewatch.trainer.experiments.WatchedTraining;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Map;

@@ -7,6 +7,12 @@ import java.util.Map;
 public record TopicSpec(String name, int partitions, boolean compacted, int maxMessageBytes) {
     public static final int DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 
+    /**
+     * Bytes to leave for ids, shapes, timestamps and Kafka framing when a record's payload is sized
+     * against a topic's limit (docs/SPEC-SHARED-RULES.md, Record limits; the Python client's the same).
+     */
+    public static final int RECORD_OVERHEAD_BYTES = 4096;
+
     /** Segments of compacted topics roll at least this often, so the cleaner can drop old versions. */
     public static final String COMPACTED_SEGMENT_MS = Long.toString(10 * 60 * 1000L);
 

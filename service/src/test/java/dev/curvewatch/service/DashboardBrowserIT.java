@@ -2,7 +2,6 @@ package dev.curvewatch.service;
 
 import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.AlertStatus;
-import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.FisherKind;
 import dev.curvewatch.avro.ExampleScore;
@@ -11,26 +10,22 @@ import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.RunInfo;
 import dev.curvewatch.avro.RunStatus;
 import dev.curvewatch.avro.Severity;
-import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.avro.Signal;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.avro.WeightSnapshot;
 import dev.curvewatch.deploy.LocalKafka;
-import dev.curvewatch.schemas.AvroDeserializer;
 import dev.curvewatch.schemas.AvroSerializer;
 import dev.curvewatch.schemas.CurvewatchTopics;
 import dev.curvewatch.schemas.KafkaClientSettings;
 import dev.curvewatch.schemas.TensorCodec;
+import dev.curvewatch.testkit.Await;
+import dev.curvewatch.trainer.testing.TrainerSimulator;
 import dev.curvewatch.workers.Worker;
 import dev.curvewatch.workers.WorkerConfig;
 import org.apache.avro.specific.SpecificRecord;
-import org.apache.kafka.clients.consumer.ConsumerRecord;
-import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
-import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.junit.jupiter.api.Tag;
@@ -122,10 +117,10 @@ class DashboardBrowserIT {
                     ServiceConfig.AUTH_READ_REQUIRED, "true"));
             try (Worker worker = Worker.start(WorkerConfig.of(Map.of(WorkerConfig.BOOTSTRAP, kafka.bootstrapServers(),
                          WorkerConfig.INSTANCE_ID, "dashboard-it-worker", "checkpoint.interval.ms", "500", "poll.timeout.ms", "100")));
-                 Answerer trainer = new Answerer(kafka.bootstrapServers(), model);
+                 TrainerSimulator trainer = new TrainerSimulator(kafka.bootstrapServers(), T, RUN);
                  CurvewatchService service = CurvewatchService.start(config)) {
-                trainer.start();
-                publishCaptures(producer);
+                trainer.answerCandidates(c -> c.getLayer().equals(LIVE_LAYER), c -> model.answer(c, 0.01).result());
+                publishCaptures(trainer);
                 String base = "http://127.0.0.1:" + service.httpPort();
                 awaitApi(base + "/api/runs", b -> b.contains("\"" + RUN + "\"") && b.contains("\"" + CONTROL_RUN + "\""), "both runs listed");
                 awaitApi(base + "/api/runs/" + RUN + "/signals?layer=fc2&name=memorization_gap&limit=5000",
@@ -135,7 +130,7 @@ class DashboardBrowserIT {
                 awaitApi(base + "/api/runs/" + RUN + "/spectra?layer=" + LIVE_LAYER, b -> b.contains("\"g\""), "spectra of the refreshed layer");
                 awaitApi(base + "/api/runs/" + RUN + "/scores?layer=" + LIVE_LAYER + "&kind=EXACT&top=20", b -> b.contains("\"sample_id\""),
                         "EXACT scores of the calibrated layer");
-                assertTrue(trainer.answered > 0 && trainer.failure == null, "the trainer answered a candidate: " + trainer.failure);
+                assertTrue(!trainer.answered().isEmpty() && trainer.failure() == null, "the trainer answered a candidate: " + trainer.failure());
                 runScript(base, out.resolve("dashboard.png"), producer, now);
             }
         }
@@ -242,74 +237,14 @@ class DashboardBrowserIT {
     }
 
     /** Captures of the live layer: inputs and gradients with TinyTrainer's per-coordinate spreads. */
-    private static void publishCaptures(KafkaProducer<String, byte[]> producer) throws Exception {
+    private static void publishCaptures(TrainerSimulator trainer) {
         for (int i = 0; i < 20; i++) {
-            Random r = new Random(500 + i);
-            float[] a = new float[TOKENS_PER_CAPTURE * TinyTrainer.D_IN];
-            float[] g = new float[TOKENS_PER_CAPTURE * TinyTrainer.D_OUT];
             List<String> ids = new ArrayList<>();
             for (int t = 0; t < TOKENS_PER_CAPTURE; t++) {
-                for (int j = 0; j < TinyTrainer.D_IN; j++) {
-                    a[t * TinyTrainer.D_IN + j] = (float) (r.nextGaussian() * TinyTrainer.INPUT_SD[j]);
-                }
-                for (int j = 0; j < TinyTrainer.D_OUT; j++) {
-                    g[t * TinyTrainer.D_OUT + j] = (float) (r.nextGaussian() * TinyTrainer.GRAD_SD[j]);
-                }
                 ids.add("s" + i + "-" + t);
             }
-            Capture c = Capture.newBuilder().setRunId(RUN).setLayer(LIVE_LAYER).setStep(STEPS * 10L - 20 + i).setFisher(FisherKind.SAMPLED)
-                    .setActivations(TensorCodec.ofFloats(a, TOKENS_PER_CAPTURE, TinyTrainer.D_IN))
-                    .setGradients(TensorCodec.ofFloats(g, TOKENS_PER_CAPTURE, TinyTrainer.D_OUT))
-                    .setSampleIds(ids).setTimestampMs(System.currentTimeMillis()).build();
-            send(producer, T.captures(), CurvewatchTopics.runLayerKey(RUN, LIVE_LAYER), c);
-        }
-    }
-
-    /** The trainer's side of calibration for the live layer: answers each EditCandidate of the run with TinyTrainer. */
-    private static final class Answerer extends Thread implements AutoCloseable {
-        private final String bootstrap;
-        private final TinyTrainer model;
-        private volatile boolean stop;
-        volatile int answered;
-        volatile Throwable failure;
-
-        Answerer(String bootstrap, TinyTrainer model) {
-            super("dashboard-it-trainer");
-            setDaemon(true);
-            this.bootstrap = bootstrap;
-            this.model = model;
-        }
-
-        @Override
-        public void run() {
-            AvroDeserializer<EditCandidate> candidates = new AvroDeserializer<>(EditCandidate.class);
-            AvroSerializer<ProbeResult> results = new AvroSerializer<>(ProbeResult.class);
-            try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(KafkaClientSettings.forBootstrap(bootstrap),
-                    new ByteArrayDeserializer(), new ByteArrayDeserializer());
-                 KafkaProducer<String, byte[]> out = producer(bootstrap)) {
-                List<TopicPartition> parts = new ArrayList<>();
-                c.partitionsFor(T.editCandidates()).forEach(pi -> parts.add(new TopicPartition(pi.topic(), pi.partition())));
-                c.assign(parts);
-                c.seekToBeginning(parts);
-                while (!stop) {
-                    for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
-                        EditCandidate cand = candidates.decode(r.value());
-                        if (cand.getRunId().equals(RUN) && cand.getLayer().equals(LIVE_LAYER)) {
-                            ProbeResult result = model.answer(cand, 0.01).result();
-                            out.send(new ProducerRecord<>(T.probeResults(), RUN, results.serialize(T.probeResults(), result))).get();
-                            answered++;
-                        }
-                    }
-                }
-            } catch (Throwable t) {
-                failure = t;
-            }
-        }
-
-        @Override
-        public void close() throws InterruptedException {
-            stop = true;
-            join(10_000);
+            trainer.publishCapture(LIVE_LAYER, STEPS * 10L - 20 + i, TrainerSimulator.gaussianRows(new Random(500 + i),
+                    TOKENS_PER_CAPTURE, TinyTrainer.INPUT_SD, TinyTrainer.GRAD_SD), ids);
         }
     }
 
@@ -357,24 +292,17 @@ class DashboardBrowserIT {
 
     // ------------------------------------------------------------------ HTTP helpers
 
-    private void awaitApi(String url, Predicate<String> ready, String what) throws Exception {
-        long deadline = System.nanoTime() + Duration.ofSeconds(90).toNanos();
-        String last = "(no answer)";
-        while (System.nanoTime() < deadline) {
+    private void awaitApi(String url, Predicate<String> ready, String what) {
+        // an I/O failure while the service starts is a state to wait past, not the end of the wait
+        Await.until(() -> {
             try {
                 HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10))
                         .header("Authorization", "Bearer " + TOKEN).GET().build(), HttpResponse.BodyHandlers.ofString());
-                last = r.statusCode() + " " + r.body();
-                if (r.statusCode() == 200 && ready.test(r.body())) {
-                    return;
-                }
+                return r.statusCode() + " " + r.body();
             } catch (IOException e) {
-                last = e.toString();
+                return e.toString();
             }
-            Thread.sleep(250);
-        }
-        throw new AssertionError("the service never served " + what + " at " + url + "; last answer: "
-                + (last.length() > 2000 ? last.substring(0, 2000) + "..." : last));
+        }, last -> last.startsWith("200 ") && ready.test(last.substring(4)), Duration.ofSeconds(90), what + " at " + url);
     }
 
     private static int count(String haystack, String needle) {

@@ -19,7 +19,7 @@ import java.util.Map;
  * is refused with {@code BASES_NOT_HELD}, and the service, hearing nothing, sends the bases again.
  * Memory: one candidate's bases per layer, the buffers the candidate arrived in (no copy).
  */
-final class CandidateBases {
+public final class CandidateBases {
     private record Held(String candidateId, Tensor basis) {
     }
 
@@ -30,9 +30,9 @@ final class CandidateBases {
      * The candidate with any named basis filled in (d x k, column c = the named candidate's column
      * order[c]); the candidate itself when it sends both.
      *
-     * @throws CandidateResponder.Refusal BASES_NOT_HELD; InvalidRecordException for an order out of range
+     * @throws CandidateValidator.Refusal BASES_NOT_HELD; InvalidRecordException for an order out of range
      */
-    EditCandidate resolve(EditCandidate c) {
+    public EditCandidate resolve(EditCandidate c) {
         if (c.getBasisGOf() == null && c.getBasisAOf() == null) {
             return c;
         }
@@ -47,7 +47,7 @@ final class CandidateBases {
     }
 
     /** Keeps the bases a validated candidate sent, for later candidates of its layer to name. */
-    void remember(EditCandidate c) {
+    public void remember(EditCandidate c) {
         String layer = c.getLayer();
         if (c.getBasisGOf() == null) {
             g.put(layer, new Held(c.getCandidateId(), c.getBasisG()));
@@ -65,7 +65,7 @@ final class CandidateBases {
     private static Tensor named(Map<String, Held> held, EditCandidate c, String of, List<Integer> order, String field) {
         Held h = held.get(c.getLayer());
         if (h == null || !h.candidateId().equals(of)) {
-            throw new CandidateResponder.Refusal("BASES_NOT_HELD", field + " names candidate " + of + " of layer " + c.getLayer()
+            throw new CandidateValidator.Refusal("BASES_NOT_HELD", field + " names candidate " + of + " of layer " + c.getLayer()
                     + ", whose basis this trainer does not hold" + (h == null ? "" : " (it holds " + h.candidateId() + "'s)"));
         }
         List<Integer> shape = h.basis().getShape();

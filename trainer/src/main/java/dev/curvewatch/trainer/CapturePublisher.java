@@ -111,7 +111,7 @@ public final class CapturePublisher implements AutoCloseable {
      */
     public boolean publishProbeResult(ProbeResult result) {
         byte[] value = probeResults.serialize(topics.probeResults(), result);
-        if (value.length > TopicSpec.DEFAULT_MAX_MESSAGE_BYTES - 4096) {
+        if (value.length > TopicSpec.DEFAULT_MAX_MESSAGE_BYTES - TopicSpec.RECORD_OVERHEAD_BYTES) {
             droppedProbeResults.incrementAndGet();
             System.err.println("curvewatch trainer: probe result for candidate " + result.getCandidateId() + " is "
                     + value.length + " bytes, above the " + topics.probeResults() + " limit; not sent");
@@ -134,7 +134,7 @@ public final class CapturePublisher implements AutoCloseable {
     public boolean publishCapture(String runId, String layer, long step, LayerCapture cap, String[] sampleIds,
                                   float[] exampleLosses, boolean probe, FisherKind fisher, double gradScale) {
         int rowBytes = 4 * (cap.dIn() + cap.dOut()) + 32;
-        int perPart = Math.max(1, (MAX_RECORD_BYTES - 4096) / rowBytes);
+        int perPart = Math.max(1, (MAX_RECORD_BYTES - TopicSpec.RECORD_OVERHEAD_BYTES) / rowBytes);
         int parts = (cap.tokens() + perPart - 1) / perPart;
         List<byte[]> payloads = new ArrayList<>(parts);
         for (int part = 0; part < parts; part++) {

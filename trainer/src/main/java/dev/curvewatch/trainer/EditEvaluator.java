@@ -7,7 +7,7 @@ import java.util.Optional;
  * What {@link CandidateResponder} needs from a model to answer an edit candidate (SERVICE-CONTRACT
  * §1): the current weight of a watched layer, and real forward passes that score a fixed set of
  * examples with that layer's weight replaced. The noisy-label MLP implements it
- * ({@link NoisyLabelsEvaluator}); a language model (CanariesExperiment's LM) plugs in the same way,
+ * (the experiments' {@code NoisyLabelsEvaluator}); a language model (CanariesExperiment's LM) plugs in the same way,
  * with per-position losses summed per example and no correctness flags.
  *
  * <p>{@link #layer} and {@link #begin} are called on the training thread between steps; they

@@ -1,5 +1,10 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.trainer.experiments.Metrics;
+import dev.curvewatch.trainer.experiments.Mlp;
+import dev.curvewatch.trainer.experiments.NoisyLabelData;
+import dev.curvewatch.trainer.experiments.NoisyLabelsEvaluator;
+
 import dev.curvewatch.avro.ExampleLosses;
 import dev.curvewatch.avro.ProbeResult;
 import dev.curvewatch.curvature.CurvatureEdit;
@@ -14,7 +19,7 @@ import java.util.Random;
 import java.util.Set;
 
 /**
- * Timing harness, not a test: the cost of one {@link CandidateResponder#answer} (500 probes + 512
+ * Timing harness, not a test: the cost of one {@link CandidateScorer#answer} (500 probes + 512
  * training examples, the standard 19 ρ) on the demo's 32-512-512-10 noisy-label MLP, per layer, and
  * of its 19 edits alone, one-shot ({@code apply(w, mask)}) and from coordinates computed once.
  * Prints medians and checksums of every loss in the answer and of every W', so two builds can be
@@ -60,14 +65,14 @@ public final class AnswerCost {
                 a.add(0, cap.a(), cap.tokens());
                 g.add(0, cap.g(), cap.tokens());
                 String layer = Mlp.layerName(cap.layer());
-                CandidateResponder.Prepared p = CandidateResponder.prepare(Candidates.builder("c-" + layer, "run", layer, 1,
-                        Candidates.bases(a, g), Candidates.standardRhos()).build(), "run", evaluator);
+                CandidateValidator.Prepared p = CandidateValidator.prepare(Candidates.builder("c-" + layer, "run", layer, 1,
+                        Candidates.bases(a, g), Candidates.standardRhos()).build(), "run", evaluator::layer);
                 measure(p, evaluator, layer, cap.dOut() + " x " + cap.dIn(), repeats);
             }
         }
     }
 
-    private static void measure(CandidateResponder.Prepared p, NoisyLabelsEvaluator evaluator, String layer, String shape,
+    private static void measure(CandidateValidator.Prepared p, NoisyLabelsEvaluator evaluator, String layer, String shape,
                                 int repeats) {
         List<Double> answers = new ArrayList<>();
         List<Double> edits = new ArrayList<>();
@@ -79,7 +84,7 @@ public final class AnswerCost {
             CurvatureEdit edit = p.edit();
             for (int r = 0; r <= repeats; r++) { // round 0 warms up
                 long t0 = System.nanoTime();
-                ProbeResult result = CandidateResponder.answer(p, session, "run", 0);
+                ProbeResult result = CandidateScorer.answer(p, session, "run", 0);
                 long t1 = System.nanoTime();
                 long h = 17;
                 for (KeepMassMask m : p.masks()) {

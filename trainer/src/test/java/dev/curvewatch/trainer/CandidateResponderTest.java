@@ -1,5 +1,10 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.trainer.experiments.Metrics;
+import dev.curvewatch.trainer.experiments.Mlp;
+import dev.curvewatch.trainer.experiments.NoisyLabelData;
+import dev.curvewatch.trainer.experiments.NoisyLabelsEvaluator;
+
 import dev.curvewatch.avro.DType;
 import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.ExampleLosses;
@@ -382,23 +387,23 @@ class CandidateResponderTest {
 
     @Test
     void orthonormalCheckAcceptsRealBasesAndRefusesAScaledOne() {
-        CandidateResponder.requireOrthonormal(fc2.ug(), 16, "u");
-        CandidateResponder.requireOrthonormal(fc1.ua(), 32, "u");
+        CandidateValidator.requireOrthonormal(fc2.ug(), 16, "u");
+        CandidateValidator.requireOrthonormal(fc1.ua(), 32, "u");
         double[] scaled = fc2.ug();
         for (int i = 0; i < scaled.length; i++) {
             scaled[i] *= 1.01;
         }
-        CandidateResponder.Refusal r = org.junit.jupiter.api.Assertions.assertThrows(CandidateResponder.Refusal.class,
-                () -> CandidateResponder.requireOrthonormal(scaled, 16, "u"));
+        CandidateValidator.Refusal r = org.junit.jupiter.api.Assertions.assertThrows(CandidateValidator.Refusal.class,
+                () -> CandidateValidator.requireOrthonormal(scaled, 16, "u"));
         assertEquals("NOT_ORTHONORMAL", r.reason());
     }
 
     @Test
     void thresholdAgreementIsRelative() {
-        assertTrue(CandidateResponder.tauAgrees(1.0, 1.0 + 1e-6, 10));
-        assertFalse(CandidateResponder.tauAgrees(1.0, 1.001, 10));
-        assertTrue(CandidateResponder.tauAgrees(0.0, 0.0, 10));
-        assertFalse(CandidateResponder.tauAgrees(0.0, 1e-6, 10));
+        assertTrue(CandidateValidator.tauAgrees(1.0, 1.0 + 1e-6, 10));
+        assertFalse(CandidateValidator.tauAgrees(1.0, 1.001, 10));
+        assertTrue(CandidateValidator.tauAgrees(0.0, 0.0, 10));
+        assertFalse(CandidateValidator.tauAgrees(0.0, 1e-6, 10));
     }
 
     private record Case(String reason, UnaryOperator<EditCandidate.Builder> change) {

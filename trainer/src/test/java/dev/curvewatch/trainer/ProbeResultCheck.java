@@ -1,5 +1,7 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.trainer.experiments.NoisyLabelData;
+
 import dev.curvewatch.avro.ExampleLosses;
 import dev.curvewatch.avro.ProbeResult;
 

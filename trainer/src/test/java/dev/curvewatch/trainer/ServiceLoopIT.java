@@ -1,5 +1,9 @@
 package dev.curvewatch.trainer;
 
+import dev.curvewatch.trainer.experiments.Mlp;
+import dev.curvewatch.trainer.experiments.NoisyLabelData;
+import dev.curvewatch.trainer.experiments.WatchedTraining;
+
 import dev.curvewatch.avro.Capture;
 import dev.curvewatch.avro.EditCandidate;
 import dev.curvewatch.avro.ExampleLosses;
