@@ -52,6 +52,9 @@ import java.util.concurrent.TimeoutException;
  * a non-finite loss is sent as ±{@link Float#MAX_VALUE} and counted ({@link #nonFiniteLosses()}).
  * A sink or an observer that throws is logged and counted ({@link #publishFailures()},
  * {@link #observerFailures()}); the answer it concerned is not retried, and the responder goes on.
+ *
+ * <p>Over 400 lines with its comments (about 270 of code): the javadoc above is the trainer's side
+ * of the round trip's contract, kept with the class that runs it.
  */
 public final class CandidateResponder implements AutoCloseable {
     /** Training examples per answer (SERVICE-CONTRACT §1). */

@@ -2,9 +2,7 @@ package dev.curvewatch.service.internal;
 
 import dev.curvewatch.avro.Alert;
 import dev.curvewatch.avro.AlertStatus;
-import dev.curvewatch.avro.EditRequest;
 import dev.curvewatch.avro.ExampleScore;
-import dev.curvewatch.avro.LayerRho;
 import dev.curvewatch.avro.ScoreKind;
 import dev.curvewatch.avro.SnapshotEvent;
 import dev.curvewatch.curvature.Eigenbasis;
@@ -15,7 +13,6 @@ import io.vertx.core.MultiMap;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpHeaders;
 import io.vertx.core.http.HttpMethod;
-import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vertx.ext.web.Router;
@@ -25,12 +22,8 @@ import io.vertx.ext.web.handler.StaticHandler;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.Optional;
-import java.util.Set;
-import java.util.UUID;
 import java.util.function.Supplier;
 import java.util.regex.Pattern;
 
@@ -38,14 +31,13 @@ import java.util.regex.Pattern;
  * The HTTP API of SERVICE-CONTRACT §5 on Vert.x web: the routes and the JSON endpoints over the
  * in-memory state, /metrics, /health and the static dashboard from the classpath
  * ({@code dashboard/}). Who may call what is {@link Access}'s (scoped Bearer tokens, security
- * headers), the live events {@link LiveEvents}', the guard's endpoints {@link GuardRoutes}'.
+ * headers), the live events {@link LiveEvents}', the guard's endpoints {@link GuardRoutes}', edit and refresh requests {@link EditRoutes}'.
  * Handlers only read state and hand edits to Kafka; they never compute or block.
  */
 public final class HttpApi {
     private static final Logger LOG = LoggerFactory.getLogger(HttpApi.class);
     public static final int BODY_LIMIT_BYTES = 64 * 1024;
     static final Pattern SIGNAL_NAME = Pattern.compile("[A-Za-z0-9_.:-]{1,64}");
-    private static final Set<String> EDIT_FIELDS = Set.of("layers", "reason", "idempotency_key");
 
     /** The answer of /health: 200 when up, 503 otherwise, with every check. */
     public record Health(boolean up, JsonObject checks) {
@@ -60,6 +52,7 @@ public final class HttpApi {
     private final Supplier<Health> health;
     private final LiveEvents live;
     private final GuardRoutes guard;
+    private final EditRoutes edits;
 
     public HttpApi(Vertx vertx, Registry registry, Outputs out, ServiceMetrics metrics, SnapshotStore store, Access access,
                    GuardWatch guard, Supplier<Health> health, long pingMs, int maxLiveClients) {
@@ -72,6 +65,7 @@ public final class HttpApi {
         this.health = health;
         this.live = new LiveEvents(vertx, metrics, pingMs, maxLiveClients);
         this.guard = new GuardRoutes(vertx, registry, guard);
+        this.edits = new EditRoutes(vertx, registry, out);
     }
 
     public int liveClients() {
@@ -100,8 +94,7 @@ public final class HttpApi {
         r.get("/api/snapshots/:id/file").handler(access.require(BearerTokens.Scope.READ)).handler(this::download);
         // Vert.x orders a route's handlers body -> authentication -> the rest; the 64 KiB limit bounds what an
         // unauthenticated client can make the service buffer
-        r.post("/api/runs/:run/edits").handler(body()).handler(access.require(BearerTokens.Scope.EDIT)).handler(this::edit);
-        r.post("/api/runs/:run/refresh").handler(body()).handler(access.require(BearerTokens.Scope.ADMIN)).handler(this::refresh);
+        edits.mount(r, access, body());
         guard.mount(r, access, body());
         r.get("/api/events").handler(live::sse);
         r.get("/api/ws").handler(live::websocket);
@@ -162,6 +155,11 @@ public final class HttpApi {
     }
 
     Registry.Run knownRun(RoutingContext ctx) {
+        return knownRun(ctx, registry);
+    }
+
+    /** The run of the path, checked and looked up; null after answering 400/404. */
+    static Registry.Run knownRun(RoutingContext ctx, Registry registry) {
         String run = id(ctx, ctx.pathParam("run"), "run");
         if (run == null) {
             return null;
@@ -396,127 +394,5 @@ public final class HttpApi {
                 .putHeader("Content-Disposition", "attachment; filename=\"" + id + ".safetensors\"")
                 .putHeader("X-Content-SHA256", e.getSha256())
                 .sendFile(path.toString());
-    }
-
-    // ---- write endpoints --------------------------------------------------------------------
-
-    /** The JSON object body, {} when empty; null after answering 415/400. */
-    private static JsonObject body(RoutingContext ctx) {
-        String text = ctx.body() == null ? null : ctx.body().asString();
-        if (text == null || text.isBlank()) {
-            return new JsonObject();
-        }
-        String type = ctx.request().getHeader(HttpHeaders.CONTENT_TYPE);
-        if (type == null || !type.toLowerCase(Locale.ROOT).trim().startsWith("application/json")) {
-            fail(ctx, 415, "the body must be application/json");
-            return null;
-        }
-        try {
-            Object v = io.vertx.core.json.Json.decodeValue(text);
-            if (!(v instanceof JsonObject o)) {
-                fail(ctx, 400, "the body must be a JSON object");
-                return null;
-            }
-            return o;
-        } catch (DecodeException e) {
-            fail(ctx, 400, "the body is not valid JSON");
-            return null;
-        }
-    }
-
-    private void edit(RoutingContext ctx) {
-        Registry.Run r = knownRun(ctx);
-        if (r == null) {
-            return;
-        }
-        JsonObject body = body(ctx);
-        if (body == null) {
-            return;
-        }
-        for (String f : body.fieldNames()) {
-            if (!EDIT_FIELDS.contains(f)) {
-                fail(ctx, 400, "unknown field '" + (f.length() > 40 ? f.substring(0, 40) + "..." : f) + "' (expected " + EDIT_FIELDS + ")");
-                return;
-            }
-        }
-        if (r.info() == null) {
-            fail(ctx, 404, "run '" + r.id() + "' is not registered");
-            return;
-        }
-        List<LayerRho> layers = new ArrayList<>();
-        Object ls = body.getValue("layers");
-        if (ls != null && !(ls instanceof JsonArray)) {
-            fail(ctx, 400, "layers must be an array of {\"layer\": name, \"rho\": number}");
-            return;
-        }
-        if (ls != null) {
-            for (Object item : (JsonArray) ls) {
-                if (!(item instanceof JsonObject lo) || !(lo.getValue("layer") instanceof String name)
-                        || (lo.getValue("rho") != null && !(lo.getValue("rho") instanceof Number))
-                        || !Set.of("layer", "rho").containsAll(lo.fieldNames())) {
-                    fail(ctx, 400, "each layer must be {\"layer\": name, \"rho\": number (optional)}");
-                    return;
-                }
-                if (id(ctx, name, "layer") == null) {
-                    return;
-                }
-                if (r.info().getLayers().stream().noneMatch(l -> l.getName().equals(name))) {
-                    fail(ctx, 404, "unknown layer '" + name + "' of run '" + r.id() + "'");
-                    return;
-                }
-                double rho = lo.getValue("rho") == null ? 0 : ((Number) lo.getValue("rho")).doubleValue();
-                if (!Double.isFinite(rho) || rho > 1) {
-                    fail(ctx, 400, "rho of layer '" + name + "' must be in (0, 1], or <= 0 / omitted for the calibrated rho");
-                    return;
-                }
-                layers.add(new LayerRho(name, rho));
-            }
-        }
-        Object reason = body.getValue("reason");
-        if (reason != null && (!(reason instanceof String s) || s.length() > 1024)) {
-            fail(ctx, 400, "reason must be a string of at most 1024 characters");
-            return;
-        }
-        Object keyValue = body.getValue("idempotency_key");
-        if (keyValue != null && !(keyValue instanceof String)) {
-            fail(ctx, 400, "idempotency_key must be a string");
-            return;
-        }
-        String key = keyValue == null ? UUID.randomUUID().toString() : (String) keyValue;
-        if (id(ctx, key, "idempotency_key") == null) {
-            return;
-        }
-        // the edit thread's own checks, now: a layer it would refuse is a 404/409 with the reason here, not a 202
-        Optional<EditPlan.Refusal> refused = EditPlan.refusal(layers, r, registry);
-        if (refused.isPresent()) {
-            fail(ctx, refused.get().status(), refused.get().message());
-            return;
-        }
-        EditRequest req = EditRequest.newBuilder().setIdempotencyKey(key).setRunId(r.id()).setLayers(layers)
-                .setRequester(ctx.get("requester")).setReason(reason == null ? "" : (String) reason)
-                .setCreatedMs(System.currentTimeMillis()).build();
-        // KafkaProducer.send may block (metadata, a full buffer): never on the event loop
-        vertx.executeBlocking(() -> out.editRequest(req).get(30, java.util.concurrent.TimeUnit.SECONDS), false).onComplete(res -> {
-            if (res.failed()) {
-                Throwable err = res.cause() instanceof java.util.concurrent.ExecutionException ee && ee.getCause() != null
-                        ? ee.getCause() : res.cause();
-                fail(ctx, 503, "the edit request could not be published: " + err);
-            } else {
-                json(ctx, 202, new JsonObject().put("idempotency_key", key).put("status", "accepted"));
-            }
-        });
-    }
-
-    private void refresh(RoutingContext ctx) {
-        Registry.Run r = knownRun(ctx);
-        if (r == null) {
-            return;
-        }
-        JsonArray names = new JsonArray();
-        for (LayerState l : r.layers().values()) {
-            l.forceRefresh();
-            names.add(l.layer());
-        }
-        json(ctx, 202, new JsonObject().put("status", "accepted").put("layers", names));
     }
 }

@@ -16,6 +16,10 @@ import java.util.List;
  * manifest, outstanding candidates (one is sent at a time; at most {@link #MAX_OUTSTANDING} are
  * kept), the calibration and the top scores. Bounded by construction. Guarded by its own lock:
  * the ingest thread, refresh threads, the edit thread and HTTP handlers all read or write it.
+ *
+ * <p>Over 400 lines with its comments (about 280 of code): every field here is guarded by the one
+ * lock, and the comments state which thread may touch what; splitting it would split that lock's
+ * invariants across classes.
  */
 public final class LayerState {
     public static final int MAX_OUTSTANDING = 4;
