@@ -61,6 +61,11 @@ public final class GuardWatch {
     private final Map<String, ArrayDeque<GuardDecision>> decisions = lru();
     private final Map<String, Map<String, SnapshotEvent>> offers = lru();
     private final Map<String, Check> checks = lru();
+    /** APPLIED read while another instance (or none yet: start-up) owned the run, not yet answered by a REARMED. */
+    private final Map<String, PendingRearm> unanswered = lru();
+
+    private record PendingRearm(GuardDecision applied, List<Alert> resolved) {
+    }
 
     public GuardWatch(Registry registry, AlertEvaluator alerts, Outputs out, SnapshotStore store, String codeVersion,
                       double harmTolerance) {
@@ -96,17 +101,42 @@ public final class GuardWatch {
         out.live("guard", d.getRunId(), Json.guardDecision(d));
         if (d.getAction() == GuardAction.APPLIED) {
             if (registry.owns(d.getRunId())) {
-                rearm(d);
+                rearm(d, List.of());
             } else { // the owner publishes; this instance's alert state follows, for a takeover
-                alerts.rearm(d.getRunId(), d.getStep(), String.valueOf(d.getSnapshotId()), System.currentTimeMillis());
+                List<Alert> resolved = alerts.rearm(d.getRunId(), d.getStep(), String.valueOf(d.getSnapshotId()),
+                        System.currentTimeMillis());
+                synchronized (this) {
+                    unanswered.put(d.getRunId(), new PendingRearm(d, resolved));
+                }
+            }
+        } else if (d.getAction() == GuardAction.REARMED) {
+            synchronized (this) {
+                PendingRearm p = unanswered.get(d.getRunId());
+                if (p != null && String.valueOf(p.applied().getSnapshotId()).equals(String.valueOf(d.getSnapshotId()))) {
+                    unanswered.remove(d.getRunId()); // its owner answered it
+                }
             }
         }
     }
 
-    private void rearm(GuardDecision applied) {
+    /**
+     * After each poll of guard-decisions: an APPLIED that no owner answered (read before this instance's
+     * first assignment, or its owner died first) is answered once this instance owns the run; else a
+     * snapshot applied right after a start-up would never re-arm its run.
+     */
+    public void ownedRunsChanged() {
+        List<PendingRearm> due = new ArrayList<>();
+        synchronized (this) {
+            unanswered.values().removeIf(p -> registry.owns(p.applied().getRunId()) && due.add(p));
+        }
+        due.forEach(p -> rearm(p.applied(), p.resolved()));
+    }
+
+    private void rearm(GuardDecision applied, List<Alert> resolvedEarlier) {
         String run = applied.getRunId();
         long now = System.currentTimeMillis();
-        List<Alert> resolved = alerts.rearm(run, applied.getStep(), String.valueOf(applied.getSnapshotId()), now);
+        List<Alert> resolved = new ArrayList<>(resolvedEarlier);
+        resolved.addAll(alerts.rearm(run, applied.getStep(), String.valueOf(applied.getSnapshotId()), now));
         out.alertsRaw(resolved);
         Map<String, Double> before = new LinkedHashMap<>();
         List<WeightAssembler.Assembled> preEdit = new ArrayList<>();

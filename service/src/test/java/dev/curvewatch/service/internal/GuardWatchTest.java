@@ -114,4 +114,41 @@ class GuardWatchTest {
             assertArrayEquals(new float[] {7, 8}, f.readFloat32("fc1.bias"));
         }
     }
+
+    @Test
+    void anAppliedReadBeforeThisInstanceOwnsTheRunIsAnsweredOnceItDoes(@TempDir Path dir) throws Exception {
+        GuardWatch w = watch(dir, 0.02);
+        RunOwnership ownership = RunOwnership.byAssignment(); // start-up: no partition of edit-requests assigned yet
+        ownership.partitions(4);
+        registry.ownership(ownership);
+        out.signals(List.of(signal("memorization_gap", "fc1", 10, 0.001), signal("memorization_gap", "fc1", 11, 0.002),
+                signal("memorization_gap", "fc1", 12, 0.001), signal("memorization_gap", "fc1", 13, 0.002)), AlertEvaluator.Context.NONE);
+        out.signals(List.of(signal("memorization_gap", "fc1", 90, 0.3)), AlertEvaluator.Context.NONE);
+        w.onDecision(applied(120), true);
+        w.ownedRunsChanged();
+        assertTrue(sent(TOPICS.guardDecisions(), GuardDecision.class).isEmpty(), "not owned: the owner answers");
+        ownership.onPartitionsAssigned(List.of(new org.apache.kafka.common.TopicPartition(TOPICS.editRequests(),
+                RunOwnership.partitionOf("run-1", 4))));
+        w.ownedRunsChanged();
+        List<GuardDecision> mine = sent(TOPICS.guardDecisions(), GuardDecision.class);
+        assertEquals(1, mine.size(), mine.toString());
+        assertEquals(GuardAction.REARMED, mine.get(0).getAction());
+        w.ownedRunsChanged();
+        assertEquals(1, sent(TOPICS.guardDecisions(), GuardDecision.class).size(), "answered once");
+    }
+
+    @Test
+    void anAppliedItsOwnerAnsweredIsNotAnsweredAgainOnTakeover(@TempDir Path dir) throws Exception {
+        GuardWatch w = watch(dir, 0.02);
+        RunOwnership ownership = RunOwnership.byAssignment();
+        ownership.partitions(4);
+        registry.ownership(ownership);
+        w.onDecision(applied(120), true);
+        w.onDecision(GuardDecision.newBuilder(applied(120)).setId("s1").setAction(GuardAction.REARMED)
+                .setSource("service:other").build(), true);
+        ownership.onPartitionsAssigned(List.of(new org.apache.kafka.common.TopicPartition(TOPICS.editRequests(),
+                RunOwnership.partitionOf("run-1", 4))));
+        w.ownedRunsChanged();
+        assertTrue(sent(TOPICS.guardDecisions(), GuardDecision.class).isEmpty());
+    }
 }
