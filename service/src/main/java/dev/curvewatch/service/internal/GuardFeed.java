@@ -74,7 +74,7 @@ public final class GuardFeed extends ConsumerLoop {
                     LOG.error("guard decision at {}-{}@{} could not be handled", r.topic(), r.partition(), r.offset(), e);
                 }
             }
-            watch.ownedRunsChanged();
+            watch.answerAppliedNowOwned();
             polled();
         }
     }

@@ -124,7 +124,7 @@ public final class GuardWatch {
      * first assignment, or its owner died first) is answered once this instance owns the run; else a
      * snapshot applied right after a start-up would never re-arm its run.
      */
-    public void ownedRunsChanged() {
+    public void answerAppliedNowOwned() {
         List<PendingRearm> due = new ArrayList<>();
         synchronized (this) {
             unanswered.values().removeIf(p -> registry.owns(p.applied().getRunId()) && due.add(p));

@@ -125,15 +125,15 @@ class GuardWatchTest {
                 signal("memorization_gap", "fc1", 12, 0.001), signal("memorization_gap", "fc1", 13, 0.002)), AlertEvaluator.Context.NONE);
         out.signals(List.of(signal("memorization_gap", "fc1", 90, 0.3)), AlertEvaluator.Context.NONE);
         w.onDecision(applied(120), true);
-        w.ownedRunsChanged();
+        w.answerAppliedNowOwned();
         assertTrue(sent(TOPICS.guardDecisions(), GuardDecision.class).isEmpty(), "not owned: the owner answers");
         ownership.onPartitionsAssigned(List.of(new org.apache.kafka.common.TopicPartition(TOPICS.editRequests(),
                 RunOwnership.partitionOf("run-1", 4))));
-        w.ownedRunsChanged();
+        w.answerAppliedNowOwned();
         List<GuardDecision> mine = sent(TOPICS.guardDecisions(), GuardDecision.class);
         assertEquals(1, mine.size(), mine.toString());
         assertEquals(GuardAction.REARMED, mine.get(0).getAction());
-        w.ownedRunsChanged();
+        w.answerAppliedNowOwned();
         assertEquals(1, sent(TOPICS.guardDecisions(), GuardDecision.class).size(), "answered once");
     }
 
@@ -148,7 +148,7 @@ class GuardWatchTest {
                 .setSource("service:other").build(), true);
         ownership.onPartitionsAssigned(List.of(new org.apache.kafka.common.TopicPartition(TOPICS.editRequests(),
                 RunOwnership.partitionOf("run-1", 4))));
-        w.ownedRunsChanged();
+        w.answerAppliedNowOwned();
         assertTrue(sent(TOPICS.guardDecisions(), GuardDecision.class).isEmpty());
     }
 }
