@@ -238,6 +238,17 @@ public final class CurvewatchService implements AutoCloseable {
         return guard.decisions(runId);
     }
 
+    /**
+     * What POST /api/runs/{run}/refresh does: every layer of the run refreshed at its next chance and
+     * that refresh's candidate sent whatever the pacing says. Returns the layers, empty for an unknown run.
+     */
+    public List<String> refreshNow(String runId) {
+        return registry.run(runId).map(r -> r.layers().values().stream().map(l -> {
+            l.forceRefresh();
+            return l.layer();
+        }).toList()).orElse(List.of());
+    }
+
     /** Waits for the start-up catch-up (registry, factors, weights, snapshots, signal history). */
     public boolean awaitCaughtUp(Duration timeout) throws InterruptedException {
         return registry.awaitCaughtUp(timeout);

@@ -30,8 +30,12 @@ final class CandidateFlow {
         this.pacer = new CandidatePacer(settings);
     }
 
-    CandidatePacer.Decision decide(long step, double drift) {
+    /** forced: an operator asked for this refresh (POST refresh): its candidate goes out whatever the pacing says. */
+    CandidatePacer.Decision decide(long step, double drift, boolean forced) {
         CandidatePacer.Decision d = pacer.refreshed(step, drift);
+        if (forced) {
+            d = CandidatePacer.Decision.SEND;
+        }
         if (!outstanding.isEmpty()) {
             // one candidate at a time per layer: a newer one would supersede the answer the trainer is computing now
             owed = d.send();

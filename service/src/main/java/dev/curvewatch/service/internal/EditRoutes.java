@@ -22,7 +22,7 @@ import java.util.UUID;
  * The write endpoints of SERVICE-CONTRACT §5 but the guard's: {@code POST /api/runs/{run}/edits}
  * (edit scope: the body checked field by field, the edit thread's own refusals answered here as
  * 404/409, then the request handed to Kafka, 202) and {@code POST /api/runs/{run}/refresh} (admin
- * scope: every layer of the run refreshed at its next chance).
+ * scope: every layer of the run refreshed at its next chance, that refresh's candidate not paced).
  */
 final class EditRoutes {
     private static final Set<String> EDIT_FIELDS = Set.of("layers", "reason", "idempotency_key");

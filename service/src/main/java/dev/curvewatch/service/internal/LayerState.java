@@ -72,6 +72,8 @@ public final class LayerState {
     private boolean inFlight;
     private boolean force;
     private long forcedAtNanos;
+    /** A forced refresh's candidate is not paced: whoever asked wants the calibrated signal of the weights now. */
+    private boolean forcedCandidate;
     private long lastStartNanos = Long.MIN_VALUE / 2;
     private long lastRefreshMs;
     private int refreshes;
@@ -227,8 +229,13 @@ public final class LayerState {
         status = "refresh failed at v" + in.factorVersion() + ": " + reason;
     }
 
-    /** POST refresh: refresh at the next opportunity even without a newer manifest. */
+    /**
+     * POST refresh: refresh at the next opportunity even without a newer manifest, and send that
+     * refresh's candidate whatever the pacing says (e.g. at the end of a run, to calibrate its
+     * final weights, which step pacing would skip when the last candidate is only a few steps old).
+     */
     public synchronized void forceRefresh() {
+        forcedCandidate = true;
         if (!force) {
             force = true;
             forcedAtNanos = System.nanoTime();
@@ -243,7 +250,9 @@ public final class LayerState {
      * reason is kept for the status.
      */
     public synchronized CandidatePacer.Decision candidateDecision(long step, double drift) {
-        return candidates.decide(step, drift);
+        boolean forced = forcedCandidate && !force;  // force is cleared when the forced refresh starts
+        forcedCandidate &= !forced;
+        return candidates.decide(step, drift, forced);
     }
 
     /**

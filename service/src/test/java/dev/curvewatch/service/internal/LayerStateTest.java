@@ -80,6 +80,28 @@ class LayerStateTest {
     }
 
     @Test
+    void aForcedRefreshSendsItsCandidateWhateverThePacing() {
+        LayerState l = new LayerState("run-1", "fc", new LayerState.Pacing(new CandidatePacer.Settings(20, 200, 0), 1));
+        l.manifest(manifest(1), 0);
+        assertTrue(l.candidateDecision(1, Double.NaN).send(), "the first candidate goes out at once");
+        PendingCandidate c = candidate("c1", 1);
+        l.sent(c, new int[]{1, 1}, false);
+        l.answered(c);
+        assertFalse(l.candidateDecision(5, 1).send(), "paced: 4 of 20 steps");
+        l.forceRefresh();
+        // a refresh already in flight when the force came is still paced; the forced one that starts next is not
+        assertFalse(l.candidateDecision(6, 1).send(), "the refresh before the forced one started");
+        assertTrue(l.due(0, Long.MAX_VALUE), "forced: due with no newer manifest, interval or not");
+        l.start(0);
+        assertTrue(l.candidateDecision(7, 0).send(), "the forced refresh's candidate: 6 of 20 steps, no drift");
+        l.finished();
+        PendingCandidate c2 = candidate("c2", 1);
+        l.sent(c2, new int[]{1, 1}, false);
+        l.answered(c2);
+        assertFalse(l.candidateDecision(8, 1).send(), "only that one: pacing is back");
+    }
+
+    @Test
     void anInvalidCalibrationKeepsTheLastValidRhoAndSaysWhy() {
         LayerState l = new LayerState("run-1", "fc");
         PendingCandidate c1 = CalibrationTest.candidate();
