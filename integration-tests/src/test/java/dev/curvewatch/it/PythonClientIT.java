@@ -70,6 +70,8 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 
+import static dev.curvewatch.trainer.testing.TrainerSimulator.argmax;
+import static dev.curvewatch.trainer.testing.TrainerSimulator.crossEntropy;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -465,28 +467,6 @@ class PythonClientIT {
         }
         assertTrue(compared >= got.size() - 2, what + ": only " + compared + " correct flags were comparable");
         return moved ? 1 : 0;
-    }
-
-    static double crossEntropy(double[] logits, int y) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (double v : logits) {
-            max = Math.max(max, v);
-        }
-        double sum = 0;
-        for (double v : logits) {
-            sum += Math.exp(v - max);
-        }
-        return max + Math.log(sum) - logits[y];
-    }
-
-    static int argmax(double[] v) {
-        int best = 0;
-        for (int i = 1; i < v.length; i++) {
-            if (v[i] > v[best]) {
-                best = i;
-            }
-        }
-        return best;
     }
 
     static double margin(double[] v, int best) {
