@@ -121,7 +121,6 @@ class PythonClientIT {
             assertEquals(records.size(), captured.size());
 
             AvroDeserializer<Capture> decoder = new AvroDeserializer<>(Capture.class);
-            Map<String, FactorAccumulator[]> factors = new HashMap<>();
             List<Capture> captures = new ArrayList<>();
             for (ConsumerRecord<String, byte[]> r : captured) {
                 Capture c = decoder.decode(r.value());
@@ -140,15 +139,9 @@ class PythonClientIT {
                 List<String> ids = new ArrayList<>();
                 e.get("sample_ids").forEach(n -> ids.add(n.asText()));
                 assertEquals(ids, c.getSampleIds());
-                if (!c.getProbe()) {
-                    int tokens = e.get("tokens").asInt();
-                    FactorAccumulator[] ag = factors.computeIfAbsent(c.getLayer(), l -> new FactorAccumulator[]{
-                            FactorAccumulator.cumulative(c.getActivations().getShape().get(1), Precision.FLOAT64),
-                            FactorAccumulator.cumulative(c.getGradients().getShape().get(1), Precision.FLOAT64)});
-                    ag[0].add(c.getStep(), TensorCodec.floats(c.getActivations(), "a"), tokens);
-                    ag[1].add(c.getStep(), TensorCodec.floats(c.getGradients(), "g"), tokens);
-                }
+                assertEquals(e.get("tokens").asInt(), c.getActivations().getShape().get(0));
             }
+            Map<String, FactorAccumulator[]> factors = accumulate(captures);
             assertEquals(2, factors.size());
             for (var f : (Iterable<Map.Entry<String, JsonNode>>) () -> expected.get("factors").fields()) {
                 FactorAccumulator[] ag = factors.get(f.getKey());
@@ -517,9 +510,13 @@ class PythonClientIT {
     /** Running A and G (float64) per layer over the non-probe captures among {@code records}. */
     static Map<String, FactorAccumulator[]> factorsOf(List<ConsumerRecord<String, byte[]>> records) {
         AvroDeserializer<Capture> decoder = new AvroDeserializer<>(Capture.class);
+        return accumulate(records.stream().map(r -> decoder.decode(r.value())).toList());
+    }
+
+    /** Running A and G (float64) per layer over the non-probe captures, in order. */
+    static Map<String, FactorAccumulator[]> accumulate(List<Capture> captures) {
         Map<String, FactorAccumulator[]> factors = new LinkedHashMap<>();
-        for (ConsumerRecord<String, byte[]> r : records) {
-            Capture c = decoder.decode(r.value());
+        for (Capture c : captures) {
             if (!c.getProbe()) {
                 int tokens = c.getActivations().getShape().get(0);
                 FactorAccumulator[] ag = factors.computeIfAbsent(c.getLayer(), l -> new FactorAccumulator[]{
