@@ -1,4 +1,4 @@
-"""The watcher's one consumer: edit candidates and dead letters of its run, assigned at the topics' ends."""
+"""The watcher's one consumer: edit candidates, dead letters and snapshots of its run, assigned at the topics' ends."""
 import warnings
 
 from .limits import TENSOR_TOPIC_MAX_MESSAGE_BYTES as TOPIC_MAX_RECORD_BYTES
@@ -56,15 +56,18 @@ def follow(config, topics, timeout=10.0):
 
 class Follower:
     """Polls the consumer without waiting and hands each record to its handler: dead letters (any key:
-    the handler keeps its run's) or edit candidates (keyed by this run; records of other runs are
-    not even decoded)."""
+    the handler keeps its run's), snapshot events (the handler keeps its run's, key or no key) or edit
+    candidates (keyed by this run; records of other runs are not even decoded)."""
 
-    def __init__(self, consumer, run_id, dead_letter_topic, on_candidate=None, on_dead_letter=None):
+    def __init__(self, consumer, run_id, dead_letter_topic, on_candidate=None, on_dead_letter=None,
+                 snapshot_topic=None, on_snapshot=None):
         self.consumer = consumer
         self._key = run_id.encode("utf-8")
         self._dead_letter_topic = dead_letter_topic
+        self._snapshot_topic = snapshot_topic
         self._on_candidate = on_candidate
         self._on_dead_letter = on_dead_letter
+        self._on_snapshot = on_snapshot
         self._warned = set()
 
     def poll(self, max_messages=64):
@@ -85,6 +88,9 @@ class Follower:
             if msg.topic() == self._dead_letter_topic:
                 if self._on_dead_letter is not None:
                     self._on_dead_letter(msg.key(), msg.value())
+            elif msg.topic() == self._snapshot_topic:
+                if self._on_snapshot is not None:
+                    self._on_snapshot(msg.key(), msg.value())
             elif self._on_candidate is not None and msg.key() == self._key:
                 self._on_candidate(msg.value())
         return taken

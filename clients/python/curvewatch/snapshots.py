@@ -29,7 +29,15 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 class SnapshotError(ValueError):
-    """A snapshot that cannot be loaded: outside the store, wrong size or digest, or not fitting the model."""
+    """A snapshot that cannot be loaded: outside the store, wrong size or digest, or not fitting the model.
+
+    `reason`: a short code, the same words as the Java trainer's SnapshotStore refusals (path, missing,
+    size, sha256, format, run, unknown-tensor, shape, failed), reported to the live guard with the message.
+    """
+
+    def __init__(self, message, reason="format"):
+        super().__init__(message)
+        self.reason = reason
 
 
 SUFFIX = ".safetensors"
@@ -41,14 +49,14 @@ def parse_uri(uri):
     dot segments, deeper directories) raises SnapshotError."""
     text = uri if isinstance(uri, str) else None
     if not text or len(text) > 2 * 128 + 1 + len(SUFFIX):
-        raise SnapshotError(f"snapshot uri must be <run_id>/<snapshot_id>{SUFFIX}, got {uri!r}")
+        raise SnapshotError(f"snapshot uri must be <run_id>/<snapshot_id>{SUFFIX}, got {uri!r}", "path")
     run_id, slash, rest = text.partition("/")
     if not slash or "/" in rest or not rest.endswith(SUFFIX) or len(rest) == len(SUFFIX):
-        raise SnapshotError(f"snapshot uri {text[:120]!r} is not <run_id>/<snapshot_id>{SUFFIX}")
+        raise SnapshotError(f"snapshot uri {text[:120]!r} is not <run_id>/<snapshot_id>{SUFFIX}", "path")
     snapshot_id = rest[:-len(SUFFIX)]
     for name, value in (("run_id", run_id), ("snapshot_id", snapshot_id)):
         if not ID_PATTERN.fullmatch(value) or value in (".", ".."):
-            raise SnapshotError(f"snapshot uri {text[:120]!r}: {name} {value[:130]!r} cannot name a file")
+            raise SnapshotError(f"snapshot uri {text[:120]!r}: {name} {value[:130]!r} cannot name a file", "path")
     return run_id, snapshot_id
 
 
@@ -62,14 +70,15 @@ def _resolve_local(path, root):
     """The real path of a path the caller passed by hand: relative to root, absolute, or a file: URI, inside root."""
     path = os.fspath(path)
     if "\x00" in path or not path:
-        raise SnapshotError(f"invalid snapshot path {path!r}")
+        raise SnapshotError(f"invalid snapshot path {path!r}", "path")
     if path.startswith("file:"):
         parsed = urllib.parse.urlparse(path)
         if parsed.netloc not in ("", "localhost"):
-            raise SnapshotError(f"snapshot path {path!r} names a remote host")
+            raise SnapshotError(f"snapshot path {path!r} names a remote host", "path")
         path = urllib.parse.unquote(parsed.path)
     elif _SCHEME.match(path):
-        raise SnapshotError(f"snapshot path {path!r}: only paths in the snapshot store and file: URIs are supported")
+        raise SnapshotError(f"snapshot path {path!r}: only paths in the snapshot store and file: URIs are supported",
+                            "path")
     return _inside(path if os.path.isabs(path) else os.path.join(os.path.realpath(root), path), root, path)
 
 
@@ -77,22 +86,27 @@ def _inside(path, root, named):
     base = os.path.realpath(root)
     real = os.path.realpath(path)
     if real == base or os.path.commonpath([real, base]) != base:
-        raise SnapshotError(f"snapshot {named!r} resolves to {real}, outside the snapshot store {base}")
+        raise SnapshotError(f"snapshot {named!r} resolves to {real}, outside the snapshot store {base}", "path")
     return real
 
 
 def _read(path, size_bytes):
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)  # the resolved path has no links left; none may appear
-    fd = os.open(path, flags)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError as e:
+        raise SnapshotError(f"snapshot file {path} does not exist", "missing") from e
+    except OSError as e:
+        raise SnapshotError(f"snapshot file {path} cannot be opened: {e}", "path") from e
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise SnapshotError(f"{path} is not a regular file")
+            raise SnapshotError(f"{path} is not a regular file", "path")
         if size_bytes is not None and info.st_size != size_bytes:
-            raise SnapshotError(f"{path} has {info.st_size} bytes, the snapshot event says {size_bytes}")
+            raise SnapshotError(f"{path} has {info.st_size} bytes, the snapshot event says {size_bytes}", "size")
         data = f.read() if size_bytes is None else f.read(size_bytes + 1)
     if size_bytes is not None and len(data) != size_bytes:
-        raise SnapshotError(f"read {len(data)} bytes of {path}, the snapshot event says {size_bytes}")
+        raise SnapshotError(f"read {len(data)} bytes of {path}, the snapshot event says {size_bytes}", "size")
     return data
 
 
@@ -113,11 +127,11 @@ def load_snapshot(event_or_path, root, *, model=None, sha256=None, size_bytes=No
     if isinstance(event_or_path, dict):
         if event_or_path.get("status", "WRITTEN") == "FAILED":
             raise SnapshotError(f"edit request {event_or_path.get('idempotency_key')!r} of run "
-                                f"{event_or_path.get('run_id')!r} failed: {event_or_path.get('reason') or 'no reason given'}")
+                                f"{event_or_path.get('run_id')!r} failed: {event_or_path.get('reason') or 'no reason given'}", "failed")
         uri, sha256, size_bytes = event_or_path["uri"], event_or_path["sha256"], event_or_path["size_bytes"]
         if parse_uri(uri) != (event_or_path.get("run_id"), event_or_path.get("snapshot_id")):
             raise SnapshotError(f"snapshot uri {uri!r} is not the event's own "
-                                f"{event_or_path.get('run_id')}/{event_or_path.get('snapshot_id')}{SUFFIX}")
+                                f"{event_or_path.get('run_id')}/{event_or_path.get('snapshot_id')}{SUFFIX}", "path")
         path = resolve(uri, root)
     else:
         path = _resolve_local(event_or_path, root)
@@ -125,7 +139,7 @@ def load_snapshot(event_or_path, root, *, model=None, sha256=None, size_bytes=No
     if sha256 is not None:
         digest = hashlib.sha256(data).hexdigest()
         if not hmac.compare_digest(digest, str(sha256).lower()):
-            raise SnapshotError(f"{path}: sha256 {digest}, the snapshot event says {sha256}")
+            raise SnapshotError(f"{path}: sha256 {digest}, the snapshot event says {sha256}", "sha256")
     try:
         state, metadata = loads(data, path, with_metadata=True)
     except (ValueError, UnicodeDecodeError) as e:
@@ -141,11 +155,12 @@ def _fit(state, model):
     out = {}
     for name, tensor in state.items():
         if name not in own:
-            raise SnapshotError(f"snapshot tensor {name} is not in the model")
+            raise SnapshotError(f"snapshot tensor {name} is not in the model", "unknown-tensor")
         layer, _, leaf = name.rpartition(".")
         if leaf == "weight" and layer in modules and is_transposed(modules[layer]):
             tensor = tensor.t().contiguous()  # the contract's d_out x d_in back to Conv1D's d_in x d_out
         if tuple(tensor.shape) != tuple(own[name].shape):
-            raise SnapshotError(f"snapshot tensor {name} is {tuple(tensor.shape)}, the model's is {tuple(own[name].shape)}")
+            raise SnapshotError(f"snapshot tensor {name} is {tuple(tensor.shape)}, the model's is {tuple(own[name].shape)}",
+                                "shape")
         out[name] = tensor
     return out

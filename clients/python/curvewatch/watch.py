@@ -17,6 +17,7 @@ from .hooks import Clock, ForwardContext, LayerCapture, attention_owner, dims, t
 from .overhead import Overhead
 from .publisher import Publisher
 from .records import CaptureRecords, WeightRecords, now_ms
+from .snapshot_follower import SnapshotFollower
 from .version import __version__
 
 _ID = ID_PATTERN
@@ -43,7 +44,8 @@ def _check_id(value, what):
 
 class Watcher:
     """Captures per-token layer inputs and output-gradients of watched layers and publishes them;
-    answers the service's edit candidates; reports dead letters of its run and its own overhead.
+    answers the service's edit candidates; follows (and applies) the run's edited snapshots and
+    reports each to the live guard; reports dead letters of its run and its own overhead.
 
     See clients/python/README.md for every option. Call `step(step, sample_ids=...)` after the
     backward pass(es) of each optimizer step.
@@ -56,7 +58,8 @@ class Watcher:
                  config=None, seed=0, answer_candidates=False, recent_examples=DEFAULT_RECENT_EXAMPLES,
                  eval_batch_size=64, answers_per_step=1, candidate_timeout=60.0, consumer=None, loss_fn=None,
                  per_example_loss=None, label_shift="auto", token_mask="attention_mask", answer_budget=DEFAULT_ANSWER_BUDGET,
-                 grad_scaler=None, follow_dead_letters="auto", replay_bytes=256 * 1024 * 1024):
+                 grad_scaler=None, follow_dead_letters="auto", replay_bytes=256 * 1024 * 1024, snapshot_dir=None,
+                 apply_snapshots=False, follow_snapshots="auto"):
         self.run_id = _check_id(run_id, "run_id")
         self.model = model
         modules = dict(model.named_modules())
@@ -77,7 +80,13 @@ class Watcher:
             conf["bootstrap.servers"] = bootstrap
         if follow_dead_letters == "auto":  # whenever there is a broker to follow them on
             follow_dead_letters = consumer is not None or "bootstrap.servers" in conf
-        needs_consumer = (answer_candidates or follow_dead_letters) and consumer is None
+        if follow_snapshots == "auto":  # whenever there is a snapshot store to verify them in
+            follow_snapshots = snapshot_dir is not None
+        if (follow_snapshots or apply_snapshots) and snapshot_dir is None:
+            raise ValueError("following or applying snapshots needs snapshot_dir (the service's snapshot.dir)")
+        if apply_snapshots and not follow_snapshots:
+            raise ValueError("apply_snapshots=True needs follow_snapshots (True or \"auto\")")
+        needs_consumer = (answer_candidates or follow_dead_letters or follow_snapshots) and consumer is None
         if (publisher is None or needs_consumer) and "bootstrap.servers" not in conf:
             raise ValueError("pass bootstrap='host:port' (or kafka_config with bootstrap.servers)")
         if answers_per_step is not None and int(answers_per_step) < 0:
@@ -92,6 +101,7 @@ class Watcher:
         self.captures = {}
         self._context = None
         self._follower = None
+        self._snapshots = None
         if own_publisher:
             publisher = Publisher(conf, policy=policy, block_timeout=block_timeout, max_queue_bytes=max_queue_bytes)
         self.publisher = publisher
@@ -99,9 +109,11 @@ class Watcher:
         try:
             self.prefix = topic_prefix
             self.topics = {t: topic_prefix + t for t in ("captures", "weights", "runs", "probe-results",
-                                                          "edit-candidates", "dead-letters")}
+                                                          "edit-candidates", "dead-letters", "snapshots",
+                                                          "guard-decisions")}
             # Java's partition for every key, from the broker's partition counts (partitioning.py)
-            self.publisher.resolve_partitions([self.topics[t] for t in ("captures", "weights", "runs", "probe-results")])
+            self.publisher.resolve_partitions([self.topics[t] for t in ("captures", "weights", "runs", "probe-results")
+                                               + (("guard-decisions",) if follow_snapshots else ())])
             self._context = ForwardContext(model, token_mask)
             for name in layers:
                 owner = attention_owner(model, name)
@@ -134,7 +146,8 @@ class Watcher:
                 "weights_every": self.weights_every, "tokens_per_step": self.tokens_per_step,
                 "code_version": CODE_VERSION, "config": {k: str(v) for k, v in (config or {}).items()}}
             followed = ([self.topics["edit-candidates"]] if answer_candidates else []) + \
-                ([self.topics["dead-letters"]] if follow_dead_letters else [])
+                ([self.topics["dead-letters"]] if follow_dead_letters else []) + \
+                ([self.topics["snapshots"]] if follow_snapshots else [])
             if followed and self.consumer is None:  # assigned at the topics' end now: records sent from here on
                 self.consumer = own_consumer = follow(consumer_config(self.run_id, conf), followed)
             if answer_candidates:
@@ -144,10 +157,15 @@ class Watcher:
                     self.topics["probe-results"], self.measure, self._overhead, owners=owners,
                     recent_examples=recent_examples, eval_batch_size=eval_batch_size,
                     candidate_timeout=candidate_timeout, replay_bytes=replay_bytes)
+            if follow_snapshots:
+                self._snapshots = SnapshotFollower(
+                    self.run_id, model, list(self.captures), snapshot_dir, apply_snapshots,
+                    lambda value: self._publish(self.topics["guard-decisions"], self.run_id, value))
             if self.consumer is not None:
                 self._follower = Follower(self.consumer, self.run_id, self.topics["dead-letters"],
                                           self.candidates.receive if self.candidates else None,
-                                          self._dead.receive if self._dead else None)
+                                          self._dead.receive if self._dead else None, self.topics["snapshots"],
+                                          self._snapshots.receive if self._snapshots else None)
             self._publish_run_info("RUNNING")
         except BaseException:
             self._undo_init(own_publisher, own_consumer)
@@ -206,7 +224,8 @@ class Watcher:
     def step(self, step, sample_ids=None, losses=None, probe=False, fisher=None, grad_scale=None, inputs=None,
              targets=None):
         """Publishes what the hooks captured since the last call (every micro-batch), the weights every
-        N steps, then answers pending edit candidates (at most answers_per_step).
+        N steps, then handles the run's new snapshots (applied after this step with apply_snapshots=True,
+        each reported to the guard) and answers pending edit candidates (at most answers_per_step).
 
         sample_ids: one id per example of the step, in the order of the micro-batches. inputs,
         targets: this step's batch (a tensor or dict, or a list of micro-batches) as the model takes
@@ -222,14 +241,22 @@ class Watcher:
             self.candidates.recent.add(sample_ids, inputs, targets)
         self._publish_step(step, sample_ids, losses, probe, fisher, grad_scale)
         self.poll()
+        if self._snapshots is not None:
+            self._snapshots.handle_pending(self._last_step)
         self.clock.add("capture", started)
         if self.candidates is not None and not probe:
             self.candidates.answer_pending(self._last_step, self.answers_per_step)
         return self.records - before
 
     def poll(self, max_messages=64):
-        """Takes the edit candidates and dead letters the consumer has fetched (never waits)."""
+        """Takes the edit candidates, snapshot events and dead letters the consumer has fetched (never waits)."""
         return 0 if self._follower is None else self._follower.poll(max_messages)
+
+    def snapshots(self):
+        """What became of the run's snapshots so far (step() handles them): counts (applied, refused,
+        verified_only, duplicates, failed_requests, ...), refusal reasons and the latest applications
+        [{snapshot_id, applied_after_step, snapshot_step, layers, rhos, sha256}]; None when not following."""
+        return None if self._snapshots is None else self._snapshots.summary()
 
     def answer_candidates(self, step=None, max_answers=None):
         """Takes the edit candidates fetched so far (never waits for Kafka) and answers the newest

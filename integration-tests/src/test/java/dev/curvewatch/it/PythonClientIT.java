@@ -70,6 +70,8 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 
+import static dev.curvewatch.trainer.testing.TrainerSimulator.argmax;
+import static dev.curvewatch.trainer.testing.TrainerSimulator.crossEntropy;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -119,7 +121,6 @@ class PythonClientIT {
             assertEquals(records.size(), captured.size());
 
             AvroDeserializer<Capture> decoder = new AvroDeserializer<>(Capture.class);
-            Map<String, FactorAccumulator[]> factors = new HashMap<>();
             List<Capture> captures = new ArrayList<>();
             for (ConsumerRecord<String, byte[]> r : captured) {
                 Capture c = decoder.decode(r.value());
@@ -138,15 +139,9 @@ class PythonClientIT {
                 List<String> ids = new ArrayList<>();
                 e.get("sample_ids").forEach(n -> ids.add(n.asText()));
                 assertEquals(ids, c.getSampleIds());
-                if (!c.getProbe()) {
-                    int tokens = e.get("tokens").asInt();
-                    FactorAccumulator[] ag = factors.computeIfAbsent(c.getLayer(), l -> new FactorAccumulator[]{
-                            FactorAccumulator.cumulative(c.getActivations().getShape().get(1), Precision.FLOAT64),
-                            FactorAccumulator.cumulative(c.getGradients().getShape().get(1), Precision.FLOAT64)});
-                    ag[0].add(c.getStep(), TensorCodec.floats(c.getActivations(), "a"), tokens);
-                    ag[1].add(c.getStep(), TensorCodec.floats(c.getGradients(), "g"), tokens);
-                }
+                assertEquals(e.get("tokens").asInt(), c.getActivations().getShape().get(0));
             }
+            Map<String, FactorAccumulator[]> factors = accumulate(captures);
             assertEquals(2, factors.size());
             for (var f : (Iterable<Map.Entry<String, JsonNode>>) () -> expected.get("factors").fields()) {
                 FactorAccumulator[] ag = factors.get(f.getKey());
@@ -467,28 +462,6 @@ class PythonClientIT {
         return moved ? 1 : 0;
     }
 
-    static double crossEntropy(double[] logits, int y) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (double v : logits) {
-            max = Math.max(max, v);
-        }
-        double sum = 0;
-        for (double v : logits) {
-            sum += Math.exp(v - max);
-        }
-        return max + Math.log(sum) - logits[y];
-    }
-
-    static int argmax(double[] v) {
-        int best = 0;
-        for (int i = 1; i < v.length; i++) {
-            if (v[i] > v[best]) {
-                best = i;
-            }
-        }
-        return best;
-    }
-
     static double margin(double[] v, int best) {
         double second = Double.NEGATIVE_INFINITY;
         for (int i = 0; i < v.length; i++) {
@@ -537,9 +510,13 @@ class PythonClientIT {
     /** Running A and G (float64) per layer over the non-probe captures among {@code records}. */
     static Map<String, FactorAccumulator[]> factorsOf(List<ConsumerRecord<String, byte[]>> records) {
         AvroDeserializer<Capture> decoder = new AvroDeserializer<>(Capture.class);
+        return accumulate(records.stream().map(r -> decoder.decode(r.value())).toList());
+    }
+
+    /** Running A and G (float64) per layer over the non-probe captures, in order. */
+    static Map<String, FactorAccumulator[]> accumulate(List<Capture> captures) {
         Map<String, FactorAccumulator[]> factors = new LinkedHashMap<>();
-        for (ConsumerRecord<String, byte[]> r : records) {
-            Capture c = decoder.decode(r.value());
+        for (Capture c : captures) {
             if (!c.getProbe()) {
                 int tokens = c.getActivations().getShape().get(0);
                 FactorAccumulator[] ag = factors.computeIfAbsent(c.getLayer(), l -> new FactorAccumulator[]{

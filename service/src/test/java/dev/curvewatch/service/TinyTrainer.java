@@ -13,6 +13,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
+import static dev.curvewatch.trainer.testing.TrainerSimulator.argmax;
+import static dev.curvewatch.trainer.testing.TrainerSimulator.crossEntropy;
+
 /**
  * The trainer's side of the calibration round trip for a tiny linear classifier (logits = W x + b,
  * 4 classes, 8 inputs), written out with plain loops and independent of the service's code: from
@@ -90,28 +93,6 @@ final class TinyTrainer {
             z[i] = s;
         }
         return z;
-    }
-
-    static int argmax(double[] z) {
-        int best = 0;
-        for (int i = 1; i < z.length; i++) {
-            if (z[i] > z[best]) {
-                best = i;
-            }
-        }
-        return best;
-    }
-
-    static double crossEntropy(double[] z, int y) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (double v : z) {
-            max = Math.max(max, v);
-        }
-        double s = 0;
-        for (double v : z) {
-            s += Math.exp(v - max);
-        }
-        return max + Math.log(s) - z[y];
     }
 
     /** W' = U_G ((U_Gᵀ W U_A) ⊙ M) U_Aᵀ, M_ij = [lambda_i mu_j >= tau], all in double from the candidate's float32 data. */

@@ -40,8 +40,9 @@ import java.util.function.Predicate;
  * names (RunInfo, Capture, WeightSnapshot, keyed as SERVICE-CONTRACT says) to a real broker, and
  * answers the service's EditCandidates with whatever model the test gives it, on a thread of its own
  * (a v4 candidate that names an earlier candidate's basis reaches the model with that basis filled in).
- * It holds no model and does no math: a test's model decides the answers, so its expectations stay
- * independent of both the service and the trainer. Every send waits for the broker's acknowledgement.
+ * It holds no model: a test's model decides the answers (scored with {@link #crossEntropy} and
+ * {@link #argmax} if it likes), so its expectations stay independent of both the service and the
+ * trainer. Every send waits for the broker's acknowledgement.
  *
  * <pre>{@code
  * try (TrainerSimulator trainer = new TrainerSimulator(bootstrap, topics, "run-1")) {
@@ -91,6 +92,30 @@ public final class TrainerSimulator implements AutoCloseable {
             }
         }
         return new Rows(a, g, tokens);
+    }
+
+    /** The class a test's model predicts: the index of the largest logit (the first of equal ones). */
+    public static int argmax(double[] logits) {
+        int best = 0;
+        for (int i = 1; i < logits.length; i++) {
+            if (logits[i] > logits[best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    /** Cross-entropy in nats of {@code label} under softmax(logits), shifted by the largest logit so exp never overflows. */
+    public static double crossEntropy(double[] logits, int label) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (double v : logits) {
+            max = Math.max(max, v);
+        }
+        double sum = 0;
+        for (double v : logits) {
+            sum += Math.exp(v - max);
+        }
+        return max + Math.log(sum) - logits[label];
     }
 
     /** The run's registration (topic runs, key = run id). */
