@@ -30,12 +30,9 @@ final class CandidateFlow {
         this.pacer = new CandidatePacer(settings);
     }
 
-    /** forced: an operator asked for this refresh (POST refresh): its candidate goes out whatever the pacing says. */
+    /** forced: an operator asked for this refresh (POST refresh); see {@link CandidatePacer#refreshed(long, double, boolean)}. */
     CandidatePacer.Decision decide(long step, double drift, boolean forced) {
-        CandidatePacer.Decision d = pacer.refreshed(step, drift);
-        if (forced) {
-            d = CandidatePacer.Decision.SEND;
-        }
+        CandidatePacer.Decision d = pacer.refreshed(step, drift, forced);
         if (!outstanding.isEmpty()) {
             // one candidate at a time per layer: a newer one would supersede the answer the trainer is computing now
             owed = d.send();

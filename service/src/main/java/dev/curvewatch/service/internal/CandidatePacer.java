@@ -48,10 +48,20 @@ public final class CandidatePacer {
 
     /** A refresh of factors up to trainer step {@code step}, its drift (NaN on a first refresh): may it send a candidate? */
     public Decision refreshed(long step, double drift) {
+        return refreshed(step, drift, false);
+    }
+
+    /**
+     * {@link #refreshed(long, double)}; a forced refresh (POST refresh: someone wants the calibrated
+     * signal of the weights as they are now, e.g. a run's final ones) sends whenever its factors are
+     * newer than the last candidate's, however few steps newer: the same step again would ask the
+     * trainer the same question.
+     */
+    public Decision refreshed(long step, double drift, boolean forced) {
         if (!Double.isNaN(drift)) {
             driftSince += drift;
         }
-        if (lastStep == Long.MIN_VALUE) {
+        if (lastStep == Long.MIN_VALUE || forced && step > lastStep) {
             return Decision.SEND;
         }
         long steps = step - lastStep;

@@ -41,6 +41,17 @@ class CandidatePacerTest {
     }
 
     @Test
+    void aForcedRefreshSendsForNewerWeightsOnly() {
+        CandidatePacer p = new CandidatePacer(DEFAULTS);
+        assertTrue(p.refreshed(880, Double.NaN).send());
+        p.sent(880);
+        assertFalse(p.refreshed(899, 1.0).send(), "19 of 20 steps: paced");
+        assertTrue(p.refreshed(899, 0.0, true).send(), "forced, and the weights moved on: the run's final ones get their candidate");
+        p.sent(899);
+        assertFalse(p.refreshed(899, 1.0, true).send(), "forced at the step already asked about: the same question again");
+    }
+
+    @Test
     void withoutDriftTheNextCandidateWaitsForMaxSteps() {
         CandidatePacer p = new CandidatePacer(DEFAULTS);
         p.refreshed(0, Double.NaN);
