@@ -38,7 +38,9 @@ final class TransactionalProducer implements AutoCloseable {
         this.running = running;
         this.producer = factory.get();
         try {
-            producer.initTransactions();
+            // a broker that is starting (or loaded) may not have its transaction coordinator yet: a timeout here is
+            // retried like a replacement's, not fatal (WorkerFailuresIT's worker died so with max.block.ms 2 s)
+            initTransactionsWithRetry();
         } catch (RuntimeException e) {
             producer.close(Duration.ZERO);
             throw e;
