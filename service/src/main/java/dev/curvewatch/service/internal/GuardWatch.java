@@ -29,7 +29,8 @@ import java.util.UUID;
  * The service's side of the live guard. It keeps every guard decision (streams app, trainer, its
  * own) for the API and the dashboard, and acts on the trainer's APPLIED:
  * <ul>
- *   <li><b>re-arm</b>: the run's alert rules restart on the edited model ({@link AlertEvaluator#rearm}),
+ *   <li><b>re-arm</b>: the run's alert rules restart on the edited model ({@link Outputs#rearm}, marked on the
+ *       signals topic so that a restart's replay and the other instances re-arm at the same place),
  *       every layer of the run is refreshed at once so its baseline is measured on the edited model,
  *       and a REARMED decision says so;</li>
  *   <li><b>harm check</b>: the first probe accuracy measured on the edited model (a
@@ -53,7 +54,6 @@ public final class GuardWatch {
     }
 
     private final Registry registry;
-    private final AlertEvaluator alerts;
     private final Outputs out;
     private final SnapshotStore store;
     private final String codeVersion;
@@ -62,15 +62,11 @@ public final class GuardWatch {
     private final Map<String, Map<String, SnapshotEvent>> offers = lru();
     private final Map<String, Check> checks = lru();
     /** APPLIED read while another instance (or none yet: start-up) owned the run, not yet answered by a REARMED. */
-    private final Map<String, PendingRearm> unanswered = lru();
+    private final Map<String, GuardDecision> unanswered = lru();
 
-    private record PendingRearm(GuardDecision applied, List<Alert> resolved) {
-    }
-
-    public GuardWatch(Registry registry, AlertEvaluator alerts, Outputs out, SnapshotStore store, String codeVersion,
+    public GuardWatch(Registry registry, Outputs out, SnapshotStore store, String codeVersion,
                       double harmTolerance) {
         this.registry = registry;
-        this.alerts = alerts;
         this.out = out;
         this.store = store;
         this.codeVersion = codeVersion;
@@ -101,18 +97,16 @@ public final class GuardWatch {
         out.live("guard", d.getRunId(), Json.guardDecision(d));
         if (d.getAction() == GuardAction.APPLIED) {
             if (registry.owns(d.getRunId())) {
-                rearm(d, List.of());
-            } else { // the owner publishes; this instance's alert state follows, for a takeover
-                List<Alert> resolved = alerts.rearm(d.getRunId(), d.getStep(), String.valueOf(d.getSnapshotId()),
-                        System.currentTimeMillis());
+                rearm(d);
+            } else { // the owner re-arms and marks it on the signals topic, where this instance's alert state follows it
                 synchronized (this) {
-                    unanswered.put(d.getRunId(), new PendingRearm(d, resolved));
+                    unanswered.put(d.getRunId(), d);
                 }
             }
         } else if (d.getAction() == GuardAction.REARMED) {
             synchronized (this) {
-                PendingRearm p = unanswered.get(d.getRunId());
-                if (p != null && String.valueOf(p.applied().getSnapshotId()).equals(String.valueOf(d.getSnapshotId()))) {
+                GuardDecision p = unanswered.get(d.getRunId());
+                if (p != null && String.valueOf(p.getSnapshotId()).equals(String.valueOf(d.getSnapshotId()))) {
                     unanswered.remove(d.getRunId()); // its owner answered it
                 }
             }
@@ -125,22 +119,21 @@ public final class GuardWatch {
      * snapshot applied right after a start-up would never re-arm its run.
      */
     public void answerAppliedNowOwned() {
-        List<PendingRearm> due = new ArrayList<>();
+        List<GuardDecision> due = new ArrayList<>();
         synchronized (this) {
-            unanswered.values().removeIf(p -> registry.owns(p.applied().getRunId()) && due.add(p));
+            unanswered.values().removeIf(p -> registry.owns(p.getRunId()) && due.add(p));
         }
-        due.forEach(p -> rearm(p.applied(), p.resolved()));
+        due.forEach(this::rearm);
     }
 
-    private void rearm(GuardDecision applied, List<Alert> resolvedEarlier) {
+    private void rearm(GuardDecision applied) {
         String run = applied.getRunId();
-        long now = System.currentTimeMillis();
-        List<Alert> resolved = new ArrayList<>(resolvedEarlier);
-        resolved.addAll(alerts.rearm(run, applied.getStep(), String.valueOf(applied.getSnapshotId()), now));
+        Registry.Run r = registry.run(run).orElse(null);
+        List<Alert> resolved = out.rearm(run, applied.getStep(), String.valueOf(applied.getSnapshotId()),
+                r == null ? List.of() : r.layers().keySet());
         out.alertsRaw(resolved);
         Map<String, Double> before = new LinkedHashMap<>();
         List<WeightAssembler.Assembled> preEdit = new ArrayList<>();
-        Registry.Run r = registry.run(run).orElse(null);
         if (r != null) {
             for (LayerState l : r.layers().values()) {
                 l.forceRefresh(); // the edited model's baseline, measured now rather than at the next manifest

@@ -50,7 +50,7 @@ class GuardWatchTest {
                 LayerInfo.newBuilder().setName("fc2").setDIn(2).setDOut(2).build())).build(), 1);
         registry.layerState("run-1", "fc1", 1).weight(new WeightAssembler.Assembled("run-1", "fc1", 100, 2, 3,
                 new float[] {1, 2, 3, 4, 5, 6}, new float[] {7, 8}));
-        GuardWatch w = new GuardWatch(registry, alerts, out, new SnapshotStore(dir), "test", tolerance);
+        GuardWatch w = new GuardWatch(registry, out, new SnapshotStore(dir), "test", tolerance);
         out.onSignal(w::onSignal);
         return w;
     }
