@@ -96,7 +96,7 @@ public final class GuardWatch {
         }
         out.live("guard", d.getRunId(), Json.guardDecision(d));
         if (d.getAction() == GuardAction.APPLIED) {
-            if (registry.owns(d.getRunId())) {
+            if (answers(d.getRunId())) {
                 rearm(d);
             } else { // the owner re-arms and marks it on the signals topic, where this instance's alert state follows it
                 synchronized (this) {
@@ -115,15 +115,23 @@ public final class GuardWatch {
 
     /**
      * After each poll of guard-decisions: an APPLIED that no owner answered (read before this instance's
-     * first assignment, or its owner died first) is answered once this instance owns the run; else a
+     * first assignment or before it caught up, or its owner died first) is answered once this instance owns the run; else a
      * snapshot applied right after a start-up would never re-arm its run.
      */
     public void answerAppliedNowOwned() {
         List<GuardDecision> due = new ArrayList<>();
         synchronized (this) {
-            unanswered.values().removeIf(p -> registry.owns(p.getRunId()) && due.add(p));
+            unanswered.values().removeIf(p -> answers(p.getRunId()) && due.add(p));
         }
         due.forEach(this::rearm);
+    }
+
+    /**
+     * Whether this instance answers an APPLIED of the run now: it owns the run and has replayed the signals
+     * topic, so its re-arm and markers land after the history they re-arm, as they did on the instance before.
+     */
+    private boolean answers(String run) {
+        return registry.isCaughtUp() && registry.owns(run);
     }
 
     private void rearm(GuardDecision applied) {

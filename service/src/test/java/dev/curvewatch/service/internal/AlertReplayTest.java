@@ -94,6 +94,7 @@ class AlertReplayTest {
                 LayerInfo.newBuilder().setName("fc1").setDIn(3).setDOut(2).build(),
                 LayerInfo.newBuilder().setName("fc2").setDIn(2).setDOut(2).build())).build(), 1);
         GuardWatch guard = new GuardWatch(registry, out, new SnapshotStore(dir), "test", 0.02);
+        registry.caughtUp();
         for (int step = 10; step < 15; step++) { // the model before the edit: gap-jump's window fills (threshold 0.01 + 0.05)
             publish(gap("fc1", step, 0.01), gap("fc2", step, 0.02), gap(null, step, 0.015));
         }

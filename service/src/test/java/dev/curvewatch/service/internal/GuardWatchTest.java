@@ -52,6 +52,7 @@ class GuardWatchTest {
                 new float[] {1, 2, 3, 4, 5, 6}, new float[] {7, 8}));
         GuardWatch w = new GuardWatch(registry, out, new SnapshotStore(dir), "test", tolerance);
         out.onSignal(w::onSignal);
+        registry.caughtUp();
         return w;
     }
 
@@ -113,6 +114,24 @@ class GuardWatchTest {
             assertArrayEquals(new float[] {1, 2, 3, 4, 5, 6}, f.readFloat32("fc1.weight"), "the weights from before the edit");
             assertArrayEquals(new float[] {7, 8}, f.readFloat32("fc1.bias"));
         }
+    }
+
+    @Test
+    void anAppliedReadWhileTheSignalsAreStillReplayedIsAnsweredAfterTheReplay(@TempDir Path dir) throws Exception {
+        Registry replaying = new Registry(new SignalHistory(100), 10, 10, 10); // a restart, not caught up yet
+        replaying.register(RunInfo.newBuilder().setRunId("run-1").setModel("m").setCreatedMs(1).setLayers(List.of(
+                LayerInfo.newBuilder().setName("fc1").setDIn(3).setDOut(2).build())).build(), 1);
+        Outputs o = new Outputs(producer, TOPICS, replaying, alerts, new ServiceMetrics(), null, "service:test", 1 << 20);
+        GuardWatch w = new GuardWatch(replaying, o, new SnapshotStore(dir), "test", 0.02);
+        w.onDecision(applied(120), true);
+        w.answerAppliedNowOwned();
+        assertTrue(producer.history().isEmpty(), "no re-arm or marker in the middle of the replay");
+        replaying.caughtUp();
+        w.answerAppliedNowOwned();
+        assertEquals(List.of(GuardAction.REARMED), sent(TOPICS.guardDecisions(), GuardDecision.class).stream()
+                .map(GuardDecision::getAction).toList());
+        assertEquals(List.of(AlertEvaluator.REARM_MARKER, AlertEvaluator.REARM_MARKER), sent(TOPICS.signals(), Signal.class).stream()
+                .map(Signal::getName).toList(), "fc1 and the run-level series, after the replayed history");
     }
 
     @Test
