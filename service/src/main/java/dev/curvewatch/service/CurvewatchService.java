@@ -116,7 +116,7 @@ public final class CurvewatchService implements AutoCloseable {
             registry.ownership(ownership);
             this.edits = new EditRequests(config, registry, outputs, metrics, store, ownership, ingest::snapshotsReadUpTo);
             built.push(edits::closeUnstarted);
-            this.guard = new GuardWatch(registry, outputs, store, config.codeVersion(), config.guardHarmTolerance());
+            this.guard = new GuardWatch(registry, alerts, outputs, store, config.codeVersion(), config.guardHarmTolerance());
             outputs.onSignal(guard::onSignal);
             this.guardFeed = new GuardFeed(config, guard, outputs.component());
             built.push(guardFeed::closeUnstarted);

@@ -291,6 +291,17 @@ public final class AlertEvaluator {
         }
     }
 
+    /** The latest step a re-arm of the run was made or replayed at ({@link Long#MIN_VALUE}: none). */
+    public synchronized long rearmedUpTo(String runId) {
+        long upTo = rearmedRuns.getOrDefault(runId, Long.MIN_VALUE);
+        for (Map.Entry<String, Long> e : rearmedLayers.entrySet()) {
+            if (e.getKey().startsWith(runId + "|")) {
+                upTo = Math.max(upTo, e.getValue());
+            }
+        }
+        return upTo;
+    }
+
     /** The (run, layer)s holding rule state (layer null: run-level series), the re-arm markers' keys. */
     public synchronized Set<String> layers(String runId) {
         Set<String> out = new LinkedHashSet<>();

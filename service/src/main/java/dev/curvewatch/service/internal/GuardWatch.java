@@ -54,6 +54,7 @@ public final class GuardWatch {
     }
 
     private final Registry registry;
+    private final AlertEvaluator alerts;
     private final Outputs out;
     private final SnapshotStore store;
     private final String codeVersion;
@@ -64,9 +65,10 @@ public final class GuardWatch {
     /** APPLIED read while another instance (or none yet: start-up) owned the run, not yet answered by a REARMED. */
     private final Map<String, GuardDecision> unanswered = lru();
 
-    public GuardWatch(Registry registry, Outputs out, SnapshotStore store, String codeVersion,
+    public GuardWatch(Registry registry, AlertEvaluator alerts, Outputs out, SnapshotStore store, String codeVersion,
                       double harmTolerance) {
         this.registry = registry;
+        this.alerts = alerts;
         this.out = out;
         this.store = store;
         this.codeVersion = codeVersion;
@@ -121,7 +123,8 @@ public final class GuardWatch {
     public void answerAppliedNowOwned() {
         List<GuardDecision> due = new ArrayList<>();
         synchronized (this) {
-            unanswered.values().removeIf(p -> answers(p.getRunId()) && due.add(p));
+            // an APPLIED whose markers this instance already replayed was answered by its old owner (its REARMED not read yet)
+            unanswered.values().removeIf(p -> answers(p.getRunId()) && (alerts.rearmedUpTo(p.getRunId()) >= p.getStep() || due.add(p)));
         }
         due.forEach(this::rearm);
     }

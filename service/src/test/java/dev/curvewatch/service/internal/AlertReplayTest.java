@@ -93,7 +93,7 @@ class AlertReplayTest {
         registry.register(RunInfo.newBuilder().setRunId(RUN).setModel("m").setCreatedMs(1).setLayers(List.of(
                 LayerInfo.newBuilder().setName("fc1").setDIn(3).setDOut(2).build(),
                 LayerInfo.newBuilder().setName("fc2").setDIn(2).setDOut(2).build())).build(), 1);
-        GuardWatch guard = new GuardWatch(registry, out, new SnapshotStore(dir), "test", 0.02);
+        GuardWatch guard = new GuardWatch(registry, live, out, new SnapshotStore(dir), "test", 0.02);
         registry.caughtUp();
         for (int step = 10; step < 15; step++) { // the model before the edit: gap-jump's window fills (threshold 0.01 + 0.05)
             publish(gap("fc1", step, 0.01), gap("fc2", step, 0.02), gap(null, step, 0.015));
@@ -116,7 +116,7 @@ class AlertReplayTest {
         MockProducer<String, byte[]> restartedProducer = new MockProducer<>(true, null, new StringSerializer(), new ByteArraySerializer());
         AlertEvaluator restarted = replayed(true);
         Outputs restartedOut = new Outputs(restartedProducer, TOPICS, registry, restarted, new ServiceMetrics(), null, "service:again", 1 << 20);
-        GuardWatch again = new GuardWatch(registry, restartedOut, new SnapshotStore(dir), "test", 0.02);
+        GuardWatch again = new GuardWatch(registry, restarted, restartedOut, new SnapshotStore(dir), "test", 0.02);
         again.onDecision(decision(GuardAction.APPLIED, 20), false);
         again.onDecision(decision(GuardAction.REARMED, 20), false);
         again.answerAppliedNowOwned();

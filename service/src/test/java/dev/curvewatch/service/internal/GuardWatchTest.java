@@ -50,7 +50,7 @@ class GuardWatchTest {
                 LayerInfo.newBuilder().setName("fc2").setDIn(2).setDOut(2).build())).build(), 1);
         registry.layerState("run-1", "fc1", 1).weight(new WeightAssembler.Assembled("run-1", "fc1", 100, 2, 3,
                 new float[] {1, 2, 3, 4, 5, 6}, new float[] {7, 8}));
-        GuardWatch w = new GuardWatch(registry, out, new SnapshotStore(dir), "test", tolerance);
+        GuardWatch w = new GuardWatch(registry, alerts, out, new SnapshotStore(dir), "test", tolerance);
         out.onSignal(w::onSignal);
         registry.caughtUp();
         return w;
@@ -122,7 +122,7 @@ class GuardWatchTest {
         replaying.register(RunInfo.newBuilder().setRunId("run-1").setModel("m").setCreatedMs(1).setLayers(List.of(
                 LayerInfo.newBuilder().setName("fc1").setDIn(3).setDOut(2).build())).build(), 1);
         Outputs o = new Outputs(producer, TOPICS, replaying, alerts, new ServiceMetrics(), null, "service:test", 1 << 20);
-        GuardWatch w = new GuardWatch(replaying, o, new SnapshotStore(dir), "test", 0.02);
+        GuardWatch w = new GuardWatch(replaying, alerts, o, new SnapshotStore(dir), "test", 0.02);
         w.onDecision(applied(120), true);
         w.answerAppliedNowOwned();
         assertTrue(producer.history().isEmpty(), "no re-arm or marker in the middle of the replay");
@@ -132,6 +132,24 @@ class GuardWatchTest {
                 .map(GuardDecision::getAction).toList());
         assertEquals(List.of(AlertEvaluator.REARM_MARKER, AlertEvaluator.REARM_MARKER), sent(TOPICS.signals(), Signal.class).stream()
                 .map(Signal::getName).toList(), "fc1 and the run-level series, after the replayed history");
+    }
+
+    @Test
+    void anAppliedWhoseMarkersWereReplayedIsNotAnsweredAgainByTheTaker(@TempDir Path dir) throws Exception {
+        GuardWatch w = watch(dir, 0.02);
+        RunOwnership ownership = RunOwnership.byAssignment(); // another instance owns the run
+        ownership.partitions(4);
+        registry.ownership(ownership);
+        w.onDecision(applied(120), true);
+        alerts.replay(Signal.newBuilder(signal(AlertEvaluator.REARM_MARKER, "fc1", 120, 120)).build()); // its owner's re-arm
+        ownership.onPartitionsAssigned(List.of(new org.apache.kafka.common.TopicPartition(TOPICS.editRequests(),
+                RunOwnership.partitionOf("run-1", 4)))); // taken over before its REARMED was read
+        w.answerAppliedNowOwned();
+        assertTrue(producer.history().isEmpty(), "answered by the old owner: no second re-arm, marker or REARMED");
+        w.onDecision(GuardDecision.newBuilder(applied(200)).setId("t2").setSnapshotId("snap-2").build(), true);
+        w.answerAppliedNowOwned();
+        assertEquals(List.of(GuardAction.REARMED), sent(TOPICS.guardDecisions(), GuardDecision.class).stream()
+                .map(GuardDecision::getAction).toList(), "a later snapshot is answered by the new owner");
     }
 
     @Test
