@@ -11,9 +11,12 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
 import java.util.UUID;
 
 /**
@@ -28,8 +31,18 @@ import java.util.UUID;
  *       rule fired, so a memorization in progress never becomes the baseline.</li>
  * </ul>
  * {@code publish = false} replays history into the state (after a restart) without producing
- * alerts. {@link #rearm} restarts a run's rules on an edited model (the live guard). Thread-safe
- * (one lock; evaluations are cheap).
+ * alerts. {@link #rearm} restarts a run's rules on an edited model (the live guard).
+ *
+ * <p><b>Re-arms in a replay.</b> The state is rebuilt from the signals topic (a restart, or an
+ * instance that follows another's runs), so a re-arm has to be where those signals are: the owner
+ * publishes a {@link #REARM_MARKER} signal per layer of the run (and one for the run-level series)
+ * in the same order as it evaluates ({@code Outputs.rearm}), and the replay meets each marker at
+ * exactly the place of its layer's sequence where the live re-arm happened ({@link #replayRearm}).
+ * A rule's state depends only on its own (run, layer) sequence, so per-layer markers reproduce the
+ * live state, windows, fallbacks and the {@code after=snapshot} anchor included. Reading
+ * guard-decisions first and re-arming "by step" would not: a signal of the applied step may have
+ * been evaluated before or after the live re-arm, and guard-decisions has no order with signals.
+ * Thread-safe (one lock; evaluations are cheap).
  */
 public final class AlertEvaluator {
     /** What an alert reports beside the signal: the layer's top EXACT examples and its calibrated rho (NaN if none). */
@@ -39,6 +52,8 @@ public final class AlertEvaluator {
 
     private static final class RuleState {
         final String runId;
+        /** Null for run-level series. */
+        final String layer;
         final AlertRule rule;
         TrailingBaseline baseline;
         final ArrayDeque<Double> past = new ArrayDeque<>();
@@ -55,17 +70,23 @@ public final class AlertEvaluator {
         Signal last;
         double lastThreshold;
 
-        RuleState(AlertRule r, String runId) {
+        RuleState(AlertRule r, String runId, String layer) {
             this.runId = runId;
+            this.layer = layer;
             this.rule = r;
             baseline = r.type() == AlertRule.Type.BASELINE ? new TrailingBaseline(r.window(), r.k(), r.floor()) : null;
         }
     }
 
+    /** The signal that marks a re-arm in the signals topic: value and step = the step after which the snapshot was applied. */
+    public static final String REARM_MARKER = "rearmed";
+
     private final List<AlertRule> rules;
     private final Map<String, RuleState> states = new HashMap<>();
     /** run → the step after which its latest snapshot was applied (rules of layers seen later start re-armed). */
     private final Map<String, Long> rearmedRuns = new HashMap<>();
+    /** run/layer → the step of its latest re-arm marker replayed (rules of the layer seen later start re-armed). */
+    private final Map<String, Long> rearmedLayers = new HashMap<>();
 
     public AlertEvaluator(List<AlertRule> rules) {
         this.rules = List.copyOf(rules);
@@ -87,8 +108,8 @@ public final class AlertEvaluator {
             }
             String fp = Fingerprints.alert(s.getRunId(), s.getLayer(), rule.name());
             RuleState st = states.computeIfAbsent(fp, k -> {
-                RuleState fresh = new RuleState(rule, s.getRunId());
-                Long armed = rearmedRuns.get(s.getRunId());
+                RuleState fresh = new RuleState(rule, s.getRunId(), s.getLayer());
+                Long armed = armedFrom(s.getRunId(), s.getLayer());
                 if (armed != null) {
                     fresh.rearmed = true;
                     fresh.armedFromStep = armed;
@@ -238,29 +259,89 @@ public final class AlertEvaluator {
                         .setSummary(summary(AlertStatus.RESOLVED, st.last, st.rule, st.last.getValue(), thr))
                         .setDetails(details).build());
             }
-            st.firing = false;
-            st.matches = 0;
-            st.misses = 0;
-            st.past.clear();
-            st.armedFromStep = Math.max(st.armedFromStep, step);
-            if (st.baseline != null) {
-                if (!st.rule.afterSnapshot() && st.baseline.isReady()) {
-                    double t = st.baseline.threshold().getAsDouble();
-                    st.fallback = Double.isFinite(st.fallback) ? Math.min(st.fallback, t) : t;
-                } else if (st.rule.afterSnapshot()) {
-                    st.fallback = Double.NaN; // a rule of the edited model: anchored anew on this edit's model
-                }
-                st.baseline = new TrailingBaseline(st.rule.window(), st.rule.k(), st.rule.floor());
-            }
-            st.rearmed = true;
+            restart(st, step);
         }
         return out;
+    }
+
+    /**
+     * A signal read back from the signals topic (a restart's replay, or another instance's signal):
+     * a {@link #REARM_MARKER} re-arms its layer ({@link #replayRearm}), any other is evaluated without
+     * publishing.
+     */
+    public void replay(Signal s) {
+        if (REARM_MARKER.equals(s.getName())) {
+            replayRearm(s.getRunId(), s.getLayer(), s.getStep());
+        } else {
+            evaluate(s, Context.NONE, s.getTimestampMs(), false);
+        }
+    }
+
+    /**
+     * A re-arm met in a replay of the signals topic (a {@link #REARM_MARKER} of this layer, null:
+     * the run-level series): the rules of that (run, layer) are re-armed as {@link #rearm} did live
+     * at that place of the layer's sequence, silently (the owner published the RESOLVED alerts then).
+     */
+    public synchronized void replayRearm(String runId, String layer, long step) {
+        rearmedLayers.merge(layerKey(runId, layer), step, Math::max);
+        for (RuleState st : states.values()) {
+            if (st.runId.equals(runId) && Objects.equals(layer, st.layer)) {
+                restart(st, step);
+            }
+        }
+    }
+
+    /** The latest step a re-arm of the run was made or replayed at ({@link Long#MIN_VALUE}: none). */
+    public synchronized long rearmedUpTo(String runId) {
+        long upTo = rearmedRuns.getOrDefault(runId, Long.MIN_VALUE);
+        for (Map.Entry<String, Long> e : rearmedLayers.entrySet()) {
+            if (e.getKey().startsWith(runId + "|")) {
+                upTo = Math.max(upTo, e.getValue());
+            }
+        }
+        return upTo;
+    }
+
+    /** The (run, layer)s holding rule state (layer null: run-level series), the re-arm markers' keys. */
+    public synchronized Set<String> layers(String runId) {
+        Set<String> out = new LinkedHashSet<>();
+        states.values().stream().filter(st -> st.runId.equals(runId)).forEach(st -> out.add(st.layer));
+        return out;
+    }
+
+    private Long armedFrom(String runId, String layer) {
+        Long byRun = rearmedRuns.get(runId);
+        Long byLayer = rearmedLayers.get(layerKey(runId, layer));
+        return byRun == null ? byLayer : byLayer == null ? byRun : Long.valueOf(Math.max(byRun, byLayer));
+    }
+
+    private static String layerKey(String runId, String layer) {
+        return runId + "|" + (layer == null ? "" : layer);
+    }
+
+    private static void restart(RuleState st, long step) {
+        st.firing = false;
+        st.matches = 0;
+        st.misses = 0;
+        st.past.clear();
+        st.armedFromStep = Math.max(st.armedFromStep, step);
+        if (st.baseline != null) {
+            if (!st.rule.afterSnapshot() && st.baseline.isReady()) {
+                double t = st.baseline.threshold().getAsDouble();
+                st.fallback = Double.isFinite(st.fallback) ? Math.min(st.fallback, t) : t;
+            } else if (st.rule.afterSnapshot()) {
+                st.fallback = Double.NaN; // a rule of the edited model: anchored anew on this edit's model
+            }
+            st.baseline = new TrailingBaseline(st.rule.window(), st.rule.k(), st.rule.floor());
+        }
+        st.rearmed = true;
     }
 
     /** Drops the state of every rule of a run (the run was forgotten: no alert of it is pending any more). */
     public synchronized void forgetRun(String runId) {
         states.values().removeIf(st -> st.runId.equals(runId));
         rearmedRuns.remove(runId);
+        rearmedLayers.keySet().removeIf(k -> k.startsWith(runId + "|"));
     }
 
     /** Run/layer/rule combinations with state (firing or not). */

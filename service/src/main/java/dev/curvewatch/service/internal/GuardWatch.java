@@ -29,7 +29,8 @@ import java.util.UUID;
  * The service's side of the live guard. It keeps every guard decision (streams app, trainer, its
  * own) for the API and the dashboard, and acts on the trainer's APPLIED:
  * <ul>
- *   <li><b>re-arm</b>: the run's alert rules restart on the edited model ({@link AlertEvaluator#rearm}),
+ *   <li><b>re-arm</b>: the run's alert rules restart on the edited model ({@link Outputs#rearm}, marked on the
+ *       signals topic so that a restart's replay and the other instances re-arm at the same place),
  *       every layer of the run is refreshed at once so its baseline is measured on the edited model,
  *       and a REARMED decision says so;</li>
  *   <li><b>harm check</b>: the first probe accuracy measured on the edited model (a
@@ -62,10 +63,7 @@ public final class GuardWatch {
     private final Map<String, Map<String, SnapshotEvent>> offers = lru();
     private final Map<String, Check> checks = lru();
     /** APPLIED read while another instance (or none yet: start-up) owned the run, not yet answered by a REARMED. */
-    private final Map<String, PendingRearm> unanswered = lru();
-
-    private record PendingRearm(GuardDecision applied, List<Alert> resolved) {
-    }
+    private final Map<String, GuardDecision> unanswered = lru();
 
     public GuardWatch(Registry registry, AlertEvaluator alerts, Outputs out, SnapshotStore store, String codeVersion,
                       double harmTolerance) {
@@ -100,19 +98,17 @@ public final class GuardWatch {
         }
         out.live("guard", d.getRunId(), Json.guardDecision(d));
         if (d.getAction() == GuardAction.APPLIED) {
-            if (registry.owns(d.getRunId())) {
-                rearm(d, List.of());
-            } else { // the owner publishes; this instance's alert state follows, for a takeover
-                List<Alert> resolved = alerts.rearm(d.getRunId(), d.getStep(), String.valueOf(d.getSnapshotId()),
-                        System.currentTimeMillis());
+            if (answers(d.getRunId())) {
+                rearm(d);
+            } else { // the owner re-arms and marks it on the signals topic, where this instance's alert state follows it
                 synchronized (this) {
-                    unanswered.put(d.getRunId(), new PendingRearm(d, resolved));
+                    unanswered.put(d.getRunId(), d);
                 }
             }
         } else if (d.getAction() == GuardAction.REARMED) {
             synchronized (this) {
-                PendingRearm p = unanswered.get(d.getRunId());
-                if (p != null && String.valueOf(p.applied().getSnapshotId()).equals(String.valueOf(d.getSnapshotId()))) {
+                GuardDecision p = unanswered.get(d.getRunId());
+                if (p != null && String.valueOf(p.getSnapshotId()).equals(String.valueOf(d.getSnapshotId()))) {
                     unanswered.remove(d.getRunId()); // its owner answered it
                 }
             }
@@ -121,26 +117,34 @@ public final class GuardWatch {
 
     /**
      * After each poll of guard-decisions: an APPLIED that no owner answered (read before this instance's
-     * first assignment, or its owner died first) is answered once this instance owns the run; else a
+     * first assignment or before it caught up, or its owner died first) is answered once this instance owns the run; else a
      * snapshot applied right after a start-up would never re-arm its run.
      */
     public void answerAppliedNowOwned() {
-        List<PendingRearm> due = new ArrayList<>();
+        List<GuardDecision> due = new ArrayList<>();
         synchronized (this) {
-            unanswered.values().removeIf(p -> registry.owns(p.applied().getRunId()) && due.add(p));
+            // an APPLIED whose markers this instance already replayed was answered by its old owner (its REARMED not read yet)
+            unanswered.values().removeIf(p -> answers(p.getRunId()) && (alerts.rearmedUpTo(p.getRunId()) >= p.getStep() || due.add(p)));
         }
-        due.forEach(p -> rearm(p.applied(), p.resolved()));
+        due.forEach(this::rearm);
     }
 
-    private void rearm(GuardDecision applied, List<Alert> resolvedEarlier) {
+    /**
+     * Whether this instance answers an APPLIED of the run now: it owns the run and has replayed the signals
+     * topic, so its re-arm and markers land after the history they re-arm, as they did on the instance before.
+     */
+    private boolean answers(String run) {
+        return registry.isCaughtUp() && registry.owns(run);
+    }
+
+    private void rearm(GuardDecision applied) {
         String run = applied.getRunId();
-        long now = System.currentTimeMillis();
-        List<Alert> resolved = new ArrayList<>(resolvedEarlier);
-        resolved.addAll(alerts.rearm(run, applied.getStep(), String.valueOf(applied.getSnapshotId()), now));
+        Registry.Run r = registry.run(run).orElse(null);
+        List<Alert> resolved = out.rearm(run, applied.getStep(), String.valueOf(applied.getSnapshotId()),
+                r == null ? List.of() : r.layers().keySet());
         out.alertsRaw(resolved);
         Map<String, Double> before = new LinkedHashMap<>();
         List<WeightAssembler.Assembled> preEdit = new ArrayList<>();
-        Registry.Run r = registry.run(run).orElse(null);
         if (r != null) {
             for (LayerState l : r.layers().values()) {
                 l.forceRefresh(); // the edited model's baseline, measured now rather than at the next manifest

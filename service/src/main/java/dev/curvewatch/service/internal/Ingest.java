@@ -402,11 +402,12 @@ public final class Ingest extends ConsumerLoop {
                 }
             }
         }
+        boolean marker = AlertEvaluator.REARM_MARKER.equals(s.getName());
         boolean held = registry.ifHeld(s.getRunId(), () -> {
             registry.history().add(s);
-            alerts.evaluate(s, AlertEvaluator.Context.NONE, s.getTimestampMs(), false);
+            alerts.replay(s);
         });
-        if (held && registry.isCaughtUp()) { // another instance's signal
+        if (held && !marker && registry.isCaughtUp()) { // another instance's signal
             out.live("signal", s.getRunId(), Json.signal(s));
         }
     }

@@ -63,6 +63,8 @@ public final class Outputs implements AutoCloseable {
      */
     public static final String ORIGIN_HEADER = "curvewatch-origin";
     private final byte[] origin;
+    /** Held while a signal is sent and evaluated, or a re-arm made and marked (the topic's order = the evaluation's). */
+    private final Object order = new Object();
 
     public Outputs(Properties client, CurvewatchTopics topics, Registry registry, AlertEvaluator alerts, ServiceMetrics metrics,
                    Vertx vertx, String component, int deadLetterMaxValueBytes) {
@@ -110,26 +112,61 @@ public final class Outputs implements AutoCloseable {
      * Publishes signals, adds them to the history, sends live events and evaluates the alert
      * rules on each. A signal of a run the registry no longer holds (forgotten for {@code
      * runs.max} while its refresh ran) is still published, but enters neither the history nor
-     * the alert state, so a forgotten run does not creep back.
+     * the alert state, so a forgotten run does not creep back. Sending and evaluating one signal is
+     * one step under {@link #order}, as is a re-arm with its markers ({@link #rearm}): the order of
+     * each layer's partition of the signals topic is the order this instance evaluated in, which
+     * is what a replay of the topic needs to rebuild the same alert state.
      */
     public void signals(List<Signal> list, AlertEvaluator.Context ctx) {
         long now = System.currentTimeMillis();
         for (Signal s : list) {
-            String key = s.getLayer() == null ? s.getRunId() : CurvewatchTopics.runLayerKey(s.getRunId(), s.getLayer());
-            ProducerRecord<String, byte[]> rec = new ProducerRecord<>(topics.signals(), key, signals.serialize(null, s));
-            rec.headers().add(ORIGIN_HEADER, origin);
-            producer.send(rec, log("signal " + key + " " + s.getName()));
-            metrics.inc("curvewatch_service_signals_total");
             List<List<Alert>> raised = new java.util.ArrayList<>(1);
-            if (registry.ifHeld(s.getRunId(), () -> {
-                registry.history().add(s);
-                raised.add(alerts.evaluate(s, ctx, now, true));
-            })) {
+            boolean held;
+            synchronized (order) {
+                send(s);
+                held = registry.ifHeld(s.getRunId(), () -> {
+                    registry.history().add(s);
+                    raised.add(alerts.evaluate(s, ctx, now, true));
+                });
+            }
+            if (held) {
                 live("signal", s.getRunId(), Json.signal(s));
                 alertsRaw(raised.get(0));
                 signalListener.accept(s);
             }
         }
+    }
+
+    /**
+     * Re-arms a run's alert rules on an edited model ({@link AlertEvaluator#rearm}) and publishes a
+     * {@link AlertEvaluator#REARM_MARKER} signal (step and value = {@code step}) for each of its layers
+     * (those given, those with rule state, and the run-level series) at the same place of each
+     * layer's sequence, so a replay of the signals topic re-arms where this did. Returns the RESOLVED
+     * alerts of the rules that were firing (not yet published).
+     */
+    public List<Alert> rearm(String runId, long step, String snapshotId, java.util.Collection<String> layers) {
+        long now = System.currentTimeMillis();
+        synchronized (order) {
+            java.util.Set<String> marked = new java.util.LinkedHashSet<>(layers);
+            marked.addAll(alerts.layers(runId));
+            marked.add(null);
+            List<Alert> resolved = alerts.rearm(runId, step, snapshotId, now);
+            for (String layer : marked) {
+                Signal marker = Signal.newBuilder().setRunId(runId).setLayer(layer).setStep(step).setName(AlertEvaluator.REARM_MARKER)
+                        .setValue(step).setTimestampMs(now).build();
+                send(marker);
+                registry.ifHeld(runId, () -> registry.history().add(marker));
+            }
+            return resolved;
+        }
+    }
+
+    private void send(Signal s) {
+        String key = s.getLayer() == null ? s.getRunId() : CurvewatchTopics.runLayerKey(s.getRunId(), s.getLayer());
+        ProducerRecord<String, byte[]> rec = new ProducerRecord<>(topics.signals(), key, signals.serialize(null, s));
+        rec.headers().add(ORIGIN_HEADER, origin);
+        producer.send(rec, log("signal " + key + " " + s.getName()));
+        metrics.inc("curvewatch_service_signals_total");
     }
 
     /** Hears every signal published for a held run, after the alert rules (the guard's harm check). */

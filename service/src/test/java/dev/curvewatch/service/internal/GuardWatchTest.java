@@ -52,6 +52,7 @@ class GuardWatchTest {
                 new float[] {1, 2, 3, 4, 5, 6}, new float[] {7, 8}));
         GuardWatch w = new GuardWatch(registry, alerts, out, new SnapshotStore(dir), "test", tolerance);
         out.onSignal(w::onSignal);
+        registry.caughtUp();
         return w;
     }
 
@@ -113,6 +114,42 @@ class GuardWatchTest {
             assertArrayEquals(new float[] {1, 2, 3, 4, 5, 6}, f.readFloat32("fc1.weight"), "the weights from before the edit");
             assertArrayEquals(new float[] {7, 8}, f.readFloat32("fc1.bias"));
         }
+    }
+
+    @Test
+    void anAppliedReadWhileTheSignalsAreStillReplayedIsAnsweredAfterTheReplay(@TempDir Path dir) throws Exception {
+        Registry replaying = new Registry(new SignalHistory(100), 10, 10, 10); // a restart, not caught up yet
+        replaying.register(RunInfo.newBuilder().setRunId("run-1").setModel("m").setCreatedMs(1).setLayers(List.of(
+                LayerInfo.newBuilder().setName("fc1").setDIn(3).setDOut(2).build())).build(), 1);
+        Outputs o = new Outputs(producer, TOPICS, replaying, alerts, new ServiceMetrics(), null, "service:test", 1 << 20);
+        GuardWatch w = new GuardWatch(replaying, alerts, o, new SnapshotStore(dir), "test", 0.02);
+        w.onDecision(applied(120), true);
+        w.answerAppliedNowOwned();
+        assertTrue(producer.history().isEmpty(), "no re-arm or marker in the middle of the replay");
+        replaying.caughtUp();
+        w.answerAppliedNowOwned();
+        assertEquals(List.of(GuardAction.REARMED), sent(TOPICS.guardDecisions(), GuardDecision.class).stream()
+                .map(GuardDecision::getAction).toList());
+        assertEquals(List.of(AlertEvaluator.REARM_MARKER, AlertEvaluator.REARM_MARKER), sent(TOPICS.signals(), Signal.class).stream()
+                .map(Signal::getName).toList(), "fc1 and the run-level series, after the replayed history");
+    }
+
+    @Test
+    void anAppliedWhoseMarkersWereReplayedIsNotAnsweredAgainByTheTaker(@TempDir Path dir) throws Exception {
+        GuardWatch w = watch(dir, 0.02);
+        RunOwnership ownership = RunOwnership.byAssignment(); // another instance owns the run
+        ownership.partitions(4);
+        registry.ownership(ownership);
+        w.onDecision(applied(120), true);
+        alerts.replay(Signal.newBuilder(signal(AlertEvaluator.REARM_MARKER, "fc1", 120, 120)).build()); // its owner's re-arm
+        ownership.onPartitionsAssigned(List.of(new org.apache.kafka.common.TopicPartition(TOPICS.editRequests(),
+                RunOwnership.partitionOf("run-1", 4)))); // taken over before its REARMED was read
+        w.answerAppliedNowOwned();
+        assertTrue(producer.history().isEmpty(), "answered by the old owner: no second re-arm, marker or REARMED");
+        w.onDecision(GuardDecision.newBuilder(applied(200)).setId("t2").setSnapshotId("snap-2").build(), true);
+        w.answerAppliedNowOwned();
+        assertEquals(List.of(GuardAction.REARMED), sent(TOPICS.guardDecisions(), GuardDecision.class).stream()
+                .map(GuardDecision::getAction).toList(), "a later snapshot is answered by the new owner");
     }
 
     @Test
