@@ -1,4 +1,8 @@
-"""`curvewatch.watch(model, ...)`: publish a PyTorch fine-tune's captures to Curvewatch."""
+"""`curvewatch.watch(model, ...)`: publish a PyTorch fine-tune's captures to Curvewatch.
+
+About 410 lines, most of them the options' checks and docstrings: `Watch` is the client's one public
+object, and what it drives lives in modules of its own (hooks, answerer, snapshot_follower, follower,
+deadletters, publisher); it wires them to the training loop's `step()`."""
 import contextlib
 import math
 import time
