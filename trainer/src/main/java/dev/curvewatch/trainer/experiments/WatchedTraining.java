@@ -37,6 +37,9 @@ import java.util.Random;
  * ({@link SnapshotFollower}: verified, and with {@code applySnapshots} loaded into the model so
  * training continues from them). The flipped labels can be injected mid-run
  * ({@code injectNoiseAtEpoch}): clean labels before that epoch, flipped ones from it on.
+ *
+ * <p>About 400 lines, a third of them the run's {@link Config} record and its named presets (the
+ * CLI's and the demo's runs); the training loop itself is {@link WatchedRun}.
  */
 public final class WatchedTraining {
 
