@@ -125,7 +125,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
     }
 
-    /** Runs until {@link #requestStop()}; throws on a fatal error (fenced, corrupt checkpoint). */
+    /** Runs until {@link #requestStop()}; throws on a fatal error (another instance with our id, no rights, corrupt checkpoint). */
     public void run() {
         try {
             open();
