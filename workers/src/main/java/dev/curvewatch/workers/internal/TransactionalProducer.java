@@ -6,7 +6,6 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.errors.ProducerFencedException;
 import org.apache.kafka.common.errors.TimeoutException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -19,9 +18,11 @@ import java.util.function.Supplier;
 /**
  * The worker's transactional producer and its open transaction: one is begun by the first send
  * after a commit or abort; a commit that times out is retried (Kafka allows only that after a
- * timeout); a producer that cannot abort is replaced by a new one with the same transactional id,
- * whose {@code initTransactions} completes or aborts what the old one left. What goes into a
- * transaction and when it commits is {@link WorkerLoop}'s. Used by the poll thread only.
+ * timeout); a producer that cannot abort (fenced, its epoch bumped by the coordinator, or in a
+ * fatal state) is replaced by a new one with the same transactional id, whose
+ * {@code initTransactions} completes or aborts what the old one left. Whether a fence means a real
+ * duplicate instance is the group's to say ({@link WorkerLoop}). What goes into a transaction and
+ * when it commits is {@link WorkerLoop}'s. Used by the poll thread only.
  */
 final class TransactionalProducer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(TransactionalProducer.class);
@@ -47,7 +48,7 @@ final class TransactionalProducer implements AutoCloseable {
         }
     }
 
-    /** Whether a transaction is open (something was sent since the last commit or abort). */
+    /** Whether a transaction is open (begun since the last commit or abort, or a begin failed): the rollback must abort it. */
     boolean isOpen() {
         return open;
     }
@@ -61,8 +62,9 @@ final class TransactionalProducer implements AutoCloseable {
     /** Begins a transaction if none is open. */
     void begin() {
         if (!open) {
-            producer.beginTransaction();
+            // open before beginTransaction: a producer that cannot begin (fenced, fatal) is replaced by the rollback
             open = true;
+            producer.beginTransaction();
         }
     }
 
@@ -94,12 +96,11 @@ final class TransactionalProducer implements AutoCloseable {
         }
         try {
             producer.abortTransaction();
-        } catch (ProducerFencedException e) {
-            throw e;
         } catch (KafkaException | IllegalStateException e) {
             // IllegalStateException: a commitTransaction timed out (broker away) and Kafka allows only retrying it;
             // the replacement's initTransactions completes or aborts that transaction, and the rollback then reads
-            // whichever offsets it left committed
+            // whichever offsets it left committed. ProducerFencedException: the coordinator holds a newer epoch of
+            // this id; a real duplicate worker is told so by the group (FencedInstanceIdException, WorkerLoop)
             log.warn("abort failed ({}); replacing the producer", e.toString());
             producer.close(Duration.ZERO);
             producer = factory.get();

@@ -19,7 +19,6 @@ import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.AuthorizationException;
 import org.apache.kafka.common.errors.FencedInstanceIdException;
-import org.apache.kafka.common.errors.ProducerFencedException;
 import org.apache.kafka.common.errors.TimeoutException;
 import org.apache.kafka.common.errors.WakeupException;
 import org.slf4j.Logger;
@@ -126,7 +125,7 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         }
     }
 
-    /** Runs until {@link #requestStop()}; throws on a fatal error (fenced, corrupt checkpoint). */
+    /** Runs until {@link #requestStop()}; throws on a fatal error (another instance with our id, no rights, corrupt checkpoint). */
     public void run() {
         try {
             open();
@@ -168,8 +167,6 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
             records = consumer.poll(Duration.ofMillis(config.pollTimeoutMs()));
         } catch (WakeupException e) {
             return;
-        } catch (ProducerFencedException | FencedInstanceIdException | AuthorizationException e) {
-            throw e;
         } catch (KafkaException e) {
             // e.g. a restore inside onPartitionsAssigned timed out: rebuild every owned partition
             recover(e);
@@ -192,11 +189,23 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
             if (!due.isEmpty()) {
                 checkpoint(due);
             }
-        } catch (ProducerFencedException | FencedInstanceIdException | AuthorizationException e) {
-            throw e;
         } catch (KafkaException e) {
             recover(e);
         }
+    }
+
+    /**
+     * Whether this error ends the worker: another instance with our id in the group, or no rights.
+     * A fenced producer alone is not: the producer is replaced and the state rolled back, since the
+     * transaction coordinator can bump our epoch without another worker (the group tells a real one).
+     */
+    static boolean isFatal(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof FencedInstanceIdException || t instanceof AuthorizationException) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** @return false when the rest of this partition's batch must wait (capture deferred). */
@@ -291,6 +300,9 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
      * then rebuild every owned layer from the last committed checkpoint and offsets.
      */
     private void recover(KafkaException cause) {
+        if (isFatal(cause)) {
+            throw cause;
+        }
         metrics.inc("curvewatch_worker_checkpoint_failures_total", 1);
         log.warn("rolling back to the last committed checkpoint after: {}", cause.toString());
         phase = "recovering";
@@ -335,9 +347,10 @@ public final class WorkerLoop implements ConsumerRebalanceListener {
         if (schedule.anyAdvanced() || producer.isOpen()) {
             try {
                 checkpointAll();
-            } catch (ProducerFencedException e) {
-                throw e;
             } catch (KafkaException e) {
+                if (isFatal(e)) {
+                    throw e;
+                }
                 log.warn("checkpoint before giving up partitions failed: {}", e.toString());
                 giveUpAndRollBack(parts);
                 return;
