@@ -45,6 +45,9 @@ import java.util.Set;
  * {@link UnknownRunDeferral}), {@link LayerAccumulation}, {@link CheckpointWriter},
  * {@link TransactionalProducer}, {@link LayerRestore}, {@link HeldPartitions}, {@link OwnedLayers},
  * {@link WorkerClients}, {@link CheckpointSchedule} and {@link FactorBudget}.
+ *
+ * <p>Over 400 lines with its comments: it is that transaction core, kept whole on purpose (every
+ * commit, rollback and rebalance path in one place is what makes the rule above checkable).
  */
 public final class WorkerLoop implements ConsumerRebalanceListener {
     private static final Logger log = LoggerFactory.getLogger(WorkerLoop.class);
