@@ -7,7 +7,8 @@
 #
 #   bench/python-overhead.sh [DIR] [extra arguments of transformer_canaries.py]
 #
-# Environment: CURVEWATCH_NICE (the launcher's default applies when unset), PORT_BASE (default 39190).
+# Environment: CURVEWATCH_NICE (the launcher's default applies when unset), PORT_BASE (default 39190),
+# KEEP_DATA=1 to keep the broker's data (~1.5 GB) after the run.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${1:-/tmp/curvewatch-overhead}"
@@ -22,7 +23,12 @@ export CURVEWATCH_JAVA_OPTS="${CURVEWATCH_JAVA_OPTS:--Xmx1g}"
 cd "$here"
 CURVEWATCH_NO_BUILD= ./curvewatch --help >/dev/null  # builds the launcher first, outside the measurement
 pids=()
-stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+stop() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  # the broker's data is ~1.5 GB a run: kept only with KEEP_DATA=1 (summary, logs and CPU figures stay)
+  [[ "${KEEP_DATA:-}" == 1 ]] || rm -rf "$dir/broker" "$dir/streams-state" "$dir/snapshots"
+}
 trap stop EXIT
 start() { local name="$1"; shift; ./curvewatch "$@" >"$dir/$name.log" 2>&1 & pids+=("$!"); }
 start broker broker --port "$base" --controller-port "$((base + 1))" --data-dir "$dir/broker"
