@@ -117,6 +117,10 @@ class WorkerProducerFenceIT {
             Worker newer = null;
             try {
                 await(produce(producer, topics, List.of(s), 0, 30, 10, i -> { }), 120);
+                // the older one must be in the group first: started together, whichever joins last wins (a CI run
+                // started the newer 7 ms after the older's join request, and the older fenced the newer)
+                Await.until(() -> older.metrics().counter("curvewatch_worker_checkpoints_total") > 0, Duration.ofSeconds(60),
+                        "the older instance's first checkpoint");
                 newer = Worker.start(WorkerConfig.of(config));
                 assertTrue(older.awaitTermination(90, TimeUnit.SECONDS), "the older instance stops");
                 assertNotNull(older.failure(), "stopped on a fatal error");
