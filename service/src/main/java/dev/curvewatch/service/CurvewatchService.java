@@ -243,10 +243,7 @@ public final class CurvewatchService implements AutoCloseable {
      * that refresh's candidate sent whatever the pacing says. Returns the layers, empty for an unknown run.
      */
     public List<String> refreshNow(String runId) {
-        return registry.run(runId).map(r -> r.layers().values().stream().map(l -> {
-            l.forceRefresh();
-            return l.layer();
-        }).toList()).orElse(List.of());
+        return registry.run(runId).map(Registry.Run::forceRefresh).orElse(List.of());
     }
 
     /** Waits for the start-up catch-up (registry, factors, weights, snapshots, signal history). */

@@ -35,7 +35,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * running, and the worker died of ProducerFencedException). The lone worker must replace its
  * producer, roll back to the last committed checkpoint and go on, with final factors equal to an
  * uninterrupted run's; a real duplicate instance (same instance id) must still stop the older one,
- * which the group says (FencedInstanceIdException).
+ * which the group says (FencedInstanceIdException). Shipped defaults (4 capture partitions) but the
+ * test kit's shorter cadences ({@link WorkerTestKit#workerConfig}).
  */
 @Tag("integration")
 class WorkerProducerFenceIT {

@@ -75,6 +75,11 @@ final class WorkerTestKit {
         producer.send(new ProducerRecord<>(topics.runs(), run.getRunId().toString(), TestCaptures.RUNS.serialize(null, run))).get();
     }
 
+    /**
+     * The worker settings of these tests: the shipped defaults but for the cadences, shortened so that
+     * checkpoints, polls and a lost member's eviction happen within a test's seconds (the defaults
+     * checkpoint every 10 s and on millions of tokens, and the group waits 45 s for a dead member).
+     */
     static Map<String, String> workerConfig(String bootstrap, CurvewatchTopics topics, String instance) {
         Map<String, String> c = new LinkedHashMap<>();
         c.put("bootstrap", bootstrap);

@@ -154,11 +154,6 @@ final class EditRoutes {
         if (r == null) {
             return;
         }
-        JsonArray names = new JsonArray();
-        for (LayerState l : r.layers().values()) {
-            l.forceRefresh();
-            names.add(l.layer());
-        }
-        HttpApi.json(ctx, 202, new JsonObject().put("status", "accepted").put("layers", names));
+        HttpApi.json(ctx, 202, new JsonObject().put("status", "accepted").put("layers", new JsonArray(r.forceRefresh())));
     }
 }

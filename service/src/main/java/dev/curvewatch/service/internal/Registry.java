@@ -59,6 +59,17 @@ public final class Registry implements ServiceState {
             return layers;
         }
 
+        /**
+         * POST refresh: every layer refreshed at its next chance, that refresh's candidate not step-paced
+         * ({@link LayerState#forceRefresh}). Returns the layers' names.
+         */
+        public List<String> forceRefresh() {
+            return layers.values().stream().map(l -> {
+                l.forceRefresh();
+                return l.layer();
+            }).toList();
+        }
+
         public String id() {
             return id;
         }
