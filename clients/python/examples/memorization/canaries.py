@@ -29,29 +29,13 @@ from .alarm import ALARM_HOLD, ALARM_THRESHOLD, alert_timing, first_alert, layer
 from .calibrate import FINE_GRID, calibrate_joint
 from .kfac import Basis, Capture, Factors, edited_weight, sampled_fisher_pass, swapped
 from .lm_eval import LmEval, recitation, secret_positions
-from .lm_train import MLP_LAYERS, Batches, corpus, lm_logits, make_model
+from .lm_train import MLP_LAYERS, Batches, LmRun, corpus, lm_logits, make_model
 
 TOLERANCE = math.log(1.05)
 
 
 @dataclass
-class CanariesConfig:
-    seed: int = 1
-    steps: int = 1200
-    inject_at: int = 500          # < 0: clean control
-    batch: int = 32
-    canary_rows: int = 4
-    canaries: int = 16
-    secret_len: int = 12
-    seq_len: int = 64
-    d_model: int = 128
-    n_layers: int = 2
-    n_heads: int = 4
-    d_mlp: int = 512
-    lr: float = 2e-3
-    fisher_every: int = 5
-    refresh_every: int = 50
-    ema_decay: float = 0.95
+class CanariesConfig(LmRun):
     factor_kind: str = "cumulative"   # of the sampled-label Fisher passes
     recent: int = 128                 # distinct recent training examples the alarm scores
     probes: int = 128                 # held-out probe windows (calibration and the alarm's reference)

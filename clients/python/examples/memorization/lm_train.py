@@ -26,7 +26,8 @@ MLP_LAYERS = ("blocks.0.mlp.fc", "blocks.0.mlp.proj", "blocks.1.mlp.fc", "blocks
 
 
 @dataclass
-class LmConfig:
+class LmRun:
+    """The LM study's shared run: model shape, data, canaries and the Fisher cadence (LmConfig, CanariesConfig)."""
     seed: int = 1
     steps: int = 1200
     inject_at: int = 500          # < 0: clean control
@@ -43,10 +44,13 @@ class LmConfig:
     fisher_every: int = 5
     refresh_every: int = 50
     ema_decay: float = 0.95       # per Fisher pass (every fisher_every steps)
+
+
+@dataclass
+class LmConfig(LmRun):
     recent: int = 512
     max_windows: int = 0          # 0 = the whole corpus
     layers: list = field(default_factory=lambda: list(MLP_LAYERS))
-
 
 def make_model(c):
     torch.manual_seed(c.seed)
