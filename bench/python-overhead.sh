@@ -8,7 +8,9 @@
 #   bench/python-overhead.sh [DIR] [extra arguments of transformer_canaries.py]
 #
 # Environment: CURVEWATCH_NICE (the launcher's default applies when unset), PORT_BASE (default 39190),
-# KEEP_DATA=1 to keep the broker's data (~1.5 GB) after the run.
+# KEEP_DATA=1 to keep the broker's data (~1.5 GB) after the run. PIPELINE_CPUS and TRAINER_CPUS (taskset
+# lists, e.g. 1 and 0) place the pipeline and the trainer on cores of their own, as when the pipeline runs
+# on other hosts; pass --threads N to match torch's threads to the trainer's cores.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${1:-/tmp/curvewatch-overhead}"
@@ -30,7 +32,13 @@ stop() {
   [[ "${KEEP_DATA:-}" == 1 ]] || rm -rf "$dir/broker" "$dir/streams-state" "$dir/snapshots"
 }
 trap stop EXIT
-start() { local name="$1"; shift; ./curvewatch "$@" >"$dir/$name.log" 2>&1 & pids+=("$!"); }
+pin() {  # taskset prefix for a CPU list, nothing when unset
+  [[ -n "$1" ]] && echo taskset -c "$1"
+  return 0
+}
+read -ra pipeline_pin <<< "$(pin "${PIPELINE_CPUS:-}")"
+read -ra trainer_pin <<< "$(pin "${TRAINER_CPUS:-}")"
+start() { local name="$1"; shift; "${pipeline_pin[@]}" ./curvewatch "$@" >"$dir/$name.log" 2>&1 & pids+=("$!"); }
 start broker broker --port "$base" --controller-port "$((base + 1))" --data-dir "$dir/broker"
 for _ in $(seq 120); do grep -q "bootstrap=" "$dir/broker.log" 2>/dev/null && break; sleep 1; done
 bootstrap="127.0.0.1:$base"
@@ -47,8 +55,8 @@ cpu() {  # user+system CPU seconds of a process and its children (the broker com
 }
 declare -A before
 for i in "${!pids[@]}"; do before[$i]="$(cpu "${pids[$i]}")"; done
-echo "pipeline up (nice ${CURVEWATCH_NICE:-10 by default}); training $(date -u +%H:%M:%S)"
-/usr/bin/python3 clients/python/examples/transformer_canaries.py --bootstrap "$bootstrap" --run-id overhead \
+echo "pipeline up (nice ${CURVEWATCH_NICE:-10 by default}, cores ${PIPELINE_CPUS:-all}; trainer's cores ${TRAINER_CPUS:-all}); training $(date -u +%H:%M:%S)"
+"${trainer_pin[@]}" /usr/bin/python3 clients/python/examples/transformer_canaries.py --bootstrap "$bootstrap" --run-id overhead \
   --baseline --layers blocks.0.mlp.fc,blocks.1.mlp.fc --summary "$dir/summary.json" "$@" 2>&1 | tee "$dir/trainer.log" | grep -E "step +[0-9]*00 |overhead end|^done" || true
 names=(broker worker streams service)
 {

@@ -100,19 +100,32 @@ def _check_orthonormal(u, name):
                                      f"product {float(dots[j])}", "NOT_ORTHONORMAL")
 
 
-def keep_mass_tau(lam, mu, rho):
-    """select(ρ).tau() of the spec (Java KeepMassSelector, to the bit): the largest Π = λ_i μ_j with
-    Σ_{Π' ≥ Π} Π' ≥ ρ (Σλ)(Σμ), found by bisection over the bit patterns of doubles; ρ = 1 gives 0.
+# Up to this many products λ_i μ_j (16 MiB of float64) the thresholds are searched among the sorted products;
+# above it by bisection over the bits of doubles, which forms none (19 thresholds, measured: 1024 x 1024
+# 0.15 s sorted against 0.39 s bisected, 2048 x 2048 0.85 s against 0.51 s: sorting dominates there).
+SORTED_PRODUCTS_MAX = 1 << 21
 
-    Sums run in Java's order (np.cumsum is sequential), so the target and each mass round the same.
-    O(64 · d_out · log d_in), no d_out x d_in product is formed.
+
+def keep_mass_tau(lam, mu, rho):
+    """select(ρ).tau() of the spec (Java KeepMassSelector, to the bit): see keep_mass_taus."""
+    return keep_mass_taus(lam, mu, [rho])[0]
+
+
+def keep_mass_taus(lam, mu, rhos, sorted_max=SORTED_PRODUCTS_MAX):
+    """select(ρ).tau() for each ρ: the largest Π = λ_i μ_j with Σ_{Π' ≥ Π} Π' ≥ ρ (Σλ)(Σμ); ρ = 1 gives 0.
+
+    The upper mass of a threshold is summed in Java's order (np.cumsum is sequential), so the target and
+    each mass round the same as the service's. The mass only changes at products, so the answer is the
+    first product (descending) whose mass reaches the target. Small layers: an approximate cumulative sum
+    over the sorted products points at it and a galloping search over exact masses pins it (a handful of
+    mass evaluations per ρ; a candidate's 19 thresholds took 0.24 s by bisection over the bits of doubles,
+    64 evaluations each, on a 512 x 128 layer: ~3% of the transformer example's training time). Layers
+    with more than sorted_max products: that bisection, O(64 · d_out · log d_in) per ρ, no product formed.
     """
     lam = np.asarray(lam, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)
     prefix = np.concatenate(([0.0], np.cumsum(mu)))
-    target = rho * (np.cumsum(lam)[-1] * prefix[-1])
-    if rho >= 1:
-        return 0.0
+    total = np.cumsum(lam)[-1] * prefix[-1]
 
     def mass_at_least(tau):
         lo, hi = np.zeros(len(lam), dtype=np.int64), np.full(len(lam), len(mu), dtype=np.int64)
@@ -124,8 +137,51 @@ def keep_mass_tau(lam, mu, rho):
             hi = np.where(open_ & ~keep, mid, hi)
         return np.cumsum(lam * prefix[lo])[-1]
 
+    if lam.size * mu.size <= sorted_max:
+        products = np.sort(np.outer(lam, mu), axis=None)[::-1]
+        last = np.append(products[1:] != products[:-1], True)  # the last of each run of equal products
+        values, approx = products[last], np.cumsum(products)[last]  # distinct products, descending
+        return [0.0 if rho >= 1 else _first_reaching(values, approx, rho * total, mass_at_least) for rho in rhos]
+    return [0.0 if rho >= 1 else _bisect_bits(lam[0] * mu[0], rho * total, mass_at_least) for rho in rhos]
+
+
+def _first_reaching(values, approx, target, mass_at_least):
+    """values[k] for the smallest k whose exact mass reaches target, 0.0 if none does; starts where the
+    approximate masses say and gallops to a bracket (masses are monotone in k: sums of non-negative terms
+    that only grow, rounded to nearest)."""
+    n = len(values)
+
+    def reaches(k):
+        return mass_at_least(values[k]) >= target
+
+    k0 = min(int(np.searchsorted(approx, target)), n - 1)
+    step = 1
+    if reaches(k0):
+        hi, j = k0, k0 - 1
+        while j >= 0 and reaches(j):
+            hi, step = j, step * 2
+            j = hi - step
+        lo = max(j, -1)
+    else:
+        lo, j = k0, k0 + 1
+        while j < n and not reaches(j):
+            lo, step = j, step * 2
+            j = lo + step
+        hi = min(j, n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if reaches(mid):
+            hi = mid
+        else:
+            lo = mid
+    return 0.0 if hi >= n else float(values[hi])
+
+
+def _bisect_bits(top, target, mass_at_least):
+    """The largest double τ in [0, top] with mass_at_least(τ) >= target, by bisection over the bit patterns
+    of non-negative doubles (ordered as the doubles are); 0.0 when none above it reaches."""
     bits = np.array([0, 0], dtype=np.int64)  # lo, hi as the bit patterns of non-negative doubles
-    bits[1] = np.array([lam[0] * mu[0]], dtype=np.float64).view(np.int64)[0] + 1
+    bits[1] = np.array([top], dtype=np.float64).view(np.int64)[0] + 1
     while bits[1] - bits[0] > 1:
         mid = bits[0] + (bits[1] - bits[0]) // 2
         if mass_at_least(np.array([mid], dtype=np.int64).view(np.float64)[0]) >= target:
@@ -187,8 +243,7 @@ def parse_candidate(record, layers, run_id=None):
     _check_orthonormal(basis_a, "basis_a")
     lam_np, mu_np = lam.numpy(), mu.numpy()
     top = float(lam_np[0] * mu_np[0])
-    for r, t in zip(rhos, taus):
-        ours = keep_mass_tau(lam_np, mu_np, r)
+    for r, t, ours in zip(rhos, taus, keep_mass_taus(lam_np, mu_np, rhos)):
         if not _tau_agrees(ours, t, top):
             raise CandidateError(f"threshold {t:.9g} for rho {r} differs from select(rho).tau() = {ours:.9g} "
                                  f"(relative tolerance {TAU_RELATIVE_TOLERANCE:.0e})", "THRESHOLD_MISMATCH")

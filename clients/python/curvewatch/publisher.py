@@ -41,8 +41,9 @@ class Publisher:
         check_partitioner(config)
         self.partition_counts = {}  # topic -> partitions, from resolve_partitions()
         self._partitions = {}  # (topic, key) -> partition
-        # no compression here: captures are float32, which zstd shrinks by ~8% for 3x the CPU of sending
-        # them plain (on librdkafka's thread, beside training); the topics compress at the broker (zstd)
+        # no compression: captures are float32, which zstd shrinks by ~8% for 3x the CPU of sending them
+        # plain (on librdkafka's thread, beside training); the tensor topics keep them as sent (compression.type
+        # producer), the small-record topics compress at the broker
         conf = {"linger.ms": 5, "compression.type": "none", "message.max.bytes": 16 * 1024 * 1024,
                 "queue.buffering.max.kbytes": max(1, max_queue_bytes // 1024), "enable.idempotence": True,
                 "partitioner": "murmur2_random", "error_cb": self._on_error}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from curvewatch import limits
-from curvewatch.candidates import CandidateError, keep_mass_tau, parse_candidate
+from curvewatch.candidates import CandidateError, keep_mass_tau, keep_mass_taus, parse_candidate
 from curvewatch.snapshots import SnapshotError, parse_uri
 
 SPEC = Path(__file__).resolve().parents[3] / "spec"
@@ -67,6 +67,22 @@ class CandidateSpecTest(unittest.TestCase):
             with self.subTest(rho=rho):
                 self.assertEqual(keep_mass_tau(lam, mu, rho), float(pi[int(np.searchsorted(cs, rho * cs[-1]))]))
         self.assertEqual(keep_mass_tau(lam, mu, 1.0), 0.0)
+
+    def test_the_sorted_product_search_gives_the_bit_bisection_s_thresholds(self):
+        # the two ways keep_mass_taus finds τ (sorted products for small layers, bisection over the bits
+        # of doubles above SORTED_PRODUCTS_MAX) must agree to the bit: ties, zero eigenvalues, ρ near 0 and 1
+        rng = np.random.default_rng(7)
+        rhos = [1e-9, 0.01, 0.3, 0.6, 0.9, 0.99, 0.999999, 1.0] + list(1 - np.logspace(np.log10(0.4), -5, 19))
+        cases = [(np.sort(rng.random(50))[::-1], np.sort(rng.random(20))[::-1]),
+                 (np.sort(rng.integers(0, 4, 40).astype(float))[::-1], np.sort(rng.integers(1, 3, 30).astype(float))[::-1]),
+                 (np.array([1.0, 1.0, 1.0]), np.array([2.0, 2.0])),
+                 (np.sort(rng.random(128) ** 6)[::-1], np.sort(rng.random(33) ** 3)[::-1])]
+        for i, (lam, mu) in enumerate(cases):
+            with self.subTest(case=i):
+                fast = keep_mass_taus(lam, mu, rhos)
+                self.assertEqual(fast, keep_mass_taus(lam, mu, rhos, sorted_max=0))
+                self.assertEqual(fast[-20], 0.0)  # ρ = 1
+                self.assertTrue(all(a >= b for a, b in zip(fast[:7], fast[1:8])), fast)  # more mass, lower τ
 
 
 class SnapshotUriSpecTest(unittest.TestCase):

@@ -125,7 +125,8 @@ class BrokerContractIT {
             var factors = new ConfigResource(ConfigResource.Type.TOPIC, TOPICS.factors());
             var configs = admin.describeConfigs(List.of(captures, factors)).all().get();
             assertEquals("16777216", configs.get(captures).get("max.message.bytes").value());
-            assertEquals("zstd", configs.get(captures).get("compression.type").value());
+            assertEquals(TopicSpec.AS_PRODUCED, configs.get(captures).get("compression.type").value(), "float tensors: kept as sent");
+            assertEquals(TopicSpec.AS_PRODUCED, configs.get(factors).get("compression.type").value());
             assertEquals("compact", configs.get(factors).get("cleanup.policy").value());
             assertEquals(TopicSpec.COMPACTED_SEGMENT_MS, configs.get(factors).get("segment.ms").value());
             assertEquals("0.1", configs.get(factors).get("min.cleanable.dirty.ratio").value());

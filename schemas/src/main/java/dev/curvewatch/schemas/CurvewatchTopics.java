@@ -44,10 +44,10 @@ public final class CurvewatchTopics {
     public List<TopicSpec> specs(int capturePartitions) {
         return List.of(
                 new TopicSpec(runs(), 1, true, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
-                new TopicSpec(captures(), capturePartitions, false, TENSOR_MAX_MESSAGE_BYTES),
-                new TopicSpec(weights(), capturePartitions, false, TENSOR_MAX_MESSAGE_BYTES),
-                new TopicSpec(factors(), capturePartitions, true, TENSOR_MAX_MESSAGE_BYTES),
-                new TopicSpec(editCandidates(), 1, false, TENSOR_MAX_MESSAGE_BYTES),
+                new TopicSpec(captures(), capturePartitions, false, TENSOR_MAX_MESSAGE_BYTES, TopicSpec.AS_PRODUCED),
+                new TopicSpec(weights(), capturePartitions, false, TENSOR_MAX_MESSAGE_BYTES, TopicSpec.AS_PRODUCED),
+                new TopicSpec(factors(), capturePartitions, true, TENSOR_MAX_MESSAGE_BYTES, TopicSpec.AS_PRODUCED),
+                new TopicSpec(editCandidates(), 1, false, TENSOR_MAX_MESSAGE_BYTES, TopicSpec.AS_PRODUCED),
                 new TopicSpec(probeResults(), 1, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
                 new TopicSpec(signals(), capturePartitions, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),
                 new TopicSpec(scores(), capturePartitions, false, TopicSpec.DEFAULT_MAX_MESSAGE_BYTES),

@@ -100,7 +100,7 @@ public final class PaperLayerBench {
         pp.setProperty(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bs);
         pp.setProperty(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES));
         pp.setProperty(ProducerConfig.ACKS_CONFIG, "all");
-        pp.setProperty(ProducerConfig.COMPRESSION_TYPE_CONFIG, "zstd"); // as the trainers' publishers
+        pp.setProperty(ProducerConfig.COMPRESSION_TYPE_CONFIG, "none"); // as the trainers' publishers
         try (ChildJvm worker = ChildJvm.start("worker", a.get("worker.xmx"), dir, "dev.curvewatch.workers.WorkerMain", workerArgs);
              ChildJvm service = ChildJvm.start("service", a.get("service.xmx"), dir, "dev.curvewatch.cli.Curvewatch", serviceArgs);
              KafkaProducer<String, byte[]> producer = new KafkaProducer<>(pp, new StringSerializer(), new ByteArraySerializer())) {

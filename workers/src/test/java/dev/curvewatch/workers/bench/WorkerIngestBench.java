@@ -55,9 +55,9 @@ import java.util.regex.Pattern;
  *       by a worker that does not share the cores with a producer;</li>
  *   <li>accumulation GFLOP/s inside the worker vs FactorAccumulator alone on the same shapes.</li>
  * </ol>
- * Both producers send uncompressed and the bench topics use compression.type=producer, so neither
- * side pays broker recompression (the perf tool's payload is compressible letters, captures are
- * not). Arguments: key=value (tokens, din, dout, records, layers, precision, out).
+ * Both producers send uncompressed and the tensor topics keep batches as produced (the shipped
+ * {@link TopicSpec#AS_PRODUCED}), so neither side pays broker recompression (the perf tool's payload is
+ * compressible letters, captures are not). Arguments: key=value (tokens, din, dout, records, layers, precision, out).
  */
 public final class WorkerIngestBench {
     public static void main(String[] args) throws Exception {
@@ -82,8 +82,8 @@ public final class WorkerIngestBench {
             CurvewatchTopics t3 = createTopics(bs, "bench3.");
             String perfTopic = "bench.perf";
             try (Admin admin = Admin.create(Map.of("bootstrap.servers", bs))) {
-                Map<String, String> cfg = new HashMap<>(new TopicSpec(perfTopic, 4, false, CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES).configs());
-                cfg.put("compression.type", "producer");
+                Map<String, String> cfg = new TopicSpec(perfTopic, 4, false, CurvewatchTopics.TENSOR_MAX_MESSAGE_BYTES,
+                        TopicSpec.AS_PRODUCED).configs();
                 admin.createTopics(List.of(new NewTopic(perfTopic, 4, (short) 1).configs(cfg))).all().get();
             }
 
@@ -163,9 +163,7 @@ public final class WorkerIngestBench {
         try (Admin admin = Admin.create(Map.of("bootstrap.servers", bs))) {
             List<NewTopic> list = new ArrayList<>();
             for (TopicSpec s : topics.specs(4)) {
-                Map<String, String> cfg = new HashMap<>(s.configs());
-                cfg.put("compression.type", "producer");
-                list.add(new NewTopic(s.name(), s.partitions(), (short) 1).configs(cfg));
+                list.add(new NewTopic(s.name(), s.partitions(), (short) 1).configs(s.configs()));
             }
             admin.createTopics(list).all().get();
         }
