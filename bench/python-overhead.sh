@@ -3,7 +3,8 @@
 # by the launcher with its defaults (broker, worker, streams, service on this host), the transformer
 # example of clients/python/examples with its defaults, and an unwatched copy of the same run (same
 # seed, same batches) trained in alternating blocks in the same process, so both copies see the same
-# machine. Prints the example's summary and the pipeline's CPU seconds; writes them under $DIR.
+# machine. Prints the example's summary, the pipeline's CPU seconds and the service's calibrations of
+# each layer (valid ones, probe baseline, ρ); writes them under $DIR.
 #
 #   bench/python-overhead.sh [DIR] [extra arguments of transformer_canaries.py]
 #
@@ -67,6 +68,26 @@ names=(broker worker streams service)
   echo "}"
 } > "$dir/pipeline-cpu.json"
 echo "pipeline CPU during training: $(tr -d '\n' < "$dir/pipeline-cpu.json")"
+sleep 5  # the last answers on their way through the service
+# the service's calibrations of each watched layer: valid ones, their mode's probe baseline, ρ
+python3 - "http://127.0.0.1:$((base + 2))" "$dir/calibrations.json" <<'EOF'
+import json, sys, urllib.request
+url, out = sys.argv[1], sys.argv[2]
+report = {}
+for layer in ("blocks.0.mlp.fc", "blocks.1.mlp.fc"):
+    def points(name):
+        with urllib.request.urlopen(f"{url}/api/runs/overhead/signals?layer={layer}&name={name}", timeout=30) as r:
+            return [p for s in json.load(r)["series"] for p in s["points"]]
+    validity, rhos = points("calibration_valid"), points("calibrated_rho")
+    valid = [p for p in validity if p["value"] == 1.0]
+    report[layer] = {"calibrations": len(validity), "valid": len(valid),
+                     # per calibration: its mode's probe baseline (accuracy: degenerate at 0 or 1; else the loss)
+                     "probe_baseline": [("accuracy" if p["attributes"].get("accuracy_mode") == 1.0 else "loss",
+                                         round(p["attributes"]["baseline"], 3)) for p in valid],
+                     "calibrated_rho": sorted(round(p["value"], 3) for p in rhos)}
+json.dump(report, open(out, "w"), indent=1)
+print("calibrations:", json.dumps(report))
+EOF
 python3 - "$dir/summary.json" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
