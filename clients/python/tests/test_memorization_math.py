@@ -151,6 +151,70 @@ class ExperimentReportTest(unittest.TestCase):
         self.assertEqual({"budget": None, "xs": [1.5, 3, None], "a": [1.0, None]}, json.loads(json.dumps(out, allow_nan=False)))
 
 
+class StudyCalibrationTest(unittest.TestCase):
+    """The studies' shared calibration pieces against brute force over the grid, on toy costs: a
+    layer's edit at ρ costs w_layer·(1 − ρ), a joint edit the sum (decreasing towards the mild end)."""
+    W = {"a": 0.02, "b": 0.05}
+
+    @staticmethod
+    def smallest_within(cost, budget):
+        from memorization.calibrate import FINE_GRID
+        return next((k for k, rho in enumerate(FINE_GRID) if cost(rho) <= budget + 1e-12), -1)
+
+    def test_joint_calibration_measures_each_edit_once_and_matches_brute_force(self):
+        from memorization.calibrate import FINE_GRID, calibrate_joint
+        asked = []
+
+        def cost(rhos):
+            asked.append(tuple(sorted(rhos.items())))
+            return sum(self.W[l] * (1 - r) for l, r in rhos.items())
+        cal = calibrate_joint(["a", "b"], cost, FINE_GRID, 0.004, rounds=3)
+        self.assertEqual(len(asked), len(set(asked)), "every distinct edit measured once")
+        first = cal["rounds"][0]["rhos"]
+        for layer in ("a", "b"):
+            k = self.smallest_within(lambda r: self.W[layer] * (1 - r), 0.002)
+            self.assertEqual(FINE_GRID[k], first[layer], layer)
+        self.assertLessEqual(cal["cost"], 0.004 + 1e-12)
+        self.assertAlmostEqual(cal["cost"], sum(self.W[l] * (1 - r) for l, r in cal["rhos"].items()), places=12)
+
+    def test_layer_alarms_edit_each_layer_alone_and_count_the_marked_examples_over_every_probe(self):
+        from memorization.alarm import layer_alarms
+        from memorization.calibrate import FINE_GRID
+        built = []
+        marked = np.array([True, True, False, False, False])
+        rng = np.random.default_rng(0)
+        probes = rng.uniform(0, 1, 40)
+
+        def edited(rhos):
+            built.append(tuple(rhos.items()))
+            return dict(rhos)
+        weights_cost = {"a": 0.02, "b": 1e6}  # b: no ρ of the grid keeps the probes within tolerance
+        alarms = layer_alarms(["a", "b"], edited, FINE_GRID, 0.005,
+                              lambda w: sum(weights_cost[l] * (1 - r) for l, r in w.items()),
+                              lambda w: (np.array([5.0, 4.0, 0.5, 0.2, 0.1]), probes), marked, "marked_over")
+        self.assertIsNone(alarms["b"])
+        a = alarms["a"]
+        self.assertEqual(FINE_GRID[self.smallest_within(lambda r: 0.02 * (1 - r), 0.005)], a["rho"])
+        self.assertEqual((2, 2, 1.0), (a["count"], a["marked_over"], a["auroc"]))
+        self.assertEqual(len(built), len(set(built)), "each layer's edit at a ρ built once")
+
+    def test_a_series_calibration_records_the_measures_change_and_bisects_on_its_cost(self):
+        from memorization import series
+        from memorization.calibrate import FINE_GRID
+        basis = kfac.Basis.of(torch.eye(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+        # an accuracy that drops by 0.3·(1 − ρ): the most aggressive ρ with a drop <= 0.01
+        entry = series.calibration(lambda r: -0.3 * (1 - r), -1.0, 0.01, 1e-9, basis)
+        k = self.smallest_within(lambda r: 0.3 * (1 - r), 0.01)
+        self.assertEqual((k, FINE_GRID[k]), (entry["chosen"], entry["rho"]))
+        self.assertIn(str(k), entry["trace"])
+        self.assertTrue(all(v == -0.3 * (1 - FINE_GRID[int(i)]) for i, v in entry["trace"].items()), entry["trace"])
+        none = series.calibration(lambda r: 1.0, 1.0, 0.01, 0.0, basis)
+        self.assertEqual((-1, 1.0), (none["chosen"], none["rho"]))
+        over = series.exceedances(np.array([3.0, 2.0, 0.1, 0.2]), np.array([0.5, 0.4, 0.3]),
+                                  np.array([True, False, False, False]), "canaries_over")
+        self.assertEqual((2, 1), (over["q1.0"]["count"], over["q1.0"]["canaries_over"]))
+
+
 class LiveAlertsTest(unittest.TestCase):
     def test_a_resolved_outliers_alert_is_read_off_the_alarm_series(self):
         from memorization import live

@@ -7,8 +7,11 @@ examples score above every probe, against the exact beta-binomial chance level
 The alert rule (the service's shipped `memorization-outliers` rule): −log10 p ≥ `threshold` at
 `hold` consecutive refreshes of a layer.
 """
+import functools
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from . import scores
 from .calibrate import calibrate_layer
@@ -54,6 +57,40 @@ def layer_alarm(layer, grid, tolerance, probe_cost, scores_at):
     e = scores.exceedance(train, probes, 1.0)
     return LayerAlarm(layer, grid[k], k, costs[k], e["count"], e["expected"], e["p_value"], e["threshold"],
                       list(map(float, train)), list(map(float, probes)))
+
+
+def layer_alarms(layers, edited, grid, tolerance, probe_cost, scores_under, marked, over_key):
+    """One refresh's alarm of every layer in `layers`, each edited alone: {layer: summary, or None
+    (no edit within tolerance)}.
+
+    edited({layer: rho}) -> the edited weights (each ρ's built once per layer); probe_cost(weights)
+    -> the probes' cost under them; scores_under(weights) -> (train scores, probe scores). marked:
+    bool per training example, the planted ones (canaries, flipped labels), for the record only (the
+    alarm never sees it): how many score over the threshold (`over_key`) and their AUROC."""
+    out = {}
+    for layer in layers:
+        weight = functools.lru_cache(maxsize=None)(lambda rho, layer=layer: edited({layer: rho}))
+        a = layer_alarm(layer, grid, tolerance, lambda rho: probe_cost(weight(rho)),
+                        lambda rho: scores_under(weight(rho)))
+        if a is None:
+            out[layer] = None
+            continue
+        entry = a.summary()
+        train = np.array(a.train_scores)
+        entry[over_key] = int((train[marked] > a.threshold).sum())
+        entry["auroc"] = scores.auroc(train[marked], train[~marked]) if marked.any() else None
+        out[layer] = entry
+    return out
+
+
+def remember_recent(recent, ids, step, limit):
+    """Records `ids` as trained at `step` in `recent` ({id: step}, an OrderedDict, least recent
+    first) and keeps the `limit` most recent distinct ones: the training examples a refresh scores."""
+    for i in ids:
+        recent[i] = step
+        recent.move_to_end(i)
+    while len(recent) > limit:
+        recent.popitem(last=False)
 
 
 def first_alert(series, threshold=ALARM_THRESHOLD, hold=ALARM_HOLD):

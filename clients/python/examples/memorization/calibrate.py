@@ -29,35 +29,50 @@ def bisect(n, within):
     return lo
 
 
-def calibrate_layer(cost, grid, budget):
-    """(index, {index: cost}) of the most aggressive grid ρ with cost(ρ) <= budget; -1 if none."""
+def calibrate_layer(cost, grid, budget, slack=1e-12):
+    """(index, {index: cost}) of the most aggressive grid ρ with cost(ρ) <= budget + slack; -1 if
+    none. The slack absorbs rounding in a cost that should equal the budget exactly."""
     seen = {}
 
     def within(k):
         if k not in seen:
             seen[k] = cost(grid[k])
-        return seen[k] <= budget + 1e-12
+        return seen[k] <= budget + slack
     return bisect(len(grid), within), seen
 
 
-def calibrate_joint(layers, cost_single, cost_joint, grid, tolerance, rounds=1):
+def remembered(cost):
+    """cost({layer: rho}) measured once per distinct edit: calibrate_joint asks for a single-layer
+    edit again in every round, and a study calibrating several subsets asks for it again in each."""
+    seen = {}
+
+    def at(rhos):
+        key = tuple(sorted(rhos.items()))
+        if key not in seen:
+            seen[key] = cost(rhos)
+        return seen[key]
+    return at
+
+
+def calibrate_joint(layers, cost, grid, tolerance, rounds=1):
     """Per-layer ρ for a joint edit of `layers` within `tolerance`, probes only.
 
-    cost_single(layer, rho) -> probe cost of that layer alone; cost_joint({layer: rho}) -> probe
-    cost of the joint edit. Round 1 gives every layer tolerance / len(layers); each further round
-    rescales the shares by tolerance / joint cost (up when the layers' costs were sub-additive or
-    the grid left budget unused, down when they overshot). The most aggressive round within the
+    cost({layer: rho}) -> probe cost of that edit (one layer alone, or the joint edit), each distinct
+    edit measured once (`remembered`). Round 1 gives every layer tolerance / len(layers); each
+    further round rescales the shares by tolerance / joint cost (up when the layers' costs were
+    sub-additive or the grid left budget unused, down when they overshot). The most aggressive round within the
     tolerance (largest joint cost) is returned: {"rhos": {layer: rho (1.0 = not edited)}, "cost":
     joint cost, "rounds": [...]}; no round within: no edit."""
+    cost = remembered(cost)
     budget = tolerance / len(layers)
     history, best = [], None
     for _ in range(rounds):
         rhos = {}
         for layer in layers:
-            k, _ = calibrate_layer(lambda r, layer=layer: cost_single(layer, r), grid, budget)
+            k, _ = calibrate_layer(lambda r, layer=layer: cost({layer: r}), grid, budget)
             rhos[layer] = grid[k] if k >= 0 else 1.0
         edited = {l: r for l, r in rhos.items() if r < 1.0}
-        joint = cost_joint(edited) if edited else 0.0
+        joint = cost(edited) if edited else 0.0
         history.append({"budget": budget, "rhos": dict(rhos), "cost": joint})
         if joint <= tolerance + 1e-12 and (best is None or joint > best[1]):
             best = (rhos, joint)

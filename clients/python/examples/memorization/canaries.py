@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import scores
-from .alarm import ALARM_HOLD, ALARM_THRESHOLD, alert_timing, first_alert, layer_alarm
+from .alarm import ALARM_HOLD, ALARM_THRESHOLD, alert_timing, first_alert, layer_alarms, remember_recent
 from .calibrate import FINE_GRID, calibrate_joint
 from .kfac import Basis, Capture, Factors, edited_weight, sampled_fisher_pass, swapped
 from .lm_eval import LmEval, recitation, secret_positions
@@ -89,6 +89,11 @@ class Canaries:
     def edited(self, bases, rhos):
         return {l: edited_weight(self.modules[l].weight, bases[l], r) for l, r in rhos.items() if r < 1.0}
 
+    def probe_cost(self, weights, loss_now):
+        """Probe loss increase (nats) under the edited weights, over the unedited `loss_now`."""
+        with swapped(self.model, weights):
+            return self.ev.stats(self.probes).mean_loss() - loss_now
+
 
 def train(c, log=print, on_refresh=None):
     """Trains; calls on_refresh(run, step) every refresh_every steps; returns the Canaries run."""
@@ -110,11 +115,7 @@ def train(c, log=print, on_refresh=None):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        for sid in ids:
-            run.recent[sid] = step
-            run.recent.move_to_end(sid)
-        while len(run.recent) > c.recent:
-            run.recent.popitem(last=False)
+        remember_recent(run.recent, ids, step, c.recent)
         if (step + 1) % c.refresh_every == 0 and on_refresh is not None:
             on_refresh(run, step + 1)
             log(f"step {step + 1} loss {float(loss):.3f} {time.time() - started:.0f}s")
@@ -132,34 +133,15 @@ def refresh(run, step):
     now = {"probe": run.ev.stats(run.probes), "recent": run.ev.stats(texts)}
     base = now["probe"].mean_loss()
     bases = run.bases(c.alarm_layers)
-    out = {"step": step, "canaries_recent": int(canary.sum()), "recent": len(ids), "layers": {}}
-    for layer in c.alarm_layers:
-        cache = {}
 
-        def weight(rho):
-            if rho not in cache:
-                cache[rho] = run.edited(bases, {layer: rho})
-            return cache[rho]
-
-        def probe_cost(rho):
-            with swapped(run.model, weight(rho)):
-                return run.ev.stats(run.probes).mean_loss() - base
-
-        def scores_at(rho):
-            with swapped(run.model, weight(rho)):
-                ed = {k: run.ev.stats(v) for k, v in (("probe", run.probes), ("recent", texts))}
-            return tuple(scores.top_k_mean(scores.token_log_ratio(now[k].losses, ed[k].losses), now[k].valid, c.peak_k).numpy()
-                         for k in ("recent", "probe"))
-        a = layer_alarm(layer, FINE_GRID, c.tolerance, probe_cost, scores_at)
-        if a is None:
-            out["layers"][layer] = None
-            continue
-        entry = a.summary()
-        train_scores = np.array(a.train_scores)
-        entry["canaries_over"] = int((train_scores[canary] > a.threshold).sum())
-        entry["auroc"] = scores.auroc(train_scores[canary], train_scores[~canary]) if canary.any() else None
-        out["layers"][layer] = entry
-    return out
+    def scores_under(weights):
+        with swapped(run.model, weights):
+            ed = {k: run.ev.stats(v) for k, v in (("probe", run.probes), ("recent", texts))}
+        return tuple(scores.top_k_mean(scores.token_log_ratio(now[k].losses, ed[k].losses), now[k].valid, c.peak_k).numpy()
+                     for k in ("recent", "probe"))
+    layers = layer_alarms(c.alarm_layers, lambda rhos: run.edited(bases, rhos), FINE_GRID, c.tolerance,
+                          lambda weights: run.probe_cost(weights, base), scores_under, canary, "canaries_over")
+    return {"step": step, "canaries_recent": int(canary.sum()), "recent": len(ids), "layers": layers}
 
 
 def final_edit(run):
@@ -167,15 +149,8 @@ def final_edit(run):
     c = run.c
     bases = run.bases(c.edit_layers)
     probe_now = run.ev.stats(run.probes)
-    cache = {}
-
-    def cost_joint(rhos):
-        key = tuple(sorted(rhos.items()))
-        if key not in cache:
-            with swapped(run.model, run.edited(bases, rhos)):
-                cache[key] = run.ev.stats(run.probes).mean_loss() - probe_now.mean_loss()
-        return cache[key]
-    cal = calibrate_joint(c.edit_layers, lambda l, r: cost_joint({l: r}), cost_joint, FINE_GRID, c.tolerance)
+    cal = calibrate_joint(c.edit_layers, lambda rhos: run.probe_cost(run.edited(bases, rhos), probe_now.mean_loss()),
+                          FINE_GRID, c.tolerance)
     weights = run.edited(bases, cal["rhos"])
     ids = list(run.recent)
     texts = run.texts(ids)

@@ -7,6 +7,7 @@ written again in torch (float64) so the studies run without a broker; tests chec
 numpy/scipy.
 """
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -150,6 +151,12 @@ def edited_weight(weight, basis, rho):
     w = weight.detach().double()
     coords = basis.u_g.T @ w @ basis.u_a
     return (basis.u_g @ (coords * basis.mask(rho)) @ basis.u_a.T).to(weight.dtype)
+
+
+def edits(weight, basis):
+    """ρ -> edited_weight(weight, basis, ρ), each ρ computed once: a calibration and the scores
+    after it ask for the same ρ again."""
+    return functools.lru_cache(maxsize=None)(lambda rho: edited_weight(weight, basis, rho))
 
 
 @contextlib.contextmanager

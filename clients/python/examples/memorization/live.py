@@ -26,7 +26,7 @@ from textlm import fortunes
 from . import canaries as canaries_mod
 from . import noisy_labels as noisy_mod
 from . import scores
-from .alarm import ALARM_THRESHOLD
+from .alarm import ALARM_THRESHOLD, remember_recent
 from .kfac import swapped
 from .lm_eval import recitation
 from .lm_train import Batches
@@ -184,6 +184,21 @@ def _watch(model, layers, run_id, bootstrap, recent, seed, config):
                             config={k: json.dumps(v) for k, v in config.items()})
 
 
+def _watched_step(w, model, opt, step, batch, ids, fisher_every):
+    """One training step as a trainer using the client runs it: every `fisher_every` steps a
+    true-Fisher capture pass (labels sampled from the model), then the step with the watch's hook
+    between backward and the update. Returns the loss."""
+    model.train()
+    if step % fisher_every == 0:
+        w.fisher_pass(model, batch, step, sample_ids=ids)
+    loss = model(**batch).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    w.step(step, sample_ids=ids, inputs=batch)
+    opt.step()
+    return loss
+
+
 # -- canaries ----------------------------------------------------------------------------------------
 
 def run_canaries(c, bootstrap, svc, run_id, log=print):
@@ -196,19 +211,8 @@ def run_canaries(c, bootstrap, svc, run_id, log=print):
         w.probe(run.model, probe_batch, step=0, sample_ids=[f"p{i}" for i in range(len(run.probes))], capture=False)
         for step in range(c.steps):
             ids, batch = batches.at(step)
-            run.model.train()
-            if step % c.fisher_every == 0:  # true-Fisher captures (labels sampled from the model)
-                w.fisher_pass(run.model, batch, step, sample_ids=ids)
-            loss = run.model(**batch).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            w.step(step, sample_ids=ids, inputs=batch)
-            opt.step()
-            for sid in ids:
-                run.recent[sid] = step
-                run.recent.move_to_end(sid)
-            while len(run.recent) > c.recent:
-                run.recent.popitem(last=False)
+            loss = _watched_step(w, run.model, opt, step, batch, ids, c.fisher_every)
+            remember_recent(run.recent, ids, step, c.recent)
             if (step + 1) % c.refresh_every == 0:
                 log(f"{run_id} step {step + 1} loss {float(loss):.3f} {time.time() - started:.0f}s answers "
                     f"{w.candidates.counts()}")
@@ -279,19 +283,8 @@ def run_noisy(c, bootstrap, svc, run_id, log=print):
                 rows = torch.tensor(order[s:s + c.batch])
                 ids = [f"t{i}" for i in rows.tolist()]
                 batch = {"hidden_states": run.hidden[rows], "attention_mask": run.mask[rows], "labels": labels[rows]}
-                run.model.train()
-                if step % c.fisher_every == 0:
-                    w.fisher_pass(run.model, batch, step, sample_ids=ids)
-                loss = run.model(**batch).loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                w.step(step, sample_ids=ids, inputs=batch)
-                opt.step()
-                for i in rows.tolist():
-                    run.recent[i] = step
-                    run.recent.move_to_end(i)
-                while len(run.recent) > c.recent:
-                    run.recent.popitem(last=False)
+                loss = _watched_step(w, run.model, opt, step, batch, ids, c.fisher_every)
+                remember_recent(run.recent, rows.tolist(), step, c.recent)
                 step += 1
             log(f"{run_id} epoch {epoch} step {step} loss {float(loss):.3f} {time.time() - started:.0f}s answers "
                 f"{w.candidates.counts()}")

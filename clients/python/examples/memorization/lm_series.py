@@ -6,21 +6,15 @@ alarm never sees which examples are canaries).
 
   /usr/bin/python3 -m memorization.lm_series --run /tmp/lm-inj --out series.json
 """
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from . import scores
-from .kfac import edited_weight, swapped
+from . import scores, series
+from .kfac import edits, swapped
 from .lm_eval import LmEval, secret_positions
-from .calibrate import FINE_GRID as GRID, bisect
 from .lm_study import Study
 
 SCORE_KS = (8, 16)
-QUANTILES = (0.99, 1.0)
 
 
 def per_example(now, edited):
@@ -58,25 +52,12 @@ def refresh(study, step, kind, tolerance, alarm_rho, layers, recent_n=None):
     modules = dict(model.named_modules())
     out = {"step": step, "canaries_recent": int(canary.sum()), "probe_loss": base_loss, "layers": {}}
     for layer in layers:
-        cache = {}
+        weight = edits(modules[layer].weight, bases[layer])
 
-        def weight(rho):
-            if rho not in cache:
-                cache[rho] = edited_weight(modules[layer].weight, bases[layer], rho)
-            return cache[rho]
-
-        def probe_dloss(k):
-            with swapped(model, {layer: weight(GRID[k])}):
+        def probe_dloss(rho):
+            with swapped(model, {layer: weight(rho)}):
                 return ev.stats(study.probes).mean_loss() - base_loss
-        trace = {}
-
-        def within(k):
-            trace[k] = probe_dloss(k)
-            return trace[k] <= tolerance
-        chosen = bisect(len(GRID), within)
-        entry = {"chosen": chosen, "rho": GRID[chosen] if chosen >= 0 else 1.0,
-                 "trace": {str(k): v for k, v in sorted(trace.items())},
-                 "concentration": bases[layer].concentration(), "at": {}}
+        entry = series.calibration(probe_dloss, 1.0, tolerance, 0.0, bases[layer])
         for label, rho in (("calibrated", entry["rho"]),) + ((("alarm", alarm_rho),) if alarm_rho < 1 else ()):
             if rho >= 1.0:
                 continue
@@ -89,10 +70,7 @@ def refresh(study, step, kind, tolerance, alarm_rho, layers, recent_n=None):
                 r = {"auroc": scores.auroc(tr[name][canary], tr[name][~canary]) if canary.any() else None,
                      "train_mean": float(tr[name].mean()), "probe_mean": float(pr[name].mean())}
                 if name != "loss":
-                    for q in QUANTILES:
-                        e = scores.exceedance(tr[name], pr[name], q)
-                        r[f"q{q}"] = {k: e[k] for k in ("count", "n", "expected", "p_value", "threshold", "ratio")}
-                        r[f"q{q}"]["canaries_over"] = int((tr[name][canary] > e["threshold"]).sum())
+                    r.update(series.exceedances(tr[name], pr[name], canary, "canaries_over"))
                 res[name] = r
             entry["at"][label] = res
         out["layers"][layer] = entry
@@ -100,20 +78,12 @@ def refresh(study, step, kind, tolerance, alarm_rho, layers, recent_n=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser()
-    p.add_argument("--run", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--kind", default="cumulative")
-    p.add_argument("--tolerance", type=float, default=float(np.log(1.05)))
-    p.add_argument("--alarm-rho", type=float, default=1.0, help="< 1: scores at this fixed rho too")
+    p = series.arguments(tolerance=float(np.log(1.05)))
     p.add_argument("--probes", type=int, default=256)
-    p.add_argument("--layers", nargs="*")
-    p.add_argument("--every", type=int, default=1, help="every n-th checkpoint")
-    p.add_argument("--from-step", type=int, default=0)
     p.add_argument("--recent", type=int, default=0, help="the n most recent distinct training examples (0: all kept)")
     a = p.parse_args(argv)
     study = Study(a.run, probes=a.probes)
-    steps = sorted(int(f.stem.split("-")[1]) for f in Path(a.run).glob("ckpt-*.pt") if int(f.stem.split("-")[1]) >= a.from_step)[::a.every]
+    steps = series.checkpoint_steps(a)
     results = []
     for step in steps:
         results.append(refresh(study, step, a.kind, a.tolerance, a.alarm_rho, a.layers or study.c.layers, a.recent))
@@ -122,8 +92,7 @@ def main(argv=None):
                                                    round(x["lra8"]["q1.0"]["p_value"], 5)) for lab, x in e["at"].items()})
                  for l, e in r["layers"].items()}
         print(step, brief, flush=True)
-        Path(a.out).write_text(json.dumps({"run": a.run, "kind": a.kind, "tolerance": a.tolerance,
-                                           "alarm_rho": a.alarm_rho, "refreshes": results}, indent=1))
+        series.write(a, results)
 
 
 if __name__ == "__main__":

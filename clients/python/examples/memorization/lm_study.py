@@ -139,14 +139,14 @@ if __name__ == "__main__":
 def joint_edits(study, step, subsets, kind="cumulative", tolerance=float(np.log(1.05)), mode="loss", grid=None, rounds=1):
     """For each subset of layers: the probes-only joint calibration (calibrate.calibrate_joint) and
     what the edit does: probe cost, held-out perplexity, recitation."""
-    from .calibrate import FINE_GRID, calibrate_joint
+    from .calibrate import FINE_GRID, calibrate_joint, remembered
     grid = grid or FINE_GRID
     model, factors, recent = study.load(step)
     ev = LmEval(model, study.c.seq_len)
     bases = study.bases(factors, kind)
     modules = dict(model.named_modules())
     probe_now, eval_now, canary_now = ev.stats(study.probes), ev.stats(study.evalset), ev.stats(study.canary_texts)
-    weights, costs = {}, {}
+    weights = {}
 
     def weight(layer, rho):
         if (layer, rho) not in weights:
@@ -156,17 +156,15 @@ def joint_edits(study, step, subsets, kind="cumulative", tolerance=float(np.log(
     def cost(stats):
         return (stats.mean_loss() - probe_now.mean_loss()) if mode == "loss" else (probe_now.accuracy() - stats.accuracy())
 
+    @remembered  # across the subsets too
     def cost_joint(rhos):
-        key = tuple(sorted(rhos.items()))
-        if key not in costs:
-            with swapped(model, {l: weight(l, r) for l, r in rhos.items()}):
-                costs[key] = cost(ev.stats(study.probes))
-        return costs[key]
+        with swapped(model, {l: weight(l, r) for l, r in rhos.items()}):
+            return cost(ev.stats(study.probes))
     out = {"step": step, "kind": kind, "mode": mode, "tolerance": tolerance,
            "recitation_now": float(np.mean(recitation(canary_now, study.canaries, study.c.seq_len))),
            "eval_ppl_now": float(np.exp(eval_now.mean_loss())), "subsets": []}
     for subset in subsets:
-        cal = calibrate_joint(subset, lambda l, r: cost_joint({l: r}), cost_joint, grid, tolerance, rounds)
+        cal = calibrate_joint(subset, cost_joint, grid, tolerance, rounds)
         edited = {l: r for l, r in cal["rhos"].items() if r < 1.0}
         with swapped(model, {l: weight(l, r) for l, r in edited.items()}):
             ev_ed, can_ed = ev.stats(study.evalset), ev.stats(study.canary_texts)

@@ -20,25 +20,36 @@ class _Layers(nn.Module):
         self.layer = nn.ModuleDict({str(first + i): copy.deepcopy(m) for i, m in enumerate(layers)})
 
 
+def _head(hidden, classes, seed):
+    """The classification head: weights N(0, 0.02²) drawn from `seed`, bias 0."""
+    g = torch.Generator().manual_seed(seed)
+    head = nn.Linear(hidden, classes)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.02)
+        head.bias.zero_()
+    return head
+
+
+def _classified(head, x, attention_mask, labels):
+    """The head on the mean of x over the unmasked positions; the cross-entropy loss when labels are given."""
+    m = attention_mask[..., None].to(x.dtype)
+    logits = head((x * m).sum(1) / m.sum(1).clamp(min=1))
+    loss = None if labels is None else F.cross_entropy(logits, labels)
+    return ClassifierOutput(logits, loss)
+
+
 class TopClassifier(nn.Module):
     def __init__(self, bert, first_trainable, classes, seed=0):
         super().__init__()
         self.encoder = _Layers(list(bert.encoder.layer)[first_trainable:], first_trainable)
-        g = torch.Generator().manual_seed(seed)
-        self.head = nn.Linear(bert.config.hidden, classes)
-        with torch.no_grad():
-            self.head.weight.copy_(torch.randn(self.head.weight.shape, generator=g) * 0.02)
-            self.head.bias.zero_()
+        self.head = _head(bert.config.hidden, classes, seed)
 
     def forward(self, hidden_states, attention_mask, labels=None):
         mask_bias = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
         x = hidden_states
         for layer in self.encoder.layer.values():
             x = layer(x, mask_bias)
-        m = attention_mask[..., None].to(x.dtype)
-        logits = self.head((x * m).sum(1) / m.sum(1).clamp(min=1))
-        loss = None if labels is None else F.cross_entropy(logits, labels)
-        return ClassifierOutput(logits, loss)
+        return _classified(self.head, x, attention_mask, labels)
 
 
 class _MlpLayer(nn.Module):
@@ -60,20 +71,13 @@ class MlpClassifier(nn.Module):
         super().__init__()
         layer = _Layers([_MlpLayer(bert.encoder.layer[first_trainable])], first_trainable)
         self.encoder = layer
-        g = torch.Generator().manual_seed(seed)
-        self.head = nn.Linear(bert.config.hidden, classes)
-        with torch.no_grad():
-            self.head.weight.copy_(torch.randn(self.head.weight.shape, generator=g) * 0.02)
-            self.head.bias.zero_()
+        self.head = _head(bert.config.hidden, classes, seed)
 
     def forward(self, hidden_states, attention_mask, labels=None):
         x = hidden_states
         for layer in self.encoder.layer.values():
             x = layer(x)
-        m = attention_mask[..., None].to(x.dtype)
-        logits = self.head((x * m).sum(1) / m.sum(1).clamp(min=1))
-        loss = None if labels is None else F.cross_entropy(logits, labels)
-        return ClassifierOutput(logits, loss)
+        return _classified(self.head, x, attention_mask, labels)
 
 
 @torch.no_grad()

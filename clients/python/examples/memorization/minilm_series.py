@@ -6,19 +6,14 @@ calibrated edit does to the whole training set and the test set.
 
   /usr/bin/python3 -m memorization.minilm_series --run /tmp/minilm-inj --out series.json
 """
-import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import scores
-from .kfac import Basis, Factors, edited_weight, swapped
-from .calibrate import bisect
-from .lm_series import QUANTILES
-from .calibrate import FINE_GRID as GRID
+from . import scores, series
+from .kfac import Basis, Factors, edits, swapped
 from .minilm_train import MiniLmConfig, features, make_model
 
 
@@ -78,21 +73,12 @@ def refresh(study, step, kind, tolerance, alarm_rho, layers, with_outcome=True):
     modules = dict(model.named_modules())
     for layer in layers:
         basis = Basis.of(*factors[layer].get(kind))
-        cache = {}
+        weight = edits(modules[layer].weight, basis)
 
-        def weight(rho):
-            if rho not in cache:
-                cache[rho] = edited_weight(modules[layer].weight, basis, rho)
-            return cache[rho]
-        trace = {}
-
-        def within(k):
-            with swapped(model, {layer: weight(GRID[k])}):
-                trace[k] = float((study.logits(model, "probe").argmax(-1) == y_probe).float().mean()) - acc_now
-            return trace[k] >= -tolerance - 1e-9
-        chosen = bisect(len(GRID), within)
-        entry = {"chosen": chosen, "rho": GRID[chosen] if chosen >= 0 else 1.0,
-                 "trace": {str(k): v for k, v in sorted(trace.items())}, "concentration": basis.concentration(), "at": {}}
+        def accuracy_change(rho):
+            with swapped(model, {layer: weight(rho)}):
+                return float((study.logits(model, "probe").argmax(-1) == y_probe).float().mean()) - acc_now
+        entry = series.calibration(accuracy_change, -1.0, tolerance, 1e-9, basis)
         for label, rho in (("calibrated", entry["rho"]), ("alarm", alarm_rho)):
             if rho >= 1.0:
                 continue
@@ -107,10 +93,7 @@ def refresh(study, step, kind, tolerance, alarm_rho, layers, with_outcome=True):
                      "auroc_loss": scores.auroc(-loss_now["recent"].numpy()[flipped_recent],
                                                 -loss_now["recent"].numpy()[~flipped_recent]) if flipped_recent.any() else None,
                      "train_mean": float(tr.mean()), "probe_mean": float(pr.mean())}
-                for q in QUANTILES:
-                    e = scores.exceedance(tr, pr, q)
-                    r[f"q{q}"] = {k: e[k] for k in ("count", "n", "expected", "p_value", "threshold", "ratio")}
-                    r[f"q{q}"]["flipped_over"] = int((tr[flipped_recent] > e["threshold"]).sum())
+                r.update(series.exceedances(tr, pr, flipped_recent, "flipped_over"))
                 res[name] = r
             entry["at"][label] = res
         out["layers"][layer] = entry
@@ -118,19 +101,11 @@ def refresh(study, step, kind, tolerance, alarm_rho, layers, with_outcome=True):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser()
-    p.add_argument("--run", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--kind", default="cumulative")
-    p.add_argument("--tolerance", type=float, default=0.01)
-    p.add_argument("--alarm-rho", type=float, default=1.0, help="< 1: scores at this fixed rho too")
-    p.add_argument("--layers", nargs="*")
-    p.add_argument("--every", type=int, default=1)
-    p.add_argument("--from-step", type=int, default=0)
+    p = series.arguments(tolerance=0.01)
     p.add_argument("--outcome-every", type=int, default=4, help="measure the edit's effect every n-th refresh (and the last)")
     a = p.parse_args(argv)
     study = MiniLmStudy(a.run)
-    steps = sorted(int(f.stem.split("-")[1]) for f in Path(a.run).glob("ckpt-*.pt") if int(f.stem.split("-")[1]) >= a.from_step)[::a.every]
+    steps = series.checkpoint_steps(a)
     results = []
     for step in steps:
         r = refresh(study, step, a.kind, a.tolerance, a.alarm_rho, a.layers or study.c.watched(),
@@ -140,8 +115,7 @@ def main(argv=None):
             l: (round(e["rho"], 5), {lab: (x["outcome"] and (x["outcome"]["flipped_true"], x["outcome"]["flipped_memorized"],
                                            x["outcome"]["test_acc"]), x["exact"]["auroc"], x["lr"]["auroc"], x["lr"]["q1.0"]["count"], x["lr"]["q1.0"]["flipped_over"], round(x["lr"]["q1.0"]["p_value"], 6))
                                      for lab, x in e["at"].items()}) for l, e in r["layers"].items()}, flush=True)
-        Path(a.out).write_text(json.dumps({"run": a.run, "kind": a.kind, "tolerance": a.tolerance,
-                                           "alarm_rho": a.alarm_rho, "refreshes": results}, indent=1))
+        series.write(a, results)
 
 
 if __name__ == "__main__":

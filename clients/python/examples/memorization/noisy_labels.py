@@ -20,12 +20,11 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import minilm_data, scores
-from .alarm import ALARM_HOLD, ALARM_THRESHOLD, first_alert, layer_alarm
+from .alarm import ALARM_HOLD, ALARM_THRESHOLD, first_alert, layer_alarms, remember_recent
 from .calibrate import FINE_GRID, calibrate_joint
 from .canaries import alarm_targets
 from .kfac import Basis, Capture, Factors, edited_weight, sampled_fisher_pass, swapped
@@ -102,6 +101,11 @@ class NoisyLabels:
     def probe_accuracy(self):
         return float((self.logits(*self.probe_x).argmax(-1) == self.probe_y).float().mean())
 
+    def probe_cost(self, weights, accuracy_now):
+        """Probe accuracy drop under the edited weights, from the unedited `accuracy_now`."""
+        with swapped(self.model, weights):
+            return accuracy_now - self.probe_accuracy()
+
     def outcome(self):
         """Predictions of every training quote and of the test set."""
         pred = self.logits(self.hidden, self.mask).argmax(-1)
@@ -140,11 +144,7 @@ def train(c, log=print, on_refresh=None):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            for i in rows.tolist():
-                run.recent[i] = step
-                run.recent.move_to_end(i)
-            while len(run.recent) > c.recent:
-                run.recent.popitem(last=False)
+            remember_recent(run.recent, rows.tolist(), step, c.recent)
             step += 1
         if on_refresh is not None:
             on_refresh(run, epoch, step)
@@ -171,48 +171,18 @@ def refresh(run, epoch, step):
     flipped = (run.train.flipped[rows] & run.noisy).numpy()
     acc_now = run.probe_accuracy()
     bases = run.bases()
-    out = {"step": step, "epoch": epoch, "noisy": run.noisy, "flipped_recent": int(flipped.sum()), "recent": len(rows),
-           "layers": {}}
-    for layer in c.watched():
-        cache = {}
-
-        def weight(rho):
-            if rho not in cache:
-                cache[rho] = run.edited(bases, {layer: rho})
-            return cache[rho]
-
-        def probe_cost(rho):
-            with swapped(run.model, weight(rho)):
-                return acc_now - run.probe_accuracy()
-
-        def scores_at(rho):
-            return example_scores(run, weight(rho), rows, labels)[:2]
-        a = layer_alarm(layer, FINE_GRID, c.tolerance, probe_cost, scores_at)
-        if a is None:
-            out["layers"][layer] = None
-            continue
-        entry = a.summary()
-        tr = np.array(a.train_scores)
-        entry["flipped_over"] = int((tr[flipped] > a.threshold).sum())
-        entry["auroc"] = scores.auroc(tr[flipped], tr[~flipped]) if flipped.any() else None
-        out["layers"][layer] = entry
-    return out
+    layers = layer_alarms(c.watched(), lambda rhos: run.edited(bases, rhos), FINE_GRID, c.tolerance,
+                          lambda weights: run.probe_cost(weights, acc_now),
+                          lambda weights: example_scores(run, weights, rows, labels)[:2], flipped, "flipped_over")
+    return {"step": step, "epoch": epoch, "noisy": run.noisy, "flipped_recent": int(flipped.sum()), "recent": len(rows),
+            "layers": layers}
 
 
 def final_edit(run):
     c = run.c
     bases = run.bases()
     acc_now = run.probe_accuracy()
-    cache = {}
-
-    def cost_joint(rhos):
-        key = tuple(sorted(rhos.items()))
-        if key not in cache:
-            with swapped(run.model, run.edited(bases, rhos)):
-                cache[key] = acc_now - run.probe_accuracy()
-        return cache[key]
-    layers = c.watched()
-    cal = calibrate_joint(layers, lambda l, r: cost_joint({l: r}), cost_joint, FINE_GRID, c.tolerance)
+    cal = calibrate_joint(c.watched(), lambda rhos: run.probe_cost(run.edited(bases, rhos), acc_now), FINE_GRID, c.tolerance)
     weights = run.edited(bases, cal["rhos"])
     before = run.outcome()
     with swapped(run.model, weights):

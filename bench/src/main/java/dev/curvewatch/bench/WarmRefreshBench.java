@@ -1,5 +1,6 @@
 package dev.curvewatch.bench;
 
+import dev.curvewatch.curvature.BasisDrift;
 import dev.curvewatch.curvature.CurvatureEdit;
 import dev.curvewatch.curvature.Eigenbasis;
 import dev.curvewatch.curvature.EigenbasisRefresh;
@@ -170,22 +171,9 @@ public final class WarmRefreshBench {
         return worst / exact.value(0);
     }
 
+    /** ‖U_k U_kᵀ − V_k V_kᵀ‖_F of the top-k eigenvectors: √(2k (1 − overlap)), BasisDrift's overlap. */
     private static double topSubspace(Eigenbasis b, Eigenbasis exact, int k) {
-        int n = b.size();
-        double[] u = b.vectors();
-        double[] v = exact.vectors();
-        // ‖UUᵀ − VVᵀ‖_F² = 2k − 2‖UᵀV‖_F²
-        double s = 0;
-        for (int i = 0; i < k; i++) {
-            for (int j = 0; j < k; j++) {
-                double dot = 0;
-                for (int r = 0; r < n; r++) {
-                    dot += u[r * n + i] * v[r * n + j];
-                }
-                s += dot * dot;
-            }
-        }
-        return Math.sqrt(Math.max(0, 2 * k - 2 * s));
+        return Math.sqrt(Math.max(0, 2 * k * (1 - BasisDrift.topOverlap(b, exact, k))));
     }
 
     private static double relative(double[] x, double[] reference) {

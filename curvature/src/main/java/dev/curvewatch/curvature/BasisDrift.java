@@ -22,12 +22,30 @@ public record BasisDrift(double offDiagonal, double topOverlap, int k) {
 
     /** Both measures between the previous and the new basis of {@code f}. */
     public static BasisDrift between(Eigenbasis previous, Eigenbasis next, double[] f, int k) {
+        checkTop(previous, next, k);
+        BlasBackend blas = BlasBackends.best();
+        double off = offDiagonalRatio(rotate(previous, f, blas), f, previous.size());
+        return new BasisDrift(off, topOverlap(previous, next, k, blas), k);
+    }
+
+    /**
+     * ‖U_kᵀ V_k‖_F² / k for the top-k eigenvectors U_k of {@code previous} and V_k of {@code next}
+     * (bases of the same size, 1 &le; k &le; size): 1 when the top subspaces coincide, 0 when they
+     * are orthogonal. The subspace distance ‖U_k U_kᵀ − V_k V_kᵀ‖_F is √(2k (1 − overlap)).
+     */
+    public static double topOverlap(Eigenbasis previous, Eigenbasis next, int k) {
+        checkTop(previous, next, k);
+        return topOverlap(previous, next, k, BlasBackends.best());
+    }
+
+    private static void checkTop(Eigenbasis previous, Eigenbasis next, int k) {
         if (previous.size() != next.size() || k < 1 || k > previous.size()) {
             throw new IllegalArgumentException("bases of size " + previous.size() + " and " + next.size()
                     + " with k=" + k);
         }
-        BlasBackend blas = BlasBackends.best();
-        double off = offDiagonalRatio(rotate(previous, f, blas), f, previous.size());
+    }
+
+    private static double topOverlap(Eigenbasis previous, Eigenbasis next, int k, BlasBackend blas) {
         int n = previous.size();
         // overlap = ‖U[:, :k]ᵀ V[:, :k]‖_F² / k, from the full UᵀV product's top-left block
         double[] cross;
@@ -42,7 +60,7 @@ public record BasisDrift(double offDiagonal, double topOverlap, int k) {
                 s += cross[i * n + j] * cross[i * n + j];
             }
         }
-        return new BasisDrift(off, s / k, k);
+        return s / k;
     }
 
     /** QᵀFQ for the basis Q, n x n row-major. */

@@ -6,6 +6,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
+import java.util.function.Supplier;
 
 /**
  * Running sum S = Σ x xᵀ of one K-FAC factor (A from layer inputs, G from output gradients) with
@@ -212,10 +213,18 @@ public final class FactorAccumulator {
 
     /** The factor S / w as a full symmetric row-major dim x dim matrix. */
     public double[] mean() {
+        return meanOf(this::sum, weight);
+    }
+
+    /**
+     * S / w, divided in place in a fresh copy of the sum; the copy is asked for only once the
+     * weight is known to be positive (a factor with no tokens has no mean).
+     */
+    static double[] meanOf(Supplier<double[]> freshSum, double weight) {
         if (!(weight > 0)) {
             throw new IllegalStateException("factor has no tokens yet (weight " + weight + ")");
         }
-        double[] out = sum();
+        double[] out = freshSum.get();
         double inv = 1.0 / weight;
         for (int i = 0; i < out.length; i++) {
             out[i] *= inv;

@@ -5,25 +5,32 @@ import java.util.Objects;
 /**
  * Immutable checkpoint of a {@link FactorAccumulator}: what a worker stores and restores.
  * The running sum is a full symmetric row-major dim x dim matrix held in the accumulator's
- * storage precision ({@link #sum64()} for FLOAT64, {@link #sum32()} for FLOAT32).
- * {@code stepFirst}/{@code stepLast} are -1 while no step was added.
+ * storage precision ({@link #sum64()} for FLOAT64, {@link #sum32()} for FLOAT32); the state keeps
+ * its own copy and hands out copies.
+ *
+ * @param dim side of the factor
+ * @param precision storage precision of the sum
+ * @param mode how steps are weighted
+ * @param decay per-step decay in EMA mode; 1 for CUMULATIVE
+ * @param sum64 the FLOAT64 running sum; null in a FLOAT32 state
+ * @param sum32 the FLOAT32 running sum; null in a FLOAT64 state
+ * @param weight normaliser: token count for CUMULATIVE, decayed token weight for EMA
+ * @param tokenCount raw number of tokens ever added, never decayed
+ * @param stepFirst first step added, -1 while none was
+ * @param stepLast last step added, -1 while none was
  */
-public final class FactorState {
-    private final int dim;
-    private final Precision precision;
-    private final FactorMode mode;
-    private final double decay;
-    private final double[] sum64;
-    private final float[] sum32;
-    private final double weight;
-    private final long tokenCount;
-    private final long stepFirst;
-    private final long stepLast;
+public record FactorState(int dim, Precision precision, FactorMode mode, double decay, double[] sum64, float[] sum32,
+                          double weight, long tokenCount, long stepFirst, long stepLast) {
 
-    private FactorState(int dim, Precision precision, FactorMode mode, double decay, double[] sum64,
-                        float[] sum32, double weight, long tokenCount, long stepFirst, long stepLast) {
+    /** Copies the sum, which must be the one of {@code precision}. */
+    public FactorState {
         if (dim <= 0) {
             throw new IllegalArgumentException("dim must be positive, got " + dim);
+        }
+        Objects.requireNonNull(precision);
+        if ((sum64 == null) == (sum32 == null) || (sum64 != null) != (precision == Precision.FLOAT64)) {
+            throw new IllegalArgumentException("a " + precision + " state holds its sum in "
+                    + (precision == Precision.FLOAT64 ? "sum64" : "sum32") + " alone");
         }
         int len = sum64 != null ? sum64.length : sum32.length;
         if (len != (long) dim * dim) {
@@ -35,50 +42,27 @@ public final class FactorState {
                     + " and " + tokenCount);
         }
         FactorAccumulator.checkDecay(mode, decay);
-        this.dim = dim;
-        this.precision = precision;
-        this.mode = Objects.requireNonNull(mode);
-        this.decay = decay;
-        this.sum64 = sum64;
-        this.sum32 = sum32;
-        this.weight = weight;
-        this.tokenCount = tokenCount;
-        this.stepFirst = stepFirst;
-        this.stepLast = stepLast;
+        Objects.requireNonNull(mode);
+        sum64 = sum64 != null ? sum64.clone() : null;
+        sum32 = sum32 != null ? sum32.clone() : null;
     }
 
     /** State with a FLOAT64 sum (copied). */
     public static FactorState ofFloat64(int dim, FactorMode mode, double decay, double[] sum, double weight,
                                         long tokenCount, long stepFirst, long stepLast) {
-        return new FactorState(dim, Precision.FLOAT64, mode, decay, sum.clone(), null, weight, tokenCount,
-                stepFirst, stepLast);
+        return new FactorState(dim, Precision.FLOAT64, mode, decay, Objects.requireNonNull(sum), null, weight,
+                tokenCount, stepFirst, stepLast);
     }
 
     /** State with a FLOAT32 sum (copied). */
     public static FactorState ofFloat32(int dim, FactorMode mode, double decay, float[] sum, double weight,
                                         long tokenCount, long stepFirst, long stepLast) {
-        return new FactorState(dim, Precision.FLOAT32, mode, decay, null, sum.clone(), weight, tokenCount,
-                stepFirst, stepLast);
-    }
-
-    public int dim() {
-        return dim;
-    }
-
-    public Precision precision() {
-        return precision;
-    }
-
-    public FactorMode mode() {
-        return mode;
-    }
-
-    /** Per-step decay in EMA mode; 1 for CUMULATIVE. */
-    public double decay() {
-        return decay;
+        return new FactorState(dim, Precision.FLOAT32, mode, decay, null, Objects.requireNonNull(sum), weight,
+                tokenCount, stepFirst, stepLast);
     }
 
     /** The FLOAT64 running sum (a copy); throws for a FLOAT32 state. */
+    @Override
     public double[] sum64() {
         if (sum64 == null) {
             throw new IllegalStateException("state holds a FLOAT32 sum; use sum32()");
@@ -87,6 +71,7 @@ public final class FactorState {
     }
 
     /** The FLOAT32 running sum (a copy); throws for a FLOAT64 state. */
+    @Override
     public float[] sum32() {
         if (sum32 == null) {
             throw new IllegalStateException("state holds a FLOAT64 sum; use sum64()");
@@ -112,33 +97,7 @@ public final class FactorState {
      * (a 11008-side factor is 970 MB each).
      */
     public double[] mean() {
-        if (!(weight > 0)) {
-            throw new IllegalStateException("factor has no tokens yet (weight " + weight + ")");
-        }
-        double inv = 1.0 / weight;
-        double[] out = new double[dim * dim];
-        for (int i = 0; i < out.length; i++) {
-            out[i] = (sum64 != null ? sum64[i] : sum32[i]) * inv;
-        }
-        return out;
-    }
-
-    /** Normaliser: token count for CUMULATIVE, decayed token weight for EMA. */
-    public double weight() {
-        return weight;
-    }
-
-    /** Raw number of tokens ever added, never decayed. */
-    public long tokenCount() {
-        return tokenCount;
-    }
-
-    public long stepFirst() {
-        return stepFirst;
-    }
-
-    public long stepLast() {
-        return stepLast;
+        return FactorAccumulator.meanOf(this::sumAsDoubles, weight);
     }
 
     /** Sum without a defensive copy, for the accumulator's restore. */

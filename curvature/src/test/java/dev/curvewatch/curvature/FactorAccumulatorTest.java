@@ -162,4 +162,24 @@ class FactorAccumulatorTest {
         assertThrows(IllegalArgumentException.class,
                 () -> acc.merge(FactorAccumulator.cumulative(4, Precision.FLOAT64)));
     }
+
+    @Test
+    void aStateOwnsItsSumAndHoldsTheOneOfItsPrecision() {
+        double[] sum = {4, 2, 2, 4};
+        FactorState s = new FactorState(2, Precision.FLOAT64, FactorMode.CUMULATIVE, 1.0, sum, null, 2, 2, 0, 0);
+        sum[0] = -1;
+        s.sum64()[1] = -1;
+        assertArrayEquals(new double[] {4, 2, 2, 4}, s.sum64(), "copied in and out");
+        assertArrayEquals(new double[] {2, 1, 1, 2}, s.mean());
+        assertArrayEquals(new double[] {2, 1, 1, 2}, FactorAccumulator.restore(s).mean());
+        assertThrows(IllegalStateException.class, s::sum32);
+        assertThrows(IllegalArgumentException.class,
+                () -> new FactorState(2, Precision.FLOAT32, FactorMode.CUMULATIVE, 1.0, sum, null, 2, 2, 0, 0));
+        assertThrows(IllegalArgumentException.class,
+                () -> new FactorState(2, Precision.FLOAT64, FactorMode.CUMULATIVE, 1.0, sum, new float[4], 2, 2, 0, 0));
+        assertThrows(IllegalArgumentException.class,
+                () -> new FactorState(2, Precision.FLOAT64, FactorMode.CUMULATIVE, 1.0, null, null, 2, 2, 0, 0));
+        assertThrows(IllegalStateException.class,
+                () -> FactorState.ofFloat32(2, FactorMode.CUMULATIVE, 1.0, new float[4], 0, 0, -1, -1).mean(), "no tokens yet");
+    }
 }

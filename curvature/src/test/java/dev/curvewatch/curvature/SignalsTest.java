@@ -2,6 +2,7 @@ package dev.curvewatch.curvature;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
@@ -20,6 +21,9 @@ class SignalsTest {
         assertEquals(Golden.doubles("drift.offdiag")[0], d.offDiagonal(), 1e-9 * d.offDiagonal());
         assertEquals(Golden.doubles("drift.overlap5")[0], d.topOverlap(), 1e-9);
         assertEquals(0, BasisDrift.offDiagonal(previous, Golden.doubles("eigh.f")).offDiagonal(), 1e-12);
+        assertEquals(Golden.doubles("drift.overlap5")[0], BasisDrift.topOverlap(previous, next, 5), 1e-9, "the overlap alone");
+        assertEquals(1, BasisDrift.topOverlap(previous, previous, N), 1e-12, "a basis against itself");
+        assertThrows(IllegalArgumentException.class, () -> BasisDrift.topOverlap(previous, next, N + 1));
     }
 
     @Test

@@ -6,10 +6,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.net.URI;
-import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -17,7 +15,6 @@ import java.util.Map;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Prometheus Alertmanager (API v2). Alertmanager expects a sender to re-send what still fires
@@ -28,27 +25,20 @@ import java.util.concurrent.atomic.AtomicLong;
  * failed post is retried at the next period (posting is idempotent for Alertmanager). Everything
  * happens on the sink's own thread.
  */
-public final class AlertmanagerSink implements Sink {
+public final class AlertmanagerSink extends HttpSink {
     private static final Logger LOG = LoggerFactory.getLogger(AlertmanagerSink.class);
     public static final int MAX_FIRING = 10_000;
 
-    private final URI url;
     private final String dashboardUrl;
     private final long resendMs;
-    private final HttpClient http;
-    private final Duration timeout;
     private final ScheduledExecutorService thread;
     private final Map<String, Alert> firing = new LinkedHashMap<>();
     private final Map<String, Alert> resolving = new LinkedHashMap<>();
-    private final AtomicLong delivered = new AtomicLong();
-    private final AtomicLong failed = new AtomicLong();
 
     public AlertmanagerSink(URI url, String dashboardUrl, long resendMs, long timeoutMs) {
-        this.url = url;
+        super(url, timeoutMs);
         this.dashboardUrl = dashboardUrl;
         this.resendMs = resendMs;
-        this.timeout = Duration.ofMillis(timeoutMs);
-        this.http = HttpClient.newBuilder().connectTimeout(timeout).build();
         this.thread = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "curvewatch-sink-alertmanager");
             t.setDaemon(true);
@@ -89,10 +79,9 @@ public final class AlertmanagerSink implements Sink {
     private void post(List<Alert> alerts) {
         String body = AlertmanagerPayload.body(alerts, dashboardUrl, System.currentTimeMillis(), 4 * resendMs);
         try {
-            HttpResponse<String> r = http.send(HttpRequest.newBuilder(url).timeout(timeout).header("Content-Type", "application/json")
-                    .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
-            if (r.statusCode() / 100 == 2) {
-                delivered.addAndGet(alerts.size());
+            HttpResponse<String> r = send(jsonPost(), HttpRequest.BodyPublishers.ofString(body));
+            if (accepted(r)) {
+                countDelivered(alerts.size());
                 for (Alert a : alerts) {
                     if (a.getStatus() == AlertStatus.RESOLVED) {
                         resolving.remove(a.getFingerprint(), a);
@@ -107,22 +96,12 @@ public final class AlertmanagerSink implements Sink {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        failed.addAndGet(alerts.size());
+        countFailed(alerts.size());
     }
 
     /** Fingerprints firing now (for tests and the status line). */
     public int firingCount() {
         return firing.size();
-    }
-
-    @Override
-    public long delivered() {
-        return delivered.get();
-    }
-
-    @Override
-    public long failed() {
-        return failed.get();
     }
 
     @Override

@@ -4,14 +4,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.net.URI;
-import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.time.Duration;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BiConsumer;
 
 /**
@@ -22,34 +19,27 @@ import java.util.function.BiConsumer;
  * alert is a dead letter ({@code DELIVERY_FAILED}, with the last answer). A full queue makes its
  * oldest alert a dead letter at once. Alerts read at start from before it (history) are not sent.
  */
-public final class WebhookSink implements Sink {
+public final class WebhookSink extends HttpSink {
     private static final Logger LOG = LoggerFactory.getLogger(WebhookSink.class);
     private static final long MAX_BACKOFF_MS = 30_000;
 
-    private final URI url;
     private final byte[] secret;
     private final String dashboardUrl;
     private final int attempts;
     private final long backoffMs;
-    private final Duration timeout;
-    private final HttpClient http;
     private final BiConsumer<Delivery, String> deadLetter;
     private final BlockingQueue<Delivery> queue;
     private final Thread thread;
-    private final AtomicLong delivered = new AtomicLong();
-    private final AtomicLong failed = new AtomicLong();
     private volatile boolean stop;
 
     /** @param deadLetter called with the delivery and why it failed for good */
     public WebhookSink(URI url, byte[] secret, String dashboardUrl, int attempts, long backoffMs, long timeoutMs, int queueMax,
                        BiConsumer<Delivery, String> deadLetter) {
-        this.url = url;
+        super(url, timeoutMs);
         this.secret = secret.clone();
         this.dashboardUrl = dashboardUrl;
         this.attempts = attempts;
         this.backoffMs = backoffMs;
-        this.timeout = Duration.ofMillis(timeoutMs);
-        this.http = HttpClient.newBuilder().connectTimeout(timeout).build();
         this.deadLetter = deadLetter;
         this.queue = new ArrayBlockingQueue<>(queueMax);
         this.thread = new Thread(this::run, "curvewatch-sink-webhook");
@@ -90,15 +80,13 @@ public final class WebhookSink implements Sink {
         for (int attempt = 1; attempt <= attempts && !stop; attempt++) {
             String ts = Long.toString(System.currentTimeMillis());
             try {
-                HttpResponse<String> r = http.send(HttpRequest.newBuilder(url).timeout(timeout)
-                        .header("Content-Type", "application/json")
+                HttpResponse<String> r = send(jsonPost()
                         .header(Signature.TIMESTAMP_HEADER, ts)
                         .header(Signature.HEADER, Signature.sign(secret, ts, body))
                         .header("X-Curvewatch-Delivery", d.alert().getId())
-                        .header("X-Curvewatch-Attempt", Integer.toString(attempt))
-                        .POST(HttpRequest.BodyPublishers.ofByteArray(body)).build(), HttpResponse.BodyHandlers.ofString());
-                if (r.statusCode() / 100 == 2) {
-                    delivered.incrementAndGet();
+                        .header("X-Curvewatch-Attempt", Integer.toString(attempt)), HttpRequest.BodyPublishers.ofByteArray(body));
+                if (accepted(r)) {
+                    countDelivered(1);
                     return;
                 }
                 last = "HTTP " + r.statusCode();
@@ -115,18 +103,8 @@ public final class WebhookSink implements Sink {
     }
 
     private void fail(Delivery d, String why) {
-        failed.incrementAndGet();
+        countFailed(1);
         deadLetter.accept(d, why);
-    }
-
-    @Override
-    public long delivered() {
-        return delivered.get();
-    }
-
-    @Override
-    public long failed() {
-        return failed.get();
     }
 
     @Override
