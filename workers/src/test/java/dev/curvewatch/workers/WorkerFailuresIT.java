@@ -166,8 +166,12 @@ class WorkerFailuresIT {
         });
     }
 
-    /** Waits for a producer future; on timeout prints every thread's stack (a hang seen once, cause unknown). */
-    static void await(CompletableFuture<Void> f, int seconds) throws Exception {
+    /**
+     * Waits for a producer future; on timeout prints every thread's stack and the tail of each broker log given
+     * (a stall seen twice, cause unknown: the test producer's batches unacknowledged for 120 s, its sender idle,
+     * no client error; the broker's log went with the temporary directory both times).
+     */
+    static void await(CompletableFuture<Void> f, int seconds, Path... brokerLogs) throws Exception {
         try {
             f.get(seconds, TimeUnit.SECONDS);
         } catch (java.util.concurrent.TimeoutException e) {
@@ -178,6 +182,11 @@ class WorkerFailuresIT {
                     sb.append("    at ").append(el).append('\n');
                 }
             });
+            for (Path log : brokerLogs) {
+                List<String> lines = Files.exists(log) ? Files.readAllLines(log) : List.of();
+                sb.append("last ").append(Math.min(200, lines.size())).append(" lines of ").append(log).append(":\n");
+                lines.subList(Math.max(0, lines.size() - 200), lines.size()).forEach(l -> sb.append(l).append('\n'));
+            }
             System.out.println(sb);
             throw e;
         }
@@ -210,7 +219,7 @@ class WorkerFailuresIT {
                 assertTrue(p.waitFor(30, TimeUnit.SECONDS));
                 System.out.printf("kill %d: SIGKILL after %d ms (exit %d)%n", k, delay, p.exitValue());
             }
-            await(sent, 300);
+            await(sent, 300, kafka.logFile());
             Process last = WorkerTestKit.startWorkerProcess(cfg, log);
             try {
                 Map<String, Long> tokens = new HashMap<>(cumulative.tokens());
@@ -249,7 +258,7 @@ class WorkerFailuresIT {
             Worker w1 = Worker.start(WorkerConfig.of(WorkerTestKit.workerConfig(bs, topics, "reb-w1")));
             Worker w2 = null;
             try {
-                await(produce(producer, topics, List.of(s), 0, 40, 20, i -> { }), 120);
+                await(produce(producer, topics, List.of(s), 0, 40, 20, i -> { }), 120, kafka.logFile());
                 w2 = Worker.start(WorkerConfig.of(WorkerTestKit.workerConfig(bs, topics, "reb-w2")));
                 CompletableFuture<Void> second = produce(producer, topics, List.of(s), 40, 80, 20, i -> { });
                 Worker second2 = w2;
@@ -257,10 +266,10 @@ class WorkerFailuresIT {
                                 && w1.ownedPartitions() + second2.ownedPartitions() == 4, Duration.ofSeconds(60),
                         "the 4 partitions shared by both workers", () -> w1.ownedPartitions() + " + " + second2.ownedPartitions());
                 System.out.printf("shared: w1 %d, w2 %d partitions%n", w1.ownedPartitions(), w2.ownedPartitions());
-                await(second, 120);
+                await(second, 120, kafka.logFile());
                 w1.close(); // leaves the group: w2 takes over w1's layers from its last checkpoint
                 assertNull(w1.failure());
-                await(produce(producer, topics, List.of(s), 80, 120, 10, i -> { }), 120);
+                await(produce(producer, topics, List.of(s), 80, 120, 10, i -> { }), 120, kafka.logFile());
                 Map<String, FactorCheckpoint> got = WorkerTestKit.awaitTokens(bs, topics, s.tokens(), Duration.ofSeconds(90));
                 s.assertEqualsUninterrupted(got);
                 assertEquals(4, w2.ownedPartitions());
@@ -327,7 +336,7 @@ class WorkerFailuresIT {
         try (KafkaProducer<String, byte[]> producer = WorkerTestKit.producer(bs);
              Worker w = Worker.start(WorkerConfig.of(brokerRestartConfig(bs, topics)))) {
             WorkerTestKit.register(producer, topics, s.info());
-            await(produce(producer, topics, List.of(s), 0, 60, 20, i -> { }), 120);
+            await(produce(producer, topics, List.of(s), 0, 60, 20, i -> { }), 120, kafka.logFile());
             // the producer sends captures 60..110 freely, then one more per permit the test gives: the broker is killed at a
             // checked point mid-stream, and the captures after it are sent into the outage, to reach the worker after the restart
             AtomicInteger sent = new AtomicInteger(59);
@@ -377,7 +386,7 @@ class WorkerFailuresIT {
                     Duration.ofSeconds(60), "a checkpoint failed in the outage and rolled back", () -> "phase " + w.phase());
             kafka.restart();
             System.out.printf("broker killed and restarted in %.1f s%n", (System.nanoTime() - t0) / 1e9);
-            await(rest, 300);
+            await(rest, 300, kafka.logFile());
             Map<String, FactorCheckpoint> got = WorkerTestKit.awaitTokens(bs, topics, s.tokens(), Duration.ofSeconds(180));
             s.assertEqualsUninterrupted(got);
             assertNull(w.failure());

@@ -89,11 +89,11 @@ class WorkerProducerFenceIT {
             WorkerTestKit.register(producer, topics, s.info());
             Worker w = Worker.start(WorkerConfig.of(config));
             try {
-                await(produce(producer, topics, List.of(s), 0, 30, 10, i -> { }), 120);
+                await(produce(producer, topics, List.of(s), 0, 30, 10, i -> { }), 120, kafka.logFile());
                 Await.until(() -> w.metrics().counter("curvewatch_worker_checkpoints_total") > 0, Duration.ofSeconds(60),
                         "a first checkpoint");
                 bumpEpoch(bs, "curvewatch-worker-" + config.get("group.id") + "-f-w0");
-                await(produce(producer, topics, List.of(s), 30, 60, 10, i -> { }), 120);
+                await(produce(producer, topics, List.of(s), 30, 60, 10, i -> { }), 120, kafka.logFile());
                 Map<String, FactorCheckpoint> got = WorkerTestKit.awaitTokens(bs, topics, s.tokens(), Duration.ofSeconds(90));
                 assertNull(w.failure(), "the worker survived the fence");
                 s.assertEqualsUninterrupted(got);
@@ -117,7 +117,7 @@ class WorkerProducerFenceIT {
             Worker older = Worker.start(WorkerConfig.of(config));
             Worker newer = null;
             try {
-                await(produce(producer, topics, List.of(s), 0, 30, 10, i -> { }), 120);
+                await(produce(producer, topics, List.of(s), 0, 30, 10, i -> { }), 120, kafka.logFile());
                 // the older one must be in the group first: started together, whichever joins last wins (a CI run
                 // started the newer 7 ms after the older's join request, and the older fenced the newer)
                 Await.until(() -> older.metrics().counter("curvewatch_worker_checkpoints_total") > 0, Duration.ofSeconds(60),
@@ -126,7 +126,7 @@ class WorkerProducerFenceIT {
                 assertTrue(older.awaitTermination(90, TimeUnit.SECONDS), "the older instance stops");
                 assertNotNull(older.failure(), "stopped on a fatal error");
                 assertTrue(causedBy(older.failure(), FencedInstanceIdException.class), "told by the group: " + older.failure());
-                await(produce(producer, topics, List.of(s), 30, 60, 10, i -> { }), 120);
+                await(produce(producer, topics, List.of(s), 30, 60, 10, i -> { }), 120, kafka.logFile());
                 Map<String, FactorCheckpoint> got = WorkerTestKit.awaitTokens(bs, topics, s.tokens(), Duration.ofSeconds(90));
                 assertNull(newer.failure(), "the newer instance runs on");
                 s.assertEqualsUninterrupted(got);
