@@ -70,13 +70,14 @@ names=(broker worker streams service)
 echo "pipeline CPU during training: $(tr -d '\n' < "$dir/pipeline-cpu.json")"
 sleep 5  # the last answers on their way through the service
 # the service's calibrations of each watched layer: valid ones, their mode's probe baseline, ρ
-python3 - "http://127.0.0.1:$((base + 2))" "$dir/calibrations.json" <<'EOF'
+python3 - "http://127.0.0.1:$((base + 2))" "$dir/summary.json" "$dir/calibrations.json" <<'EOF'
 import json, sys, urllib.request
-url, out = sys.argv[1], sys.argv[2]
+url, summary, out = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
 report = {}
-for layer in ("blocks.0.mlp.fc", "blocks.1.mlp.fc"):
+for layer in summary["layers"]:  # the run and layers the example watched
     def points(name):
-        with urllib.request.urlopen(f"{url}/api/runs/overhead/signals?layer={layer}&name={name}", timeout=30) as r:
+        with urllib.request.urlopen(f"{url}/api/runs/{summary['run_id']}/signals?layer={layer}&name={name}",
+                                    timeout=30) as r:
             return [p for s in json.load(r)["series"] for p in s["points"]]
     validity, rhos = points("calibration_valid"), points("calibrated_rho")
     valid = [p for p in validity if p["value"] == 1.0]

@@ -79,6 +79,21 @@ class WorkerProducerFenceIT {
         return false;
     }
 
+    /** The stream's captures 0-29 sent and acknowledged, and the worker's first checkpoint written. */
+    private void firstHalfCheckpointed(KafkaProducer<String, byte[]> producer, CurvewatchTopics topics, WorkerFailuresIT.Stream s,
+                                       Worker w) throws Exception {
+        await(produce(producer, topics, List.of(s), 0, 30, 10, i -> { }), 120, kafka.logFile());
+        Await.until(() -> w.metrics().counter("curvewatch_worker_checkpoints_total") > 0, Duration.ofSeconds(60),
+                "the worker's first checkpoint");
+    }
+
+    /** The stream's captures 30-59 sent; the checkpoints once they hold every token of the stream. */
+    private Map<String, FactorCheckpoint> secondHalfAccumulated(KafkaProducer<String, byte[]> producer, CurvewatchTopics topics,
+                                                                WorkerFailuresIT.Stream s) throws Exception {
+        await(produce(producer, topics, List.of(s), 30, 60, 10, i -> { }), 120, kafka.logFile());
+        return WorkerTestKit.awaitTokens(kafka.bootstrapServers(), topics, s.tokens(), Duration.ofSeconds(90));
+    }
+
     @Test
     void loneWorkerSurvivesAFencedProducer() throws Exception {
         String bs = kafka.bootstrapServers();
@@ -89,12 +104,9 @@ class WorkerProducerFenceIT {
             WorkerTestKit.register(producer, topics, s.info());
             Worker w = Worker.start(WorkerConfig.of(config));
             try {
-                await(produce(producer, topics, List.of(s), 0, 30, 10, i -> { }), 120, kafka.logFile());
-                Await.until(() -> w.metrics().counter("curvewatch_worker_checkpoints_total") > 0, Duration.ofSeconds(60),
-                        "a first checkpoint");
+                firstHalfCheckpointed(producer, topics, s, w);
                 bumpEpoch(bs, "curvewatch-worker-" + config.get("group.id") + "-f-w0");
-                await(produce(producer, topics, List.of(s), 30, 60, 10, i -> { }), 120, kafka.logFile());
-                Map<String, FactorCheckpoint> got = WorkerTestKit.awaitTokens(bs, topics, s.tokens(), Duration.ofSeconds(90));
+                Map<String, FactorCheckpoint> got = secondHalfAccumulated(producer, topics, s);
                 assertNull(w.failure(), "the worker survived the fence");
                 s.assertEqualsUninterrupted(got);
                 assertTrue(w.metrics().counter("curvewatch_worker_checkpoint_failures_total") > 0,
@@ -117,17 +129,14 @@ class WorkerProducerFenceIT {
             Worker older = Worker.start(WorkerConfig.of(config));
             Worker newer = null;
             try {
-                await(produce(producer, topics, List.of(s), 0, 30, 10, i -> { }), 120, kafka.logFile());
                 // the older one must be in the group first: started together, whichever joins last wins (a CI run
                 // started the newer 7 ms after the older's join request, and the older fenced the newer)
-                Await.until(() -> older.metrics().counter("curvewatch_worker_checkpoints_total") > 0, Duration.ofSeconds(60),
-                        "the older instance's first checkpoint");
+                firstHalfCheckpointed(producer, topics, s, older);
                 newer = Worker.start(WorkerConfig.of(config));
                 assertTrue(older.awaitTermination(90, TimeUnit.SECONDS), "the older instance stops");
                 assertNotNull(older.failure(), "stopped on a fatal error");
                 assertTrue(causedBy(older.failure(), FencedInstanceIdException.class), "told by the group: " + older.failure());
-                await(produce(producer, topics, List.of(s), 30, 60, 10, i -> { }), 120, kafka.logFile());
-                Map<String, FactorCheckpoint> got = WorkerTestKit.awaitTokens(bs, topics, s.tokens(), Duration.ofSeconds(90));
+                Map<String, FactorCheckpoint> got = secondHalfAccumulated(producer, topics, s);
                 assertNull(newer.failure(), "the newer instance runs on");
                 s.assertEqualsUninterrupted(got);
             } finally {
