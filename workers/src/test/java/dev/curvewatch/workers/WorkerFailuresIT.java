@@ -168,8 +168,8 @@ class WorkerFailuresIT {
 
     /**
      * Waits for a producer future; on timeout prints every thread's stack and the tail of each broker log given
-     * (a stall seen twice, cause unknown: the test producer's batches unacknowledged for 120 s, its sender idle,
-     * no client error; the broker's log went with the temporary directory both times).
+     * (a stall seen three times: the test producer's batches unacknowledged for 120 s, no client error; the broker's
+     * log showed its resend of a first batch refused as out of order, see {@link WorkerTestKit#producer}).
      */
     static void await(CompletableFuture<Void> f, int seconds, Path... brokerLogs) throws Exception {
         try {
